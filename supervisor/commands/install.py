@@ -1,0 +1,64 @@
+"""mcpctl install [NAME...]: install each server's pinned package into its private prefix.
+
+Servers are installed in parallel (`--jobs`, default 4); one failure never stops the others. An
+entry whose prefix already holds the same pin is skipped (`--force` reinstalls). Exit status: 0 when
+nothing failed, 1 when an install failed or the config is invalid, 2 for an unknown server name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "install"
+HELP = "install the servers' pinned packages into private prefixes"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("names", nargs="*", metavar="NAME", help="servers to install (default: all)")
+    parser.add_argument("-j", "--jobs", type=_positive_int, default=4,
+                        help="installs running at once (default: 4)")
+    parser.add_argument("--force", action="store_true", help="reinstall even when already installed")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    import anyio
+    import orjson
+
+    from supervisor import paths
+    from supervisor.commands._client import err, out
+    from supervisor.config import load_config
+    from supervisor.errors import ConfigError
+    from supervisor.installer import format_summary, run_install
+
+    try:
+        config = load_config(paths.resolve_config(getattr(args, "config", None)))
+    except ConfigError as exc:
+        err(f"mcpctl install: {exc}")
+        return 1
+    unknown = [name for name in args.names if name not in config.servers]
+    if unknown:
+        err(f"mcpctl install: no server named {', '.join(map(repr, unknown))} in {config.path} "
+            f"(servers: {', '.join(config.servers)})")
+        return 2
+    selected = [config.servers[name] for name in (args.names or config.servers)]
+    data_dir = paths.data_dir()
+    results = anyio.run(lambda: run_install(selected, data_dir, jobs=args.jobs, force=args.force,
+                                            out=sys.stderr))
+    if args.json:
+        sys.stdout.write(orjson.dumps({"data_dir": str(data_dir),
+                                       "results": [r.as_json() for r in results]}).decode() + "\n")
+    else:
+        out(format_summary(results))
+    return 1 if any(r.outcome == "failed" for r in results) else 0
