@@ -1,0 +1,224 @@
+"""The dashboard's view of the daemon: a small interface and its control-socket implementation.
+
+The app depends on `DaemonClient` only, so snapshot tests feed it `tui.fake.FakeDaemonClient` and
+`mcpctl top` feeds it `SocketDaemonClient`. Every failure to reach the daemon (no socket, refused,
+closed mid-stream, silent for too long) surfaces as one exception, `DaemonUnavailable`, which the
+app turns into its "daemon not running — retrying" state. An error *answer* from a live daemon
+(unknown server, bad params) is a `DaemonError` instead: the daemon is fine, the request was not.
+
+Wire format: newline-delimited JSON-RPC 2.0 over a Unix stream socket. Requests use a fresh
+connection each (they are rare: a key press, a selection change), so replies never interleave with
+the pushed notifications of a subscription, which keeps its own connection for its lifetime.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections.abc import AsyncGenerator, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import anyio
+import orjson
+from anyio.abc import SocketStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+# A status reply for 27 servers is a few kB; a log line can be long. Anything past this is a bug.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+class DaemonUnavailable(Exception):
+    """Nothing usable answers on the control socket: not running, refused, gone, or silent."""
+
+    def __init__(self, socket_path: Path | str, reason: str) -> None:
+        super().__init__(f"daemon not running at {socket_path}: {reason}")
+        self.socket_path = Path(socket_path)
+        self.reason = reason
+
+
+class DaemonError(Exception):
+    """The daemon answered with a JSON-RPC error (e.g. no server by that name)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class Fleet(enum.Enum):
+    """Target every server (`{"all": true}`), spelled out so `None` can never mean "all"."""
+
+    ALL = "all"
+
+
+Targets = Sequence[str] | Literal[Fleet.ALL]
+
+
+class DaemonClient(Protocol):
+    """What the dashboard needs from the daemon. Implementations raise `DaemonUnavailable` when
+    the daemon cannot be reached and `DaemonError` when it refuses a request."""
+
+    @property
+    def socket_path(self) -> Path:
+        """Shown to the user when the daemon is not running."""
+        ...
+
+    async def status(self) -> dict[str, Any]:
+        """`supervisor/status`: `{"daemon": {...}, "servers": [...], "cache": {...}}`."""
+        ...
+
+    def events(self, logs: Sequence[str] = ()) -> AsyncGenerator[dict[str, Any], None]:
+        """Subscribe to `supervisor/events` and yield each event's params, forever. Log lines are
+        sent only for the servers named in `logs`. Close it with `contextlib.aclosing`."""
+        ...
+
+    async def restart(self, targets: Targets) -> None: ...
+
+    async def stop(self, targets: Targets) -> None: ...
+
+    async def start(self, targets: Targets) -> None: ...
+
+    async def logs(self, name: str, lines: int) -> list[str]:
+        """The last `lines` stderr lines of one server."""
+        ...
+
+    async def tools(self, name: str) -> list[dict[str, Any]]:
+        """The tools one server advertises (objects with at least `name` and `description`)."""
+        ...
+
+
+def targets_params(targets: Targets) -> dict[str, Any]:
+    if targets is Fleet.ALL:
+        return {"all": True}
+    return {"servers": list(targets)}
+
+
+class SocketDaemonClient:
+    """`DaemonClient` over the daemon's Unix control socket.
+
+    `timeout` bounds every request (connect, send, reply). `event_timeout` bounds the silence on a
+    subscription: the daemon pushes stats once a second, so ten silent seconds means it is wedged
+    or gone, and the caller hears `DaemonUnavailable` rather than waiting forever.
+    """
+
+    def __init__(self, socket_path: Path | str, *, timeout: float = 5.0, event_timeout: float = 10.0) -> None:
+        self._path = Path(socket_path)
+        self._timeout = timeout
+        self._event_timeout = event_timeout
+        self._ids = itertools.count(1)
+
+    @property
+    def socket_path(self) -> Path:
+        return self._path
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _unavailable(self, reason: str) -> DaemonUnavailable:
+        return DaemonUnavailable(self._path, reason)
+
+    async def _connect(self) -> SocketStream:
+        try:
+            with anyio.fail_after(self._timeout):
+                return await anyio.connect_unix(self._path)
+        except FileNotFoundError:
+            raise self._unavailable("no socket") from None
+        except ConnectionRefusedError:
+            raise self._unavailable("connection refused") from None
+        except TimeoutError:
+            raise self._unavailable(f"no answer within {self._timeout:g} s") from None
+        except OSError as exc:
+            raise self._unavailable(exc.strerror or str(exc)) from None
+
+    async def _send(self, stream: SocketStream, method: str, params: dict[str, Any]) -> int:
+        request_id = next(self._ids)
+        payload = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        try:
+            await stream.send(orjson.dumps(payload) + b"\n")
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            raise self._unavailable("connection lost") from None
+        return request_id
+
+    async def _read_message(self, reader: BufferedByteReceiveStream) -> dict[str, Any]:
+        try:
+            line = await reader.receive_until(b"\n", MAX_LINE_BYTES)
+        except (anyio.IncompleteRead, anyio.EndOfStream):
+            raise self._unavailable("the daemon closed the connection") from None
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            raise self._unavailable("connection lost") from None
+        except anyio.DelimiterNotFound:
+            raise self._unavailable(f"a message longer than {MAX_LINE_BYTES} bytes") from None
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise self._unavailable("the daemon sent something that is not JSON") from None
+        if not isinstance(message, dict):
+            raise self._unavailable("the daemon sent a JSON value that is not an object")
+        return message
+
+    async def _await_reply(self, reader: BufferedByteReceiveStream, request_id: int) -> Any:
+        while True:
+            message = await self._read_message(reader)
+            if message.get("id") != request_id:
+                continue  # a notification that raced the reply; the caller does not want it
+            if "error" in message:
+                error = message["error"] or {}
+                raise DaemonError(str(error.get("message", "unknown error")), error.get("code"))
+            return message.get("result")
+
+    async def _call(self, method: str, params: dict[str, Any]) -> Any:
+        stream = await self._connect()
+        async with stream:
+            try:
+                with anyio.fail_after(self._timeout):
+                    request_id = await self._send(stream, method, params)
+                    return await self._await_reply(BufferedByteReceiveStream(stream), request_id)
+            except TimeoutError:
+                raise self._unavailable(f"no answer to {method} within {self._timeout:g} s") from None
+
+    # -- the interface ------------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        result = await self._call("supervisor/status", {})
+        return result if isinstance(result, dict) else {}
+
+    async def events(self, logs: Sequence[str] = ()) -> AsyncGenerator[dict[str, Any], None]:
+        stream = await self._connect()
+        async with stream:
+            reader = BufferedByteReceiveStream(stream)
+            params: dict[str, Any] = {"logs": list(logs)} if logs else {}
+            try:
+                with anyio.fail_after(self._timeout):
+                    request_id = await self._send(stream, "supervisor/events", params)
+                    await self._await_reply(reader, request_id)
+            except TimeoutError:
+                raise self._unavailable("no answer to supervisor/events") from None
+            while True:
+                # The cancel scope must not span the `yield`: only the read is bounded.
+                try:
+                    with anyio.fail_after(self._event_timeout):
+                        message = await self._read_message(reader)
+                except TimeoutError:
+                    raise self._unavailable(f"no events for {self._event_timeout:g} s") from None
+                if message.get("method") == "supervisor/event" and isinstance(message.get("params"), dict):
+                    yield message["params"]
+
+    async def restart(self, targets: Targets) -> None:
+        await self._call("supervisor/restart", targets_params(targets))
+
+    async def stop(self, targets: Targets) -> None:
+        await self._call("supervisor/stop", targets_params(targets))
+
+    async def start(self, targets: Targets) -> None:
+        await self._call("supervisor/start", targets_params(targets))
+
+    async def logs(self, name: str, lines: int) -> list[str]:
+        result = await self._call("supervisor/logs", {"server": name, "lines": lines})
+        found = result.get("lines", []) if isinstance(result, dict) else []
+        return [str(line) for line in found]
+
+    async def tools(self, name: str) -> list[dict[str, Any]]:
+        result = await self._call("supervisor/tools", {"server": name})
+        servers = result.get("servers", {}) if isinstance(result, dict) else {}
+        found = servers.get(name, []) if isinstance(servers, dict) else []
+        return [tool for tool in found if isinstance(tool, dict)]

@@ -1,0 +1,122 @@
+"""Pure formatting for the dashboard: numbers to short strings, states to colours, memory to bars.
+
+Every function here takes plain values and returns `str` or `rich.text.Text`, so it is tested as a
+table without starting an app. `—` always means "not known (yet)", never zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+
+UNKNOWN = "—"
+
+STATE_STYLES: dict[str, str] = {
+    "ready": "bold green",
+    "starting": "cyan",
+    "degraded": "bold yellow",
+    "backoff": "magenta",
+    "stopping": "yellow",
+    "stopped": "dim",
+    "failed": "bold red",
+    "unavailable": "red",
+}
+"""Green is the only colour that means "fine"; red means a human should look."""
+
+# A stopped, failed or unavailable server is started by `s`; anything else is stopped.
+STARTABLE_STATES = frozenset({"stopped", "failed", "unavailable"})
+
+
+def fmt_bytes(value: int | float | None) -> str:
+    """`512` → `512B`, `1536` → `1.5K`, `300 MiB` → `300M`: at most four characters of number."""
+    if value is None:
+        return UNKNOWN
+    amount = float(value)
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(amount) < 1024 or unit == "T":
+            if unit == "B":
+                return f"{int(amount)}B"
+            return f"{amount:.1f}{unit}" if abs(amount) < 10 else f"{amount:.0f}{unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """Two most significant units: `42s`, `3m12s`, `5h03m`, `2d04h`."""
+    if seconds is None or seconds < 0 or math.isnan(seconds):
+        return UNKNOWN
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def fmt_rate(value: float | None) -> str:
+    """Calls or errors per second: `0`, `0.4`, `12.3`, `1234`."""
+    if value is None:
+        return UNKNOWN
+    if value == 0:
+        return "0"
+    if value < 100:
+        return f"{value:.1f}"
+    return f"{value:.0f}"
+
+
+def fmt_ms(value: float | None) -> str:
+    """Latency: `0.8ms`, `45ms`, `1.2s`, `12s`."""
+    if value is None:
+        return UNKNOWN
+    if value < 10:
+        return f"{value:.1f}ms"
+    if value < 1000:
+        return f"{value:.0f}ms"
+    if value < 10_000:
+        return f"{value / 1000:.1f}s"
+    return f"{value / 1000:.0f}s"
+
+
+def fmt_pct(ratio: float | None) -> str:
+    """A 0..1 ratio as a whole percentage."""
+    if ratio is None:
+        return UNKNOWN
+    return f"{ratio * 100:.0f}%"
+
+
+def state_text(state: str) -> Text:
+    return Text(f"● {state}", style=STATE_STYLES.get(state, ""))
+
+
+def usage_style(ratio: float) -> str:
+    if ratio >= 0.9:
+        return "red"
+    if ratio >= 0.7:
+        return "yellow"
+    return "green"
+
+
+def memory_bar(used: int | None, limit: int | None, width: int = 6) -> Text:
+    """`▇▇▇▁▁▁ 300M/1.0G` against a limit, or just `300M` without one. Eighth-blocks give the bar
+    `width * 8` steps, so a server creeping toward its limit visibly moves."""
+    if used is None:
+        return Text(UNKNOWN)
+    if not limit:
+        return Text(" " * (width + 1) + fmt_bytes(used))
+    ratio = max(0.0, used / limit)
+    eighths = min(width * 8, round(min(ratio, 1.0) * width * 8))
+    full, part = divmod(eighths, 8)
+    bar = "█" * full + ("" if part == 0 else " ▏▎▍▌▋▊▉"[part])
+    bar = bar.ljust(width, "·")
+    return Text.assemble((bar, usage_style(ratio)), " ", f"{fmt_bytes(used)}/{fmt_bytes(limit)}")
+
+
+def retry_delay(attempt: int, base: float = 0.5, cap: float = 5.0) -> float:
+    """Reconnect backoff: `base`, doubling per failed attempt, at most `cap` seconds."""
+    return float(min(cap, base * (2 ** min(attempt, 30))))
