@@ -405,14 +405,14 @@ _CAUSE = re.compile(
 )
 _NPM_BOILERPLATE = re.compile(r"^npm (?:error|ERR!) (?:code|errno|syscall|path|command|signal|A complete log|"
                               r"gyp|cwd|node -v|node-gyp -v|\$|>|\s*$)|prebuild-install warn")
-_NPM_PREFIX = re.compile(r"^npm (?:error|ERR!|warn|WARN) ")
+_NPM_PREFIX = re.compile(r"^npm (?:error|ERR!|warn|WARN) (?:notarget )?")
 
 
 def _error_line(tail: Sequence[str]) -> str:
     """The most telling line of a failed step's output, with npm's prefix dropped and, for a
     native module that failed to build, the module's name in front."""
     lines = [line for line in tail if line]
-    causes = [line for line in lines if _CAUSE.search(line) and "prebuild-install warn" not in line]
+    causes = [line for line in lines if _CAUSE.search(line) and not _NPM_BOILERPLATE.match(line)]
     pip_errors = [line for line in lines if line.startswith("ERROR:")]
     npm_errors = [line for line in lines if _NPM_PREFIX.match(line) and not _NPM_BOILERPLATE.match(line)]
     best = next((group[0] for group in (causes, pip_errors, npm_errors) if group), lines[-1] if lines else "")

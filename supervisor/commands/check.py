@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             out(orjson.dumps({"valid": True, "path": str(path), "servers": len(config.servers)}).decode())
         else:
-            out(f"{path}: OK ({len(config.servers)} servers)")
+            count = len(config.servers)
+            out(f"{path}: OK ({count} server{'' if count == 1 else 's'})")
         return 0
     data_dir = paths.data_dir()
     rows = [server_prerequisites(server, data_dir, os.environ) for server in config.servers.values()]
