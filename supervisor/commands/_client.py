@@ -1,0 +1,52 @@
+"""What the client verbs share: calling the daemon, and saying plainly when it is not there."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import orjson
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+class Failed(Exception):
+    """Raised by `daemon_call` after it has reported the problem; carries the exit code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def daemon_call(args: argparse.Namespace, method: str, params: dict[str, Any] | None = None,
+                timeout: float = 30.0) -> Any:
+    from supervisor import paths
+    from supervisor.control_client import ControlError, call
+    from supervisor.errors import UNKNOWN_SERVER, DaemonNotRunning
+
+    try:
+        return call(paths.resolve_socket(args.socket), method, params, timeout)
+    except DaemonNotRunning as exc:
+        err(f"mcpctl: {exc}")
+        raise Failed(1) from None
+    except ControlError as exc:
+        err(f"mcpctl: {exc.message}")
+        raise Failed(2 if exc.code == UNKNOWN_SERVER else 1) from None
+
+
+def run_guarded(func: Any, args: argparse.Namespace) -> int:
+    try:
+        return int(func(args))
+    except Failed as failed:
+        return failed.code

@@ -1,0 +1,61 @@
+"""mcpctl logs NAME [-n N] [-f]: a server's recent stderr lines; -f keeps following them live."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._client import daemon_call, err, out, run_guarded
+
+NAME = "logs"
+HELP = "print a server's recent stderr (and follow it with -f)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("server", metavar="NAME")
+    parser.add_argument("-n", "--lines", type=int, default=100, help="how many recent lines (default 100)")
+    parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+
+
+def _follow(args: argparse.Namespace) -> int:
+    import orjson
+
+    from supervisor import paths
+    from supervisor.control_client import connect, read_line
+    from supervisor.errors import DaemonNotRunning
+
+    try:
+        sock = connect(paths.resolve_socket(args.socket))
+    except DaemonNotRunning as exc:
+        err(f"mcpctl: {exc}")
+        return 1
+    with sock:
+        sock.settimeout(None)
+        sock.sendall(orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "supervisor/events",
+                                   "params": {"logs": [args.server]}}) + b"\n")
+        buffer = bytearray()
+        while True:
+            try:
+                message = orjson.loads(read_line(sock, buffer))
+            except DaemonNotRunning:
+                err("mcpctl logs: the daemon went away")
+                return 1
+            params = message.get("params") or {}
+            if params.get("type") == "log" and params.get("server") == args.server:
+                out(params.get("line", ""))
+                import sys
+                sys.stdout.flush()
+
+
+def _run(args: argparse.Namespace) -> int:
+    result = daemon_call(args, "supervisor/logs", {"server": args.server, "lines": args.lines})
+    for line in result["lines"]:
+        out(line)
+    if args.follow:
+        import sys
+        sys.stdout.flush()
+        return _follow(args)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_guarded(_run, args)

@@ -1,0 +1,330 @@
+"""The control socket: JSON-RPC 2.0 lines over a Unix socket, owner-only.
+
+Methods (params → result):
+
+    supervisor/status   {servers?: [..]}              → {daemon, servers: [..], cache}
+    supervisor/start    {servers: [..]} | {all: true}  → {servers: [status..]}   (also stop, restart;
+                        optional wait: seconds to wait for each server to settle)
+    supervisor/logs     {server, lines?}              → {lines: [..]}
+    supervisor/tools    {server?}                     → {servers: {name: [tool..]}}
+    supervisor/call     {server, tool, arguments?, timeout?} → the tools/call result
+    supervisor/reload   {}                            → {added, removed, changed, unchanged, ..}
+    supervisor/events   {logs?: [..]}                 → {subscribed: true}, then
+                        notifications "supervisor/event" {type: state|restart|log|stats, ..}
+    supervisor/attach   {server, client?}             → {server, ...}; from then on the connection
+                        carries one MCP session with that server (what `mcpctl connect` uses)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from .errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    SupervisorError,
+    to_jsonrpc_error,
+)
+from .events import EventBus
+from .fleet import Fleet
+from .jsonrpc import (
+    DEFAULT_MAX_MESSAGE,
+    LineSplitter,
+    Message,
+    Oversized,
+    encode,
+    error_response,
+    loads,
+    parse_error,
+    too_large,
+)
+from .outbox import Outbox, OutboxOverflow
+from .server import Server
+from .sessions import Session
+
+log = logging.getLogger("mcp_supervisor.control")
+
+
+class DaemonView(Protocol):
+    fleet: Fleet
+    bus: EventBus
+
+    def info(self) -> dict[str, Any]: ...
+    def cache_status(self) -> dict[str, Any]: ...
+    async def reload(self) -> dict[str, Any]: ...
+    async def clear_cache(self, server: str | None) -> int: ...
+
+
+class CallSink:
+    """Collects the single answer to a control-socket `supervisor/call`."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.message: Message | None = None
+
+    def deliver(self, message: Message) -> None:
+        if "method" not in message and self.message is None:
+            self.message = message
+            self.event.set()
+
+
+def _names(params: dict[str, Any]) -> list[str] | None:
+    if params.get("all"):
+        return None
+    names = params.get("servers")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise SupervisorError("params.servers must be a non-empty list of names, or all: true",
+                              data=None)
+    return names
+
+
+class ControlServer:
+    def __init__(self, path: Path, daemon: DaemonView, max_message: int = DEFAULT_MAX_MESSAGE) -> None:
+        self.path = path
+        self.daemon = daemon
+        self.max_message = max_message
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
+        try:
+            listener = await anyio.create_unix_listener(self.path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+        task_status.started()
+        try:
+            async with listener:
+                await listener.serve(self._handle)
+        finally:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+    async def _handle(self, stream: anyio.abc.SocketStream) -> None:
+        connection = ControlConnection(stream, self.daemon, self.max_message)
+        await connection.run()
+
+
+class ControlConnection:
+    def __init__(self, stream: anyio.abc.SocketStream, daemon: DaemonView, max_message: int) -> None:
+        self.stream = stream
+        self.daemon = daemon
+        self.max_message = max_message
+        self.outbox = Outbox()
+        self.session: Session | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    async def run(self) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._pump, tg)
+                await self._read(tg)
+                # Reader done (peer closed its side): flush what we owe, then end.
+                self.outbox.close()
+        finally:
+            if self.session is not None:
+                self.session.close()
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            with contextlib.suppress(Exception):
+                await self.stream.aclose()
+
+    async def _pump(self, tg: anyio.abc.TaskGroup) -> None:
+        try:
+            await self.outbox.pump(self.stream)
+        except (OutboxOverflow, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            log.info("control connection dropped: %s", exc)
+            tg.cancel_scope.cancel()
+
+    async def _read(self, tg: anyio.abc.TaskGroup) -> None:
+        splitter = LineSplitter(self.max_message)
+        try:
+            while True:
+                chunk = await self.stream.receive(262144)
+                session = self.session
+                for line in splitter.feed(chunk):
+                    if session is None:
+                        session = self._control_line(line, tg)
+                    else:
+                        session.on_line(line)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+
+    def _control_line(self, line: bytes | Oversized, tg: anyio.abc.TaskGroup) -> Session | None:
+        if isinstance(line, Oversized):
+            self.outbox.push(encode(too_large(line.size, self.max_message)))
+            return None
+        try:
+            msg = loads(line)
+        except ValueError as exc:
+            self.outbox.push(encode(parse_error(str(exc))))
+            return None
+        if not isinstance(msg, dict) or not isinstance(msg.get("method"), str):
+            self.outbox.push(encode(error_response(None, INVALID_REQUEST, "Invalid Request")))
+            return None
+        if msg["method"] == "supervisor/attach":
+            self._attach(msg, tg)
+            return self.session
+        tg.start_soon(self._control_request, msg)
+        return None
+
+    def _reply(self, msg: Message, result: Any) -> None:
+        if "id" in msg:
+            self.outbox.push(encode({"jsonrpc": "2.0", "id": msg["id"], "result": result}))
+
+    def _error(self, msg: Message, code: int, message: str, data: Any = None) -> None:
+        if "id" in msg:
+            self.outbox.push(encode(error_response(msg["id"], code, message, data)))
+
+    def _attach(self, msg: Message, tg: anyio.abc.TaskGroup) -> None:
+        params = msg.get("params") or {}
+        try:
+            server = self.daemon.fleet.get(str(params.get("server")))
+        except SupervisorError as exc:
+            self.outbox.push(encode({"jsonrpc": "2.0", "id": msg.get("id"),
+                                     "error": to_jsonrpc_error(exc)}))
+            return
+        self.session = Session(server, self.outbox, max_message=self.max_message, task_group=tg,
+                               client=params.get("client"))
+        self._reply(msg, {"server": server.name, "state": str(server.state)})
+
+    async def _control_request(self, msg: Message) -> None:
+        method = msg["method"]
+        params = msg.get("params") or {}
+        handler = HANDLERS.get(method)
+        if handler is None:
+            self._error(msg, METHOD_NOT_FOUND, f"Method not found: {method}")
+            return
+        if not isinstance(params, dict):
+            self._error(msg, INVALID_PARAMS, "Invalid params: must be an object")
+            return
+        try:
+            result = await handler(self, params)
+        except SupervisorError as exc:
+            err = to_jsonrpc_error(exc)
+            self._error(msg, err["code"], err["message"], err.get("data"))
+        except Exception as exc:  # a bug in one handler must not take the socket down
+            log.exception("control method %s failed", method)
+            self._error(msg, INTERNAL_ERROR, f"internal error: {exc}")
+        else:
+            self._reply(msg, result)
+
+    # ---- handlers -------------------------------------------------------------------------------
+
+    async def status(self, params: dict[str, Any]) -> Any:
+        names = params.get("servers") or None
+        return {"daemon": self.daemon.info(), "servers": self.daemon.fleet.status(names),
+                "cache": self.daemon.cache_status()}
+
+    async def _lifecycle(self, params: dict[str, Any], action: Callable[[Server], None]) -> Any:
+        servers = self.daemon.fleet.select(_names(params))
+        for server in servers:
+            action(server)
+        wait = float(params.get("wait") or 0)
+        if wait > 0:
+            with anyio.move_on_after(wait):
+                for server in servers:
+                    await anyio.lowlevel.checkpoint()
+                    await server.wait_settled(wait)
+        return {"servers": [server.status() for server in servers]}
+
+    async def start(self, params: dict[str, Any]) -> Any:
+        return await self._lifecycle(params, Server.start)
+
+    async def stop(self, params: dict[str, Any]) -> Any:
+        servers = self.daemon.fleet.select(_names(params))
+        if params.get("wait"):
+            await self.daemon.fleet.stop_servers(servers, float(params["wait"]))
+        else:
+            for server in servers:
+                server.stop()
+        return {"servers": [server.status() for server in servers]}
+
+    async def restart(self, params: dict[str, Any]) -> Any:
+        return await self._lifecycle(params, lambda server: server.restart("manual"))
+
+    async def logs(self, params: dict[str, Any]) -> Any:
+        server = self.daemon.fleet.get(str(params.get("server")))
+        count = int(params.get("lines") or 100)
+        lines = list(server.stderr)[-count:] if count > 0 else []
+        return {"server": server.name, "lines": lines}
+
+    async def tools(self, params: dict[str, Any]) -> Any:
+        name = params.get("server")
+        servers = [self.daemon.fleet.get(name)] if name else list(self.daemon.fleet.servers.values())
+        return {"servers": {s.name: s.tools for s in servers}}
+
+    async def call(self, params: dict[str, Any]) -> Any:
+        server = self.daemon.fleet.get(str(params.get("server")))
+        tool = params.get("tool")
+        if not isinstance(tool, str) or not tool:
+            raise SupervisorError("params.tool must be a tool name")
+        arguments = params.get("arguments") or {}
+        if not isinstance(arguments, dict):
+            raise SupervisorError("params.arguments must be an object")
+        sink = CallSink()
+        server.submit(sink, {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                             "params": {"name": tool, "arguments": arguments}}, False)
+        timeout = float(params.get("timeout") or server.config.request_timeout + 5)
+        with anyio.move_on_after(timeout):
+            await sink.event.wait()
+        if sink.message is None:
+            server.cancel(sink, 1, "the control client gave up")
+            raise SupervisorError(f"no answer from '{server.name}' within {timeout:g}s")
+        if "error" in sink.message:
+            error = sink.message["error"]
+            exc = SupervisorError(str(error.get("message")), data=error.get("data"))
+            exc.code = int(error.get("code", INTERNAL_ERROR))
+            raise exc
+        return sink.message.get("result")
+
+    async def reload(self, params: dict[str, Any]) -> Any:
+        return await self.daemon.reload()
+
+    async def cache_clear(self, params: dict[str, Any]) -> Any:
+        name = params.get("server")
+        if name:
+            self.daemon.fleet.get(str(name))
+        return {"cleared": await self.daemon.clear_cache(str(name) if name else None)}
+
+    async def events(self, params: dict[str, Any]) -> Any:
+        logs = set(params.get("logs") or [])
+        outbox = self.outbox
+
+        def forward(event: dict[str, Any]) -> None:
+            if event.get("type") == "log" and event.get("server") not in logs:
+                return
+            outbox.push(encode({"jsonrpc": "2.0", "method": "supervisor/event", "params": event}))
+
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self._unsubscribe = self.daemon.bus.subscribe(forward)
+        return {"subscribed": True, "at": time.time()}
+
+
+HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]]] = {
+    "supervisor/status": ControlConnection.status,
+    "supervisor/start": ControlConnection.start,
+    "supervisor/stop": ControlConnection.stop,
+    "supervisor/restart": ControlConnection.restart,
+    "supervisor/logs": ControlConnection.logs,
+    "supervisor/tools": ControlConnection.tools,
+    "supervisor/call": ControlConnection.call,
+    "supervisor/reload": ControlConnection.reload,
+    "supervisor/cache/clear": ControlConnection.cache_clear,
+    "supervisor/events": ControlConnection.events,
+}

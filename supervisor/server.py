@@ -1,0 +1,585 @@
+"""One configured server: its instances, its state, its restart policy, and admission of requests.
+
+Admission is synchronous: a request either goes straight to the least-loaded ready instance, waits
+in a bounded queue, or is refused at once ("server busy"), so an overloaded server never makes a
+caller hang. Deadlines are enforced by one sweeper task per server, not a timer per request.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+
+from . import protocol
+from .config import ServerConfig, expand
+from .errors import (
+    REQUEST_TIMEOUT,
+    SERVER_BUSY,
+    SERVER_UNAVAILABLE,
+    SpawnError,
+)
+from .instance import ExitInfo, Instance, Pending, Sink
+from .jsonrpc import Message, error_response
+from .states import SERVING, State, backoff_delay, over_intensity, start_failure_delay
+
+if TYPE_CHECKING:
+    from .process import PidRegistry, ProcessRecord
+
+log = logging.getLogger("mcp_supervisor.server")
+
+SWEEP_INTERVAL = 0.05
+IDLE_RECHECK = 30.0
+STDERR_RING = 2000
+LATENCY_SAMPLES = 2048
+
+
+class Attached(Protocol):
+    """A client session attached to a server, told about the server's notifications."""
+
+    def server_notification(self, server: Server, message: Message) -> None: ...
+    def forward_server_request(self, instance: Instance, message: Message) -> bool: ...
+
+
+@dataclass
+class FleetContext:
+    """What servers share: the daemon's environment, directories, pid records, event bus."""
+
+    environ: Mapping[str, str]
+    state_dir: Path
+    data_dir: Path
+    publish: Callable[[dict[str, Any]], None] = lambda event: None
+    pids: PidRegistry | None = None
+    max_message: int = 16 * 1024 * 1024
+    resolve_command: Callable[[ServerConfig, Path], list[str] | None] | None = None
+    direct_children: set[int] = field(default_factory=set)
+
+
+class Queued:
+    __slots__ = ("client_modern", "deadline", "enqueued", "message", "sink")
+
+    def __init__(self, sink: Sink, message: Message, deadline: float, client_modern: bool,
+                 enqueued: float) -> None:
+        self.sink = sink
+        self.message = message
+        self.deadline = deadline
+        self.client_modern = client_modern
+        self.enqueued = enqueued
+
+
+class Server:
+    def __init__(self, config: ServerConfig, ctx: FleetContext) -> None:
+        self.config = config
+        self.name = config.name
+        self.ctx = ctx
+        self.state = State.STOPPED
+        self.reason = "not started yet"
+        self.since = time.time()
+        self.restarts = 0
+        self.restart_reasons: collections.Counter[str] = collections.Counter()
+        self.instances: list[Instance] = []
+        self.ready_instances: list[Instance] = []
+        self.queue: collections.deque[Queued] = collections.deque()
+        self.tools: list[dict[str, Any]] = []
+        self.stderr: collections.deque[str] = collections.deque(maxlen=STDERR_RING)
+        self.sessions: set[Attached] = set()
+        self.calls_total = 0
+        self.errors_total = 0
+        self.timeouts_total = 0
+        self.busy_total = 0
+        self.latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
+        self.last_exit: str | None = None
+        self.handshake: Instance | None = None  # the latest child that finished its handshake
+
+        self._desired = config.start == "eager"
+        self._failed = False
+        self._stopping = False
+        self._poke = anyio.Event()
+        self._run_scope: anyio.CancelScope | None = None
+        self._restart_times: list[float] = []
+        self._start_failures = 0
+        self._sweeper_idle = True
+        self._work = anyio.Event()
+        self._slot_states: dict[int, tuple[State, str]] = {}
+        self._state_changed = anyio.Event()
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    # ---- admission: the hot path ----------------------------------------------------------------
+
+    def submit(self, sink: Sink, message: Message, client_modern: bool) -> None:
+        """Route one request; its answer (or a precise error) is delivered to `sink`."""
+        ready = self.ready_instances
+        limit = self.config.max_in_flight
+        inst = None
+        if len(ready) == 1:
+            only = ready[0]
+            if len(only.pending) < limit and not only.draining:
+                inst = only
+        elif ready:
+            inst = self._least_loaded(ready, limit)
+        now = time.monotonic()
+        if inst is not None and not self.queue:
+            inst.forward(sink, message, now + self._timeout_for(message), client_modern)
+            if self._sweeper_idle:
+                self._wake_sweeper()
+            return
+        if self.state not in SERVING and self.state not in (State.STARTING, State.BACKOFF):
+            if self.config.start == "lazy" and self.state == State.STOPPED and not self._failed:
+                self.start()
+            else:
+                sink.deliver(error_response(
+                    message["id"], SERVER_UNAVAILABLE,
+                    f"server '{self.name}' is {self.state}: {self.reason}",
+                    {"server": self.name, "state": str(self.state), "reason": self.reason}))
+                return
+        if len(self.queue) >= self.config.max_queue:
+            self.busy_total += 1
+            retry_ms = self._retry_after_ms()
+            sink.deliver(error_response(
+                message["id"], SERVER_BUSY,
+                f"server busy: '{self.name}' has {self.in_flight} requests in flight and "
+                f"{len(self.queue)} queued; retry after {retry_ms} ms",
+                {"server": self.name, "retry_after_ms": retry_ms}))
+            return
+        self.queue.append(Queued(sink, message, now + self._timeout_for(message), client_modern, now))
+        if self._sweeper_idle:
+            self._wake_sweeper()
+
+    def _least_loaded(self, ready: list[Instance], limit: int) -> Instance | None:
+        best = None
+        best_load = limit
+        for inst in ready:
+            load = len(inst.pending)
+            if load < best_load and not inst.draining:
+                best = inst
+                best_load = load
+        return best
+
+    def _timeout_for(self, message: Message) -> float:
+        overrides = self.config.tool_timeouts
+        if overrides and message.get("method") == "tools/call":
+            params = message.get("params")
+            name = params.get("name") if isinstance(params, dict) else None
+            if isinstance(name, str) and name in overrides:
+                return overrides[name]
+        return self.config.request_timeout
+
+    def _retry_after_ms(self) -> int:
+        capacity = max(1, self.config.max_in_flight * max(1, len(self.ready_instances)))
+        typical = sorted(self.latencies)[len(self.latencies) // 2] if self.latencies else 0.05
+        return max(10, int(1000 * typical * (len(self.queue) / capacity + 1)))
+
+    def _dispatch_queue(self) -> None:
+        queue = self.queue
+        limit = self.config.max_in_flight
+        while queue:
+            inst = self._least_loaded(self.ready_instances, limit)
+            if inst is None:
+                return
+            item = queue.popleft()
+            inst.forward(item.sink, item.message, item.deadline, item.client_modern)
+
+    def request_done(self, instance: Instance, pending: Pending, ok: bool) -> None:
+        self.calls_total += 1
+        if not ok:
+            self.errors_total += 1
+        self.latencies.append(time.monotonic() - pending.started)
+        if self.queue:
+            self._dispatch_queue()
+
+    def cancel(self, sink: Sink, client_id: Any, reason: str = "cancelled by the client") -> bool:
+        """A client's notifications/cancelled: drop it from the queue or cancel it in the child."""
+        for item in self.queue:
+            if item.sink is sink and item.message.get("id") == client_id:
+                self.queue.remove(item)
+                return True
+        for inst in self.instances:
+            for cid, pending in list(inst.pending.items()):
+                if pending.sink is sink and pending.client_id == client_id:
+                    inst.cancel(cid, reason)
+                    self.request_done(inst, pending, False)
+                    return True
+        return False
+
+    def drop_sink(self, sink: Sink) -> int:
+        """The client went away: forget its queued requests and cancel its in-flight ones."""
+        dropped = 0
+        if self.queue:
+            kept = collections.deque(q for q in self.queue if q.sink is not sink)
+            dropped += len(self.queue) - len(kept)
+            self.queue = kept
+        for inst in self.instances:
+            for cid, pending in list(inst.pending.items()):
+                if pending.sink is sink:
+                    inst.cancel(cid, "the client disconnected")
+                    self.request_done(inst, pending, False)
+                    dropped += 1
+        return dropped
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(inst.pending) for inst in self.instances)
+
+    # ---- deadlines ------------------------------------------------------------------------------
+
+    def _wake_sweeper(self) -> None:
+        self._sweeper_idle = False
+        self._work.set()
+
+    async def _sweeper(self) -> None:
+        while True:
+            if not self.queue and not any(inst.pending for inst in self.instances):
+                self._sweeper_idle = True
+                self._work = anyio.Event()
+                with anyio.move_on_after(IDLE_RECHECK):
+                    await self._work.wait()
+                continue
+            await anyio.sleep(SWEEP_INTERVAL)
+            self.expire(time.monotonic())
+
+    def expire(self, now: float) -> None:
+        for inst in list(self.instances):
+            for pending in inst.expire(now):
+                self.timeouts_total += 1
+                self.request_done(inst, pending, False)
+        if self.queue and any(item.deadline <= now for item in self.queue):
+            kept: collections.deque[Queued] = collections.deque()
+            for item in self.queue:
+                if item.deadline <= now:
+                    self.timeouts_total += 1
+                    self.errors_total += 1
+                    item.sink.deliver(error_response(
+                        item.message["id"], REQUEST_TIMEOUT,
+                        f"server '{self.name}' could not take the request within "
+                        f"{now - item.enqueued:.1f}s ({self.state}: {self.reason or 'busy'})",
+                        {"server": self.name}))
+                else:
+                    kept.append(item)
+            self.queue = kept
+
+    def _fail_queue(self, reason: str, *, only_unsafe: bool = False) -> None:
+        kept: collections.deque[Queued] = collections.deque()
+        for item in self.queue:
+            if only_unsafe and item.message.get("method") in protocol.RETRY_SAFE_METHODS:
+                kept.append(item)
+                continue
+            item.sink.deliver(error_response(item.message["id"], SERVER_UNAVAILABLE, reason,
+                                             {"server": self.name}))
+        self.queue = kept
+
+    # ---- notifications and requests from the child ----------------------------------------------
+
+    def child_notification(self, instance: Instance, message: Message) -> None:
+        method = message["method"]
+        if method == "notifications/tools/list_changed":
+            self._spawn(self._refresh_tools, instance)
+        if method == "notifications/message":
+            params = message.get("params") or {}
+            log.info("%s: [%s] %s", self.name, params.get("level", "info"), params.get("data"))
+        for session in list(self.sessions):
+            session.server_notification(self, message)
+
+    def child_request(self, instance: Instance, message: Message) -> None:
+        sinks = {id(p.sink): p.sink for p in instance.pending.values()}
+        candidates = [s for s in sinks.values() if hasattr(s, "forward_server_request")]
+        if len(candidates) == 1 and candidates[0].forward_server_request(instance, message):
+            return
+        instance.send(error_response(
+            message["id"], -32603,
+            f"mcp-supervisor cannot route {message['method']}: {len(candidates)} clients have "
+            "requests in flight on this server, so the one that caused it is unknown"))
+
+    def child_stderr(self, instance: Instance, line: str) -> None:
+        self.stderr.append(line)
+        self.ctx.publish({"type": "log", "server": self.name, "line": line})
+
+    async def _refresh_tools(self, instance: Instance) -> None:
+        try:
+            tools = await instance.list_all("tools/list", self.config.request_timeout)
+        except Exception as exc:  # a refresh failure must not take the server down
+            log.warning("%s: re-reading tools after list_changed failed: %s", self.name, exc)
+            return
+        instance.tools = tools
+        self.tools = tools
+
+    def _spawn(self, func: Callable[[Instance], Any], instance: Instance) -> None:
+        if self._tg is not None:
+            self._tg.start_soon(func, instance)
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._desired = True
+        self._failed = False
+        self._start_failures = 0
+        self._restart_times.clear()
+        self._poke.set()
+
+    def stop(self) -> None:
+        self._desired = False
+        if self._run_scope is not None:
+            self._stopping = True
+            self._set_state(State.STOPPING, "stop requested")
+            self._run_scope.cancel()
+        else:
+            self._poke.set()
+
+    def restart(self, reason: str = "manual") -> None:
+        self.restarts += 1
+        self.restart_reasons[reason] += 1
+        self.ctx.publish({"type": "restart", "server": self.name, "reason": reason, "at": time.time()})
+        self._desired = True
+        self._failed = False
+        self._start_failures = 0
+        self._restart_times.clear()
+        if self._run_scope is not None:
+            # Transitional at once, so a caller waiting for the server to settle waits for the
+            # new child rather than seeing the old one still "ready".
+            self._set_state(State.STOPPING, f"restarting ({reason})")
+            self._run_scope.cancel()
+        self._poke.set()
+
+    async def wait_settled(self, timeout: float) -> None:
+        """Wait until the server is in a state that is not transitional (or the timeout)."""
+        with anyio.move_on_after(timeout):
+            while self.transitional:
+                await self._state_changed.wait()
+
+    @property
+    def transitional(self) -> bool:
+        return self.state in (State.STARTING, State.STOPPING, State.BACKOFF) or (
+            self._desired and self.state == State.STOPPED and not self._failed)
+
+    def _set_state(self, state: State, reason: str) -> None:
+        if state == self.state and reason == self.reason:
+            return
+        self.state = state
+        self.reason = reason
+        self.since = time.time()
+        self._state_changed.set()
+        self._state_changed = anyio.Event()
+        log.info("%s: %s%s", self.name, state, f" ({reason})" if reason else "")
+        self.ctx.publish({"type": "state", "server": self.name, "state": str(state),
+                          "reason": reason, "at": self.since})
+
+    def check_prerequisites(self) -> str | None:
+        """Why this server cannot start, or None. Never spawns anything."""
+        missing = [v for v in self.config.requires_env if not self.ctx.environ.get(v)]
+        if missing:
+            names = ", ".join(missing)
+            return f"{names} {'is' if len(missing) == 1 else 'are'} not set (required by requires_env)"
+        if self.config.cwd and not Path(self._expand(self.config.cwd)).is_dir():
+            return f"working directory {self.config.cwd} does not exist"
+        if self._argv() is None:
+            if self.config.package:
+                return f"not installed: run 'mcpctl install {self.name}' ({self.config.package})"
+            return f"command not found: {self.config.command}"
+        return None
+
+    def _expand(self, value: str) -> str:
+        return expand(value, self.ctx.environ)
+
+    def _argv(self) -> list[str] | None:
+        if self.ctx.resolve_command is not None:
+            resolved = self.ctx.resolve_command(self.config, self.ctx.data_dir)
+            if resolved is None:
+                return None
+            return [resolved[0], *(self._expand(a) for a in resolved[1:])]
+        command = self._expand(self.config.command)
+        path = command if "/" in command else shutil.which(command, path=self.ctx.environ.get("PATH"))
+        if path is None or not os.access(path, os.X_OK):
+            return None
+        return [path, *(self._expand(a) for a in self.config.args)]
+
+    def _spawn_env(self) -> dict[str, str]:
+        from .process import child_environment
+        extra = {key: self._expand(value) for key, value in self.config.env.items()}
+        env = child_environment(self.ctx.environ, {})
+        if self.config.isolate_home:
+            home = self.ctx.state_dir / "home" / self.name
+            tmp = self.ctx.state_dir / "tmp" / self.name
+            home.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir(parents=True, exist_ok=True)
+            env["HOME"] = str(home)
+            env["TMPDIR"] = str(tmp)
+        env.update(extra)
+        return env
+
+    async def run(self) -> None:
+        """The server's whole life: start when wanted, supervise, stop when told."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._sweeper)
+            while True:
+                if not self._desired or self._failed:
+                    if not self._failed and self.state != State.UNAVAILABLE:
+                        self._set_state(State.STOPPED, "stopped" if self.config.start == "eager"
+                                        or self.calls_total else "lazy: starts on first request")
+                    await self._wait_poke()
+                    continue
+                unavailable = self.check_prerequisites()
+                if unavailable:
+                    self._set_state(State.UNAVAILABLE, unavailable)
+                    self._fail_queue(f"server '{self.name}' is unavailable: {unavailable}")
+                    await self._wait_poke()
+                    continue
+                self._set_state(State.STARTING, "spawning")
+                with anyio.CancelScope() as scope:
+                    self._run_scope = scope
+                    async with anyio.create_task_group() as slots:
+                        for index in range(self.config.instances):
+                            slots.start_soon(self._slot, index)
+                self._run_scope = None
+                self._stopping = False
+                self._slot_states.clear()
+                if not self._desired:
+                    self._fail_queue(f"server '{self.name}' was stopped")
+
+    async def _wait_poke(self) -> None:
+        with anyio.move_on_after(IDLE_RECHECK):
+            await self._poke.wait()
+        self._poke = anyio.Event()
+
+    async def _slot(self, index: int) -> None:
+        attempt = 0
+        while True:
+            argv = self._argv()
+            if argv is None:
+                self._give_up(self.check_prerequisites() or "command not found", State.UNAVAILABLE)
+                return
+            cwd = self._expand(self.config.cwd) if self.config.cwd else None
+            inst = Instance(
+                server=self.name, index=index, argv=argv, env=self._spawn_env(), cwd=cwd, owner=self,
+                init_timeout=self.config.init_timeout, stop_timeout=self.config.stop_timeout,
+                max_message=self.ctx.max_message, roots=self.config.roots,
+                on_spawn=self._record_spawn, on_reaped=self._record_reaped)
+            self.instances.append(inst)
+            self._set_slot(index, State.STARTING, "waiting for the MCP handshake")
+            info: ExitInfo | None = None
+            spawn_error = None
+            try:
+                info = await inst.run(self._on_ready)
+            except SpawnError as exc:
+                spawn_error = str(exc)
+            finally:
+                self.instances.remove(inst)
+                if inst in self.ready_instances:
+                    self.ready_instances.remove(inst)
+            now = time.monotonic()
+            if info is None or info.before_ready:
+                self._start_failures += 1
+                what = spawn_error or (info.describe() if info else "did not start")
+                last = (info.last_stderr[-1] if info and info.last_stderr else "").strip()
+                reason = f"{what}: {last}" if last else what
+                self.last_exit = reason
+                self.restart_reasons["start-failure"] += 1
+                if self._start_failures >= self.config.max_start_failures:
+                    self._give_up(f"{reason} (gave up after {self._start_failures} failed starts)")
+                    return
+                delay = start_failure_delay(self._start_failures, self.config.backoff_initial,
+                                            self.config.backoff_max)
+            else:
+                uptime = time.time() - (inst.started_at or time.time())
+                if uptime >= self.config.stable_after:
+                    attempt = 0
+                attempt += 1
+                self._restart_times.append(now)
+                self.restarts += 1
+                self.restart_reasons["crash"] += 1
+                reason = f"crashed: {info.describe()}"
+                if info.last_stderr:
+                    reason += f": {info.last_stderr[-1].strip()}"
+                self.last_exit = reason
+                self.ctx.publish({"type": "restart", "server": self.name, "reason": "crash",
+                                  "at": time.time()})
+                if over_intensity(self._restart_times, now, self.config.max_restarts,
+                                  self.config.restart_window):
+                    self._give_up(f"crash loop: {len(self._restart_times)} restarts within "
+                                  f"{self.config.restart_window:g}s; last: {reason}")
+                    return
+                delay = backoff_delay(attempt, self.config.backoff_initial, self.config.backoff_max)
+            if not self.ready_instances:
+                self._fail_queue(f"server '{self.name}' {reason}", only_unsafe=True)
+            self._set_slot(index, State.BACKOFF, f"{reason}; next start in {delay:.1f}s")
+            await anyio.sleep(delay)
+
+    def _on_ready(self, inst: Instance) -> None:
+        self.ready_instances.append(inst)
+        self.handshake = inst
+        self._start_failures = 0
+        self.tools = inst.tools
+        self._set_slot(inst.index, State.READY, "")
+        self._dispatch_queue()
+
+    def _give_up(self, reason: str, state: State = State.FAILED) -> None:
+        self._failed = state == State.FAILED
+        if state == State.UNAVAILABLE:
+            self._desired = True
+        self._set_state(state, reason)
+        self._fail_queue(f"server '{self.name}' {state}: {reason}")
+        if self._run_scope is not None:
+            self._run_scope.cancel()
+
+    def _set_slot(self, index: int, state: State, reason: str) -> None:
+        self._slot_states[index] = (state, reason)
+        if self.state in (State.FAILED, State.UNAVAILABLE, State.STOPPING) and state != State.READY:
+            return
+        states = list(self._slot_states.values())
+        for wanted in (State.READY, State.STARTING, State.BACKOFF):
+            for slot_state, slot_reason in states:
+                if slot_state == wanted:
+                    if wanted == State.READY and len(self.ready_instances) < self.config.instances:
+                        slot_reason = f"{len(self.ready_instances)}/{self.config.instances} instances ready"
+                    self._set_state(wanted, slot_reason)
+                    return
+
+    def _record_spawn(self, record: ProcessRecord) -> None:
+        self.ctx.direct_children.add(record.pid)
+        if self.ctx.pids is not None:
+            self.ctx.pids.add(record)
+
+    def _record_reaped(self, pid: int) -> None:
+        self.ctx.direct_children.discard(pid)
+        if self.ctx.pids is not None:
+            self.ctx.pids.remove(pid)
+
+    # ---- status ---------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        pids = [inst.pid for inst in self.instances if inst.pid is not None]
+        ready = self.ready_instances
+        started = min((i.started_at for i in ready if i.started_at), default=None)
+        memory = [i.memory_bytes for i in self.instances if i.memory_bytes is not None]
+        first = ready[0] if ready else None
+        return {
+            "name": self.name,
+            "state": str(self.state),
+            "reason": self.reason,
+            "since": self.since,
+            "pid": pids[0] if pids else None,
+            "pids": pids,
+            "restarts": self.restarts,
+            "restart_reasons": dict(self.restart_reasons),
+            "uptime_s": round(time.time() - started, 3) if started else None,
+            "memory_bytes": sum(memory) if memory else None,
+            "memory_limit": self.config.memory_limit,
+            "in_flight": self.in_flight,
+            "queued": len(self.queue),
+            "protocol_version": first.protocol_version if first else None,
+            "era": ("modern" if first.modern else "legacy") if first else None,
+            "tools": len(self.tools),
+            "instances": len(ready),
+            "calls_total": self.calls_total,
+            "errors_total": self.errors_total,
+            "timeouts_total": self.timeouts_total,
+            "busy_total": self.busy_total,
+            "last_exit": self.last_exit,
+        }

@@ -1,0 +1,257 @@
+"""A client's MCP session with one server, over whichever front door it came in by.
+
+The child did its handshake once, with the daemon; every client that attaches gets `initialize`
+(legacy) or `server/discover` (2026-07-28) answered from that result, negotiated to the client's
+own version, and then shares the child. Everything else is routed by `Server.submit`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from . import protocol
+from .errors import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    SERVER_UNAVAILABLE,
+    UNSUPPORTED_PROTOCOL_VERSION,
+)
+from .jsonrpc import (
+    LineSplitter,
+    Message,
+    Oversized,
+    encode,
+    error_response,
+    is_valid_id,
+    loads,
+    parse_error,
+    too_large,
+)
+from .outbox import Outbox
+from .states import SERVING
+
+if TYPE_CHECKING:
+    from .instance import Instance
+    from .server import Server
+
+log = logging.getLogger("mcp_supervisor.session")
+
+LOCAL_NOTIFICATIONS = frozenset({"notifications/initialized", "notifications/roots/list_changed"})
+
+
+class Session:
+    """One attached client. Lines in via `feed`/`on_line`; everything out through `outbox`."""
+
+    def __init__(self, server: Server, outbox: Outbox, *, max_message: int,
+                 task_group: anyio.abc.TaskGroup | None = None, client: str | None = None) -> None:
+        self.server = server
+        self.outbox = outbox
+        self.client = client
+        self.max_message = max_message
+        self.modern = False
+        self.initialized = False
+        self.client_info: dict[str, Any] = {}
+        self.client_capabilities: dict[str, Any] = {}
+        self.closed = False
+        self._splitter = LineSplitter(max_message)
+        self._tg = task_group
+        self._server_requests: dict[str, tuple[Instance, Any]] = {}
+        self._next_server_request = 1
+        server.sessions.add(self)
+
+    # ---- out ------------------------------------------------------------------------------------
+
+    def deliver(self, message: Message) -> None:
+        self.outbox.push(encode(message))
+
+    def server_notification(self, server: Server, message: Message) -> None:
+        self.deliver(message)
+
+    def forward_server_request(self, instance: Instance, message: Message) -> bool:
+        """A child's sampling/elicitation request that this session's call caused."""
+        sid = f"mcps-{self._next_server_request}"
+        self._next_server_request += 1
+        self._server_requests[sid] = (instance, message["id"])
+        self.deliver({**message, "id": sid})
+        return True
+
+    # ---- in -------------------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        for line in self._splitter.feed(data):
+            self.on_line(line)
+
+    def on_line(self, line: bytes | Oversized) -> None:
+        if isinstance(line, Oversized):
+            self.deliver(too_large(line.size, self.max_message))
+            return
+        try:
+            msg = loads(line)
+        except ValueError as exc:
+            self.deliver(parse_error(str(exc)))
+            return
+        if msg.__class__ is not dict:
+            self.deliver(error_response(None, INVALID_REQUEST,
+                                        "Invalid Request: expected a JSON object "
+                                        "(batches are not part of MCP since 2025-06-18)"))
+            return
+        self.on_message(msg)
+
+    def on_message(self, msg: Message) -> None:
+        method = msg.get("method")
+        if method.__class__ is not str:
+            if method is None and ("result" in msg or "error" in msg):
+                self._client_response(msg)
+            else:
+                self.deliver(error_response(msg.get("id") if is_valid_id(msg.get("id")) else None,
+                                            INVALID_REQUEST, "Invalid Request: no method"))
+            return
+        if "id" not in msg:
+            self._notification(method, msg)
+            return
+        mid = msg["id"]
+        if not is_valid_id(mid):
+            self.deliver(error_response(None, INVALID_REQUEST,
+                                        "Invalid Request: id must be a string or an integer"))
+            return
+        params = msg.get("params")
+        if params is not None and params.__class__ is not dict:
+            self.deliver(error_response(mid, INVALID_PARAMS, "Invalid params: must be an object"))
+            return
+        local = _LOCAL.get(method)
+        if local is not None:
+            local(self, msg)
+            return
+        if params is not None:
+            meta = params.get("_meta")
+            if meta.__class__ is dict and protocol.META_PROTOCOL_VERSION in meta:
+                version = meta[protocol.META_PROTOCOL_VERSION]
+                if version not in protocol.MODERN_VERSIONS:
+                    self._unsupported_version(mid, version)
+                    return
+                self.modern = True
+        self.server.submit(self, msg, self.modern)
+
+    def _notification(self, method: str, msg: Message) -> None:
+        if method == "notifications/cancelled":
+            params = msg.get("params")
+            if isinstance(params, dict) and "requestId" in params:
+                self.server.cancel(self, params["requestId"],
+                                   str(params.get("reason") or "cancelled by the client"))
+        elif method == "notifications/initialized":
+            self.initialized = True
+        # Other client notifications (roots/list_changed, progress for server requests) concern
+        # the daemon, which answers roots itself; the shared child must not see per-client noise.
+
+    def _client_response(self, msg: Message) -> None:
+        target = self._server_requests.pop(msg.get("id"), None)  # type: ignore[arg-type]
+        if target is None:
+            return
+        instance, child_id = target
+        instance.send({**msg, "id": child_id})
+
+    def _unsupported_version(self, mid: Any, version: Any) -> None:
+        self.deliver(error_response(
+            mid, UNSUPPORTED_PROTOCOL_VERSION, f"Unsupported protocol version: {version}",
+            {"supported": list(protocol.KNOWN_VERSIONS), "requested": version}))
+
+    # ---- requests the daemon answers itself -------------------------------------------------------
+
+    def _ping(self, msg: Message) -> None:
+        self.deliver({"jsonrpc": "2.0", "id": msg["id"], "result": {}})
+
+    def _initialize(self, msg: Message) -> None:
+        params = msg.get("params") or {}
+        self.client_info = params.get("clientInfo") or {}
+        self.client_capabilities = params.get("capabilities") or {}
+        requested = params.get("protocolVersion")
+        if requested in protocol.MODERN_VERSIONS:
+            # A modern version in initialize is a client bug; answer as the spec's -32022 asks.
+            self._unsupported_version(msg["id"], requested)
+            return
+        self._when_handshake_known(msg, lambda child: {
+            "protocolVersion": protocol.negotiate_legacy(requested),
+            "capabilities": child.capabilities,
+            "serverInfo": child.server_info or {"name": self.server.name, "version": "unknown"},
+            **({"instructions": instr} if (instr := _instructions(child)) else {}),
+        })
+
+    def _discover(self, msg: Message) -> None:
+        params = msg.get("params") or {}
+        meta = params.get("_meta") or {}
+        requested = meta.get(protocol.META_PROTOCOL_VERSION)
+        if requested is not None and requested not in protocol.MODERN_VERSIONS:
+            self._unsupported_version(msg["id"], requested)
+            return
+        self.client_capabilities = meta.get(protocol.META_CLIENT_CAPABILITIES) or {}
+        self.client_info = meta.get(protocol.META_CLIENT_INFO) or {}
+
+        def answer(child: Instance) -> dict[str, Any]:
+            if child.discover_result is not None:
+                return child.discover_result
+            result: dict[str, Any] = {
+                "supportedVersions": list(protocol.MODERN_VERSIONS),
+                "capabilities": child.capabilities,
+                "resultType": "complete",
+                "_meta": {protocol.META_SERVER_INFO: child.server_info
+                          or {"name": self.server.name, "version": "unknown"}},
+            }
+            if instr := _instructions(child):
+                result["instructions"] = instr
+            return result
+
+        self._when_handshake_known(msg, answer)
+
+    def _when_handshake_known(self, msg: Message, build: Any) -> None:
+        """Answer from the child's handshake; if no child has finished one yet, wait for it."""
+        child = self.server.handshake
+        if child is not None:
+            self.deliver({"jsonrpc": "2.0", "id": msg["id"], "result": build(child)})
+            return
+        if self._tg is None or not self.server.transitional:
+            self._unavailable(msg)
+            return
+        self._tg.start_soon(self._answer_when_ready, msg, build)
+
+    async def _answer_when_ready(self, msg: Message, build: Any) -> None:
+        await self.server.wait_settled(self.server.config.init_timeout + 5)
+        child = self.server.handshake
+        if child is not None and self.server.state in SERVING:
+            self.deliver({"jsonrpc": "2.0", "id": msg["id"], "result": build(child)})
+        else:
+            self._unavailable(msg)
+
+    def _unavailable(self, msg: Message) -> None:
+        server = self.server
+        self.deliver(error_response(
+            msg["id"], SERVER_UNAVAILABLE, f"server '{server.name}' is {server.state}: {server.reason}",
+            {"server": server.name, "state": str(server.state), "reason": server.reason}))
+
+    # ---- end --------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """The client went away: nothing it asked for may keep a slot in the child."""
+        if self.closed:
+            return
+        self.closed = True
+        self.server.sessions.discard(self)
+        dropped = self.server.drop_sink(self)
+        if dropped:
+            log.info("%s: client left with %d requests outstanding; cancelled them",
+                     self.server.name, dropped)
+
+
+def _instructions(child: Instance) -> str | None:
+    source = child.discover_result if child.modern else child.init_result
+    value = (source or {}).get("instructions")
+    return value if isinstance(value, str) else None
+
+
+_LOCAL = {
+    "initialize": Session._initialize,
+    "ping": Session._ping,
+    "server/discover": Session._discover,
+}

@@ -1,0 +1,229 @@
+"""Shared fixtures: a real daemon (`mcpctl serve` as a subprocess) on a private socket and fleet.
+
+Everything is real: the daemon process, the control socket, the CLI, the child servers. Waiting is
+always "poll with a deadline", never a fixed sleep. Every daemon started here is checked at the end
+for leftover processes (children and grandchildren).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from supervisor.control_client import call
+
+REPO = Path(__file__).resolve().parent.parent
+SERVERS = REPO / "tests" / "servers"
+ECHO = SERVERS / "echo_server.py"
+CHAOS = SERVERS / "chaos_server.py"
+PY = sys.executable
+MCPCTL = str(Path(sys.executable).with_name("mcpctl"))
+NODE_BIN = REPO / "tests" / "node" / "node_modules" / ".bin"
+
+
+def server_toml(name: str, script: Path = ECHO, *args: str, **keys: Any) -> str:
+    """A `[servers.NAME]` table running one of our test servers with this Python."""
+    argv = ", ".join(f'"{a}"' for a in (str(script), *args))
+    lines = [f"[servers.{name}]", f'command = "{PY}"', f"args = [{argv}]"]
+    for key, value in keys.items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            lines.append(f"{key} = {value}")
+        elif isinstance(value, list):
+            lines.append(f"{key} = [{', '.join(repr(v).replace(chr(39), chr(34)) for v in value)}]")
+        else:
+            lines.append(f'{key} = "{value}"')
+    return "\n".join(lines) + "\n"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
+             what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def alive_pids(pids: set[int]) -> set[int]:
+    found = set()
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.add(pid)
+    return found
+
+
+class Daemon:
+    """A running `mcpctl serve`, its files, and helpers to drive it."""
+
+    def __init__(self, workdir: Path, config_text: str, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.config = workdir / "fleet.toml"
+        self.socket = workdir / "ctl.sock"
+        self.log = workdir / "daemon.log"
+        self.env = env
+        self.seen_pids: set[int] = set()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.write_config(config_text)
+
+    def write_config(self, text: str) -> None:
+        self.config_text = text
+        header = f'[supervisor]\nstate_dir = "{self.workdir / "state"}"\nwatch = false\n'
+        if "[http]" not in text:
+            header += '[http]\nlisten = ""\n'
+        tmp = self.config.with_suffix(".tmp")
+        tmp.write_text(header + text)
+        os.replace(tmp, self.config)
+
+    def start(self, wait: bool = True) -> Daemon:
+        self._log_file = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [MCPCTL, "--config", str(self.config), "--socket", str(self.socket), "serve"],
+            stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
+            env=self.env, cwd=self.workdir)
+        if wait:
+            wait_for(lambda: self.socket.exists() and self._answers(), 20, what="daemon socket")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            self.status()
+            return True
+        except Exception:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log_text()}"
+                                     ) from None
+            return False
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def rpc(self, method: str, params: dict[str, Any] | None = None, timeout: float = 30) -> Any:
+        return call(self.socket, method, params, timeout)
+
+    def status(self, name: str | None = None) -> Any:
+        result = self.rpc("supervisor/status")
+        for server in result["servers"]:
+            self.seen_pids.update(server.get("pids") or [])
+        if name is None:
+            return result
+        return next(s for s in result["servers"] if s["name"] == name)
+
+    def wait_state(self, name: str, *states: str, timeout: float = 30.0) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            server = self.status(name)
+            return server if server["state"] in states else None
+        try:
+            return wait_for(check, timeout, what=f"{name} in {states}")  # type: ignore[no-any-return]
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- daemon log ---\n{self.log_text()[-4000:]}") from None
+
+    def ctl(self, *args: str, timeout: float = 60, input: bytes | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [MCPCTL, "--socket", str(self.socket), "--config", str(self.config), *args],
+            capture_output=True, text=True, timeout=timeout, env=self.env,
+            input=input.decode() if input is not None else None)
+
+    def descendants(self) -> set[int]:
+        if self.proc is None:
+            return set()
+        with contextlib.suppress(psutil.Error):
+            return {p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)}
+        return set()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            self._log_file.close()
+            return self.proc.returncode
+        self.seen_pids |= self.descendants()
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError(f"daemon did not stop within {timeout}s:\n{self.log_text()}") from None
+        finally:
+            self._log_file.close()
+        return self.proc.returncode
+
+    def kill_leftovers(self) -> set[int]:
+        left = alive_pids(self.seen_pids)
+        for pid in left:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+        return left
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    # Unix socket paths are limited to 108 bytes, so not pytest's long tmp_path.
+    path = Path(tempfile.mkdtemp(prefix="mcps-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def daemon_env(workdir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_SUPERVISOR", "XDG_"))}
+    env.update({
+        "XDG_STATE_HOME": str(workdir / "xdg-state"),
+        "XDG_DATA_HOME": str(workdir / "xdg-data"),
+        "XDG_CONFIG_HOME": str(workdir / "xdg-config"),
+        "XDG_RUNTIME_DIR": str(workdir / "run"),
+        "MCP_SUPERVISOR_DATA": str(workdir / "data"),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def make_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
+    """Start daemons on demand; at teardown stop them and fail if any process was left behind."""
+    started: list[Daemon] = []
+
+    def factory(config_text: str, *, start: bool = True, env: dict[str, str] | None = None,
+                subdir: str | None = None) -> Daemon:
+        where = workdir / subdir if subdir else workdir
+        where.mkdir(exist_ok=True)
+        daemon = Daemon(where, config_text, env or daemon_env(workdir))
+        started.append(daemon)
+        if start:
+            daemon.start()
+        return daemon
+
+    yield factory
+    problems = []
+    for daemon in started:
+        with contextlib.suppress(Exception):
+            daemon.status()
+        daemon.seen_pids |= daemon.descendants()
+        daemon.stop()
+        try:
+            wait_for(lambda d=daemon: not alive_pids(d.seen_pids), 10, what="children to exit")
+        except AssertionError:
+            left = daemon.kill_leftovers()
+            problems.append(f"processes left behind: {sorted(left)}")
+    assert not problems, "; ".join(problems)
