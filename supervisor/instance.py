@@ -55,11 +55,13 @@ class InstanceOwner(Protocol):
 class Pending:
     """A request the child has and has not answered yet."""
 
-    __slots__ = ("client_id", "deadline", "method", "progress_token", "sink", "started", "tool")
+    __slots__ = ("client_id", "deadline", "method", "modernize", "progress_token", "sink", "started",
+                 "tool")
 
     def __init__(self, sink: Sink, client_id: Any, method: str, deadline: float,
-                 progress_token: Any, tool: str | None, started: float) -> None:
+                 progress_token: Any, tool: str | None, started: float, modernize: bool) -> None:
         self.sink = sink
+        self.modernize = modernize  # a 2026-07-28 client talking to a legacy child
         self.client_id = client_id
         self.method = method
         self.deadline = deadline
@@ -198,7 +200,7 @@ class Instance:
         elif self.modern:
             message["params"] = {"_meta": self._envelope}
         self.pending[cid] = Pending(sink, client_id, message["method"], deadline, token, tool,
-                                    time.monotonic())
+                                    time.monotonic(), client_modern and not self.modern)
         self._stdin.push(encode(message))
         return cid
 
@@ -222,6 +224,8 @@ class Instance:
             if pending is None:
                 return  # answer to a request we cancelled or timed out: nobody waits for it
             msg["id"] = pending.client_id
+            if pending.modernize:
+                protocol.modernize_result(msg, pending.method)
             pending.sink.deliver(msg)
             self.owner.request_done(self, pending, "error" not in msg)
         elif "id" in msg:

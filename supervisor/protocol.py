@@ -59,3 +59,22 @@ def negotiate_legacy(requested: Any) -> str:
     if isinstance(requested, str) and requested in LEGACY_VERSIONS:
         return requested
     return LATEST_LEGACY
+
+
+# 2026-07-28 results of these methods must say how long a client may cache them.
+CACHEABLE_METHODS: Final = frozenset({
+    "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read",
+    "server/discover",
+})
+
+
+def modernize_result(message: dict[str, Any], method: str) -> None:
+    """Make a legacy child's answer valid on the 2026-07-28 wire, in place: every result says
+    `resultType`, cacheable ones say `ttlMs` / `cacheScope` (0 and private: we know nothing better)."""
+    result = message.get("result")
+    if result.__class__ is not dict:
+        return
+    result.setdefault("resultType", "complete")
+    if method in CACHEABLE_METHODS:
+        result.setdefault("ttlMs", 0)
+        result.setdefault("cacheScope", "private")
