@@ -1,0 +1,58 @@
+# Two entry points for a fresh clone (see README.md):
+#   make serve   install what the daemon needs, install the fleet's packages, run the daemon
+#   make test    install what the tests need (venv, redis-server, node test servers), lint, test
+# Everything is idempotent: a second run only does what changed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP_RUN := $(VENV)/.stamp-run
+STAMP_TEST := $(VENV)/.stamp-test
+NODE_STAMP := tests/node/node_modules/.stamp
+PYTEST_ARGS ?=
+
+.PHONY: serve test lint pytest install-run install-test redis node clean
+
+serve: install-run
+	$(BIN)/mcpctl --config fleet.toml install --jobs 4 || echo "some servers failed to install; they will show as unavailable"
+	exec $(BIN)/mcpctl --config fleet.toml serve
+
+test: install-test redis node lint pytest
+
+lint: install-test
+	$(BIN)/ruff check supervisor tui tests bench
+	$(BIN)/mypy --strict supervisor tui
+
+pytest: install-test redis node
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+install-run: $(STAMP_RUN)
+install-test: $(STAMP_TEST)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(STAMP_TEST): pyproject.toml $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(STAMP_RUN)
+
+# A real redis-server binary for the cache tests (Debian package; root or sudo).
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is required for the tests"; exit 1; }
+
+# Real third-party MCP servers from npm, pinned by tests/node/package-lock.json.
+node: $(NODE_STAMP)
+$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+clean:
+	rm -rf $(VENV) tests/node/node_modules
