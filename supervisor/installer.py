@@ -130,18 +130,26 @@ def bin_dir(prefix: Path, ecosystem: Ecosystem) -> Path:
     return prefix / "node_modules" / ".bin" if ecosystem == "npm" else prefix / "venv" / "bin"
 
 
-def resolve_command(server: Installable, data_dir: Path) -> list[str] | None:
-    """The argv to exec for `server` (args not expanded: the daemon expands them), or None when
-    the command cannot be found.
+def resolve_command(server: Installable, data_dir: Path,
+                    environ: Mapping[str, str] | None = None) -> list[str] | None:
+    """The argv to exec for `server`, or None when the command cannot be found. `argv[0]` is
+    final (a `${VAR}` in `command` is expanded from `environ`, default `os.environ`); the args are
+    returned unexpanded: the daemon expands them.
 
     - `command` without a slash and a `package`: the bin inside the server's private prefix, never
       one on PATH (running some other version silently would defeat the pin).
-    - `command` with a slash: as written, if that file is executable.
-    - no `package`: looked up on PATH.
+    - `command` with a slash: as written, if that file is executable (a relative path is checked
+      against the current directory).
+    - no `package`: looked up on `environ`'s PATH.
 
-    Cheap on purpose (two stat calls): the daemon calls it at every spawn.
+    Cheap on purpose (a stat call or two): the daemon calls it at every spawn.
     """
+    env = os.environ if environ is None else environ
     command = server.command
+    if "${" in command:
+        from supervisor.config import expand  # only for the rare templated command
+
+        command = expand(command, env)
     if "/" in command:
         return [command, *server.args] if os.access(command, os.X_OK) else None
     if server.package:
@@ -151,7 +159,7 @@ def resolve_command(server: Installable, data_dir: Path) -> list[str] | None:
         except ValueError:
             return None
         return [str(candidate), *server.args] if os.access(candidate, os.X_OK) else None
-    found = shutil.which(command)
+    found = shutil.which(command, path=env.get("PATH"))
     return [found, *server.args] if found else None
 
 
@@ -458,21 +466,38 @@ class ProgressDisplay:
     def redraw(self) -> None:
         if not self.live:
             return
-        columns = shutil.get_terminal_size((100, 24)).columns
+        columns, rows = shutil.get_terminal_size((100, 24))
         now = time.monotonic()
+        shown = self._visible(rows - 2)
         lines = []
-        for name in self.order:
+        for name in shown:
             row = self.rows.get(name)
             state = row.state if row else "waiting"
             elapsed = f"{row.elapsed(now):5.1f}s" if row and row.started else "      "
             tail = row.last_line if row and state not in {"skipped", "installed"} else ""
-            text = f"{name:<{self.width}}  {state:<11} {elapsed}  {tail}"
-            lines.append(text[: columns - 1])
+            lines.append(f"{name:<{self.width}}  {state:<11} {elapsed}  {tail}"[: columns - 1])
+        if len(shown) < len(self.order):
+            counts: dict[str, int] = {}
+            for name in self.order:
+                state = self.rows[name].state if name in self.rows else "waiting"
+                key = state if state in {"installed", "skipped", "failed", "waiting"} else "running"
+                counts[key] = counts.get(key, 0) + 1
+            lines.append(", ".join(f"{n} {state}" for state, n in sorted(counts.items()))[: columns - 1])
         if self.drawn:
             self.out.write(f"\x1b[{self.drawn}F")
-        self.out.write("".join(f"{line}\x1b[K\n" for line in lines))
+        # \x1b[K clears each line's old tail, \x1b[J whatever a taller previous frame left below.
+        self.out.write("".join(f"{line}\x1b[K\n" for line in lines) + "\x1b[J")
         self.out.flush()
         self.drawn = len(lines)
+
+    def _visible(self, room: int) -> list[str]:
+        """Every server when the terminal is tall enough; else the running ones (cursor-up redraws
+        cannot reach lines that scrolled off the screen)."""
+        if len(self.order) <= room:
+            return self.order
+        finished = {"installed", "skipped", "failed", "waiting"}
+        running = [n for n in self.order if n in self.rows and self.rows[n].state not in finished]
+        return running[: max(1, room - 1)]
 
 
 def format_summary(results: Sequence[InstallResult]) -> str:

@@ -240,6 +240,9 @@ def test_resolve_command(tmp_path: Path) -> None:
     # A command with a path runs as written, if it is executable.
     assert resolve_command(server(command=str(exe), args=("a",)), data) == [str(exe), "a"]
     assert resolve_command(server(command=str(tmp_path / "nope")), data) is None
+    # A templated command is expanded (argv[0] is final); args stay raw for the daemon.
+    templated = server(command="${BIN_DIR}/mcp-server-time", args=("${X}",))
+    assert resolve_command(templated, data, {"BIN_DIR": str(exe.parent)}) == [str(exe), "${X}"]
     # No package: PATH.
     assert resolve_command(server(command="sh"), data) == [subprocess.check_output(
         ["sh", "-c", "command -v sh"], text=True).strip()]

@@ -69,3 +69,11 @@ def test_mcp_below_2_pins(fleet: FleetConfig) -> None:
 def test_state_files_live_in_the_state_dir(fleet: FleetConfig) -> None:
     assert "${MCP_SUPERVISOR_STATE_DIR}" in fleet.servers["memory"].env["MEMORY_FILE_PATH"]
     assert any("${MCP_SUPERVISOR_STATE_DIR}" in a for a in fleet.servers["sqlite"].args)
+
+
+def test_filesystem_never_defaults_to_the_daemons_cwd(fleet: FleetConfig) -> None:
+    """A "." default would hand the daemon's working directory ("/" under systemd) to the model."""
+    from supervisor.config import expand
+
+    root = expand(fleet.servers["filesystem"].args[0], {"MCP_SUPERVISOR_STATE_DIR": "/state"})
+    assert root == "/state/home/filesystem"

@@ -57,11 +57,11 @@ CATEGORIES = ("not installed", "binary absent", "env var unset", "cwd absent")
 def server_prerequisites(server: ServerConfig, data_dir: Path,
                          environ: Mapping[str, str]) -> Prerequisite:
     """Everything that would make the daemon report `server` as `unavailable`, in one pass."""
-    from supervisor.config import expand
+    from supervisor.config import expand, referenced_vars
     from supervisor.installer import is_installed, parse_package, read_marker, resolve_command, server_prefix
 
     problems: list[tuple[str, str]] = []
-    resolved = resolve_command(server, data_dir)
+    resolved = resolve_command(server, data_dir, environ)
     if server.package and not is_installed(server, data_dir):
         marker = read_marker(server_prefix(data_dir, server.name))
         have = f" (found {marker.get('package')})" if marker else ""
@@ -72,7 +72,8 @@ def server_prerequisites(server: ServerConfig, data_dir: Path,
         problems.append(("binary absent", f"{server.command} {where}"))
     problems.extend(("env var unset", f"env var {var} unset")
                     for var in server.requires_env if not environ.get(var))
-    if server.cwd:
+    # Only when every variable it names is known here: the daemon's environment may differ.
+    if server.cwd and all(environ.get(var) for var in referenced_vars(server.cwd)):
         cwd = expand(server.cwd, environ)
         if cwd and not Path(cwd).is_dir():
             problems.append(("cwd absent", f"cwd {cwd} is not a directory"))
@@ -114,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
             out(f"{path}: OK ({count} server{'' if count == 1 else 's'})")
         return 0
     data_dir = paths.data_dir()
-    rows = [server_prerequisites(server, data_dir, os.environ) for server in config.servers.values()]
+    # As the daemon does, so `${MCP_SUPERVISOR_STATE_DIR}` in a cwd means the same here.
+    environ = {"MCP_SUPERVISOR_STATE_DIR": str(paths.state_dir(config.supervisor.state_dir)), **os.environ}
+    rows = [server_prerequisites(server, data_dir, environ) for server in config.servers.values()]
     if args.json:
         out(orjson.dumps({"valid": True, "path": str(path), "servers": [
             {"name": r.name, "status": r.status, "problems": [d for _, d in r.problems], "command": r.argv0}
