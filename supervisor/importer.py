@@ -291,6 +291,11 @@ class _Translator:
         return "${" + var + "}"
 
 
+def _mask(text: str) -> str:
+    """Comments quote the original command line; a registry or index URL in it may carry a password."""
+    return re.sub(r"(://[^:/@\s]*:)[^@/\s]+@", r"\1***@", text)
+
+
 def _escape_dollars(text: str) -> str:
     """Literal text in our syntax: `$` before `{` or `$` is written `$$`."""
     return re.sub(r"\$(?=[{$])", "$$", text)
@@ -439,7 +444,7 @@ def _from_npx(item: Imported, args: list[str], tr: _Translator) -> bool:
     item.command = command or _guess_bin(name)
     item.explicit_command = command is not None
     item.args = _translate_args(rest, tr)
-    item.notes.append(f"was: npx {' '.join(args[:i])} {packages[0]}".replace("  ", " "))
+    item.notes.append(_mask(f"was: npx {' '.join(args[:i])} {packages[0]}".replace("  ", " ")))
     return True
 
 
@@ -469,7 +474,7 @@ def _from_uvx(item: Imported, args: list[str], tr: _Translator) -> bool:
     item.command = command
     item.explicit_command = True  # uvx runs the command named like the package: no lookup needed
     item.args = _translate_args(rest, tr)
-    item.notes.append(f"was: uvx {' '.join(args[: i + 1])}")
+    item.notes.append(_mask(f"was: uvx {' '.join(args[: i + 1])}"))
     return True
 
 
