@@ -25,6 +25,7 @@ from .fleet import Fleet
 from .health import memory_loop
 from .logs import REDACT, JsonFormatter, RedactingFilter, secret_values
 from .server import FleetContext
+from .watcher import watch_config
 
 log = logging.getLogger("mcp_supervisor.daemon")
 
@@ -47,7 +48,7 @@ class Daemon:
     def __init__(self, config: FleetConfig, config_path: Path, socket_path: Path,
                  environ: Mapping[str, str]) -> None:
         self.config = config
-        self.config_path = config_path
+        self.config_path = Path(os.path.abspath(config_path))
         self.socket_path = socket_path
         self.environ = dict(environ)
         self.started = time.time()
@@ -129,6 +130,8 @@ class Daemon:
             tg.start_soon(self._signals)
             tg.start_soon(memory_loop, self.fleet, 2.0)
             tg.start_soon(self._stats_loop)
+            if self.config.supervisor.watch:
+                tg.start_soon(watch_config, self.config_path, self.reload)
             log.info("mcp-supervisor %s: %d servers, control socket %s", __version__,
                      len(self.fleet.servers), self.socket_path)
             await self._stop.wait()

@@ -109,6 +109,7 @@ class Fleet:
         """Apply a validated config: start added, stop removed, restart changed, keep the rest."""
         plan = plan_reload(self.config, new)
         retiring = [self.servers[n] for n in (*plan.removed, *plan.changed)]
+        history = {n: self.servers[n] for n in plan.changed}
         await self.stop_servers(retiring)
         for name in (*plan.removed, *plan.changed):
             scope = self._scopes.pop(name, None)
@@ -126,6 +127,11 @@ class Fleet:
                 server.config = server_config  # same fingerprint: only names/comments may differ
             else:
                 server = Server(server_config, self.ctx)
+                if name in history:  # a changed entry: same server, new config, counted as a restart
+                    server.restarts = history[name].restarts + 1
+                    server.restart_reasons = history[name].restart_reasons.copy()
+                    server.restart_reasons["config"] += 1
+                    server.stderr.extend(history[name].stderr)
                 self._launch(server)
             ordered[name] = server
         self.servers = ordered

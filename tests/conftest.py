@@ -74,8 +74,10 @@ def alive_pids(pids: set[int]) -> set[int]:
 class Daemon:
     """A running `mcpctl serve`, its files, and helpers to drive it."""
 
-    def __init__(self, workdir: Path, config_text: str, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, config_text: str, env: dict[str, str], watch: bool = False
+                 ) -> None:
         self.workdir = workdir
+        self.watch = watch
         self.config = workdir / "fleet.toml"
         self.socket = workdir / "ctl.sock"
         self.log = workdir / "daemon.log"
@@ -86,7 +88,8 @@ class Daemon:
 
     def write_config(self, text: str) -> None:
         self.config_text = text
-        header = f'[supervisor]\nstate_dir = "{self.workdir / "state"}"\nwatch = false\n'
+        watch = "true" if self.watch else "false"
+        header = f'[supervisor]\nstate_dir = "{self.workdir / "state"}"\nwatch = {watch}\n'
         if "[http]" not in text:
             header += '[http]\nlisten = ""\n'
         tmp = self.config.with_suffix(".tmp")
@@ -126,11 +129,17 @@ class Daemon:
             self.seen_pids.update(server.get("pids") or [])
         if name is None:
             return result
-        return next(s for s in result["servers"] if s["name"] == name)
+        found = [s for s in result["servers"] if s["name"] == name]
+        if not found:
+            raise KeyError(f"no server {name!r} in status (yet)")
+        return found[0]
 
     def wait_state(self, name: str, *states: str, timeout: float = 30.0) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
-            server = self.status(name)
+            try:
+                server = self.status(name)
+            except KeyError:
+                return None
             return server if server["state"] in states else None
         try:
             return wait_for(check, timeout, what=f"{name} in {states}")  # type: ignore[no-any-return]
@@ -205,10 +214,10 @@ def make_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
     def factory(config_text: str, *, start: bool = True, env: dict[str, str] | None = None,
-                subdir: str | None = None) -> Daemon:
+                subdir: str | None = None, watch: bool = False) -> Daemon:
         where = workdir / subdir if subdir else workdir
         where.mkdir(exist_ok=True)
-        daemon = Daemon(where, config_text, env or daemon_env(workdir))
+        daemon = Daemon(where, config_text, env or daemon_env(workdir), watch=watch)
         started.append(daemon)
         if start:
             daemon.start()
