@@ -35,11 +35,13 @@ if TYPE_CHECKING:
     from .process import PidRegistry, ProcessRecord
 
 log = logging.getLogger("mcp_supervisor.server")
+stderr_log = logging.getLogger("mcp_supervisor.child")
 
 SWEEP_INTERVAL = 0.05
 IDLE_RECHECK = 30.0
 STDERR_RING = 2000
 LATENCY_SAMPLES = 2048
+STDERR_LOG_PER_SECOND = 50
 
 
 class Attached(Protocol):
@@ -111,6 +113,9 @@ class Server:
         self._slot_states: dict[int, tuple[State, str]] = {}
         self._state_changed = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
+        self._stderr_window = 0.0
+        self._stderr_logged = 0
+        self._stderr_suppressed = 0
 
     # ---- admission: the hot path ----------------------------------------------------------------
 
@@ -300,6 +305,20 @@ class Server:
     def child_stderr(self, instance: Instance, line: str) -> None:
         self.stderr.append(line)
         self.ctx.publish({"type": "log", "server": self.name, "line": line})
+        # Into the daemon's own log too, but a chatty child must not flood the journal.
+        now = time.monotonic()
+        if now - self._stderr_window >= 1.0:
+            if self._stderr_suppressed:
+                stderr_log.info("%s: (%d more stderr lines in the last second not logged; "
+                                "see mcpctl logs %s)", self.name, self._stderr_suppressed, self.name)
+            self._stderr_window = now
+            self._stderr_logged = 0
+            self._stderr_suppressed = 0
+        if self._stderr_logged < STDERR_LOG_PER_SECOND:
+            self._stderr_logged += 1
+            stderr_log.info("%s: %s", self.name, line)
+        else:
+            self._stderr_suppressed += 1
 
     async def _refresh_tools(self, instance: Instance) -> None:
         try:
