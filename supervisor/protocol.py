@@ -78,3 +78,15 @@ def modernize_result(message: dict[str, Any], method: str) -> None:
     if method in CACHEABLE_METHODS:
         result.setdefault("ttlMs", 0)
         result.setdefault("cacheScope", "private")
+
+
+# The capability a server must declare before a method makes sense to send it.
+METHOD_CAPABILITY: Final = {
+    "tools/list": "tools", "tools/call": "tools",
+    "prompts/list": "prompts", "prompts/get": "prompts",
+    "resources/list": "resources", "resources/templates/list": "resources",
+    "resources/read": "resources", "resources/subscribe": "resources",
+    "resources/unsubscribe": "resources",
+    "logging/setLevel": "logging",
+    "completion/complete": "completions",
+}

@@ -16,6 +16,7 @@ from . import protocol
 from .errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
+    METHOD_NOT_FOUND,
     SERVER_UNAVAILABLE,
     UNSUPPORTED_PROTOCOL_VERSION,
 )
@@ -133,7 +134,28 @@ class Session:
                     self._unsupported_version(mid, version)
                     return
                 self.modern = True
+        capability = protocol.METHOD_CAPABILITY.get(method)
+        if capability is not None:
+            child = self.server.handshake
+            if child is not None and capability not in child.capabilities:
+                self._undeclared(msg, method, capability)
+                return
         self.server.submit(self, msg, self.modern)
+
+    def _undeclared(self, msg: Message, method: str, capability: str) -> None:
+        """Capability-aware routing: the child never sees a call it said it cannot serve. An empty
+        list is the right answer to a list method; anything else is an unknown method."""
+        list_key = protocol.LIST_ITEMS.get(method)
+        if list_key is not None:
+            result: dict[str, Any] = {list_key[0]: []}
+            if self.modern:
+                protocol.modernize_result({"result": result}, method)
+            self.deliver({"jsonrpc": "2.0", "id": msg["id"], "result": result})
+            return
+        self.deliver(error_response(
+            msg["id"], METHOD_NOT_FOUND,
+            f"Method not found: server '{self.server.name}' does not declare the "
+            f"'{capability}' capability, so it does not serve {method}"))
 
     def _notification(self, method: str, msg: Message) -> None:
         if method == "notifications/cancelled":

@@ -486,3 +486,21 @@ def test_instances_share_load_least_loaded_first(make_daemon, instances):
                 pids.add(int(reply["result"]["content"][0]["text"]))
     assert pids == set(entry["pids"])
 
+
+
+def test_undeclared_capabilities_are_answered_by_the_daemon(make_daemon):
+    daemon = make_daemon(server_toml("toolsonly", ECHO, "--capabilities", "tools"))
+    daemon.wait_state("toolsonly", "ready")
+    with RawSession(daemon.socket, "toolsonly") as session:
+        session.initialize()
+        before = session.call_tool("calls", {}, 1)["result"]["content"][0]["text"]
+        prompts = session.request("prompts/list", {}, 2)
+        assert prompts["result"] == {"prompts": []}
+        get = session.request("prompts/get", {"name": "greet"}, 3)
+        assert get["error"]["code"] == -32601
+        assert "does not declare the 'prompts' capability" in get["error"]["message"]
+        read = session.request("resources/read", {"uri": "test://hello"}, 4)
+        assert read["error"]["code"] == -32601
+        after = session.call_tool("calls", {}, 5)["result"]["content"][0]["text"]
+    # `calls` counts every tools/call the child answered: only our two, nothing in between.
+    assert int(after) == int(before) + 1

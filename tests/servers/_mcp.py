@@ -104,6 +104,8 @@ def build_parser(chaos: bool) -> argparse.ArgumentParser:
     p.add_argument("--page-size", type=int, default=0, help="list page size (0 = one page)")
     p.add_argument("--era", choices=("both", "legacy", "modern"), default="both")
     p.add_argument("--ttl-ms", type=int, default=0, help="ttlMs of cacheable results on modern connections")
+    p.add_argument("--capabilities", default=None, metavar="LIST",
+                   help="declare only these capabilities, e.g. 'tools' (default: all)")
     if not chaos:
         return p
     p.add_argument(
@@ -187,6 +189,9 @@ def build_parser(chaos: bool) -> argparse.ArgumentParser:
 class Server:
     def __init__(self, args: argparse.Namespace, chaos: bool) -> None:
         self.args = args
+        only = getattr(args, "capabilities", None)
+        self.capabilities = ({k: v for k, v in CAPABILITIES.items() if k in only.split(",")}
+                             if only else CAPABILITIES)
         self.chaos = chaos
         g = args if chaos else None
         self.crash_after: int | None = g.crash_after if g else None
@@ -609,7 +614,7 @@ class Server:
         self.handshake_done()
         return {
             "protocolVersion": requested if requested in LEGACY_VERSIONS else LATEST_LEGACY,
-            "capabilities": CAPABILITIES,
+            "capabilities": self.capabilities,
             "serverInfo": self.server_info,
             "instructions": "Test server for mcp-supervisor.",
         }
@@ -632,7 +637,7 @@ class Server:
         self.handshake_done()
         return {
             "supportedVersions": list(MODERN_VERSIONS),
-            "capabilities": CAPABILITIES,
+            "capabilities": self.capabilities,
             "instructions": "Test server for mcp-supervisor.",
             "resultType": "complete",
             "_meta": {SERVER_INFO_KEY: self.server_info},
