@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -198,9 +200,20 @@ class ControlConnection:
             self.outbox.push(encode({"jsonrpc": "2.0", "id": msg.get("id"),
                                      "error": to_jsonrpc_error(exc)}))
             return
+        client = params.get("client")
         self.session = Session(server, self.outbox, max_message=self.max_message, task_group=tg,
-                               client=params.get("client"))
+                               client=str(client) if client else self._peer_identity())
         self._reply(msg, {"server": server.name, "state": str(server.state)})
+
+    def _peer_identity(self) -> str | None:
+        """`uid:N` of the process on the other end, the identity of an unnamed local client."""
+        try:
+            raw = self.stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            creds = raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except (OSError, anyio.TypedAttributeLookupError):
+            return None
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        return f"uid:{uid}"
 
     async def _control_request(self, msg: Message) -> None:
         method = msg["method"]

@@ -17,7 +17,7 @@ import anyio
 import anyio.abc
 
 from . import __version__, paths, process
-from .config import FleetConfig, load_config
+from .config import FleetConfig, RateLimit, load_config
 from .control import ControlServer
 from .errors import ConfigError, SupervisorError
 from .events import EventBus
@@ -61,10 +61,16 @@ class Daemon:
         self.ctx = FleetContext(
             environ=self.environ, state_dir=self.state_dir, data_dir=paths.data_dir(environ),
             publish=self.bus.publish, pids=self.pids, resolve_command=_resolver())
+        self.ctx.client_limits.update(self._client_limits(config))
         self.fleet = Fleet(config, self.ctx)
         self._update_secrets()
         self._stop = anyio.Event()
         self._reload_lock = anyio.Lock()
+
+    @staticmethod
+    def _client_limits(config: FleetConfig) -> dict[str, RateLimit]:
+        return {name: client.rate_limit for name, client in config.clients.items()
+                if client.rate_limit is not None}
 
     def _update_secrets(self) -> None:
         """Mask every credential a server's env expands to, wherever a log line might show it."""
@@ -109,6 +115,7 @@ class Daemon:
                 raise
             plan = await self.fleet.apply(new)
             self.config = new
+            self.ctx.client_limits.update(self._client_limits(new))
             self._update_secrets()
             result = plan.as_dict()
             result["config"] = str(self.config_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import shutil
 import time
@@ -22,6 +23,7 @@ import anyio
 from . import protocol
 from .config import ServerConfig, expand
 from .errors import (
+    RATE_LIMITED,
     REQUEST_TIMEOUT,
     SERVER_BUSY,
     SERVER_UNAVAILABLE,
@@ -29,6 +31,7 @@ from .errors import (
 )
 from .instance import ExitInfo, Instance, Pending, Sink
 from .jsonrpc import Message, error_response
+from .ratelimit import ClientLimits, TokenBucket
 from .states import SERVING, State, backoff_delay, over_intensity, start_failure_delay
 
 if TYPE_CHECKING:
@@ -63,6 +66,7 @@ class FleetContext:
     max_message: int = 16 * 1024 * 1024
     resolve_command: Callable[[ServerConfig, Path], list[str] | None] | None = None
     direct_children: set[int] = field(default_factory=set)
+    client_limits: ClientLimits = field(default_factory=lambda: ClientLimits({}))
 
 
 class Queued:
@@ -113,6 +117,9 @@ class Server:
         self._slot_states: dict[int, tuple[State, str]] = {}
         self._state_changed = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
+        self._bucket = (TokenBucket.for_limit(config.rate_limit, time.monotonic())
+                        if config.rate_limit is not None else None)
+        self.rate_limited_total = 0
         self._stderr_window = 0.0
         self._stderr_logged = 0
         self._stderr_suppressed = 0
@@ -121,6 +128,10 @@ class Server:
 
     def submit(self, sink: Sink, message: Message, client_modern: bool) -> None:
         """Route one request; its answer (or a precise error) is delivered to `sink`."""
+        if self._bucket is not None and not self._bucket.take(time.monotonic()):
+            self.refuse_rate_limited(sink, message, f"server '{self.name}'",
+                                     self._bucket.retry_after(time.monotonic()))
+            return
         ready = self.ready_instances
         limit = self.config.max_in_flight
         inst = None
@@ -157,6 +168,17 @@ class Server:
         self.queue.append(Queued(sink, message, now + self._timeout_for(message), client_modern, now))
         if self._sweeper_idle:
             self._wake_sweeper()
+
+    def refuse_rate_limited(self, sink: Sink, message: Message, who: str, retry_after: float) -> None:
+        """Over a rate limit: say so at once, never delay past the caller's deadline."""
+        self.rate_limited_total += 1
+        retry_ms = max(1, math.ceil(retry_after * 1000))
+        limit = (self.config.rate_limit.text if who.startswith("server") and self.config.rate_limit
+                 else "its limit")
+        sink.deliver(error_response(
+            message["id"], RATE_LIMITED,
+            f"rate limit exceeded: {who} is over {limit}; retry after {retry_ms} ms",
+            {"server": self.name, "retry_after_ms": retry_ms}))
 
     def _least_loaded(self, ready: list[Instance], limit: int) -> Instance | None:
         best = None
@@ -600,5 +622,7 @@ class Server:
             "errors_total": self.errors_total,
             "timeouts_total": self.timeouts_total,
             "busy_total": self.busy_total,
+            "rate_limited_total": self.rate_limited_total,
+            "rate_limit": self.config.rate_limit.text if self.config.rate_limit else None,
             "last_exit": self.last_exit,
         }

@@ -8,6 +8,7 @@ own version, and then shares the child. Everything else is routed by `Server.sub
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -139,6 +140,12 @@ class Session:
             child = self.server.handshake
             if child is not None and capability not in child.capabilities:
                 self._undeclared(msg, method, capability)
+                return
+        limits = self.server.ctx.client_limits
+        if limits.active and self.client is not None:
+            wait = limits.check(self.client, time.monotonic())
+            if wait:
+                self.server.refuse_rate_limited(self, msg, f"client '{self.client}'", wait)
                 return
         self.server.submit(self, msg, self.modern)
 

@@ -17,12 +17,13 @@ from supervisor.control_client import connect, read_line
 
 
 class RawSession:
-    def __init__(self, socket_path: Path, server: str, timeout: float = 30.0) -> None:
+    def __init__(self, socket_path: Path, server: str, timeout: float = 30.0,
+                 client: str | None = None) -> None:
         self.sock = connect(socket_path, timeout)
         self.buffer = bytearray()
         self.notifications: list[dict[str, Any]] = []
         self.send({"jsonrpc": "2.0", "id": "attach", "method": "supervisor/attach",
-                   "params": {"server": server}})
+                   "params": {"server": server, "client": client}})
         self.attach_reply = self.recv()
 
     def send(self, message: Any) -> None:
