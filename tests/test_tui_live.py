@@ -1,0 +1,104 @@
+"""`mcpctl top` against the real daemon (`mcpctl serve`) and real test servers, through the socket."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+from textual.widgets import DataTable, Log, Static
+
+from tests.conftest import Daemon, server_toml
+from tui.app import TopApp
+from tui.client import SocketDaemonClient
+from tui.fake import wait_until
+
+pytestmark = pytest.mark.anyio
+
+SIZE = (120, 40)
+FLEET = server_toml("alpha") + server_toml("beta") + server_toml("gamma")
+
+
+def rows(app: TopApp) -> list[str]:
+    return [str(row.key.value) for row in app.query_one("#servers", DataTable).ordered_rows]
+
+
+def state(app: TopApp, name: str) -> str:
+    return str(app.query_one("#servers", DataTable).get_cell(name, "state"))
+
+
+def live_app(daemon: Daemon) -> TopApp:
+    return TopApp(SocketDaemonClient(daemon.socket, timeout=10), retry_base=0.05, retry_cap=0.2)
+
+
+async def ready(app: TopApp, names: list[str]) -> None:
+    await wait_until(
+        lambda: app.connected and rows(app) == names and all(state(app, n) == "● ready" for n in names),
+        within=30,
+    )
+
+
+async def test_live_select_restart_stop_start_filter(make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon(FLEET)
+    app = live_app(daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(app, ["alpha", "beta", "gamma"])
+        await pilot.press("j")
+        assert app.selected == "beta"
+        await wait_until(lambda: app.model.stats_seen >= 2, within=10)  # the daemon pushes stats
+        await wait_until(lambda: isinstance(app.tools.get("beta"), list) and app.tools["beta"], within=10)
+
+        pid = daemon.status("beta")["pid"]
+        await pilot.press("r")
+        await wait_until(lambda: daemon.status("beta")["pid"] not in (None, pid), within=30)
+        await wait_until(lambda: state(app, "beta") == "● ready", within=30)
+        await wait_until(lambda: app.model.restarts.get("beta"), within=10)
+
+        await pilot.press("s")
+        await wait_until(lambda: state(app, "beta") == "● stopped", within=30)
+        assert daemon.status("beta")["state"] == "stopped"
+        await pilot.press("s")
+        await wait_until(lambda: state(app, "beta") == "● ready", within=30)
+
+        await pilot.press("slash", "g", "a")
+        assert rows(app) == ["gamma"]
+        await pilot.press("escape")
+        assert rows(app) == ["alpha", "beta", "gamma"]
+        assert "3/3 ready" in str(app.query_one("#fleet", Static).render())
+        assert app.selected == "gamma"  # the filter moved the selection; clearing it keeps it
+        await wait_until(lambda: app.query_one("#log", Log).border_title == "stderr · gamma", within=10)
+
+
+async def test_live_daemon_gone_and_back(make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon(FLEET)
+    app = live_app(daemon)
+
+    def gone() -> str:
+        widget = app.query_one("#gone", Static)
+        return str(widget.render()) if widget.display else ""
+
+    async with app.run_test(size=SIZE):
+        await ready(app, ["alpha", "beta", "gamma"])
+        await anyio.to_thread.run_sync(daemon.stop)
+        await wait_until(lambda: f"daemon not running at {daemon.socket} — retrying" in gone(), within=15)
+        await anyio.to_thread.run_sync(daemon.start)
+        await ready(app, ["alpha", "beta", "gamma"])
+        assert not gone()
+
+
+def test_live_restart_all_asks_first(make_daemon: Callable[..., Daemon]) -> None:
+    """`R` on a live fleet: `n` leaves every pid alone."""
+    daemon = make_daemon(server_toml("alpha") + server_toml("beta"))
+
+    async def scenario() -> dict[str, Any]:
+        app = live_app(daemon)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(app, ["alpha", "beta"])
+            before = {s["name"]: s["pid"] for s in daemon.status()["servers"]}
+            await pilot.press("R", "n")
+            await pilot.pause()
+            return {"before": before, "after": {s["name"]: s["pid"] for s in daemon.status()["servers"]}}
+
+    pids = anyio.run(scenario)
+    assert pids["before"] == pids["after"]
