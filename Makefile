@@ -11,9 +11,9 @@ STAMP_TEST := $(VENV)/.stamp-test
 NODE_STAMP := tests/node/node_modules/.stamp
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint pytest install-run install-test redis node clean
+.PHONY: serve test lint pytest install-run install-test redis node system-deps clean
 
-serve: install-run
+serve: install-run system-deps
 	$(BIN)/mcpctl --config fleet.toml install --jobs 4 || echo "some servers failed to install; they will show as unavailable"
 	exec $(BIN)/mcpctl --config fleet.toml serve
 
@@ -47,6 +47,14 @@ redis:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is required for the tests"; exit 1; }
+
+# Native build dependencies of fleet packages (azure-devops builds keytar against libsecret).
+# Only that one server needs them, so a machine without root gets a warning, not a failure.
+system-deps:
+	@pkg-config --exists libsecret-1 2>/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libsecret-1-dev pkg-config >/dev/null \
+	  || echo "warning: could not install libsecret-1-dev; azure-devops will not install"; }
 
 # Real third-party MCP servers from npm, pinned by tests/node/package-lock.json.
 node: $(NODE_STAMP)

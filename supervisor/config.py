@@ -215,7 +215,8 @@ class ServerConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment for the child, on top of the scrubbed base (raw `${VAR}` text)."""
     cwd: str | None = None
-    """Working directory of the child; None: the server's state directory."""
+    """Working directory of the child; None: its own HOME under the state directory (with
+    `isolate_home`), else the daemon's working directory."""
     requires_env: tuple[str, ...] = ()
     """Variables that must be set, else the server is `unavailable` instead of crash-looping."""
     package: str | None = None

@@ -64,7 +64,7 @@ class FleetContext:
     publish: Callable[[dict[str, Any]], None] = lambda event: None
     pids: PidRegistry | None = None
     max_message: int = 16 * 1024 * 1024
-    resolve_command: Callable[[ServerConfig, Path], list[str] | None] | None = None
+    resolve_command: Callable[[ServerConfig, Path, Mapping[str, str]], list[str] | None] | None = None
     direct_children: set[int] = field(default_factory=set)
     client_limits: ClientLimits = field(default_factory=lambda: ClientLimits({}))
 
@@ -430,7 +430,7 @@ class Server:
 
     def _argv(self) -> list[str] | None:
         if self.ctx.resolve_command is not None:
-            resolved = self.ctx.resolve_command(self.config, self.ctx.data_dir)
+            resolved = self.ctx.resolve_command(self.config, self.ctx.data_dir, self.ctx.environ)
             if resolved is None:
                 return None
             return [resolved[0], *(self._expand(a) for a in resolved[1:])]
@@ -439,6 +439,15 @@ class Server:
         if path is None or not os.access(path, os.X_OK):
             return None
         return [path, *(self._expand(a) for a in self.config.args)]
+
+    def _default_cwd(self) -> str | None:
+        """Without `cwd`, an isolated child starts in its own HOME: never in the daemon's working
+        directory, which is `/` under systemd and whatever the shell had otherwise."""
+        if not self.config.isolate_home:
+            return None
+        home = self.ctx.state_dir / "home" / self.name
+        home.mkdir(parents=True, exist_ok=True)
+        return str(home)
 
     def _spawn_env(self) -> dict[str, str]:
         from .process import child_environment
@@ -496,7 +505,7 @@ class Server:
             if argv is None:
                 self._give_up(self.check_prerequisites() or "command not found", State.UNAVAILABLE)
                 return
-            cwd = self._expand(self.config.cwd) if self.config.cwd else None
+            cwd = self._expand(self.config.cwd) if self.config.cwd else self._default_cwd()
             inst = Instance(
                 server=self.name, index=index, argv=argv, env=self._spawn_env(), cwd=cwd, owner=self,
                 init_timeout=self.config.init_timeout, stop_timeout=self.config.stop_timeout,
