@@ -85,6 +85,26 @@ class Waiter:
             self.event.set()
 
 
+class _Answer:
+    """One handshake answer; wakes the handshake, which waits on either of two."""
+
+    __slots__ = ("event", "message", "progress")
+
+    def __init__(self, progress: anyio.Event) -> None:
+        self.event = anyio.Event()
+        self.progress = progress
+        self.message: Message | None = None
+
+    def deliver(self, message: Message) -> None:
+        if "method" not in message and self.message is None:
+            self.message = message
+            self.event.set()
+            self.progress.set()
+
+    def pending(self, instance: Instance) -> bool:
+        return any(p.sink is self for p in instance.pending.values())
+
+
 class ExitInfo:
     """How an instance ended."""
 
@@ -374,6 +394,7 @@ class Instance:
         if record is not None and self._on_spawn is not None:
             self._on_spawn(record)
         error: str | None = None
+        died_first = False
         try:
             async with anyio.create_task_group() as tg:
                 assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
@@ -388,6 +409,7 @@ class Instance:
                     error = f"no answer to the MCP handshake within {self.init_timeout:g}s"
                 except SupervisorError as exc:
                     error = str(exc)
+                died_first = self._gone.is_set()
                 if error is None and not self._gone.is_set():
                     self.ready = True
                     self.started_at = time.time()
@@ -405,7 +427,7 @@ class Instance:
                 self._fail_pending()
         info = ExitInfo(returncode, self.started_at is None, list(self.stderr_tail)[-5:],
                         self.junk_lines)
-        info.error = error if not self._gone.is_set() or returncode is None else None
+        info.error = None if error is None or (died_first and returncode is not None) else error
         return info
 
     def _fail_pending(self) -> None:
@@ -423,15 +445,46 @@ class Instance:
         self._gone.set()
 
     async def _handshake(self) -> None:
+        """Probe `server/discover` first; an error means legacy, so `initialize`.
+
+        A probe that gets no answer within PROBE_TIMEOUT is not given up: a slow-starting modern
+        child (imports take seconds on a busy machine) will still answer it, and then reject the
+        `initialize` we send meanwhile with -32022. So after the probe timeout both requests are
+        outstanding and whichever proves the era first wins; the spec asks us not to key this
+        to one error code, and not to a race either.
+        """
         deadline = anyio.current_time() + self.init_timeout
-        if await self._try_discover(min(PROBE_TIMEOUT, self.init_timeout / 2)):
+        progress = anyio.Event()
+        discover = _Answer(progress)
+        self.forward(discover, {"jsonrpc": "2.0", "id": 0, "method": "server/discover",
+                                "params": {"_meta": self._envelope}},
+                     time.monotonic() + self.init_timeout, client_modern=True)
+        with anyio.move_on_after(min(PROBE_TIMEOUT, self.init_timeout / 2)):
+            await discover.event.wait()
+        if self._adopt_discover(discover.message):
             await self._read_tools(deadline)
             return
-        result = await self.call("initialize", {
+        initialize = _Answer(progress)
+        self.forward(initialize, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": protocol.LATEST_LEGACY,
             "capabilities": {"roots": {"listChanged": True}},
             "clientInfo": protocol.CLIENT_INFO,
-        }, max(0.1, deadline - anyio.current_time()))
+        }}, time.monotonic() + self.init_timeout, client_modern=False)
+        while True:
+            if self._adopt_discover(discover.message):
+                await self._read_tools(deadline)
+                return
+            answer = initialize.message
+            if answer is not None and "result" in answer:
+                break
+            if answer is not None and (discover.message is not None or not discover.pending(self)):
+                error = answer.get("error") or {}
+                raise HandshakeError(f"initialize failed: {error.get('message', error)}")
+            if self._gone.is_set():
+                raise UpstreamGone("the child exited during the handshake")
+            progress = discover.progress = initialize.progress = anyio.Event()
+            await progress.wait()
+        result = answer["result"]
         if not isinstance(result, dict):
             raise HandshakeError("initialize returned no result object")
         version = result.get("protocolVersion")
@@ -442,15 +495,13 @@ class Instance:
         self.capabilities = result.get("capabilities") or {}
         self.server_info = result.get("serverInfo") or {}
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        for cid in [cid for cid, p in self.pending.items() if p.sink is discover]:
+            self.cancel(cid, "the child answered initialize")  # an old child that ignores it
         await self._read_tools(deadline)
 
-    async def _try_discover(self, timeout: float) -> bool:
-        """Probe for the 2026-07-28 era. Any error, or silence, means legacy: the spec says not to
-        key this to one error code."""
-        try:
-            result = await self.call("server/discover", {"_meta": self._envelope}, timeout)
-        except SupervisorError:
-            return False
+    def _adopt_discover(self, answer: Message | None) -> bool:
+        """True (and the era settled) when `answer` is a DiscoverResult naming a modern version."""
+        result = answer.get("result") if answer is not None else None
         if not isinstance(result, dict):
             return False
         versions = result.get("supportedVersions") or []

@@ -451,7 +451,9 @@ class Server:
 
     def _spawn_env(self) -> dict[str, str]:
         from .process import child_environment
-        extra = {key: self._expand(value) for key, value in self.config.env.items()}
+        # An entry that expands to "" is left unset: `${AWS_PROFILE:-}` passes the variable
+        # through only when the daemon has it (an empty AWS_PROFILE is not "no profile").
+        extra = {key: value for key, raw in self.config.env.items() if (value := self._expand(raw))}
         env = child_environment(self.ctx.environ, {})
         if self.config.isolate_home:
             home = self.ctx.state_dir / "home" / self.name

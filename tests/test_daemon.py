@@ -504,3 +504,31 @@ def test_undeclared_capabilities_are_answered_by_the_daemon(make_daemon):
         after = session.call_tool("calls", {}, 5)["result"]["content"][0]["text"]
     # `calls` counts every tools/call the child answered: only our two, nothing in between.
     assert int(after) == int(before) + 1
+
+
+def test_slow_modern_child_is_not_mistaken_for_legacy(make_daemon):
+    """Regression: a child that answered server/discover after the 3 s probe timeout was sent
+    initialize, rejected it with -32022 (it had locked modern) and was torn down as broken."""
+    daemon = make_daemon(server_toml("sluggish", CHAOS, "--slow-start", "4")
+                         + server_toml("sluggish_legacy", CHAOS, "--slow-start", "4", "--era", "legacy"))
+    assert daemon.wait_state("sluggish", "ready")["protocol_version"] == "2026-07-28"
+    legacy = daemon.wait_state("sluggish_legacy", "ready")
+    assert legacy["protocol_version"] == "2025-11-25"
+    assert legacy["in_flight"] == 0  # the unanswered probe does not linger as a request
+    for name in ("sluggish", "sluggish_legacy"):
+        called = daemon.ctl("call", name, "echo", '{"text": "ok"}')
+        assert called.returncode == 0, called.stderr
+
+
+def test_env_entries_that_expand_to_nothing_are_unset(make_daemon):
+    daemon = make_daemon(server_toml("envy", ECHO)
+                         + 'env = { UNSET_HERE = "${MCPS_NOT_SET_ANYWHERE:-}", SET_HERE = "yes" }\n')
+    daemon.wait_state("envy", "ready")
+    with RawSession(daemon.socket, "envy") as session:
+        session.initialize()
+        unset = session.call_tool("env", {"name": "UNSET_HERE"}, 1)["result"]
+        present = session.call_tool("env", {"name": "SET_HERE"}, 2)["result"]
+        leaked = session.call_tool("env", {"name": "PYTEST_CURRENT_TEST"}, 3)["result"]
+    assert unset["structuredContent"] == {"set": False}
+    assert present["content"][0]["text"] == "yes"
+    assert leaked["structuredContent"] == {"set": False}  # the daemon's own environment is scrubbed
