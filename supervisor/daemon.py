@@ -76,10 +76,9 @@ class Daemon:
         self.pids = process.PidRegistry(socket_path.with_name(socket_path.name + ".pids"))
         self.ctx = FleetContext(
             environ=self.environ, state_dir=self.state_dir, data_dir=paths.data_dir(environ),
-            publish=self.bus.publish, pids=self.pids, resolve_command=_resolver())
+            publish=self._publish, pids=self.pids, resolve_command=_resolver())
         self.fleet = Fleet(config, self.ctx)
         self.log_files = ChildLogFiles(self.state_dir / "logs")
-        self.bus.subscribe(self.log_files.on_event)
         self.metrics = Metrics(lambda: self.fleet.servers.values(), self.cache_status,
                                lambda: self.log_files.dropped)
         self.notifier = Notifier(environ)
@@ -87,7 +86,6 @@ class Daemon:
         self._stop = anyio.Event()
         self._reload_lock = anyio.Lock()
         self._states_changed = anyio.Event()
-        self.bus.subscribe(self._on_event)
 
     def _update_secrets(self) -> None:
         """Mask every credential a server's env expands to, wherever a log line might show it.
@@ -213,9 +211,18 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        if event.get("type") == "state":
+    def _publish(self, event: dict[str, Any]) -> None:
+        """What the fleet publishes: log lines to the files, state changes to sd_notify, then the bus.
+
+        Not bus subscribers: the bus's `has_subscribers` means "someone is watching" (it turns the
+        per-second stats on), and these two are always there.
+        """
+        kind = event.get("type")
+        if kind == "log":
+            self.log_files.on_event(event)
+        elif kind == "state":
             self._states_changed.set()
+        self.bus.publish(event)
 
     async def _notify_loop(self) -> None:
         """READY=1 once the eager servers have settled, then STATUS= on every change (coalesced)."""
