@@ -9,8 +9,11 @@ Methods (params → result):
     supervisor/tools    {server?}                     → {servers: {name: [tool..]}}
     supervisor/call     {server, tool, arguments?, timeout?} → the tools/call result
     supervisor/reload   {}                            → {added, removed, changed, unchanged, ..}
-    supervisor/events   {logs?: [..]}                 → {subscribed: true}, then
-                        notifications "supervisor/event" {type: state|restart|log|stats, ..}
+    supervisor/events   {logs?: [..], tail?: N}       → {subscribed: true, lines: {name: [..]}}, then
+                        notifications "supervisor/event" {type: state|restart|log|stats, ..};
+                        `lines` holds the last N stderr lines of each server in `logs`, taken in
+                        the same step as the subscription: no line is missed or shown twice
+    supervisor/metrics  {}                            → {content_type, text}: Prometheus exposition
     supervisor/attach   {server, client?}             → {server, ...}; from then on the connection
                         carries one MCP session with that server (what `mcpctl connect` uses)
 """
@@ -67,6 +70,7 @@ class DaemonView(Protocol):
     def cache_status(self) -> dict[str, Any]: ...
     async def reload(self) -> dict[str, Any]: ...
     async def clear_cache(self, server: str | None) -> int: ...
+    def metrics_text(self) -> bytes: ...
 
 
 class CallSink:
@@ -316,6 +320,11 @@ class ControlConnection:
 
     async def events(self, params: dict[str, Any]) -> Any:
         logs = set(params.get("logs") or [])
+        tail = int(params.get("tail") or 0)
+        if "tail" in params:  # asking for lines of an unknown server is an error (mcpctl logs -f)
+            servers = [self.daemon.fleet.get(str(name)) for name in logs]
+        else:  # a bare subscription may name servers a reload removed (the dashboard)
+            servers = [s for name in logs if (s := self.daemon.fleet.servers.get(str(name)))]
         outbox = self.outbox
 
         def forward(event: dict[str, Any]) -> None:
@@ -326,7 +335,13 @@ class ControlConnection:
         if self._unsubscribe is not None:
             self._unsubscribe()
         self._unsubscribe = self.daemon.bus.subscribe(forward)
-        return {"subscribed": True, "at": time.time()}
+        # No await between subscribing and reading the rings: nothing can slip in between.
+        lines = {s.name: list(s.stderr)[-tail:] if tail > 0 else [] for s in servers}
+        return {"subscribed": True, "at": time.time(), "lines": lines}
+
+    async def metrics(self, params: dict[str, Any]) -> Any:
+        from .metrics import CONTENT_TYPE
+        return {"content_type": CONTENT_TYPE, "text": self.daemon.metrics_text().decode()}
 
 
 HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]]] = {
@@ -340,4 +355,5 @@ HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]
     "supervisor/reload": ControlConnection.reload,
     "supervisor/cache/clear": ControlConnection.cache_clear,
     "supervisor/events": ControlConnection.events,
+    "supervisor/metrics": ControlConnection.metrics,
 }

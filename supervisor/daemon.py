@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -23,13 +24,29 @@ from .errors import ConfigError, SupervisorError
 from .events import EventBus
 from .fleet import Fleet
 from .health import memory_loop
-from .logs import REDACT, JsonFormatter, RedactingFilter, secret_values
+from .logs import (
+    REDACT,
+    SECRET_NAME,
+    ChildLogFiles,
+    JournalFormatter,
+    JsonFormatter,
+    RedactingHandler,
+    secret_values,
+    stderr_is_journal,
+)
+from .metrics import Metrics
+from .sdnotify import Notifier
 from .server import FleetContext
+from .states import SERVING
 from .watcher import watch_config
 
 log = logging.getLogger("mcp_supervisor.daemon")
 
 STATS_INTERVAL = 1.0
+# systemd's TimeoutStartSec in our units is 120 s: say READY before it even if a child is still
+# starting, so one slow server cannot fail the whole unit (its state says what it is doing).
+READY_DEADLINE = 90.0
+STATUS_COALESCE = 0.2
 
 
 class AlreadyRunning(SupervisorError):
@@ -60,12 +77,17 @@ class Daemon:
         self.pids = process.PidRegistry(socket_path.with_name(socket_path.name + ".pids"))
         self.ctx = FleetContext(
             environ=self.environ, state_dir=self.state_dir, data_dir=paths.data_dir(environ),
-            publish=self.bus.publish, pids=self.pids, resolve_command=_resolver())
+            publish=self._publish, pids=self.pids, resolve_command=_resolver())
         self.ctx.client_limits.update(self._client_limits(config))
         self.fleet = Fleet(config, self.ctx)
+        self.log_files = ChildLogFiles(self.state_dir / "logs")
+        self.metrics = Metrics(lambda: self.fleet.servers.values(), self.cache_status,
+                               lambda: self.log_files.dropped)
+        self.notifier = Notifier(environ)
         self._update_secrets()
         self._stop = anyio.Event()
         self._reload_lock = anyio.Lock()
+        self._states_changed = anyio.Event()
 
     @staticmethod
     def _client_limits(config: FleetConfig) -> dict[str, RateLimit]:
@@ -73,17 +95,46 @@ class Daemon:
                 if client.rate_limit is not None}
 
     def _update_secrets(self) -> None:
-        """Mask every credential a server's env expands to, wherever a log line might show it."""
-        from .config import expand
+        """Mask every credential a server's env expands to, wherever a log line might show it.
+
+        That is: `env` values whose names look like credentials, every `requires_env` variable,
+        any credential-named variable referenced as `${NAME}` in a server's env or args (a token
+        passed as `--token ${GITHUB_TOKEN}`), the HTTP token and client tokens.
+        """
+        from .config import expand, referenced_vars
         values = []
+        wanted: set[str] = set()
         for server in self.config.servers.values():
-            expanded = {k: expand(v, self.environ) for k, v in server.env.items()}
-            values += secret_values(expanded)
-        values += [v for k, v in self.environ.items()
-                   if k in {n for s in self.config.servers.values() for n in s.requires_env}]
+            with contextlib.suppress(ValueError):
+                expanded = {k: expand(v, self.environ) for k, v in server.env.items()}
+                values += secret_values(expanded)
+            wanted.update(server.requires_env)
+            for raw in (*server.env.values(), *server.args):
+                with contextlib.suppress(ValueError):
+                    wanted.update(n for n in referenced_vars(raw) if SECRET_NAME.search(n))
+        values += [self.environ[name] for name in wanted if self.environ.get(name)]
         if self.config.http.token:
             values.append(self.config.http.token)
+        values += [c.token for c in self.config.clients.values() if c.token]
         REDACT.update(values)
+
+    def metrics_text(self) -> bytes:
+        """Prometheus exposition text (content type `supervisor.metrics.CONTENT_TYPE`)."""
+        return self.metrics.render()
+
+    def fleet_summary(self) -> str:
+        """The STATUS= line: "25/27 ready" plus what the others are doing."""
+        servers = list(self.fleet.servers.values())
+        ready = sum(1 for s in servers if s.state in SERVING)
+        others = collections.Counter(str(s.state) for s in servers if s.state not in SERVING)
+        text = f"{ready}/{len(servers)} ready"
+        if others:
+            text += " (" + ", ".join(f"{n} {state}" for state, n in sorted(others.items())) + ")"
+        return text
+
+    def eager_settled(self) -> bool:
+        """Every eager server has left `starting`: it is ready, failed or unavailable."""
+        return all(not s.transitional for s in self.fleet.servers.values() if s.config.start == "eager")
 
     # ---- what the control socket asks --------------------------------------------------------------
 
@@ -106,20 +157,33 @@ class Daemon:
         return 0
 
     async def reload(self) -> dict[str, Any]:
-        """Parse and validate first; a bad file changes nothing and says why."""
+        """Parse and validate first; a bad file changes nothing and says why.
+
+        systemd hears RELOADING=1 before and READY=1 after, whatever the outcome: a rejected file
+        leaves the old fleet running, which is a finished reload too.
+        """
         async with self._reload_lock:
+            self.notifier.reloading()
             try:
-                new = load_config(self.config_path, self.environ)
-            except ConfigError as exc:
-                log.error("reload rejected: %s", exc)
-                raise
-            plan = await self.fleet.apply(new)
-            self.config = new
-            self.ctx.client_limits.update(self._client_limits(new))
-            self._update_secrets()
-            result = plan.as_dict()
-            result["config"] = str(self.config_path)
-            return result
+                try:
+                    new = load_config(self.config_path, self.environ)
+                except ConfigError as exc:
+                    log.error("reload rejected: %s", exc)
+                    raise
+                # Secrets first: the servers started by `apply` may log them at once.
+                old, self.config = self.config, new
+                self.ctx.client_limits.update(self._client_limits(new))
+                self._update_secrets()
+                try:
+                    plan = await self.fleet.apply(new)
+                except BaseException:
+                    self.config = old
+                    raise
+                result = plan.as_dict()
+                result["config"] = str(self.config_path)
+                return result
+            finally:
+                self.notifier.ready(self.fleet_summary())
 
     # ---- life -----------------------------------------------------------------------------------
 
@@ -132,6 +196,7 @@ class Daemon:
         self.pids.path.parent.mkdir(parents=True, exist_ok=True)
         process.become_subreaper()
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self.log_files.run)
             await tg.start(self.fleet.run)
             await tg.start(ControlServer(self.socket_path, self).serve)
             tg.start_soon(self._signals)
@@ -139,16 +204,61 @@ class Daemon:
             tg.start_soon(self._stats_loop)
             if self.config.supervisor.watch:
                 tg.start_soon(watch_config, self.config_path, self.reload)
+            if self.notifier.enabled:
+                tg.start_soon(self._notify_loop)
+                if self.notifier.watchdog:
+                    tg.start_soon(self._watchdog_loop, self.notifier.watchdog)
             log.info("mcp-supervisor %s: %d servers, control socket %s", __version__,
                      len(self.fleet.servers), self.socket_path)
             await self._stop.wait()
             log.info("stopping: ending every child")
+            self.notifier.stopping()
             with anyio.CancelScope(shield=True):
                 await self.fleet.shutdown()
             tg.cancel_scope.cancel()
+        self.notifier.close()
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        """What the fleet publishes: log lines to the files, state changes to sd_notify, then the bus.
+
+        Not bus subscribers: the bus's `has_subscribers` means "someone is watching" (it turns the
+        per-second stats on), and these two are always there.
+        """
+        kind = event.get("type")
+        if kind == "log":
+            self.log_files.on_event(event)
+        elif kind == "state":
+            self._states_changed.set()
+        self.bus.publish(event)
+
+    async def _notify_loop(self) -> None:
+        """READY=1 once the eager servers have settled, then STATUS= on every change (coalesced)."""
+        with anyio.move_on_after(READY_DEADLINE):
+            while not self.eager_settled():
+                self.notifier.status(f"starting: {self.fleet_summary()}")
+                await self._wait_states()
+        if not self.eager_settled():
+            log.warning("telling systemd we are ready after %gs with servers still starting: %s",
+                        READY_DEADLINE, self.fleet_summary())
+        self.notifier.ready(self.fleet_summary())
+        while True:
+            await self._wait_states()
+            if not self._reload_lock.locked():  # a reload says READY=1 with the status itself
+                self.notifier.status(self.fleet_summary())
+
+    async def _wait_states(self) -> None:
+        await self._states_changed.wait()
+        await anyio.sleep(STATUS_COALESCE)  # a burst of changes (a reload, a cold start) → one line
+        self._states_changed = anyio.Event()
+
+    async def _watchdog_loop(self, interval: float) -> None:
+        """WATCHDOG=1 from the event loop itself: if the loop is stuck, the pings stop."""
+        while True:
+            self.notifier.ping()
+            await anyio.sleep(interval)
 
     async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
@@ -197,13 +307,15 @@ def _socket_in_use(path: Path) -> bool:
         probe.close()
 
 
-def configure_logging(level: str = "info", fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(level: str = "info", fmt: str = "text",
+                      environ: Mapping[str, str] | None = None) -> None:
+    handler = RedactingHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
+    elif stderr_is_journal(os.environ if environ is None else environ):
+        handler.setFormatter(JournalFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
     root = logging.getLogger("mcp_supervisor")
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
@@ -221,7 +333,7 @@ def serve(config_path: Path, socket_path: Path, environ: Mapping[str, str] | Non
     except FileNotFoundError:
         print(f"mcpctl serve: no config file at {config_path}", file=sys.stderr)  # noqa: T201
         return 2
-    configure_logging(config.supervisor.log_level, log_format or config.supervisor.log_format)
+    configure_logging(config.supervisor.log_level, log_format or config.supervisor.log_format, env)
     if _socket_in_use(socket_path):
         print(f"mcpctl serve: a daemon is already running on {socket_path}", file=sys.stderr)  # noqa: T201
         return 1

@@ -29,6 +29,8 @@ from .errors import (
     UpstreamTimeout,
 )
 from .jsonrpc import LineSplitter, Message, Oversized, encode, error_response, loads
+from .logs import REDACT
+from .metrics import GONE
 from .outbox import Outbox
 
 log = logging.getLogger("mcp_supervisor.instance")
@@ -46,7 +48,8 @@ class Sink(Protocol):
 class InstanceOwner(Protocol):
     """The callbacks an instance makes into its `Server`."""
 
-    def request_done(self, instance: Instance, pending: Pending, ok: bool) -> None: ...
+    def request_done(self, instance: Instance, pending: Pending, ok: bool,
+                     outcome: int = ...) -> None: ...
     def child_notification(self, instance: Instance, message: Message) -> None: ...
     def child_request(self, instance: Instance, message: Message) -> None: ...
     def child_stderr(self, instance: Instance, line: str) -> None: ...
@@ -435,7 +438,7 @@ class Instance:
                   if self._stop_requested else
                   f"server '{self.server}' exited while handling the request; it is being restarted")
         for pending in self.fail_all(reason):
-            self.owner.request_done(self, pending, False)
+            self.owner.request_done(self, pending, False, GONE)
 
     async def _watch_exit(self, proc: anyio.abc.Process) -> None:
         """A grandchild can hold stdout open after the child died, so the exit itself counts too."""
@@ -551,7 +554,9 @@ class Instance:
                     raw = await buffered.receive_until(b"\n", 65536)
                 except anyio.DelimiterNotFound:
                     raw = await buffered.receive(65536)
-                line = raw.decode("utf-8", "replace").rstrip("\r")
+                # Masked here, at the source: the ring, the log file, `mcpctl logs`, the events
+                # stream and the exit reason in status all get this one redacted copy.
+                line = REDACT(raw.decode("utf-8", "replace").rstrip("\r"))
                 self.stderr_tail.append(line)
                 self.owner.child_stderr(self, line)
         except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,

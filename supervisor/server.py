@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from . import protocol
+from . import metrics, protocol
 from .config import ServerConfig, expand
 from .errors import (
     RATE_LIMITED,
@@ -31,6 +31,7 @@ from .errors import (
 )
 from .instance import ExitInfo, Instance, Pending, Sink
 from .jsonrpc import Message, error_response
+from .logs import REDACT
 from .ratelimit import ClientLimits, TokenBucket
 from .states import SERVING, State, backoff_delay, over_intensity, start_failure_delay
 
@@ -102,6 +103,7 @@ class Server:
         self.timeouts_total = 0
         self.busy_total = 0
         self.latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
+        self.stats = metrics.RequestStats()  # read by the Prometheus collector at scrape time
         self.last_exit: str | None = None
         self.handshake: Instance | None = None  # the latest child that finished its handshake
 
@@ -151,6 +153,7 @@ class Server:
             if self.config.start == "lazy" and self.state == State.STOPPED and not self._failed:
                 self.start()
             else:
+                self.stats.refused(message["method"], metrics.UNAVAILABLE)
                 sink.deliver(error_response(
                     message["id"], SERVER_UNAVAILABLE,
                     f"server '{self.name}' is {self.state}: {self.reason}",
@@ -158,6 +161,7 @@ class Server:
                 return
         if len(self.queue) >= self.config.max_queue:
             self.busy_total += 1
+            self.stats.refused(message["method"], metrics.BUSY)
             retry_ms = self._retry_after_ms()
             sink.deliver(error_response(
                 message["id"], SERVER_BUSY,
@@ -214,11 +218,16 @@ class Server:
             item = queue.popleft()
             inst.forward(item.sink, item.message, item.deadline, item.client_modern)
 
-    def request_done(self, instance: Instance, pending: Pending, ok: bool) -> None:
+    def request_done(self, instance: Instance, pending: Pending, ok: bool,
+                     outcome: int = metrics.ERROR) -> None:
         self.calls_total += 1
-        if not ok:
+        elapsed = time.monotonic() - pending.started
+        self.latencies.append(elapsed)
+        if ok:
+            self.stats.record(pending.method, metrics.OK, elapsed)
+        else:
             self.errors_total += 1
-        self.latencies.append(time.monotonic() - pending.started)
+            self.stats.record(pending.method, outcome, elapsed)
         if self.queue:
             self._dispatch_queue()
 
@@ -232,7 +241,7 @@ class Server:
             for cid, pending in list(inst.pending.items()):
                 if pending.sink is sink and pending.client_id == client_id:
                     inst.cancel(cid, reason)
-                    self.request_done(inst, pending, False)
+                    self.request_done(inst, pending, False, metrics.CANCELLED)
                     return True
         return False
 
@@ -247,7 +256,7 @@ class Server:
             for cid, pending in list(inst.pending.items()):
                 if pending.sink is sink:
                     inst.cancel(cid, "the client disconnected")
-                    self.request_done(inst, pending, False)
+                    self.request_done(inst, pending, False, metrics.CANCELLED)
                     dropped += 1
         return dropped
 
@@ -276,13 +285,14 @@ class Server:
         for inst in list(self.instances):
             for pending in inst.expire(now):
                 self.timeouts_total += 1
-                self.request_done(inst, pending, False)
+                self.request_done(inst, pending, False, metrics.TIMEOUT)
         if self.queue and any(item.deadline <= now for item in self.queue):
             kept: collections.deque[Queued] = collections.deque()
             for item in self.queue:
                 if item.deadline <= now:
                     self.timeouts_total += 1
                     self.errors_total += 1
+                    self.stats.refused(item.message["method"], metrics.TIMEOUT)
                     item.sink.deliver(error_response(
                         item.message["id"], REQUEST_TIMEOUT,
                         f"server '{self.name}' could not take the request within "
@@ -298,6 +308,7 @@ class Server:
             if only_unsafe and item.message.get("method") in protocol.RETRY_SAFE_METHODS:
                 kept.append(item)
                 continue
+            self.stats.refused(item.message["method"], metrics.UNAVAILABLE)
             item.sink.deliver(error_response(item.message["id"], SERVER_UNAVAILABLE, reason,
                                              {"server": self.name}))
         self.queue = kept
@@ -400,6 +411,7 @@ class Server:
             self._desired and self.state == State.STOPPED and not self._failed)
 
     def _set_state(self, state: State, reason: str) -> None:
+        reason = REDACT(reason)  # reasons quote the child's stderr and errors: never a secret
         if state == self.state and reason == self.reason:
             return
         self.state = state
@@ -635,5 +647,5 @@ class Server:
             "busy_total": self.busy_total,
             "rate_limited_total": self.rate_limited_total,
             "rate_limit": self.config.rate_limit.text if self.config.rate_limit else None,
-            "last_exit": self.last_exit,
+            "last_exit": REDACT(self.last_exit) if self.last_exit else None,
         }

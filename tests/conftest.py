@@ -84,6 +84,7 @@ class Daemon:
         self.env = env
         self.seen_pids: set[int] = set()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.serve_args: list[str] = []  # extra `mcpctl serve` options, e.g. ["--log-format", "json"]
         self.write_config(config_text)
 
     def write_config(self, text: str) -> None:
@@ -99,7 +100,7 @@ class Daemon:
     def start(self, wait: bool = True) -> Daemon:
         self._log_file = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [MCPCTL, "--config", str(self.config), "--socket", str(self.socket), "serve"],
+            [MCPCTL, "--config", str(self.config), "--socket", str(self.socket), "serve", *self.serve_args],
             stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
             env=self.env, cwd=self.workdir)
         if wait:
@@ -214,10 +215,12 @@ def make_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
     def factory(config_text: str, *, start: bool = True, env: dict[str, str] | None = None,
-                subdir: str | None = None, watch: bool = False) -> Daemon:
+                subdir: str | None = None, watch: bool = False,
+                serve_args: tuple[str, ...] = ()) -> Daemon:
         where = workdir / subdir if subdir else workdir
         where.mkdir(exist_ok=True)
         daemon = Daemon(where, config_text, env or daemon_env(workdir), watch=watch)
+        daemon.serve_args = list(serve_args)
         started.append(daemon)
         if start:
             daemon.start()

@@ -1,8 +1,14 @@
-"""mcpctl logs NAME [-n N] [-f]: a server's recent stderr lines; -f keeps following them live."""
+"""mcpctl logs NAME [-n N] [-f]: a server's recent stderr lines; -f keeps following them live.
+
+The daemon keeps the last 2000 stderr lines of each server in memory (secrets masked); the full
+history is in STATE_DIR/logs/NAME.log (size-rotated). With -f the recent lines and the live ones
+come from one subscription, so a line written while `logs -f` starts is printed exactly once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ._client import daemon_call, err, out, run_guarded
 
@@ -21,7 +27,7 @@ def _follow(args: argparse.Namespace) -> int:
 
     from supervisor import paths
     from supervisor.control_client import connect, read_line
-    from supervisor.errors import DaemonNotRunning
+    from supervisor.errors import UNKNOWN_SERVER, DaemonNotRunning
 
     try:
         sock = connect(paths.resolve_socket(args.socket))
@@ -31,7 +37,7 @@ def _follow(args: argparse.Namespace) -> int:
     with sock:
         sock.settimeout(None)
         sock.sendall(orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "supervisor/events",
-                                   "params": {"logs": [args.server]}}) + b"\n")
+                                   "params": {"logs": [args.server], "tail": max(0, args.lines)}}) + b"\n")
         buffer = bytearray()
         while True:
             try:
@@ -39,21 +45,26 @@ def _follow(args: argparse.Namespace) -> int:
             except DaemonNotRunning:
                 err("mcpctl logs: the daemon went away")
                 return 1
+            if message.get("id") == 1:
+                if "error" in message:
+                    err(f"mcpctl: {message['error'].get('message')}")
+                    return 2 if message["error"].get("code") == UNKNOWN_SERVER else 1
+                for line in (message.get("result") or {}).get("lines", {}).get(args.server, []):
+                    out(line)
+                sys.stdout.flush()
+                continue
             params = message.get("params") or {}
             if params.get("type") == "log" and params.get("server") == args.server:
                 out(params.get("line", ""))
-                import sys
                 sys.stdout.flush()
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.follow:
+        return _follow(args)
     result = daemon_call(args, "supervisor/logs", {"server": args.server, "lines": args.lines})
     for line in result["lines"]:
         out(line)
-    if args.follow:
-        import sys
-        sys.stdout.flush()
-        return _follow(args)
     return 0
 
 
