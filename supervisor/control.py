@@ -62,7 +62,7 @@ class DaemonView(Protocol):
     bus: EventBus
 
     def info(self) -> dict[str, Any]: ...
-    def cache_status(self) -> dict[str, Any]: ...
+    async def cache_status(self) -> dict[str, Any]: ...
     async def reload(self) -> dict[str, Any]: ...
     async def clear_cache(self, server: str | None) -> int: ...
 
@@ -228,7 +228,7 @@ class ControlConnection:
     async def status(self, params: dict[str, Any]) -> Any:
         names = params.get("servers") or None
         return {"daemon": self.daemon.info(), "servers": self.daemon.fleet.status(names),
-                "cache": self.daemon.cache_status()}
+                "cache": await self.daemon.cache_status()}
 
     async def _lifecycle(self, params: dict[str, Any], action: Callable[[Server], None]) -> Any:
         servers = self.daemon.fleet.select(_names(params))

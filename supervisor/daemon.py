@@ -17,6 +17,7 @@ import anyio
 import anyio.abc
 
 from . import __version__, paths, process
+from .caching import CacheHub
 from .config import FleetConfig, load_config
 from .control import ControlServer
 from .errors import ConfigError, SupervisorError
@@ -57,9 +58,12 @@ class Daemon:
         # fleet.toml may point server files at the state directory by this name.
         self.environ.setdefault("MCP_SUPERVISOR_STATE_DIR", str(self.state_dir))
         self.pids = process.PidRegistry(socket_path.with_name(socket_path.name + ".pids"))
+        # The cache backend is daemon-level: a change to `[cache]` needs a daemon restart (reload
+        # says so), so the hub lives as long as the daemon.
+        self.cache = CacheHub(config.cache)
         self.ctx = FleetContext(
             environ=self.environ, state_dir=self.state_dir, data_dir=paths.data_dir(environ),
-            publish=self.bus.publish, pids=self.pids, resolve_command=_resolver())
+            publish=self.bus.publish, pids=self.pids, resolve_command=_resolver(), cache=self.cache)
         self.fleet = Fleet(config, self.ctx)
         self._update_secrets()
         self._stop = anyio.Event()
@@ -92,11 +96,11 @@ class Daemon:
             "memory_bytes": memory,
         }
 
-    def cache_status(self) -> dict[str, Any]:
-        return {"backend": self.config.cache.backend, "hits": 0, "misses": 0, "errors": 0, "entries": 0}
+    async def cache_status(self) -> dict[str, Any]:
+        return await self.cache.status()
 
     async def clear_cache(self, server: str | None) -> int:
-        return 0
+        return await self.cache.clear(server)
 
     async def reload(self) -> dict[str, Any]:
         """Parse and validate first; a bad file changes nothing and says why."""
@@ -135,6 +139,7 @@ class Daemon:
             log.info("stopping: ending every child")
             with anyio.CancelScope(shield=True):
                 await self.fleet.shutdown()
+                await self.cache.aclose()
             tg.cancel_scope.cancel()
 
     def request_stop(self) -> None:
