@@ -206,12 +206,18 @@ class CacheFront:
         restarted = self._ready_seen
         self._ready_seen = True
         self.modern = instance.modern
-        self.configure(instance.tools)
+        self.tools_changed(instance.tools)
         if restarted:
             self.invalidate(protocol.LIST_METHODS)
 
     def tools_changed(self, tools: list[dict[str, Any]]) -> None:
+        old = self.prefix
         self.configure(tools)
+        if self.prefix != old:
+            # A new tools list is a new fingerprint: nothing under the old one can be asked for
+            # again here. (Redis keeps them until their TTL: another daemon may still use them.)
+            self.epoch += 1
+            self.hub.local.delete_prefix_now(old)
 
     def notification(self, method: str) -> None:
         methods = INVALIDATES.get(method)

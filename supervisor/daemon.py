@@ -172,6 +172,9 @@ class Daemon:
                 entry["p50_ms"] = round(lat[len(lat) // 2] * 1000, 3) if lat else None
                 entry["p95_ms"] = round(lat[int(len(lat) * 0.95)] * 1000, 3) if lat else None
                 entry["cache_hit_rate"] = None
+                if server.cache is not None and (server.cache.hits or server.cache.misses):
+                    hits = server.cache.hits
+                    entry["cache_hit_rate"] = round(hits / (hits + server.cache.misses), 4)
                 last[server.name] = (server.calls_total, server.errors_total)
                 servers.append(entry)
             self.bus.publish({"type": "stats", "at": time.time(), "daemon": self.info(),

@@ -311,3 +311,18 @@ def test_redis_slower_than_the_timeout(make_daemon: MakeDaemon, redis_server: Re
             assert status["errors"] >= 3 and status["redis"]["breaker"] in ("open", "half-open")
         finally:
             redis_server.resume()
+
+
+def test_config_change_never_serves_the_old_entries(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(cached_server("echo", tools=("echo",)))
+    daemon.wait_state("echo", "ready")
+    with session(daemon) as raw:
+        raw.call_tool("echo", {"text": "r"}, 1)
+        raw.call_tool("echo", {"text": "r"}, 2)
+        assert calls(raw, "echo") == 1
+    daemon.write_config(cached_server("echo", "--name", "renamed", tools=("echo",)))
+    assert daemon.rpc("supervisor/reload")["changed"] == ["echo"]
+    daemon.wait_state("echo", "ready")
+    with session(daemon) as raw:
+        raw.call_tool("echo", {"text": "r"}, 1)
+        assert calls(raw, "echo") == 1, "the new child must have been asked"
