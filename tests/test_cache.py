@@ -243,7 +243,8 @@ def test_cache_clear_and_status_json(make_daemon: MakeDaemon) -> None:
 # ---- Redis ------------------------------------------------------------------------------------
 
 def test_two_daemons_share_one_redis(make_daemon: MakeDaemon, redis_server: RedisServer) -> None:
-    config = redis_section(redis_server) + cached_server("echo", tools=("echo",))
+    # Generous timeout: this test is about sharing, and a loaded CI box can take 50 ms to answer.
+    config = redis_section(redis_server, "1s") + cached_server("echo", tools=("echo",))
     first = make_daemon(config, subdir="a")
     second = make_daemon(config, subdir="b")
     first.wait_state("echo", "ready")
@@ -258,7 +259,8 @@ def test_two_daemons_share_one_redis(make_daemon: MakeDaemon, redis_server: Redi
         assert text(raw.call_tool("echo", {"text": "shared"}, 1)) == "shared"
         assert calls(raw, "echo") == 0, "the second daemon's child must not be called"
     status = cache_status(second)
-    assert status["backend"] == "redis" and status["hits"] == 1 and status["errors"] == 0
+    assert status["backend"] == "redis" and status["hits"] == 1
+    assert status["errors"] == 0, status["redis"]["last_error"]
     assert status["redis"]["breaker"] == "closed"
     # Lists of the echo server are cacheScope "private" on its modern connection: never in Redis.
     assert not list(client.scan_iter(match="mcps:echo:*:tools/list:*"))
