@@ -143,6 +143,12 @@ class Breaker:
         """Whether `allow` could say yes now, without taking the half-open probe."""
         return self.open_until is None or (not self._probing and self._clock() >= self.open_until)
 
+    def retry_in(self) -> float:
+        """Seconds until `may_try` can say yes again (0 when it already can)."""
+        if self.open_until is None:
+            return 0.0
+        return max(0.01, self.open_until - self._clock())
+
     def allow(self) -> bool:
         if self.open_until is None:
             return True

@@ -338,8 +338,11 @@ class CacheFront:
         self._worker_running = True
         try:
             while True:
-                if self._deletes:
-                    await redis.delete_prefix(self._deletes.popleft())
+                if self._deletes and redis.breaker.may_try():
+                    # An invalidation that failed stays queued (and keeps lookups under it off
+                    # Redis) until it succeeds: a list_changed must not be lost to an outage.
+                    if await redis.delete_prefix(self._deletes[0]) >= 0:
+                        self._deletes.popleft()
                 elif self._stores:
                     stores = [self._stores.popleft() for _ in range(min(BATCH, len(self._stores)))]
                     await redis.put_many(stores)
@@ -348,7 +351,8 @@ class CacheFront:
                                         for _ in range(min(BATCH, len(self._lookups)))], redis)
                 else:
                     self._wake = anyio.Event()
-                    await self._wake.wait()
+                    with anyio.move_on_after(redis.breaker.retry_in() if self._deletes else None):
+                        await self._wake.wait()
         finally:
             self._worker_running = False
             # Anything still queued goes to the child rather than waiting for a worker that is gone.
@@ -358,7 +362,11 @@ class CacheFront:
                     self.server.route(flight, message, client_modern)
 
     async def _lookup(self, batch: list[tuple[Flight, Message, bool]], redis: RedisCache) -> None:
-        values = await redis.get_many([flight.key for flight, _, _ in batch])
+        stale = tuple(self._deletes)  # invalidated but not yet deleted in Redis: never read those
+        keys = [flight.key for flight, _, _ in batch]
+        asked = [key for key in keys if not (stale and key.startswith(stale))]
+        found = dict(zip(asked, await redis.get_many(asked), strict=True)) if asked else {}
+        values = [found.get(key) for key in keys]
         for (flight, message, client_modern), value in zip(batch, values, strict=True):
             if not flight.waiters:
                 continue  # everyone cancelled or left while we looked
