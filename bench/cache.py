@@ -11,6 +11,8 @@ Starts its own redis-server (free port, no persistence) and two daemons (`[cache
     memory     tools/call echo on `cached`, memory backend, always a hit
     redis      tools/call echo on `cached`, Redis backend, always a hit
 
+Requests cycle through 64 distinct arguments (all stored during warm-up), so with the default
+window a pipelined hit is a real lookup, not a join onto an identical request in flight.
 For each: round-trip latency of one request at a time (p50/p99 over --rtt calls) and throughput
 with --window requests pipelined (calls/s over --requests calls).
 """
@@ -38,6 +40,9 @@ from supervisor.control_client import call, connect, read_line  # noqa: E402
 
 ECHO = REPO / "tests" / "servers" / "echo_server.py"
 MCPCTL = str(Path(sys.executable).with_name("mcpctl"))
+# Distinct arguments, as many as the default window: pipelined requests are then (almost) never
+# identical while in flight, so hits are real cache hits, not single-flight joins.
+KEYS = 64
 
 
 def free_port() -> int:
@@ -82,7 +87,7 @@ def request(method: str, i: int) -> bytes:
         msg: dict[str, Any] = {"jsonrpc": "2.0", "id": i, "method": "ping"}
     else:
         msg = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
-               "params": {"name": "echo", "arguments": {"text": "hello cache"}}}
+               "params": {"name": "echo", "arguments": {"text": f"hello cache {i % KEYS}"}}}
     return orjson.dumps(msg) + b"\n"
 
 
@@ -184,7 +189,7 @@ def main() -> int:
         for label, sock in (("memory", mem_sock), ("redis", red_sock)):
             cache = call(sock, "supervisor/status", None, 5)["cache"]
             print(f"{label} daemon cache: hits={cache['hits']} misses={cache['misses']} "
-                  f"errors={cache['errors']} entries={cache['entries']}")
+                  f"coalesced={cache['coalesced']} errors={cache['errors']} entries={cache['entries']}")
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
