@@ -18,6 +18,7 @@ import anyio
 import anyio.abc
 
 from . import __version__, paths, process
+from .caching import CacheHub
 from .config import FleetConfig, RateLimit, load_config
 from .control import ControlServer
 from .errors import ConfigError, SupervisorError
@@ -75,13 +76,16 @@ class Daemon:
         # fleet.toml may point server files at the state directory by this name.
         self.environ.setdefault("MCP_SUPERVISOR_STATE_DIR", str(self.state_dir))
         self.pids = process.PidRegistry(socket_path.with_name(socket_path.name + ".pids"))
+        # The cache backend is daemon-level: a change to `[cache]` needs a daemon restart (reload
+        # says so), so the hub lives as long as the daemon.
+        self.cache = CacheHub(config.cache)
         self.ctx = FleetContext(
             environ=self.environ, state_dir=self.state_dir, data_dir=paths.data_dir(environ),
-            publish=self._publish, pids=self.pids, resolve_command=_resolver())
+            publish=self._publish, pids=self.pids, resolve_command=_resolver(), cache=self.cache)
         self.ctx.client_limits.update(self._client_limits(config))
         self.fleet = Fleet(config, self.ctx)
         self.log_files = ChildLogFiles(self.state_dir / "logs")
-        self.metrics = Metrics(lambda: self.fleet.servers.values(), self.cache_status,
+        self.metrics = Metrics(lambda: self.fleet.servers.values(), self.cache.counters,
                                lambda: self.log_files.dropped)
         self.notifier = Notifier(environ)
         self._update_secrets()
@@ -150,11 +154,11 @@ class Daemon:
             "memory_bytes": memory,
         }
 
-    def cache_status(self) -> dict[str, Any]:
-        return {"backend": self.config.cache.backend, "hits": 0, "misses": 0, "errors": 0, "entries": 0}
+    async def cache_status(self) -> dict[str, Any]:
+        return await self.cache.status()
 
     async def clear_cache(self, server: str | None) -> int:
-        return 0
+        return await self.cache.clear(server)
 
     async def reload(self) -> dict[str, Any]:
         """Parse and validate first; a bad file changes nothing and says why.
@@ -215,6 +219,7 @@ class Daemon:
             self.notifier.stopping()
             with anyio.CancelScope(shield=True):
                 await self.fleet.shutdown()
+                await self.cache.aclose()
             tg.cancel_scope.cancel()
         self.notifier.close()
 
@@ -287,6 +292,9 @@ class Daemon:
                 entry["p50_ms"] = round(lat[len(lat) // 2] * 1000, 3) if lat else None
                 entry["p95_ms"] = round(lat[int(len(lat) * 0.95)] * 1000, 3) if lat else None
                 entry["cache_hit_rate"] = None
+                if server.cache is not None and (server.cache.hits or server.cache.misses):
+                    hits = server.cache.hits
+                    entry["cache_hit_rate"] = round(hits / (hits + server.cache.misses), 4)
                 last[server.name] = (server.calls_total, server.errors_total)
                 servers.append(entry)
             self.bus.publish({"type": "stats", "at": time.time(), "daemon": self.info(),

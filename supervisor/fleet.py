@@ -116,6 +116,8 @@ class Fleet:
             if scope is not None:
                 scope.cancel()
             old = self.servers.pop(name)
+            if old.cache is not None:
+                old.cache.hub.retire(old.cache)  # config changed or gone: its entries are dead
             for session in list(old.sessions):
                 close = getattr(session, "close", None)
                 if close is not None:

@@ -36,6 +36,7 @@ from .ratelimit import ClientLimits, TokenBucket
 from .states import SERVING, State, backoff_delay, over_intensity, start_failure_delay
 
 if TYPE_CHECKING:
+    from .caching import CacheHub
     from .process import PidRegistry, ProcessRecord
 
 log = logging.getLogger("mcp_supervisor.server")
@@ -67,6 +68,7 @@ class FleetContext:
     max_message: int = 16 * 1024 * 1024
     resolve_command: Callable[[ServerConfig, Path, Mapping[str, str]], list[str] | None] | None = None
     direct_children: set[int] = field(default_factory=set)
+    cache: CacheHub | None = None
     client_limits: ClientLimits = field(default_factory=lambda: ClientLimits({}))
 
 
@@ -125,11 +127,24 @@ class Server:
         self._stderr_window = 0.0
         self._stderr_logged = 0
         self._stderr_suppressed = 0
+        self.cache = ctx.cache.front(self) if ctx.cache is not None else None
 
     # ---- admission: the hot path ----------------------------------------------------------------
 
     def submit(self, sink: Sink, message: Message, client_modern: bool) -> None:
         """Route one request; its answer (or a precise error) is delivered to `sink`."""
+        cache = self.cache
+        if cache is not None and message["method"] in cache.methods:
+            routed = cache.intercept(sink, message, client_modern)
+            if routed is None:
+                return  # answered from the cache, or joined an identical request in flight
+            sink = routed
+        self.route(sink, message, client_modern)
+
+    def route(self, sink: Sink, message: Message, client_modern: bool) -> None:
+        """Admission proper: an instance, the queue, or a refusal. The cache worker calls this
+        for Redis misses. The server's rate limit is checked here, after the cache: a hit never
+        reaches the child, so it does not spend the child's (often an upstream API's) quota."""
         if self._bucket is not None and not self._bucket.take(time.monotonic()):
             self.refuse_rate_limited(sink, message, f"server '{self.name}'",
                                      self._bucket.retry_after(time.monotonic()))
@@ -233,6 +248,15 @@ class Server:
 
     def cancel(self, sink: Sink, client_id: Any, reason: str = "cancelled by the client") -> bool:
         """A client's notifications/cancelled: drop it from the queue or cancel it in the child."""
+        left_flight = False
+        if self.cache is not None and self.cache.flights:
+            flight = self.cache.leave(sink, client_id)
+            if flight is not None:
+                if flight.waiters:
+                    return True  # others still wait for the same answer: the child keeps working
+                # Nobody waits any more: cancel the shared request itself (if it reached the child;
+                # a flight still waiting for Redis is dropped by the cache worker).
+                sink, client_id, left_flight = flight, flight.routed_id, True
         for item in self.queue:
             if item.sink is sink and item.message.get("id") == client_id:
                 self.queue.remove(item)
@@ -243,11 +267,15 @@ class Server:
                     inst.cancel(cid, reason)
                     self.request_done(inst, pending, False, metrics.CANCELLED)
                     return True
-        return False
+        return left_flight
 
     def drop_sink(self, sink: Sink) -> int:
         """The client went away: forget its queued requests and cancel its in-flight ones."""
         dropped = 0
+        if self.cache is not None and self.cache.flights:
+            for flight in self.cache.leave_all(sink):
+                if self.cancel(flight, flight.routed_id, "the client disconnected"):
+                    dropped += 1
         if self.queue:
             kept = collections.deque(q for q in self.queue if q.sink is not sink)
             dropped += len(self.queue) - len(kept)
@@ -319,6 +347,8 @@ class Server:
         method = message["method"]
         if method == "notifications/tools/list_changed":
             self._spawn(self._refresh_tools, instance)
+        if self.cache is not None:
+            self.cache.notification(method)
         if method == "notifications/message":
             params = message.get("params") or {}
             log.info("%s: [%s] %s", self.name, params.get("level", "info"), params.get("data"))
@@ -361,6 +391,8 @@ class Server:
             return
         instance.tools = tools
         self.tools = tools
+        if self.cache is not None:
+            self.cache.tools_changed(tools)
 
     def _spawn(self, func: Callable[[Instance], Any], instance: Instance) -> None:
         if self._tg is not None:
@@ -482,6 +514,8 @@ class Server:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._sweeper)
+            if self.cache is not None and self.cache.needs_worker:
+                tg.start_soon(self.cache.worker)
             while True:
                 if not self._desired or self._failed:
                     if not self._failed and self.state != State.UNAVAILABLE:
@@ -580,6 +614,8 @@ class Server:
         self.handshake = inst
         self._start_failures = 0
         self.tools = inst.tools
+        if self.cache is not None:
+            self.cache.child_ready(inst)
         self._set_slot(inst.index, State.READY, "")
         self._dispatch_queue()
 
