@@ -44,7 +44,8 @@ def _stdin_to_socket(sock: socket.socket, done: threading.Event) -> None:
             sock.shutdown(socket.SHUT_WR)
 
 
-def bridge(socket_path: Path, server: str, client: str | None = None) -> int:
+def bridge(socket_path: Path, server: str | None, client: str | None = None, *,
+           all_servers: bool = False) -> int:
     try:
         sock = connect(socket_path)
     except DaemonNotRunning as exc:

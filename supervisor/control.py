@@ -11,8 +11,9 @@ Methods (params → result):
     supervisor/reload   {}                            → {added, removed, changed, unchanged, ..}
     supervisor/events   {logs?: [..]}                 → {subscribed: true}, then
                         notifications "supervisor/event" {type: state|restart|log|stats, ..}
-    supervisor/attach   {server, client?}             → {server, ...}; from then on the connection
-                        carries one MCP session with that server (what `mcpctl connect` uses)
+    supervisor/attach   {server, client?} | {all: true, client?} → {server, ...}; from then on the
+                        connection carries one MCP session with that server, or with the aggregate
+                        of all ready servers (tools named SERVER__tool; `mcpctl connect [--all]`)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from .aggregate import Aggregate
 from .errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -52,7 +54,7 @@ from .jsonrpc import (
 )
 from .outbox import Outbox, OutboxOverflow
 from .server import Server
-from .sessions import Session
+from .sessions import Session, Target
 
 log = logging.getLogger("mcp_supervisor.control")
 
@@ -60,6 +62,7 @@ log = logging.getLogger("mcp_supervisor.control")
 class DaemonView(Protocol):
     fleet: Fleet
     bus: EventBus
+    aggregate: Aggregate
 
     def info(self) -> dict[str, Any]: ...
     def cache_status(self) -> dict[str, Any]: ...
@@ -192,8 +195,10 @@ class ControlConnection:
 
     def _attach(self, msg: Message, tg: anyio.abc.TaskGroup) -> None:
         params = msg.get("params") or {}
+        server: Target
         try:
-            server = self.daemon.fleet.get(str(params.get("server")))
+            server = self.daemon.aggregate if params.get("all") else self.daemon.fleet.get(
+                str(params.get("server")))
         except SupervisorError as exc:
             self.outbox.push(encode({"jsonrpc": "2.0", "id": msg.get("id"),
                                      "error": to_jsonrpc_error(exc)}))

@@ -17,6 +17,7 @@ import anyio
 import anyio.abc
 
 from . import __version__, paths, process
+from .aggregate import Aggregate
 from .config import FleetConfig, load_config
 from .control import ControlServer
 from .errors import ConfigError, SupervisorError
@@ -59,11 +60,17 @@ class Daemon:
         self.pids = process.PidRegistry(socket_path.with_name(socket_path.name + ".pids"))
         self.ctx = FleetContext(
             environ=self.environ, state_dir=self.state_dir, data_dir=paths.data_dir(environ),
-            publish=self.bus.publish, pids=self.pids, resolve_command=_resolver())
+            publish=self._publish, pids=self.pids, resolve_command=_resolver())
         self.fleet = Fleet(config, self.ctx)
+        self.aggregate = Aggregate(self.fleet)
+        self.http: Any = None  # the HttpDoor, when [http] listen is set
         self._update_secrets()
         self._stop = anyio.Event()
         self._reload_lock = anyio.Lock()
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        self.aggregate.on_event(event)
+        self.bus.publish(event)
 
     def _update_secrets(self) -> None:
         """Mask every credential a server's env expands to, wherever a log line might show it."""
@@ -122,10 +129,19 @@ class Daemon:
             for record in ended:
                 log.warning("ended pid %d (%s) left behind by a previous daemon", record.pid, record.server)
         self.pids.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.config.http.enabled:
+            from .http import HttpDoor
+            self.http = HttpDoor(self.config.http, self.fleet, self.aggregate,
+                                 client_tokens=tuple(c.token for c in self.config.clients.values()
+                                                     if c.token),
+                                 max_message=self.ctx.max_message)
+            self.http.bind()  # a taken port fails here, before any child starts
         process.become_subreaper()
         async with anyio.create_task_group() as tg:
             await tg.start(self.fleet.run)
             await tg.start(ControlServer(self.socket_path, self).serve)
+            if self.http is not None:
+                await tg.start(self.http.serve)
             tg.start_soon(self._signals)
             tg.start_soon(memory_loop, self.fleet, 2.0)
             tg.start_soon(self._stats_loop)
@@ -133,6 +149,8 @@ class Daemon:
                      len(self.fleet.servers), self.socket_path)
             await self._stop.wait()
             log.info("stopping: ending every child")
+            if self.http is not None:
+                self.http.request_stop()
             with anyio.CancelScope(shield=True):
                 await self.fleet.shutdown()
             tg.cancel_scope.cancel()
@@ -216,6 +234,11 @@ def serve(config_path: Path, socket_path: Path, environ: Mapping[str, str] | Non
         print(f"mcpctl serve: a daemon is already running on {socket_path}", file=sys.stderr)  # noqa: T201
         return 1
     daemon = Daemon(config, config_path, socket_path, env)
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(daemon.run)
+    from .http import DoorError
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(daemon.run)
+    except DoorError as exc:
+        print(f"mcpctl serve: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     return 0
