@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 
 from .conftest import ECHO, NODE_BIN, server_toml
 
@@ -131,8 +131,8 @@ async def test_sdk_per_server_and_aggregate(make_daemon, mode):
             assert (await client.call_tool("echo__echo", {"text": "agg"})).content[0].text == "agg"
             slept = await client.call_tool("other__sleep", {"seconds": 0.3}, progress_callback=on_progress)
             assert slept.content[0].text == "slept" and progress == [1, 2, 3]
-            unknown = await client.call_tool("nosuch__echo", {"text": "x"})
-            assert unknown.is_error or "Unknown tool" in json.dumps(unknown.model_dump())
+            with pytest.raises(MCPError, match="Unknown tool 'nosuch__echo'"):
+                await client.call_tool("nosuch__echo", {"text": "x"})
             prompts = {p.name for p in (await client.list_prompts()).prompts}
             assert {"echo__greet", "other__plain"} <= prompts
             got = await client.get_prompt("other__greet", {"name": "Grace"})
@@ -362,19 +362,22 @@ async def test_list_changed_reaches_get_stream_and_listen(make_daemon):
     assert changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "L1"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 async def test_load_500_clients(make_daemon):
     """500 concurrent HTTP clients x 20 calls on two instances: every call answered with its own
-    text, and the only errors allowed are explicit 'server busy' ones."""
+    text, and the only errors allowed are explicit 'server busy' ones. Each client has its own
+    connection (httpx's shared pool costs more CPU than the door does at this width)."""
     door = await start_door(make_daemon, server_toml("echo", ECHO, instances=2, max_queue=4096))
     url = door.url("echo")
     answered = 0
     busy = 0
     wrong: list[Any] = []
-    limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
 
-        async def client(n: int) -> None:
-            nonlocal answered, busy
+    async def client(n: int) -> None:
+        nonlocal answered, busy
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as http:
             for i in range(20):
                 text = f"{n}:{i}"
                 reply = await http.post(url, headers=modern_headers("tools/call", "echo"),
@@ -390,10 +393,12 @@ async def test_load_500_clients(make_daemon):
                 else:
                     answered += 1
 
-        with anyio.fail_after(120):
-            async with anyio.create_task_group() as tg:
-                for n in range(500):
-                    tg.start_soon(client, n)
+    with anyio.fail_after(240):
+        async with anyio.create_task_group() as tg:
+            for n in range(500):
+                tg.start_soon(client, n)
     assert not wrong, wrong[:3]
     assert answered + busy == 500 * 20
     assert answered > 0
+    status = await anyio.to_thread.run_sync(lambda: door.daemon.status("echo"))
+    assert status["in_flight"] == 0 and status["queued"] == 0
