@@ -86,7 +86,8 @@ async def legacy_session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
     sid = reply.headers["mcp-session-id"]
     headers = {"accept": ACCEPT, "content-type": "application/json", "mcp-session-id": sid,
                "mcp-protocol-version": "2025-06-18"}
-    done = await http.post(url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    done = await http.post(url, headers=headers,
+                           json={"jsonrpc": "2.0", "method": "notifications/initialized"})
     assert done.status_code == 202
     return headers
 
@@ -96,8 +97,8 @@ async def legacy_session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_sdk_per_server_and_aggregate(make_daemon, mode):
-    door = await start_door(make_daemon, server_toml("echo", ECHO) + server_toml("other", ECHO, "--era", "legacy"),
-                            wait=("echo", "other"))
+    servers = server_toml("echo", ECHO) + server_toml("other", ECHO, "--era", "legacy")
+    door = await start_door(make_daemon, servers, wait=("echo", "other"))
     progress: list[float] = []
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
@@ -239,7 +240,8 @@ async def test_bad_input(make_daemon):
                                   json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
         assert unknown.status_code == 404
         headers = await legacy_session(http, url)
-        listed = await http.post(url, headers=headers, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        listed = await http.post(url, headers=headers,
+                                 json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
         assert listed.status_code == 200 and listed.json()["result"]["tools"]
         other = await http.post(door.url(), headers=headers,
                                 json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
@@ -306,8 +308,9 @@ async def test_client_disconnect_mid_call_cancels_in_the_child(make_daemon):
         # A legacy call, same story, while another client keeps working.
         headers = await legacy_session(http, url)
         with anyio.move_on_after(0.5):
-            await http.post(url, headers=headers, json={"jsonrpc": "2.0", "id": "gone-2", "method": "tools/call",
-                                                        "params": {"name": "sleep", "arguments": {"seconds": 30}}})
+            await http.post(url, headers=headers, json={
+                "jsonrpc": "2.0", "id": "gone-2", "method": "tools/call",
+                "params": {"name": "sleep", "arguments": {"seconds": 30}}})
 
         async def cancelled() -> list[Any]:
             reply = await http.post(url, headers=modern_headers("tools/call", "cancelled"),
@@ -339,8 +342,9 @@ async def test_list_changed_reaches_get_stream_and_listen(make_daemon):
             async for line in stream.aiter_lines():
                 if line.startswith("data: "):
                     into.append(json.loads(line[6:]))
-                    if any(m.get("method") == "notifications/tools/list_changed" for m in seen_get) and any(
-                            m.get("method") == "notifications/tools/list_changed" for m in seen_listen):
+                    changed = "notifications/tools/list_changed"
+                    if any(m.get("method") == changed for m in seen_get) and any(
+                            m.get("method") == changed for m in seen_listen):
                         got_both.set()
 
         with anyio.fail_after(20):
