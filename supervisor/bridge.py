@@ -53,7 +53,8 @@ def bridge(socket_path: Path, server: str | None, client: str | None = None, *,
         return 1
     with sock:
         attach = {"jsonrpc": "2.0", "id": "attach", "method": "supervisor/attach",
-                  "params": {"server": server, "client": client}}
+                  "params": {"all": True, "client": client} if all_servers
+                  else {"server": server, "client": client}}
         buffer = bytearray()
         try:
             sock.sendall(orjson.dumps(attach) + b"\n")
