@@ -44,7 +44,8 @@ def _stdin_to_socket(sock: socket.socket, done: threading.Event) -> None:
             sock.shutdown(socket.SHUT_WR)
 
 
-def bridge(socket_path: Path, server: str, client: str | None = None) -> int:
+def bridge(socket_path: Path, server: str | None, client: str | None = None, *,
+           all_servers: bool = False) -> int:
     try:
         sock = connect(socket_path)
     except DaemonNotRunning as exc:
@@ -52,7 +53,8 @@ def bridge(socket_path: Path, server: str, client: str | None = None) -> int:
         return 1
     with sock:
         attach = {"jsonrpc": "2.0", "id": "attach", "method": "supervisor/attach",
-                  "params": {"server": server, "client": client}}
+                  "params": {"all": True, "client": client} if all_servers
+                  else {"server": server, "client": client}}
         buffer = bytearray()
         try:
             sock.sendall(orjson.dumps(attach) + b"\n")

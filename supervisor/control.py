@@ -14,8 +14,9 @@ Methods (params → result):
                         `lines` holds the last N stderr lines of each server in `logs`, taken in
                         the same step as the subscription: no line is missed or shown twice
     supervisor/metrics  {}                            → {content_type, text}: Prometheus exposition
-    supervisor/attach   {server, client?}             → {server, ...}; from then on the connection
-                        carries one MCP session with that server (what `mcpctl connect` uses)
+    supervisor/attach   {server, client?} | {all: true, client?} → {server, ...}; from then on the
+                        connection carries one MCP session with that server, or with the aggregate
+                        of all ready servers (tools named SERVER__tool; `mcpctl connect [--all]`)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from .aggregate import Aggregate
 from .errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -57,7 +59,7 @@ from .jsonrpc import (
 )
 from .outbox import Outbox, OutboxOverflow
 from .server import Server
-from .sessions import Session
+from .sessions import Session, Target
 
 log = logging.getLogger("mcp_supervisor.control")
 
@@ -65,6 +67,7 @@ log = logging.getLogger("mcp_supervisor.control")
 class DaemonView(Protocol):
     fleet: Fleet
     bus: EventBus
+    aggregate: Aggregate
 
     def info(self) -> dict[str, Any]: ...
     async def cache_status(self) -> dict[str, Any]: ...
@@ -198,15 +201,18 @@ class ControlConnection:
 
     def _attach(self, msg: Message, tg: anyio.abc.TaskGroup) -> None:
         params = msg.get("params") or {}
+        server: Target
         try:
-            server = self.daemon.fleet.get(str(params.get("server")))
+            server = self.daemon.aggregate if params.get("all") else self.daemon.fleet.get(
+                str(params.get("server")))
         except SupervisorError as exc:
             self.outbox.push(encode({"jsonrpc": "2.0", "id": msg.get("id"),
                                      "error": to_jsonrpc_error(exc)}))
             return
         client = params.get("client")
         self.session = Session(server, self.outbox, max_message=self.max_message, task_group=tg,
-                               client=str(client) if client else self._peer_identity())
+                               client=str(client) if client else self._peer_identity(),
+                               limits=self.daemon.fleet.ctx.client_limits)
         self._reply(msg, {"server": server.name, "state": str(server.state)})
 
     def _peer_identity(self) -> str | None:

@@ -18,6 +18,7 @@ import anyio
 import anyio.abc
 
 from . import __version__, paths, process
+from .aggregate import Aggregate
 from .caching import CacheHub
 from .config import FleetConfig, RateLimit, load_config
 from .control import ControlServer
@@ -84,6 +85,8 @@ class Daemon:
             publish=self._publish, pids=self.pids, resolve_command=_resolver(), cache=self.cache)
         self.ctx.client_limits.update(self._client_limits(config))
         self.fleet = Fleet(config, self.ctx)
+        self.aggregate = Aggregate(self.fleet)
+        self.http: Any = None  # the HttpDoor, when [http] listen is set
         self.log_files = ChildLogFiles(self.state_dir / "logs")
         self.metrics = Metrics(lambda: self.fleet.servers.values(), self.cache.counters,
                                lambda: self.log_files.dropped)
@@ -198,11 +201,22 @@ class Daemon:
             for record in ended:
                 log.warning("ended pid %d (%s) left behind by a previous daemon", record.pid, record.server)
         self.pids.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.config.http.enabled:
+            from .http import HttpDoor
+            self.http = HttpDoor(self.config.http, self.fleet, self.aggregate,
+                                 client_tokens={c.token: name for name, c in self.config.clients.items()
+                                                if c.token},
+                                 limits=self.ctx.client_limits,
+                                 max_message=self.ctx.max_message)
+            self.http.metrics = self.metrics_text
+            self.http.bind()  # a taken port fails here, before any child starts
         process.become_subreaper()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.log_files.run)
             await tg.start(self.fleet.run)
             await tg.start(ControlServer(self.socket_path, self).serve)
+            if self.http is not None:
+                await tg.start(self.http.serve)
             tg.start_soon(self._signals)
             tg.start_soon(memory_loop, self.fleet, 2.0)
             tg.start_soon(self._stats_loop)
@@ -217,6 +231,8 @@ class Daemon:
             await self._stop.wait()
             log.info("stopping: ending every child")
             self.notifier.stopping()
+            if self.http is not None:
+                self.http.request_stop()
             with anyio.CancelScope(shield=True):
                 await self.fleet.shutdown()
                 await self.cache.aclose()
@@ -233,6 +249,7 @@ class Daemon:
         per-second stats on), and these two are always there.
         """
         kind = event.get("type")
+        self.aggregate.on_event(event)
         if kind == "log":
             self.log_files.on_event(event)
         elif kind == "state":
@@ -346,6 +363,11 @@ def serve(config_path: Path, socket_path: Path, environ: Mapping[str, str] | Non
         print(f"mcpctl serve: a daemon is already running on {socket_path}", file=sys.stderr)  # noqa: T201
         return 1
     daemon = Daemon(config, config_path, socket_path, env)
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(daemon.run)
+    from .http import DoorError
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(daemon.run)
+    except DoorError as exc:
+        print(f"mcpctl serve: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     return 0

@@ -23,6 +23,7 @@ import anyio
 from . import metrics, protocol
 from .config import ServerConfig, expand
 from .errors import (
+    METHOD_NOT_FOUND,
     RATE_LIMITED,
     REQUEST_TIMEOUT,
     SERVER_BUSY,
@@ -47,6 +48,16 @@ IDLE_RECHECK = 30.0
 STDERR_RING = 2000
 LATENCY_SAMPLES = 2048
 STDERR_LOG_PER_SECOND = 50
+
+
+def rate_limited(msg_id: Any, who: str, retry_after: float, server: str | None = None) -> Message:
+    """Over a rate limit: said at once, never a delay past the caller's deadline."""
+    retry_ms = max(1, math.ceil(retry_after * 1000))
+    data: dict[str, Any] = {"retry_after_ms": retry_ms}
+    if server:
+        data["server"] = server
+    return error_response(msg_id, RATE_LIMITED,
+                          f"rate limit exceeded: {who}; retry after {retry_ms} ms", data)
 
 
 class Attached(Protocol):
@@ -133,6 +144,12 @@ class Server:
 
     def submit(self, sink: Sink, message: Message, client_modern: bool) -> None:
         """Route one request; its answer (or a precise error) is delivered to `sink`."""
+        capability = protocol.METHOD_CAPABILITY.get(message["method"])
+        if capability is not None:
+            child = self.handshake
+            if child is not None and capability not in child.capabilities:
+                self._undeclared(sink, message, capability, client_modern)
+                return
         cache = self.cache
         if cache is not None and message["method"] in cache.methods:
             routed = cache.intercept(sink, message, client_modern)
@@ -146,8 +163,7 @@ class Server:
         for Redis misses. The server's rate limit is checked here, after the cache: a hit never
         reaches the child, so it does not spend the child's (often an upstream API's) quota."""
         if self._bucket is not None and not self._bucket.take(time.monotonic()):
-            self.refuse_rate_limited(sink, message, f"server '{self.name}'",
-                                     self._bucket.retry_after(time.monotonic()))
+            self.refuse_rate_limited(sink, message, self._bucket.retry_after(time.monotonic()))
             return
         ready = self.ready_instances
         limit = self.config.max_in_flight
@@ -188,16 +204,27 @@ class Server:
         if self._sweeper_idle:
             self._wake_sweeper()
 
-    def refuse_rate_limited(self, sink: Sink, message: Message, who: str, retry_after: float) -> None:
-        """Over a rate limit: say so at once, never delay past the caller's deadline."""
+    def refuse_rate_limited(self, sink: Sink, message: Message, retry_after: float) -> None:
         self.rate_limited_total += 1
-        retry_ms = max(1, math.ceil(retry_after * 1000))
-        limit = (self.config.rate_limit.text if who.startswith("server") and self.config.rate_limit
-                 else "its limit")
+        limit = self.config.rate_limit.text if self.config.rate_limit else "its limit"
+        sink.deliver(rate_limited(message["id"], f"server '{self.name}' is over {limit}", retry_after,
+                                  self.name))
+
+    def _undeclared(self, sink: Sink, message: Message, capability: str, client_modern: bool) -> None:
+        """Capability-aware routing: the child never sees a call it said it cannot serve. An empty
+        list is the right answer to a list method; anything else is an unknown method."""
+        method = message["method"]
+        list_key = protocol.LIST_ITEMS.get(method)
+        if list_key is not None:
+            result: dict[str, Any] = {list_key[0]: []}
+            if client_modern:
+                protocol.modernize_result({"result": result}, method)
+            sink.deliver({"jsonrpc": "2.0", "id": message["id"], "result": result})
+            return
         sink.deliver(error_response(
-            message["id"], RATE_LIMITED,
-            f"rate limit exceeded: {who} is over {limit}; retry after {retry_ms} ms",
-            {"server": self.name, "retry_after_ms": retry_ms}))
+            message["id"], METHOD_NOT_FOUND,
+            f"Method not found: server '{self.name}' does not declare the "
+            f"'{capability}' capability, so it does not serve {method}"))
 
     def _least_loaded(self, ready: list[Instance], limit: int) -> Instance | None:
         best = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -17,7 +17,6 @@ from . import protocol
 from .errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
-    METHOD_NOT_FOUND,
     SERVER_UNAVAILABLE,
     UNSUPPORTED_PROTOCOL_VERSION,
 )
@@ -33,23 +32,60 @@ from .jsonrpc import (
     too_large,
 )
 from .outbox import Outbox
+from .server import rate_limited
 from .states import SERVING
 
 if TYPE_CHECKING:
-    from .instance import Instance
-    from .server import Server
+    from .instance import Instance, Sink
+    from .ratelimit import ClientLimits
+    from .server import Attached, Server
+    from .states import State
 
 log = logging.getLogger("mcp_supervisor.session")
 
 LOCAL_NOTIFICATIONS = frozenset({"notifications/initialized", "notifications/roots/list_changed"})
 
 
-class Session:
-    """One attached client. Lines in via `feed`/`on_line`; everything out through `outbox`."""
+class _Timeouts(Protocol):
+    @property
+    def init_timeout(self) -> float: ...
 
-    def __init__(self, server: Server, outbox: Outbox, *, max_message: int,
-                 task_group: anyio.abc.TaskGroup | None = None, client: str | None = None) -> None:
+
+class Target(Protocol):
+    """What a session talks to: one `Server`, or the fleet's `Aggregate` (same routing surface)."""
+
+    sessions: set[Attached]
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> State: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def config(self) -> _Timeouts: ...
+    @property
+    def handshake(self) -> Any: ...
+    @property
+    def transitional(self) -> bool: ...
+    def submit(self, sink: Sink, message: Message, client_modern: bool) -> None: ...
+    def cancel(self, sink: Sink, client_id: Any, reason: str = ...) -> bool: ...
+    def drop_sink(self, sink: Sink) -> int: ...
+    async def wait_settled(self, timeout: float) -> None: ...
+
+
+class Session:
+    """One attached client. Lines in via `feed`/`on_line`; everything out through `outbox`.
+
+    Answers go to `reply` when one is given (an HTTP request's own response stream), else to the
+    session itself (a byte stream that carries everything, like the control socket).
+    """
+
+    def __init__(self, server: Target, outbox: Outbox, *, max_message: int,
+                 task_group: anyio.abc.TaskGroup | None = None, client: str | None = None,
+                 limits: ClientLimits | None = None) -> None:
         self.server = server
+        self.limits = limits  # per-client rate limits, keyed by `client`
         self.outbox = outbox
         self.client = client
         self.max_message = max_message
@@ -74,11 +110,15 @@ class Session:
 
     def forward_server_request(self, instance: Instance, message: Message) -> bool:
         """A child's sampling/elicitation request that this session's call caused."""
+        self.deliver(self.server_request_for(instance, message))
+        return True
+
+    def server_request_for(self, instance: Instance, message: Message) -> Message:
+        """The child's request under a session-unique id, remembered so the answer finds its way."""
         sid = f"mcps-{self._next_server_request}"
         self._next_server_request += 1
         self._server_requests[sid] = (instance, message["id"])
-        self.deliver({**message, "id": sid})
-        return True
+        return {**message, "id": sid}
 
     # ---- in -------------------------------------------------------------------------------------
 
@@ -102,13 +142,14 @@ class Session:
             return
         self.on_message(msg)
 
-    def on_message(self, msg: Message) -> None:
+    def on_message(self, msg: Message, reply: Sink | None = None) -> None:
+        out: Sink = self if reply is None else reply
         method = msg.get("method")
         if method.__class__ is not str:
             if method is None and ("result" in msg or "error" in msg):
                 self._client_response(msg)
             else:
-                self.deliver(error_response(msg.get("id") if is_valid_id(msg.get("id")) else None,
+                out.deliver(error_response(msg.get("id") if is_valid_id(msg.get("id")) else None,
                                             INVALID_REQUEST, "Invalid Request: no method"))
             return
         if "id" not in msg:
@@ -116,64 +157,46 @@ class Session:
             return
         mid = msg["id"]
         if not is_valid_id(mid):
-            self.deliver(error_response(None, INVALID_REQUEST,
+            out.deliver(error_response(None, INVALID_REQUEST,
                                         "Invalid Request: id must be a string or an integer"))
             return
         params = msg.get("params")
         if params is not None and params.__class__ is not dict:
-            self.deliver(error_response(mid, INVALID_PARAMS, "Invalid params: must be an object"))
+            out.deliver(error_response(mid, INVALID_PARAMS, "Invalid params: must be an object"))
             return
         local = _LOCAL.get(method)
         if local is not None:
-            local(self, msg)
+            local(self, msg, out)
             return
         if params is not None:
             meta = params.get("_meta")
             if meta.__class__ is dict and protocol.META_PROTOCOL_VERSION in meta:
                 version = meta[protocol.META_PROTOCOL_VERSION]
                 if version not in protocol.MODERN_VERSIONS:
-                    self._unsupported_version(mid, version)
+                    self._unsupported_version(out, mid, version)
                     return
                 self.modern = True
-        capability = protocol.METHOD_CAPABILITY.get(method)
-        if capability is not None:
-            child = self.server.handshake
-            if child is not None and capability not in child.capabilities:
-                self._undeclared(msg, method, capability)
-                return
-        limits = self.server.ctx.client_limits
-        if limits.active and self.client is not None:
+        limits = self.limits
+        if limits is not None and limits.active and self.client is not None:
             wait = limits.check(self.client, time.monotonic())
             if wait:
-                self.server.refuse_rate_limited(self, msg, f"client '{self.client}'", wait)
+                out.deliver(rate_limited(mid, f"client '{self.client}' is over its rate limit", wait))
                 return
-        self.server.submit(self, msg, self.modern)
-
-    def _undeclared(self, msg: Message, method: str, capability: str) -> None:
-        """Capability-aware routing: the child never sees a call it said it cannot serve. An empty
-        list is the right answer to a list method; anything else is an unknown method."""
-        list_key = protocol.LIST_ITEMS.get(method)
-        if list_key is not None:
-            result: dict[str, Any] = {list_key[0]: []}
-            if self.modern:
-                protocol.modernize_result({"result": result}, method)
-            self.deliver({"jsonrpc": "2.0", "id": msg["id"], "result": result})
-            return
-        self.deliver(error_response(
-            msg["id"], METHOD_NOT_FOUND,
-            f"Method not found: server '{self.server.name}' does not declare the "
-            f"'{capability}' capability, so it does not serve {method}"))
+        self.server.submit(out, msg, self.modern)
 
     def _notification(self, method: str, msg: Message) -> None:
         if method == "notifications/cancelled":
             params = msg.get("params")
             if isinstance(params, dict) and "requestId" in params:
-                self.server.cancel(self, params["requestId"],
-                                   str(params.get("reason") or "cancelled by the client"))
+                self.cancel_request(params["requestId"],
+                                    str(params.get("reason") or "cancelled by the client"))
         elif method == "notifications/initialized":
             self.initialized = True
         # Other client notifications (roots/list_changed, progress for server requests) concern
         # the daemon, which answers roots itself; the shared child must not see per-client noise.
+
+    def cancel_request(self, request_id: Any, reason: str) -> None:
+        self.server.cancel(self, request_id, reason)
 
     def _client_response(self, msg: Message) -> None:
         target = self._server_requests.pop(msg.get("id"), None)  # type: ignore[arg-type]
@@ -182,38 +205,38 @@ class Session:
         instance, child_id = target
         instance.send({**msg, "id": child_id})
 
-    def _unsupported_version(self, mid: Any, version: Any) -> None:
-        self.deliver(error_response(
+    def _unsupported_version(self, out: Sink, mid: Any, version: Any) -> None:
+        out.deliver(error_response(
             mid, UNSUPPORTED_PROTOCOL_VERSION, f"Unsupported protocol version: {version}",
             {"supported": list(protocol.KNOWN_VERSIONS), "requested": version}))
 
     # ---- requests the daemon answers itself -------------------------------------------------------
 
-    def _ping(self, msg: Message) -> None:
-        self.deliver({"jsonrpc": "2.0", "id": msg["id"], "result": {}})
+    def _ping(self, msg: Message, out: Sink) -> None:
+        out.deliver({"jsonrpc": "2.0", "id": msg["id"], "result": {}})
 
-    def _initialize(self, msg: Message) -> None:
+    def _initialize(self, msg: Message, out: Sink) -> None:
         params = msg.get("params") or {}
         self.client_info = params.get("clientInfo") or {}
         self.client_capabilities = params.get("capabilities") or {}
         requested = params.get("protocolVersion")
         if requested in protocol.MODERN_VERSIONS:
             # A modern version in initialize is a client bug; answer as the spec's -32022 asks.
-            self._unsupported_version(msg["id"], requested)
+            self._unsupported_version(out, msg["id"], requested)
             return
-        self._when_handshake_known(msg, lambda child: {
+        self._when_handshake_known(out, msg, lambda child: {
             "protocolVersion": protocol.negotiate_legacy(requested),
             "capabilities": child.capabilities,
             "serverInfo": child.server_info or {"name": self.server.name, "version": "unknown"},
             **({"instructions": instr} if (instr := _instructions(child)) else {}),
         })
 
-    def _discover(self, msg: Message) -> None:
+    def _discover(self, msg: Message, out: Sink) -> None:
         params = msg.get("params") or {}
         meta = params.get("_meta") or {}
         requested = meta.get(protocol.META_PROTOCOL_VERSION)
         if requested is not None and requested not in protocol.MODERN_VERSIONS:
-            self._unsupported_version(msg["id"], requested)
+            self._unsupported_version(out, msg["id"], requested)
             return
         self.client_capabilities = meta.get(protocol.META_CLIENT_CAPABILITIES) or {}
         self.client_info = meta.get(protocol.META_CLIENT_INFO) or {}
@@ -232,30 +255,30 @@ class Session:
                 result["instructions"] = instr
             return result
 
-        self._when_handshake_known(msg, answer)
+        self._when_handshake_known(out, msg, answer)
 
-    def _when_handshake_known(self, msg: Message, build: Any) -> None:
+    def _when_handshake_known(self, out: Sink, msg: Message, build: Any) -> None:
         """Answer from the child's handshake; if no child has finished one yet, wait for it."""
         child = self.server.handshake
         if child is not None:
-            self.deliver({"jsonrpc": "2.0", "id": msg["id"], "result": build(child)})
+            out.deliver({"jsonrpc": "2.0", "id": msg["id"], "result": build(child)})
             return
         if self._tg is None or not self.server.transitional:
-            self._unavailable(msg)
+            self._unavailable(out, msg)
             return
-        self._tg.start_soon(self._answer_when_ready, msg, build)
+        self._tg.start_soon(self._answer_when_ready, out, msg, build)
 
-    async def _answer_when_ready(self, msg: Message, build: Any) -> None:
+    async def _answer_when_ready(self, out: Sink, msg: Message, build: Any) -> None:
         await self.server.wait_settled(self.server.config.init_timeout + 5)
         child = self.server.handshake
         if child is not None and self.server.state in SERVING:
-            self.deliver({"jsonrpc": "2.0", "id": msg["id"], "result": build(child)})
+            out.deliver({"jsonrpc": "2.0", "id": msg["id"], "result": build(child)})
         else:
-            self._unavailable(msg)
+            self._unavailable(out, msg)
 
-    def _unavailable(self, msg: Message) -> None:
+    def _unavailable(self, out: Sink, msg: Message) -> None:
         server = self.server
-        self.deliver(error_response(
+        out.deliver(error_response(
             msg["id"], SERVER_UNAVAILABLE, f"server '{server.name}' is {server.state}: {server.reason}",
             {"server": server.name, "state": str(server.state), "reason": server.reason}))
 

@@ -98,3 +98,19 @@ async def test_real_third_party_server_everything(make_daemon, mode):
         lambda: daemon.ctl("call", "everything", "get-sum", json.dumps({"a": 2, "b": 3})))
     assert called.returncode == 0, called.stderr
     assert "5" in json.loads(called.stdout)["content"][0]["text"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_connect_all_is_the_aggregate(make_daemon, mode):
+    daemon = make_daemon(server_toml("echo", ECHO) + server_toml("other", ECHO, "--era", "legacy"))
+    for name in ("echo", "other"):
+        await anyio.to_thread.run_sync(lambda n=name: daemon.wait_state(n, "ready"))
+    params = StdioServerParameters(command=MCPCTL, args=["--socket", str(daemon.socket), "connect", "--all"],
+                                   env=daemon.env)
+    with anyio.fail_after(60):
+        async with Client(params, mode=mode) as client:
+            names = {tool.name for tool in (await client.list_tools()).tools}
+            assert {"echo__echo", "other__add"} <= names
+            assert (await client.call_tool("other__add", {"a": 1, "b": 41})).content[0].text == "42"
+            prompts = {p.name for p in (await client.list_prompts()).prompts}
+            assert "echo__greet" in prompts
