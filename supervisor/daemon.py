@@ -127,7 +127,7 @@ class Daemon:
             await tg.start(self.fleet.run)
             await tg.start(ControlServer(self.socket_path, self).serve)
             tg.start_soon(self._signals)
-            tg.start_soon(memory_loop, self.fleet, 2.0)
+            tg.start_soon(memory_loop, self.fleet)
             tg.start_soon(self._stats_loop)
             log.info("mcp-supervisor %s: %d servers, control socket %s", __version__,
                      len(self.fleet.servers), self.socket_path)

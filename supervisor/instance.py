@@ -20,6 +20,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from . import process, protocol
+from .breaker import CANCELLED, CRASH, INTERNAL
 from .errors import (
     INTERNAL_ERROR,
     REQUEST_TIMEOUT,
@@ -28,6 +29,7 @@ from .errors import (
     UpstreamGone,
     UpstreamTimeout,
 )
+from .health import BAD_SAMPLES, Consecutive
 from .jsonrpc import LineSplitter, Message, Oversized, encode, error_response, loads
 from .outbox import Outbox
 
@@ -46,7 +48,9 @@ class Sink(Protocol):
 class InstanceOwner(Protocol):
     """The callbacks an instance makes into its `Server`."""
 
-    def request_done(self, instance: Instance, pending: Pending, ok: bool) -> None: ...
+    def request_done(self, instance: Instance, pending: Pending, ok: bool,
+                     fault: str | None = None) -> None:
+        """`fault`: None when the child answered; else one of the `breaker` outcome constants."""
     def child_notification(self, instance: Instance, message: Message) -> None: ...
     def child_request(self, instance: Instance, message: Message) -> None: ...
     def child_stderr(self, instance: Instance, line: str) -> None: ...
@@ -151,7 +155,16 @@ class Instance:
         self.junk_lines = 0
         self.oversized = 0
         self.memory_bytes: int | None = None
+        self.memory_precise = False  # memory_bytes is PSS (read because RSS was over a limit)
         self.process_count = 0
+        # Health: consecutive failed probes and memory samples over the limit (the Server sets
+        # the thresholds), and, once the supervisor decided to replace this child, why.
+        self.unhealthy = Consecutive(2)
+        self.over_memory = Consecutive(BAD_SAMPLES)
+        self.scope: anyio.CancelScope | None = None  # cancelling it ends this child (restart)
+        self.restart_kind: str | None = None
+        self.restart_reason: str | None = None
+        self.drained = anyio.Event()  # set when a draining child's last request finished
 
         self._next_id = 1
         self._stdin = Outbox()
@@ -227,7 +240,12 @@ class Instance:
             if pending.modernize:
                 protocol.modernize_result(msg, pending.method)
             pending.sink.deliver(msg)
-            self.owner.request_done(self, pending, "error" not in msg)
+            error = msg.get("error")
+            if error is None:
+                self.owner.request_done(self, pending, True)
+            else:  # an internal error says the server is in trouble; others are the caller's
+                code = error.get("code") if error.__class__ is dict else None
+                self.owner.request_done(self, pending, False, INTERNAL if code == INTERNAL_ERROR else None)
         elif "id" in msg:
             self._on_child_request(msg)
         else:
@@ -409,11 +427,18 @@ class Instance:
         return info
 
     def _fail_pending(self) -> None:
-        reason = (f"server '{self.server}' stopped while handling the request"
-                  if self._stop_requested else
-                  f"server '{self.server}' exited while handling the request; it is being restarted")
+        if self.restart_reason is not None:
+            reason = (f"server '{self.server}' was restarted ({self.restart_reason}) while handling "
+                      "the request")
+        elif self._stop_requested:
+            reason = f"server '{self.server}' stopped while handling the request"
+        else:
+            reason = f"server '{self.server}' exited while handling the request; it is being restarted"
+        # One crash is one failure for the circuit breaker, however many requests it took along.
+        fault = CANCELLED if self.restart_reason is not None or self._stop_requested else CRASH
         for pending in self.fail_all(reason):
-            self.owner.request_done(self, pending, False)
+            self.owner.request_done(self, pending, False, fault)
+            fault = CANCELLED
 
     async def _watch_exit(self, proc: anyio.abc.Process) -> None:
         """A grandchild can hold stdout open after the child died, so the exit itself counts too."""

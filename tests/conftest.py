@@ -74,8 +74,10 @@ def alive_pids(pids: set[int]) -> set[int]:
 class Daemon:
     """A running `mcpctl serve`, its files, and helpers to drive it."""
 
-    def __init__(self, workdir: Path, config_text: str, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, config_text: str, env: dict[str, str],
+                 supervisor_keys: str = "") -> None:
         self.workdir = workdir
+        self.supervisor_keys = supervisor_keys  # extra `[supervisor]` lines (memory_limit = ...)
         self.config = workdir / "fleet.toml"
         self.socket = workdir / "ctl.sock"
         self.log = workdir / "daemon.log"
@@ -87,6 +89,7 @@ class Daemon:
     def write_config(self, text: str) -> None:
         self.config_text = text
         header = f'[supervisor]\nstate_dir = "{self.workdir / "state"}"\nwatch = false\n'
+        header += self.supervisor_keys
         if "[http]" not in text:
             header += '[http]\nlisten = ""\n'
         tmp = self.config.with_suffix(".tmp")
@@ -205,10 +208,10 @@ def make_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
     def factory(config_text: str, *, start: bool = True, env: dict[str, str] | None = None,
-                subdir: str | None = None) -> Daemon:
+                subdir: str | None = None, supervisor_keys: str = "") -> Daemon:
         where = workdir / subdir if subdir else workdir
         where.mkdir(exist_ok=True)
-        daemon = Daemon(where, config_text, env or daemon_env(workdir))
+        daemon = Daemon(where, config_text, env or daemon_env(workdir), supervisor_keys)
         started.append(daemon)
         if start:
             daemon.start()
