@@ -117,7 +117,8 @@ def alive(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
 def group_members(pgid: int) -> list[psutil.Process]:
     members = []
     for proc in psutil.process_iter():
-        with contextlib.suppress(psutil.Error):
+        # os.getpgid raises ProcessLookupError, not psutil.Error, for a process that just exited.
+        with contextlib.suppress(psutil.Error, OSError):
             if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
                 members.append(proc)
     return members

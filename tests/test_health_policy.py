@@ -89,7 +89,7 @@ def test_breaker_cancelled_trial_lets_the_next_call_try() -> None:
 
 
 def test_breaker_late_answers_while_open_change_nothing() -> None:
-    b, clock = breaker()
+    b, _ = breaker()
     for _ in range(3):
         b.failure("x")
     assert not b.success()
