@@ -776,7 +776,9 @@ class Server:
         return {
             "name": self.name,
             "state": str(self.state),
-            "reason": self.reason,
+            # A degraded server's reason counts down to the breaker's next trial call.
+            "reason": (self.breaker.describe() if self.state == State.DEGRADED
+                       and self.breaker.state is not CLOSED else self.reason),
             "since": self.since,
             "pid": pids[0] if pids else None,
             "pids": pids,
