@@ -93,6 +93,18 @@ def test_hung_child_is_replaced_as_unresponsive(make_daemon):
     assert tool(daemon, "hangs", "echo", {"text": "new child"})["content"][0]["text"] == "new child"
 
 
+def test_a_timed_out_request_probes_at_once_instead_of_waiting_for_the_interval(make_daemon):
+    daemon = make_daemon(server_toml("hangs", CHAOS, "--hang-after", "1", health_interval="1h",
+                                     ping_timeout="200ms", request_timeout="300ms"))
+    first = daemon.wait_state("hangs", "ready")
+    tool(daemon, "hangs", "echo", {"text": "then silence"})
+    started = time.monotonic()
+    assert tool_error(daemon, "hangs", "echo", {"text": "lost"}).code == -32001
+    after = replaced(daemon, "hangs", first["pid"], timeout=15)
+    assert time.monotonic() - started < 10  # not an hour
+    assert after["restart_reasons"] == {"unresponsive": 1}
+
+
 def test_answers_probes_but_times_out_calls_is_degraded_and_the_breaker_fails_fast(make_daemon):
     daemon = make_daemon(
         server_toml("sulky", CHAOS, "--hang-tools", request_timeout="200ms", breaker_errors=2,
