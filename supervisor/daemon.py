@@ -218,7 +218,7 @@ class Daemon:
             if self.http is not None:
                 await tg.start(self.http.serve)
             tg.start_soon(self._signals)
-            tg.start_soon(memory_loop, self.fleet, 2.0)
+            tg.start_soon(memory_loop, self.fleet)
             tg.start_soon(self._stats_loop)
             if self.config.supervisor.watch:
                 tg.start_soon(watch_config, self.config_path, self.reload)

@@ -20,6 +20,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from . import process, protocol
+from .breaker import CANCELLED, CRASH, INTERNAL
 from .errors import (
     INTERNAL_ERROR,
     REQUEST_TIMEOUT,
@@ -28,9 +29,10 @@ from .errors import (
     UpstreamGone,
     UpstreamTimeout,
 )
+from .health import BAD_SAMPLES, Consecutive
 from .jsonrpc import LineSplitter, Message, Oversized, encode, error_response, loads
 from .logs import REDACT
-from .metrics import GONE
+from .metrics import ERROR, GONE
 from .outbox import Outbox
 
 log = logging.getLogger("mcp_supervisor.instance")
@@ -49,7 +51,9 @@ class InstanceOwner(Protocol):
     """The callbacks an instance makes into its `Server`."""
 
     def request_done(self, instance: Instance, pending: Pending, ok: bool,
-                     outcome: int = ...) -> None: ...
+                     outcome: int = ..., fault: str | None = None) -> None:
+        """`outcome`: a `metrics` outcome for the counters; `fault`: None when the child answered
+        or the caller is to blame, else one of the `breaker` constants."""
     def child_notification(self, instance: Instance, message: Message) -> None: ...
     def child_request(self, instance: Instance, message: Message) -> None: ...
     def child_stderr(self, instance: Instance, line: str) -> None: ...
@@ -174,7 +178,16 @@ class Instance:
         self.junk_lines = 0
         self.oversized = 0
         self.memory_bytes: int | None = None
+        self.memory_precise = False  # memory_bytes is PSS (read because RSS was over a limit)
         self.process_count = 0
+        # Health: consecutive failed probes and memory samples over the limit (the Server sets
+        # the thresholds), and, once the supervisor decided to replace this child, why.
+        self.unhealthy = Consecutive(2)
+        self.over_memory = Consecutive(BAD_SAMPLES)
+        self.scope: anyio.CancelScope | None = None  # cancelling it ends this child (restart)
+        self.restart_kind: str | None = None
+        self.restart_reason: str | None = None
+        self.drained = anyio.Event()  # set when a draining child's last request finished
 
         self._next_id = 1
         self._stdin = Outbox()
@@ -250,7 +263,13 @@ class Instance:
             if pending.modernize:
                 protocol.modernize_result(msg, pending.method)
             pending.sink.deliver(msg)
-            self.owner.request_done(self, pending, "error" not in msg)
+            error = msg.get("error")
+            if error is None:
+                self.owner.request_done(self, pending, True)
+            else:  # an internal error says the server is in trouble; others are the caller's
+                code = error.get("code") if error.__class__ is dict else None
+                self.owner.request_done(self, pending, False, ERROR,
+                                        INTERNAL if code == INTERNAL_ERROR else None)
         elif "id" in msg:
             self._on_child_request(msg)
         else:
@@ -434,11 +453,18 @@ class Instance:
         return info
 
     def _fail_pending(self) -> None:
-        reason = (f"server '{self.server}' stopped while handling the request"
-                  if self._stop_requested else
-                  f"server '{self.server}' exited while handling the request; it is being restarted")
+        if self.restart_reason is not None:
+            reason = (f"server '{self.server}' was restarted ({self.restart_reason}) while handling "
+                      "the request")
+        elif self._stop_requested:
+            reason = f"server '{self.server}' stopped while handling the request"
+        else:
+            reason = f"server '{self.server}' exited while handling the request; it is being restarted"
+        # One crash is one failure for the circuit breaker, however many requests it took along.
+        fault = CANCELLED if self.restart_reason is not None or self._stop_requested else CRASH
         for pending in self.fail_all(reason):
-            self.owner.request_done(self, pending, False, GONE)
+            self.owner.request_done(self, pending, False, GONE, fault)
+            fault = CANCELLED
 
     async def _watch_exit(self, proc: anyio.abc.Process) -> None:
         """A grandchild can hold stdout open after the child died, so the exit itself counts too."""

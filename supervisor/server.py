@@ -21,20 +21,27 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from . import metrics, protocol
+from .breaker import CANCELLED, CLOSED, TIMEOUT, CircuitBreaker
 from .config import ServerConfig, expand
 from .errors import (
+    CIRCUIT_OPEN,
     METHOD_NOT_FOUND,
     RATE_LIMITED,
     REQUEST_TIMEOUT,
     SERVER_BUSY,
     SERVER_UNAVAILABLE,
     SpawnError,
+    SupervisorError,
+    UpstreamGone,
+    UpstreamTimeout,
 )
-from .instance import ExitInfo, Instance, Pending, Sink
+from .health import Consecutive, idle_due
+from .instance import ExitInfo, Instance, Pending, Sink, Waiter
 from .jsonrpc import Message, error_response
 from .logs import REDACT
 from .ratelimit import ClientLimits, TokenBucket
-from .states import SERVING, State, backoff_delay, over_intensity, start_failure_delay
+from .states import SERVING, Exit, RestartTracker, State
+from .units import format_duration, format_size
 
 if TYPE_CHECKING:
     from .caching import CacheHub
@@ -44,6 +51,7 @@ log = logging.getLogger("mcp_supervisor.server")
 stderr_log = logging.getLogger("mcp_supervisor.child")
 
 SWEEP_INTERVAL = 0.05
+PROBE_SPACING = 1.0  # at most one extra probe per second when real requests time out
 IDLE_RECHECK = 30.0
 STDERR_RING = 2000
 LATENCY_SAMPLES = 2048
@@ -120,13 +128,23 @@ class Server:
         self.last_exit: str | None = None
         self.handshake: Instance | None = None  # the latest child that finished its handshake
 
+        self.last_stderr: list[str] = []  # the last lines of the child that exited last
+        self.breaker = CircuitBreaker(config.breaker_errors, config.breaker_window,
+                                      config.breaker_cooldown)
+        self.tracker = RestartTracker(
+            max_restarts=config.max_restarts, restart_window=config.restart_window,
+            max_start_failures=config.max_start_failures, backoff_initial=config.backoff_initial,
+            backoff_max=config.backoff_max, stable_after=config.stable_after)
+        self.last_active = time.monotonic()  # when a client request last finished (idle stop)
+
         self._desired = config.start == "eager"
         self._failed = False
         self._stopping = False
+        self._idle_stopped = False  # stopped by idle_stop_after: the next request starts it again
+        self._stop_reason = "stopped"
         self._poke = anyio.Event()
+        self._probe_soon = anyio.Event()
         self._run_scope: anyio.CancelScope | None = None
-        self._restart_times: list[float] = []
-        self._start_failures = 0
         self._sweeper_idle = True
         self._work = anyio.Event()
         self._slot_states: dict[int, tuple[State, str]] = {}
@@ -165,6 +183,8 @@ class Server:
         if self._bucket is not None and not self._bucket.take(time.monotonic()):
             self.refuse_rate_limited(sink, message, self._bucket.retry_after(time.monotonic()))
             return
+        if self.breaker.state is not CLOSED and not self._breaker_allows(sink, message):
+            return
         ready = self.ready_instances
         limit = self.config.max_in_flight
         inst = None
@@ -181,8 +201,10 @@ class Server:
                 self._wake_sweeper()
             return
         if self.state not in SERVING and self.state not in (State.STARTING, State.BACKOFF):
-            if self.config.start == "lazy" and self.state == State.STOPPED and not self._failed:
-                self.start()
+            if not self._failed and (
+                    (self.config.start == "lazy" and self.state == State.STOPPED)
+                    or (self._idle_stopped and self.state in (State.STOPPED, State.STOPPING))):
+                self.start()  # this request waits in the queue until the child is ready
             else:
                 self.stats.refused(message["method"], metrics.UNAVAILABLE)
                 sink.deliver(error_response(
@@ -226,6 +248,20 @@ class Server:
             f"Method not found: server '{self.name}' does not declare the "
             f"'{capability}' capability, so it does not serve {method}"))
 
+    def _breaker_allows(self, sink: Sink, message: Message) -> bool:
+        breaker = self.breaker
+        if breaker.allow():
+            self._refresh_serving()  # open → half-open: the reason now says a trial is under way
+            return True
+        retry_ms = breaker.retry_after_ms()
+        sink.deliver(error_response(
+            message["id"], CIRCUIT_OPEN,
+            f"server '{self.name}' is failing fast: its circuit breaker opened after "
+            f"{breaker.errors} failures within {breaker.window:g}s (last: {breaker.last_failure}); "
+            f"it lets a trial call through in {retry_ms} ms",
+            {"server": self.name, "retry_after_ms": retry_ms, "breaker": breaker.current()}))
+        return False
+
     def _least_loaded(self, ready: list[Instance], limit: int) -> Instance | None:
         best = None
         best_load = limit
@@ -261,17 +297,37 @@ class Server:
             inst.forward(item.sink, item.message, item.deadline, item.client_modern)
 
     def request_done(self, instance: Instance, pending: Pending, ok: bool,
-                     outcome: int = metrics.ERROR) -> None:
-        self.calls_total += 1
-        elapsed = time.monotonic() - pending.started
-        self.latencies.append(elapsed)
-        if ok:
-            self.stats.record(pending.method, metrics.OK, elapsed)
-        else:
-            self.errors_total += 1
-            self.stats.record(pending.method, outcome, elapsed)
+                     outcome: int = metrics.ERROR, fault: str | None = None) -> None:
+        if pending.sink.__class__ is not Waiter:  # the daemon's own probes are not traffic
+            now = time.monotonic()
+            self.calls_total += 1
+            self.last_active = now
+            elapsed = now - pending.started
+            self.latencies.append(elapsed)
+            if ok:
+                self.stats.record(pending.method, metrics.OK, elapsed)
+            else:
+                self.errors_total += 1
+                self.stats.record(pending.method, outcome, elapsed)
+            if fault is not None:
+                self._fault(pending, fault)
+            elif self.breaker.state is not CLOSED and self.breaker.success():
+                log.info("%s: circuit breaker closed: a trial call succeeded", self.name)
+                self._refresh_serving()
+        if instance.draining and not instance.pending:
+            instance.drained.set()
         if self.queue:
             self._dispatch_queue()
+
+    def _fault(self, pending: Pending, fault: str) -> None:
+        if fault is CANCELLED:
+            self.breaker.neutral()
+            return
+        if fault is TIMEOUT:
+            self._probe_soon.set()  # is the child hung? do not wait for the next health round
+        if self.breaker.failure(f"{pending.method} {fault}"):
+            log.warning("%s: %s", self.name, self.breaker.describe())
+            self._refresh_serving()
 
     def cancel(self, sink: Sink, client_id: Any, reason: str = "cancelled by the client") -> bool:
         """A client's notifications/cancelled: drop it from the queue or cancel it in the child."""
@@ -292,7 +348,7 @@ class Server:
             for cid, pending in list(inst.pending.items()):
                 if pending.sink is sink and pending.client_id == client_id:
                     inst.cancel(cid, reason)
-                    self.request_done(inst, pending, False, metrics.CANCELLED)
+                    self.request_done(inst, pending, False, metrics.CANCELLED, CANCELLED)
                     return True
         return left_flight
 
@@ -311,7 +367,7 @@ class Server:
             for cid, pending in list(inst.pending.items()):
                 if pending.sink is sink:
                     inst.cancel(cid, "the client disconnected")
-                    self.request_done(inst, pending, False, metrics.CANCELLED)
+                    self.request_done(inst, pending, False, metrics.CANCELLED, CANCELLED)
                     dropped += 1
         return dropped
 
@@ -340,7 +396,7 @@ class Server:
         for inst in list(self.instances):
             for pending in inst.expire(now):
                 self.timeouts_total += 1
-                self.request_done(inst, pending, False, metrics.TIMEOUT)
+                self.request_done(inst, pending, False, metrics.TIMEOUT, TIMEOUT)
         if self.queue and any(item.deadline <= now for item in self.queue):
             kept: collections.deque[Queued] = collections.deque()
             for item in self.queue:
@@ -348,6 +404,10 @@ class Server:
                     self.timeouts_total += 1
                     self.errors_total += 1
                     self.stats.refused(item.message["method"], metrics.TIMEOUT)
+                    # A server that is up but cannot keep up is failing; one still starting is not.
+                    if self.state in SERVING and self.breaker.failure(
+                            f"{item.message.get('method')} timed out in the queue"):
+                        self._refresh_serving()
                     item.sink.deliver(error_response(
                         item.message["id"], REQUEST_TIMEOUT,
                         f"server '{self.name}' could not take the request within "
@@ -430,33 +490,73 @@ class Server:
     def start(self) -> None:
         self._desired = True
         self._failed = False
-        self._start_failures = 0
-        self._restart_times.clear()
+        self._idle_stopped = False
+        self.tracker.reset()
         self._poke.set()
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "stopped") -> None:
         self._desired = False
+        self._idle_stopped = False
+        self._stop_reason = reason
         if self._run_scope is not None:
             self._stopping = True
+            for inst in self.instances:
+                inst.request_stop()
             self._set_state(State.STOPPING, "stop requested")
             self._run_scope.cancel()
         else:
             self._poke.set()
 
     def restart(self, reason: str = "manual") -> None:
-        self.restarts += 1
-        self.restart_reasons[reason] += 1
-        self.ctx.publish({"type": "restart", "server": self.name, "reason": reason, "at": time.time()})
+        """Replace every child now: an operator's `restart` ("manual"), a reload ("config").
+
+        Forgets the restart history and closes the breaker: someone decided to try again.
+        """
+        self._count_restart(reason, reason)
         self._desired = True
         self._failed = False
-        self._start_failures = 0
-        self._restart_times.clear()
+        self._idle_stopped = False
+        self.tracker.reset()
+        self.breaker.reset()
         if self._run_scope is not None:
+            for inst in self.instances:
+                if inst.restart_reason is None:
+                    inst.restart_reason = reason
             # Transitional at once, so a caller waiting for the server to settle waits for the
             # new child rather than seeing the old one still "ready".
             self._set_state(State.STOPPING, f"restarting ({reason})")
             self._run_scope.cancel()
         self._poke.set()
+
+    def restart_instance(self, inst: Instance, kind: Exit, reason: str, *,
+                         graceful: bool = False) -> None:
+        """Replace one child the supervisor judged bad (unresponsive, over its memory limit).
+
+        Graceful: the child takes no new requests (they queue for its replacement), the ones it
+        has get up to `drain_timeout` to finish, then it is stopped and a new one started.
+        """
+        if inst.restart_kind is not None or inst.scope is None:
+            return  # already on its way out
+        inst.restart_kind = str(kind)
+        inst.restart_reason = reason
+        inst.draining = True
+        log.warning("%s: replacing pid %s: %s", self.name, inst.pid, reason)
+        if graceful and inst.pending and self._tg is not None:
+            self._tg.start_soon(self._drain_then_stop, inst)
+        else:
+            inst.scope.cancel()
+
+    async def _drain_then_stop(self, inst: Instance) -> None:
+        with anyio.move_on_after(self.config.drain_timeout):
+            await inst.drained.wait()
+        if inst.scope is not None:
+            inst.scope.cancel()
+
+    def _count_restart(self, kind: str, reason: str) -> None:
+        self.restarts += 1
+        self.restart_reasons[kind] += 1
+        self.ctx.publish({"type": "restart", "server": self.name, "reason": kind, "detail": reason,
+                          "at": time.time()})
 
     async def wait_settled(self, timeout: float) -> None:
         """Wait until the server is in a state that is not transitional (or the timeout)."""
@@ -543,11 +643,15 @@ class Server:
             tg.start_soon(self._sweeper)
             if self.cache is not None and self.cache.needs_worker:
                 tg.start_soon(self.cache.worker)
+            tg.start_soon(self._health)
+            if self.config.idle_stop_after:
+                tg.start_soon(self._idle_watch, self.config.idle_stop_after)
             while True:
                 if not self._desired or self._failed:
                     if not self._failed and self.state != State.UNAVAILABLE:
-                        self._set_state(State.STOPPED, "stopped" if self.config.start == "eager"
-                                        or self.calls_total else "lazy: starts on first request")
+                        if self.config.start == "lazy" and not self.calls_total:
+                            self._stop_reason = "lazy: starts on first request"
+                        self._set_state(State.STOPPED, self._stop_reason)
                     await self._wait_poke()
                     continue
                 unavailable = self.check_prerequisites()
@@ -574,7 +678,6 @@ class Server:
         self._poke = anyio.Event()
 
     async def _slot(self, index: int) -> None:
-        attempt = 0
         while True:
             argv = self._argv()
             if argv is None:
@@ -586,63 +689,74 @@ class Server:
                 init_timeout=self.config.init_timeout, stop_timeout=self.config.stop_timeout,
                 max_message=self.ctx.max_message, roots=self.config.roots,
                 on_spawn=self._record_spawn, on_reaped=self._record_reaped)
+            inst.unhealthy = Consecutive(self.config.unhealthy_after)
             self.instances.append(inst)
             self._set_slot(index, State.STARTING, "waiting for the MCP handshake")
             info: ExitInfo | None = None
             spawn_error = None
             try:
-                info = await inst.run(self._on_ready)
+                # Cancelling this scope (restart_instance) ends just this child; cancelling the
+                # run scope (stop, restart) ends every slot and propagates through here.
+                with anyio.CancelScope() as inst.scope:
+                    info = await inst.run(self._on_ready)
             except SpawnError as exc:
                 spawn_error = str(exc)
             finally:
+                inst.scope = None
                 self.instances.remove(inst)
                 if inst in self.ready_instances:
                     self.ready_instances.remove(inst)
             now = time.monotonic()
+            if inst.restart_kind is not None:
+                # Replaced on purpose (unresponsive, memory): counted, and at once.
+                kind = Exit(inst.restart_kind)
+                reason = inst.restart_reason or str(kind)
+                self.last_exit = reason
+                self.last_stderr = list(inst.stderr_tail)[-5:]
+                self._count_restart(str(kind), reason)
+                self.breaker.reset()  # its failures were this child's
+                decision = self.tracker.exited(kind, now)
+                if decision.give_up:
+                    self._give_up(f"restart loop: {decision.why}; last: {reason}")
+                    return
+                self._set_slot(index, State.STARTING, f"restarting: {reason}")
+                continue
             if info is None or info.before_ready:
-                self._start_failures += 1
                 what = spawn_error or (info.describe() if info else "did not start")
+                self.last_stderr = info.last_stderr if info else []
                 last = (info.last_stderr[-1] if info and info.last_stderr else "").strip()
                 reason = f"{what}: {last}" if last else what
                 self.last_exit = reason
-                self.restart_reasons["start-failure"] += 1
-                if self._start_failures >= self.config.max_start_failures:
-                    self._give_up(f"{reason} (gave up after {self._start_failures} failed starts)")
+                self.restart_reasons[str(Exit.START_FAILURE)] += 1
+                decision = self.tracker.exited(Exit.START_FAILURE, now)
+                if decision.give_up:
+                    self._give_up(f"{reason} ({decision.why})")
                     return
-                delay = start_failure_delay(self._start_failures, self.config.backoff_initial,
-                                            self.config.backoff_max)
             else:
                 uptime = time.time() - (inst.started_at or time.time())
-                if uptime >= self.config.stable_after:
-                    attempt = 0
-                attempt += 1
-                self._restart_times.append(now)
-                self.restarts += 1
-                self.restart_reasons["crash"] += 1
                 reason = f"crashed: {info.describe()}"
                 if info.last_stderr:
                     reason += f": {info.last_stderr[-1].strip()}"
                 self.last_exit = reason
-                self.ctx.publish({"type": "restart", "server": self.name, "reason": "crash",
-                                  "at": time.time()})
-                if over_intensity(self._restart_times, now, self.config.max_restarts,
-                                  self.config.restart_window):
-                    self._give_up(f"crash loop: {len(self._restart_times)} restarts within "
-                                  f"{self.config.restart_window:g}s; last: {reason}")
+                self.last_stderr = info.last_stderr
+                self._count_restart(str(Exit.CRASH), reason)
+                decision = self.tracker.exited(Exit.CRASH, now, uptime)
+                if decision.give_up:
+                    self._give_up(f"crash loop: {decision.why}; last: {reason}")
                     return
-                delay = backoff_delay(attempt, self.config.backoff_initial, self.config.backoff_max)
             if not self.ready_instances:
                 self._fail_queue(f"server '{self.name}' {reason}", only_unsafe=True)
-            self._set_slot(index, State.BACKOFF, f"{reason}; next start in {delay:.1f}s")
-            await anyio.sleep(delay)
+            self._set_slot(index, State.BACKOFF, f"{reason}; next start in {decision.delay:.1f}s")
+            await anyio.sleep(decision.delay)
 
     def _on_ready(self, inst: Instance) -> None:
         self.ready_instances.append(inst)
         self.handshake = inst
-        self._start_failures = 0
+        self.tracker.ready()
         self.tools = inst.tools
         if self.cache is not None:
             self.cache.child_ready(inst)
+        self.last_active = time.monotonic()
         self._set_slot(inst.index, State.READY, "")
         self._dispatch_queue()
 
@@ -653,20 +767,119 @@ class Server:
         self._set_state(state, reason)
         self._fail_queue(f"server '{self.name}' {state}: {reason}")
         if self._run_scope is not None:
+            for inst in self.instances:
+                inst.request_stop()
             self._run_scope.cancel()
 
     def _set_slot(self, index: int, state: State, reason: str) -> None:
         self._slot_states[index] = (state, reason)
         if self.state in (State.FAILED, State.UNAVAILABLE, State.STOPPING) and state != State.READY:
             return
+        self._derive_state()
+
+    def _refresh_serving(self) -> None:
+        """The breaker changed: ready ⇄ degraded (only while serving)."""
+        if self.state in SERVING:
+            self._derive_state()
+
+    def _derive_state(self) -> None:
+        """The server's state from its slots' (best first) and its breaker's."""
         states = list(self._slot_states.values())
         for wanted in (State.READY, State.STARTING, State.BACKOFF):
             for slot_state, slot_reason in states:
                 if slot_state == wanted:
-                    if wanted == State.READY and len(self.ready_instances) < self.config.instances:
-                        slot_reason = f"{len(self.ready_instances)}/{self.config.instances} instances ready"
+                    if wanted == State.READY:
+                        if self.breaker.state is not CLOSED:
+                            self._set_state(State.DEGRADED, self.breaker.describe())
+                            return
+                        if len(self.ready_instances) < self.config.instances:
+                            slot_reason = (f"{len(self.ready_instances)}/{self.config.instances} "
+                                           "instances ready")
                     self._set_state(wanted, slot_reason)
                     return
+
+    # ---- health ---------------------------------------------------------------------------------
+
+    async def _health(self) -> None:
+        """Probe every ready child each `health_interval`, and soon after a real request timed out.
+
+        After a failed probe the next one follows at once (the `ping_timeout` just spent is the
+        spacing), so a hung child is replaced `unhealthy_after` timeouts after it is first caught.
+        """
+        interval = self.config.health_interval
+        last = -PROBE_SPACING
+        while True:
+            with anyio.move_on_after(interval):
+                await self._probe_soon.wait()
+            if self._probe_soon.is_set():
+                self._probe_soon = anyio.Event()
+                wait = last + min(PROBE_SPACING, interval) - time.monotonic()
+                if wait > 0:
+                    await anyio.sleep(wait)
+            last = time.monotonic()
+            targets = [inst for inst in self.ready_instances if inst.restart_kind is None]
+            if len(targets) == 1:
+                await self._probe(targets[0])
+            elif targets:
+                async with anyio.create_task_group() as tg:
+                    for inst in targets:
+                        tg.start_soon(self._probe, inst)
+
+    async def _probe(self, inst: Instance) -> None:
+        timeout = self.config.ping_timeout
+        while inst.ready and inst.restart_kind is None:
+            try:
+                await inst.probe(timeout)
+            except UpstreamTimeout:
+                pass
+            except UpstreamGone:
+                return  # it exited; the slot deals with that
+            except SupervisorError:
+                inst.unhealthy.observe(False)  # an error answer is still an answer
+                return
+            else:
+                inst.unhealthy.observe(False)
+                return
+            if not inst.ready or inst.restart_kind is not None:
+                return
+            failures = inst.unhealthy.count + 1
+            if inst.unhealthy.observe(True):
+                probe = "server/discover" if inst.modern else "ping"
+                self.restart_instance(inst, Exit.UNRESPONSIVE,
+                                      f"unresponsive: {failures} {probe} probes in a row got no "
+                                      f"answer within {timeout:g}s")
+                return
+            log.warning("%s: pid %s did not answer a health probe within %gs (%d/%d)", self.name,
+                        inst.pid, timeout, failures, inst.unhealthy.threshold)
+
+    def memory_sample(self, inst: Instance) -> None:
+        """A new memory sample for `inst` (from health.MemoryWatch): enforce `memory_limit`."""
+        limit = self.config.memory_limit
+        size = inst.memory_bytes or 0
+        if not limit or inst.restart_kind is not None:
+            inst.over_memory.reset()
+            return
+        over = size > limit
+        if inst.over_memory.observe(over):
+            self.restart_instance(inst, Exit.MEMORY,
+                                  f"memory: {format_size(size)} > {format_size(limit)} limit",
+                                  graceful=True)
+        elif over:
+            log.warning("%s: pid %s uses %s, over its %s limit (sample %d/%d)", self.name, inst.pid,
+                        format_size(size), format_size(limit), inst.over_memory.count,
+                        inst.over_memory.threshold)
+
+    async def _idle_watch(self, after: float) -> None:
+        check = max(0.05, min(after / 4, IDLE_RECHECK))
+        while True:
+            await anyio.sleep(check)
+            if self.state in SERVING and idle_due(self.last_active, time.monotonic(), after,
+                                                  self.in_flight + len(self.queue)):
+                log.info("%s: idle for %s; stopping it until the next request", self.name,
+                         format_duration(after))
+                self.stop(f"idle: no requests for {format_duration(after)}; "
+                          "starts again on the next request")
+                self._idle_stopped = True
 
     def _record_spawn(self, record: ProcessRecord) -> None:
         self.ctx.direct_children.add(record.pid)
@@ -689,7 +902,9 @@ class Server:
         return {
             "name": self.name,
             "state": str(self.state),
-            "reason": self.reason,
+            # A degraded server's reason counts down to the breaker's next trial call.
+            "reason": (self.breaker.describe() if self.state == State.DEGRADED
+                       and self.breaker.state is not CLOSED else self.reason),
             "since": self.since,
             "pid": pids[0] if pids else None,
             "pids": pids,
@@ -711,4 +926,8 @@ class Server:
             "rate_limited_total": self.rate_limited_total,
             "rate_limit": self.config.rate_limit.text if self.config.rate_limit else None,
             "last_exit": REDACT(self.last_exit) if self.last_exit else None,
+            "last_stderr": self.last_stderr,
+            "breaker": self.breaker.status(),
+            "probe_failures": max((i.unhealthy.count for i in ready), default=0),
+            "start": self.config.start,
         }

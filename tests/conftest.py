@@ -74,10 +74,11 @@ def alive_pids(pids: set[int]) -> set[int]:
 class Daemon:
     """A running `mcpctl serve`, its files, and helpers to drive it."""
 
-    def __init__(self, workdir: Path, config_text: str, env: dict[str, str], watch: bool = False
-                 ) -> None:
+    def __init__(self, workdir: Path, config_text: str, env: dict[str, str], watch: bool = False,
+                 supervisor_keys: str = "") -> None:
         self.workdir = workdir
         self.watch = watch
+        self.supervisor_keys = supervisor_keys  # extra `[supervisor]` lines (memory_limit = ...)
         self.config = workdir / "fleet.toml"
         self.socket = workdir / "ctl.sock"
         self.log = workdir / "daemon.log"
@@ -91,6 +92,7 @@ class Daemon:
         self.config_text = text
         watch = "true" if self.watch else "false"
         header = f'[supervisor]\nstate_dir = "{self.workdir / "state"}"\nwatch = {watch}\n'
+        header += self.supervisor_keys
         if "[http]" not in text:
             header += '[http]\nlisten = ""\n'
         tmp = self.config.with_suffix(".tmp")
@@ -216,10 +218,11 @@ def make_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
 
     def factory(config_text: str, *, start: bool = True, env: dict[str, str] | None = None,
                 subdir: str | None = None, watch: bool = False,
-                serve_args: tuple[str, ...] = ()) -> Daemon:
+                serve_args: tuple[str, ...] = (), supervisor_keys: str = "") -> Daemon:
         where = workdir / subdir if subdir else workdir
         where.mkdir(exist_ok=True)
-        daemon = Daemon(where, config_text, env or daemon_env(workdir), watch=watch)
+        daemon = Daemon(where, config_text, env or daemon_env(workdir), watch=watch,
+                        supervisor_keys=supervisor_keys)
         daemon.serve_args = list(serve_args)
         started.append(daemon)
         if start:

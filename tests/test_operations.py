@@ -182,8 +182,9 @@ def test_metrics_after_calls_errors_a_crash_and_a_restart(make_daemon):
     assert value(samples, "mcp_supervisor_requests_total", **calls, outcome="error") == 1
     assert value(samples, "mcp_supervisor_requests_total", server="crashy", method="tools/call",
                  outcome="gone") == 1
-    # The handshake's own requests count too, under their methods.
-    assert value(samples, "mcp_supervisor_requests_total", server="echo", method="tools/list", outcome="ok")
+    # The daemon's own requests (handshake, tools list, health probes) are not client traffic.
+    assert value(samples, "mcp_supervisor_requests_total", server="echo", method="tools/list",
+                 outcome="ok") is None
 
     assert value(samples, "mcp_supervisor_request_duration_seconds_count", **calls) == 4
     buckets = sorted(((float(dict(k)["le"]), v) for k, v

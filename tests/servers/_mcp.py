@@ -116,6 +116,13 @@ def build_parser(chaos: bool) -> argparse.ArgumentParser:
         help="os._exit(3) on receiving the Nth tools/call, without answering it",
     )
     p.add_argument(
+        "--crash-code",
+        type=int,
+        default=3,
+        metavar="N",
+        help="exit code of --crash-after (0: a clean exit nobody asked for)",
+    )
+    p.add_argument(
         "--hang-after",
         type=int,
         default=None,
@@ -195,6 +202,7 @@ class Server:
         self.chaos = chaos
         g = args if chaos else None
         self.crash_after: int | None = g.crash_after if g else None
+        self.crash_code: int = g.crash_code if g else 3
         self.hang_after: int | None = g.hang_after if g else None
         self.hang_tools: bool = bool(g and g.hang_tools)
         self.junk: bool = bool(g and g.junk)
@@ -711,7 +719,7 @@ class Server:
             batch, self.batch = self.batch, None
             if batch:
                 self.write(b"".join(batch))
-            os._exit(3)
+            os._exit(self.crash_code)
         if self.hang_tools:
             return DEFERRED
         name = params.get("name")
