@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import traceback
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.loop == "uvloop":
         try:
             import uvloop
-            runner, loop_name = uvloop.run, f"uvloop {uvloop.__version__}"
+            runner, loop_name = uvloop.run, f"uvloop {version('uvloop')}"
         except ImportError:
             pass
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)

@@ -25,7 +25,8 @@ import orjson
 _loads = orjson.loads
 _now = time.perf_counter
 
-ECHO_CALL = b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo","arguments":{"%s":"c%d-%d"}}}\n'
+ECHO_CALL = (b'{"jsonrpc":"2.0","id":%d,"method":"tools/call",'
+             b'"params":{"name":"echo","arguments":{"%s":"c%d-%d"}}}\n')
 INITIALIZE = {"jsonrpc": "2.0", "id": "init", "method": "initialize",
               "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                          "clientInfo": {"name": "mcp-supervisor-bench", "version": "1"}}}
@@ -134,7 +135,7 @@ class LineClient(asyncio.Protocol):
                 text = _echoed(msg)
                 if text is None:
                     tally.errors[_classify(msg)] += 1
-                elif not text.endswith("c%d-%d" % (self.number, mid)):
+                elif not text.endswith(f"c{self.number}-{mid}"):
                     tally.errors["misrouted"] += 1
                 else:
                     tally.latencies.append(now - t0)
@@ -337,7 +338,7 @@ class HttpClient(asyncio.Protocol):
                 text = _echoed(msg)
                 if text is None:
                     tally.errors[_classify(msg)] += 1
-                elif not text.endswith("c%d-%d" % (self.number, self._current)):
+                elif not text.endswith(f"c{self.number}-{self._current}"):
                     tally.errors["misrouted"] += 1
                 else:
                     tally.latencies.append(now - t0)
@@ -360,7 +361,8 @@ class HttpClient(asyncio.Protocol):
     async def call(self, message: dict[str, Any], timeout: float = 30.0) -> tuple[int, list[Any]]:
         self._waiter = asyncio.get_running_loop().create_future()
         self._post(orjson.dumps(message))
-        return await asyncio.wait_for(self._waiter, timeout)  # type: ignore[no-any-return]
+        result: tuple[int, list[Any]] = await asyncio.wait_for(self._waiter, timeout)
+        return result
 
     async def initialize(self) -> Any:
         status, messages = await self.call(INITIALIZE)
@@ -403,7 +405,7 @@ def _parse_response(buf: bytes) -> tuple[int, int, dict[bytes, bytes], bytes] | 
         stop = start + int(length)
         return (stop, status, headers, buf[start:stop]) if len(buf) >= stop else None
     if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-        body = []
+        body: list[bytes] = []
         pos = start
         while True:
             eol = buf.find(b"\r\n", pos)

@@ -18,8 +18,18 @@ import sys
 from pathlib import Path
 
 from .load import drive
-from .targets import BENCH_LIMITS, ECHO_ARGV, MCPCTL, REPO, cpu_seconds, end_process, open_pipes, \
-    open_socket_session, running_daemon, server_entry
+from .targets import (
+    BENCH_LIMITS,
+    ECHO_ARGV,
+    MCPCTL,
+    REPO,
+    cpu_seconds,
+    end_process,
+    open_pipes,
+    open_socket_session,
+    running_daemon,
+    server_entry,
+)
 
 RESULTS = REPO / "bench" / "results"
 
@@ -50,7 +60,7 @@ def top(stacks: Path, n: int = 25) -> str:
 
 async def profile(path: str, concurrency: int, seconds: float, rate: int, native: bool) -> int:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(spy).exists():
+    if not await asyncio.to_thread(Path(spy).exists):
         print("py-spy is not installed: pip install '.[bench]'", file=sys.stderr)
         return 2
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -78,8 +88,9 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
         for proc in procs:
             await asyncio.to_thread(end_process, proc)
     summary = result.summary()
-    print(f"{path} c={concurrency}: {summary['ops_per_s']:,.0f} calls/s, p50 {summary['p50_ms']} ms; daemon "
-          f"{used / max(1, result.tally.answered) * 1e6:.1f} µs CPU/call (py-spy attached, sampling adds some)")
+    per_call = used / max(1, result.tally.answered) * 1e6
+    print(f"{path} c={concurrency}: {summary['ops_per_s']:,.0f} calls/s, p50 {summary['p50_ms']} ms; "
+          f"daemon {per_call:.1f} µs CPU/call (py-spy attached, sampling adds some)")
     print(top(raw))
     print(f"\nraw stacks: {raw}")
     return 0

@@ -244,9 +244,11 @@ async def _aggregate(port: int, settings: Settings, probes: dict[str, int]) -> l
 
 async def cache(settings: Settings) -> dict[str, Any]:
     if not (REPO / "supervisor" / "cache.py").exists():
-        return {"skipped": "skipped: no tool-result cache (supervisor/cache.py has not landed on this branch)"}
+        return {"skipped": "skipped: no tool-result cache "
+                           "(supervisor/cache.py has not landed on this branch)"}
     entry = server_entry("echo", ECHO_ARGV, **BENCH_LIMITS)
-    cached = entry.replace("[servers.echo]", "[servers.cached]") + 'cache.tools = ["echo"]\ncache.ttl = "60s"\n'
+    cached = entry.replace("[servers.echo]", "[servers.cached]")
+    cached += 'cache.tools = ["echo"]\ncache.ttl = "60s"\n'
     with running_daemon(entry + cached, wait_ready=["echo", "cached"]) as daemon:
         probes = {"daemon": daemon.pid}
         points = await measure("uncached (socket session)", _socket_opener(daemon, "echo"),
@@ -270,8 +272,9 @@ async def everything(settings: Settings) -> dict[str, Any]:
         bridge = [MCPCTL, "--socket", str(daemon.socket), "connect", "everything"]
         points += await measure("everything via mcpctl connect", _pipe_opener(bridge, "message"),
                                 settings.levels, settings, probes)
-        points += await measure("everything via socket session", _socket_opener(daemon, "everything", "message"),
-                                settings.levels, settings, probes)
+        points += await measure("everything via socket session",
+                                _socket_opener(daemon, "everything", "message"), settings.levels,
+                                settings, probes)
     return {"points": points}
 
 
@@ -344,25 +347,23 @@ def _peer_commands(port: int) -> dict[str, tuple[list[str], str]]:
 
 
 async def peers(settings: Settings) -> dict[str, Any]:
-    port = free_port()
-    commands = _peer_commands(port)
-    if not commands:
+    if not _peer_commands(0):
         return {"skipped": "skipped: no peer installed (python -m bench --install-peers)"}
     points: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
-    for name, (argv, path) in commands.items():
+    for name in _peer_commands(0):
+        port = free_port()
+        argv, path = _peer_commands(port)[name]
         proc = subprocess.Popen(argv, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
             await asyncio.to_thread(wait_port, port, 30, proc)
             points += await measure(name, _http_opener(port, path), settings.levels, settings,
-                                    {"peer tree": proc.pid}, pipelined=False)
+                                    {"daemon": proc.pid, "peer tree": proc.pid}, pipelined=False)
         except (OSError, RuntimeError, TimeoutError, ConnectionError) as exc:
             notes[name] = f"failed: {exc}"
         finally:
             await asyncio.to_thread(end_process, proc)
-        port = free_port()
-        argv[argv.index("--port") + 1] = str(port)
     return {"points": points, "failures": notes}
 
 
@@ -375,7 +376,8 @@ def install_peers() -> dict[str, str]:
         subprocess.run([PY, "-m", "venv", str(venv)], check=True)
         rc = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "mcp-proxy==0.13.0"]).returncode
         out["mcp-proxy"] = "installed" if rc == 0 else f"pip failed ({rc})"
-    if shutil.which("npm") and not (PEERS / "supergateway" / "node_modules" / ".bin" / "supergateway").exists():
+    gateway = PEERS / "supergateway" / "node_modules" / ".bin" / "supergateway"
+    if shutil.which("npm") and not gateway.exists():
         rc = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix",
                              str(PEERS / "supergateway"), "supergateway@4.0.0"]).returncode
         out["supergateway"] = "installed" if rc == 0 else f"npm failed ({rc})"
