@@ -107,7 +107,7 @@ def _socket_sender(stream: anyio.abc.SocketStream) -> Callable[[bytes], int] | N
     sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
     if sock is None or sock.gettimeout() != 0.0:
         return None
-    return sock.send  # type: ignore[no-any-return]
+    return sock.send
 
 
 class ControlServer:
