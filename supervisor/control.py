@@ -21,6 +21,7 @@ Methods (params → result):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -63,6 +64,16 @@ from .sessions import Session, Target
 
 log = logging.getLogger("mcp_supervisor.control")
 
+READ_CHUNK = 262144
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
 
 class DaemonView(Protocol):
     fleet: Fleet
@@ -97,6 +108,14 @@ def _names(params: dict[str, Any]) -> list[str] | None:
         raise SupervisorError("params.servers must be a non-empty list of names, or all: true",
                               data=None)
     return names
+
+
+def _socket_sender(stream: anyio.abc.SocketStream) -> Callable[[bytes], int] | None:
+    """A non-blocking send on the connection's own socket, for `Outbox`'s direct path."""
+    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if sock is None or sock.gettimeout() != 0.0:
+        return None
+    return sock.send
 
 
 class ControlServer:
@@ -154,24 +173,70 @@ class ControlConnection:
 
     async def _pump(self, tg: anyio.abc.TaskGroup) -> None:
         try:
-            await self.outbox.pump(self.stream)
+            await self.outbox.pump(self.stream, _socket_sender(self.stream))
         except (OutboxOverflow, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             log.info("control connection dropped: %s", exc)
             tg.cancel_scope.cancel()
 
+    def _feed(self, splitter: LineSplitter, chunk: bytes, tg: anyio.abc.TaskGroup) -> None:
+        session = self.session
+        for line in splitter.feed(chunk):
+            if session is None:
+                session = self._control_line(line, tg)
+            else:
+                session.on_line(line)
+
     async def _read(self, tg: anyio.abc.TaskGroup) -> None:
         splitter = LineSplitter(self.max_message)
+        sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        if sock is not None and sock.gettimeout() == 0.0 and _on_asyncio():
+            await self._read_with_callback(sock, splitter, tg)
+            return
         try:
             while True:
-                chunk = await self.stream.receive(262144)
-                session = self.session
-                for line in splitter.feed(chunk):
-                    if session is None:
-                        session = self._control_line(line, tg)
-                    else:
-                        session.on_line(line)
+                self._feed(splitter, await self.stream.receive(READ_CHUNK), tg)
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass
+
+    async def _read_with_callback(self, sock: socket.socket, splitter: LineSplitter,
+                                  tg: anyio.abc.TaskGroup) -> None:
+        """Read from a callback the loop calls whenever the socket is readable.
+
+        anyio's `receive` registers and unregisters the socket with epoll around every wait, tries a
+        `recv` that fails with EAGAIN first, and costs a checkpoint and a task wake-up per chunk;
+        one reader registered for the connection's life does a single `recv` per readiness and
+        routes the lines right there (routing never awaits). Measured in BENCHMARKS.md.
+        """
+        loop = asyncio.get_running_loop()
+        fd = sock.fileno()
+        done = anyio.Event()
+        failure: list[BaseException] = []
+
+        def readable() -> None:
+            try:
+                chunk = sock.recv(READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                loop.remove_reader(fd)
+                done.set()
+                return
+            try:
+                self._feed(splitter, chunk, tg)
+            except BaseException as exc:  # surface it in the task, not the loop's handler
+                loop.remove_reader(fd)
+                failure.append(exc)
+                done.set()
+
+        loop.add_reader(fd, readable)
+        try:
+            await done.wait()
+        finally:
+            loop.remove_reader(fd)
+        if failure:
+            raise failure[0]
 
     def _control_line(self, line: bytes | Oversized, tg: anyio.abc.TaskGroup) -> Session | None:
         if isinstance(line, Oversized):

@@ -8,6 +8,7 @@ task or future per request: routing is a dict lookup and a push.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import logging
@@ -554,7 +555,7 @@ class Instance:
     async def _pump_stdin(self, stdin: anyio.abc.ByteSendStream) -> None:
         # The child may close stdin or die; the stdout reader and exit watcher notice that.
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            await self._stdin.pump(stdin)
+            await self._stdin.pump(stdin, _pipe_sender(stdin))
 
     async def _read_stdout(self, stdout: anyio.abc.ByteReceiveStream) -> None:
         splitter = LineSplitter(self.max_message)
@@ -624,3 +625,27 @@ class Instance:
         if self._on_reaped is not None:
             self._on_reaped(pid)
         return proc.returncode
+
+
+PIPE_HIGH_WATER = 64 * 1024
+
+
+def _pipe_sender(stdin: anyio.abc.ByteSendStream) -> Callable[[bytes], int] | None:
+    """A non-blocking write to the child's stdin for `Outbox`'s direct path, or None.
+
+    On anyio's asyncio backend the stream wraps an asyncio StreamWriter whose transport writes at
+    once when its buffer is empty and buffers in order otherwise. Past the high-water mark we take
+    nothing, so the pump's `send` (which awaits `drain`) applies the back-pressure as before.
+    """
+    writer = getattr(stdin, "_stream", None)
+    transport = getattr(writer, "transport", None)
+    if not isinstance(transport, asyncio.WriteTransport):
+        return None
+
+    def send(data: bytes) -> int:
+        if transport.is_closing() or transport.get_write_buffer_size() > PIPE_HIGH_WATER:
+            return 0
+        transport.write(data)
+        return len(data)
+
+    return send

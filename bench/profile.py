@@ -1,0 +1,112 @@
+"""Profile the daemon's hot path under load: `python -m bench.profile [--path socket|bridge] [-c N]`.
+
+Starts a daemon with the echo server, drives the chosen path at concurrency N, and samples the
+daemon with py-spy (`pip install '.[bench]'`) for the duration. Prints the top functions by own
+time and by inclusive time from the collapsed stacks, and leaves the raw stacks (and an SVG flame
+graph) under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import datetime
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .load import drive
+from .targets import (
+    BENCH_LIMITS,
+    ECHO_ARGV,
+    MCPCTL,
+    REPO,
+    cpu_seconds,
+    end_process,
+    open_pipes,
+    open_socket_session,
+    running_daemon,
+    server_entry,
+)
+
+RESULTS = REPO / "bench" / "results"
+
+
+def top(stacks: Path, n: int = 25) -> str:
+    """Own and inclusive sample counts per frame from py-spy's collapsed (`raw`) output."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in stacks.read_text().splitlines():
+        frames_text, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = frames_text.split(";")
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples", "", "own time:"]
+    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in own.most_common(n)]
+    lines += ["", "inclusive time:"]
+    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in inclusive.most_common(n)]
+    return "\n".join(lines)
+
+
+async def profile(path: str, concurrency: int, seconds: float, rate: int, native: bool) -> int:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not await asyncio.to_thread(Path(spy).exists):
+        print("py-spy is not installed: pip install '.[bench]'", file=sys.stderr)
+        return 2
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    raw = RESULTS / f"profile-{path}-c{concurrency}-{stamp}.txt"
+    with running_daemon(server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), wait_ready=["echo"]) as daemon:
+        procs = []
+        if path == "bridge":
+            client, proc = await open_pipes([MCPCTL, "--socket", str(daemon.socket), "connect", "echo"], 0)
+            procs.append(proc)
+        else:
+            client = await open_socket_session(daemon.socket, "echo", 0)
+        await client.initialize()
+        cmd = [spy, "record", "--pid", str(daemon.pid), "--duration", str(int(seconds)), "--rate", str(rate),
+               "--format", "raw", "--output", str(raw), "--nonblocking"]
+        if native:
+            cmd.append("--native")
+        before = cpu_seconds(daemon.pid)
+        sampler = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.DEVNULL,
+                                                       stderr=subprocess.DEVNULL)
+        result = await drive([client], concurrency, 0.5, seconds, None)
+        used = cpu_seconds(daemon.pid) - before
+        await sampler.wait()
+        client.close()
+        for proc in procs:
+            await asyncio.to_thread(end_process, proc)
+    summary = result.summary()
+    per_call = used / max(1, result.tally.answered) * 1e6
+    print(f"{path} c={concurrency}: {summary['ops_per_s']:,.0f} calls/s, p50 {summary['p50_ms']} ms; "
+          f"daemon {per_call:.1f} µs CPU/call (py-spy attached, sampling adds some)")
+    print(top(raw))
+    print(f"\nraw stacks: {raw}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--path", choices=("socket", "bridge"), default="socket")
+    parser.add_argument("-c", "--concurrency", type=int, default=100)
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--native", action="store_true", help="include C frames (py-spy --native)")
+    args = parser.parse_args()
+    return asyncio.run(profile(args.path, args.concurrency, args.duration, args.rate, args.native))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,479 @@
+"""The scenarios. Each is an async function that returns a JSON-ready dict with `points` (one per
+path × concurrency) or `skipped` (with the reason), plus whatever else it measured.
+
+Issue 10's list: 1 direct stdio → echo (the ceiling), 2 through `mcpctl connect`, 2b through a
+control-socket session (no bridge process: isolates the daemon), 3 HTTP /mcp/NAME and /mcp,
+4 cached vs uncached, 5 server-everything, 6 the whole shipped fleet, 7 peers (mcp-proxy,
+supergateway). Plus `loadgen` (this generator's own ceiling), and in --full mode `load` (the
+report's load protocol) and `stress` (the 0→1000 ramp).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .load import HttpClient, LineClient, RunResult, Tally, Window, drive
+from .targets import (
+    BENCH_LIMITS,
+    ECHO_ARGV,
+    EVERYTHING,
+    EVERYTHING_ARGV,
+    MCPCTL,
+    PEERS,
+    PY,
+    REPO,
+    Daemon,
+    cpu_seconds,
+    end_process,
+    free_port,
+    open_http,
+    open_pipes,
+    open_socket_session,
+    rss_bytes,
+    running_daemon,
+    server_entry,
+    wait_port,
+)
+
+
+@dataclass
+class Settings:
+    quick: bool
+    warmup: float
+    duration: float
+    levels: tuple[int, ...] = (1, 10, 100)
+    http_levels: tuple[int, ...] = (1, 10, 100, 500)
+    fleet_data: Path | None = None
+
+
+Clients = Sequence[LineClient | HttpClient]
+Opener = Callable[[int], Awaitable[tuple[Clients, list[subprocess.Popen[bytes]]]]]
+
+
+def _point(path: str, result: RunResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    point = {"path": path, **result.summary()}
+    if extra:
+        point.update(extra)
+    return point
+
+
+async def measure(path: str, opener: Opener, levels: Sequence[int], settings: Settings,
+                  probes: dict[str, int] | None = None, pipelined: bool = True,
+                  initialize: bool = True) -> list[dict[str, Any]]:
+    """One path at each concurrency level: fresh clients per level, same server(s)."""
+    points = []
+    for level in levels:
+        clients, procs = await opener(level)
+        try:
+            if initialize:
+                await asyncio.gather(*(c.initialize() for c in clients))
+            watch = dict(probes or {})
+            for proc in procs:
+                watch.setdefault("client-side process", proc.pid)
+
+            def cpu(watch: dict[str, int] = watch) -> dict[str, float]:
+                used = {label: cpu_seconds(pid, tree=label.endswith("tree")) for label, pid in watch.items()}
+                used["load generator"] = time.process_time()
+                return used
+
+            depth = level if pipelined else 1
+            result = await drive(clients, depth, settings.warmup, settings.duration, cpu)
+            rss = {label: rss_bytes(pid) for label, pid in watch.items()}
+            points.append(_point(path, result, {"rss_bytes": rss}))
+        finally:
+            for client in clients:
+                client.close()
+            await asyncio.sleep(0.01)  # let the loop process the closes
+            for proc in procs:
+                await asyncio.to_thread(end_process, proc)
+    return points
+
+
+def _pipe_opener(argv: list[str], arg_name: str = "text") -> Opener:
+    async def opener(level: int) -> tuple[Clients, list[subprocess.Popen[bytes]]]:
+        client, proc = await open_pipes(argv, 0, arg_name)
+        return [client], [proc]
+    return opener
+
+
+def _socket_opener(daemon: Daemon, server: str, arg_name: str = "text", per_user: bool = False) -> Opener:
+    async def opener(level: int) -> tuple[Clients, list[subprocess.Popen[bytes]]]:
+        count = level if per_user else 1
+        clients = [await open_socket_session(daemon.socket, server, n, arg_name) for n in range(count)]
+        return clients, []
+    return opener
+
+
+def _http_opener(port: int, path: str, arg_name: str = "text") -> Opener:
+    async def opener(level: int) -> tuple[Clients, list[subprocess.Popen[bytes]]]:
+        return [await open_http("127.0.0.1", port, path, n, arg_name) for n in range(level)], []
+    return opener
+
+
+def _child_pid(daemon: Daemon, server: str) -> int:
+    status = daemon.status()
+    entry = next(s for s in status["servers"] if s["name"] == server)
+    return int(entry["pid"])
+
+
+def _http_door() -> str | None:
+    """Why the daemon has no HTTP door to measure, or None when it has one."""
+    if not (REPO / "supervisor" / "http.py").exists():
+        return "skipped: no HTTP door (supervisor/http.py has not landed on this branch)"
+    return None
+
+
+# ---- loadgen: the generator's own ceiling ----------------------------------------------------------
+
+
+class _Responder(asyncio.Protocol):
+    """The cheapest honest echo: parse each request, answer with the echoed text under its id."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        data = self.buffer + data if self.buffer else data
+        lines = data.split(b"\n")
+        self.buffer = lines.pop()
+        out = []
+        for line in lines:
+            msg = orjson.loads(line)
+            text = msg["params"]["arguments"]["text"]
+            out.append(b'{"jsonrpc":"2.0","id":%d,"result":{"content":[{"type":"text","text":"%s"}]}}\n'
+                       % (msg["id"], text.encode()))
+        assert self.transport is not None
+        self.transport.write(b"".join(out))
+
+
+async def loadgen(settings: Settings) -> dict[str, Any]:
+    """The generator plus an in-process responder over a socketpair, all on this one core: a lower
+    bound for what the generator alone can issue. Also against a bare ASGI app on uvicorn."""
+    loop = asyncio.get_running_loop()
+
+    async def pair(level: int) -> tuple[Clients, list[subprocess.Popen[bytes]]]:
+        import socket
+        a, b = socket.socketpair()
+        await loop.create_unix_connection(_Responder, sock=b)
+        client = LineClient(0, Window())
+        await loop.create_unix_connection(lambda: client, sock=a)
+        return [client], []
+
+    points = await measure("loadgen ceiling (socketpair)", pair, settings.levels, settings, initialize=False)
+    port = free_port()
+    proc = subprocess.Popen([PY, "-m", "bench.asgi_echo", str(port)], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.to_thread(wait_port, port, 20, proc)
+        points += await measure("loadgen HTTP ceiling (bare ASGI on uvicorn)", _http_opener(port, "/mcp"),
+                                settings.http_levels, settings, {"uvicorn": proc.pid}, pipelined=False,
+                                initialize=False)
+    finally:
+        await asyncio.to_thread(end_process, proc)
+    return {"points": points}
+
+
+# ---- 1, 2, 2b: direct vs bridge vs control-socket session ------------------------------------------
+
+
+async def core(settings: Settings) -> dict[str, Any]:
+    points = await measure("direct stdio", _pipe_opener(ECHO_ARGV), settings.levels, settings)
+    with running_daemon(server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), wait_ready=["echo"]) as daemon:
+        probes = {"daemon": daemon.pid, "echo child": _child_pid(daemon, "echo")}
+        bridge = [MCPCTL, "--socket", str(daemon.socket), "connect", "echo"]
+        points += await measure("mcpctl connect", _pipe_opener(bridge), settings.levels, settings, probes)
+        points += await measure("control socket session", _socket_opener(daemon, "echo"),
+                                settings.levels, settings, probes)
+        idle = await _idle(daemon.pid, 2.0 if settings.quick else 5.0)
+    return {"points": points, "daemon_idle": idle,
+            "limits": BENCH_LIMITS, "note": "one connection, `concurrency` requests pipelined on it"}
+
+
+async def _idle(pid: int, seconds: float) -> dict[str, Any]:
+    before = cpu_seconds(pid)
+    await asyncio.sleep(seconds)
+    used = cpu_seconds(pid) - before
+    return {"cpu_percent": round(100 * used / seconds, 3), "rss_bytes": rss_bytes(pid), "seconds": seconds}
+
+
+# ---- 3: HTTP door ---------------------------------------------------------------------------------
+
+
+async def http(settings: Settings) -> dict[str, Any]:
+    reason = _http_door()
+    if reason:
+        return {"skipped": reason}
+    port = free_port()
+    with running_daemon(server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), wait_ready=["echo"],
+                        http_port=port) as daemon:
+        probes = {"daemon": daemon.pid, "echo child": _child_pid(daemon, "echo")}
+        points = await measure("HTTP /mcp/echo", _http_opener(port, "/mcp/echo"), settings.http_levels,
+                               settings, probes, pipelined=False)
+        points += await _aggregate(port, settings, probes)
+    return {"points": points}
+
+
+async def _aggregate(port: int, settings: Settings, probes: dict[str, int]) -> list[dict[str, Any]]:
+    """The aggregate door names tools `<server>__<tool>`: the same load, with that name."""
+    from . import load
+    saved = load.ECHO_CALL
+    load.ECHO_CALL = saved.replace(b'"name":"echo"', b'"name":"echo__echo"')
+    try:
+        return await measure("HTTP /mcp (aggregate)", _http_opener(port, "/mcp"), settings.http_levels,
+                             settings, probes, pipelined=False)
+    finally:
+        load.ECHO_CALL = saved
+
+
+# ---- 4: cache -------------------------------------------------------------------------------------
+
+
+async def cache(settings: Settings) -> dict[str, Any]:
+    if not (REPO / "supervisor" / "cache.py").exists():
+        return {"skipped": "skipped: no tool-result cache "
+                           "(supervisor/cache.py has not landed on this branch)"}
+    entry = server_entry("echo", ECHO_ARGV, **BENCH_LIMITS)
+    cached = entry.replace("[servers.echo]", "[servers.cached]")
+    cached += 'cache.tools = ["echo"]\ncache.ttl = "60s"\n'
+    with running_daemon(entry + cached, wait_ready=["echo", "cached"]) as daemon:
+        probes = {"daemon": daemon.pid}
+        points = await measure("uncached (socket session)", _socket_opener(daemon, "echo"),
+                               settings.levels, settings, probes)
+        points += await measure("cached, memory (socket session)", _socket_opener(daemon, "cached"),
+                                settings.levels, settings, probes)
+    return {"points": points, "note": "every request has distinct arguments unless cached keys repeat"}
+
+
+# ---- 5: server-everything -------------------------------------------------------------------------
+
+
+async def everything(settings: Settings) -> dict[str, Any]:
+    if not EVERYTHING.exists():
+        return {"skipped": f"skipped: {EVERYTHING} missing (cd tests/node && npm ci)"}
+    points = await measure("everything direct", _pipe_opener(EVERYTHING_ARGV, "message"),
+                           settings.levels, settings)
+    with running_daemon(server_entry("everything", EVERYTHING_ARGV, **BENCH_LIMITS),
+                        wait_ready=["everything"]) as daemon:
+        probes = {"daemon": daemon.pid, "everything child": _child_pid(daemon, "everything")}
+        bridge = [MCPCTL, "--socket", str(daemon.socket), "connect", "everything"]
+        points += await measure("everything via mcpctl connect", _pipe_opener(bridge, "message"),
+                                settings.levels, settings, probes)
+        points += await measure("everything via socket session",
+                                _socket_opener(daemon, "everything", "message"), settings.levels,
+                                settings, probes)
+    return {"points": points}
+
+
+# ---- 6: the whole shipped fleet ---------------------------------------------------------------------
+
+
+async def fleet(settings: Settings) -> dict[str, Any]:
+    data = settings.fleet_data
+    if data is None or (not (data / "servers").exists() and not any(data.glob("*"))):
+        return {"skipped": "skipped: fleet not installed; run `MCP_SUPERVISOR_DATA=DIR mcpctl --config "
+                           "fleet.toml install` and pass --fleet-data DIR"}
+    daemon = Daemon("", fleet_file=REPO / "fleet.toml", env={"MCP_SUPERVISOR_DATA": str(data)})
+    t0 = time.monotonic()
+    daemon.start()
+    try:
+        settled_at: float | None = None
+        first: dict[str, float] = {}
+        deadline = t0 + 120
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            status = await asyncio.to_thread(daemon.status)
+            now = time.monotonic() - t0
+            states = {s["name"]: s["state"] for s in status["servers"]}
+            for name, state in states.items():
+                if state == "ready" and name not in first:
+                    first[name] = round(now, 3)
+            if all(s in ("ready", "unavailable", "failed", "stopped") for s in states.values()):
+                settled_at = now
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3.0)  # let start-up work (tools lists, memory sampling) finish
+        idle = await _idle(daemon.pid, 5.0 if settings.quick else 15.0)
+        counts: dict[str, int] = {}
+        for state in states.values():
+            counts[state] = counts.get(state, 0) + 1
+        status = await asyncio.to_thread(daemon.status)
+        return {
+            "servers": len(states),
+            "states": counts,
+            "not_ready": {s["name"]: f"{s['state']}: {s['reason']}"[:160]
+                          for s in status["servers"] if s["state"] != "ready"},
+            "cold_start_to_settled_s": round(settled_at, 3) if settled_at is not None else None,
+            "cold_start_to_all_ready_s": max(first.values()) if first else None,
+            "ready_times_s": first,
+            "daemon_rss_bytes": rss_bytes(daemon.pid),
+            "total_rss_bytes": rss_bytes(daemon.pid, tree=True),
+            "daemon_idle_cpu_percent": idle["cpu_percent"],
+            "idle_window_s": idle["seconds"],
+        }
+    finally:
+        await asyncio.to_thread(daemon.stop)
+
+
+# ---- 7: peers -------------------------------------------------------------------------------------
+
+
+def _peer_commands(port: int) -> dict[str, tuple[list[str], str]]:
+    echo = " ".join(ECHO_ARGV)
+    peers: dict[str, tuple[list[str], str]] = {}
+    proxy = PEERS / "mcp-proxy" / "bin" / "mcp-proxy"
+    if proxy.exists():
+        peers["mcp-proxy (sparfenyuk)"] = (
+            [str(proxy), "--host", "127.0.0.1", "--port", str(port), "--", *ECHO_ARGV], "/mcp")
+    gateway = PEERS / "supergateway" / "node_modules" / ".bin" / "supergateway"
+    if gateway.exists():
+        peers["supergateway"] = (
+            [str(gateway), "--stdio", echo, "--outputTransport", "streamableHttp", "--stateful",
+             "--port", str(port), "--streamableHttpPath", "/mcp", "--logLevel", "none"], "/mcp")
+    return peers
+
+
+async def peers(settings: Settings) -> dict[str, Any]:
+    if not _peer_commands(0):
+        return {"skipped": "skipped: no peer installed (python -m bench --install-peers)"}
+    points: list[dict[str, Any]] = []
+    notes: dict[str, str] = {}
+    for name in _peer_commands(0):
+        port = free_port()
+        argv, path = _peer_commands(port)[name]
+        proc = subprocess.Popen(argv, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            await asyncio.to_thread(wait_port, port, 30, proc)
+            points += await measure(name, _http_opener(port, path), settings.levels, settings,
+                                    {"daemon": proc.pid, "peer tree": proc.pid}, pipelined=False)
+        except (OSError, RuntimeError, TimeoutError, ConnectionError) as exc:
+            notes[name] = f"failed: {exc}"
+        finally:
+            await asyncio.to_thread(end_process, proc)
+    return {"points": points, "failures": notes}
+
+
+def install_peers() -> dict[str, str]:
+    """Put the peers into bench-only prefixes under bench/.peers (gitignored)."""
+    PEERS.mkdir(parents=True, exist_ok=True)
+    out = {}
+    venv = PEERS / "mcp-proxy"
+    if not (venv / "bin" / "mcp-proxy").exists():
+        subprocess.run([PY, "-m", "venv", str(venv)], check=True)
+        rc = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "mcp-proxy==0.13.0"]).returncode
+        out["mcp-proxy"] = "installed" if rc == 0 else f"pip failed ({rc})"
+    gateway = PEERS / "supergateway" / "node_modules" / ".bin" / "supergateway"
+    if shutil.which("npm") and not gateway.exists():
+        rc = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix",
+                             str(PEERS / "supergateway"), "supergateway@4.0.0"]).returncode
+        out["supergateway"] = "installed" if rc == 0 else f"npm failed ({rc})"
+    return out
+
+
+# ---- --full: the report's load protocol and stress ramp -------------------------------------------
+
+
+async def load_protocol(settings: Settings) -> dict[str, Any]:
+    """Users 10/50/100/200/500, one session each, calls in a loop for a fixed time."""
+    steps = []
+    with running_daemon(server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), wait_ready=["echo"]) as daemon:
+        probes = {"daemon": daemon.pid, "echo child": _child_pid(daemon, "echo")}
+        for users in (10, 50, 100, 200, 500):
+            [point] = await measure("control socket, one session per user", _socket_opener(
+                daemon, "echo", per_user=True), [users], settings, probes, pipelined=False)
+            point["users"] = users
+            point["pass_report"] = bool(point["p95_ms"] is not None and point["p95_ms"] < 1000
+                                        and point["error_rate"] < 0.01 and point["ops_per_s"] >= 100)
+            point["pass_goal_p95_50ms"] = bool(point["pass_report"] and point["p95_ms"] < 50)
+            steps.append(point)
+    return {"points": steps, "criteria": "report: p95 < 1000 ms, errors < 1%, ≥ 100 ops/s; goal: p95 < 50 ms"}
+
+
+async def stress(settings: Settings) -> dict[str, Any]:
+    """Ramp 0 → 1000 sessions in steps of 50, each keeping one call in flight; find the knee."""
+    step_s = 1.0 if settings.quick else 3.0
+    steps: list[dict[str, Any]] = []
+    with running_daemon(server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), wait_ready=["echo"]) as daemon:
+        window = Window(start=float("-inf"), end=float("inf"))
+        clients: list[LineClient] = []
+        total = Tally()
+        for users in range(50, 1001, 50):
+            fresh = [await open_socket_session(daemon.socket, "echo", n) for n in range(len(clients), users)]
+            await asyncio.gather(*(c.initialize() for c in fresh))
+            for client in fresh:
+                client.window = window
+                client.start(1)
+            clients += fresh
+            await asyncio.sleep(0.2)
+            for client in clients:
+                total.merge(client.tally)
+                client.tally = Tally()
+            cpu0 = cpu_seconds(daemon.pid)
+            t0 = time.perf_counter()
+            await asyncio.sleep(step_s)
+            elapsed = time.perf_counter() - t0
+            used = cpu_seconds(daemon.pid) - cpu0
+            tally = Tally()
+            for client in clients:
+                tally.merge(client.tally)
+                client.tally = Tally()
+            total.merge(tally)
+            point = RunResult(users, users, elapsed, tally, {"daemon": used}).summary()
+            point["path"] = "stress ramp (control socket)"
+            point["daemon_rss_bytes"] = rss_bytes(daemon.pid)
+            steps.append(point)
+        window.stopping = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(15):
+                for client in clients:
+                    if client.in_flight:
+                        await client.drained.wait()
+        for client in clients:
+            client.give_up()
+            total.merge(client.tally)
+            client.close()
+    first = steps[0]["p95_ms"] or 0.0
+    knee = next((s["concurrency"] for s in steps if (s["p95_ms"] or 0) > max(50.0, 4 * first)
+                 or s["error_rate"] > 0.01), None)
+    best = max(steps, key=lambda s: s["ops_per_s"])
+    return {
+        "points": steps,
+        "knee_users": knee,
+        "knee_rule": "first step with p95 > max(50 ms, 4× the 50-user p95) or errors > 1%",
+        "peak_ops_per_s": best["ops_per_s"], "peak_at_users": best["concurrency"],
+        "sent": total.sent, "answered": total.answered,
+        "lost": total.errors.get("no answer (lost)", 0) + total.errors.get("connection lost", 0),
+        "misrouted": total.errors.get("misrouted", 0),
+    }
+
+
+SCENARIOS: dict[str, Callable[[Settings], Awaitable[dict[str, Any]]]] = {
+    "loadgen": loadgen,
+    "core": core,
+    "http": http,
+    "cache": cache,
+    "everything": everything,
+    "fleet": fleet,
+    "peers": peers,
+    "load": load_protocol,
+    "stress": stress,
+}
+QUICK = ("loadgen", "core", "http", "cache", "everything", "peers")
+FULL_ONLY = ("load", "stress")
+DEFAULT = ("loadgen", "core", "http", "cache", "everything", "fleet", "peers")
+
+__all__ = ["DEFAULT", "FULL_ONLY", "QUICK", "SCENARIOS", "Settings", "install_peers"]
