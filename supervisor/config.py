@@ -49,6 +49,7 @@ __all__ = [
     "ServerConfig",
     "SupervisorSettings",
     "expand",
+    "is_loopback_host",
     "load_config",
     "parse_config",
     "referenced_vars",
@@ -347,6 +348,16 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 and "localhost": addresses only this machine can reach."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     """`[http]`: the Streamable HTTP front door, /metrics and /healthz."""
@@ -373,15 +384,7 @@ class HttpSettings:
 
     def is_loopback(self) -> bool:
         """True for 127.0.0.0/8, ::1 and "localhost" (and when disabled: nothing is exposed)."""
-        if not self.listen:
-            return True
-        host = self.host_port()[0]
-        if host.lower() == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return not self.listen or is_loopback_host(self.host_port()[0])
 
 
 @dataclass(frozen=True, slots=True)

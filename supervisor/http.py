@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import ipaddress
 import logging
 import math
 import secrets
@@ -48,6 +47,7 @@ import orjson
 import uvicorn
 
 from . import protocol
+from .config import is_loopback_host
 from .errors import (
     HEADER_MISMATCH,
     INVALID_PARAMS,
@@ -278,15 +278,6 @@ async def _send_empty(send: Send, status: int, extra: list[tuple[bytes, bytes]] 
     await send({"type": "http.response.body", "body": b""})
 
 
-def _is_loopback_host(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class _Server(uvicorn.Server):
     """uvicorn without its signal handlers: the daemon owns signals."""
 
@@ -466,7 +457,7 @@ class HttpDoor:
             host = urlsplit(text).hostname
         except ValueError:
             return False
-        return host is not None and _is_loopback_host(host)
+        return host is not None and is_loopback_host(host)
 
     def _authorized(self, given: bytes | None) -> bool:
         if given is None:

@@ -110,3 +110,20 @@ def format_duration(seconds: float) -> str:
         secs = whole + fraction
         parts.append(f"{secs:g}s" if fraction else f"{whole}s")
     return sign + "".join(parts)
+
+
+def format_uptime(seconds: float | None) -> str:
+    """The two most significant units, for tables: `"42s"`, `"3m12s"`, `"5h03m"`, `"2d04h"`; `"-"`
+    when unknown."""
+    if seconds is None or seconds < 0 or math.isnan(seconds):
+        return "-"
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
