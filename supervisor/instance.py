@@ -93,15 +93,14 @@ class Waiter:
             self.event.set()
 
 
-class _Answer:
+class _Answer(Waiter):
     """One handshake answer; wakes the handshake, which waits on either of two."""
 
-    __slots__ = ("event", "message", "progress")
+    __slots__ = ("progress",)
 
     def __init__(self, progress: anyio.Event) -> None:
-        self.event = anyio.Event()
+        super().__init__()
         self.progress = progress
-        self.message: Message | None = None
 
     def deliver(self, message: Message) -> None:
         if "method" not in message and self.message is None:

@@ -298,7 +298,7 @@ class Server:
 
     def request_done(self, instance: Instance, pending: Pending, ok: bool,
                      outcome: int = metrics.ERROR, fault: str | None = None) -> None:
-        if pending.sink.__class__ is not Waiter:  # the daemon's own probes are not traffic
+        if not isinstance(pending.sink, Waiter):  # the daemon's own requests are not traffic
             now = time.monotonic()
             self.calls_total += 1
             self.last_active = now

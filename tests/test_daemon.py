@@ -32,6 +32,7 @@ def test_status_and_call_through_the_cli(make_daemon):
         assert isinstance(entry["pid"], int)
         assert psutil.pid_exists(entry["pid"])
         assert entry["restarts"] == 0
+        assert entry["calls_total"] == 0  # the daemon's own handshake is not client traffic
         assert isinstance(entry["memory_bytes"], int | None)
         assert entry["tools"] >= 10
         assert set(entry) >= {"name", "state", "reason", "pid", "restarts", "uptime_s", "memory_bytes",
