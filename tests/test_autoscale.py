@@ -115,6 +115,11 @@ def test_queue_builds_instances_join_and_share_then_drain_back_to_min(make_daemo
     solo_status = daemon.status("solo")
     assert solo_status["pids"] == [solo_pid] and not solo_status["scale_events"]
     assert solo.pids == {solo_pid}
+    metrics = daemon.rpc("supervisor/metrics")["text"]
+    assert 'mcp_supervisor_scale_events_total{direction="up",server="pool"} 2.0' in metrics, metrics
+    assert 'mcp_supervisor_scale_events_total{direction="down",server="pool"} 2.0' in metrics
+    assert 'mcp_supervisor_instances{server="pool"} 1.0' in metrics
+    assert 'server="solo"} ' not in "".join(m for m in metrics.splitlines() if "scale_events" in m)
     lines = scale_log(daemon)
     assert sum("pool: scaling up" in line for line in lines) == 2, lines
     assert sum("pool: scaling down" in line for line in lines) == 2, lines
