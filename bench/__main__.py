@@ -3,7 +3,12 @@
 Scenarios: loadgen, core (direct stdio / mcpctl connect / control socket session), http, cache,
 everything, fleet, peers; --full adds load (the report's load protocol) and stress (0→1000 ramp).
 Results go to bench/results/<timestamp>.{json,md,png} (gitignored); --publish also copies the plot to
-bench/latest.png and the table to bench/latest.md for BENCHMARKS.md.
+bench/latest.png and the table to bench/latest.md for BENCHMARKS.md. `autoscale` (20 ms calls, one
+instance vs autoscaled to four) runs only when named.
+
+Regression gate (bench/gate.py): `--gate bench/baseline.json` runs the quick gate scenarios (core,
+http, cache, everything), prints what passed and failed, and exits 1 on a regression;
+`--write-baseline [PATH]` records a new baseline from the same run.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from typing import Any
 import orjson
 import psutil
 
-from . import report
+from . import gate, report
+from .gate import GATE_SCENARIOS
 from .scenarios import DEFAULT, FULL_ONLY, QUICK, SCENARIOS, Settings, install_peers
 from .targets import REPO
 
@@ -133,7 +139,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="the generator's event loop (uvloop when installed)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--publish", action="store_true", help="also write bench/latest.{md,png}")
+    parser.add_argument("--gate", type=Path, metavar="BASELINE",
+                        help="run the quick gate scenarios and fail on a regression against BASELINE")
+    parser.add_argument("--write-baseline", type=Path, nargs="?", const=REPO / "bench" / "baseline.json",
+                        metavar="PATH", help="record the gate metrics of this run (default "
+                                             "bench/baseline.json)")
     args = parser.parse_args(argv)
+    gating = args.gate is not None or args.write_baseline is not None
+    if gating:
+        args.quick = True
+        if not args.scenarios:
+            args.scenarios = list(GATE_SCENARIOS)
+    baseline = None
+    if args.gate is not None:
+        try:
+            baseline = orjson.loads(args.gate.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            parser.error(f"cannot read the baseline {args.gate}: {exc} (record one with --write-baseline)")
 
     unknown = [n for n in args.scenarios if n not in SCENARIOS]
     if unknown:
@@ -180,7 +202,18 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(base.with_suffix(".md"), REPO / "bench" / "latest.md")
         if plotted:
             shutil.copy(base.with_suffix(".png"), REPO / "bench" / "latest.png")
-    return 0
+    status = 0
+    if baseline is not None:
+        checks = gate.compare(baseline["metrics"], gate.extract(data), baseline.get("thresholds"))
+        print(f"\n## Regression gate against {args.gate} (recorded {baseline.get('recorded')})\n")
+        print(gate.table(checks, baseline.get("thresholds")))
+        status = 1 if not checks or any(not c.ok for c in checks) else 0
+    if args.write_baseline is not None:
+        document = gate.baseline_document(data)
+        options = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+        args.write_baseline.write_bytes(orjson.dumps(document, option=options) + b"\n")
+        print(f"wrote the baseline {args.write_baseline} ({len(document['metrics'])} paths)", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

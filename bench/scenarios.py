@@ -461,6 +461,78 @@ async def stress(settings: Settings) -> dict[str, Any]:
     }
 
 
+# ---- autoscale: a slow stateless server, one instance vs autoscaled to four --------------------------
+
+SLOW_ARGV = [PY, str(REPO / "bench" / "slow_echo.py"), "--delay", "0.02"]
+AUTOSCALE_KEYS: dict[str, int | str] = {"min_instances": 1, "max_instances": 4, "scale_up_window": "1s",
+                                        "scale_down_window": "3s"}
+
+
+async def _ready_times(daemon: Daemon, server: str, t0: float, want: int, timeout: float
+                       ) -> dict[str, float]:
+    """Seconds from `t0` until `server` had 2, 3, ... `want` instances ready (polled every 20 ms)."""
+    seen: dict[str, float] = {}
+    deadline = t0 + timeout
+    while time.monotonic() < deadline and len(seen) < want - 1:
+        status = await asyncio.to_thread(daemon.status)
+        entry = next(s for s in status["servers"] if s["name"] == server)
+        now = time.monotonic() - t0
+        for count in range(2, entry["instances"] + 1):
+            seen.setdefault(str(count), round(now, 3))
+        await asyncio.sleep(0.02)
+    return seen
+
+
+async def autoscale(settings: Settings) -> dict[str, Any]:
+    """20 ms per call, one call at a time per process, 100 calls outstanding: one instance vs a
+    stateless server autoscaled 1 → 4 (default thresholds, 1 s up window). Also the time from the
+    load spike to each added instance serving, and back down to one after the load stops."""
+    level = 100
+    fixed = server_entry("fixed", SLOW_ARGV)
+    scaled = server_entry("scaled", SLOW_ARGV, **AUTOSCALE_KEYS) + "stateless = true\n"
+    with running_daemon(fixed + scaled, wait_ready=["fixed", "scaled"]) as daemon:
+        probes = {"daemon": daemon.pid}
+        [one] = await measure("one instance (socket session)", _socket_opener(daemon, "fixed"), [level],
+                              settings, probes)
+        # The spike: 100 outstanding calls from nothing; watch the instances join.
+        clients, _ = await _socket_opener(daemon, "scaled")(level)
+        await asyncio.gather(*(c.initialize() for c in clients))
+        t0 = time.monotonic()
+        watch = asyncio.create_task(_ready_times(daemon, "scaled", t0, 4, 60.0))
+        spike = asyncio.create_task(drive(clients, level, 0.0, 60.0))
+        joined = await watch
+        spike.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await spike
+        for client in clients:
+            client.close()
+        [four] = await measure("autoscaled, max 4 (socket session)", _socket_opener(daemon, "scaled"),
+                               [level], settings, probes)
+        # Load gone: drained back down to one (each step waits out the 3 s quiet window).
+        t1 = time.monotonic()
+        back = None
+        while time.monotonic() - t1 < 60:
+            status = await asyncio.to_thread(daemon.status)
+            entry = next(s for s in status["servers"] if s["name"] == "scaled")
+            if entry["instances"] == 1 and len(entry["pids"]) == 1:
+                back = round(time.monotonic() - t1, 3)
+                break
+            await asyncio.sleep(0.05)
+        final = next(s for s in (await asyncio.to_thread(daemon.status))["servers"] if s["name"] == "scaled")
+    ratio = four["ops_per_s"] / one["ops_per_s"] if one["ops_per_s"] else None
+    return {
+        "points": [one, four],
+        "speedup": round(ratio, 2) if ratio else None,
+        "goal": "≥ 3.5× calls/s with autoscaling (max 4) vs one instance",
+        "met": bool(ratio and ratio >= 3.5),
+        "spike_to_instance_serving_s": joined,
+        "load_stop_to_one_instance_s": back,
+        "scale_events": final.get("scale_events"),
+        "last_scale": final.get("last_scale"),
+        "config": {**AUTOSCALE_KEYS, "stateless": True, "delay_s": 0.02, "concurrency": level},
+    }
+
+
 SCENARIOS: dict[str, Callable[[Settings], Awaitable[dict[str, Any]]]] = {
     "loadgen": loadgen,
     "core": core,
@@ -471,6 +543,7 @@ SCENARIOS: dict[str, Callable[[Settings], Awaitable[dict[str, Any]]]] = {
     "peers": peers,
     "load": load_protocol,
     "stress": stress,
+    "autoscale": autoscale,
 }
 QUICK = ("loadgen", "core", "http", "cache", "everything", "peers")
 FULL_ONLY = ("load", "stress")

@@ -290,6 +290,10 @@ class ServerConfig:
     """Mean CPU share per instance (1.0 = one core) above which an instance is added."""
     scale_down_cpu: float = 0.3
     """Mean CPU share per instance below which an instance is removed."""
+    scale_up_window: float = 5.0
+    """Seconds the queue or CPU must stay above its threshold before an instance is added."""
+    scale_down_window: float = 60.0
+    """Seconds the server must stay quiet (empty queue, low CPU) before an instance is removed."""
     cache: ServerCache = ServerCache()
     """Tool result caching for this server."""
 
@@ -936,6 +940,8 @@ _SERVER_SCHEMA: dict[str, _Conv] = {
     "scale_up_queue": _integer(1),
     "scale_up_cpu": _number(0, exclusive=True),
     "scale_down_cpu": _number(0),
+    "scale_up_window": _duration(),
+    "scale_down_window": _duration(),
     "cache": _sub_table(_SERVER_CACHE_SCHEMA),
 }
 
@@ -1091,6 +1097,9 @@ class _Loader:
         low, high = s.get("min_instances"), s.get("max_instances")
         if low is not None and high is not None and low > high:
             raise fail("min_instances", f"must not exceed max_instances ({low} > {high})")
+        if low is None and high is not None and s.get("instances", 1) > high:
+            raise fail("max_instances", f"must not be below instances ({high} < {s['instances']}), "
+                                        "which is the autoscaling floor when min_instances is unset")
         initial = s.get("backoff_initial", 0.5)
         ceiling = s.get("backoff_max", 30.0)
         if initial > ceiling:

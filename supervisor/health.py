@@ -32,6 +32,7 @@ from .units import format_size
 
 if TYPE_CHECKING:
     from .fleet import Fleet
+    from .instance import Instance
 
 log = logging.getLogger("mcp_supervisor.health")
 
@@ -130,9 +131,27 @@ def _measure(pids: list[int], pss: bool) -> tuple[int, int]:
     return total, count
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (the ones still alive)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error, OSError):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def sample_trees(limits: dict[int, int | None], keep: set[int]
                  ) -> dict[int, tuple[int, int, bool]]:
-    """For each root pid: (bytes, processes, precise). Blocking; run it in a worker thread.
+    """For each root pid: (bytes, processes, precise). Blocking; run it in a worker thread."""
+    return sample_fleet(limits, keep)[0]
+
+
+def sample_fleet(limits: dict[int, int | None], keep: set[int], cpu_roots: frozenset[int] = frozenset()
+                 ) -> tuple[dict[int, tuple[int, int, bool]], dict[int, float]]:
+    """For each root pid: (bytes, processes, precise); and for each of `cpu_roots`, the CPU
+    seconds its whole tree has used (autoscaling turns two samples into a share of a core).
+    Blocking; run it in a worker thread.
 
     `limits` maps each root to its memory limit (or None); a tree over its limit by RSS is
     measured again by PSS. `keep` are the daemon's direct children, whose exit status belongs to
@@ -144,6 +163,7 @@ def sample_trees(limits: dict[int, int | None], keep: set[int]
     else:
         process.reap_zombies(keep)
     result: dict[int, tuple[int, int, bool]] = {}
+    cpu: dict[int, float] = {}
     for pid, limit in limits.items():
         tree = _tree(pid, children)
         rss, count = _measure(tree, pss=False)
@@ -155,13 +175,25 @@ def sample_trees(limits: dict[int, int | None], keep: set[int]
                     rss, count, precise = pss_total, pss_count, True
         if count:
             result[pid] = (rss, count, precise)
-    return result
+            if pid in cpu_roots:
+                cpu[pid] = _cpu_seconds(tree)
+    return result, cpu
+
+
+def cpu_sample(inst: Instance, seconds: float, now: float) -> None:
+    """A tree's CPU seconds at `now`: the share of a core since the previous sample (a tree whose
+    processes exited can go backwards; that counts as idle, not negative)."""
+    if inst.cpu_seconds is not None and inst.cpu_at is not None and now > inst.cpu_at:
+        inst.cpu_share = max(0.0, seconds - inst.cpu_seconds) / (now - inst.cpu_at)
+    inst.cpu_seconds = seconds
+    inst.cpu_at = now
 
 
 # ---- the loop -----------------------------------------------------------------------------------
 
 class MemoryWatch:
-    """Samples every server at its own `memory_interval` and enforces per-server and fleet limits."""
+    """Samples every server at its own `memory_interval` (an autoscaled server more often, see
+    `Server.sample_interval`), enforces per-server and fleet limits, and feeds the autoscalers."""
 
     def __init__(self, fleet: Fleet, clock: Callable[[], float] = time.monotonic) -> None:
         self.fleet = fleet
@@ -170,7 +202,7 @@ class MemoryWatch:
         self.fleet_over = Consecutive(BAD_SAMPLES)
 
     def tick(self) -> float:
-        intervals = [s.config.memory_interval for s in self.fleet.servers.values()]
+        intervals = [s.sample_interval for s in self.fleet.servers.values()]
         return max(MIN_TICK, min([MAX_TICK, *intervals]))
 
     async def round(self) -> None:
@@ -178,27 +210,40 @@ class MemoryWatch:
         due = []
         for server in self.fleet.servers.values():
             if self.next_due.get(server.name, 0.0) <= now:
-                self.next_due[server.name] = now + server.config.memory_interval
+                self.next_due[server.name] = now + server.sample_interval
                 due.append(server)
         limits: dict[int, int | None] = {}
+        cpu_roots: set[int] = set()
         for server in due:
             for inst in server.instances:
                 if inst.pid is not None:
                     limits[inst.pid] = server.config.memory_limit
+                    if server.autoscaler is not None:
+                        cpu_roots.add(inst.pid)
         fleet_limit = self.fleet.config.supervisor.memory_limit
         keep = set(self.fleet.ctx.direct_children)
-        sizes = await anyio.to_thread.run_sync(sample_trees, limits, keep)
+        sizes, cpu = await anyio.to_thread.run_sync(sample_fleet, limits, keep, frozenset(cpu_roots))
+        now = self.clock()
         for server in due:
             for inst in list(server.instances):
                 sample = sizes.get(inst.pid) if inst.pid is not None else None
                 if sample is None:
                     continue
                 inst.memory_bytes, inst.process_count, inst.memory_precise = sample
+                seconds = cpu.get(inst.pid) if inst.pid is not None else None
+                if seconds is not None:
+                    cpu_sample(inst, seconds, now)
                 server.memory_sample(inst)
         for name in list(self.next_due):
             if name not in self.fleet.servers:
                 del self.next_due[name]
         self.check_fleet(fleet_limit)
+        scaled = [server for server in due if server.autoscaler is not None]
+        if scaled:
+            used = sum(inst.memory_bytes or 0 for server in self.fleet.servers.values()
+                       for inst in server.instances)
+            for server in scaled:
+                server.autoscale(now, used, fleet_limit)
 
     def check_fleet(self, limit: int | None) -> None:
         if not limit:

@@ -180,6 +180,11 @@ class Instance:
         self.memory_bytes: int | None = None
         self.memory_precise = False  # memory_bytes is PSS (read because RSS was over a limit)
         self.process_count = 0
+        # CPU of the whole tree (autoscaled servers only): the last reading and the share of a core
+        # between the last two (health.cpu_sample).
+        self.cpu_seconds: float | None = None
+        self.cpu_at: float | None = None
+        self.cpu_share: float | None = None
         # Health: consecutive failed probes and memory samples over the limit (the Server sets
         # the thresholds), and, once the supervisor decided to replace this child, why.
         self.unhealthy = Consecutive(2)

@@ -10,6 +10,8 @@ Names (prefix `mcp_supervisor_`, DESIGN.md section 9):
     restarts_total{server,reason}               counter    crash | start-failure | manual | ...
     memory_bytes{server}                        gauge      RSS of the whole process tree
     memory_limit_bytes{server}                  gauge      the configured limit (for "near limit")
+    instances{server}                           gauge      instances ready to serve
+    scale_events_total{server,direction}        counter    autoscaling: up | down | refused
     cache_requests_total{backend,result}        counter    hit | miss | error
     log_lines_dropped_total{server}             counter    stderr lines the log files could not keep
 
@@ -136,8 +138,16 @@ class FleetCollector(Collector):
                                    "process trees.", labels=["server"])
         limit = GaugeMetricFamily(PREFIX + "memory_limit_bytes", "The server's configured memory_limit "
                                   "(absent when it has none).", labels=["server"])
+        instances = GaugeMetricFamily(PREFIX + "instances", "Instances of the server ready to serve.",
+                                      labels=["server"])
+        scale = CounterMetricFamily(PREFIX + "scale_events", "Autoscaling decisions by direction (up, "
+                                    "down, refused: a scale-up the fleet memory limit stopped).",
+                                    labels=["server", "direction"])
         for server in servers:
             name = server.name
+            instances.add_metric([name], len(server.ready_instances))
+            for direction, count in server.scale_events.items():
+                scale.add_metric([name, direction], count)
             for method, stats in list(server.stats.methods.items()):
                 for index, count in enumerate(stats.outcomes):
                     if count:
@@ -160,7 +170,7 @@ class FleetCollector(Collector):
             memory.add_metric([name], float(sum(sizes)))
             if server.config.memory_limit is not None:
                 limit.add_metric([name], float(server.config.memory_limit))
-        yield from (requests, durations, in_flight, queue, state, restarts, memory, limit)
+        yield from (requests, durations, in_flight, queue, state, restarts, memory, limit, instances, scale)
 
         cache = self._cache_status()
         backend = str(cache.get("backend", "none"))

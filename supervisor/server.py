@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from . import metrics, protocol
+from .autoscale import DOWN, UP, Autoscaler, Observation, Policy, Verdict
 from .breaker import CANCELLED, CLOSED, TIMEOUT, CircuitBreaker
 from .config import ServerConfig, expand
 from .errors import (
@@ -150,6 +151,15 @@ class Server:
         self._slot_states: dict[int, tuple[State, str]] = {}
         self._state_changed = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
+        # Slots: one task per instance, in a task group that lives as long as the run scope. The
+        # autoscaler adds slots and retires them (drain, then stop; the task then ends).
+        self._slot_group: anyio.abc.TaskGroup | None = None
+        self._slot_indices: set[int] = set()
+        self._retiring: set[int] = set()
+        self.policy = Policy.for_config(config)
+        self.autoscaler = Autoscaler(self.policy) if self.policy is not None else None
+        self.scale_events: collections.Counter[str] = collections.Counter()
+        self.last_scale: dict[str, Any] | None = None
         self._bucket = (TokenBucket.for_limit(config.rate_limit, time.monotonic())
                         if config.rate_limit is not None else None)
         self.rate_limited_total = 0
@@ -661,11 +671,17 @@ class Server:
                     await self._wait_poke()
                     continue
                 self._set_state(State.STARTING, "spawning")
+                if self.autoscaler is not None:
+                    self.autoscaler.reset()
                 with anyio.CancelScope() as scope:
                     self._run_scope = scope
                     async with anyio.create_task_group() as slots:
-                        for index in range(self.config.instances):
-                            slots.start_soon(self._slot, index)
+                        self._slot_group = slots
+                        for _ in range(self.floor):
+                            self._add_slot()
+                self._slot_group = None
+                self._slot_indices.clear()
+                self._retiring.clear()
                 self._run_scope = None
                 self._stopping = False
                 self._slot_states.clear()
@@ -677,8 +693,51 @@ class Server:
             await self._poke.wait()
         self._poke = anyio.Event()
 
+    @property
+    def floor(self) -> int:
+        """Instances the server starts with: `min_instances` when it autoscales, else `instances`."""
+        return self.policy.min_instances if self.policy is not None else self.config.instances
+
+    @property
+    def target_instances(self) -> int:
+        """Slots that are not being retired (starting ones included); the floor when not running."""
+        if self._slot_group is None:
+            return self.floor
+        return len(self._slot_indices) - len(self._retiring)
+
+    @property
+    def sample_interval(self) -> float:
+        """How often health.MemoryWatch samples this server: an autoscaled one at least three times
+        per scale_up_window, so "stayed above for the window" means several samples agreed."""
+        interval = self.config.memory_interval
+        if self.policy is not None:
+            interval = min(interval, max(0.05, self.policy.up_window / 3))
+        return interval
+
+    def _add_slot(self) -> int:
+        assert self._slot_group is not None
+        index = 0
+        while index in self._slot_indices:
+            index += 1
+        self._slot_indices.add(index)
+        self._slot_group.start_soon(self._slot, index)
+        return index
+
     async def _slot(self, index: int) -> None:
+        try:
+            await self._slot_life(index)
+        finally:
+            self._slot_indices.discard(index)
+            if index in self._retiring:
+                self._retiring.discard(index)
+                self._slot_states.pop(index, None)
+                if self.state in SERVING:
+                    self._derive_state()
+
+    async def _slot_life(self, index: int) -> None:
         while True:
+            if index in self._retiring:
+                return
             argv = self._argv()
             if argv is None:
                 self._give_up(self.check_prerequisites() or "command not found", State.UNAVAILABLE)
@@ -706,6 +765,9 @@ class Server:
                 self.instances.remove(inst)
                 if inst in self.ready_instances:
                     self.ready_instances.remove(inst)
+            if index in self._retiring:
+                log.info("%s: pid %s stopped (autoscaled down)", self.name, inst.pid)
+                return
             now = time.monotonic()
             if inst.restart_kind is not None:
                 # Replaced on purpose (unresponsive, memory): counted, and at once.
@@ -792,9 +854,9 @@ class Server:
                         if self.breaker.state is not CLOSED:
                             self._set_state(State.DEGRADED, self.breaker.describe())
                             return
-                        if len(self.ready_instances) < self.config.instances:
-                            slot_reason = (f"{len(self.ready_instances)}/{self.config.instances} "
-                                           "instances ready")
+                        target = self.target_instances
+                        if len(self.ready_instances) < target:
+                            slot_reason = f"{len(self.ready_instances)}/{target} instances ready"
                     self._set_state(wanted, slot_reason)
                     return
 
@@ -891,6 +953,67 @@ class Server:
         if self.ctx.pids is not None:
             self.ctx.pids.remove(pid)
 
+    # ---- autoscaling ----------------------------------------------------------------------------
+
+    def autoscale(self, now: float, fleet_memory: int | None, memory_limit: int | None) -> None:
+        """One observation for the autoscaler (from health.MemoryWatch, after a sample)."""
+        scaler = self.autoscaler
+        if scaler is None or self._slot_group is None or self._stopping or self.state not in SERVING:
+            return
+        ready = [inst for inst in self.ready_instances if not inst.draining]
+        shares = [inst.cpu_share for inst in ready if inst.cpu_share is not None]
+        sizes = [inst.memory_bytes for inst in ready if inst.memory_bytes]
+        in_flight = sum(len(inst.pending) for inst in ready)
+        obs = Observation(
+            instances=self.target_instances, ready=len(ready), queue=len(self.queue),
+            in_flight=in_flight, capacity=len(ready) * self.config.max_in_flight,
+            cpu=sum(shares) / len(shares) if shares and len(shares) == len(ready) else None,
+            fleet_memory=fleet_memory, memory_limit=memory_limit,
+            instance_memory=sum(sizes) // len(sizes) if sizes else None)
+        verdict = scaler.observe(now, obs)
+        if verdict is not None:
+            self._apply_scale(verdict, ready)
+
+    def _apply_scale(self, verdict: Verdict, ready: list[Instance]) -> None:
+        before = self.target_instances
+        if verdict.direction == UP:
+            self._add_slot()
+            log.info("%s: scaling up: %s", self.name, verdict.reason)
+        elif verdict.direction == DOWN:
+            candidates = [inst for inst in ready if inst.restart_kind is None]
+            if len(candidates) <= 1:
+                return
+            # The least busy goes (the newest on a tie), so the drain is short.
+            victim = min(candidates, key=lambda inst: (len(inst.pending), -inst.index))
+            self._retire(victim)
+            log.info("%s: scaling down: %s; draining pid %s (%d in flight)", self.name,
+                     verdict.reason, victim.pid, len(victim.pending))
+        else:
+            log.warning("%s: %s", self.name, verdict.reason)
+        self.scale_events[verdict.direction] += 1
+        self.last_scale = {"direction": verdict.direction, "reason": verdict.reason,
+                           "from": before, "to": self.target_instances, "at": time.time()}
+        self.ctx.publish({"type": "scale", "server": self.name, **self.last_scale})
+        if self.state in SERVING:
+            self._derive_state()
+
+    def _retire(self, inst: Instance) -> None:
+        """Scale down by one: `inst` takes no new requests, finishes what it has (never cut: each
+        call still has its own deadline), then is stopped and its slot ends."""
+        assert self._slot_group is not None
+        self._retiring.add(inst.index)
+        inst.draining = True
+        self._slot_group.start_soon(self._stop_retired, inst)
+        if self.queue:
+            self._dispatch_queue()
+
+    async def _stop_retired(self, inst: Instance) -> None:
+        if inst.pending:
+            await inst.drained.wait()
+        inst.request_stop()
+        if inst.scope is not None:
+            inst.scope.cancel()
+
     # ---- status ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -919,6 +1042,15 @@ class Server:
             "era": ("modern" if first.modern else "legacy") if first else None,
             "tools": len(self.tools),
             "instances": len(ready),
+            "target_instances": self.target_instances,
+            "min_instances": self.policy.min_instances if self.policy else self.floor,
+            "max_instances": self.policy.max_instances if self.policy else self.floor,
+            "autoscale": self.policy is not None,
+            "draining": sum(1 for i in ready if i.draining),
+            "cpu": (round(sum(shares) / len(shares), 3)
+                    if (shares := [i.cpu_share for i in ready if i.cpu_share is not None]) else None),
+            "last_scale": dict(self.last_scale) if self.last_scale else None,
+            "scale_events": dict(self.scale_events),
             "calls_total": self.calls_total,
             "errors_total": self.errors_total,
             "timeouts_total": self.timeouts_total,

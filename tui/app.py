@@ -367,6 +367,16 @@ class TopApp(App[int]):
                           str(server.get("in_flight", 0)), ("  queued ", "dim"),
                           str(server.get("queued", 0))),
         ]  # fmt: skip
+        if server.get("autoscale"):
+            lines.append(Text.assemble(("autoscale ", "dim"), f"{server.get('min_instances')}–"
+                                       f"{server.get('max_instances')} instances, target "
+                                       f"{server.get('target_instances')}"))  # fmt: skip
+            last = server.get("last_scale")
+            if isinstance(last, dict):
+                at = last.get("at")
+                ago = f"{fmt_duration(now - at)} ago: " if isinstance(at, int | float) else ""
+                lines.append(Text(f"  {ago}{last.get('direction')}: {last.get('reason')}",
+                                  style="yellow" if last.get("direction") == "refused" else "cyan"))
         reasons = server.get("restart_reasons") or {}
         summary = ", ".join(f"{why} {n}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
         lines.append(Text.assemble(("restarts ", "dim"), str(server.get("restarts", 0)),

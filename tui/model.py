@@ -79,6 +79,11 @@ class FleetModel:
             server["reason"] = event.get("reason")
             server["since"] = event.get("at", server.get("since"))
             return Change(servers={name}, fleet=True)
+        if kind == "scale":
+            server = self.servers[name]
+            server["last_scale"] = {k: event.get(k) for k in ("direction", "reason", "from", "to", "at")}
+            server["target_instances"] = event.get("to", server.get("target_instances"))
+            return Change(servers={name})
         if kind == "restart":
             at = event.get("at")
             self.restarts.setdefault(name, deque(maxlen=RECENT_RESTARTS)).append(
