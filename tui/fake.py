@@ -355,8 +355,11 @@ async def _forward_events(
 
     async with anyio.create_task_group() as tg, aclosing(events):
         tg.start_soon(watch_hangup)
-        async for event in events:
-            await send({"jsonrpc": "2.0", "method": "supervisor/event", "params": event})
+        # A subscriber that hangs up between two events breaks the next write: that is the
+        # end of this subscription, not of the fake daemon.
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            async for event in events:
+                await send({"jsonrpc": "2.0", "method": "supervisor/event", "params": event})
         tg.cancel_scope.cancel()
 
 
