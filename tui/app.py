@@ -44,6 +44,7 @@ from tui.render import (
     state_text,
     usage_style,
 )
+from tui.table import LogTail, ServerTable
 
 LOG_BACKFILL = 200
 
@@ -142,15 +143,15 @@ class TopApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
     CSS = """
     Screen { layout: vertical; }
-    #fleet { height: 1; background: $panel; padding: 0 1; }
+    #fleet { height: 1; width: 1fr; background: $panel; padding: 0 1; }
     #main { height: 1fr; }
     #filter { display: none; height: 1; border: none; padding: 0 1; background: $boost; }
     #filter.-active { display: block; }
     #servers { height: 1fr; }
     #detail { height: 15; border-top: solid $primary-darken-2; }
-    #info { width: 48; padding: 0 1; }
+    #info { width: 48; height: 1fr; padding: 0 1; }
     #charts { width: 30; padding: 0 1; }
-    #charts Label { color: $text-muted; }
+    #charts Label { width: 1fr; color: $text-muted; }
     #charts Sparkline { height: 2; margin-bottom: 1; }
     #log { width: 1fr; border: round $panel-lighten-1; border-title-color: $text-muted; }
     #log:focus { border: round $accent; }
@@ -196,6 +197,8 @@ class TopApp(App[int]):
         self.tools: dict[str, list[dict[str, Any]] | str] = {}
         """Tools per server, or why they could not be listed; refetched when the server gets ready."""
         self._rendered: dict[str, tuple[Text, ...]] = {}
+        self._shown: dict[str, Text] = {}
+        """What each Static shows, by selector (see `_put`)."""
         self._logs_for: str | None = None
 
     # -- layout -------------------------------------------------------------------------------
@@ -204,8 +207,7 @@ class TopApp(App[int]):
         yield Static(id="fleet")
         with Vertical(id="main"):
             yield Input(placeholder="filter by name", id="filter")
-            table: DataTable[Text] = DataTable(id="servers", cursor_type="row", zebra_stripes=True)
-            yield table
+            yield ServerTable(id="servers", cursor_type="row", zebra_stripes=True)
             with Horizontal(id="detail"):
                 yield Static(id="info")
                 with Vertical(id="charts"):
@@ -213,7 +215,7 @@ class TopApp(App[int]):
                     yield Sparkline([], id="calls-spark")
                     yield Label("p95 latency", id="latency-label")
                     yield Sparkline([], id="latency-spark")
-                yield Log(id="log", max_lines=500)
+                yield LogTail(id="log", max_lines=500)
         yield Static(id="gone")
         yield Footer()
 
@@ -227,8 +229,8 @@ class TopApp(App[int]):
         self._feed()
 
     @property
-    def _table(self) -> DataTable[Text]:
-        return self.query_one("#servers", DataTable)
+    def _table(self) -> ServerTable:
+        return self.query_one("#servers", ServerTable)
 
     # -- the feed -----------------------------------------------------------------------------
 
@@ -280,8 +282,7 @@ class TopApp(App[int]):
         if change.membership or self._visible() != [str(row.key.value) for row in self._table.ordered_rows]:
             self._rebuild_rows()
         else:
-            for name in change.servers:
-                self._update_row(name)
+            self._table.set_cells(cell for name in change.servers for cell in self._changed_cells(name))
         if change.fleet:
             self._show_fleet()
         if self.selected in change.servers or (self.selected and change.fleet):
@@ -308,16 +309,15 @@ class TopApp(App[int]):
             table.move_cursor(row=visible.index(keep), animate=False)
         self._selection_changed()
 
-    def _update_row(self, name: str) -> None:
+    def _changed_cells(self, name: str) -> list[tuple[str, str, Text]]:
+        """The (row, column, value) cells of `name` that differ from what the table shows."""
         old = self._rendered.get(name)
         if old is None or name not in self.model.servers:
-            return
+            return []
         cells = row_cells(self.model.servers[name])
-        table = self._table
-        for (key, _, _), before, after in zip(COLUMNS, old, cells, strict=True):
-            if before != after:
-                table.update_cell(name, key, after)
         self._rendered[name] = cells
+        return [(name, key, after) for (key, _, _), before, after in zip(COLUMNS, old, cells, strict=True)
+                if before != after]  # fmt: skip
 
     # -- header and detail pane ---------------------------------------------------------------
 
@@ -329,7 +329,7 @@ class TopApp(App[int]):
             memory = [(fmt_bytes(t.memory_bytes), usage_style(t.memory_bytes / t.memory_limit)),
                       f"/{fmt_bytes(t.memory_limit)}"]  # fmt: skip
         errors_style = "red" if t.errors_per_s else ""
-        self.query_one("#fleet", Static).update(Text.assemble(
+        self._put("#fleet", Text.assemble(
             ("mcp-supervisor ", "bold"),
             (f"{t.ready}/{t.total}", "bold green" if t.ready == t.total else "bold yellow"), " ready  ",
             "mem ", *memory, "  ",
@@ -341,12 +341,19 @@ class TopApp(App[int]):
             (f"  filter: {self.filter_text}" if self.filter_text else "", "bold cyan"),
         ))  # fmt: skip
 
+    def _put(self, selector: str, content: Text) -> None:
+        """Show `content` in a Static whose size the CSS fixes: nothing when it is what is shown
+        already, and never a layout pass (which would repaint the whole screen, table and all)."""
+        if self._shown.get(selector) == content:
+            return
+        self._shown[selector] = content
+        self.query_one(selector, Static).update(content, layout=False)
+
     def _show_detail(self) -> None:
-        info = self.query_one("#info", Static)
         name = self.selected
         server = self.model.servers.get(name) if name else None
         if name is None or server is None:
-            info.update(Text("no server selected", style="dim"))
+            self._put("#info", Text("no server selected", style="dim"))
             return
         now = self.clock()
         state = str(server.get("state"))
@@ -385,17 +392,15 @@ class TopApp(App[int]):
             lines.extend(
                 Text(f"  {tool.get('name', '?')}", overflow="ellipsis", no_wrap=True) for tool in tools
             )
-        info.update(Text("\n").join(lines))
+        self._put("#info", Text("\n").join(lines))
         calls = list(self.model.calls_history.get(name, ()))
         latency = list(self.model.latency_history.get(name, ()))
         self.query_one("#calls-spark", Sparkline).data = calls
         self.query_one("#latency-spark", Sparkline).data = latency
         now_calls, max_calls = server.get("calls_per_s"), max(calls, default=None)
         now_p95, max_p95 = server.get("p95_ms"), max(latency, default=None)
-        self.query_one("#calls-label", Label).update(
-            f"calls/s  now {fmt_rate(now_calls)}  max {fmt_rate(max_calls)}"
-        )
-        self.query_one("#latency-label", Label).update(f"p95  now {fmt_ms(now_p95)}  max {fmt_ms(max_p95)}")
+        self._put("#calls-label", Text(f"calls/s  now {fmt_rate(now_calls)}  max {fmt_rate(max_calls)}"))
+        self._put("#latency-label", Text(f"p95  now {fmt_ms(now_p95)}  max {fmt_ms(max_p95)}"))
 
     # -- selection, logs, tools ---------------------------------------------------------------
 
