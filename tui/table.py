@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.reactive import Reactive
+from textual.strip import Strip
 from textual.widgets import DataTable, Log
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
@@ -86,10 +88,19 @@ class LogTail(Log):
     until `max_lines` made Textual reflow and repaint the screen, table included (about half the
     dashboard's CPU while a followed server logs once a second). A Log shows both scrollbars
     always (`overflow: scroll`), so a new line never moves anything else: updating its own
-    scrollbars is all the layout it needs.
+    scrollbars is all the layout it needs. And rendered lines are kept (see `_render_line_strip`).
     """
 
     virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+
+    def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
+        # Log keeps a cache of rendered lines but (Textual 8.2) fills it only while text is
+        # selected, so every visible line went through Rich on every frame. It drops entries
+        # itself when lines change, are pruned, or the style or selection changes.
+        line = super()._render_line_strip(y, rich_style)
+        if self.text_selection is None:
+            self._render_line_cache[y] = line
+        return line
 
     def watch_virtual_size(self, size: Size) -> None:
         if self.styles.overflow_x == "scroll" and self.styles.overflow_y == "scroll":
