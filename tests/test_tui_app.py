@@ -64,6 +64,22 @@ async def test_table_lists_every_server_in_fleet_order() -> None:
         assert "8.0G" in header  # the fleet limit
 
 
+async def test_breaker_lazy_and_cache_hit_rate_from_stats_are_shown() -> None:
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE):
+        await loaded(app)
+        assert cell(app, "slack", "state") == "● backoff ⊘"  # breaker open
+        assert cell(app, "puppeteer", "state") == "● degraded ◐"  # half-open
+        assert cell(app, "obsidian", "state") == "○ stopped"  # lazy, not needed yet
+        assert cell(app, "notion", "state") == "● stopped"
+        # The header's hit rate follows the `cache` block of each stats push.
+        event = fake.stats_event(0) | {"cache": {"hits": 3, "misses": 1}}
+        fake.push(event)
+        await wait_until(lambda: "cache 75%" in str(app.query_one("#fleet", Static).render()))
+        assert cell(app, "git", "cache") == "64%"
+
+
 async def test_selection_follows_arrows_and_j_k_and_moves_the_log_tail() -> None:
     fake = FakeDaemonClient()
     app = RecordingApp(fake)
@@ -123,7 +139,7 @@ async def test_r_restarts_the_selected_server_and_shows_the_restart() -> None:
         await pilot.press("j", "r")
         await wait_until(lambda: ("restart", ["git"]) in fake.calls)
         await wait_until(lambda: cell(app, "git", "state") == "● starting")
-        await wait_until(lambda: "ago: requested" in str(app.query_one("#info", Static).render()))
+        await wait_until(lambda: "ago: manual" in str(app.query_one("#info", Static).render()))
         assert ("information", "restart git") in app.notices
 
 

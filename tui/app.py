@@ -31,14 +31,17 @@ from textual.widgets import DataTable, Footer, Input, Label, Log, Sparkline, Sta
 from tui.client import DaemonClient, DaemonError, DaemonUnavailable, Fleet, Targets
 from tui.model import Change, FleetModel
 from tui.render import (
+    BREAKER_MARKS,
     STARTABLE_STATES,
     STATE_STYLES,
     UNKNOWN,
+    breaker_state,
     fmt_bytes,
     fmt_duration,
     fmt_ms,
     fmt_pct,
     fmt_rate,
+    is_lazy,
     memory_bar,
     retry_delay,
     state_text,
@@ -48,9 +51,15 @@ from tui.table import LogTail, ServerTable
 
 LOG_BACKFILL = 200
 
+INFO_WIDTH = 46
+"""Text columns of the detail pane (#info is 48 wide with padding 0 1)."""
+
+NAME_STYLES = {"degraded": "yellow", "failed": "red"}
+"""A server that needs a look stands out by name too, not only by its state cell."""
+
 COLUMNS: list[tuple[str, str, int]] = [
     ("name", "SERVER", 20),
-    ("state", "STATE", 13),
+    ("state", "STATE", 15),
     ("pid", "PID", 6),
     ("uptime", "UPTIME", 6),
     ("restarts", "RST", 3),
@@ -72,9 +81,10 @@ def row_cells(server: dict[str, Any]) -> tuple[Text, ...]:
     """One table row, in COLUMNS order."""
     restarts = int(server.get("restarts") or 0)
     pid = server.get("pid")
+    state = str(server.get("state", "?"))
     return (
-        Text(str(server["name"])),
-        state_text(str(server.get("state", "?"))),
+        Text(str(server["name"]), style=NAME_STYLES.get(state, "")),
+        state_text(state, breaker_state(server.get("breaker")), lazy=is_lazy(server)),
         _right(str(pid) if pid else UNKNOWN),
         _right(fmt_duration(server.get("uptime_s"))),
         _right(str(restarts), "yellow" if restarts else "dim"),
@@ -87,6 +97,31 @@ def row_cells(server: dict[str, Any]) -> tuple[Text, ...]:
         _right(fmt_ms(server.get("p95_ms"))),
         _right(fmt_pct(server.get("cache_hit_rate"))),
     )
+
+
+def breaker_parts(breaker: object) -> list[tuple[str, str]]:
+    """`open 5/5 in 60s, retry 12s, last: timed out`, or `closed`, from a status entry."""
+    state = breaker_state(breaker)
+    if state is None:
+        return [(UNKNOWN, "")]
+    parts = [(state, BREAKER_MARKS[state][1] if state in BREAKER_MARKS else "")]
+    if isinstance(breaker, dict):
+        failures, threshold = breaker.get("failures"), breaker.get("threshold")
+        if failures and threshold:
+            window = breaker.get("window_s")
+            parts.append((f" {failures}/{threshold}" + (f" in {window:g}s" if window else ""), "dim"))
+        retry = breaker.get("retry_after_ms")
+        if isinstance(retry, int | float):
+            parts.append((f", retry {fmt_duration(retry / 1000)}", "dim"))
+        if state != "closed" and breaker.get("last_failure"):
+            parts.append((f", last: {breaker['last_failure']}", "dim"))
+    return parts
+
+
+def _fit(text: Text) -> Text:
+    """One line of the detail pane: cut with an ellipsis rather than wrapped."""
+    text.truncate(INFO_WIDTH, overflow="ellipsis")
+    return text
 
 
 class HelpScreen(ModalScreen[None]):
@@ -149,7 +184,7 @@ class TopApp(App[int]):
     #filter.-active { display: block; }
     #servers { height: 1fr; }
     #detail { height: 15; border-top: solid $primary-darken-2; }
-    #info { width: 48; height: 1fr; padding: 0 1; }
+    #info { width: 48; height: 1fr; padding: 0 1; }  /* INFO_WIDTH + padding */
     #charts { width: 30; padding: 0 1; }
     #charts Label { width: 1fr; color: $text-muted; }
     #charts Sparkline { height: 2; margin-bottom: 1; }
@@ -360,28 +395,35 @@ class TopApp(App[int]):
         since = server.get("since")
         held = f" for {fmt_duration(now - since)}" if isinstance(since, int | float) else ""
         reason = str(server.get("reason") or "")
+        breaker = breaker_state(server.get("breaker"))
+        rate_limited = server.get("rate_limited_total")
         lines: list[Text] = [
-            Text.assemble((name, "bold"), "  ", state_text(state), (held, "dim")),
+            Text.assemble((name, "bold"), "  ",
+                          state_text(state, breaker, lazy=is_lazy(server)), (held, "dim")),
             Text(f"  {reason}", style=STATE_STYLES.get(state, "")),
             Text.assemble(("pid ", "dim"), str(server.get("pid") or UNKNOWN), ("  up ", "dim"),
                           fmt_duration(server.get("uptime_s")), ("  proto ", "dim"),
-                          str(server.get("protocol_version") or UNKNOWN)),
-            Text.assemble(("instances ", "dim"), str(server.get("instances", UNKNOWN)), ("  breaker ", "dim"),
-                          (str(server.get("breaker", UNKNOWN)),
-                           "red" if server.get("breaker") == "open" else "")),
+                          str(server.get("protocol_version") or UNKNOWN),
+                          ("  lazy", "cyan") if server.get("start") == "lazy" else ""),
+            _fit(Text.assemble(("instances ", "dim"), str(server.get("instances", UNKNOWN)),
+                               ("  breaker ", "dim"), *breaker_parts(server.get("breaker")))),
             Text.assemble(("calls ", "dim"), str(server.get("calls_total", 0)), ("  errors ", "dim"),
-                          str(server.get("errors_total", 0)), ("  in-flight ", "dim"),
-                          str(server.get("in_flight", 0)), ("  queued ", "dim"),
+                          str(server.get("errors_total", 0)),
+                          *((("  limited ", "dim"), (str(rate_limited), "yellow")) if rate_limited else ()),
+                          ("  in-flight ", "dim"), str(server.get("in_flight", 0)), ("  queued ", "dim"),
                           str(server.get("queued", 0))),
         ]  # fmt: skip
         reasons = server.get("restart_reasons") or {}
         summary = ", ".join(f"{why} {n}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
-        lines.append(Text.assemble(("restarts ", "dim"), str(server.get("restarts", 0)),
-                                   f" ({summary})" if summary else ""))  # fmt: skip
-        lines.extend(
-            Text(f"  {fmt_duration(now - restart.at)} ago: {restart.reason}", style="yellow")
-            for restart in list(self.model.restarts.get(name, ()))[-3:][::-1]
-        )
+        lines.append(_fit(Text.assemble(("restarts ", "dim"), str(server.get("restarts", 0)),
+                                        f" ({summary})" if summary else "")))  # fmt: skip
+        for restart in list(self.model.restarts.get(name, ()))[-3:][::-1]:
+            detail = f": {restart.detail}" if restart.detail and restart.detail != restart.reason else ""
+            ago = fmt_duration(now - restart.at)
+            lines.append(_fit(Text(f"  {ago} ago: {restart.reason}{detail}", "yellow")))
+        last_exit = server.get("last_exit")
+        if last_exit and state not in ("ready", "degraded") and str(last_exit) not in reason:
+            lines.append(_fit(Text.assemble(("last exit ", "dim"), (str(last_exit), "red"))))
         tools = self.tools.get(name)
         if tools is None:
             lines.append(Text.assemble(("tools ", "dim"), str(server.get("tools", UNKNOWN))))
@@ -389,9 +431,7 @@ class TopApp(App[int]):
             lines.append(Text.assemble(("tools ", "dim"), (tools, "dim italic")))
         else:
             lines.append(Text.assemble(("tools ", "dim"), str(len(tools))))
-            lines.extend(
-                Text(f"  {tool.get('name', '?')}", overflow="ellipsis", no_wrap=True) for tool in tools
-            )
+            lines.extend(_fit(Text(f"  {tool.get('name', '?')}")) for tool in tools)
         self._put("#info", Text("\n").join(lines))
         calls = list(self.model.calls_history.get(name, ()))
         latency = list(self.model.latency_history.get(name, ()))

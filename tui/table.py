@@ -30,9 +30,14 @@ from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
 K = TypeVar("K")
 
-_CACHES = ("_cell_render_cache", "_row_renderable_cache", "_row_render_cache", "_line_cache",
-           "_row_locations",
-           "_column_locations")
+_CACHES = (
+    "_cell_render_cache",
+    "_row_renderable_cache",
+    "_row_render_cache",
+    "_line_cache",
+    "_row_locations",
+    "_column_locations",
+)
 
 
 class ServerTable(DataTable[Text]):
