@@ -5,7 +5,8 @@ Data flow. One worker (`_feed`) owns the connection: `supervisor/status` once, t
 folded into a `FleetModel`. The model says which servers changed, and only those table cells are
 updated in place; rows are rebuilt only when the set of visible servers changes (filter, fleet
 reload). A second, per-selection subscription (`_follow_logs`) carries the selected server's stderr,
-so changing the selection never drops the main feed.
+so changing the selection never drops the main feed; a superseded one is closed between two
+events, never cancelled in the middle of a socket read (see `_follow_logs`).
 
 Failure. Any `DaemonUnavailable` from the feed hides the table and shows "daemon not running at
 PATH — retrying", then retries with capped exponential backoff. Workers catch everything they can
@@ -235,6 +236,8 @@ class TopApp(App[int]):
         self._shown: dict[str, Text] = {}
         """What each Static shows, by selector (see `_put`)."""
         self._logs_for: str | None = None
+        self._tail = 0
+        """The number of the current log tail; an older follower stops at its next event."""
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -302,7 +305,7 @@ class TopApp(App[int]):
         gone.display = not self.connected
         if not self.connected:
             self._logs_for = None
-            self.workers.cancel_group(self, "logs")
+            self._tail += 1  # its follower ends with the connection, or at its next event
             gone.update(Text.assemble(
                 (f"daemon not running at {self.client.socket_path} — retrying\n\n", "bold"),
                 (f"({gone_reason})\n\n", "dim"),
@@ -459,27 +462,44 @@ class TopApp(App[int]):
         self._show_detail()
         if name is not None and self.connected and (force or self._logs_for != name):
             self._logs_for = name
-            self._follow_logs(name)
+            self._tail += 1
+            self._follow_logs(name, self._tail)
             if name not in self.tools:
                 self._fetch_tools(name)
 
-    @work(exclusive=True, group="logs")
-    async def _follow_logs(self, name: str) -> None:
+    @work(group="logs")
+    async def _follow_logs(self, name: str, tail: int) -> None:
+        """Follow `name`'s stderr until the selection moves on.
+
+        Never cancelled (not `exclusive`): cancelling a task while it reads a Unix socket, in the
+        loop iteration where data arrives, makes anyio's reader callback set a result on the
+        cancelled future (InvalidStateError in the event loop's exception handler), and a
+        selection change is exactly "while a line arrives". Instead, a superseded follower writes
+        nothing more and closes its subscription between two events: within a second, as the
+        daemon pushes stats to every subscriber once a second.
+        """
         log = self.query_one("#log", Log)
         log.clear()
         log.border_title = f"stderr · {name}"
         try:
-            log.write_lines(await self.client.logs(name, LOG_BACKFILL))
+            backfill = await self.client.logs(name, LOG_BACKFILL)
+            if tail != self._tail:
+                return
+            log.write_lines(backfill)
             async with aclosing(self.client.events([name])) as events:
                 async for event in events:
+                    if tail != self._tail:
+                        return  # aclosing ends the subscription here, between two reads
                     if event.get("type") == "log" and event.get("server") == name:
                         log.write_line(str(event.get("line", "")))
         except DaemonUnavailable:
             pass  # the main feed noticed too, and says so
         except DaemonError as exc:
-            log.write_line(f"(no log: {exc.message})")
+            if tail == self._tail:
+                log.write_line(f"(no log: {exc.message})")
         except Exception as exc:
-            log.write_line(f"(log tail stopped: {type(exc).__name__}: {exc})")
+            if tail == self._tail:
+                log.write_line(f"(log tail stopped: {type(exc).__name__}: {exc})")
 
     @work(group="tools")
     async def _fetch_tools(self, name: str) -> None:
