@@ -10,7 +10,8 @@ Methods (params → result):
     supervisor/call     {server, tool, arguments?, timeout?} → the tools/call result
     supervisor/reload   {}                            → {added, removed, changed, unchanged, ..}
     supervisor/events   {logs?: [..], tail?: N}       → {subscribed: true, lines: {name: [..]}}, then
-                        notifications "supervisor/event" {type: state|restart|log|stats, ..};
+                        notifications "supervisor/event" {type: state|restart|log|stats, ..}
+                        (stats, once a second: {daemon, servers: [status + rates], cache});
                         `lines` holds the last N stderr lines of each server in `logs`, taken in
                         the same step as the subscription: no line is missed or shown twice
     supervisor/metrics  {}                            → {content_type, text}: Prometheus exposition

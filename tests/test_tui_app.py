@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from rich.segment import Segment
 from textual.widgets import DataTable, Input, Log, Static
 
 from tui.app import ConfirmScreen, HelpScreen, TopApp
 from tui.fake import NOW, FakeDaemonClient, wait_until
+from tui.table import LogTail, ServerTable
 
 pytestmark = pytest.mark.anyio
 
@@ -60,6 +62,22 @@ async def test_table_lists_every_server_in_fleet_order() -> None:
         header = str(app.query_one("#fleet", Static).render())
         assert "17/27 ready" in header
         assert "8.0G" in header  # the fleet limit
+
+
+async def test_breaker_lazy_and_cache_hit_rate_from_stats_are_shown() -> None:
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE):
+        await loaded(app)
+        assert cell(app, "slack", "state") == "● backoff ⊘"  # breaker open
+        assert cell(app, "puppeteer", "state") == "● degraded ◐"  # half-open
+        assert cell(app, "obsidian", "state") == "○ stopped"  # lazy, not needed yet
+        assert cell(app, "notion", "state") == "● stopped"
+        # The header's hit rate follows the `cache` block of each stats push.
+        event = fake.stats_event(0) | {"cache": {"hits": 3, "misses": 1}}
+        fake.push(event)
+        await wait_until(lambda: "cache 75%" in str(app.query_one("#fleet", Static).render()))
+        assert cell(app, "git", "cache") == "64%"
 
 
 async def test_selection_follows_arrows_and_j_k_and_moves_the_log_tail() -> None:
@@ -121,7 +139,7 @@ async def test_r_restarts_the_selected_server_and_shows_the_restart() -> None:
         await pilot.press("j", "r")
         await wait_until(lambda: ("restart", ["git"]) in fake.calls)
         await wait_until(lambda: cell(app, "git", "state") == "● starting")
-        await wait_until(lambda: "ago: requested" in str(app.query_one("#info", Static).render()))
+        await wait_until(lambda: "ago: manual" in str(app.query_one("#info", Static).render()))
         assert ("information", "restart git") in app.notices
 
 
@@ -181,6 +199,48 @@ async def test_stats_update_cells_in_place_without_rebuilding_the_table() -> Non
         assert app.rebuilds == rebuilds
         assert cell(app, "git", "calls") != "—"
         assert len(app.model.calls_history["git"]) == 5
+
+
+async def test_cell_updates_redraw_exactly_what_a_full_redraw_would() -> None:
+    """ServerTable keeps the renders of unchanged cells (tui/table.py); what it draws after stats
+    pushes, a state change and a cursor move must be what a table drawn from scratch shows."""
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        table = app.query_one("#servers", ServerTable)
+        assert table.incremental, "DataTable's caches moved in this Textual: tui/table.py redraws everything"
+
+        def drawn() -> list[list[Segment]]:
+            return [list(table.render_line(y)) for y in range(table.size.height)]
+
+        first = drawn()
+        await pilot.press("j", "j")
+        for _ in range(3):
+            fake.push_stats()
+        await fake.stop(["git"])
+        await wait_until(lambda: app.model.stats_seen == 3 and cell(app, "git", "state") == "● stopped")
+        incremental = drawn()
+        table._clear_caches()
+        assert incremental == drawn()
+        assert incremental != first
+
+
+async def test_new_log_lines_keep_the_tail_scrolled_to_the_end() -> None:
+    """LogTail skips the screen layout a Log asks for per line; its scrollbar still follows."""
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        log = app.query_one("#log", LogTail)
+        await wait_until(lambda: len(log.lines) == 40)
+        for k in range(30):
+            fake.push({"type": "log", "server": "filesystem", "line": f"line {k}"})
+        await wait_until(lambda: log.lines[-1] == "line 29")
+        await pilot.pause()
+        assert log.virtual_size.height == 70
+        assert log.vertical_scrollbar.window_virtual_size == 70
+        assert log.scroll_y == log.max_scroll_y > 0
 
 
 async def test_l_focuses_the_log_tail_and_back() -> None:

@@ -14,7 +14,7 @@ import pytest
 from anyio.abc import SocketStream
 
 from tui.client import DaemonError, DaemonUnavailable, Fleet, SocketDaemonClient
-from tui.fake import FakeDaemonClient, serve_fake, wait_until
+from tui.fake import NAMES, FakeDaemonClient, serve_fake, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -152,3 +152,40 @@ async def test_garbage_is_daemon_unavailable_not_a_decode_error(sock: Path) -> N
         async with raw_server(sock, garbage):
             with pytest.raises(DaemonUnavailable, match="not JSON"):
                 await SocketDaemonClient(sock).status()
+
+
+async def test_switching_selection_fast_while_logs_stream_never_cancels_a_socket_read(sock: Path) -> None:
+    """The log tail follows the selected server on its own subscription. Cancelling that read
+    as a line arrives made anyio's reader callback set a result on a cancelled future
+    (InvalidStateError, reported to the loop's exception handler); the app now ends an old tail
+    between two events instead. A line and a stats push every 50 ms, the selection moving every 5 ms."""
+    import asyncio
+
+    from textual.widgets import DataTable, Log
+
+    from tui.app import TopApp
+    from tui.fake import NOW
+
+    loop_errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: loop_errors.append(context))
+    fake = FakeDaemonClient(names=NAMES[:6], tick=0.05)  # few servers: the fake shares the app's loop
+    async with fake_daemon(sock, fake):
+        app = TopApp(SocketDaemonClient(sock), clock=lambda: NOW)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(lambda: app.connected and app.selected == "filesystem", within=10)
+            table = app.query_one("#servers", DataTable)
+            for step in range(60):  # not pilot.press: it waits for a busy app to go idle
+                (table.action_cursor_down if step % 7 < 4 else table.action_cursor_up)()
+                await anyio.sleep(0.005)
+            await pilot.pause()
+            final = app.selected
+            assert final is not None
+            log = app.query_one("#log", Log)
+            await wait_until(lambda: any("tick" in line for line in log.lines[40:]), within=10)
+            # Only the selected server's tail is left: the feed and one log subscription.
+            await wait_until(lambda: fake.connections == 2, within=10)
+            assert log.border_title == f"stderr · {final}"
+            assert all(final in line for line in log.lines[:40])
+            assert app.is_running
+        await wait_until(lambda: fake.connections == 0, within=10)
+    assert loop_errors == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -102,3 +103,16 @@ def test_live_restart_all_asks_first(make_daemon: Callable[..., Daemon]) -> None
 
     pids = anyio.run(scenario)
     assert pids["before"] == pids["after"]
+
+
+async def test_live_stats_events_carry_the_fleet_cache_counters(make_daemon: Callable[..., Daemon]) -> None:
+    """The dashboard's header hit rate comes from each stats push, not only the first status."""
+    daemon = make_daemon(server_toml("alpha"))
+    client = SocketDaemonClient(daemon.socket, timeout=10)
+    with anyio.fail_after(30):
+        async with aclosing(client.events()) as events:
+            async for event in events:
+                if event.get("type") == "stats":
+                    break
+    assert {"hits", "misses"} <= set(event["cache"])
+    assert event["servers"][0]["breaker"]["state"] == "closed"

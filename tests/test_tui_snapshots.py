@@ -86,11 +86,25 @@ def test_detail_pane_of_a_degraded_server(snap_compare: SnapCompare) -> None:
         await settled(app, "filesystem")
         await pilot.press(*["j"] * 9)
         await settled(app, "puppeteer")
-        fake.push({"type": "restart", "server": "puppeteer", "reason": "memory", "at": NOW - 300})
-        fake.push({"type": "restart", "server": "puppeteer", "reason": "hang", "at": NOW - 42})
+        fake.push({"type": "restart", "server": "puppeteer", "reason": "memory", "at": NOW - 300,
+                   "detail": "over its memory limit (540M > 512M) for 3 samples"})
+        fake.push({"type": "restart", "server": "puppeteer", "reason": "unresponsive", "at": NOW - 42,
+                   "detail": "3 health probes in a row got no answer within 5s"})  # fmt: skip
         fake.push({"type": "log", "server": "puppeteer", "line": "WARN: page.goto timed out after 30000 ms"})
         await wait_until(lambda: len(app.model.restarts.get("puppeteer", ())) == 2)
         await wait_until(lambda: "timed out" in app.query_one("#log", Log).lines[-1])
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_detail_pane_of_a_server_with_its_breaker_open(snap_compare: SnapCompare) -> None:
+    """Breaker open (failures, retry), backoff with the last exit, restart reasons by kind."""
+    app = app_with(FakeDaemonClient(history=60))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(app, "filesystem")
+        await pilot.press(*["j"] * 12)
+        await settled(app, "slack")
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 

@@ -5,7 +5,8 @@ Data flow. One worker (`_feed`) owns the connection: `supervisor/status` once, t
 folded into a `FleetModel`. The model says which servers changed, and only those table cells are
 updated in place; rows are rebuilt only when the set of visible servers changes (filter, fleet
 reload). A second, per-selection subscription (`_follow_logs`) carries the selected server's stderr,
-so changing the selection never drops the main feed.
+so changing the selection never drops the main feed; a superseded one is closed between two
+events, never cancelled in the middle of a socket read (see `_follow_logs`).
 
 Failure. Any `DaemonUnavailable` from the feed hides the table and shows "daemon not running at
 PATH — retrying", then retries with capped exponential backoff. Workers catch everything they can
@@ -31,25 +32,35 @@ from textual.widgets import DataTable, Footer, Input, Label, Log, Sparkline, Sta
 from tui.client import DaemonClient, DaemonError, DaemonUnavailable, Fleet, Targets
 from tui.model import Change, FleetModel
 from tui.render import (
+    BREAKER_MARKS,
     STARTABLE_STATES,
     STATE_STYLES,
     UNKNOWN,
+    breaker_state,
     fmt_bytes,
     fmt_duration,
     fmt_ms,
     fmt_pct,
     fmt_rate,
+    is_lazy,
     memory_bar,
     retry_delay,
     state_text,
     usage_style,
 )
+from tui.table import LogTail, ServerTable
 
 LOG_BACKFILL = 200
 
+INFO_WIDTH = 46
+"""Text columns of the detail pane (#info is 48 wide with padding 0 1)."""
+
+NAME_STYLES = {"degraded": "yellow", "failed": "red"}
+"""A server that needs a look stands out by name too, not only by its state cell."""
+
 COLUMNS: list[tuple[str, str, int]] = [
     ("name", "SERVER", 20),
-    ("state", "STATE", 13),
+    ("state", "STATE", 15),
     ("pid", "PID", 6),
     ("uptime", "UPTIME", 6),
     ("restarts", "RST", 3),
@@ -71,9 +82,10 @@ def row_cells(server: dict[str, Any]) -> tuple[Text, ...]:
     """One table row, in COLUMNS order."""
     restarts = int(server.get("restarts") or 0)
     pid = server.get("pid")
+    state = str(server.get("state", "?"))
     return (
-        Text(str(server["name"])),
-        state_text(str(server.get("state", "?"))),
+        Text(str(server["name"]), style=NAME_STYLES.get(state, "")),
+        state_text(state, breaker_state(server.get("breaker")), lazy=is_lazy(server)),
         _right(str(pid) if pid else UNKNOWN),
         _right(fmt_duration(server.get("uptime_s"))),
         _right(str(restarts), "yellow" if restarts else "dim"),
@@ -86,6 +98,31 @@ def row_cells(server: dict[str, Any]) -> tuple[Text, ...]:
         _right(fmt_ms(server.get("p95_ms"))),
         _right(fmt_pct(server.get("cache_hit_rate"))),
     )
+
+
+def breaker_parts(breaker: object) -> list[tuple[str, str]]:
+    """`open 5/5 in 60s, retry 12s, last: timed out`, or `closed`, from a status entry."""
+    state = breaker_state(breaker)
+    if state is None:
+        return [(UNKNOWN, "")]
+    parts = [(state, BREAKER_MARKS[state][1] if state in BREAKER_MARKS else "")]
+    if isinstance(breaker, dict):
+        failures, threshold = breaker.get("failures"), breaker.get("threshold")
+        if failures and threshold:
+            window = breaker.get("window_s")
+            parts.append((f" {failures}/{threshold}" + (f" in {window:g}s" if window else ""), "dim"))
+        retry = breaker.get("retry_after_ms")
+        if isinstance(retry, int | float):
+            parts.append((f", retry {fmt_duration(retry / 1000)}", "dim"))
+        if state != "closed" and breaker.get("last_failure"):
+            parts.append((f", last: {breaker['last_failure']}", "dim"))
+    return parts
+
+
+def _fit(text: Text) -> Text:
+    """One line of the detail pane: cut with an ellipsis rather than wrapped."""
+    text.truncate(INFO_WIDTH, overflow="ellipsis")
+    return text
 
 
 class HelpScreen(ModalScreen[None]):
@@ -142,15 +179,15 @@ class TopApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
     CSS = """
     Screen { layout: vertical; }
-    #fleet { height: 1; background: $panel; padding: 0 1; }
+    #fleet { height: 1; width: 1fr; background: $panel; padding: 0 1; }
     #main { height: 1fr; }
     #filter { display: none; height: 1; border: none; padding: 0 1; background: $boost; }
     #filter.-active { display: block; }
     #servers { height: 1fr; }
     #detail { height: 15; border-top: solid $primary-darken-2; }
-    #info { width: 48; padding: 0 1; }
+    #info { width: 48; height: 1fr; padding: 0 1; }  /* INFO_WIDTH + padding */
     #charts { width: 30; padding: 0 1; }
-    #charts Label { color: $text-muted; }
+    #charts Label { width: 1fr; color: $text-muted; }
     #charts Sparkline { height: 2; margin-bottom: 1; }
     #log { width: 1fr; border: round $panel-lighten-1; border-title-color: $text-muted; }
     #log:focus { border: round $accent; }
@@ -196,7 +233,11 @@ class TopApp(App[int]):
         self.tools: dict[str, list[dict[str, Any]] | str] = {}
         """Tools per server, or why they could not be listed; refetched when the server gets ready."""
         self._rendered: dict[str, tuple[Text, ...]] = {}
+        self._shown: dict[str, Text] = {}
+        """What each Static shows, by selector (see `_put`)."""
         self._logs_for: str | None = None
+        self._tail = 0
+        """The number of the current log tail; an older follower stops at its next event."""
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -204,8 +245,7 @@ class TopApp(App[int]):
         yield Static(id="fleet")
         with Vertical(id="main"):
             yield Input(placeholder="filter by name", id="filter")
-            table: DataTable[Text] = DataTable(id="servers", cursor_type="row", zebra_stripes=True)
-            yield table
+            yield ServerTable(id="servers", cursor_type="row", zebra_stripes=True)
             with Horizontal(id="detail"):
                 yield Static(id="info")
                 with Vertical(id="charts"):
@@ -213,7 +253,7 @@ class TopApp(App[int]):
                     yield Sparkline([], id="calls-spark")
                     yield Label("p95 latency", id="latency-label")
                     yield Sparkline([], id="latency-spark")
-                yield Log(id="log", max_lines=500)
+                yield LogTail(id="log", max_lines=500)
         yield Static(id="gone")
         yield Footer()
 
@@ -227,8 +267,8 @@ class TopApp(App[int]):
         self._feed()
 
     @property
-    def _table(self) -> DataTable[Text]:
-        return self.query_one("#servers", DataTable)
+    def _table(self) -> ServerTable:
+        return self.query_one("#servers", ServerTable)
 
     # -- the feed -----------------------------------------------------------------------------
 
@@ -265,7 +305,7 @@ class TopApp(App[int]):
         gone.display = not self.connected
         if not self.connected:
             self._logs_for = None
-            self.workers.cancel_group(self, "logs")
+            self._tail += 1  # its follower ends with the connection, or at its next event
             gone.update(Text.assemble(
                 (f"daemon not running at {self.client.socket_path} — retrying\n\n", "bold"),
                 (f"({gone_reason})\n\n", "dim"),
@@ -280,8 +320,7 @@ class TopApp(App[int]):
         if change.membership or self._visible() != [str(row.key.value) for row in self._table.ordered_rows]:
             self._rebuild_rows()
         else:
-            for name in change.servers:
-                self._update_row(name)
+            self._table.set_cells(cell for name in change.servers for cell in self._changed_cells(name))
         if change.fleet:
             self._show_fleet()
         if self.selected in change.servers or (self.selected and change.fleet):
@@ -308,16 +347,15 @@ class TopApp(App[int]):
             table.move_cursor(row=visible.index(keep), animate=False)
         self._selection_changed()
 
-    def _update_row(self, name: str) -> None:
+    def _changed_cells(self, name: str) -> list[tuple[str, str, Text]]:
+        """The (row, column, value) cells of `name` that differ from what the table shows."""
         old = self._rendered.get(name)
         if old is None or name not in self.model.servers:
-            return
+            return []
         cells = row_cells(self.model.servers[name])
-        table = self._table
-        for (key, _, _), before, after in zip(COLUMNS, old, cells, strict=True):
-            if before != after:
-                table.update_cell(name, key, after)
         self._rendered[name] = cells
+        return [(name, key, after) for (key, _, _), before, after in zip(COLUMNS, old, cells, strict=True)
+                if before != after]  # fmt: skip
 
     # -- header and detail pane ---------------------------------------------------------------
 
@@ -329,7 +367,7 @@ class TopApp(App[int]):
             memory = [(fmt_bytes(t.memory_bytes), usage_style(t.memory_bytes / t.memory_limit)),
                       f"/{fmt_bytes(t.memory_limit)}"]  # fmt: skip
         errors_style = "red" if t.errors_per_s else ""
-        self.query_one("#fleet", Static).update(Text.assemble(
+        self._put("#fleet", Text.assemble(
             ("mcp-supervisor ", "bold"),
             (f"{t.ready}/{t.total}", "bold green" if t.ready == t.total else "bold yellow"), " ready  ",
             "mem ", *memory, "  ",
@@ -341,30 +379,41 @@ class TopApp(App[int]):
             (f"  filter: {self.filter_text}" if self.filter_text else "", "bold cyan"),
         ))  # fmt: skip
 
+    def _put(self, selector: str, content: Text) -> None:
+        """Show `content` in a Static whose size the CSS fixes: nothing when it is what is shown
+        already, and never a layout pass (which would repaint the whole screen, table and all)."""
+        if self._shown.get(selector) == content:
+            return
+        self._shown[selector] = content
+        self.query_one(selector, Static).update(content, layout=False)
+
     def _show_detail(self) -> None:
-        info = self.query_one("#info", Static)
         name = self.selected
         server = self.model.servers.get(name) if name else None
         if name is None or server is None:
-            info.update(Text("no server selected", style="dim"))
+            self._put("#info", Text("no server selected", style="dim"))
             return
         now = self.clock()
         state = str(server.get("state"))
         since = server.get("since")
         held = f" for {fmt_duration(now - since)}" if isinstance(since, int | float) else ""
         reason = str(server.get("reason") or "")
+        breaker = breaker_state(server.get("breaker"))
+        rate_limited = server.get("rate_limited_total")
         lines: list[Text] = [
-            Text.assemble((name, "bold"), "  ", state_text(state), (held, "dim")),
+            Text.assemble((name, "bold"), "  ",
+                          state_text(state, breaker, lazy=is_lazy(server)), (held, "dim")),
             Text(f"  {reason}", style=STATE_STYLES.get(state, "")),
             Text.assemble(("pid ", "dim"), str(server.get("pid") or UNKNOWN), ("  up ", "dim"),
                           fmt_duration(server.get("uptime_s")), ("  proto ", "dim"),
-                          str(server.get("protocol_version") or UNKNOWN)),
-            Text.assemble(("instances ", "dim"), str(server.get("instances", UNKNOWN)), ("  breaker ", "dim"),
-                          (str(server.get("breaker", UNKNOWN)),
-                           "red" if server.get("breaker") == "open" else "")),
+                          str(server.get("protocol_version") or UNKNOWN),
+                          ("  lazy", "cyan") if server.get("start") == "lazy" else ""),
+            _fit(Text.assemble(("instances ", "dim"), str(server.get("instances", UNKNOWN)),
+                               ("  breaker ", "dim"), *breaker_parts(server.get("breaker")))),
             Text.assemble(("calls ", "dim"), str(server.get("calls_total", 0)), ("  errors ", "dim"),
-                          str(server.get("errors_total", 0)), ("  in-flight ", "dim"),
-                          str(server.get("in_flight", 0)), ("  queued ", "dim"),
+                          str(server.get("errors_total", 0)),
+                          *((("  limited ", "dim"), (str(rate_limited), "yellow")) if rate_limited else ()),
+                          ("  in-flight ", "dim"), str(server.get("in_flight", 0)), ("  queued ", "dim"),
                           str(server.get("queued", 0))),
         ]  # fmt: skip
         if server.get("autoscale"):
@@ -379,12 +428,15 @@ class TopApp(App[int]):
                                   style="yellow" if last.get("direction") == "refused" else "cyan"))
         reasons = server.get("restart_reasons") or {}
         summary = ", ".join(f"{why} {n}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
-        lines.append(Text.assemble(("restarts ", "dim"), str(server.get("restarts", 0)),
-                                   f" ({summary})" if summary else ""))  # fmt: skip
-        lines.extend(
-            Text(f"  {fmt_duration(now - restart.at)} ago: {restart.reason}", style="yellow")
-            for restart in list(self.model.restarts.get(name, ()))[-3:][::-1]
-        )
+        lines.append(_fit(Text.assemble(("restarts ", "dim"), str(server.get("restarts", 0)),
+                                        f" ({summary})" if summary else "")))  # fmt: skip
+        for restart in list(self.model.restarts.get(name, ()))[-3:][::-1]:
+            detail = f": {restart.detail}" if restart.detail and restart.detail != restart.reason else ""
+            ago = fmt_duration(now - restart.at)
+            lines.append(_fit(Text(f"  {ago} ago: {restart.reason}{detail}", "yellow")))
+        last_exit = server.get("last_exit")
+        if last_exit and state not in ("ready", "degraded") and str(last_exit) not in reason:
+            lines.append(_fit(Text.assemble(("last exit ", "dim"), (str(last_exit), "red"))))
         tools = self.tools.get(name)
         if tools is None:
             lines.append(Text.assemble(("tools ", "dim"), str(server.get("tools", UNKNOWN))))
@@ -392,20 +444,16 @@ class TopApp(App[int]):
             lines.append(Text.assemble(("tools ", "dim"), (tools, "dim italic")))
         else:
             lines.append(Text.assemble(("tools ", "dim"), str(len(tools))))
-            lines.extend(
-                Text(f"  {tool.get('name', '?')}", overflow="ellipsis", no_wrap=True) for tool in tools
-            )
-        info.update(Text("\n").join(lines))
+            lines.extend(_fit(Text(f"  {tool.get('name', '?')}")) for tool in tools)
+        self._put("#info", Text("\n").join(lines))
         calls = list(self.model.calls_history.get(name, ()))
         latency = list(self.model.latency_history.get(name, ()))
         self.query_one("#calls-spark", Sparkline).data = calls
         self.query_one("#latency-spark", Sparkline).data = latency
         now_calls, max_calls = server.get("calls_per_s"), max(calls, default=None)
         now_p95, max_p95 = server.get("p95_ms"), max(latency, default=None)
-        self.query_one("#calls-label", Label).update(
-            f"calls/s  now {fmt_rate(now_calls)}  max {fmt_rate(max_calls)}"
-        )
-        self.query_one("#latency-label", Label).update(f"p95  now {fmt_ms(now_p95)}  max {fmt_ms(max_p95)}")
+        self._put("#calls-label", Text(f"calls/s  now {fmt_rate(now_calls)}  max {fmt_rate(max_calls)}"))
+        self._put("#latency-label", Text(f"p95  now {fmt_ms(now_p95)}  max {fmt_ms(max_p95)}"))
 
     # -- selection, logs, tools ---------------------------------------------------------------
 
@@ -424,27 +472,44 @@ class TopApp(App[int]):
         self._show_detail()
         if name is not None and self.connected and (force or self._logs_for != name):
             self._logs_for = name
-            self._follow_logs(name)
+            self._tail += 1
+            self._follow_logs(name, self._tail)
             if name not in self.tools:
                 self._fetch_tools(name)
 
-    @work(exclusive=True, group="logs")
-    async def _follow_logs(self, name: str) -> None:
+    @work(group="logs")
+    async def _follow_logs(self, name: str, tail: int) -> None:
+        """Follow `name`'s stderr until the selection moves on.
+
+        Never cancelled (not `exclusive`): cancelling a task while it reads a Unix socket, in the
+        loop iteration where data arrives, makes anyio's reader callback set a result on the
+        cancelled future (InvalidStateError in the event loop's exception handler), and a
+        selection change is exactly "while a line arrives". Instead, a superseded follower writes
+        nothing more and closes its subscription between two events: within a second, as the
+        daemon pushes stats to every subscriber once a second.
+        """
         log = self.query_one("#log", Log)
         log.clear()
         log.border_title = f"stderr · {name}"
         try:
-            log.write_lines(await self.client.logs(name, LOG_BACKFILL))
+            backfill = await self.client.logs(name, LOG_BACKFILL)
+            if tail != self._tail:
+                return
+            log.write_lines(backfill)
             async with aclosing(self.client.events([name])) as events:
                 async for event in events:
+                    if tail != self._tail:
+                        return  # aclosing ends the subscription here, between two reads
                     if event.get("type") == "log" and event.get("server") == name:
                         log.write_line(str(event.get("line", "")))
         except DaemonUnavailable:
             pass  # the main feed noticed too, and says so
         except DaemonError as exc:
-            log.write_line(f"(no log: {exc.message})")
+            if tail == self._tail:
+                log.write_line(f"(no log: {exc.message})")
         except Exception as exc:
-            log.write_line(f"(log tail stopped: {type(exc).__name__}: {exc})")
+            if tail == self._tail:
+                log.write_line(f"(log tail stopped: {type(exc).__name__}: {exc})")
 
     @work(group="tools")
     async def _fetch_tools(self, name: str) -> None:

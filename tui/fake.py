@@ -39,17 +39,29 @@ NAMES = [
 ]  # fmt: skip
 
 STATES = {
-    "puppeteer": ("degraded", "p95 over 2 s for 3 samples"),
-    "slack": ("backoff", "exited with code 1; retry in 8 s"),
-    "google-drive": ("failed", "crashed 5 times in 60 s; gave up"),
+    "puppeteer": ("degraded", "circuit breaker half-open: the next call is a trial (last: timed out)"),
+    "slack": ("backoff", "crashed: exit code 1: invalid_auth; next start in 8.0s"),
+    "google-drive": ("failed", "crash loop: 6 restarts within 60s; last: crashed: exit code 1"),
     "sentry": ("unavailable", "SENTRY_TOKEN is not set"),
-    "everything": ("starting", "waiting for initialize"),
+    "everything": ("starting", "waiting for the MCP handshake"),
     "notion": ("stopped", "stopped by mcpctl"),
     "jira": ("stopping", "idle for 10 min"),
     "kubernetes": ("degraded", "memory over 90% of limit"),
-    "obsidian": ("stopped", "stopped by mcpctl"),
-    "playwright": ("failed", "exited before the handshake (code 127)"),
+    "obsidian": ("stopped", "lazy: starts on first request"),
+    "playwright": ("failed", "gave up after 5 failed starts"),
 }
+LAZY = frozenset({"obsidian", "weather"})
+"""`start = "lazy"`: obsidian was not needed yet; weather was, and runs."""
+
+RESTARTS: dict[str, dict[str, int]] = {
+    "google-drive": {"crash": 6},
+    "playwright": {"start-failure": 5},
+    "kubernetes": {"memory": 1},
+    "puppeteer": {"unresponsive": 2, "crash": 1},
+    "git": {"config": 1, "manual": 2},
+    "github": {"unresponsive": 1, "memory": 1},
+}
+"""Restart reasons by kind, as the daemon counts them; the other servers get a few crashes."""
 RUNNING = frozenset({"ready", "degraded", "stopping", "starting"})
 
 
@@ -62,10 +74,7 @@ def server_status(i: int, name: str, now: float = NOW) -> dict[str, Any]:
     state, reason = STATES.get(name, ("ready", None))
     running = state in RUNNING
     limit = [256, 512, 1024, None][i % 4]
-    restarts = {"crash": (i * 7) % 4, "memory": 1 if name == "kubernetes" else 0}
-    if name == "google-drive":
-        restarts = {"crash": 5}
-    restarts = {k: v for k, v in restarts.items() if v}
+    restarts = RESTARTS.get(name) or ({"crash": (i * 7) % 4} if (i * 7) % 4 else {})
     memory = None
     if running:
         memory = int((limit or 768) * MiB * (0.93 if name == "kubernetes" else 0.12 + (i * 37 % 60) / 100))
@@ -75,7 +84,8 @@ def server_status(i: int, name: str, now: float = NOW) -> dict[str, Any]:
         "reason": reason,
         "since": now - 60 * (i + 1) - 7 * i,
         "pid": 41000 + 17 * i if running else None,
-        "restarts": sum(restarts.values()),
+        # start-failure is counted by kind but is not a restart of a running server.
+        "restarts": sum(n for kind, n in restarts.items() if kind != "start-failure"),
         "restart_reasons": restarts,
         "uptime_s": 3600.0 * (i % 5) + 97.0 * i + 12 if running else None,
         "memory_bytes": memory,
@@ -85,9 +95,35 @@ def server_status(i: int, name: str, now: float = NOW) -> dict[str, Any]:
         "protocol_version": "2025-06-18" if running else None,
         "tools": 3 + (i * 11) % 17 if running else 0,
         "instances": 2 if name in ("github", "postgres") else 1,
-        "breaker": "open" if name == "slack" else "half-open" if name == "puppeteer" else "closed",
-        "calls_total": 1000 + i * 331,
+        "breaker": _breaker(name),
+        "calls_total": 0 if name == "obsidian" else 1000 + i * 331,
         "errors_total": (i * 13) % 9,
+        "rate_limited_total": 37 if name == "github" else 0,
+        "start": "lazy" if name in LAZY else "eager",
+        "last_exit": _LAST_EXIT.get(name),
+        "last_stderr": [_LAST_EXIT[name]] if name in _LAST_EXIT else [],
+    }
+
+
+_LAST_EXIT = {
+    "slack": "crashed: exit code 1: invalid_auth",
+    "google-drive": "crashed: exit code 1: token has been expired or revoked",
+    "playwright": "exited before the handshake (code 127): npx: command not found",
+}
+
+
+def _breaker(name: str) -> dict[str, Any]:
+    """A `breaker` status block: open for slack, half-open for puppeteer, closed elsewhere."""
+    state = {"slack": "open", "puppeteer": "half-open"}.get(name, "closed")
+    failures = {"open": 5, "half-open": 5}.get(state, 0)
+    return {
+        "state": state,
+        "failures": failures,
+        "threshold": 5,
+        "window_s": 60.0,
+        "retry_after_ms": 12_000 if state == "open" else None,
+        "opened": 1 if failures else 0,
+        "last_failure": "timed out" if failures else None,
     }
 
 
@@ -259,7 +295,7 @@ class FakeDaemonClient:
             server.update(state=state, reason=reason, since=self.now)
             self.push({"type": "state", "server": name, "state": state, "reason": reason, "at": self.now})
             if verb == "restart":
-                self.push({"type": "restart", "server": name, "reason": "requested", "at": self.now})
+                self.push({"type": "restart", "server": name, "reason": "manual", "at": self.now})
 
     async def restart(self, targets: Targets) -> None:
         await self._act("restart", targets, "starting", "restart requested")
@@ -355,8 +391,11 @@ async def _forward_events(
 
     async with anyio.create_task_group() as tg, aclosing(events):
         tg.start_soon(watch_hangup)
-        async for event in events:
-            await send({"jsonrpc": "2.0", "method": "supervisor/event", "params": event})
+        # A subscriber that hangs up between two events breaks the next write: that is the
+        # end of this subscription, not of the fake daemon.
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            async for event in events:
+                await send({"jsonrpc": "2.0", "method": "supervisor/event", "params": event})
         tg.cancel_scope.cancel()
 
 

@@ -32,6 +32,9 @@ class Change:
 class Restart:
     at: float
     reason: str
+    """The kind: crash, unresponsive, memory, start-failure, manual, config."""
+    detail: str = ""
+    """What the daemon said about it (`crashed: exit code 1: ...`), when it said more."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,11 @@ class FleetModel:
         if kind == "restart":
             at = event.get("at")
             self.restarts.setdefault(name, deque(maxlen=RECENT_RESTARTS)).append(
-                Restart(at=float(at) if isinstance(at, int | float) else 0.0, reason=str(event.get("reason")))
+                Restart(
+                    at=float(at) if isinstance(at, int | float) else 0.0,
+                    reason=str(event.get("reason")),
+                    detail=str(event.get("detail") or ""),
+                )
             )
             return Change(servers={name})
         return Change()

@@ -90,8 +90,35 @@ def fmt_pct(ratio: float | None) -> str:
     return f"{ratio * 100:.0f}%"
 
 
-def state_text(state: str) -> Text:
-    return Text(f"● {state}", style=STATE_STYLES.get(state, ""))
+BREAKER_MARKS: dict[str, tuple[str, str]] = {"open": ("⊘", "bold red"), "half-open": ("◐", "yellow")}
+"""The mark a state cell gets while the server's circuit breaker is not closed."""
+
+LAZY_REASON = "lazy: starts on first request"
+
+
+def breaker_state(breaker: object) -> str | None:
+    """The breaker's state from a status entry: `{"state": ..., ...}` (or a bare string)."""
+    if isinstance(breaker, dict):
+        breaker = breaker.get("state")
+    return breaker if isinstance(breaker, str) else None
+
+
+def is_lazy(server: dict[str, object]) -> bool:
+    """A lazy server the daemon has not needed yet: stopped, and starts on the first request."""
+    if server.get("state") != "stopped":
+        return False
+    if server.get("reason") == LAZY_REASON:
+        return True
+    return server.get("start") == "lazy" and not server.get("calls_total")
+
+
+def state_text(state: str, breaker: str | None = None, *, lazy: bool = False) -> Text:
+    """`● ready`, `● degraded ⊘` (breaker open), `○ stopped` (lazy: not started yet)."""
+    text = Text(f"{'○' if lazy else '●'} {state}", style=STATE_STYLES.get(state, ""))
+    mark = BREAKER_MARKS.get(breaker or "")
+    if mark:
+        text.append(f" {mark[0]}", style=mark[1])
+    return text
 
 
 def usage_style(ratio: float) -> str:
