@@ -85,6 +85,11 @@ GRACE = 0.1  # a call unanswered this long gets a watcher for client disconnects
 TICK = 0.05
 BODY_TIMEOUT = 30.0  # the whole request body must arrive within this
 SEND_TIMEOUT = 30.0  # one SSE write to a client that stopped reading
+# An idle keep-alive connection is closed after this long. uvicorn's 5 s default races clients
+# that reuse a connection a little later (the close and their next POST cross, and a POST is not
+# retried): under load that showed as ReadErrors in the 500-client test. Idle connections are
+# cheap; limit_concurrency still bounds how many there are.
+KEEP_ALIVE = 60
 PING_INTERVAL = 15.0  # SSE comment lines keep proxies from closing quiet streams
 SESSION_IDLE = 3600.0  # a legacy session unused this long is forgotten
 SESSION_SWEEP = 30.0
@@ -346,7 +351,7 @@ class HttpDoor:
         _route_uvicorn_logs()
         config = uvicorn.Config(
             self, lifespan="off", log_config=None, access_log=False, ws="none", http="auto",
-            timeout_keep_alive=5, timeout_graceful_shutdown=1, limit_concurrency=8192,
+            timeout_keep_alive=KEEP_ALIVE, timeout_graceful_shutdown=1, limit_concurrency=8192,
             server_header=False, date_header=False)
         self._server = _Server(config)
         async with anyio.create_task_group() as tg:
