@@ -58,7 +58,7 @@ from .jsonrpc import (
     parse_error,
     too_large,
 )
-from .outbox import Outbox, OutboxOverflow
+from .outbox import Outbox, OutboxOverflow, batch
 from .server import Server
 from .sessions import Session, Target
 
@@ -209,6 +209,7 @@ class ControlConnection:
         """
         loop = asyncio.get_running_loop()
         fd = sock.fileno()
+        flushing = batch()  # what the lines push (to children, to us) is written as we return
         done = anyio.Event()
         failure: list[BaseException] = []
 
@@ -224,7 +225,8 @@ class ControlConnection:
                 done.set()
                 return
             try:
-                self._feed(splitter, chunk, tg)
+                with flushing:
+                    self._feed(splitter, chunk, tg)
             except BaseException as exc:  # surface it in the task, not the loop's handler
                 loop.remove_reader(fd)
                 failure.append(exc)
