@@ -64,7 +64,7 @@ from .sessions import Session, Target
 
 log = logging.getLogger("mcp_supervisor.control")
 
-READ_CHUNK = 262144
+READ_CHUNK = 65536  # under glibc's mmap threshold: a bigger recv buffer costs mmap+mremap+munmap
 
 
 def _on_asyncio() -> bool:

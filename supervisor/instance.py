@@ -700,6 +700,8 @@ async def _read_pipe_with_callback(stdout: anyio.abc.ByteReceiveStream, splitter
         proto.feed(data)
     if reader.at_eof():
         return True
+    with contextlib.suppress(AttributeError):  # see http._small_reads: no mmap per read
+        transport.max_size = 65536
     transport.set_protocol(proto)
     try:
         if not transport.is_reading():  # the StreamReader paused it while its buffer was full
