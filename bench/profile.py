@@ -1,4 +1,4 @@
-"""Profile the daemon's hot path under load: `python -m bench.profile [--path socket|bridge] [-c N]`.
+"""Profile the daemon's hot path under load: `python -m bench.profile [--path socket|bridge|http] [-c N]`.
 
 Starts a daemon with the echo server, drives the chosen path at concurrency N, and samples the
 daemon with py-spy (`pip install '.[bench]'`) for the duration. Prints the top functions by own
@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from .load import drive
 from .targets import (
@@ -25,10 +26,13 @@ from .targets import (
     REPO,
     cpu_seconds,
     end_process,
+    free_port,
+    open_http,
     open_pipes,
     open_socket_session,
     running_daemon,
     server_entry,
+    wait_port,
 )
 
 RESULTS = REPO / "bench" / "results"
@@ -66,14 +70,24 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     raw = RESULTS / f"profile-{path}-c{concurrency}-{stamp}.txt"
-    with running_daemon(server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), wait_ready=["echo"]) as daemon:
+    port = free_port() if path == "http" else None
+    with running_daemon(server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), wait_ready=["echo"],
+                        http_port=port) as daemon:
         procs = []
+        clients: list[Any]
+        depth = concurrency
         if path == "bridge":
             client, proc = await open_pipes([MCPCTL, "--socket", str(daemon.socket), "connect", "echo"], 0)
             procs.append(proc)
+            clients = [client]
+        elif path == "http":
+            assert port is not None
+            await asyncio.to_thread(wait_port, port, 30)
+            clients = [await open_http("127.0.0.1", port, "/mcp/echo", n) for n in range(concurrency)]
+            depth = 1  # HTTP/1.1: one connection per request in flight
         else:
-            client = await open_socket_session(daemon.socket, "echo", 0)
-        await client.initialize()
+            clients = [await open_socket_session(daemon.socket, "echo", 0)]
+        await asyncio.gather(*(c.initialize() for c in clients))
         cmd = [spy, "record", "--pid", str(daemon.pid), "--duration", str(int(seconds)), "--rate", str(rate),
                "--format", "raw", "--output", str(raw), "--nonblocking"]
         if native:
@@ -81,10 +95,11 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
         before = cpu_seconds(daemon.pid)
         sampler = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.DEVNULL,
                                                        stderr=subprocess.DEVNULL)
-        result = await drive([client], concurrency, 0.5, seconds, None)
+        result = await drive(clients, depth, 0.5, seconds, None)
         used = cpu_seconds(daemon.pid) - before
         await sampler.wait()
-        client.close()
+        for client in clients:
+            client.close()
         for proc in procs:
             await asyncio.to_thread(end_process, proc)
     summary = result.summary()
@@ -99,7 +114,7 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--path", choices=("socket", "bridge"), default="socket")
+    parser.add_argument("--path", choices=("socket", "bridge", "http"), default="socket")
     parser.add_argument("-c", "--concurrency", type=int, default=100)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")

@@ -8,6 +8,8 @@ from typing import Any
 DIRECT = "direct stdio"
 BRIDGE = "mcpctl connect"
 SOCKET = "control socket session"
+HTTP_CEILING = "loadgen HTTP ceiling (bare ASGI on uvicorn)"
+HTTP_DOOR = "HTTP /mcp/echo"
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -67,6 +69,23 @@ def goals(run: dict[str, Any]) -> list[str]:
             if cpu is not None:
                 lines.append(f"| daemon CPU ≤ 20 µs/call ({path}, concurrency {level}) | {cpu:.1f} µs "
                              f"| {'met' if cpu <= 20 else 'missed'} |")
+    ceiling = _index((run["scenarios"].get("loadgen") or {}).get("points") or [])
+    door = _index((run["scenarios"].get("http") or {}).get("points") or [])
+    top, mine = ceiling.get((HTTP_CEILING, 100)), door.get((HTTP_DOOR, 100))
+    if top and mine and top["ops_per_s"]:
+        ratio = mine["ops_per_s"] / top["ops_per_s"]
+        lines.append(f"| HTTP `/mcp/echo` ≥ 0.5× the do-nothing uvicorn ceiling at concurrency 100 "
+                     f"| {ratio:.2f}× | {'met' if ratio >= 0.5 else 'missed'} |")
+    p500 = door.get((HTTP_DOOR, 500))
+    if p500 and p500["p99_ms"] is not None:
+        lines.append(f"| HTTP p99 < 10 ms at 500 concurrent | {p500['p99_ms']:.1f} ms "
+                     f"| {'met' if p500['p99_ms'] < 10 else 'missed'} |")
+    for level in (1, 100):
+        point = door.get((HTTP_DOOR, level))
+        cpu = (point.get("cpu_us_per_call") or {}).get("daemon") if point else None
+        if cpu is not None:
+            lines.append(f"| daemon CPU ≤ 20 µs/call (HTTP, concurrency {level}) | {cpu:.1f} µs "
+                         f"| {'met' if cpu <= 20 else 'missed'} |")
     idle = core.get("daemon_idle")
     if idle:
         mb = idle["rss_bytes"] / 2**20

@@ -1,8 +1,12 @@
 """`mcpctl connect NAME`: a stdio MCP server for any client config, backed by the daemon's child.
 
-It asks the daemon to attach a session to NAME over the control socket, then only pumps bytes both
-ways; the daemon answers the handshake and multiplexes. Two threads and blocking syscalls keep it
-small and quick to start: this process imports nothing but the standard library and orjson.
+It asks the daemon to attach a session to NAME over the control socket; the daemon answers the
+handshake and multiplexes. When stdin and stdout are pipes or sockets (what MCP clients give a
+server), they travel with the attach request (SCM_RIGHTS) and the daemon serves the client on them
+directly: each call then skips two process hops through this bridge, which only waits for the
+session to end. Otherwise (a terminal, a file, or a daemon that does not take them) it pumps bytes
+both ways with two threads and blocking syscalls. Either way it stays small and quick to start:
+this process imports nothing but the standard library and orjson.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -19,7 +24,7 @@ import orjson
 from .control_client import connect, read_line
 from .errors import DaemonNotRunning
 
-CHUNK = 262144
+CHUNK = 65536  # under glibc's mmap threshold: bigger reads cost mmap+mremap+munmap each
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -44,6 +49,33 @@ def _stdin_to_socket(sock: socket.socket, done: threading.Event) -> None:
             sock.shutdown(socket.SHUT_WR)
 
 
+def _passable(fd: int) -> bool:
+    """A pipe or a socket: safe to hand over and to make non-blocking (a terminal is neither)."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _wait_detached(sock: socket.socket, buffer: bytearray) -> int:
+    """The daemon serves our stdin/stdout; wait for it to say the session ended."""
+    reason = None
+    with contextlib.suppress(OSError, DaemonNotRunning):
+        while True:
+            line = read_line(sock, buffer)
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                message = orjson.loads(line)
+                if message.get("method") == "supervisor/detached":
+                    reason = (message.get("params") or {}).get("reason")
+                    break
+    if reason == "eof":
+        return 0
+    sys.stderr.write("mcpctl connect: the daemon closed the session"
+                     + (f" ({reason})" if reason else "") + "\n")
+    return 1
+
+
 def bridge(socket_path: Path, server: str | None, client: str | None = None, *,
            all_servers: bool = False) -> int:
     try:
@@ -52,12 +84,21 @@ def bridge(socket_path: Path, server: str | None, client: str | None = None, *,
         sys.stderr.write(f"mcpctl connect: {exc}\n")
         return 1
     with sock:
-        attach = {"jsonrpc": "2.0", "id": "attach", "method": "supervisor/attach",
-                  "params": {"all": True, "client": client} if all_servers
-                  else {"server": server, "client": client}}
+        handover = _passable(0) and _passable(1)
+        params: dict[str, object] = ({"all": True, "client": client} if all_servers
+                                     else {"server": server, "client": client})
+        if handover:
+            params["pipes"] = True
+        attach = {"jsonrpc": "2.0", "id": "attach", "method": "supervisor/attach", "params": params}
         buffer = bytearray()
         try:
-            sock.sendall(orjson.dumps(attach) + b"\n")
+            if handover:
+                line = orjson.dumps(attach) + b"\n"
+                sent = socket.send_fds(sock, [line], [0, 1])
+                if sent < len(line):
+                    sock.sendall(line[sent:])
+            else:
+                sock.sendall(orjson.dumps(attach) + b"\n")
             reply = orjson.loads(read_line(sock, buffer))
         except (OSError, DaemonNotRunning, orjson.JSONDecodeError) as exc:
             sys.stderr.write(f"mcpctl connect: the daemon did not accept the session: {exc}\n")
@@ -66,6 +107,8 @@ def bridge(socket_path: Path, server: str | None, client: str | None = None, *,
             sys.stderr.write(f"mcpctl connect: {reply['error'].get('message')}\n")
             return 2 if reply["error"].get("code") == -32005 else 1
         sock.settimeout(None)
+        if handover and (reply.get("result") or {}).get("pipes"):
+            return _wait_detached(sock, buffer)
         if buffer:
             _write_all(1, bytes(buffer))
         stdin_done = threading.Event()

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import socket
 import struct
 import time
@@ -59,13 +60,13 @@ from .jsonrpc import (
     parse_error,
     too_large,
 )
-from .outbox import Outbox, OutboxOverflow
+from .outbox import Outbox, OutboxOverflow, batch
 from .server import Server
 from .sessions import Session, Target
 
 log = logging.getLogger("mcp_supervisor.control")
 
-READ_CHUNK = 262144
+READ_CHUNK = 65536  # under glibc's mmap threshold: a bigger recv buffer costs mmap+mremap+munmap
 
 
 def _on_asyncio() -> bool:
@@ -74,6 +75,20 @@ def _on_asyncio() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+HALF_CLOSE_DRAIN = 60.0  # longest wait for answers owed to a client that closed its input
+
+
+def _still_reading(target: socket.socket | int | None) -> bool:
+    """Is anyone still reading from this socket or pipe write end? POLLHUP/POLLERR say the peer
+    is gone (both directions), as opposed to having only finished writing."""
+    if target is None:
+        return False
+    poller = select.poll()
+    poller.register(target, select.POLLOUT)
+    events = poller.poll(0)
+    return not any(mask & (select.POLLHUP | select.POLLERR) for _, mask in events)
 
 
 class DaemonView(Protocol):
@@ -119,6 +134,60 @@ def _socket_sender(stream: anyio.abc.SocketStream) -> Callable[[bytes], int] | N
     return sock.send
 
 
+class _FdSendStream(anyio.abc.ByteSendStream):
+    """Writes to a non-blocking fd (a client's stdout pipe), waiting while it is full."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    async def send(self, item: bytes) -> None:
+        view = memoryview(item)
+        while view:
+            try:
+                view = view[os.write(self.fd, view):]
+            except BlockingIOError:
+                await anyio.wait_writable(self.fd)
+
+    async def aclose(self) -> None:
+        pass  # the owner closes the fd
+
+
+async def _read_fd(fd: int, feed: Callable[[bytes], None]) -> None:
+    """Feed what arrives on `fd` to `feed` from a loop reader callback (in an outbox batch),
+    until end of stream."""
+    loop = asyncio.get_running_loop()
+    flushing = batch()
+    done = anyio.Event()
+    failure: list[BaseException] = []
+
+    def readable() -> None:
+        try:
+            chunk = os.read(fd, READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            loop.remove_reader(fd)
+            done.set()
+            return
+        try:
+            with flushing:
+                feed(chunk)
+        except BaseException as exc:  # surface it in the task, not the loop's handler
+            loop.remove_reader(fd)
+            failure.append(exc)
+            done.set()
+
+    loop.add_reader(fd, readable)
+    try:
+        await done.wait()
+    finally:
+        loop.remove_reader(fd)
+    if failure:
+        raise failure[0]
+
+
 class ControlServer:
     def __init__(self, path: Path, daemon: DaemonView, max_message: int = DEFAULT_MAX_MESSAGE) -> None:
         self.path = path
@@ -155,6 +224,8 @@ class ControlConnection:
         self.max_message = max_message
         self.outbox = Outbox()
         self.session: Session | None = None
+        self._fds: list[int] = []  # passed by `mcpctl connect` with its attach request
+        self._pipes_scope: anyio.CancelScope | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     async def run(self) -> None:
@@ -162,9 +233,16 @@ class ControlConnection:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._pump, tg)
                 await self._read(tg)
-                # Reader done (peer closed its side): flush what we owe, then end.
+                # Reader done. A peer that only shut its writing side still reads: answer what it
+                # asked for first. A peer that is gone entirely gets its calls cancelled (finally).
+                if self.session is not None and self._pipes_scope is None and _still_reading(
+                        self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)):
+                    await self.session.drain(HALF_CLOSE_DRAIN)
                 self.outbox.close()
+                if self._pipes_scope is not None:  # the bridge is gone: so is its session
+                    self._pipes_scope.cancel()
         finally:
+            self._passed_fds([])
             if self.session is not None:
                 self.session.close()
             if self._unsubscribe is not None:
@@ -210,12 +288,18 @@ class ControlConnection:
         """
         loop = asyncio.get_running_loop()
         fd = sock.fileno()
+        flushing = batch()  # what the lines push (to children, to us) is written as we return
         done = anyio.Event()
         failure: list[BaseException] = []
 
         def readable() -> None:
             try:
-                chunk = sock.recv(READ_CHUNK)
+                if self.session is None:  # `mcpctl connect` may pass its stdin/stdout with attach
+                    chunk, fds, _flags, _addr = socket.recv_fds(sock, READ_CHUNK, 2)
+                    if fds:
+                        self._passed_fds(fds)
+                else:
+                    chunk = sock.recv(READ_CHUNK)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -225,7 +309,8 @@ class ControlConnection:
                 done.set()
                 return
             try:
-                self._feed(splitter, chunk, tg)
+                with flushing:
+                    self._feed(splitter, chunk, tg)
             except BaseException as exc:  # surface it in the task, not the loop's handler
                 loop.remove_reader(fd)
                 failure.append(exc)
@@ -276,10 +361,60 @@ class ControlConnection:
                                      "error": to_jsonrpc_error(exc)}))
             return
         client = params.get("client")
-        self.session = Session(server, self.outbox, max_message=self.max_message, task_group=tg,
+        pipes = self._fds if params.get("pipes") and len(self._fds) == 2 else None
+        self._fds = []
+        outbox = Outbox() if pipes is not None else self.outbox
+        self.session = Session(server, outbox, max_message=self.max_message, task_group=tg,
                                client=str(client) if client else self._peer_identity(),
                                limits=self.daemon.fleet.ctx.client_limits)
-        self._reply(msg, {"server": server.name, "state": str(server.state)})
+        if pipes is None:
+            self._reply(msg, {"server": server.name, "state": str(server.state)})
+            return
+        self._reply(msg, {"server": server.name, "state": str(server.state), "pipes": True})
+        tg.start_soon(self._serve_pipes, self.session, pipes[0], pipes[1])
+
+    def _passed_fds(self, fds: list[int]) -> None:
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = fds
+
+    async def _serve_pipes(self, session: Session, rfd: int, wfd: int) -> None:
+        """Serve the session on the client's own pipes, which `mcpctl connect` handed over.
+
+        The bridge then only waits: the client's requests come straight from its pipe and answers
+        go straight back, two process hops (and their wake-ups) fewer per call. The control
+        connection stays open as the bridge's lifeline: when it closes, the session ends, and when
+        the client closes its end, we say so on it (`supervisor/detached`) and close it."""
+        reason = "the client stopped reading its stdout"
+        try:
+            with anyio.CancelScope() as self._pipes_scope:
+                os.set_blocking(rfd, False)
+                os.set_blocking(wfd, False)
+                async with anyio.create_task_group() as inner:
+                    inner.start_soon(self._pump_pipe, session.outbox, wfd, inner)
+                    await _read_fd(rfd, session.feed)
+                    reason = "eof"  # the client closed our stdin: a normal end
+                    if _still_reading(wfd):
+                        await session.drain(HALF_CLOSE_DRAIN)
+                    session.outbox.close()
+        except OSError as exc:
+            reason = f"client pipe: {exc}"
+        finally:
+            for fd in (rfd, wfd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            session.close()
+        self.outbox.push(encode({"jsonrpc": "2.0", "method": "supervisor/detached",
+                                 "params": {"reason": reason}}))
+        self.outbox.close()
+
+    async def _pump_pipe(self, outbox: Outbox, fd: int, inner: anyio.abc.TaskGroup) -> None:
+        try:
+            await outbox.pump(_FdSendStream(fd), lambda data: os.write(fd, data))
+        except (OutboxOverflow, OSError) as exc:
+            log.info("connect session dropped: %s", exc)
+            inner.cancel_scope.cancel()
 
     def _peer_identity(self) -> str | None:
         """`uid:N` of the process on the other end, the identity of an unnamed local client."""

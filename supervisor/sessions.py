@@ -97,13 +97,27 @@ class Session:
         self._splitter = LineSplitter(max_message)
         self._tg = task_group
         self._server_requests: dict[str, tuple[Instance, Any]] = {}
+        self._open: set[Any] = set()  # ids of requests routed for this session, not yet answered
+        self._idle: anyio.Event | None = None
         self._next_server_request = 1
         server.sessions.add(self)
 
     # ---- out ------------------------------------------------------------------------------------
 
     def deliver(self, message: Message) -> None:
+        if self._open and "method" not in message:
+            self._open.discard(message.get("id"))
+            if not self._open and self._idle is not None:
+                self._idle.set()
         self.outbox.push(encode(message))
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most `timeout`) until every request routed for this session is answered: a
+        client that closed its input but still reads gets what it asked for."""
+        if self._open:
+            self._idle = anyio.Event()
+            with anyio.move_on_after(timeout):
+                await self._idle.wait()
 
     def server_notification(self, server: Server, message: Message) -> None:
         self.deliver(message)
@@ -182,6 +196,8 @@ class Session:
             if wait:
                 out.deliver(rate_limited(mid, f"client '{self.client}' is over its rate limit", wait))
                 return
+        if out is self:
+            self._open.add(mid)
         self.server.submit(out, msg, self.modern)
 
     def _notification(self, method: str, msg: Message) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
+from typing import Any
 
 import orjson
 import psutil
 
 from supervisor.control_client import connect, read_line
 
-from .conftest import CHAOS, ECHO, Daemon, alive_pids, server_toml, wait_for
+from .conftest import CHAOS, ECHO, MCPCTL, Daemon, alive_pids, server_toml, wait_for
 from .mcp_raw import RawSession
 
 
@@ -271,6 +273,61 @@ def test_client_disconnect_mid_call_cancels_in_the_child(make_daemon):
         other.initialize()
         ids = json.loads(other.call_tool("cancelled", {}, 5)["result"]["content"][0]["text"])
     assert len(ids) == 1
+
+
+_INIT = (b'{"jsonrpc":"2.0","id":"i","method":"initialize","params":{"protocolVersion":"2025-06-18",'
+         b'"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}\n')
+
+
+def _connect(daemon: Daemon, stdin: Any = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([MCPCTL, "--socket", str(daemon.socket), "connect", "echo"], stdin=stdin,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env)
+
+
+def test_connect_hands_its_pipes_to_the_daemon_and_its_death_ends_the_session(make_daemon):
+    daemon = make_daemon(server_toml("echo"))
+    daemon.wait_state("echo", "ready")
+    bridge = _connect(daemon)
+    assert bridge.stdin is not None and bridge.stdout is not None
+    bridge.stdin.write(_INIT + b'{"jsonrpc":"2.0","id":1,"method":"tools/call",'
+                       b'"params":{"name":"echo","arguments":{"text":"via pipes"}}}\n')
+    bridge.stdin.flush()
+    assert orjson.loads(bridge.stdout.readline())["id"] == "i"
+    assert orjson.loads(bridge.stdout.readline())["result"]["content"][0]["text"] == "via pipes"
+    # The daemon serves the pipes itself: the bridge only waits on its control connection.
+    bridge.stdin.write(b'{"jsonrpc":"2.0","id":2,"method":"tools/call",'
+                       b'"params":{"name":"sleep","arguments":{"seconds":30}}}\n')
+    bridge.stdin.flush()
+    wait_for(lambda: daemon.status("echo")["in_flight"] == 1, 10, what="call in flight")
+    bridge.kill()  # the client's server process is gone: the session (and its call) goes too
+    bridge.wait(10)
+    wait_for(lambda: daemon.status("echo")["in_flight"] == 0, 10, what="slot freed")
+    assert bridge.stdout.read() == b""  # the daemon let go of the client's stdout as well
+    for stream in (bridge.stdin, bridge.stdout, bridge.stderr):
+        stream.close()  # type: ignore[union-attr]
+
+
+def test_connect_exits_0_when_the_client_closes_stdin(make_daemon):
+    daemon = make_daemon(server_toml("echo"))
+    daemon.wait_state("echo", "ready")
+    bridge = _connect(daemon)
+    out, err = bridge.communicate(_INIT, timeout=30)
+    assert bridge.returncode == 0, err
+    assert orjson.loads(out.splitlines()[0])["id"] == "i"
+
+
+def test_connect_on_a_file_pumps_bytes_itself(make_daemon, workdir):
+    daemon = make_daemon(server_toml("echo"))
+    daemon.wait_state("echo", "ready")
+    requests = workdir / "requests.jsonl"
+    requests.write_bytes(_INIT + b'{"jsonrpc":"2.0","id":1,"method":"tools/call",'
+                         b'"params":{"name":"echo","arguments":{"text":"from a file"}}}\n')
+    with requests.open("rb") as stdin:  # a regular file is not handed over: the bridge pumps
+        bridge = _connect(daemon, stdin)
+        out, err = bridge.communicate(timeout=30)
+    assert bridge.returncode == 0, err
+    answers = {m["id"]: m for m in map(orjson.loads, out.splitlines())}
+    assert answers[1]["result"]["content"][0]["text"] == "from a file"
 
 
 def test_child_death_fails_only_its_own_callers(make_daemon):
@@ -532,3 +589,19 @@ def test_env_entries_that_expand_to_nothing_are_unset(make_daemon):
     assert unset["structuredContent"] == {"set": False}
     assert present["content"][0]["text"] == "yes"
     assert leaked["structuredContent"] == {"set": False}  # the daemon's own environment is scrubbed
+
+
+def test_a_client_that_only_closes_its_input_still_gets_its_answers(make_daemon):
+    """Half-close: `shutdown(SHUT_WR)` means "no more requests", not "gone"; a full close (the
+    test above) cancels instead."""
+    import socket as socket_module
+
+    daemon = make_daemon(server_toml("echo"))
+    daemon.wait_state("echo", "ready")
+    with RawSession(daemon.socket, "echo") as session:
+        session.initialize()
+        session.send({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                      "params": {"name": "sleep", "arguments": {"seconds": 0.5}}})
+        session.sock.shutdown(socket_module.SHUT_WR)
+        reply = session.response()
+    assert reply["id"] == 7 and reply["result"]["content"][0]["text"] == "slept"

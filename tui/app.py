@@ -26,6 +26,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, Log, Sparkline, Static
 
@@ -299,7 +300,11 @@ class TopApp(App[int]):
         was = self.connected
         self.connected = gone_reason is None
         self.gone_reason = gone_reason
-        self.query_one("#main").display = self.connected
+        try:
+            main = self.query_one("#main")
+        except NoMatches:  # the app is shutting down and its screen is gone: nothing to show
+            return
+        main.display = self.connected
         self.query_one("#fleet").display = self.connected
         gone = self.query_one("#gone", Static)
         gone.display = not self.connected
