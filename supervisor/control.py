@@ -152,17 +152,20 @@ class _FdSendStream(anyio.abc.ByteSendStream):
         pass  # the owner closes the fd
 
 
-async def _read_fd(fd: int, feed: Callable[[bytes], None]) -> None:
-    """Feed what arrives on `fd` to `feed` from a loop reader callback (in an outbox batch),
-    until end of stream."""
+async def _read_fd(fd: int, feed: Callable[[bytes], None],
+                   read: Callable[[], bytes] | None = None) -> None:
+    """Feed what arrives on `fd` to `feed` from a loop reader callback (in an outbox batch, so
+    what the feed pushes is written as the callback returns), until end of stream. `read` takes
+    one chunk (default: `os.read`)."""
     loop = asyncio.get_running_loop()
     flushing = batch()
     done = anyio.Event()
     failure: list[BaseException] = []
+    take = read if read is not None else (lambda: os.read(fd, READ_CHUNK))
 
     def readable() -> None:
         try:
-            chunk = os.read(fd, READ_CHUNK)
+            chunk = take()
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -286,43 +289,15 @@ class ControlConnection:
         one reader registered for the connection's life does a single `recv` per readiness and
         routes the lines right there (routing never awaits). Measured in BENCHMARKS.md.
         """
-        loop = asyncio.get_running_loop()
-        fd = sock.fileno()
-        flushing = batch()  # what the lines push (to children, to us) is written as we return
-        done = anyio.Event()
-        failure: list[BaseException] = []
+        def read() -> bytes:
+            if self.session is None:  # `mcpctl connect` may pass its stdin/stdout with attach
+                chunk, fds, _flags, _addr = socket.recv_fds(sock, READ_CHUNK, 2)
+                if fds:
+                    self._passed_fds(fds)
+                return chunk
+            return sock.recv(READ_CHUNK)
 
-        def readable() -> None:
-            try:
-                if self.session is None:  # `mcpctl connect` may pass its stdin/stdout with attach
-                    chunk, fds, _flags, _addr = socket.recv_fds(sock, READ_CHUNK, 2)
-                    if fds:
-                        self._passed_fds(fds)
-                else:
-                    chunk = sock.recv(READ_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                chunk = b""
-            if not chunk:
-                loop.remove_reader(fd)
-                done.set()
-                return
-            try:
-                with flushing:
-                    self._feed(splitter, chunk, tg)
-            except BaseException as exc:  # surface it in the task, not the loop's handler
-                loop.remove_reader(fd)
-                failure.append(exc)
-                done.set()
-
-        loop.add_reader(fd, readable)
-        try:
-            await done.wait()
-        finally:
-            loop.remove_reader(fd)
-        if failure:
-            raise failure[0]
+        await _read_fd(sock.fileno(), lambda chunk: self._feed(splitter, chunk, tg), read)
 
     def _control_line(self, line: bytes | Oversized, tg: anyio.abc.TaskGroup) -> Session | None:
         if isinstance(line, Oversized):

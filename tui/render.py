@@ -6,9 +6,9 @@ table without starting an app. `—` always means "not known (yet)", never zero.
 
 from __future__ import annotations
 
-import math
-
 from rich.text import Text
+
+from supervisor.units import format_uptime
 
 UNKNOWN = "—"
 
@@ -43,20 +43,9 @@ def fmt_bytes(value: int | float | None) -> str:
 
 
 def fmt_duration(seconds: float | None) -> str:
-    """Two most significant units: `42s`, `3m12s`, `5h03m`, `2d04h`."""
-    if seconds is None or seconds < 0 or math.isnan(seconds):
-        return UNKNOWN
-    total = int(seconds)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours:02d}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
+    """Two most significant units: `42s`, `3m12s`, `5h03m`, `2d04h` (as `mcpctl status` shows)."""
+    text = format_uptime(seconds)
+    return UNKNOWN if text == "-" else text
 
 
 def fmt_rate(value: float | None) -> str:
