@@ -11,19 +11,19 @@ STAMP_TEST := $(VENV)/.stamp-test
 NODE_STAMP := tests/node/node_modules/.stamp
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint pytest install-run install-test redis node system-deps clean
+.PHONY: serve test lint pytest install-run install-test test-system-deps node system-deps clean
 
 serve: install-run system-deps
 	$(BIN)/mcpctl --config fleet.toml install --jobs 4 || echo "some servers failed to install; they will show as unavailable"
 	exec $(BIN)/mcpctl --config fleet.toml serve
 
-test: install-test redis node lint pytest
+test: install-test test-system-deps node lint pytest
 
 lint: install-test
 	$(BIN)/ruff check supervisor tui tests bench
 	$(BIN)/mypy --strict supervisor tui
 
-pytest: install-test redis node
+pytest: install-test test-system-deps node
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install-run: $(STAMP_RUN)
@@ -41,11 +41,13 @@ $(STAMP_TEST): pyproject.toml $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(STAMP_RUN)
 
-# A real redis-server binary for the cache tests (Debian package; root or sudo).
-redis:
-	@command -v redis-server >/dev/null 2>&1 || { \
+# A real redis-server binary for the cache tests, and systemd-analyze to verify the units
+# (Debian packages; root or sudo). redis-server is required; systemd-analyze only when it installs.
+test-system-deps:
+	@command -v redis-server >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+	  $$SUDO apt-get install -y -qq systemd >/dev/null 2>&1 || echo "systemd-analyze unavailable: unit checks skip"; }
 	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is required for the tests"; exit 1; }
 
 # Native build dependencies of fleet packages (azure-devops builds keytar against libsecret).
