@@ -328,6 +328,11 @@ class SupervisorSettings:
     """"text" or "json" (one object per line)."""
     log_level: str = "info"
     """"debug", "info", "warning" or "error"."""
+    drain_grace: float = 0.0
+    """After SIGTERM or `mcpctl drain`: how long the daemon keeps serving while /healthz says 503,
+    so a load balancer's health check takes it out of rotation before its door closes."""
+    drain_timeout: float = 10.0
+    """Then: how long calls already in flight get to finish before the children are stopped."""
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -1018,7 +1023,8 @@ class _Loader:
         env = self.environ
         own = doc.get("supervisor", {})
         for key in own if isinstance(own, dict) else ():
-            if key in _SERVER_SCHEMA and key != "memory_limit":
+            # Both mean something else at the daemon level (the fleet's total; the daemon's drain).
+            if key in _SERVER_SCHEMA and key not in ("memory_limit", "drain_timeout"):
                 raise self.error(("supervisor", key), "a per-server setting: put it under [defaults]")
         supervisor = SupervisorSettings(**self.section(("supervisor",), doc.get("supervisor", {}), {
             "memory_limit": _size,
@@ -1026,6 +1032,8 @@ class _Loader:
             "state_dir": _expanded(env, empty_is_none=True),
             "log_format": _choice("text", "json"),
             "log_level": _choice("debug", "info", "warning", "error", lower=True),
+            "drain_grace": _duration(positive=False),
+            "drain_timeout": _duration(positive=False),
         }))
         http = HttpSettings(**self.section(("http",), doc.get("http", {}), {
             "listen": _listen(env),

@@ -295,6 +295,16 @@ async def _send_empty(send: Send, status: int, extra: list[tuple[bytes, bytes]] 
     await send({"type": "http.response.body", "body": b""})
 
 
+def _closing(send: Send) -> Send:
+    """While draining, every answer says `Connection: close`: a balancer then holds no idle
+    keep-alive connection to this node when its listener closes, so none races a reuse."""
+    async def closing_send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
+        await send(message)
+    return closing_send
+
+
 class _CoalescingTransport:
     """uvicorn's connection transport with a response head held back until the body follows.
 
@@ -381,7 +391,7 @@ class HttpDoor:
 
     def __init__(self, settings: HttpSettings, fleet: Fleet, aggregate: Aggregate, *,
                  client_tokens: Mapping[str, str] | None = None, limits: ClientLimits | None = None,
-                 max_message: int = 16 * 1024 * 1024) -> None:
+                 max_message: int = 16 * 1024 * 1024, drain_timeout: float = 1.0) -> None:
         """`client_tokens` maps each `[clients.NAME] token` to NAME: the identity whose
         `rate_limit` applies to requests bearing it."""
         self.settings = settings
@@ -394,6 +404,11 @@ class HttpDoor:
         self._tokens = list(self._token_clients)
         self._limits = limits
         self.metrics: Callable[[], bytes] | None = None  # set by the daemon: GET /metrics
+        # Set by the daemon: GET /healthz's status and body (503 while starting or draining).
+        self.health: Callable[[], tuple[int, dict[str, Any]]] | None = None
+        self.draining = False  # set by the daemon's drain: no new sessions
+        self.drain_timeout = drain_timeout
+        self._listeners: set[_Listen] = set()
         if not settings.is_loopback() and not self._tokens:
             raise DoorError(f"http.listen = {settings.listen!r} is not a loopback address: "
                             "set http.token (clients then send 'Authorization: Bearer <token>')")
@@ -438,7 +453,9 @@ class HttpDoor:
         config = uvicorn.Config(
             self, lifespan="off", log_config=None, access_log=False, ws="none", http=_http_protocol(),
             proxy_headers=False,  # X-Forwarded-* are not ours to trust, and the middleware costs
-            timeout_keep_alive=KEEP_ALIVE, timeout_graceful_shutdown=1, limit_concurrency=8192,
+            timeout_keep_alive=KEEP_ALIVE, limit_concurrency=8192,
+            # Requests in progress when the listener closes finish within the daemon's drain.
+            timeout_graceful_shutdown=max(1, math.ceil(self.drain_timeout)),
             server_header=False, date_header=False)
         self._server = _Server(config)
         async with anyio.create_task_group() as tg:
@@ -463,6 +480,14 @@ class HttpDoor:
         return flushing
 
     def request_stop(self) -> None:
+        """Close the listener; uvicorn lets requests in progress finish (up to the drain timeout).
+
+        Long-lived streams are ended first: they would hold the shutdown for the whole timeout,
+        and their clients reconnect (through a balancer, to another node) to go on listening."""
+        for session in self.sessions.values():
+            session.stream.push(b"")
+        for listener in self._listeners:
+            listener.stream.push(b"")
         if self._server is not None:
             self._server.should_exit = True
 
@@ -498,6 +523,8 @@ class HttpDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        if self.draining:
+            send = _closing(send)
         path: str = scope["path"]
         if path == "/healthz":
             await self._healthz(send)
@@ -584,6 +611,10 @@ class HttpDoor:
         await send({"type": "http.response.body", "body": body})
 
     async def _healthz(self, send: Send) -> None:
+        if self.health is not None:
+            status, payload = self.health()
+            await _send_json(send, status, payload)
+            return
         servers = self.fleet.servers.values()
         ready = sum(1 for s in servers if s.state in SERVING)
         await _send_json(send, 200, {"status": "ok", "ready": ready, "total": len(self.fleet.servers)})
@@ -668,6 +699,11 @@ class HttpDoor:
                       json_ok: bool, sse_ok: bool, receive: Receive, send: Send) -> None:
         method = msg.get("method")
         if method == "initialize" and "id" in msg:
+            if self.draining:  # a balancer retries this on another node (see contrib/haproxy)
+                await _send_error(send, 503, INVALID_REQUEST, "Service Unavailable: this daemon is "
+                                  "draining; open the session on another node", msg["id"],
+                                  extra=[(b"retry-after", b"1")])
+                return
             if len(self.sessions) >= MAX_SESSIONS:
                 await _send_error(send, 503, INVALID_REQUEST, "Too many open sessions", msg["id"])
                 return
@@ -925,10 +961,12 @@ class HttpDoor:
                          "params": {"notifications": honoured,
                                     "_meta": {protocol.META_SUBSCRIPTION_ID: msg["id"]}}})
         target.sessions.add(listener)
+        self._listeners.add(listener)
         try:
             await self._stream(listener.stream, receive, send, first=[ack])
         finally:
             target.sessions.discard(listener)
+            self._listeners.discard(listener)
 
 
 def _route_uvicorn_logs() -> None:
