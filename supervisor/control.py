@@ -18,6 +18,8 @@ Methods (params → result):
     supervisor/drain    {}                            → {draining, in_flight, grace_s, timeout_s}: leave
                         gracefully, as on SIGTERM (/healthz 503, no new HTTP sessions, calls in
                         flight finish up to [supervisor] drain_timeout, then the daemon exits)
+    supervisor/cluster  {}                            → {node, nodes: [{node, at, pid, version, draining,
+                        ready, total, servers: {name: state}, ..}]}: the nodes that beat recently
     supervisor/attach   {server, client?} | {all: true, client?} → {server, ...}; from then on the
                         connection carries one MCP session with that server, or with the aggregate
                         of all ready servers (tools named SERVER__tool; `mcpctl connect [--all]`)
@@ -105,6 +107,7 @@ class DaemonView(Protocol):
     async def clear_cache(self, server: str | None) -> int: ...
     def metrics_text(self) -> bytes: ...
     def begin_drain(self, why: str) -> dict[str, Any]: ...
+    async def cluster_status(self) -> dict[str, Any]: ...
 
 
 class CallSink:
@@ -532,6 +535,9 @@ class ControlConnection:
     async def drain(self, params: dict[str, Any]) -> Any:
         return self.daemon.begin_drain("mcpctl drain")
 
+    async def cluster(self, params: dict[str, Any]) -> Any:
+        return await self.daemon.cluster_status()
+
 
 HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]]] = {
     "supervisor/status": ControlConnection.status,
@@ -546,4 +552,5 @@ HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]
     "supervisor/events": ControlConnection.events,
     "supervisor/metrics": ControlConnection.metrics,
     "supervisor/drain": ControlConnection.drain,
+    "supervisor/cluster": ControlConnection.cluster,
 }

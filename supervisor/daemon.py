@@ -99,6 +99,7 @@ class Daemon:
         self.draining = False
         self._hurry = anyio.Event()
         self._settled_once = False
+        self.registry = self._registry(config)
         self._reload_lock = anyio.Lock()
         self._states_changed = anyio.Event()
 
@@ -129,6 +130,8 @@ class Daemon:
         if self.config.http.token:
             values.append(self.config.http.token)
         values += [c.token for c in self.config.clients.values() if c.token]
+        if self.config.cluster.secret:
+            values.append(self.config.cluster.secret)
         REDACT.update(values)
 
     def metrics_text(self) -> bytes:
@@ -189,6 +192,40 @@ class Daemon:
         return {"draining": True, "in_flight": self.in_flight(),
                 "grace_s": self.config.supervisor.drain_grace,
                 "timeout_s": self.config.supervisor.drain_timeout}
+
+    def _registry(self, config: FleetConfig) -> Any:
+        """The cluster's node registry, in the Redis `[cluster] url` names (else the cache's)."""
+        cluster = config.cluster
+        url = cluster.url or (config.cache.url if config.cache.backend == "redis" else None)
+        if not cluster.enabled or url is None:
+            return None
+        from .cluster import NodeRegistry
+        return NodeRegistry(url, cluster.node, cluster.heartbeat, self.node_summary)
+
+    def node_summary(self) -> dict[str, Any]:
+        """What this node tells the others: enough for `mcpctl status --cluster`."""
+        servers = {s.name: str(s.state) for s in self.fleet.servers.values()}
+        return {"pid": os.getpid(), "version": __version__, "started": self.started,
+                "draining": self.draining, "http": self.config.http.listen,
+                "ready": sum(1 for s in self.fleet.servers.values() if s.state in SERVING),
+                "total": len(servers), "servers": servers, "in_flight": self.in_flight()}
+
+    async def cluster_status(self) -> dict[str, Any]:
+        if self.registry is None:
+            raise SupervisorError("this daemon is not part of a cluster (no [cluster] table with a "
+                                  "Redis url in fleet.toml)")
+        try:
+            nodes = await self.registry.nodes()
+        except Exception as exc:  # Redis is the registry: say why it cannot be read
+            raise SupervisorError(f"cannot read the cluster registry: {type(exc).__name__}: {exc}") from exc
+        return {"node": self.config.cluster.node, "nodes": nodes}
+
+    def _session_ids(self) -> Any:
+        cluster = self.config.cluster
+        if not cluster.secret:
+            return None
+        from .session_ids import SessionIds
+        return SessionIds(cluster.secret, cluster.node, cluster.session_ttl)
 
     async def _drain(self) -> None:
         """Serve on for `drain_grace` (the balancer sees 503 and stops sending), close the HTTP
@@ -275,7 +312,8 @@ class Daemon:
                                                 if c.token},
                                  limits=self.ctx.client_limits,
                                  max_message=self.ctx.max_message,
-                                 drain_timeout=self.config.supervisor.drain_timeout)
+                                 drain_timeout=self.config.supervisor.drain_timeout,
+                                 session_ids=self._session_ids())
             self.http.metrics = self.metrics_text
             self.http.health = self.health
             self.http.bind()  # a taken port fails here, before any child starts
@@ -289,6 +327,8 @@ class Daemon:
             tg.start_soon(self._signals)
             tg.start_soon(memory_loop, self.fleet)
             tg.start_soon(self._stats_loop)
+            if self.registry is not None:
+                tg.start_soon(self.registry.run)
             if self.config.supervisor.watch:
                 tg.start_soon(watch_config, self.config_path, self.reload)
             if self.notifier.enabled:

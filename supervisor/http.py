@@ -66,6 +66,7 @@ from .jsonrpc import Message, error_response
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .outbox import Outbox, batch
 from .server import rate_limited
+from .session_ids import SessionIds, owner_of
 from .sessions import Session, Target
 from .states import SERVING
 
@@ -205,8 +206,10 @@ class HttpSession(Session):
 
     def __init__(self, sid: str, path: str, target: Target, *, max_message: int,
                  task_group: anyio.abc.TaskGroup | None) -> None:
+        # The id's tail: random in a local id, the signature in a signed one (whose head is the
+        # same for every session).
         super().__init__(target, Outbox(), max_message=max_message, task_group=task_group,
-                         client=f"http:{sid[:8]}")
+                         client=f"http:{sid[-8:]}")
         self.sid = sid
         self.path = path
         self.last_used = time.monotonic()
@@ -391,7 +394,8 @@ class HttpDoor:
 
     def __init__(self, settings: HttpSettings, fleet: Fleet, aggregate: Aggregate, *,
                  client_tokens: Mapping[str, str] | None = None, limits: ClientLimits | None = None,
-                 max_message: int = 16 * 1024 * 1024, drain_timeout: float = 1.0) -> None:
+                 max_message: int = 16 * 1024 * 1024, drain_timeout: float = 1.0,
+                 session_ids: SessionIds | None = None) -> None:
         """`client_tokens` maps each `[clients.NAME] token` to NAME: the identity whose
         `rate_limit` applies to requests bearing it."""
         self.settings = settings
@@ -409,6 +413,7 @@ class HttpDoor:
         self.draining = False  # set by the daemon's drain: no new sessions
         self.drain_timeout = drain_timeout
         self._listeners: set[_Listen] = set()
+        self.session_ids = session_ids  # with [cluster] secret: ids any node can resume
         if not settings.is_loopback() and not self._tokens:
             raise DoorError(f"http.listen = {settings.listen!r} is not a loopback address: "
                             "set http.token (clients then send 'Authorization: Bearer <token>')")
@@ -514,7 +519,7 @@ class HttpDoor:
                 last_sweep = now
                 for sid, session in list(self.sessions.items()):
                     if now - session.last_used > SESSION_IDLE and not session.streaming:
-                        log.info("forgetting idle HTTP session %s…", sid[:8])
+                        log.info("forgetting idle HTTP session %s…", sid[-8:])
                         del self.sessions[sid]
                         session.close()
 
@@ -707,7 +712,7 @@ class HttpDoor:
             if len(self.sessions) >= MAX_SESSIONS:
                 await _send_error(send, 503, INVALID_REQUEST, "Too many open sessions", msg["id"])
                 return
-            sid = secrets.token_urlsafe(24)
+            sid = self._new_session_id(path, headers, msg)
             opened = HttpSession(sid, path, target, max_message=self.max_message, task_group=self._tg)
             call = Call(msg["id"], opened)
             with self._batch():
@@ -746,12 +751,55 @@ class HttpDoor:
                               "(send initialize first, or MCP-Protocol-Version: 2026-07-28 for stateless "
                               "requests)", msg_id)
             return None
-        found = self.sessions.get(raw.decode("latin-1"))
+        sid = raw.decode("latin-1")
+        found = self.sessions.get(sid)
+        if found is None and self.session_ids is not None:
+            found = self._resume(sid, path, headers)
         if found is None or found.path.rstrip("/") != path.rstrip("/"):
             await _send_error(send, 404, INVALID_REQUEST, "Not Found: unknown or expired session", msg_id)
             return None
         found.last_used = time.monotonic()
         return found
+
+    def _new_session_id(self, path: str, headers: dict[bytes, bytes], msg: Message) -> str:
+        if self.session_ids is None:
+            return secrets.token_urlsafe(24)
+        params = msg.get("params")
+        params = params if params.__class__ is dict else {}
+        capabilities, info = params.get("capabilities"), params.get("clientInfo")
+        return self.session_ids.issue(
+            path=path.rstrip("/"), owner=owner_of(headers.get(b"authorization")),
+            version=params.get("protocolVersion"),
+            capabilities=capabilities if capabilities.__class__ is dict else {},
+            client_info=info if info.__class__ is dict else {}, now=time.time())
+
+    def _resume(self, sid: str, path: str, headers: dict[bytes, bytes]) -> HttpSession | None:
+        """A session another node (or this one, before a restart) opened: take it up here.
+
+        What the client negotiated comes from the signed id; what lived in the other node's
+        memory is gone (requests in flight there, a GET stream's backlog), and so is state inside
+        that node's child, which is why stateful servers want sticky routing."""
+        assert self.session_ids is not None
+        claims = self.session_ids.verify(sid, time.time())
+        if claims is None or claims["p"] != path.rstrip("/"):
+            return None
+        if not hmac.compare_digest(claims["o"], owner_of(headers.get(b"authorization"))):
+            return None  # another credential's session: as unknown to it as a forged one
+        target = self._target(path)
+        if target is None or len(self.sessions) >= MAX_SESSIONS:
+            return None
+        session = HttpSession(sid, path, target, max_message=self.max_message, task_group=self._tg)
+        session.client_capabilities = claims["c"]
+        session.client_info = claims["i"]
+        session.initialized = True
+        self.sessions[sid] = session
+        log.info("resumed HTTP session %s… opened on node %s", sid[-8:], claims.get("n"))
+        return session
+
+    def _target(self, path: str) -> Target | None:
+        if path.rstrip("/") == "/mcp":
+            return self.aggregate
+        return self.fleet.servers.get(path[5:].rstrip("/")) if path.startswith("/mcp/") else None
 
     async def _modern(self, target: Target, headers: dict[bytes, bytes], version: str, msg: Message,
                       json_ok: bool, sse_ok: bool, receive: Receive, send: Send) -> None:

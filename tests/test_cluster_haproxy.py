@@ -38,6 +38,7 @@ ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN,
             "io.modelcontextprotocol/clientCapabilities": {},
             "io.modelcontextprotocol/clientInfo": {"name": "lb-test", "version": "1"}}
 NODES = ("a", "b", "c")
+SECRET = "the-cluster-secret-of-this-test"
 
 
 @pytest.fixture
@@ -45,10 +46,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def fleet(port: int, redis_url: str) -> str:
+def fleet(node: str, port: int, redis_url: str) -> str:
     return f"""
 drain_grace = "2s"
 drain_timeout = "20s"
+[cluster]
+node = "{node}"
+secret = "{SECRET}"
 [http]
 listen = "127.0.0.1:{port}"
 [cache]
@@ -137,7 +141,7 @@ def cluster() -> Iterator[Cluster]:
     try:
         for name in NODES:
             (workdir / name).mkdir()
-            daemons[name] = Daemon(workdir / name, fleet(ports[name], redis.url),
+            daemons[name] = Daemon(workdir / name, fleet(name, ports[name], redis.url),
                                    daemon_env(workdir / name)).start(wait=False)
         for daemon in daemons.values():
             wait_for(lambda d=daemon: d.socket.exists() and d._answers(), 30, what="daemon socket")
@@ -308,25 +312,34 @@ async def test_rolling_restart_under_load_fails_no_call(cluster: Cluster) -> Non
 
 
 async def test_sigkill_of_a_node_costs_only_its_calls_in_flight(cluster: Cluster) -> None:
-    """A node killed outright: calls in flight on it fail at once (the connection drops), every
-    later call goes to the other nodes, and no answer is wrong. Then it comes back."""
+    """The node that holds a legacy SDK session is killed outright under stateless load: calls in
+    flight on it fail at once (the connection drops), every call sent afterwards succeeds on the
+    other nodes, no answer is wrong, and the legacy session goes on where the balancer sends it
+    next (that node resumes it from its signed id). Then the node comes back."""
     load = Load(cluster.lb.url, workers=4)
-    victim = cluster.daemons["b"]
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(load.run)
-        await wait_until(lambda: load.ok >= 30, 30, "the load to run")
-        assert victim.proc is not None
-        victim.seen_pids |= victim.descendants()
-        victim.proc.send_signal(signal.SIGKILL)
-        victim.proc.wait(10)
-        dead = time.monotonic()  # every call sent from now on was sent to a cluster without b
-        settled = load.ok
-        await wait_until(lambda: load.ok >= settled + 100, 60, "calls to go on without b")
-        load.stop.set()
-    # At most the calls that were on b when it died (one per worker), and none sent after.
+    with anyio.fail_after(120):
+        async with Client(cluster.lb.url, mode="legacy") as legacy, anyio.create_task_group() as tg:
+            home = (await legacy.call_tool("env", {"name": "HOME"})).content[0].text
+            name = cluster.node_of(home)
+            victim = cluster.daemons[name]
+            tg.start_soon(load.run)
+            await wait_until(lambda: load.ok >= 30, 30, "the load to run")
+            assert victim.proc is not None
+            victim.seen_pids |= victim.descendants()
+            victim.proc.send_signal(signal.SIGKILL)
+            victim.proc.wait(10)
+            dead = time.monotonic()  # every call sent from now on was sent to a cluster without it
+            settled = load.ok
+            await wait_until(lambda: load.ok >= settled + 100, 60, "calls to go on without it")
+            moved = (await legacy.call_tool("env", {"name": "HOME"})).content[0].text
+            assert cluster.node_of(moved) != name
+            echoed = await legacy.call_tool("echo", {"text": "same session, another node"})
+            assert echoed.content[0].text == "same session, another node"
+            load.stop.set()
+    # At most the calls that were on it when it died (one per worker), and none sent after.
     assert len(load.failed) <= load.workers, load.failed
     assert all(started < dead for started in load.failed_started), load.failed
     assert load.misrouted == 0
     victim.stop()
     victim.start()  # the new daemon ends the killed one's leftovers from its pid registry
-    await wait_until(lambda: cluster.healthy("b"), 60, "b healthy again")
+    await wait_until(lambda: cluster.healthy(name), 60, f"{name} healthy again")
