@@ -432,6 +432,10 @@ class ClusterSettings:
     """How long a signed session id is honoured after its `initialize`."""
     heartbeat: float = 5.0
     """How often a node says it is alive (its entry expires after three missed beats)."""
+    rate_limits: bool = True
+    """Rate limits spend from buckets in the shared Redis, so they hold for the whole cluster."""
+    rate_limit_timeout: float = 0.1
+    """Seconds a shared bucket may take to answer before this node's own bucket decides."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1104,6 +1108,8 @@ class _Loader:
             "secret": _expanded(self.environ, empty_is_none=True),
             "session_ttl": _duration(),
             "heartbeat": _duration(),
+            "rate_limits": _boolean,
+            "rate_limit_timeout": _duration(),
         })
         node = keys.pop("node", None) or socket.gethostname()
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", node):

@@ -72,6 +72,7 @@ from .states import SERVING
 
 if TYPE_CHECKING:
     from .aggregate import Aggregate
+    from .cluster_limits import ClusterLimiter
     from .config import HttpSettings
     from .fleet import Fleet
     from .instance import Instance
@@ -414,6 +415,7 @@ class HttpDoor:
         self.drain_timeout = drain_timeout
         self._listeners: set[_Listen] = set()
         self.session_ids = session_ids  # with [cluster] secret: ids any node can resume
+        self.cluster_limits: ClusterLimiter | None = None  # set by the daemon with [cluster]
         if not settings.is_loopback() and not self._tokens:
             raise DoorError(f"http.listen = {settings.listen!r} is not a loopback address: "
                             "set http.token (clients then send 'Authorization: Bearer <token>')")
@@ -563,7 +565,7 @@ class HttpDoor:
             return
         if self._limits is not None and self._limits.active:
             client = self._token_clients.get(headers.get(b"authorization", b""))
-            wait = self._limits.check(client, time.monotonic()) if client else 0.0
+            wait = await self._client_wait(client) if client else 0.0
             if wait:
                 refusal = rate_limited(None, f"client '{client}' is over its rate limit", wait)
                 seconds = str(max(1, math.ceil(wait))).encode()
@@ -579,6 +581,20 @@ class HttpDoor:
             await self._delete(path, headers, send)
         else:
             await _send_empty(send, 405, [(b"allow", b"GET, POST, DELETE")])
+
+    async def _client_wait(self, client: str) -> float:
+        """0.0 when the client may go on, else seconds to wait: from the cluster's shared bucket
+        when there is one, else this node's own."""
+        assert self._limits is not None
+        now = time.monotonic()
+        shared = self.cluster_limits
+        if shared is None:
+            return self._limits.check(client, now)
+        found = self._limits.bucket(client, now)
+        if found is None:
+            return 0.0
+        limit, bucket = found
+        return await shared.take(f"client:{client}:{limit.text}", limit, bucket)
 
     def _origin_ok(self, origin: bytes) -> bool:
         text = origin.decode("latin-1").rstrip("/").lower()
