@@ -427,7 +427,7 @@ class ControlConnection:
     async def status(self, params: dict[str, Any]) -> Any:
         names = params.get("servers") or None
         return {"daemon": self.daemon.info(), "servers": self.daemon.fleet.status(names),
-                "cache": await self.daemon.cache_status()}
+                "cache": await self.daemon.cache_status(), "aggregate": self.daemon.aggregate.status()}
 
     async def _lifecycle(self, params: dict[str, Any], action: Callable[[Server], None]) -> Any:
         servers = self.daemon.fleet.select(_names(params))
@@ -465,7 +465,7 @@ class ControlConnection:
     async def tools(self, params: dict[str, Any]) -> Any:
         name = params.get("server")
         servers = [self.daemon.fleet.get(name)] if name else list(self.daemon.fleet.servers.values())
-        return {"servers": {s.name: s.tools for s in servers}}
+        return {"servers": {s.name: s.visible_tools for s in servers}}
 
     async def call(self, params: dict[str, Any]) -> Any:
         server = self.daemon.fleet.get(str(params.get("server")))

@@ -37,6 +37,7 @@ from .logs import (
     stderr_is_journal,
 )
 from .metrics import Metrics
+from .naming import never_collisions
 from .sdnotify import Notifier
 from .server import FleetContext
 from .states import SERVING
@@ -163,6 +164,11 @@ class Daemon:
     async def clear_cache(self, server: str | None) -> int:
         return await self.cache.clear(server)
 
+    def known_tools(self) -> dict[str, list[str]]:
+        """Each server's child tool names as far as the daemon knows them (for the `never` check)."""
+        return {name: [str(t.get("name")) for t in server.tools]
+                for name, server in self.fleet.servers.items()}
+
     async def reload(self) -> dict[str, Any]:
         """Parse and validate first; a bad file changes nothing and says why.
 
@@ -174,6 +180,9 @@ class Daemon:
             try:
                 try:
                     new = load_config(self.config_path, self.environ)
+                    collision = never_collisions(new, self.known_tools())
+                    if collision is not None:
+                        raise collision
                 except ConfigError as exc:
                     log.error("reload rejected: %s", exc)
                     raise

@@ -40,6 +40,7 @@ from .health import Consecutive, idle_due
 from .instance import ExitInfo, Instance, Pending, Sink, Waiter
 from .jsonrpc import Message, error_response
 from .logs import REDACT
+from .policy import ServerGate, origin_of
 from .ratelimit import ClientLimits, TokenBucket
 from .states import SERVING, Exit, RestartTracker, State
 from .units import format_duration, format_size
@@ -167,11 +168,53 @@ class Server:
         self._stderr_logged = 0
         self._stderr_suppressed = 0
         self.cache = ctx.cache.front(self) if ctx.cache is not None else None
+        self.blocked: set[str] = set()  # tools held back by on_tool_change = "block"
+        self.gate: ServerGate | None = None
+        self.policy_epoch = 0  # bumped whenever what clients see of this server may change
+        self._visible: tuple[int, int, list[dict[str, Any]]] | None = None
+        self._rebuild_gate()
+
+    # ---- tool policy ----------------------------------------------------------------------------
+
+    def _rebuild_gate(self) -> None:
+        gate = ServerGate(self.config, self.blocked)
+        self.gate = gate if gate.active else None
+        self.policy_epoch += 1
+
+    def apply_policy(self, config: ServerConfig) -> None:
+        """A reload changed only what clients see (`POLICY_KEYS`): no restart, and every attached
+        client is told to list again."""
+        self.config = config
+        self._rebuild_gate()
+        for method in ("notifications/tools/list_changed", "notifications/prompts/list_changed",
+                       "notifications/resources/list_changed"):
+            message = {"jsonrpc": "2.0", "method": method}
+            for session in list(self.sessions):
+                session.server_notification(self, message)
+
+    @property
+    def visible_tools(self) -> list[dict[str, Any]]:
+        """The tools clients see (policy applied), recomputed only when the tools or policy change."""
+        gate = self.gate
+        if gate is None:
+            return self.tools
+        cached = self._visible
+        if cached is not None and cached[0] == id(self.tools) and cached[1] == self.policy_epoch:
+            return cached[2]
+        visible = gate.visible_tools(self.tools)
+        self._visible = (id(self.tools), self.policy_epoch, visible)
+        return visible
 
     # ---- admission: the hot path ----------------------------------------------------------------
 
     def submit(self, sink: Sink, message: Message, client_modern: bool) -> None:
         """Route one request; its answer (or a precise error) is delivered to `sink`."""
+        gate = self.gate
+        if gate is not None and message["method"] in gate.methods:
+            admitted = gate.admit(sink, message)
+            if admitted is None:
+                return  # refused by the tool policy
+            sink = admitted
         capability = protocol.METHOD_CAPABILITY.get(message["method"])
         if capability is not None:
             child = self.handshake
@@ -351,12 +394,12 @@ class Server:
                 # a flight still waiting for Redis is dropped by the cache worker).
                 sink, client_id, left_flight = flight, flight.routed_id, True
         for item in self.queue:
-            if item.sink is sink and item.message.get("id") == client_id:
+            if origin_of(item.sink) is sink and item.message.get("id") == client_id:
                 self.queue.remove(item)
                 return True
         for inst in self.instances:
             for cid, pending in list(inst.pending.items()):
-                if pending.sink is sink and pending.client_id == client_id:
+                if origin_of(pending.sink) is sink and pending.client_id == client_id:
                     inst.cancel(cid, reason)
                     self.request_done(inst, pending, False, metrics.CANCELLED, CANCELLED)
                     return True
@@ -370,12 +413,12 @@ class Server:
                 if self.cancel(flight, flight.routed_id, "the client disconnected"):
                     dropped += 1
         if self.queue:
-            kept = collections.deque(q for q in self.queue if q.sink is not sink)
+            kept = collections.deque(q for q in self.queue if origin_of(q.sink) is not sink)
             dropped += len(self.queue) - len(kept)
             self.queue = kept
         for inst in self.instances:
             for cid, pending in list(inst.pending.items()):
-                if pending.sink is sink:
+                if origin_of(pending.sink) is sink:
                     inst.cancel(cid, "the client disconnected")
                     self.request_done(inst, pending, False, metrics.CANCELLED, CANCELLED)
                     dropped += 1
@@ -1040,7 +1083,8 @@ class Server:
             "queued": len(self.queue),
             "protocol_version": first.protocol_version if first else None,
             "era": ("modern" if first.modern else "legacy") if first else None,
-            "tools": len(self.tools),
+            "tools": len(self.visible_tools),
+            "tools_hidden": len(self.tools) - len(self.visible_tools),
             "instances": len(ready),
             "target_instances": self.target_instances,
             "min_instances": self.policy.min_instances if self.policy else self.floor,

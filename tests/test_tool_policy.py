@@ -1,0 +1,191 @@
+"""Tool policy through every door: `[servers.NAME.tools]` (and prompts, resources), aggregate naming,
+per-client views, pinned definitions. A real daemon, real children, the official SDK as the client.
+
+Doors: HTTP per-server (`/mcp/NAME`), HTTP aggregate (`/mcp`), the stdio bridge (`mcpctl connect
+NAME`), and the bridge onto the aggregate (`mcpctl connect --all [--client NAME]`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, MCPError, StdioServerParameters
+
+from .conftest import ECHO, MCPCTL, server_toml
+from .test_http import free_port, http_toml
+
+pytestmark = pytest.mark.anyio
+
+POLICY = """
+[servers.echo.tools]
+deny = ["delete_*", "fail"]
+rename = { echo = "say" }
+describe = { add = "Adds two numbers (described by fleet.toml)" }
+
+[servers.echo.prompts]
+deny = ["plain"]
+
+[servers.echo.resources]
+deny = ["test://info"]
+"""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def bridge(daemon: Any, *args: str) -> StdioServerParameters:
+    return StdioServerParameters(command=MCPCTL, args=["--socket", str(daemon.socket), "connect", *args],
+                                 env=daemon.env)
+
+
+async def ready(daemon: Any, *names: str) -> None:
+    for name in names:
+        await anyio.to_thread.run_sync(lambda n=name: daemon.wait_state(n, "ready", timeout=60))
+
+
+def doors(daemon: Any, port: int, server: str) -> dict[str, Any]:
+    """The per-server doors (HTTP and bridge) and the aggregate doors (HTTP and bridge)."""
+    base = f"http://127.0.0.1:{port}/mcp"
+    return {"http": f"{base}/{server}", "bridge": bridge(daemon, server),
+            "http-all": base, "bridge-all": bridge(daemon, "--all")}
+
+
+@asynccontextmanager
+async def session(target: Any) -> AsyncIterator[Client]:
+    async with Client(target, mode="legacy") as client:
+        yield client
+
+
+async def refused(call: Callable[[], Any], *words: str) -> MCPError:
+    with pytest.raises(MCPError) as caught:
+        await call()
+    assert caught.value.code == -32602, caught.value
+    for word in words:
+        assert word in str(caught.value), caught.value
+    return caught.value
+
+
+async def test_server_policy_applies_through_every_door(make_daemon):
+    """allow/deny/rename/describe of tools, deny of prompts and resources: hidden items are not
+    listed and asking for one is refused with -32602 naming the policy, on each of the four doors."""
+    port = free_port()
+    daemon = make_daemon(http_toml(port) + server_toml("echo", ECHO) + POLICY)
+    await ready(daemon, "echo")
+    with anyio.fail_after(90):
+        for door, target in doors(daemon, port, "echo").items():
+            p = "echo__" if door.endswith("-all") else ""
+            async with session(target) as client:
+                tools = {t.name: t for t in (await client.list_tools()).tools}
+                assert f"{p}say" in tools and f"{p}add" in tools, (door, sorted(tools))
+                assert not {f"{p}echo", f"{p}fail", f"{p}delete_all"} & set(tools), door
+                assert tools[f"{p}add"].description == "Adds two numbers (described by fleet.toml)"
+                said = await client.call_tool(f"{p}say", {"text": f"via {door}"})
+                assert said.content[0].text == f"via {door}"
+                await refused(lambda p=p: client.call_tool(f"{p}delete_all", {}),
+                              "servers.echo.tools.deny", "delete_*")
+                await refused(lambda p=p: client.call_tool(f"{p}echo", {"text": "x"}),
+                              "renamed to 'say'")
+                prompts = {x.name for x in (await client.list_prompts()).prompts}
+                assert prompts == {f"{p}greet"}, door
+                await refused(lambda p=p: client.get_prompt(f"{p}plain"), "servers.echo.prompts.deny")
+                uris = {str(r.uri) for r in (await client.list_resources()).resources}
+                assert uris == {"test://hello"}, door
+                await refused(lambda: client.read_resource("test://info"), "servers.echo.resources.deny")
+    status = daemon.status("echo")
+    assert status["tools_hidden"] == 2  # fail, delete_all (echo is renamed, not hidden)
+    listed = json.loads(daemon.ctl("tools", "echo", "--json").stdout)["servers"]["echo"]
+    assert "say" in {t["name"] for t in listed} and "fail" not in {t["name"] for t in listed}
+
+
+async def test_reload_applies_a_policy_without_restarting_the_child(make_daemon):
+    """A reload that only changes `[servers.NAME.tools]` keeps the child (same pid), and attached
+    clients see the new policy."""
+    daemon = make_daemon(server_toml("echo", ECHO))
+    await ready(daemon, "echo")
+    pid = daemon.status("echo")["pid"]
+    with anyio.fail_after(60):
+        async with session(bridge(daemon, "echo")) as client:
+            assert "fail" in {t.name for t in (await client.list_tools()).tools}
+            daemon.write_config(server_toml("echo", ECHO) + '[servers.echo.tools]\nallow = ["echo", "add"]\n')
+            done = await anyio.to_thread.run_sync(lambda: daemon.ctl("reload", "--json"))
+            assert done.returncode == 0, done.stderr
+            plan = json.loads(done.stdout)
+            assert plan["policy"] == ["echo"] and plan["changed"] == []
+            assert {t.name for t in (await client.list_tools()).tools} == {"echo", "add"}
+            await refused(lambda: client.call_tool("fail", {}), "not in servers.echo.tools.allow")
+    assert daemon.status("echo")["pid"] == pid
+    assert daemon.status("echo")["restarts"] == 0
+
+
+async def test_on_collision_keeps_own_names_and_prefixes_shared_ones(make_daemon):
+    """`prefix = "on-collision"`: a name one server offers keeps its own name, a shared one is
+    prefixed for every party and said in status; the prefixed form always works."""
+    port = free_port()
+    fleet = (http_toml(port) + '[aggregate]\nprefix = "on-collision"\n'
+             + server_toml("echo", ECHO) + server_toml("other", ECHO)
+             + '[servers.other.tools]\nallow = ["echo", "pid"]\nrename = { pid = "other_pid" }\n'
+             + '[servers.other.prompts]\ndeny = ["*"]\n')
+    daemon = make_daemon(fleet)
+    await ready(daemon, "echo", "other")
+    with anyio.fail_after(60):
+        for target in (f"http://127.0.0.1:{port}/mcp", bridge(daemon, "--all")):
+            async with session(target) as client:
+                names = {t.name for t in (await client.list_tools()).tools}
+                assert {"echo__echo", "other__echo", "other_pid", "add", "sleep"} <= names
+                assert "echo" not in names and "other__other_pid" not in names
+                assert (await client.call_tool("add", {"a": 1, "b": 2})).content[0].text == "3"
+                assert (await client.call_tool("other__echo", {"text": "o"})).content[0].text == "o"
+                assert (await client.call_tool("echo__add", {"a": 2, "b": 2})).content[0].text == "4"
+                pid = (await client.call_tool("other_pid", {})).content[0].text
+                assert pid == str(daemon.status("other")["pid"])
+                with pytest.raises(MCPError, match="Unknown tool 'echo'"):
+                    await client.call_tool("echo", {"text": "x"})
+                prompts = {x.name for x in (await client.list_prompts()).prompts}
+                assert prompts == {"greet", "plain"}  # only echo offers prompts: own names
+                got = await client.get_prompt("greet", {"name": "Ada"})
+                assert "Ada" in json.dumps(got.model_dump())
+    aggregate = daemon.rpc("supervisor/status")["aggregate"]
+    assert aggregate["prefix"] == "on-collision"
+    assert {"tool": "echo", "servers": ["echo", "other"]} in aggregate["collisions"]
+
+
+async def test_single_server_on_collision_aggregate_is_the_server(make_daemon):
+    """With one server and `on-collision`, the aggregate lists exactly the server's own names."""
+    port = free_port()
+    daemon = make_daemon(http_toml(port) + '[aggregate]\nprefix = "on-collision"\n' + server_toml("echo"))
+    await ready(daemon, "echo")
+    with anyio.fail_after(60):
+        async with session(f"http://127.0.0.1:{port}/mcp/echo") as direct, \
+                session(f"http://127.0.0.1:{port}/mcp") as merged:
+            for listing in ("list_tools", "list_prompts", "list_resources", "list_resource_templates"):
+                a = (await getattr(direct, listing)()).model_dump()
+                b = (await getattr(merged, listing)()).model_dump()
+                assert a == b, listing
+
+
+def test_never_collision_is_refused_at_reload_naming_both_servers(make_daemon):
+    """`prefix = "never"` with two servers offering the same tool: the reload is refused with
+    file:line:key and both server names, and nothing changes."""
+    daemon = make_daemon(server_toml("echo") + server_toml("other"))
+    daemon.wait_state("echo", "ready")
+    daemon.wait_state("other", "ready")
+    before = {s["name"]: s["pid"] for s in daemon.status()["servers"]}
+    daemon.write_config('[aggregate]\nprefix = "never"\n' + server_toml("echo") + server_toml("other"))
+    result = daemon.ctl("reload")
+    assert result.returncode == 1
+    assert "fleet.toml:" in result.stderr and "aggregate.prefix" in result.stderr, result.stderr
+    assert "'echo' and 'other'" in result.stderr, result.stderr
+    assert {s["name"]: s["pid"] for s in daemon.status()["servers"]} == before
+    assert daemon.rpc("supervisor/status")["aggregate"]["prefix"] == "always"
+    # Denying the other's tools clears the collision: the same reload then applies.
+    daemon.write_config('[aggregate]\nprefix = "never"\n' + server_toml("echo") + server_toml("other")
+                        + '[servers.other.tools]\nallow = ["nothing"]\n')
+    assert daemon.ctl("reload").returncode == 0
+    assert daemon.rpc("supervisor/status")["aggregate"]["prefix"] == "never"
