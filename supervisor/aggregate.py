@@ -27,10 +27,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, protocol
-from .config import AggregateSettings
+from .config import AggregateSettings, ClientSettings
 from .errors import INVALID_PARAMS, METHOD_NOT_FOUND
 from .jsonrpc import Message, error_response
 from .naming import ALWAYS, NEVER, Naming
@@ -102,6 +103,23 @@ def _capabilities(server: Server) -> dict[str, Any]:
 def _template_regex(template: str) -> re.Pattern[str]:
     parts = re.split(r"\{[^}]*\}", template)
     return re.compile(".*".join(re.escape(p) for p in parts), re.DOTALL)
+
+
+def server_in_view(view: ClientSettings, server: str) -> bool:
+    return view.servers is None or server in view.servers
+
+
+def tool_in_view(view: ClientSettings, public: str) -> bool:
+    """`public` is the tool's aggregate name; `[clients.NAME] tools` globs match those."""
+    return not view.tools or any(fnmatchcase(public, pattern) for pattern in view.tools)
+
+
+def refuse_for_view(sink: Sink, message: Message, view: ClientSettings, what: str, name: Any) -> None:
+    key = "tools" if what == "tool" else "servers"
+    sink.deliver(error_response(
+        message["id"], INVALID_PARAMS,
+        f"Unknown {what} {name!r}: hidden from client '{view.name}' by its view (clients.{view.name}.{key})",
+        {what: name, "client": view.name, "policy": f"clients.{view.name}.{key}"}))
 
 
 class _Gather:
@@ -199,7 +217,7 @@ class Aggregate:
     def handshake(self) -> _Handshake:
         ready = self._ready()
         names = ", ".join(s.name for s in ready) or "none yet"
-        self._check_size(None, ready)
+        self._check_size(None, self.tools_for(ready))
         settings = self.settings
         if settings.prefix == ALWAYS:
             how = f"named SERVER{settings.separator}NAME"
@@ -299,9 +317,9 @@ class Aggregate:
             out[server.name] = items
         return out
 
-    def _check_size(self, view: str | None, ready: list[Server]) -> None:
+    def _check_size(self, view: str | None, per_server: dict[str, list[dict[str, Any]]]) -> None:
         """Log (once per count) when a view exposes more tools than `[aggregate] max_tools`."""
-        counts = {name: len(tools) for name, tools in self.tools_for(ready).items()}
+        counts = {name: len(tools) for name, tools in per_server.items()}
         total = sum(counts.values())
         limit = self.settings.max_tools
         if total > limit and self._size_logged.get(view) != total:
@@ -335,36 +353,43 @@ class Aggregate:
 
     # ---- routing ------------------------------------------------------------------------------
 
-    def submit(self, sink: Sink, message: Message, client_modern: bool) -> None:
+    def submit(self, sink: Sink, message: Message, client_modern: bool,
+               view: ClientSettings | None = None) -> None:
+        """Route one request; `view` is the client's `[clients.NAME]` when it sees less than all."""
         method = message["method"]
         if method in _LISTS:
-            self._list(sink, message, method, client_modern)
+            self._list(sink, message, method, client_modern, view)
             return
         params = message.get("params")
         if not isinstance(params, dict):
             params = {}
         if method == "tools/call":
-            routed = self._route_tool(params.get("name"))
+            public = params.get("name")
+            routed = self._route_tool(public)
             if routed is None:
-                self._unknown(sink, message, "tool", params.get("name"))
+                self._unknown(sink, message, "tool", public)
                 return
             server, name = routed
+            if view is not None and not (server_in_view(view, server.name)
+                                         and tool_in_view(view, str(public))):
+                refuse_for_view(sink, message, view, "tool", public)
+                return
             message["params"] = {**params, "name": name}
             server.submit(sink, message, client_modern)
             return
         if method == "prompts/get":
-            self._prompt(sink, message, params, params, client_modern)
+            self._prompt(sink, message, params, params, client_modern, view)
             return
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
-            self._resource(sink, message, params, "uri", client_modern)
+            self._resource(sink, message, params, "uri", client_modern, view)
             return
         if method == "completion/complete":
             ref = params.get("ref")
             if isinstance(ref, dict) and ref.get("type") == "ref/prompt":
-                self._prompt(sink, message, params, ref, client_modern)
+                self._prompt(sink, message, params, ref, client_modern, view)
                 return
             if isinstance(ref, dict) and ref.get("type") == "ref/resource":
-                self._resource(sink, message, ref, "uri", client_modern, ref_key="ref")
+                self._resource(sink, message, ref, "uri", client_modern, view, ref_key="ref")
                 return
         if method == "logging/setLevel":
             self._answer(sink, message, {}, client_modern)
@@ -389,7 +414,7 @@ class Aggregate:
         return (server, found[1]) if server is not None else None
 
     def _prompt(self, sink: Sink, message: Message, params: dict[str, Any], holder: dict[str, Any],
-                client_modern: bool, retried: bool = False) -> None:
+                client_modern: bool, view: ClientSettings | None, retried: bool = False) -> None:
         """prompts/get or a prompt completion: `holder["name"]` is the public prompt name."""
         public = holder.get("name")
         ready = [s for s in self._ready() if "prompts" in _capabilities(s)]
@@ -403,12 +428,15 @@ class Aggregate:
                 if stale and not retried:
                     # Names depend on every server's prompts: learn them, then route.
                     self._fill("prompts/list", stale, lambda _: self._prompt(
-                        sink, message, params, holder, client_modern, retried=True))
+                        sink, message, params, holder, client_modern, view, retried=True))
                     return
                 found = self._naming("prompts/list", ready).resolve(public, self.fleet.servers)
         server = self.fleet.servers.get(found[0]) if found is not None else None
         if server is None or found is None:
             self._unknown(sink, message, "prompt", public)
+            return
+        if view is not None and not server_in_view(view, server.name):
+            refuse_for_view(sink, message, view, "prompt", public)
             return
         if holder is params:
             message["params"] = {**params, "name": found[1]}
@@ -429,12 +457,19 @@ class Aggregate:
 
     # ---- lists ------------------------------------------------------------------------------
 
-    def _list(self, sink: Sink, message: Message, method: str, client_modern: bool) -> None:
+    def _list(self, sink: Sink, message: Message, method: str, client_modern: bool,
+              view: ClientSettings | None) -> None:
         key, capability = _LISTS[method]
         ready = [s for s in self._ready() if capability in _capabilities(s)]
+        # Names are the fleet's (a view never renames); a view only leaves items out.
+        shown = ready if view is None else [s for s in ready if server_in_view(view, s.name)]
         if method == "tools/list":
-            self._check_size(None, ready)
-            items = [tool for tools in self.tools_for(ready).values() for tool in tools]
+            per_server = self.tools_for(ready)
+            if view is not None:
+                per_server = {name: [t for t in tools if tool_in_view(view, str(t.get("name")))]
+                              for name, tools in per_server.items() if server_in_view(view, name)}
+            self._check_size(view.name if view is not None else None, per_server)
+            items = [tool for tools in per_server.values() for tool in tools]
             self._answer(sink, message, {key: items}, client_modern, method)
             return
         missing = [s for s in ready if not self._fresh(s, method)]
@@ -442,7 +477,7 @@ class Aggregate:
         def done(_: dict[str, list[dict[str, Any]]]) -> None:
             naming = self._naming(method, ready)
             items = []
-            for server in ready:
+            for server in shown:
                 for item in self._cached(server, method):
                     public = naming.name_for(server.name, str(item.get("name")))
                     if public is not None:
@@ -473,18 +508,23 @@ class Aggregate:
     # ---- resources: routed by URI -----------------------------------------------------------
 
     def _resource(self, sink: Sink, message: Message, holder: dict[str, Any], key: str,
-                  client_modern: bool, ref_key: str | None = None, retried: bool = False) -> None:
+                  client_modern: bool, view: ClientSettings | None, ref_key: str | None = None,
+                  retried: bool = False) -> None:
         uri = holder.get(key)
         if not isinstance(uri, str) or not uri:
             sink.deliver(error_response(message["id"], INVALID_PARAMS, f"Invalid params: {key} is required"))
             return
-        ready = [s for s in self._ready() if "resources" in _capabilities(s)]
+        ready = [s for s in self._ready() if "resources" in _capabilities(s)
+                 and (view is None or server_in_view(view, s.name))]
         owner: Server | None = None
         forced = (split_name(uri, self.fleet.servers, self.settings.separator)
                   if self.settings.prefix != NEVER else None)
         candidates: list[Server] = []
         if forced is not None:
             owner, uri = forced
+            if view is not None and not server_in_view(view, owner.name):
+                refuse_for_view(sink, message, view, "resource", holder.get(key))
+                return
         else:
             candidates = [s for s in ready if any(r.get("uri") == uri
                                                   for r in self._cached(s, "resources/list"))]
@@ -500,7 +540,7 @@ class Aggregate:
                     # Never listed (a client may read a URI it already knows): learn, then route.
                     def again(_: dict[str, list[dict[str, Any]]]) -> None:
                         self._fill("resources/templates/list", stale, lambda _: self._resource(
-                            sink, message, holder, key, client_modern, ref_key, retried=True))
+                            sink, message, holder, key, client_modern, view, ref_key, retried=True))
                     self._fill("resources/list", stale, again)
                     return
             if not candidates and len(ready) == 1:

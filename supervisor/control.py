@@ -63,6 +63,7 @@ from .jsonrpc import (
 from .outbox import Outbox, OutboxOverflow, batch
 from .server import Server
 from .sessions import Session, Target
+from .views import check_server, view_target
 
 log = logging.getLogger("mcp_supervisor.control")
 
@@ -336,12 +337,20 @@ class ControlConnection:
                                      "error": to_jsonrpc_error(exc)}))
             return
         client = params.get("client")
+        identity = str(client) if client else self._peer_identity()
+        try:
+            if not params.get("all"):
+                check_server(self.daemon.aggregate, identity, server.name)
+        except SupervisorError as exc:
+            self.outbox.push(encode({"jsonrpc": "2.0", "id": msg.get("id"),
+                                     "error": to_jsonrpc_error(exc)}))
+            return
+        server = view_target(self.daemon.aggregate, server, identity)
         pipes = self._fds if params.get("pipes") and len(self._fds) == 2 else None
         self._fds = []
         outbox = Outbox() if pipes is not None else self.outbox
         self.session = Session(server, outbox, max_message=self.max_message, task_group=tg,
-                               client=str(client) if client else self._peer_identity(),
-                               limits=self.daemon.fleet.ctx.client_limits)
+                               client=identity, limits=self.daemon.fleet.ctx.client_limits)
         if pipes is None:
             self._reply(msg, {"server": server.name, "state": str(server.state)})
             return

@@ -68,6 +68,7 @@ from .outbox import Outbox, batch
 from .server import rate_limited
 from .sessions import Session, Target
 from .states import SERVING
+from .views import NotInView, check_server, view_target
 
 if TYPE_CHECKING:
     from .aggregate import Aggregate
@@ -392,6 +393,7 @@ class HttpDoor:
         if settings.token:
             self._token_clients[f"Bearer {settings.token}".encode()] = None
         self._tokens = list(self._token_clients)
+        self._views: dict[tuple[str, str], Target] = {}
         self._limits = limits
         self.metrics: Callable[[], bytes] | None = None  # set by the daemon: GET /metrics
         if not settings.is_loopback() and not self._tokens:
@@ -538,6 +540,15 @@ class HttpDoor:
                 await _send_error(send, 429, RATE_LIMITED, refusal["error"]["message"],
                                   data=refusal["error"]["data"], extra=[(b"retry-after", seconds)])
                 return
+        if self._token_clients:
+            client = self._token_clients.get(headers.get(b"authorization", b""))
+            if client is not None:
+                viewed = self._view_for(client, target)
+                if viewed is None:
+                    await _send_error(send, 403, INVALID_PARAMS, f"Forbidden: client '{client}' may "
+                                      f"not use server '{target.name}' (clients.{client}.servers)")
+                    return
+                target = viewed
         method = scope["method"]
         if method == "POST":
             await self._post(path, target, headers, receive, send)
@@ -547,6 +558,22 @@ class HttpDoor:
             await self._delete(path, headers, send)
         else:
             await _send_empty(send, 405, [(b"allow", b"GET, POST, DELETE")])
+
+    def _view_for(self, client: str, target: Target) -> Target | None:
+        """The client's view of `target` (one object per client and target, so its sessions are
+        stable); None when its `[clients.NAME] servers` leaves the server out."""
+        if target is not self.aggregate:
+            try:
+                check_server(self.aggregate, client, target.name)
+            except NotInView:
+                return None
+        key = (client, target.name)
+        cached = self._views.get(key)
+        if cached is None or getattr(cached, "inner", cached) is not target:
+            if len(self._views) > 4096:  # servers replaced by reloads leave old keys behind
+                self._views.clear()
+            cached = self._views[key] = view_target(self.aggregate, target, client)
+        return cached
 
     def _origin_ok(self, origin: bytes) -> bool:
         text = origin.decode("latin-1").rstrip("/").lower()

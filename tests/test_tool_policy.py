@@ -189,3 +189,76 @@ def test_never_collision_is_refused_at_reload_naming_both_servers(make_daemon):
                         + '[servers.other.tools]\nallow = ["nothing"]\n')
     assert daemon.ctl("reload").returncode == 0
     assert daemon.rpc("supervisor/status")["aggregate"]["prefix"] == "never"
+
+
+# ---- per-client views ----------------------------------------------------------------------------
+
+VIEWS = """
+[clients.narrow]
+token = "narrow-token"
+servers = ["echo"]
+tools = ["echo__echo", "echo__add"]
+
+[clients.wide]
+token = "wide-token"
+"""
+
+
+@asynccontextmanager
+async def as_client(url: str, token: str) -> AsyncIterator[Client]:
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    async with http, Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
+        yield client
+
+
+async def test_client_views_through_every_door(make_daemon):
+    """`[clients.NAME] servers/tools`: on `/mcp` and `connect --all --client`, and on the per-server
+    doors (HTTP and `connect NAME --client`), the client sees only its view; a tool outside it is
+    refused with -32602 naming `clients.NAME.tools`, a server outside it cannot be used at all.
+    A client without a view (and an anonymous one) sees everything."""
+    port = free_port()
+    daemon = make_daemon(http_toml(port) + server_toml("echo") + server_toml("other") + VIEWS)
+    await ready(daemon, "echo", "other")
+    base = f"http://127.0.0.1:{port}/mcp"
+
+    def bridged(*args: str) -> Client:
+        return Client(bridge(daemon, *args, "--client", "narrow"), mode="legacy")
+
+    with anyio.fail_after(90):
+        for door, opened in (("http-all", as_client(base, "narrow-token")), ("bridge-all", bridged("--all"))):
+            async with opened as client:
+                names = {t.name for t in (await client.list_tools()).tools}
+                assert names == {"echo__echo", "echo__add"}, door
+                assert (await client.call_tool("echo__add", {"a": 1, "b": 1})).content[0].text == "2"
+                await refused(lambda c=client: c.call_tool("echo__pid", {}), "clients.narrow.tools")
+                await refused(lambda c=client: c.call_tool("other__echo", {"text": "x"}), "clients.narrow")
+                prompts = {p.name for p in (await client.list_prompts()).prompts}
+                assert prompts == {"echo__greet", "echo__plain"}, door
+                await refused(lambda c=client: c.get_prompt("other__plain"), "clients.narrow.servers")
+                await refused(lambda c=client: c.read_resource("other__test://hello"),
+                              "clients.narrow.servers")
+        per_server = (("http", as_client(f"{base}/echo", "narrow-token")), ("bridge", bridged("echo")))
+        for door, opened in per_server:
+            async with opened as client:
+                names = {t.name for t in (await client.list_tools()).tools}
+                assert names == {"echo", "add"}, door
+                await refused(lambda c=client: c.call_tool("pid", {}), "clients.narrow.tools")
+        async with as_client(base, "wide-token") as client:
+            assert "other__pid" in {t.name for t in (await client.list_tools()).tools}
+        async with Client(bridge(daemon, "--all"), mode="legacy") as client:
+            assert "other__pid" in {t.name for t in (await client.list_tools()).tools}
+    import httpx
+    async with httpx.AsyncClient() as http:
+        reply = await http.post(f"{base}/other", headers={
+            "authorization": "Bearer narrow-token", "accept": "application/json, text/event-stream",
+            "content-type": "application/json"}, json={"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                                                         "params": {"protocolVersion": "2025-06-18",
+                                                                    "capabilities": {}, "clientInfo":
+                                                                    {"name": "raw", "version": "1"}}})
+        assert reply.status_code == 403 and "clients.narrow.servers" in reply.text
+    attach = await anyio.to_thread.run_sync(lambda: daemon.ctl("connect", "other", "--client", "narrow",
+                                                               input=b""))
+    assert attach.returncode != 0 and "clients.narrow.servers" in attach.stderr, attach
