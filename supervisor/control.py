@@ -7,6 +7,8 @@ Methods (params → result):
                         optional wait: seconds to wait for each server to settle)
     supervisor/logs     {server, lines?}              → {lines: [..]}
     supervisor/tools    {server?}                     → {servers: {name: [tool..]}}
+    supervisor/tools    {server?, diff: true}         → {servers: {name: [{tool, pinned, current, diff}]}}
+    supervisor/tools/approve {server, tool?}          → {server, approved: [tool..]}
     supervisor/call     {server, tool, arguments?, timeout?} → the tools/call result
     supervisor/reload   {}                            → {added, removed, changed, unchanged, ..}
     supervisor/events   {logs?: [..], tail?: N}       → {subscribed: true, lines: {name: [..]}}, then
@@ -219,6 +221,10 @@ class ControlServer:
     async def _handle(self, stream: anyio.abc.SocketStream) -> None:
         connection = ControlConnection(stream, self.daemon, self.max_message)
         await connection.run()
+
+
+class InvalidParams(SupervisorError):
+    code = INVALID_PARAMS
 
 
 class ControlConnection:
@@ -473,8 +479,24 @@ class ControlConnection:
 
     async def tools(self, params: dict[str, Any]) -> Any:
         name = params.get("server")
-        servers = [self.daemon.fleet.get(name)] if name else list(self.daemon.fleet.servers.values())
-        return {"servers": {s.name: s.visible_tools for s in servers}}
+        servers = [self.daemon.fleet.get(str(name))] if name else list(self.daemon.fleet.servers.values())
+        if params.get("diff"):
+            return {"servers": {s.name: [
+                {"tool": tool, "since": change["since"], "blocked": tool in s.blocked,
+                 "pinned": change["pinned"], "current": change["current"], "diff": s.pins.diff(tool)}
+                for tool, change in s.pins.changes.items()] for s in servers}}
+        return {"servers": {s.name: s.visible_tools for s in servers},
+                "changed": {s.name: sorted(s.pins.changes) for s in servers if s.pins.changes}}
+
+    async def tools_approve(self, params: dict[str, Any]) -> Any:
+        server = self.daemon.fleet.get(str(params.get("server")))
+        tool = params.get("tool")
+        if tool is not None and not isinstance(tool, str):
+            raise InvalidParams("tool must be a string")
+        if tool is not None and tool not in server.pins.changes:
+            raise InvalidParams(f"tool {tool!r} of server '{server.name}' has no unapproved change "
+                                f"(changed: {', '.join(sorted(server.pins.changes)) or 'none'})")
+        return {"server": server.name, "approved": server.approve_tools(tool)}
 
     async def call(self, params: dict[str, Any]) -> Any:
         server = self.daemon.fleet.get(str(params.get("server")))
@@ -542,6 +564,7 @@ HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]
     "supervisor/restart": ControlConnection.restart,
     "supervisor/logs": ControlConnection.logs,
     "supervisor/tools": ControlConnection.tools,
+    "supervisor/tools/approve": ControlConnection.tools_approve,
     "supervisor/call": ControlConnection.call,
     "supervisor/reload": ControlConnection.reload,
     "supervisor/cache/clear": ControlConnection.cache_clear,

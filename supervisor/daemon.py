@@ -165,8 +165,9 @@ class Daemon:
         return await self.cache.clear(server)
 
     def known_tools(self) -> dict[str, list[str]]:
-        """Each server's child tool names as far as the daemon knows them (for the `never` check)."""
-        return {name: [str(t.get("name")) for t in server.tools]
+        """Each server's child tool names as far as the daemon knows them, live and pinned (for the
+        `prefix = "never"` check, which at start has only the pins of earlier runs)."""
+        return {name: [str(t.get("name")) for t in server.tools] + list(server.pins.pinned)
                 for name, server in self.fleet.servers.items()}
 
     async def reload(self) -> dict[str, Any]:
@@ -374,6 +375,10 @@ def serve(config_path: Path, socket_path: Path, environ: Mapping[str, str] | Non
         print(f"mcpctl serve: a daemon is already running on {socket_path}", file=sys.stderr)  # noqa: T201
         return 1
     daemon = Daemon(config, config_path, socket_path, env)
+    collision = never_collisions(config, daemon.known_tools())
+    if collision is not None:
+        print(f"mcpctl serve: invalid config: {collision}", file=sys.stderr)  # noqa: T201
+        return 2
     from .http import DoorError
     try:
         with contextlib.suppress(KeyboardInterrupt):

@@ -55,8 +55,10 @@ class ItemRules:
     """allow/deny/rename/describe for one kind of item, plus names held back (pinning)."""
 
     def __init__(self, server: str, kind: str, rules: ListPolicy, key: str = "name",
-                 held: Collection[str] = (), held_reason: str = "") -> None:
+                 held: Collection[str] = (), held_reason: str = "",
+                 trusted: Callable[[dict[str, Any]], bool] | None = None) -> None:
         self.server = server
+        self.trusted = trusted  # an item failing it (as listed right now) is hidden like a held one
         self.kind = kind  # "tools", "prompts" or "resources": the fleet.toml table
         self.rules = rules
         self.key = key
@@ -67,7 +69,7 @@ class ItemRules:
 
     @property
     def active(self) -> bool:
-        return self.rules.active or bool(self.held)
+        return self.rules.active or bool(self.held) or self.trusted is not None
 
     def hidden_reason(self, name: str) -> str | None:
         """Why the child's item `name` is hidden from clients, or None when it is shown."""
@@ -91,6 +93,8 @@ class ItemRules:
                 continue
             if self.hidden_reason(name) is not None:
                 continue
+            if self.trusted is not None and not self.trusted(item):
+                continue  # changed in this very list, before the server has re-read its tools
             new_name = self.public.get(name) if key == "name" else None
             description = self.rules.describe.get(name)
             if new_name is not None or description is not None:
@@ -129,13 +133,17 @@ METHODS = frozenset((*_NAMED, *_LISTS, *_BY_URI, "completion/complete"))
 class ServerGate:
     """One server's policy at its front door (see the module docstring)."""
 
-    def __init__(self, config: ServerConfig, blocked: Collection[str] = ()) -> None:
+    def __init__(self, config: ServerConfig, blocked: Collection[str] = (),
+                 trusted: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """`blocked`: tools known to differ from their pins; `trusted`: the pin check for items
+        in a list answer (both only with `on_tool_change = "block"`)."""
         name = config.name
         self.server = name
-        self.tools = ItemRules(name, "tools", config.tools, held=blocked,
+        self.tools = ItemRules(name, "tools", config.tools, held=blocked, trusted=trusted,
                                held_reason=f"its definition changed since it was approved "
                                            f'(servers.{name}.on_tool_change = "block"; '
-                                           f"run: mcpctl tools approve {name})")
+                                           f"see mcpctl tools --diff {name}, then "
+                                           f"mcpctl tools approve {name})")
         self.prompts = ItemRules(name, "prompts", config.prompts)
         self.resources = ItemRules(name, "resources", config.resources, key="uri")
         self.methods = METHODS

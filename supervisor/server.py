@@ -40,6 +40,7 @@ from .health import Consecutive, idle_due
 from .instance import ExitInfo, Instance, Pending, Sink, Waiter
 from .jsonrpc import Message, error_response
 from .logs import REDACT
+from .pins import ToolPins
 from .policy import ServerGate, origin_of
 from .ratelimit import ClientLimits, TokenBucket
 from .states import SERVING, Exit, RestartTracker, State
@@ -168,6 +169,8 @@ class Server:
         self._stderr_logged = 0
         self._stderr_suppressed = 0
         self.cache = ctx.cache.front(self) if ctx.cache is not None else None
+        self.pins = ToolPins(ctx.state_dir / "tool-pins" / f"{self.name}.json")
+        self.tool_changes_total = 0  # definition changes seen (approved or not)
         self.blocked: set[str] = set()  # tools held back by on_tool_change = "block"
         self.gate: ServerGate | None = None
         self.policy_epoch = 0  # bumped whenever what clients see of this server may change
@@ -177,20 +180,51 @@ class Server:
     # ---- tool policy ----------------------------------------------------------------------------
 
     def _rebuild_gate(self) -> None:
-        gate = ServerGate(self.config, self.blocked)
+        block = self.config.on_tool_change == "block"
+        self.blocked = set(self.pins.changes) if block else set()
+        gate = ServerGate(self.config, self.blocked, self.pins.matches if block else None)
         self.gate = gate if gate.active else None
         self.policy_epoch += 1
+
+    def _tell_sessions(self, *kinds: str) -> None:
+        for kind in kinds:
+            message = {"jsonrpc": "2.0", "method": f"notifications/{kind}/list_changed"}
+            for session in list(self.sessions):
+                session.server_notification(self, message)
 
     def apply_policy(self, config: ServerConfig) -> None:
         """A reload changed only what clients see (`POLICY_KEYS`): no restart, and every attached
         client is told to list again."""
         self.config = config
         self._rebuild_gate()
-        for method in ("notifications/tools/list_changed", "notifications/prompts/list_changed",
-                       "notifications/resources/list_changed"):
-            message = {"jsonrpc": "2.0", "method": method}
-            for session in list(self.sessions):
-                session.server_notification(self, message)
+        self._tell_sessions("tools", "prompts", "resources")
+
+    def _tools_seen(self, tools: list[dict[str, Any]]) -> None:
+        """A fresh tool list from a child: pin new tools, flag (and maybe hold back) changed ones."""
+        newly = self.pins.observe(tools)
+        block = self.config.on_tool_change == "block"
+        for name in newly:
+            self.tool_changes_total += 1
+            log.warning("%s: tool %r changed since it was pinned; %s (see: mcpctl tools --diff %s)",
+                        self.name, name, "hidden until approved" if block else "still served",
+                        self.name)
+            self.ctx.publish({"type": "tool_change", "server": self.name, "tool": name,
+                              "action": "blocked" if block else "warned", "at": time.time()})
+        if block and self.blocked != set(self.pins.changes):
+            self._rebuild_gate()
+        elif not block and self.gate is not None and newly:
+            self.policy_epoch += 1
+
+    def approve_tools(self, tool: str | None = None) -> list[str]:
+        """`mcpctl tools approve`: pin what the child offers now; held-back tools come back."""
+        approved = self.pins.approve(tool)
+        if approved:
+            log.info("%s: approved the current definition of %s", self.name, ", ".join(approved))
+            self.ctx.publish({"type": "tool_change", "server": self.name, "tool": tool,
+                              "action": "approved", "approved": approved, "at": time.time()})
+            self._rebuild_gate()
+            self._tell_sessions("tools")
+        return approved
 
     @property
     def visible_tools(self) -> list[dict[str, Any]]:
@@ -531,6 +565,7 @@ class Server:
             return
         instance.tools = tools
         self.tools = tools
+        self._tools_seen(tools)
         if self.cache is not None:
             self.cache.tools_changed(tools)
 
@@ -859,6 +894,7 @@ class Server:
         self.handshake = inst
         self.tracker.ready()
         self.tools = inst.tools
+        self._tools_seen(inst.tools)
         if self.cache is not None:
             self.cache.child_ready(inst)
         self.last_active = time.monotonic()
@@ -1085,6 +1121,11 @@ class Server:
             "era": ("modern" if first.modern else "legacy") if first else None,
             "tools": len(self.visible_tools),
             "tools_hidden": len(self.tools) - len(self.visible_tools),
+            # Tools whose definition differs from the pinned one (the dashboard marks them).
+            "tool_changes": len(self.pins.changes),
+            "changed_tools": sorted(self.pins.changes),
+            "tool_changes_total": self.tool_changes_total,
+            "on_tool_change": self.config.on_tool_change,
             "instances": len(ready),
             "target_instances": self.target_instances,
             "min_instances": self.policy.min_instances if self.policy else self.floor,
