@@ -345,3 +345,29 @@ def test_never_collision_is_refused_at_start_from_the_pins(make_daemon):
     assert result.returncode == 2, result
     assert "fleet.toml:" in result.stderr and "aggregate.prefix" in result.stderr, result.stderr
     assert "'echo' and 'other'" in result.stderr
+
+
+# ---- size warnings -------------------------------------------------------------------------------
+
+
+async def test_size_warning_in_status_and_log_per_view(make_daemon):
+    """More tools than `[aggregate] max_tools` in a view: status and `mcpctl status` say so with the
+    count per server, and the aggregate's initialize/tools/list log it; a narrower client view
+    under the limit is not warned about."""
+    daemon = make_daemon('[aggregate]\nmax_tools = 5\n' + server_toml("echo") + server_toml("other")
+                         + '[clients.narrow]\ntools = ["echo__e*"]\n')
+    await ready(daemon, "echo", "other")
+    aggregate = daemon.rpc("supervisor/status")["aggregate"]
+    assert aggregate["over_max_tools"] and aggregate["max_tools"] == 5
+    assert aggregate["tools_per_server"] == {"echo": 17, "other": 17}
+    shown = daemon.ctl("status")
+    assert "aggregate: 34 tools, more than max_tools = 5 (echo 17, other 17)" in shown.stdout, shown.stdout
+    with anyio.fail_after(60):
+        async with Client(bridge(daemon, "--all", "--client", "narrow"), mode="legacy") as client:
+            assert {t.name for t in (await client.list_tools()).tools} == {"echo__echo", "echo__env",
+                                                                           "echo__error"}
+        assert "client 'narrow'" not in daemon.log_text()
+        async with session(bridge(daemon, "--all")) as client:
+            assert len((await client.list_tools()).tools) == 34
+    log = daemon.log_text()
+    assert "aggregate exposes 34 tools, more than [aggregate] max_tools = 5 (echo 17, other 17)" in log
