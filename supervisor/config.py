@@ -331,6 +331,11 @@ class ServerConfig:
     on_tool_change: str = "warn"
     """A pinned tool definition changed: "warn" (event, still served) or "block" (hidden until
     `mcpctl tools approve`)."""
+    sharing: str = "shared"
+    """"shared": every client uses the same children; "per-client": each client identity gets a
+    child of its own (for servers that keep per-session state), capped by `max_instances`."""
+    idle_timeout: float = 600.0
+    """Seconds a per-client instance may go unused before it is stopped (its state with it)."""
 
     def fingerprint(self) -> str:
         """16 hex chars of the sha256 of this entry's canonical content, without the client-facing
@@ -1052,6 +1057,8 @@ _SERVER_SCHEMA: dict[str, _Conv] = {
     "prompts": _list_policy("prompts"),
     "resources": _list_policy("resources"),
     "on_tool_change": _choice("warn", "block"),
+    "sharing": _choice("shared", "per-client"),
+    "idle_timeout": _duration(),
 }
 
 # Keys that name one particular program (or its items): a default for them would make every
@@ -1220,11 +1227,20 @@ class _Loader:
             suffix = f" (for server '{name}')" if where[0] == "defaults" else ""
             return self.error(where, message + suffix)
 
+        per_client = s.get("sharing") == "per-client"
+        if per_client:
+            clash: list[str] = [k for k in ("min_instances", "instances") if k in s and s[k] != 1]
+            clash += ["stateless"] if s.get("stateless") else []
+            if clash:
+                raise fail(clash[0], 'not with sharing = "per-client": each client gets one '
+                                     "instance of its own, capped by max_instances")
         for key in ("min_instances", "max_instances"):
-            if key in s and not s.get("stateless", False):
+            if key in s and not s.get("stateless", False) and not per_client:
                 raise fail(key, "autoscaling needs stateless = true: only a stateless server "
                                 "can spread its requests over several instances")
         low, high = s.get("min_instances"), s.get("max_instances")
+        if per_client:
+            low = high = None
         if low is not None and high is not None and low > high:
             raise fail("min_instances", f"must not exceed max_instances ({low} > {high})")
         if low is None and high is not None and s.get("instances", 1) > high:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import select
@@ -223,6 +224,9 @@ class ControlServer:
         await connection.run()
 
 
+_CONNECTIONS = itertools.count(1)  # names the anonymous owners of per-client instances
+
+
 class InvalidParams(SupervisorError):
     code = INVALID_PARAMS
 
@@ -357,6 +361,9 @@ class ControlConnection:
         outbox = Outbox() if pipes is not None else self.outbox
         self.session = Session(server, outbox, max_message=self.max_message, task_group=tg,
                                client=identity, limits=self.daemon.fleet.ctx.client_limits)
+        # An unnamed client is one connection: it gets its own per-client instance.
+        self.session.owner = (str(client) if client
+                              else f"anonymous:connection-{os.getpid()}-{next(_CONNECTIONS)}")
         if pipes is None:
             self._reply(msg, {"server": server.name, "state": str(server.state)})
             return

@@ -71,6 +71,16 @@ class Fleet:
                 f"no server named '{name}' (known: {', '.join(self.servers) or 'none'})",
                 data={"server": name}) from None
 
+    def supervised(self) -> list[Server]:
+        """Every server that runs children: the configured ones and their per-client instances
+        (memory limits and sampling apply to each)."""
+        out: list[Server] = []
+        for server in self.servers.values():
+            out.append(server)
+            if server.clients is not None:
+                out.extend(server.clients.servers)
+        return out
+
     def select(self, names: list[str] | None) -> list[Server]:
         if not names:
             return list(self.servers.values())
@@ -100,9 +110,9 @@ class Fleet:
             (s.config.stop_timeout for s in servers), default=10.0) + 5.0
         with anyio.move_on_after(limit):
             for server in servers:
-                while server.instances:
+                while server.all_instances:
                     await server.wait_settled(limit)
-                    if server.instances:
+                    if server.all_instances:
                         await anyio.sleep(0.02)
 
     async def shutdown(self) -> None:

@@ -135,11 +135,12 @@ class Call:
     uvicorn): an `anyio.Event` per call cost a backend lookup, an `asyncio.Event` and its loop
     check (a getpid syscall on Python 3.11) for every request."""
 
-    __slots__ = ("client_id", "events", "gone", "response", "session", "slow", "started", "wake")
+    __slots__ = ("client_id", "events", "gone", "owner", "response", "session", "slow", "started", "wake")
 
     def __init__(self, client_id: Any, session: HttpSession | None) -> None:
         self.client_id = client_id
         self.session = session
+        self.owner: str | None = None  # a stateless call's client identity (per-client instances)
         self.response: Message | None = None
         self.events: list[Message] = []
         self.wake: asyncio.Future[None] | None = None
@@ -700,6 +701,8 @@ class HttpDoor:
                 return
             sid = secrets.token_urlsafe(24)
             opened = HttpSession(sid, path, target, max_message=self.max_message, task_group=self._tg)
+            opened.owner = (self._token_clients.get(headers.get(b"authorization", b""))
+                            or f"anonymous:http-{sid}")
             call = Call(msg["id"], opened)
             with self._batch():
                 opened.on_message(msg, call)
@@ -783,6 +786,7 @@ class HttpDoor:
             await self._listen(target, msg, params, receive, send)
             return
         call = Call(mid, None)
+        call.owner = self._token_clients.get(headers.get(b"authorization", b"")) or "anonymous:http"
         with self._batch():
             self._stateless_for(target).on_message(msg, call)
         await self._respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send)

@@ -8,6 +8,7 @@ caller hang. Deadlines are enforced by one sweeper task per server, not a timer 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import math
 import os
@@ -40,6 +41,7 @@ from .health import Consecutive, idle_due
 from .instance import ExitInfo, Instance, Pending, Sink, Waiter
 from .jsonrpc import Message, error_response
 from .logs import REDACT
+from .perclient import ClientInstances
 from .pins import ToolPins
 from .policy import ServerGate, origin_of
 from .ratelimit import ClientLimits, TokenBucket
@@ -176,6 +178,12 @@ class Server:
         self.policy_epoch = 0  # bumped whenever what clients see of this server may change
         self._visible: tuple[int, int, list[dict[str, Any]]] | None = None
         self._rebuild_gate()
+        # sharing = "per-client": this server runs no child itself, one per client instead.
+        self.clients = ClientInstances(self) if config.sharing == "per-client" else None
+        self.owner_of: Server | None = None  # on a per-client instance: the configured server
+        self.owner: str | None = None  # ... and the client it belongs to
+        self.retired = False  # a per-client instance on its way out
+        self.client_dir: Path | None = None  # an anonymous client's directory, removed with it
 
     # ---- tool policy ----------------------------------------------------------------------------
 
@@ -198,6 +206,38 @@ class Server:
         self.config = config
         self._rebuild_gate()
         self._tell_sessions("tools", "prompts", "resources")
+        if self.clients is not None:
+            for server in self.clients.servers:
+                server.apply_policy(dataclasses.replace(config, sharing="shared", max_instances=None,
+                                                        start="eager", idle_stop_after=None))
+
+    def _adopt(self, inst: Instance) -> None:
+        """A per-client instance finished a handshake or re-read its tools: the configured server
+        answers handshakes and lists from it."""
+        self.handshake = inst
+        self.tools = inst.tools
+        if self.blocked != (set(self.pins.changes) if self.config.on_tool_change == "block" else set()):
+            self._rebuild_gate()
+        self._state_changed.set()
+        self._state_changed = anyio.Event()
+
+    def per_client_changed(self) -> None:
+        """An instance came or went: the reason says how many (and publishes a state event)."""
+        if self.clients is not None and self.state in SERVING:
+            self._set_state(self.state, self._per_client_reason())
+
+    def _per_client_reason(self) -> str:
+        assert self.clients is not None
+        taken = self.clients.taken
+        return (f"per-client: {taken} client instance{'s' if taken != 1 else ''} "
+                f"of at most {self.clients.cap}")
+
+    @property
+    def all_instances(self) -> list[Instance]:
+        """Every child of this server, per-client instances included."""
+        if self.clients is None:
+            return self.instances
+        return [inst for server in self.clients.servers for inst in server.instances]
 
     def _tools_seen(self, tools: list[dict[str, Any]]) -> None:
         """A fresh tool list from a child: pin new tools, flag (and maybe hold back) changed ones."""
@@ -243,6 +283,9 @@ class Server:
 
     def submit(self, sink: Sink, message: Message, client_modern: bool) -> None:
         """Route one request; its answer (or a precise error) is delivered to `sink`."""
+        if self.clients is not None:
+            self.clients.submit(sink, message, client_modern)  # to the client's own instance
+            return
         gate = self.gate
         if gate is not None and message["method"] in gate.methods:
             admitted = gate.admit(sink, message)
@@ -418,6 +461,8 @@ class Server:
 
     def cancel(self, sink: Sink, client_id: Any, reason: str = "cancelled by the client") -> bool:
         """A client's notifications/cancelled: drop it from the queue or cancel it in the child."""
+        if self.clients is not None:
+            return self.clients.cancel(sink, client_id, reason)
         left_flight = False
         if self.cache is not None and self.cache.flights:
             flight = self.cache.leave(sink, client_id)
@@ -441,6 +486,8 @@ class Server:
 
     def drop_sink(self, sink: Sink) -> int:
         """The client went away: forget its queued requests and cancel its in-flight ones."""
+        if self.clients is not None:
+            return self.clients.drop_sink(sink)
         dropped = 0
         if self.cache is not None and self.cache.flights:
             for flight in self.cache.leave_all(sink):
@@ -566,6 +613,8 @@ class Server:
         instance.tools = tools
         self.tools = tools
         self._tools_seen(tools)
+        if self.owner_of is not None:
+            self.owner_of._adopt(instance)
         if self.cache is not None:
             self.cache.tools_changed(tools)
 
@@ -586,6 +635,11 @@ class Server:
         self._desired = False
         self._idle_stopped = False
         self._stop_reason = reason
+        if self.clients is not None:
+            if self.state in SERVING:
+                self._set_state(State.STOPPING, "stopping the client instances")
+            self.clients.stop_all(reason)
+            return
         if self._run_scope is not None:
             self._stopping = True
             for inst in self.instances:
@@ -601,6 +655,9 @@ class Server:
         Forgets the restart history and closes the breaker: someone decided to try again.
         """
         self._count_restart(reason, reason)
+        if self.clients is not None:
+            self.clients.stop_all(f"restarting ({reason})")  # new instances on next use
+            return
         self._desired = True
         self._failed = False
         self._idle_stopped = False
@@ -648,12 +705,16 @@ class Server:
 
     async def wait_settled(self, timeout: float) -> None:
         """Wait until the server is in a state that is not transitional (or the timeout)."""
+        if self.clients is not None and self.handshake is None and self.state in SERVING:
+            self.clients.any_instance()  # the first handshake needs a child: start the spare
         with anyio.move_on_after(timeout):
             while self.transitional:
                 await self._state_changed.wait()
 
     @property
     def transitional(self) -> bool:
+        if self.clients is not None and self.state in SERVING:
+            return self.handshake is None  # until the first instance has done its handshake
         return self.state in (State.STARTING, State.STOPPING, State.BACKOFF) or (
             self._desired and self.state == State.STOPPED and not self._failed)
 
@@ -726,6 +787,9 @@ class Server:
 
     async def run(self) -> None:
         """The server's whole life: start when wanted, supervise, stop when told."""
+        if self.clients is not None:
+            await self._run_per_client(self.clients)
+            return
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._sweeper)
@@ -770,6 +834,21 @@ class Server:
         with anyio.move_on_after(IDLE_RECHECK):
             await self._poke.wait()
         self._poke = anyio.Event()
+
+    async def _run_per_client(self, clients: ClientInstances) -> None:
+        """A per-client server: ready at once (its instances start on first use), until stopped."""
+        while True:
+            if not self._desired:
+                self._set_state(State.STOPPED, self._stop_reason)
+                await self._wait_poke()
+                continue
+            unavailable = self.check_prerequisites()
+            if unavailable:
+                self._set_state(State.UNAVAILABLE, unavailable)
+                await self._wait_poke()
+                continue
+            self._set_state(State.READY, self._per_client_reason())
+            await clients.run()  # returns once stop() asked and every instance has stopped
 
     @property
     def floor(self) -> int:
@@ -895,6 +974,8 @@ class Server:
         self.tracker.ready()
         self.tools = inst.tools
         self._tools_seen(inst.tools)
+        if self.owner_of is not None:
+            self.owner_of._adopt(inst)
         if self.cache is not None:
             self.cache.child_ready(inst)
         self.last_active = time.monotonic()
@@ -1096,10 +1177,10 @@ class Server:
     # ---- status ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        pids = [inst.pid for inst in self.instances if inst.pid is not None]
+        pids = [inst.pid for inst in self.all_instances if inst.pid is not None]
         ready = self.ready_instances
         started = min((i.started_at for i in ready if i.started_at), default=None)
-        memory = [i.memory_bytes for i in self.instances if i.memory_bytes is not None]
+        memory = [i.memory_bytes for i in self.all_instances if i.memory_bytes is not None]
         first = ready[0] if ready else None
         return {
             "name": self.name,
@@ -1147,4 +1228,7 @@ class Server:
             "breaker": self.breaker.status(),
             "probe_failures": max((i.unhealthy.count for i in ready), default=0),
             "start": self.config.start,
+            "sharing": self.config.sharing,
+            # sharing = "per-client": which client owns which instance.
+            "clients": self.clients.status() if self.clients is not None else None,
         }

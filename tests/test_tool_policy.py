@@ -16,7 +16,8 @@ import anyio
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 
-from .conftest import ECHO, MCPCTL, server_toml, wait_for
+from .conftest import ECHO, MCPCTL, SERVERS, alive_pids, server_toml, wait_for
+from .mcp_raw import RawSession
 from .test_http import free_port, http_toml
 
 pytestmark = pytest.mark.anyio
@@ -371,3 +372,69 @@ async def test_size_warning_in_status_and_log_per_view(make_daemon):
             assert len((await client.list_tools()).tools) == 34
     log = daemon.log_text()
     assert "aggregate exposes 34 tools, more than [aggregate] max_tools = 5 (echo 17, other 17)" in log
+
+
+# ---- per-client instances ------------------------------------------------------------------------
+
+def notes_toml(**keys: Any) -> str:
+    return server_toml("notes", SERVERS / "notes_server.py", sharing="per-client", **keys)
+
+
+async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon):
+    """`sharing = "per-client"`: two official-SDK clients each get a child of their own (created on
+    first use; the aggregate reaches the same one), status says who owns which, a client beyond
+    `max_instances` gets -32000 busy with retry_after_ms, and idle instances are stopped (no
+    process left). Anonymous connections are clients of their own."""
+    daemon = make_daemon(notes_toml(max_instances=2, idle_timeout="3s"))
+    await ready(daemon, "notes")
+    texts: dict[str, str] = {}
+    pids: set[int] = set()
+    with anyio.fail_after(90):
+        async with Client(bridge(daemon, "notes", "--client", "alice"), mode="legacy") as alice, \
+                Client(bridge(daemon, "notes", "--client", "bob"), mode="legacy") as bob:
+            await alice.call_tool("remember", {"text": "alice's secret"})
+            await bob.call_tool("remember", {"text": "bob's plan"})
+            texts["alice"] = (await alice.call_tool("recall", {})).content[0].text
+            texts["bob"] = (await bob.call_tool("recall", {})).content[0].text
+            a_pid, a_client = (await alice.call_tool("whoami", {})).content[0].text.split()
+            b_pid, b_client = (await bob.call_tool("whoami", {})).content[0].text.split()
+            # Each instance has a HOME of its own, named after its client.
+            assert a_client.startswith("notes@alice-") and b_client.startswith("notes@bob-")
+            assert a_pid != b_pid
+            pids = {int(a_pid), int(b_pid)}
+            status = daemon.status("notes")
+            owners = {c["client"]: c["pid"] for c in status["clients"]}
+            owners.pop("(spare)", None)  # answers handshakes and lists (if not idle yet)
+            assert owners == {"alice": int(a_pid), "bob": int(b_pid)}
+            assert pids <= set(status["pids"])
+            pids |= set(status["pids"])
+            carol = RawSession(daemon.socket, "notes", client="carol")
+            try:
+                busy = await anyio.to_thread.run_sync(lambda: carol.request(
+                    "tools/call", {"name": "recall", "arguments": {}}))
+            finally:
+                carol.close()
+            assert busy["error"]["code"] == -32000, busy
+            assert busy["error"]["data"]["retry_after_ms"] >= 1000
+            assert "max_instances" in busy["error"]["message"]
+            async with Client(bridge(daemon, "--all", "--client", "alice"), mode="legacy") as merged:
+                again = await merged.call_tool("notes__recall", {})
+                assert again.content[0].text == "alice's secret"
+    assert texts == {"alice": "alice's secret", "bob": "bob's plan"}
+    await anyio.to_thread.run_sync(lambda: wait_for(
+        lambda: daemon.status("notes")["clients"] == [], 30, what="idle instances stopped"))
+    assert not alive_pids(pids)
+    assert daemon.status("notes")["state"] == "ready"
+    with anyio.fail_after(60):
+        async with Client(bridge(daemon, "notes"), mode="legacy") as one, \
+                Client(bridge(daemon, "notes"), mode="legacy") as two:
+            await one.call_tool("remember", {"text": "one"})
+            assert (await two.call_tool("recall", {})).content[0].text == ""
+            assert (await one.call_tool("recall", {})).content[0].text == "one"
+    await anyio.to_thread.run_sync(lambda: wait_for(
+        lambda: daemon.status("notes")["clients"] == [], 30, what="anonymous instances stopped"))
+    state = daemon.workdir / "state"
+    kept = sorted(p.name.split("-")[0] for p in (state / "clients" / "notes").iterdir())
+    assert "alice" in kept and "bob" in kept, kept  # named clients keep their directory
+    assert not [p for p in (state / "clients" / "notes").iterdir() if p.name.startswith("anonymous")]
+    assert not [p for p in (state / "home").iterdir() if p.name.startswith("notes@anonymous")]
