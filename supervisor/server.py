@@ -264,6 +264,9 @@ class Server:
                               "action": "approved", "approved": approved, "at": time.time()})
             self._rebuild_gate()
             self._tell_sessions("tools")
+            for server in self.clients.servers if self.clients is not None else ():
+                server._rebuild_gate()  # the pins are shared; each instance's gate is its own
+                server._tell_sessions("tools")
         return approved
 
     @property
