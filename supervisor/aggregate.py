@@ -263,6 +263,14 @@ class Aggregate:
             for method in _ALL_CHANGED:
                 self._broadcast(None, {"jsonrpc": "2.0", "method": method})
 
+    def names_changed(self) -> None:
+        """A reload changed `[aggregate]` or `[clients]`: every aggregate client lists again."""
+        self._cache.clear()
+        self._tool_naming = None
+        self._size_logged.clear()
+        for method in _ALL_CHANGED:
+            self._broadcast(None, {"jsonrpc": "2.0", "method": method})
+
     def server_notification(self, server: Server, message: Message) -> None:
         method = message.get("method")
         for stale in _INVALIDATES.get(method, ()):  # type: ignore[arg-type]

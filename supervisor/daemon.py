@@ -196,6 +196,8 @@ class Daemon:
                 except BaseException:
                     self.config = old
                     raise
+                if old.aggregate != new.aggregate or old.clients != new.clients:
+                    self.aggregate.names_changed()
                 result = plan.as_dict()
                 result["config"] = str(self.config_path)
                 return result

@@ -125,6 +125,23 @@ async def test_reload_applies_a_policy_without_restarting_the_child(make_daemon)
     assert daemon.status("echo")["restarts"] == 0
 
 
+async def test_reload_of_aggregate_naming_reaches_open_aggregate_sessions(make_daemon):
+    """`[aggregate] prefix` changed by a reload: an open aggregate session lists the new names,
+    and no child restarts."""
+    daemon = make_daemon(server_toml("echo"))
+    await ready(daemon, "echo")
+    pid = daemon.status("echo")["pid"]
+    with anyio.fail_after(60):
+        async with session(bridge(daemon, "--all")) as client:
+            assert "echo__echo" in {t.name for t in (await client.list_tools()).tools}
+            daemon.write_config('[aggregate]\nprefix = "on-collision"\n' + server_toml("echo"))
+            done = await anyio.to_thread.run_sync(lambda: daemon.ctl("reload"))
+            assert done.returncode == 0, done.stderr
+            assert "echo" in {t.name for t in (await client.list_tools()).tools}
+            assert (await client.call_tool("echo", {"text": "renamed"})).content[0].text == "renamed"
+    assert daemon.status("echo")["pid"] == pid
+
+
 async def test_on_collision_keeps_own_names_and_prefixes_shared_ones(make_daemon):
     """`prefix = "on-collision"`: a name one server offers keeps its own name, a shared one is
     prefixed for every party and said in status; the prefixed form always works."""
