@@ -361,9 +361,9 @@ class ControlConnection:
         outbox = Outbox() if pipes is not None else self.outbox
         self.session = Session(server, outbox, max_message=self.max_message, task_group=tg,
                                client=identity, limits=self.daemon.fleet.ctx.client_limits)
-        # An unnamed client is one connection: it gets its own per-client instance.
-        self.session.owner = (str(client) if client
-                              else f"anonymous:connection-{os.getpid()}-{next(_CONNECTIONS)}")
+        # Whose per-client instance it uses: its identity (a local client is its user, uid:N, the
+        # same identity rate limits use); only a peer without credentials is just a connection.
+        self.session.owner = identity or f"anonymous:connection-{os.getpid()}-{next(_CONNECTIONS)}"
         if pipes is None:
             self._reply(msg, {"server": server.name, "state": str(server.state)})
             return

@@ -4,9 +4,10 @@ For servers that keep per-session state (a knowledge graph, a chain of thoughts)
 by every client mixes their state. With per-client sharing the configured `Server` (the parent)
 runs no child itself; `ClientInstances` keeps one ordinary `Server` per owner, each with one child:
 
-    owner        the client identity: `[clients.NAME]` by token or `connect --client NAME`; else
-                 one per connection (a control connection, a legacy HTTP session); anonymous
-                 stateless HTTP requests share one ("anonymous:http")
+    owner        the client identity: `[clients.NAME]` by token or `connect --client NAME`; an
+                 unnamed local client is its user (`uid:N`, as for rate limits); else one per
+                 connection (a legacy HTTP session without a token, a peer without credentials);
+                 anonymous stateless HTTP requests share one ("anonymous:http")
     first use    a request from an owner without an instance creates one
     spare        one more instance answers handshakes and lists (they hold nobody's state); it
                  starts with an eager server, so the aggregate lists the server from the start

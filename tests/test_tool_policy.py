@@ -8,6 +8,7 @@ NAME`), and the bridge onto the aggregate (`mcpctl connect --all [--client NAME]
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -401,8 +402,10 @@ async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon
     """`sharing = "per-client"`: two official-SDK clients each get a child of their own (created on
     first use; the aggregate reaches the same one), status says who owns which, a client beyond
     `max_instances` gets -32000 busy with retry_after_ms, and idle instances are stopped (no
-    process left). Anonymous connections are clients of their own."""
-    daemon = make_daemon(notes_toml(max_instances=2, idle_timeout="3s"))
+    process left). An unnamed local client is its user (uid:N); an anonymous HTTP session is a
+    client of its own, whose files go with its instance."""
+    port = free_port()
+    daemon = make_daemon(http_toml(port) + notes_toml(max_instances=2, idle_timeout="3s"))
     await ready(daemon, "notes")
     texts: dict[str, str] = {}
     pids: set[int] = set()
@@ -443,8 +446,18 @@ async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon
     assert not alive_pids(pids)
     assert daemon.status("notes")["state"] == "ready"
     with anyio.fail_after(60):
+        # Unnamed local clients are their user (uid:N): one instance, whose files are kept.
         async with Client(bridge(daemon, "notes"), mode="legacy") as one, \
                 Client(bridge(daemon, "notes"), mode="legacy") as two:
+            await one.call_tool("remember", {"text": "mine"})
+            assert (await two.call_tool("recall", {})).content[0].text == "mine"
+        owners = [c["client"] for c in daemon.status("notes")["clients"] if c["client"] != "(spare)"]
+        assert owners == [f"uid:{os.getuid()}"]
+        await anyio.to_thread.run_sync(lambda: wait_for(
+            lambda: daemon.status("notes")["clients"] == [], 30, what="the uid instance stopped"))
+        # Anonymous HTTP sessions (no token) are each a client of their own.
+        url = f"http://127.0.0.1:{port}/mcp/notes"
+        async with session(url) as one, session(url) as two:
             await one.call_tool("remember", {"text": "one"})
             assert (await two.call_tool("recall", {})).content[0].text == ""
             assert (await one.call_tool("recall", {})).content[0].text == "one"
@@ -452,6 +465,6 @@ async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon
         lambda: daemon.status("notes")["clients"] == [], 30, what="anonymous instances stopped"))
     state = daemon.workdir / "state"
     kept = sorted(p.name.split("-")[0] for p in (state / "clients" / "notes").iterdir())
-    assert "alice" in kept and "bob" in kept, kept  # named clients keep their directory
+    assert {"alice", "bob", "uid_" + str(os.getuid())} <= set(kept), kept  # named ones are kept
     assert not [p for p in (state / "clients" / "notes").iterdir() if p.name.startswith("anonymous")]
     assert not [p for p in (state / "home").iterdir() if p.name.startswith("notes@anonymous")]
