@@ -5,12 +5,15 @@ Methods (params → result):
     supervisor/status   {servers?: [..]}              → {daemon, servers: [..], cache}
     supervisor/start    {servers: [..]} | {all: true}  → {servers: [status..]}   (also stop, restart;
                         optional wait: seconds to wait for each server to settle)
-    supervisor/logs     {server, lines?}              → {lines: [..]}
+    supervisor/logs     {server, lines?}              → {lines: [..], levels: [..]}: each line's
+                        level (debug|info|warning|error|critical, `stderr_levels.level_of`)
     supervisor/tools    {server?}                     → {servers: {name: [tool..]}}
     supervisor/call     {server, tool, arguments?, timeout?} → the tools/call result
     supervisor/reload   {}                            → {added, removed, changed, unchanged, ..}
-    supervisor/events   {logs?: [..], tail?: N}       → {subscribed: true, lines: {name: [..]}}, then
+    supervisor/events   {logs?: [..], tail?: N}       → {subscribed: true, lines: {name: [..]},
+                        levels: {name: [..]}}, then
                         notifications "supervisor/event" {type: state|restart|log|stats, ..}
+                        (log: {server, line, level});
                         (stats, once a second: {daemon, servers: [status + rates], cache});
                         `lines` holds the last N stderr lines of each server in `logs`, taken in
                         the same step as the subscription: no line is missed or shown twice
@@ -63,6 +66,7 @@ from .jsonrpc import (
 from .outbox import Outbox, OutboxOverflow, batch
 from .server import Server
 from .sessions import Session, Target
+from .stderr_levels import level_of
 
 log = logging.getLogger("mcp_supervisor.control")
 
@@ -460,7 +464,7 @@ class ControlConnection:
         server = self.daemon.fleet.get(str(params.get("server")))
         count = int(params.get("lines") or 100)
         lines = list(server.stderr)[-count:] if count > 0 else []
-        return {"server": server.name, "lines": lines}
+        return {"server": server.name, "lines": lines, "levels": [level_of(line) for line in lines]}
 
     async def tools(self, params: dict[str, Any]) -> Any:
         name = params.get("server")
@@ -519,7 +523,8 @@ class ControlConnection:
         self._unsubscribe = self.daemon.bus.subscribe(forward)
         # No await between subscribing and reading the rings: nothing can slip in between.
         lines = {s.name: list(s.stderr)[-tail:] if tail > 0 else [] for s in servers}
-        return {"subscribed": True, "at": time.time(), "lines": lines}
+        levels = {name: [level_of(line) for line in tail_lines] for name, tail_lines in lines.items()}
+        return {"subscribed": True, "at": time.time(), "lines": lines, "levels": levels}
 
     async def metrics(self, params: dict[str, Any]) -> Any:
         from .metrics import CONTENT_TYPE

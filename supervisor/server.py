@@ -42,6 +42,7 @@ from .jsonrpc import Message, error_response
 from .logs import REDACT
 from .ratelimit import ClientLimits, TokenBucket
 from .states import SERVING, Exit, RestartTracker, State
+from .stderr_levels import level_of, logging_level
 from .units import format_duration, format_size
 
 if TYPE_CHECKING:
@@ -464,7 +465,8 @@ class Server:
 
     def child_stderr(self, instance: Instance, line: str) -> None:
         self.stderr.append(line)
-        self.ctx.publish({"type": "log", "server": self.name, "line": line})
+        level = level_of(line)
+        self.ctx.publish({"type": "log", "server": self.name, "line": line, "level": level})
         # Into the daemon's own log too, but a chatty child must not flood the journal.
         now = time.monotonic()
         if now - self._stderr_window >= 1.0:
@@ -476,7 +478,7 @@ class Server:
             self._stderr_suppressed = 0
         if self._stderr_logged < STDERR_LOG_PER_SECOND:
             self._stderr_logged += 1
-            stderr_log.info("%s: %s", self.name, line)
+            stderr_log.log(logging_level(level), "%s: %s", self.name, line)
         else:
             self._stderr_suppressed += 1
 
