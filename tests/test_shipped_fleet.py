@@ -77,3 +77,15 @@ def test_filesystem_never_defaults_to_the_daemons_cwd(fleet: FleetConfig) -> Non
 
     root = expand(fleet.servers["filesystem"].args[0], {"MCP_SUPERVISOR_STATE_DIR": "/state"})
     assert root == "/state/home/filesystem"
+
+
+def test_fleet_toml_points_only_at_files_in_the_repository() -> None:
+    """Regression: its header sent readers to ../shared/FLEET.md, which a clone does not have."""
+    import re
+
+    repo = FLEET.parent
+    named = set(re.findall(r"(?<![\w/$}.~-])((?:\.\.?/)?\w[\w./-]*\.(?:md|toml|json|py|ya?ml|service))\b",
+                           FLEET.read_text()))
+    named.discard("fleet.toml")
+    missing = sorted(n for n in named if not (repo / n).exists())
+    assert not missing, f"fleet.toml names files that are not in the repository: {missing}"

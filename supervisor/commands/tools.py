@@ -1,10 +1,13 @@
-"""mcpctl tools [NAME] [--json]: the tools each server offers (from the daemon's cached list)."""
+"""mcpctl tools [NAME] [--json]: the tools each server offers (from the daemon's cached list).
+
+Exit 1, with the reason, when NAME has no tools because it is not running (unavailable, failed,
+stopped, ...)."""
 
 from __future__ import annotations
 
 import argparse
 
-from ._client import daemon_call, out, print_json, run_guarded
+from ._client import daemon_call, not_serving, out, print_json, run_guarded
 
 NAME = "tools"
 HELP = "list the tools of one server or all"
@@ -17,6 +20,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     result = daemon_call(args, "supervisor/tools", {"server": args.server} if args.server else {})
+    if args.server and not result["servers"].get(args.server):
+        code = not_serving(args, args.server)
+        if code:
+            return code
     if args.json:
         print_json(result)
         return 0
