@@ -220,6 +220,9 @@ class ServerConfig:
     `isolate_home`), else the daemon's working directory."""
     requires_env: tuple[str, ...] = ()
     """Variables that must be set, else the server is `unavailable` instead of crash-looping."""
+    env_file: str | None = None
+    """A dotenv file of variables for this server only (raw `${VAR}` text), read at every spawn;
+    refused when other users can read it (see supervisor.envfiles)."""
     package: str | None = None
     """Pinned package for `mcpctl install`: "npm:NAME@VERSION" or "pypi:NAME==VERSION"."""
     extra_requires: tuple[str, ...] = ()
@@ -328,6 +331,9 @@ class SupervisorSettings:
     """"text" or "json" (one object per line)."""
     log_level: str = "info"
     """"debug", "info", "warning" or "error"."""
+    env_file: str | None = None
+    """Daemon-wide dotenv secrets file read at every spawn; None: the default
+    `$XDG_CONFIG_HOME/mcp-supervisor/secrets.env`; "": none."""
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -905,6 +911,7 @@ _SERVER_SCHEMA: dict[str, _Conv] = {
     "env": _table_of(_env_value, key_check=_env_name_problem),
     "cwd": _string(raw_refs=True),
     "requires_env": _array(_env_name),
+    "env_file": _string(raw_refs=True),
     "package": _package,
     "extra_requires": _array(_string()),
     "roots": _array(_root),
@@ -1018,7 +1025,7 @@ class _Loader:
         env = self.environ
         own = doc.get("supervisor", {})
         for key in own if isinstance(own, dict) else ():
-            if key in _SERVER_SCHEMA and key != "memory_limit":
+            if key in _SERVER_SCHEMA and key not in ("memory_limit", "env_file"):
                 raise self.error(("supervisor", key), "a per-server setting: put it under [defaults]")
         supervisor = SupervisorSettings(**self.section(("supervisor",), doc.get("supervisor", {}), {
             "memory_limit": _size,
@@ -1026,6 +1033,7 @@ class _Loader:
             "state_dir": _expanded(env, empty_is_none=True),
             "log_format": _choice("text", "json"),
             "log_level": _choice("debug", "info", "warning", "error", lower=True),
+            "env_file": _expanded(env),
         }))
         http = HttpSettings(**self.section(("http",), doc.get("http", {}), {
             "listen": _listen(env),

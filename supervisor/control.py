@@ -18,6 +18,9 @@ Methods (params → result):
                         `lines` holds the last N stderr lines of each server in `logs`, taken in
                         the same step as the subscription: no line is missed or shown twice
     supervisor/metrics  {}                            → {content_type, text}: Prometheus exposition
+    supervisor/prerequisites {}                       → {servers: [{name, problems: [[category,
+                        detail]..], command}]}: what each server still needs, as a spawn now
+                        would judge it (the daemon's environment and secrets files)
     supervisor/attach   {server, client?} | {all: true, client?} → {server, ...}; from then on the
                         connection carries one MCP session with that server, or with the aggregate
                         of all ready servers (tools named SERVER__tool; `mcpctl connect [--all]`)
@@ -526,6 +529,23 @@ class ControlConnection:
         levels = {name: [level_of(line) for line in tail_lines] for name, tail_lines in lines.items()}
         return {"subscribed": True, "at": time.time(), "lines": lines, "levels": levels}
 
+    async def prerequisites(self, params: dict[str, Any]) -> Any:
+        """What each server still needs, judged with the daemon's environment and secrets."""
+        from .prerequisites import daemon_view
+
+        ctx = self.daemon.fleet.ctx
+        rows = []
+        for server in list(self.daemon.fleet.servers.values()):
+            try:
+                own = server.server_env_file()
+            except ValueError:
+                own = None
+            row = await anyio.to_thread.run_sync(daemon_view, server.config, ctx.data_dir,
+                                                 ctx.environ, ctx.env_file, own)
+            rows.append({"name": row.name, "problems": [list(p) for p in row.problems],
+                         "command": row.argv0})
+        return {"servers": rows}
+
     async def metrics(self, params: dict[str, Any]) -> Any:
         from .metrics import CONTENT_TYPE
         return {"content_type": CONTENT_TYPE, "text": self.daemon.metrics_text().decode()}
@@ -543,4 +563,5 @@ HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]
     "supervisor/cache/clear": ControlConnection.cache_clear,
     "supervisor/events": ControlConnection.events,
     "supervisor/metrics": ControlConnection.metrics,
+    "supervisor/prerequisites": ControlConnection.prerequisites,
 }

@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from .aggregate import Aggregate
 from .caching import CacheHub
 from .config import FleetConfig, RateLimit, load_config
 from .control import ControlServer
+from .envfiles import supervisor_env_file
 from .errors import ConfigError, SupervisorError
 from .events import EventBus
 from .fleet import Fleet
@@ -82,7 +83,9 @@ class Daemon:
         self.cache = CacheHub(config.cache)
         self.ctx = FleetContext(
             environ=self.environ, state_dir=self.state_dir, data_dir=paths.data_dir(environ),
-            publish=self._publish, pids=self.pids, resolve_command=_resolver(), cache=self.cache)
+            publish=self._publish, pids=self.pids, resolve_command=_resolver(), cache=self.cache,
+            env_file=supervisor_env_file(config.supervisor.env_file, self.environ),
+            config_dir=self.config_path.parent, secrets_seen=self._secrets_seen)
         self.ctx.client_limits.update(self._client_limits(config))
         self.fleet = Fleet(config, self.ctx)
         self.aggregate = Aggregate(self.fleet)
@@ -91,6 +94,8 @@ class Daemon:
         self.metrics = Metrics(lambda: self.fleet.servers.values(), self.cache.counters,
                                lambda: self.log_files.dropped)
         self.notifier = Notifier(environ)
+        self._base_secrets: list[str] = []
+        self._file_secrets: set[str] = set()  # every value read from an env file or credential
         self._update_secrets()
         self._stop = anyio.Event()
         self._reload_lock = anyio.Lock()
@@ -123,7 +128,16 @@ class Daemon:
         if self.config.http.token:
             values.append(self.config.http.token)
         values += [c.token for c in self.config.clients.values() if c.token]
-        REDACT.update(values)
+        self._base_secrets = values
+        REDACT.update([*values, *self._file_secrets])
+
+    def _secrets_seen(self, values: Iterable[str]) -> None:
+        """Values read from secrets files (at a spawn) are masked from then on, whatever their
+        names: they are in a secrets file. Only a new value rebuilds the pattern."""
+        new = {v for v in values if v and v not in self._file_secrets}
+        if new:
+            self._file_secrets |= new
+            REDACT.update([*self._base_secrets, *self._file_secrets])
 
     def metrics_text(self) -> bytes:
         """Prometheus exposition text (content type `supervisor.metrics.CONTENT_TYPE`)."""
@@ -155,6 +169,7 @@ class Daemon:
             "config": str(self.config_path),
             "memory_limit": self.config.supervisor.memory_limit,
             "memory_bytes": memory,
+            "env_file": str(self.ctx.env_file) if self.ctx.env_file else None,
         }
 
     async def cache_status(self) -> dict[str, Any]:
@@ -180,6 +195,7 @@ class Daemon:
                 # Secrets first: the servers started by `apply` may log them at once.
                 old, self.config = self.config, new
                 self.ctx.client_limits.update(self._client_limits(new))
+                self.ctx.env_file = supervisor_env_file(new.supervisor.env_file, self.environ)
                 self._update_secrets()
                 try:
                     plan = await self.fleet.apply(new)

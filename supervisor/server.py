@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -60,6 +60,17 @@ LATENCY_SAMPLES = 2048
 STDERR_LOG_PER_SECOND = 50
 
 
+def missing_reason(server: str, missing: list[str], problems: tuple[str, ...] = ()) -> str:
+    """`BRAVE_API_KEY is not set (required by requires_env): run 'mcpctl secret set brave
+    BRAVE_API_KEY'`, plus why a secrets file was not read when one was refused."""
+    names = ", ".join(missing)
+    verb = "is" if len(missing) == 1 else "are"
+    fix = f"run 'mcpctl secret set {server} {missing[0]}'" + (" (and each of the others)"
+                                                             if len(missing) > 1 else "")
+    text = f"{names} {verb} not set (required by requires_env): {fix}"
+    return text + "".join(f"; {problem}" for problem in problems)
+
+
 def rate_limited(msg_id: Any, who: str, retry_after: float, server: str | None = None) -> Message:
     """Over a rate limit: said at once, never a delay past the caller's deadline."""
     retry_ms = max(1, math.ceil(retry_after * 1000))
@@ -91,6 +102,9 @@ class FleetContext:
     direct_children: set[int] = field(default_factory=set)
     cache: CacheHub | None = None
     client_limits: ClientLimits = field(default_factory=lambda: ClientLimits({}))
+    env_file: Path | None = None  # `[supervisor] env_file` (resolved), read at every spawn
+    config_dir: Path | None = None  # a relative per-server env_file is relative to fleet.toml
+    secrets_seen: Callable[[Iterable[str]], None] = lambda values: None  # mask these from now on
 
 
 class Queued:
@@ -168,6 +182,10 @@ class Server:
         self._stderr_logged = 0
         self._stderr_suppressed = 0
         self.cache = ctx.cache.front(self) if ctx.cache is not None else None
+        # The daemon's environment plus this server's secrets, as read for the latest spawn.
+        self.environ: Mapping[str, str] = ctx.environ
+        self._secret_problems: tuple[str, ...] = ()
+        self._env_file_error: str | None = None
 
     # ---- admission: the hot path ----------------------------------------------------------------
 
@@ -504,7 +522,14 @@ class Server:
         self._failed = False
         self._idle_stopped = False
         self.tracker.reset()
+        self._recheck()
         self._poke.set()
+
+    def _recheck(self) -> None:
+        """An unavailable server asked to start looks again (a key may have been set, a package
+        installed): transitional until it has, so a caller waiting for it to settle waits."""
+        if self.state == State.UNAVAILABLE and self._run_scope is None:
+            self._set_state(State.STARTING, "checking prerequisites")
 
     def stop(self, reason: str = "stopped") -> None:
         self._desired = False
@@ -538,6 +563,7 @@ class Server:
             # new child rather than seeing the old one still "ready".
             self._set_state(State.STOPPING, f"restarting ({reason})")
             self._run_scope.cancel()
+        self._recheck()
         self._poke.set()
 
     def restart_instance(self, inst: Instance, kind: Exit, reason: str, *,
@@ -596,10 +622,11 @@ class Server:
 
     def check_prerequisites(self) -> str | None:
         """Why this server cannot start, or None. Never spawns anything."""
-        missing = [v for v in self.config.requires_env if not self.ctx.environ.get(v)]
+        if self._env_file_error:
+            return self._env_file_error
+        missing = [v for v in self.config.requires_env if not self.environ.get(v)]
         if missing:
-            names = ", ".join(missing)
-            return f"{names} {'is' if len(missing) == 1 else 'are'} not set (required by requires_env)"
+            return missing_reason(self.name, missing, self._secret_problems)
         if self.config.cwd and not Path(self._expand(self.config.cwd)).is_dir():
             return f"working directory {self.config.cwd} does not exist"
         if self._argv() is None:
@@ -608,17 +635,41 @@ class Server:
             return f"command not found: {self.config.command}"
         return None
 
+    def server_env_file(self) -> Path | None:
+        if not self.config.env_file:
+            return None
+        path = Path(expand(self.config.env_file, self.ctx.environ)).expanduser()
+        if not path.is_absolute() and self.ctx.config_dir is not None:
+            path = self.ctx.config_dir / path
+        return path
+
+    async def load_secrets(self) -> None:
+        """Read the env files and credentials again (a worker thread): a key set since the last
+        spawn is used by this one."""
+        from .envfiles import EnvFileError, load
+        try:
+            server_file = self.server_env_file()
+            loaded = await anyio.to_thread.run_sync(load, self.ctx.environ, self.ctx.env_file, server_file)
+        except (EnvFileError, ValueError) as exc:
+            self._env_file_error = str(exc)
+            self.environ = self.ctx.environ
+            return
+        self._env_file_error = None
+        self._secret_problems = loaded.problems
+        self.ctx.secrets_seen(loaded.values.values())
+        self.environ = {**self.ctx.environ, **loaded.values} if loaded.values else self.ctx.environ
+
     def _expand(self, value: str) -> str:
-        return expand(value, self.ctx.environ)
+        return expand(value, self.environ)
 
     def _argv(self) -> list[str] | None:
         if self.ctx.resolve_command is not None:
-            resolved = self.ctx.resolve_command(self.config, self.ctx.data_dir, self.ctx.environ)
+            resolved = self.ctx.resolve_command(self.config, self.ctx.data_dir, self.environ)
             if resolved is None:
                 return None
             return [resolved[0], *(self._expand(a) for a in resolved[1:])]
         command = self._expand(self.config.command)
-        path = command if "/" in command else shutil.which(command, path=self.ctx.environ.get("PATH"))
+        path = command if "/" in command else shutil.which(command, path=self.environ.get("PATH"))
         if path is None or not os.access(path, os.X_OK):
             return None
         return [path, *(self._expand(a) for a in self.config.args)]
@@ -637,7 +688,7 @@ class Server:
         # An entry that expands to "" is left unset: `${AWS_PROFILE:-}` passes the variable
         # through only when the daemon has it (an empty AWS_PROFILE is not "no profile").
         extra = {key: value for key, raw in self.config.env.items() if (value := self._expand(raw))}
-        env = child_environment(self.ctx.environ, {})
+        env = child_environment(self.environ, {})
         if self.config.isolate_home:
             home = self.ctx.state_dir / "home" / self.name
             tmp = self.ctx.state_dir / "tmp" / self.name
@@ -666,6 +717,7 @@ class Server:
                         self._set_state(State.STOPPED, self._stop_reason)
                     await self._wait_poke()
                     continue
+                await self.load_secrets()
                 unavailable = self.check_prerequisites()
                 if unavailable:
                     self._set_state(State.UNAVAILABLE, unavailable)
@@ -737,9 +789,13 @@ class Server:
                     self._derive_state()
 
     async def _slot_life(self, index: int) -> None:
+        respawn = False
         while True:
             if index in self._retiring:
                 return
+            if respawn:
+                await self.load_secrets()  # `run` read them for the first spawn
+            respawn = True
             argv = self._argv()
             if argv is None:
                 self._give_up(self.check_prerequisites() or "command not found", State.UNAVAILABLE)

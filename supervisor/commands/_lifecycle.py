@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, method: str, verb: str) -> int:
         stuck = False
         for server in result["servers"]:
             out(describe(server))
-            stuck = stuck or (verb != "stop" and server["state"] in NOT_STARTED)
+            stuck = stuck or (verb != "stop" and not args.no_wait and server["state"] in NOT_STARTED)
         return 1 if stuck else 0
 
     return run_guarded(_run, args)
