@@ -23,6 +23,7 @@ from .caching import CacheHub
 from .config import FleetConfig, RateLimit, load_config
 from .control import ControlServer
 from .envfiles import supervisor_env_file
+from .eras import EraMemory
 from .errors import ConfigError, SupervisorError
 from .events import EventBus
 from .fleet import Fleet
@@ -85,7 +86,8 @@ class Daemon:
             environ=self.environ, state_dir=self.state_dir, data_dir=paths.data_dir(environ),
             publish=self._publish, pids=self.pids, resolve_command=_resolver(), cache=self.cache,
             env_file=supervisor_env_file(config.supervisor.env_file, self.environ),
-            config_dir=self.config_path.parent, secrets_seen=self._secrets_seen)
+            config_dir=self.config_path.parent, secrets_seen=self._secrets_seen,
+            eras=EraMemory.load(self.state_dir))
         self.ctx.client_limits.update(self._client_limits(config))
         self.fleet = Fleet(config, self.ctx)
         self.aggregate = Aggregate(self.fleet)
@@ -100,6 +102,7 @@ class Daemon:
         self._stop = anyio.Event()
         self._reload_lock = anyio.Lock()
         self._states_changed = anyio.Event()
+        self._settle_event = anyio.Event()
 
     @staticmethod
     def _client_limits(config: FleetConfig) -> dict[str, RateLimit]:
@@ -152,6 +155,35 @@ class Daemon:
         if others:
             text += " (" + ", ".join(f"{n} {state}" for state, n in sorted(others.items())) + ")"
         return text
+
+    def settled_line(self, elapsed: float) -> str:
+        """The one line a cold start ends with: counts per state, the time, missing variables."""
+        servers = list(self.fleet.servers.values())
+        counts = collections.Counter(str(s.state) for s in servers)
+        order = ["ready", "degraded", "unavailable", "failed", "starting", "backoff", "stopped"]
+        shown = ", ".join(f"{counts[state]} {state}" for state in sorted(
+            counts, key=lambda st: order.index(st) if st in order else len(order)))
+        text = f"fleet settled in {elapsed:.1f}s: {shown}"
+        missing = {s.name: [v for v in s.config.requires_env if not s.environ.get(v)]
+                   for s in servers if str(s.state) == "unavailable"}
+        missing = {name: names for name, names in missing.items() if names}
+        if missing:
+            text += "; missing variables: " + "; ".join(
+                f"{', '.join(names)} ({name})" for name, names in sorted(missing.items()))
+            text += " (mcpctl secret set NAME VAR)"
+        return text
+
+    async def _settled_loop(self) -> None:
+        """Wait for the eager servers to leave `starting`, then say so once, at INFO."""
+        began = time.monotonic()
+        with anyio.move_on_after(READY_DEADLINE):
+            while not self.eager_settled():
+                await self._settle_event.wait()
+                self._settle_event = anyio.Event()
+        line = self.settled_line(time.monotonic() - began)
+        if not self.eager_settled():
+            line = line.replace("fleet settled in", "fleet not settled after", 1)
+        log.info("%s", line)
 
     def eager_settled(self) -> bool:
         """Every eager server has left `starting`: it is ready, failed or unavailable."""
@@ -236,6 +268,7 @@ class Daemon:
             tg.start_soon(self._signals)
             tg.start_soon(memory_loop, self.fleet)
             tg.start_soon(self._stats_loop)
+            tg.start_soon(self._settled_loop)
             if self.config.supervisor.watch:
                 tg.start_soon(watch_config, self.config_path, self.reload)
             if self.notifier.enabled:
@@ -270,6 +303,7 @@ class Daemon:
             self.log_files.on_event(event)
         elif kind == "state":
             self._states_changed.set()
+            self._settle_event.set()
         self.bus.publish(event)
 
     async def _notify_loop(self) -> None:

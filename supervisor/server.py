@@ -47,6 +47,7 @@ from .units import format_duration, format_size
 
 if TYPE_CHECKING:
     from .caching import CacheHub
+    from .eras import EraMemory
     from .process import PidRegistry, ProcessRecord
 
 log = logging.getLogger("mcp_supervisor.server")
@@ -105,6 +106,7 @@ class FleetContext:
     env_file: Path | None = None  # `[supervisor] env_file` (resolved), read at every spawn
     config_dir: Path | None = None  # a relative per-server env_file is relative to fleet.toml
     secrets_seen: Callable[[Iterable[str]], None] = lambda values: None  # mask these from now on
+    eras: EraMemory | None = None  # the era each server spoke last (state dir), spoken first
 
 
 class Queued:
@@ -805,6 +807,7 @@ class Server:
                 server=self.name, index=index, argv=argv, env=self._spawn_env(), cwd=cwd, owner=self,
                 init_timeout=self.config.init_timeout, stop_timeout=self.config.stop_timeout,
                 max_message=self.ctx.max_message, roots=self.config.roots,
+                era_hint=self.ctx.eras.get(self.config) if self.ctx.eras is not None else None,
                 on_spawn=self._record_spawn, on_reaped=self._record_reaped)
             inst.unhealthy = Consecutive(self.config.unhealthy_after)
             self.instances.append(inst)
@@ -870,6 +873,10 @@ class Server:
             await anyio.sleep(decision.delay)
 
     def _on_ready(self, inst: Instance) -> None:
+        eras = self.ctx.eras
+        era = "modern" if inst.modern else "legacy"
+        if eras is not None and eras.remember(self.config, era) and self._tg is not None:
+            self._tg.start_soon(anyio.to_thread.run_sync, eras.save)
         self.ready_instances.append(inst)
         self.handshake = inst
         self.tracker.ready()

@@ -3,7 +3,8 @@
 Children write whatever their language's logger writes: Python's `logging` (`ERROR:root:...`,
 `2026-12-01 10:00:00,123 - app - WARNING - ...`), Node loggers (`[error] ...`, pino's
 `{"level":50,...}`, winston's `{"level":"warn",...}`), Rust's tracing (`... ERROR crate: ...`),
-Go's `level=error`, a bare `Error: ...` from an uncaught Node exception, or a Python traceback.
+Go's `level=error`, a bare `Error: ...` from an uncaught Node exception, a Python traceback, or
+argparse's `prog: error: ...`.
 `level_of` finds the first such marker near the start of the line; a line without one is `info`
 (most children print progress chatter to stderr because stdout is the protocol).
 
@@ -42,6 +43,7 @@ _WORD = "|".join(sorted(_WORDS, key=len, reverse=True))
 _MARKER = re.compile(
     rf"""^\s*(?P<lead>{_WORD})(?:\s*:|!)
        | ^(?P<npm>npm\s+ERR!)
+       | ^[\w./-]+:\s(?P<prog>error|warning):\s
        | ^(?P<trace>Traceback\s\(most\srecent\scall\slast\)|\s*(?-i:(?:Uncaught\s)?\w*(?:Error|Exception)):\s)
        | [\[(<](?P<bracket>{_WORD})[\])>:]
        | \blevel(?:name)?[=:]\s*"?(?P<kv>{_WORD}|\d\d)\b
@@ -59,7 +61,7 @@ def level_of(line: str) -> str:
     for match in _MARKER.finditer(line[:SCAN]):
         kind = match.lastgroup
         text = match.group(kind or 0)
-        if kind in ("upper", "bracket", "kv", "json", "lead"):
+        if kind in ("upper", "bracket", "kv", "json", "lead", "prog"):
             word = text.lower()
             if word.isdigit():
                 number = _NUMBERS.get(int(word))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from .conftest import server_toml, wait_for
+from .conftest import ECHO, server_toml, wait_for
 
 
 def test_child_stderr_levels_reach_logs_events_and_the_daemon_log(make_daemon):
@@ -53,3 +53,60 @@ def test_log_events_carry_the_level(make_daemon):
             if event.get("type") == "log" and event["line"] == "[warn] second":
                 assert event["level"] == "warning"
                 break
+
+
+def era_file(daemon) -> dict[str, str]:
+    path = daemon.workdir / "state" / "eras.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def requests_seen(daemon, name: str) -> list[str]:
+    return [line.split("request ", 1)[1].split(" id=")[0]
+            for line in daemon.rpc("supervisor/logs", {"server": name, "lines": 500})["lines"]
+            if "] request " in line]
+
+
+def test_a_legacy_server_is_probed_once_then_spoken_to_in_its_era(make_daemon):
+    """Regression: every start probed `server/discover`, and old servers answered it with pages
+    of validation errors. The era is remembered in the state dir; the next start (even by a new
+    daemon) sends `initialize` alone."""
+    toml = server_toml("old", ECHO, "--era", "legacy", "--log-requests")
+    daemon = make_daemon(toml)
+    daemon.wait_state("old", "ready")
+    assert requests_seen(daemon, "old")[:2] == ["server/discover", "initialize"]
+    assert list(wait_for(lambda: era_file(daemon), 10, what="eras.json").values()) == ["legacy"]
+    daemon.stop()
+    again = daemon.start()
+    again.wait_state("old", "ready")
+    seen = requests_seen(again, "old")
+    assert seen[0] == "initialize" and "server/discover" not in seen
+
+
+def test_a_remembered_era_that_fails_is_probed_again(make_daemon, workdir):
+    """The child changed era (a modern-only build): its refused `initialize` leads to the probe,
+    it starts, and the new era replaces the old one in the file."""
+    from supervisor.config import parse_config
+    from supervisor.eras import era_key
+
+    toml = server_toml("now-modern", ECHO, "--era", "modern", "--log-requests")
+    daemon = make_daemon(toml, start=False)
+    key = era_key(parse_config(daemon.config.read_text()).servers["now-modern"])
+    (workdir / "state").mkdir(exist_ok=True)
+    (workdir / "state" / "eras.json").write_text(json.dumps({key: "legacy"}))
+    daemon.start()
+    daemon.wait_state("now-modern", "ready")
+    assert requests_seen(daemon, "now-modern")[:2] == ["initialize", "server/discover"]
+    wait_for(lambda: era_file(daemon) == {key: "modern"}, 10, what="eras.json updated")
+
+
+def test_one_info_line_when_the_cold_start_settles(make_daemon):
+    """Regression: nothing said the fleet had settled. One INFO line gives counts per state, the
+    time it took and the missing variables by name."""
+    toml = (server_toml("echo") + server_toml("other")
+            + server_toml("keyed", requires_env=["R17_KEY_A", "R17_KEY_B"]))
+    daemon = make_daemon(toml)
+    line = wait_for(lambda: re.search(r" INFO mcp_supervisor\.daemon: (fleet settled in .*)", daemon.log_text()),
+                    30, what="the settled line").group(1)
+    assert re.fullmatch(r"fleet settled in \d+\.\ds: 2 ready, 1 unavailable; missing variables: "
+                        r"R17_KEY_A, R17_KEY_B \(keyed\) \(mcpctl secret set NAME VAR\)", line), line
+    assert daemon.log_text().count("fleet settled in") == 1

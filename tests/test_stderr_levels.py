@@ -32,6 +32,7 @@ CASES = [
     ('{"level":30,"time":1733050000,"msg":"ok"}', "info"),
     ('{"level":"warn","message":"slow","timestamp":"2026-12-01"}', "warning"),
     ("npm ERR! code E404", "error"),
+    ("echo_server.py: error: unrecognized arguments: --x", "error"),
     ("warn: deprecated option", "warning"),
     # Rust tracing, Go
     ("2026-12-01T10:00:00.000Z ERROR github_mcp_server: request failed", "error"),
