@@ -105,8 +105,8 @@ def test_one_info_line_when_the_cold_start_settles(make_daemon):
     toml = (server_toml("echo") + server_toml("other")
             + server_toml("keyed", requires_env=["R17_KEY_A", "R17_KEY_B"]))
     daemon = make_daemon(toml)
-    line = wait_for(lambda: re.search(r" INFO mcp_supervisor\.daemon: (fleet settled in .*)", daemon.log_text()),
-                    30, what="the settled line").group(1)
+    settled = re.compile(r" INFO mcp_supervisor\.daemon: (fleet settled in .*)")
+    line = wait_for(lambda: settled.search(daemon.log_text()), 30, what="the settled line").group(1)
     assert re.fullmatch(r"fleet settled in \d+\.\ds: 2 ready, 1 unavailable; missing variables: "
                         r"R17_KEY_A, R17_KEY_B \(keyed\) \(mcpctl secret set NAME VAR\)", line), line
     assert daemon.log_text().count("fleet settled in") == 1
