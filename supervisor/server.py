@@ -633,6 +633,10 @@ class Server:
             return f"working directory {self.config.cwd} does not exist"
         if self._argv() is None:
             if self.config.package:
+                from .installer import last_failure
+                failed = last_failure(self.ctx.data_dir, self.config)
+                if failed:
+                    return f"not installed: the last 'mcpctl install {self.name}' failed: {failed}"
                 return f"not installed: run 'mcpctl install {self.name}' ({self.config.package})"
             return f"command not found: {self.config.command}"
         return None

@@ -63,3 +63,38 @@ def test_a_taken_port_names_the_http_listen_setting(make_daemon):
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port} ([http] listen)" in proc.stderr
     assert 'listen = ""' in proc.stderr
+
+
+def test_install_tells_the_running_daemon_which_starts_what_waited(make_daemon, workdir):
+    """Regression: after `mcpctl install NAME`, status kept saying "not installed" until
+    `mcpctl start`. The install tells the daemon, and the waiting server starts."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ECHO, MCPCTL
+
+    fake = workdir / "fakebin"
+    fake.mkdir()
+    npm = fake / "npm"
+    npm.write_text(f"""#!{sys.executable}
+import os, sys
+argv = sys.argv[1:]
+prefix = argv[argv.index("--prefix") + 1]
+bin_path = os.path.join(prefix, "node_modules", ".bin")
+os.makedirs(bin_path, exist_ok=True)
+target = os.path.join(bin_path, "pkgd-server")
+with open(target, "w") as fh:
+    fh.write("#!/bin/sh\\nexec {sys.executable} {ECHO}\\n")
+os.chmod(target, 0o755)
+""")
+    npm.chmod(0o755)
+    daemon = make_daemon('[servers.pkgd]\npackage = "npm:pkgd-server@1.0.0"\ncommand = "pkgd-server"\n')
+    waiting = daemon.wait_state("pkgd", "unavailable")
+    assert "not installed: run 'mcpctl install pkgd'" in waiting["reason"]
+    env = {**daemon.env, "PATH": f"{fake}:{os.environ['PATH']}"}
+    proc = subprocess.run([MCPCTL, "--socket", str(daemon.socket), "--config", str(daemon.config),
+                           "install", "pkgd"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "pkgd: ready" in proc.stderr
+    assert daemon.status("pkgd")["state"] == "ready"
