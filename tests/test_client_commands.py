@@ -98,3 +98,27 @@ os.chmod(target, 0o755)
     assert proc.returncode == 0, proc.stderr
     assert "pkgd: ready" in proc.stderr
     assert daemon.status("pkgd")["state"] == "ready"
+
+
+def test_a_failed_install_is_the_unavailable_reason(make_daemon, workdir):
+    """The reason says why the install failed (a missing system package, say), not only
+    "not installed"."""
+    import os
+    import subprocess
+
+    from .conftest import MCPCTL
+
+    fake = workdir / "fakebin"
+    fake.mkdir()
+    npm = fake / "npm"
+    npm.write_text("#!/bin/sh\necho 'gyp ERR! keytar: Package libsecret-1 was not found'\nexit 1\n")
+    npm.chmod(0o755)
+    daemon = make_daemon('[servers.native]\npackage = "npm:native-thing@1.0.0"\ncommand = "native-thing"\n')
+    daemon.wait_state("native", "unavailable")
+    env = {**daemon.env, "PATH": f"{fake}:{os.environ['PATH']}"}
+    proc = subprocess.run([MCPCTL, "--socket", str(daemon.socket), "--config", str(daemon.config),
+                           "install", "native"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1
+    reason = daemon.status("native")["reason"]
+    assert reason.startswith("not installed: the last 'mcpctl install native' failed: ")
+    assert "libsecret-1 was not found" in reason

@@ -62,13 +62,14 @@ def run(args: argparse.Namespace) -> int:
                                        "results": [r.as_json() for r in results]}).decode() + "\n")
     else:
         out(format_summary(results))
-    tell_daemon(args, [r.name for r in results if r.outcome != "failed"], quiet=args.json)
+    tell_daemon(args, [r.name for r in results], quiet=args.json)
     return 1 if any(r.outcome == "failed" for r in results) else 0
 
 
 def tell_daemon(args: argparse.Namespace, names: list[str], *, quiet: bool) -> None:
     """A running daemon starts the servers that were `unavailable` waiting for these packages
-    (without this, status kept saying "not installed" until someone ran `mcpctl start`)."""
+    (without this, status kept saying "not installed" until someone ran `mcpctl start`); one
+    whose install failed looks again too, so its reason quotes the failure."""
     from supervisor import paths
     from supervisor.commands._client import describe, err
     from supervisor.control_client import ControlError, call
@@ -89,6 +90,6 @@ def tell_daemon(args: argparse.Namespace, names: list[str], *, quiet: bool) -> N
         err(f"mcpctl install: could not tell the daemon: {exc}")
         return
     if not quiet:
-        err("The running daemon started what was waiting for these packages:")
+        err("The running daemon looked again at the servers that were waiting for these packages:")
         for server in result["servers"]:
             err("  " + describe(server))
