@@ -101,6 +101,7 @@ def test_link_then_unlink_round_trips_to_the_original_bytes(machine, client) -> 
     dry = run(machine, "link", client, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "+++ " in dry.stdout and '"connect"' in dry.stdout
+    assert "BSAfake" not in dry.stdout  # a client config's literal key is shown as ***
     assert {where: target(machine, where).read_bytes() for where in originals} == originals
 
     linked = run(machine, "link", client)

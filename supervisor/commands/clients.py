@@ -47,6 +47,28 @@ def env_notes(text: str, table: ConfigFile, names: list[str]) -> list[str]:
     return notes
 
 
+def mask_entries(diff: str, texts: list[str], tables: list[ConfigFile]) -> str:
+    """The diff with every `env` value and secret-looking argument of the entries shown as `***`:
+    a client config often holds API keys literally, and a dry run must not print them."""
+    from supervisor.clients import servers_of
+    from supervisor.importer import _looks_secret_value
+    from supervisor.logs import Redactor
+
+    values: list[str] = []
+    for text in texts:
+        for table in tables:
+            for entry in servers_of(text, table.table).values():
+                if not isinstance(entry, dict):
+                    continue
+                env = entry.get("env")
+                values += [v for v in (env.values() if isinstance(env, dict) else ()) if isinstance(v, str)]
+                args = entry.get("args") or []
+                values += [a for a in args if isinstance(a, str) and _looks_secret_value(a)]
+    redact = Redactor()
+    redact.update(values)
+    return redact(diff)
+
+
 def run(args: argparse.Namespace) -> int:
     import difflib
     import os
@@ -124,9 +146,10 @@ def run(args: argparse.Namespace) -> int:
             out(f"{path}: already {'linked' if args.action == 'link' else 'unlinked'}; nothing to change")
             continue
         if args.dry_run:
-            out("".join(difflib.unified_diff(original.splitlines(keepends=True),
-                                             text.splitlines(keepends=True),
-                                             fromfile=str(path), tofile=f"{path} ({args.action}ed)")))
+            diff = "".join(difflib.unified_diff(original.splitlines(keepends=True),
+                                                text.splitlines(keepends=True),
+                                                fromfile=str(path), tofile=f"{path} ({args.action}ed)"))
+            out(mask_entries(diff, [original, text], tables))
             continue
         if args.action == "link" and not backup_path.exists():
             write_atomic(backup_path, original, path.stat().st_mode & 0o777)
@@ -135,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
             backup_path.unlink()
         for note in notes:
             out(note)
-        verb = "now go through the daemon" if args.action == "link" else "restored"
+        verb = ("now go" if len(changed) > 1 else "now goes") + " through the daemon" \
+            if args.action == "link" else "restored"
         out(f"{path}: {', '.join(changed)} {verb}" + (f" (backup: {backup_path})"
                                                        if args.action == "link" else ""))
     if args.action == "link" and code == 0 and not args.dry_run:
