@@ -77,33 +77,35 @@ TARGETS = [  # (config-snippet args, tool, arguments, expected text)
 ]
 
 
-@pytest.mark.parametrize(("args", "tool", "arguments", "expected"), TARGETS,
-                         ids=["stdio-bridge", "stdio-all", "http-server", "http-aggregate"])
-async def test_python_sdk_with_its_default_environment(fleet, monkeypatch, args, tool, arguments, expected):
-    entry = snippet(fleet, *args)
-    if "url" not in entry:
-        assert os.path.isabs(entry["command"])
-        assert entry["args"][:2] == ["--socket", str(fleet.socket)]
+async def test_python_sdk_with_its_default_environment(fleet, monkeypatch):
+    """One daemon, every door (bridge, --all, both HTTP URLs): a daemon per door would make this
+    the slowest file of the suite for no extra coverage."""
+    entries = [(snippet(fleet, *args), tool, arguments, expected)
+               for args, tool, arguments, expected in TARGETS]
     # What the SDK passes on is read from this process: a client app's environment, no venv on PATH.
     monkeypatch.setenv("PATH", clean_path())
     for var in ("XDG_RUNTIME_DIR", "MCP_SUPERVISOR_SOCKET", "VIRTUAL_ENV"):
         monkeypatch.delenv(var, raising=False)
-    with anyio.fail_after(60):
-        if "url" in entry:
-            async with streamable_http_client(entry["url"]) as (read, write), \
-                    ClientSession(read, write) as session:
-                await session.initialize()
-                names = {t.name for t in (await session.list_tools()).tools}
-                result = await session.call_tool(tool, arguments)
-        else:
-            params = StdioServerParameters(command=entry["command"], args=entry["args"])  # no env
-            async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-                await session.initialize()
-                names = {t.name for t in (await session.list_tools()).tools}
-                result = await session.call_tool(tool, arguments)
-    assert tool in names
-    assert not result.is_error
-    assert result.content[0].text == expected
+    for entry, tool, arguments, expected in entries:
+        if "url" not in entry:
+            assert os.path.isabs(entry["command"])
+            assert entry["args"][:2] == ["--socket", str(fleet.socket)]
+        with anyio.fail_after(60):
+            if "url" in entry:
+                async with streamable_http_client(entry["url"]) as (read, write), \
+                        ClientSession(read, write) as session:
+                    await session.initialize()
+                    names = {t.name for t in (await session.list_tools()).tools}
+                    result = await session.call_tool(tool, arguments)
+            else:
+                params = StdioServerParameters(command=entry["command"], args=entry["args"])  # no env
+                async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+                    await session.initialize()
+                    names = {t.name for t in (await session.list_tools()).tools}
+                    result = await session.call_tool(tool, arguments)
+        assert tool in names, entry
+        assert not result.is_error, entry
+        assert result.content[0].text == expected, entry
 
 
 def node() -> str:
@@ -114,18 +116,18 @@ def node() -> str:
     return found
 
 
-@pytest.mark.parametrize(("args", "tool", "arguments", "expected"), TARGETS,
-                         ids=["stdio-bridge", "stdio-all", "http-server", "http-aggregate"])
-def test_typescript_sdk_with_its_default_environment(fleet, args, tool, arguments, expected):
-    entry = snippet(fleet, *args)
+def test_typescript_sdk_with_its_default_environment(fleet):
     env = {"HOME": fleet.env.get("HOME", "/root"), "PATH": f"{os.path.dirname(node())}:{clean_path()}",
            "USER": os.environ.get("USER", "root"), "LOGNAME": os.environ.get("LOGNAME", "root"),
            "SHELL": "/bin/sh", "TERM": "dumb"}
-    proc = subprocess.run([node(), str(NODE_SCRIPT), json.dumps({"entry": entry, "tool": tool,
-                                                                 "arguments": arguments})],
-                          capture_output=True, text=True, env=env, timeout=90, cwd=REPO / "tests" / "node")
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert tool in out["tools"]
-    assert not out["result"].get("isError")
-    assert out["result"]["content"][0]["text"] == expected
+    for args, tool, arguments, expected in TARGETS:
+        entry = snippet(fleet, *args)
+        proc = subprocess.run([node(), str(NODE_SCRIPT), json.dumps({"entry": entry, "tool": tool,
+                                                                     "arguments": arguments})],
+                              capture_output=True, text=True, env=env, timeout=90,
+                              cwd=REPO / "tests" / "node")
+        assert proc.returncode == 0, (entry, proc.stderr)
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert tool in out["tools"], entry
+        assert not out["result"].get("isError"), entry
+        assert out["result"]["content"][0]["text"] == expected, entry
