@@ -528,9 +528,11 @@ class Server:
         self._poke.set()
 
     def _recheck(self) -> None:
-        """An unavailable server asked to start looks again (a key may have been set, a package
-        installed): transitional until it has, so a caller waiting for it to settle waits."""
-        if self.state == State.UNAVAILABLE and self._run_scope is None:
+        """A server that is not running and was asked to (re)start is `starting` at once: an
+        unavailable one looks at its prerequisites again (a key may have been set, a package
+        installed), a failed one is revived. A caller waiting for it to settle then waits for the
+        outcome instead of reading the old state (and exiting 1 on it)."""
+        if self._run_scope is None and self.state in (State.UNAVAILABLE, State.FAILED):
             self._set_state(State.STARTING, "checking prerequisites")
 
     def stop(self, reason: str = "stopped") -> None:
