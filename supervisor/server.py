@@ -553,7 +553,8 @@ class Server:
         installed), a failed one is revived. A caller waiting for it to settle then waits for the
         outcome instead of reading the old state (and exiting 1 on it)."""
         if self._run_scope is None and self.state in (State.UNAVAILABLE, State.FAILED):
-            self._set_state(State.STARTING, "checking prerequisites")
+            self._set_state(State.STARTING, "checking prerequisites" if self.state == State.UNAVAILABLE
+                            else "restarting")
 
     def stop(self, reason: str = "stopped") -> None:
         self._desired = False
