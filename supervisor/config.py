@@ -249,6 +249,9 @@ class ServerConfig:
     `isolate_home`), else the daemon's working directory."""
     requires_env: tuple[str, ...] = ()
     """Variables that must be set, else the server is `unavailable` instead of crash-looping."""
+    env_file: str | None = None
+    """A dotenv file of variables for this server only (raw `${VAR}` text), read at every spawn;
+    refused when other users can read it (see supervisor.envfiles)."""
     package: str | None = None
     """Pinned package for `mcpctl install`: "npm:NAME@VERSION" or "pypi:NAME==VERSION"."""
     extra_requires: tuple[str, ...] = ()
@@ -379,6 +382,9 @@ class SupervisorSettings:
     """"text" or "json" (one object per line)."""
     log_level: str = "info"
     """"debug", "info", "warning" or "error"."""
+    env_file: str | None = None
+    """Daemon-wide dotenv secrets file read at every spawn; None: the default
+    `$XDG_CONFIG_HOME/mcp-supervisor/secrets.env`; "": none."""
     drain_grace: float = 0.0
     """After SIGTERM or `mcpctl drain`: how long the daemon keeps serving while /healthz says 503,
     so a load balancer's health check takes it out of rotation before its door closes."""
@@ -1061,6 +1067,7 @@ _SERVER_SCHEMA: dict[str, _Conv] = {
     "env": _table_of(_env_value, key_check=_env_name_problem),
     "cwd": _string(raw_refs=True),
     "requires_env": _array(_env_name),
+    "env_file": _string(raw_refs=True),
     "package": _package,
     "extra_requires": _array(_string()),
     "roots": _array(_root),
@@ -1189,8 +1196,9 @@ class _Loader:
         env = self.environ
         own = doc.get("supervisor", {})
         for key in own if isinstance(own, dict) else ():
-            # Both mean something else at the daemon level (the fleet's total; the daemon's drain).
-            if key in _SERVER_SCHEMA and key not in ("memory_limit", "drain_timeout"):
+            # Both mean something else at the daemon level (the fleet's total; the daemon's drain);
+            # env_file is the daemon-wide secrets file.
+            if key in _SERVER_SCHEMA and key not in ("memory_limit", "drain_timeout", "env_file"):
                 raise self.error(("supervisor", key), "a per-server setting: put it under [defaults]")
         supervisor = SupervisorSettings(**self.section(("supervisor",), doc.get("supervisor", {}), {
             "memory_limit": _size,
@@ -1198,6 +1206,7 @@ class _Loader:
             "state_dir": _expanded(env, empty_is_none=True),
             "log_format": _choice("text", "json"),
             "log_level": _choice("debug", "info", "warning", "error", lower=True),
+            "env_file": _expanded(env),
             "drain_grace": _duration(positive=False),
             "drain_timeout": _duration(positive=False),
         }))

@@ -5,18 +5,24 @@ Methods (params → result):
     supervisor/status   {servers?: [..]}              → {daemon, servers: [..], cache}
     supervisor/start    {servers: [..]} | {all: true}  → {servers: [status..]}   (also stop, restart;
                         optional wait: seconds to wait for each server to settle)
-    supervisor/logs     {server, lines?}              → {lines: [..]}
+    supervisor/logs     {server, lines?}              → {lines: [..], levels: [..]}: each line's
+                        level (debug|info|warning|error|critical, `stderr_levels.level_of`)
     supervisor/tools    {server?}                     → {servers: {name: [tool..]}}
     supervisor/tools    {server?, diff: true}         → {servers: {name: [{tool, pinned, current, diff}]}}
     supervisor/tools/approve {server, tool?}          → {server, approved: [tool..]}
     supervisor/call     {server, tool, arguments?, timeout?} → the tools/call result
     supervisor/reload   {}                            → {added, removed, changed, unchanged, ..}
-    supervisor/events   {logs?: [..], tail?: N}       → {subscribed: true, lines: {name: [..]}}, then
+    supervisor/events   {logs?: [..], tail?: N}       → {subscribed: true, lines: {name: [..]},
+                        levels: {name: [..]}}, then
                         notifications "supervisor/event" {type: state|restart|log|stats, ..}
+                        (log: {server, line, level});
                         (stats, once a second: {daemon, servers: [status + rates], cache});
                         `lines` holds the last N stderr lines of each server in `logs`, taken in
                         the same step as the subscription: no line is missed or shown twice
     supervisor/metrics  {}                            → {content_type, text}: Prometheus exposition
+    supervisor/prerequisites {}                       → {servers: [{name, problems: [[category,
+                        detail]..], command}]}: what each server still needs, as a spawn now
+                        would judge it (the daemon's environment and secrets files)
     supervisor/drain    {}                            → {draining, in_flight, grace_s, timeout_s}: leave
                         gracefully, as on SIGTERM (/healthz 503, no new HTTP sessions, calls in
                         flight finish up to [supervisor] drain_timeout, then the daemon exits)
@@ -71,6 +77,7 @@ from .jsonrpc import (
 from .outbox import Outbox, OutboxOverflow, batch
 from .server import Server
 from .sessions import Session, Target
+from .stderr_levels import level_of
 from .views import check_server, view_target
 
 log = logging.getLogger("mcp_supervisor.control")
@@ -489,7 +496,7 @@ class ControlConnection:
         server = self.daemon.fleet.get(str(params.get("server")))
         count = int(params.get("lines") or 100)
         lines = list(server.stderr)[-count:] if count > 0 else []
-        return {"server": server.name, "lines": lines}
+        return {"server": server.name, "lines": lines, "levels": [level_of(line) for line in lines]}
 
     async def tools(self, params: dict[str, Any]) -> Any:
         name = params.get("server")
@@ -564,7 +571,25 @@ class ControlConnection:
         self._unsubscribe = self.daemon.bus.subscribe(forward)
         # No await between subscribing and reading the rings: nothing can slip in between.
         lines = {s.name: list(s.stderr)[-tail:] if tail > 0 else [] for s in servers}
-        return {"subscribed": True, "at": time.time(), "lines": lines}
+        levels = {name: [level_of(line) for line in tail_lines] for name, tail_lines in lines.items()}
+        return {"subscribed": True, "at": time.time(), "lines": lines, "levels": levels}
+
+    async def prerequisites(self, params: dict[str, Any]) -> Any:
+        """What each server still needs, judged with the daemon's environment and secrets."""
+        from .prerequisites import daemon_view
+
+        ctx = self.daemon.fleet.ctx
+        rows = []
+        for server in list(self.daemon.fleet.servers.values()):
+            try:
+                own = server.server_env_file()
+            except ValueError:
+                own = None
+            row = await anyio.to_thread.run_sync(daemon_view, server.config, ctx.data_dir,
+                                                 ctx.environ, ctx.env_file, own)
+            rows.append({"name": row.name, "problems": [list(p) for p in row.problems],
+                         "command": row.argv0})
+        return {"servers": rows}
 
     async def metrics(self, params: dict[str, Any]) -> Any:
         from .metrics import CONTENT_TYPE
@@ -590,6 +615,7 @@ HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]
     "supervisor/cache/clear": ControlConnection.cache_clear,
     "supervisor/events": ControlConnection.events,
     "supervisor/metrics": ControlConnection.metrics,
+    "supervisor/prerequisites": ControlConnection.prerequisites,
     "supervisor/drain": ControlConnection.drain,
     "supervisor/cluster": ControlConnection.cluster,
 }

@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ from .aggregate import Aggregate
 from .caching import CacheHub
 from .config import FleetConfig, RateLimit, load_config
 from .control import ControlServer
+from .envfiles import supervisor_env_file
+from .eras import EraMemory
 from .errors import ConfigError, SupervisorError
 from .events import EventBus
 from .fleet import Fleet
@@ -84,7 +86,10 @@ class Daemon:
         self.cache = CacheHub(config.cache)
         self.ctx = FleetContext(
             environ=self.environ, state_dir=self.state_dir, data_dir=paths.data_dir(environ),
-            publish=self._publish, pids=self.pids, resolve_command=_resolver(), cache=self.cache)
+            publish=self._publish, pids=self.pids, resolve_command=_resolver(), cache=self.cache,
+            env_file=supervisor_env_file(config.supervisor.env_file, self.environ),
+            config_dir=self.config_path.parent, secrets_seen=self._secrets_seen,
+            eras=EraMemory.load(self.state_dir))
         self.ctx.client_limits.update(self._client_limits(config))
         self.ctx.cluster_limits = self._cluster_limiter(config)
         self.fleet = Fleet(config, self.ctx)
@@ -94,6 +99,8 @@ class Daemon:
         self.metrics = Metrics(lambda: self.fleet.servers.values(), self.cache.counters,
                                lambda: self.log_files.dropped)
         self.notifier = Notifier(environ)
+        self._base_secrets: list[str] = []
+        self._file_secrets: set[str] = set()  # every value read from an env file or credential
         self._update_secrets()
         self._stop = anyio.Event()
         # Draining: SIGTERM or `mcpctl drain` asked us to leave. /healthz says 503, new sessions
@@ -104,6 +111,7 @@ class Daemon:
         self.registry = self._registry(config)
         self._reload_lock = anyio.Lock()
         self._states_changed = anyio.Event()
+        self._settle_event = anyio.Event()
 
     @staticmethod
     def _client_limits(config: FleetConfig) -> dict[str, RateLimit]:
@@ -134,7 +142,16 @@ class Daemon:
         values += [c.token for c in self.config.clients.values() if c.token]
         if self.config.cluster.secret:
             values.append(self.config.cluster.secret)
-        REDACT.update(values)
+        self._base_secrets = values
+        REDACT.update([*values, *self._file_secrets])
+
+    def _secrets_seen(self, values: Iterable[str]) -> None:
+        """Values read from secrets files (at a spawn) are masked from then on, whatever their
+        names: they are in a secrets file. Only a new value rebuilds the pattern."""
+        new = {v for v in values if v and v not in self._file_secrets}
+        if new:
+            self._file_secrets |= new
+            REDACT.update([*self._base_secrets, *self._file_secrets])
 
     def metrics_text(self) -> bytes:
         """Prometheus exposition text (content type `supervisor.metrics.CONTENT_TYPE`)."""
@@ -149,6 +166,35 @@ class Daemon:
         if others:
             text += " (" + ", ".join(f"{n} {state}" for state, n in sorted(others.items())) + ")"
         return text
+
+    def settled_line(self, elapsed: float) -> str:
+        """The one line a cold start ends with: counts per state, the time, missing variables."""
+        servers = list(self.fleet.servers.values())
+        counts = collections.Counter(str(s.state) for s in servers)
+        order = ["ready", "degraded", "unavailable", "failed", "starting", "backoff", "stopped"]
+        shown = ", ".join(f"{counts[state]} {state}" for state in sorted(
+            counts, key=lambda st: order.index(st) if st in order else len(order)))
+        text = f"fleet settled in {elapsed:.1f}s: {shown}"
+        missing = {s.name: [v for v in s.config.requires_env if not s.environ.get(v)]
+                   for s in servers if str(s.state) == "unavailable"}
+        missing = {name: names for name, names in missing.items() if names}
+        if missing:
+            text += "; missing variables: " + "; ".join(
+                f"{', '.join(names)} ({name})" for name, names in sorted(missing.items()))
+            text += " (mcpctl secret set NAME VAR)"
+        return text
+
+    async def _settled_loop(self) -> None:
+        """Wait for the eager servers to leave `starting`, then say so once, at INFO."""
+        began = time.monotonic()
+        with anyio.move_on_after(READY_DEADLINE):
+            while not self.eager_settled():
+                await self._settle_event.wait()
+                self._settle_event = anyio.Event()
+        line = self.settled_line(time.monotonic() - began)
+        if not self.eager_settled():
+            line = line.replace("fleet settled in", "fleet not settled after", 1)
+        log.info("%s", line)
 
     def eager_settled(self) -> bool:
         """Every eager server has left `starting`: it is ready, failed or unavailable."""
@@ -275,6 +321,7 @@ class Daemon:
             "config": str(self.config_path),
             "memory_limit": self.config.supervisor.memory_limit,
             "memory_bytes": memory,
+            "env_file": str(self.ctx.env_file) if self.ctx.env_file else None,
             # With [cluster]: "cluster" while the shared buckets answer, "local" while they cannot.
             **({"rate_limits": self.ctx.cluster_limits.mode} if self.ctx.cluster_limits else {}),
         }
@@ -311,6 +358,7 @@ class Daemon:
                 # Secrets first: the servers started by `apply` may log them at once.
                 old, self.config = self.config, new
                 self.ctx.client_limits.update(self._client_limits(new))
+                self.ctx.env_file = supervisor_env_file(new.supervisor.env_file, self.environ)
                 self._update_secrets()
                 try:
                     plan = await self.fleet.apply(new)
@@ -359,6 +407,7 @@ class Daemon:
             tg.start_soon(self._signals)
             tg.start_soon(memory_loop, self.fleet)
             tg.start_soon(self._stats_loop)
+            tg.start_soon(self._settled_loop)
             if self.registry is not None:
                 tg.start_soon(self.registry.run)
             if self.ctx.cluster_limits is not None:
@@ -401,6 +450,7 @@ class Daemon:
             self.log_files.on_event(event)
         elif kind == "state":
             self._states_changed.set()
+            self._settle_event.set()
         self.bus.publish(event)
 
     async def _notify_loop(self) -> None:

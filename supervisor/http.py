@@ -5,6 +5,7 @@
     DELETE /mcp[/NAME] legacy: end the session
     GET    /healthz    200 {"status": "ok", "ready": n, "total": m}
     GET    /metrics    Prometheus exposition (bearer token when one is set)
+    GET    /           a short JSON index of these doors (no server names: those need the token)
 
 Both protocol eras on every endpoint. The `MCP-Protocol-Version` header picks the era:
 2026-07-28 requests are stateless (the envelope rides in `params._meta`, `Mcp-Method` / `Mcp-Name`
@@ -110,6 +111,18 @@ _MODERN_STATUS = {PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, H
                   UNSUPPORTED_PROTOCOL_VERSION: 400, METHOD_NOT_FOUND: 404}
 _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                 (b"x-accel-buffering", b"no")]
+
+
+# What `GET /` answers: where the doors are, for a person or a client pointed at the bare address.
+INDEX = {
+    "name": "mcp-supervisor",
+    "doors": {
+        "/mcp": "Streamable HTTP MCP: the aggregate of every ready server (tools named SERVER__tool)",
+        "/mcp/{server}": "Streamable HTTP MCP: one server",
+        "/healthz": "liveness and how many servers are ready",
+        "/metrics": "Prometheus metrics",
+    },
+}
 
 
 class DoorError(SupervisorError):
@@ -466,7 +479,9 @@ class HttpDoor:
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
-            raise DoorError(f"cannot listen on {self.settings.listen}: {exc.strerror or exc}") from exc
+            raise DoorError(f"cannot listen on {self.settings.listen} ([http] listen): "
+                            f"{exc.strerror or exc}; set [http] listen to a free address, or "
+                            "listen = \"\" to turn the HTTP door off") from exc
         sock.listen(2048)
         sock.setblocking(False)
         self.sock = sock
@@ -552,6 +567,9 @@ class HttpDoor:
         if self.draining:
             send = _closing(send)
         path: str = scope["path"]
+        if path == "/" and scope["method"] in ("GET", "HEAD"):
+            await _send_json(send, 200, INDEX)
+            return
         if path == "/healthz":
             await self._healthz(send)
             return

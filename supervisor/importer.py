@@ -262,7 +262,7 @@ class _Translator:
             spec = self.source.inputs.get(arg, {})
             described = f" ({spec['description']})" if spec.get("description") else ""
             self.notes.append(f"{var}: was VS Code input '{arg}'{described}; "
-                              "set it in the daemon's environment")
+                              f"set it with: mcpctl secret set {fleet_name(self.server)} {var}")
             self._require(var)
             return "${" + var + "}"
         if ref == "userHome":
@@ -287,7 +287,7 @@ class _Translator:
         var = env_var_name(hint)
         self._require(var)
         self.notes.append(f"{var}: a literal secret in {self.source.path.name} was replaced; "
-                          "set it in the daemon's environment")
+                          f"set it with: mcpctl secret set {fleet_name(self.server)} {var}")
         return "${" + var + "}"
 
 

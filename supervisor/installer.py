@@ -163,6 +163,29 @@ def resolve_command(server: Installable, data_dir: Path,
     return [found, *server.args] if found else None
 
 
+FAILURE = ".install-failed.json"
+
+
+def _record_failure(prefix: Path, package: str, detail: str | None) -> None:
+    """Keep why the last install failed, so the daemon's `unavailable` reason can say it (a
+    missing system package, say) instead of only "not installed". The next install starts from
+    a fresh prefix, which removes it."""
+    with contextlib.suppress(OSError):
+        prefix.mkdir(parents=True, exist_ok=True)
+        (prefix / FAILURE).write_text(json.dumps({"package": package, "detail": detail or ""}))
+
+
+def last_failure(data_dir: Path, server: Installable) -> str | None:
+    """Why the last `mcpctl install` of this very pin failed, if it did."""
+    try:
+        data = json.loads((server_prefix(data_dir, server.name) / FAILURE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("package") != server.package:
+        return None
+    return str(data.get("detail") or "") or None
+
+
 def read_marker(prefix: Path) -> dict[str, object] | None:
     try:
         data = json.loads((prefix / MARKER).read_text())
@@ -302,9 +325,11 @@ class Installer:
         except InstallFailed as exc:
             result = InstallResult(server.name, "failed", str(spec),
                                    time.monotonic() - progress.started, str(exc))
+            _record_failure(prefix, server.package, result.detail)
         except OSError as exc:
             result = InstallResult(server.name, "failed", str(spec),
                                    time.monotonic() - progress.started, f"{type(exc).__name__}: {exc}")
+            _record_failure(prefix, server.package, result.detail)
         else:
             result = InstallResult(server.name, "installed", str(spec),
                                    time.monotonic() - progress.started)

@@ -148,7 +148,7 @@ class Instance:
 
     def __init__(self, *, server: str, index: int, argv: list[str], env: dict[str, str],
                  cwd: str | None, owner: InstanceOwner, init_timeout: float, stop_timeout: float,
-                 max_message: int, roots: tuple[str, ...] = (),
+                 max_message: int, roots: tuple[str, ...] = (), era_hint: str | None = None,
                  on_spawn: Callable[[process.ProcessRecord], None] | None = None,
                  on_reaped: Callable[[int], None] | None = None) -> None:
         self.server = server
@@ -161,6 +161,7 @@ class Instance:
         self.stop_timeout = stop_timeout
         self.max_message = max_message
         self.roots = roots
+        self.era_hint = era_hint  # "legacy": it spoke initialize last time; say that first
         self._on_spawn = on_spawn
         self._on_reaped = on_reaped
 
@@ -484,7 +485,9 @@ class Instance:
         self._gone.set()
 
     async def _handshake(self) -> None:
-        """Probe `server/discover` first; an error means legacy, so `initialize`.
+        """Probe `server/discover` first; an error means legacy, so `initialize`. A child known
+        to be legacy (`era_hint`, from the state dir) is sent `initialize` alone, and probed
+        only if that is refused.
 
         A probe that gets no answer within PROBE_TIMEOUT is not given up: a slow-starting modern
         child (imports take seconds on a busy machine) will still answer it, and then reject the
@@ -493,6 +496,8 @@ class Instance:
         to one error code, and not to a race either.
         """
         deadline = anyio.current_time() + self.init_timeout
+        if self.era_hint == "legacy" and await self._initialize_first(deadline):
+            return
         progress = anyio.Event()
         discover = _Answer(progress)
         self.forward(discover, {"jsonrpc": "2.0", "id": 0, "method": "server/discover",
@@ -504,11 +509,8 @@ class Instance:
             await self._read_tools(deadline)
             return
         initialize = _Answer(progress)
-        self.forward(initialize, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": protocol.LATEST_LEGACY,
-            "capabilities": {"roots": {"listChanged": True}},
-            "clientInfo": protocol.CLIENT_INFO,
-        }}, time.monotonic() + self.init_timeout, client_modern=False)
+        self.forward(initialize, self._initialize_message(), time.monotonic() + self.init_timeout,
+                     client_modern=False)
         while True:
             if self._adopt_discover(discover.message):
                 await self._read_tools(deadline)
@@ -523,7 +525,19 @@ class Instance:
                 raise UpstreamGone("the child exited during the handshake")
             progress = discover.progress = initialize.progress = anyio.Event()
             await progress.wait()
-        result = answer["result"]
+        self._adopt_initialize(answer["result"])
+        for cid in [cid for cid, p in self.pending.items() if p.sink is discover]:
+            self.cancel(cid, "the child answered initialize")  # an old child that ignores it
+        await self._read_tools(deadline)
+
+    def _initialize_message(self) -> Message:
+        return {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": protocol.LATEST_LEGACY,
+            "capabilities": {"roots": {"listChanged": True}},
+            "clientInfo": protocol.CLIENT_INFO,
+        }}
+
+    def _adopt_initialize(self, result: Any) -> None:
         if not isinstance(result, dict):
             raise HandshakeError("initialize returned no result object")
         version = result.get("protocolVersion")
@@ -534,9 +548,23 @@ class Instance:
         self.capabilities = result.get("capabilities") or {}
         self.server_info = result.get("serverInfo") or {}
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        for cid in [cid for cid, p in self.pending.items() if p.sink is discover]:
-            self.cancel(cid, "the child answered initialize")  # an old child that ignores it
+
+    async def _initialize_first(self, deadline: float) -> bool:
+        """The child spoke `initialize` last time: send it alone, no probe. False when it is
+        refused (the child changed era): the caller then probes as for an unknown child."""
+        answer = _Answer(anyio.Event())
+        self.forward(answer, self._initialize_message(), time.monotonic() + self.init_timeout,
+                     client_modern=False)
+        await answer.event.wait()  # a child that dies fails its pending requests: this wakes too
+        assert answer.message is not None
+        if self._gone.is_set() and "result" not in answer.message:
+            raise UpstreamGone("the child exited during the handshake")
+        if "result" not in answer.message:
+            log.info("%s: the remembered era (initialize) was refused; probing", self.server)
+            return False
+        self._adopt_initialize(answer.message["result"])
         await self._read_tools(deadline)
+        return True
 
     def _adopt_discover(self, answer: Message | None) -> bool:
         """True (and the era settled) when `answer` is a DiscoverResult naming a modern version."""

@@ -7,7 +7,7 @@ so tests pass their own mapping instead of patching `os.environ`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 
@@ -41,9 +41,17 @@ def resolve_config(explicit: str | None, environ: Mapping[str, str] | None = Non
     return Path("fleet.toml")
 
 
-def resolve_socket(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path:
+def resolve_socket(explicit: str | None, environ: Mapping[str, str] | None = None,
+                   exists: Callable[[Path], bool] = os.path.exists, uid: int | None = None) -> Path:
     """`--socket`, `$MCP_SUPERVISOR_SOCKET`, `$XDG_RUNTIME_DIR/mcp-supervisor/control.sock`,
-    else `/run/mcp-supervisor/control.sock` (root) or a per-user dir under /tmp."""
+    else `/run/mcp-supervisor/control.sock` (root), else `/run/user/$UID/mcp-supervisor/control.sock`
+    or `/tmp/mcp-supervisor-$UID/control.sock`.
+
+    Without `XDG_RUNTIME_DIR` (MCP clients start servers with a scrubbed environment) a non-root
+    user's socket is looked for in the runtime dir systemd makes for the user (`/run/user/$UID`,
+    what XDG_RUNTIME_DIR normally is) and under /tmp, whichever has one; with neither, the first
+    whose directory can exist. A daemon started the same way picks the same path, so both agree.
+    """
     env = os.environ if environ is None else environ
     if explicit:
         return Path(explicit)
@@ -51,9 +59,16 @@ def resolve_socket(explicit: str | None, environ: Mapping[str, str] | None = Non
         return Path(env["MCP_SUPERVISOR_SOCKET"])
     if env.get("XDG_RUNTIME_DIR"):
         return Path(env["XDG_RUNTIME_DIR"]) / "mcp-supervisor" / "control.sock"
-    if os.geteuid() == 0:
+    uid = os.geteuid() if uid is None else uid
+    if uid == 0:
         return Path("/run/mcp-supervisor/control.sock")
-    return Path(f"/tmp/mcp-supervisor-{os.geteuid()}/control.sock")
+    runtime = Path(f"/run/user/{uid}")
+    candidates = [runtime / "mcp-supervisor" / "control.sock",
+                  Path(f"/tmp/mcp-supervisor-{uid}/control.sock")]
+    for candidate in candidates:
+        if exists(candidate):
+            return candidate
+    return candidates[0] if exists(runtime) else candidates[1]
 
 
 def state_dir(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path:

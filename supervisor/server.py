@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -46,11 +46,13 @@ from .pins import ToolPins
 from .policy import ServerGate, origin_of
 from .ratelimit import ClientLimits, TokenBucket
 from .states import SERVING, Exit, RestartTracker, State
+from .stderr_levels import level_of, logging_level
 from .units import format_duration, format_size
 
 if TYPE_CHECKING:
     from .caching import CacheHub
     from .cluster_limits import ClusterLimiter
+    from .eras import EraMemory
     from .process import PidRegistry, ProcessRecord
 
 log = logging.getLogger("mcp_supervisor.server")
@@ -62,6 +64,17 @@ IDLE_RECHECK = 30.0
 STDERR_RING = 2000
 LATENCY_SAMPLES = 2048
 STDERR_LOG_PER_SECOND = 50
+
+
+def missing_reason(server: str, missing: list[str], problems: tuple[str, ...] = ()) -> str:
+    """`BRAVE_API_KEY is not set (required by requires_env): run 'mcpctl secret set brave
+    BRAVE_API_KEY'`, plus why a secrets file was not read when one was refused."""
+    names = ", ".join(missing)
+    verb = "is" if len(missing) == 1 else "are"
+    fix = f"run 'mcpctl secret set {server} {missing[0]}'" + (" (and each of the others)"
+                                                             if len(missing) > 1 else "")
+    text = f"{names} {verb} not set (required by requires_env): {fix}"
+    return text + "".join(f"; {problem}" for problem in problems)
 
 
 def rate_limited(msg_id: Any, who: str, retry_after: float, server: str | None = None) -> Message:
@@ -95,6 +108,10 @@ class FleetContext:
     direct_children: set[int] = field(default_factory=set)
     cache: CacheHub | None = None
     client_limits: ClientLimits = field(default_factory=lambda: ClientLimits({}))
+    env_file: Path | None = None  # `[supervisor] env_file` (resolved), read at every spawn
+    config_dir: Path | None = None  # a relative per-server env_file is relative to fleet.toml
+    secrets_seen: Callable[[Iterable[str]], None] = lambda values: None  # mask these from now on
+    eras: EraMemory | None = None  # the era each server spoke last (state dir), spoken first
     cluster_limits: ClusterLimiter | None = None  # with [cluster]: buckets shared by every node
 
 
@@ -186,6 +203,10 @@ class Server:
         self.owner: str | None = None  # ... and the client it belongs to
         self.retired = False  # a per-client instance on its way out
         self.client_dir: Path | None = None  # an anonymous client's directory, removed with it
+        # The daemon's environment plus this server's secrets, as read for the latest spawn.
+        self.environ: Mapping[str, str] = ctx.environ
+        self._secret_problems: tuple[str, ...] = ()
+        self._env_file_error: str | None = None
 
     # ---- tool policy ----------------------------------------------------------------------------
 
@@ -613,7 +634,8 @@ class Server:
 
     def child_stderr(self, instance: Instance, line: str) -> None:
         self.stderr.append(line)
-        self.ctx.publish({"type": "log", "server": self.name, "line": line})
+        level = level_of(line)
+        self.ctx.publish({"type": "log", "server": self.name, "line": line, "level": level})
         # Into the daemon's own log too, but a chatty child must not flood the journal.
         now = time.monotonic()
         if now - self._stderr_window >= 1.0:
@@ -625,7 +647,7 @@ class Server:
             self._stderr_suppressed = 0
         if self._stderr_logged < STDERR_LOG_PER_SECOND:
             self._stderr_logged += 1
-            stderr_log.info("%s: %s", self.name, line)
+            stderr_log.log(logging_level(level), "%s: %s", self.name, line)
         else:
             self._stderr_suppressed += 1
 
@@ -654,7 +676,17 @@ class Server:
         self._failed = False
         self._idle_stopped = False
         self.tracker.reset()
+        self._recheck()
         self._poke.set()
+
+    def _recheck(self) -> None:
+        """A server that is not running and was asked to (re)start is `starting` at once: an
+        unavailable one looks at its prerequisites again (a key may have been set, a package
+        installed), a failed one is revived. A caller waiting for it to settle then waits for the
+        outcome instead of reading the old state (and exiting 1 on it)."""
+        if self._run_scope is None and self.state in (State.UNAVAILABLE, State.FAILED):
+            self._set_state(State.STARTING, "checking prerequisites" if self.state == State.UNAVAILABLE
+                            else "restarting")
 
     def stop(self, reason: str = "stopped") -> None:
         self._desired = False
@@ -696,6 +728,7 @@ class Server:
             # new child rather than seeing the old one still "ready".
             self._set_state(State.STOPPING, f"restarting ({reason})")
             self._run_scope.cancel()
+        self._recheck()
         self._poke.set()
 
     def restart_instance(self, inst: Instance, kind: Exit, reason: str, *,
@@ -758,29 +791,58 @@ class Server:
 
     def check_prerequisites(self) -> str | None:
         """Why this server cannot start, or None. Never spawns anything."""
-        missing = [v for v in self.config.requires_env if not self.ctx.environ.get(v)]
+        if self._env_file_error:
+            return self._env_file_error
+        missing = [v for v in self.config.requires_env if not self.environ.get(v)]
         if missing:
-            names = ", ".join(missing)
-            return f"{names} {'is' if len(missing) == 1 else 'are'} not set (required by requires_env)"
+            return missing_reason(self.name, missing, self._secret_problems)
         if self.config.cwd and not Path(self._expand(self.config.cwd)).is_dir():
             return f"working directory {self.config.cwd} does not exist"
         if self._argv() is None:
             if self.config.package:
+                from .installer import last_failure
+                failed = last_failure(self.ctx.data_dir, self.config)
+                if failed:
+                    return f"not installed: the last 'mcpctl install {self.name}' failed: {failed}"
                 return f"not installed: run 'mcpctl install {self.name}' ({self.config.package})"
             return f"command not found: {self.config.command}"
         return None
 
+    def server_env_file(self) -> Path | None:
+        if not self.config.env_file:
+            return None
+        path = Path(expand(self.config.env_file, self.ctx.environ)).expanduser()
+        if not path.is_absolute() and self.ctx.config_dir is not None:
+            path = self.ctx.config_dir / path
+        return path
+
+    async def load_secrets(self) -> None:
+        """Read the env files and credentials again (a worker thread): a key set since the last
+        spawn is used by this one."""
+        from .envfiles import EnvFileError, load
+        try:
+            server_file = self.server_env_file()
+            loaded = await anyio.to_thread.run_sync(load, self.ctx.environ, self.ctx.env_file, server_file)
+        except (EnvFileError, ValueError) as exc:
+            self._env_file_error = str(exc)
+            self.environ = self.ctx.environ
+            return
+        self._env_file_error = None
+        self._secret_problems = loaded.problems
+        self.ctx.secrets_seen(loaded.values.values())
+        self.environ = {**self.ctx.environ, **loaded.values} if loaded.values else self.ctx.environ
+
     def _expand(self, value: str) -> str:
-        return expand(value, self.ctx.environ)
+        return expand(value, self.environ)
 
     def _argv(self) -> list[str] | None:
         if self.ctx.resolve_command is not None:
-            resolved = self.ctx.resolve_command(self.config, self.ctx.data_dir, self.ctx.environ)
+            resolved = self.ctx.resolve_command(self.config, self.ctx.data_dir, self.environ)
             if resolved is None:
                 return None
             return [resolved[0], *(self._expand(a) for a in resolved[1:])]
         command = self._expand(self.config.command)
-        path = command if "/" in command else shutil.which(command, path=self.ctx.environ.get("PATH"))
+        path = command if "/" in command else shutil.which(command, path=self.environ.get("PATH"))
         if path is None or not os.access(path, os.X_OK):
             return None
         return [path, *(self._expand(a) for a in self.config.args)]
@@ -799,7 +861,7 @@ class Server:
         # An entry that expands to "" is left unset: `${AWS_PROFILE:-}` passes the variable
         # through only when the daemon has it (an empty AWS_PROFILE is not "no profile").
         extra = {key: value for key, raw in self.config.env.items() if (value := self._expand(raw))}
-        env = child_environment(self.ctx.environ, {})
+        env = child_environment(self.environ, {})
         if self.config.isolate_home:
             home = self.ctx.state_dir / "home" / self.name
             tmp = self.ctx.state_dir / "tmp" / self.name
@@ -831,6 +893,7 @@ class Server:
                         self._set_state(State.STOPPED, self._stop_reason)
                     await self._wait_poke()
                     continue
+                await self.load_secrets()
                 unavailable = self.check_prerequisites()
                 if unavailable:
                     self._set_state(State.UNAVAILABLE, unavailable)
@@ -917,9 +980,13 @@ class Server:
                     self._derive_state()
 
     async def _slot_life(self, index: int) -> None:
+        respawn = False
         while True:
             if index in self._retiring:
                 return
+            if respawn:
+                await self.load_secrets()  # `run` read them for the first spawn
+            respawn = True
             argv = self._argv()
             if argv is None:
                 self._give_up(self.check_prerequisites() or "command not found", State.UNAVAILABLE)
@@ -929,6 +996,7 @@ class Server:
                 server=self.name, index=index, argv=argv, env=self._spawn_env(), cwd=cwd, owner=self,
                 init_timeout=self.config.init_timeout, stop_timeout=self.config.stop_timeout,
                 max_message=self.ctx.max_message, roots=self.config.roots,
+                era_hint=self.ctx.eras.get(self.config) if self.ctx.eras is not None else None,
                 on_spawn=self._record_spawn, on_reaped=self._record_reaped)
             inst.unhealthy = Consecutive(self.config.unhealthy_after)
             self.instances.append(inst)
@@ -994,6 +1062,10 @@ class Server:
             await anyio.sleep(decision.delay)
 
     def _on_ready(self, inst: Instance) -> None:
+        eras = self.ctx.eras
+        era = "modern" if inst.modern else "legacy"
+        if eras is not None and eras.remember(self.config, era) and self._tg is not None:
+            self._tg.start_soon(anyio.to_thread.run_sync, eras.save)
         self.ready_instances.append(inst)
         self.handshake = inst
         self.tracker.ready()

@@ -34,6 +34,10 @@ ExecStart={mcpctl} --config {config} serve
 ExecReload=/bin/kill -HUP $MAINPID
 Environment=MCP_SUPERVISOR_SOCKET=%t/mcp-supervisor/control.sock
 Environment=PYTHONUNBUFFERED=1
+# API keys: {secrets}
+# or a systemd credential, `LoadCredential=BRAVE_API_KEY:/path/to/file` (`systemctl {ctl}edit`),
+# read from $CREDENTIALS_DIRECTORY. Both are read at every server start: `mcpctl restart NAME`
+# picks a new key up without restarting the daemon.
 # The daemon pings from its event loop every WatchdogSec/2; a stuck loop gets restarted.
 WatchdogSec=30s
 # READY=1 comes once every eager server has settled (at most 90 s in).
@@ -106,6 +110,10 @@ WantedBy=default.target
 
 
 DEFAULT_CONFIG = "%E/mcp-supervisor/fleet.toml"
+_USER_SECRETS = ("`mcpctl secret set NAME VAR` writes them (mode 0600) to\n"
+                 "# ~/.config/mcp-supervisor/secrets.env, the daemon's [supervisor] env_file;")
+_SYSTEM_SECRETS = (f"a dotenv file owned by {SERVICE_USER}, mode 0600, named by\n"
+                   "# [supervisor] env_file in fleet.toml (`mcpctl secret set NAME VAR` writes it);")
 
 
 def _quote(value: str) -> str:
@@ -124,11 +132,13 @@ def render(*, user: bool, mcpctl: str | None = None, config: str | None = None) 
     config = _quote(config) if config is not None else DEFAULT_CONFIG
     if user:
         head = _HEAD.format(what="per-user service (systemctl --user)", flag=" --user", ctl="--user ",
-                            order="", mcpctl=mcpctl or USER_MCPCTL, config=config)
+                            order="", mcpctl=mcpctl or USER_MCPCTL, config=config,
+                            secrets=_USER_SECRETS)
         return head + _USER
     head = _HEAD.format(what="system service, run as the dedicated user " + SERVICE_USER, flag="",
                         ctl="", order="After=network-online.target\nWants=network-online.target\n",
-                        mcpctl=mcpctl or SYSTEM_MCPCTL, config=config)
+                        mcpctl=mcpctl or SYSTEM_MCPCTL, config=config,
+                        secrets=_SYSTEM_SECRETS)
     return head + _SYSTEM.format(user=SERVICE_USER)
 
 

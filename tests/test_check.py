@@ -14,10 +14,13 @@ from supervisor.config import parse_config
 from supervisor.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
+MCPCTL = str(Path(sys.executable).with_name("mcpctl"))
 
 
 def mcpctl(*args: str, tmp: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in {"MCP_NEEDED_TOKEN", "MCP_SUPERVISOR_CONFIG"}}
+    base = {k: v for k, v in os.environ.items()
+            if k not in {"MCP_NEEDED_TOKEN", "MCP_SUPERVISOR_CONFIG", "MCP_SUPERVISOR_SOCKET",
+                         "XDG_RUNTIME_DIR"}}
     full = {**base, "PYTHONPATH": str(REPO), "MCP_SUPERVISOR_DATA": str(tmp / "data"), **(env or {})}
     return subprocess.run([sys.executable, "-m", "supervisor.cli", *args], cwd=tmp, capture_output=True,
                           text=True, env=full, timeout=60, check=False)
@@ -131,7 +134,7 @@ def test_config_snippet(tmp_path: Path) -> None:
     proc = mcpctl("config-snippet", "echo", tmp=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {
-        "mcpServers": {"echo": {"command": "mcpctl", "args": ["connect", "echo"]}}}
+        "mcpServers": {"echo": {"command": MCPCTL, "args": ["connect", "echo"]}}}
     assert "Streamable HTTP: http://127.0.0.1:9911/mcp/echo" in proc.stderr
 
     http = mcpctl("config-snippet", "echo", "--http", tmp=tmp_path)
@@ -143,6 +146,23 @@ def test_config_snippet(tmp_path: Path) -> None:
 
     unknown = mcpctl("config-snippet", "nope", tmp=tmp_path)
     assert unknown.returncode == 2 and "no server named 'nope'" in unknown.stderr
+
+
+@pytest.mark.parametrize(("env", "socket"), [
+    ({"XDG_RUNTIME_DIR": "/tmp/elsewhere-run"}, "/tmp/elsewhere-run/mcp-supervisor/control.sock"),
+    ({"MCP_SUPERVISOR_SOCKET": "/tmp/custom.sock"}, "/tmp/custom.sock"),
+])
+def test_config_snippet_names_the_socket_a_scrubbed_client_would_miss(tmp_path: Path, env, socket) -> None:
+    """A client starts the bridge without XDG_RUNTIME_DIR or MCP_SUPERVISOR_SOCKET: when the
+    daemon's socket comes from either, the snippet passes it as `--socket` (regression: the
+    bridge said the daemon was not running while it ran)."""
+    (tmp_path / "fleet.toml").write_text(VALID)
+    proc = mcpctl("config-snippet", "echo", tmp=tmp_path, env=env)
+    entry = json.loads(proc.stdout)["mcpServers"]["echo"]
+    assert entry == {"command": MCPCTL, "args": ["--socket", socket, "connect", "echo"]}
+    explicit = mcpctl("--socket", "/tmp/x/ctl.sock", "config-snippet", "--all", tmp=tmp_path)
+    assert json.loads(explicit.stdout)["mcpServers"]["mcp-supervisor"]["args"] == [
+        "--socket", "/tmp/x/ctl.sock", "connect", "--all"]
 
 
 def test_config_snippet_default_url(tmp_path: Path) -> None:

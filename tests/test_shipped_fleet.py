@@ -85,3 +85,15 @@ def test_servers_with_per_session_state_get_an_instance_per_client(fleet: FleetC
     for name in ("memory", "sequential-thinking"):
         assert fleet.servers[name].sharing == "per-client", name
     assert "${MCP_SUPERVISOR_CLIENT_DIR" in fleet.servers["memory"].env["MEMORY_FILE_PATH"]
+
+
+def test_fleet_toml_points_only_at_files_in_the_repository() -> None:
+    """Regression: its header sent readers to ../shared/FLEET.md, which a clone does not have."""
+    import re
+
+    repo = FLEET.parent
+    named = set(re.findall(r"(?<![\w/$}.~-])((?:\.\.?/)?\w[\w./-]*\.(?:md|toml|json|py|ya?ml|service))\b",
+                           FLEET.read_text()))
+    named.discard("fleet.toml")
+    missing = sorted(n for n in named if not (repo / n).exists())
+    assert not missing, f"fleet.toml names files that are not in the repository: {missing}"

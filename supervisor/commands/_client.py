@@ -50,3 +50,21 @@ def run_guarded(func: Any, args: argparse.Namespace) -> int:
         return int(func(args))
     except Failed as failed:
         return failed.code
+
+
+def describe(server: dict[str, Any]) -> str:
+    """`name: state (reason)`, the reason left out when it only repeats the state."""
+    state = str(server["state"])
+    reason = str(server.get("reason") or "")
+    shown = f" ({reason})" if reason and reason != state else ""
+    return f"{server['name']}: {state}{shown}"
+
+
+def not_serving(args: argparse.Namespace, name: str,
+                only: tuple[str, ...] = ("unavailable", "failed", "stopped", "stopping", "backoff")) -> int:
+    """When `name` is in one of `only` states, say so with its reason and return 1; else 0."""
+    servers = daemon_call(args, "supervisor/status", {"servers": [name]})["servers"]
+    if servers and servers[0]["state"] in only:
+        err(f"mcpctl: {describe(servers[0])}")
+        return 1
+    return 0

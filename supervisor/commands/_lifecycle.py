@@ -1,10 +1,17 @@
-"""Shared by `start`, `stop` and `restart`: they differ only in the control method they call."""
+"""Shared by `start`, `stop` and `restart`: they differ only in the control method they call.
+
+Exit 1 when a server that was asked to start settled `unavailable` or `failed` (the line printed
+for it says why); 0 otherwise.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from ._client import daemon_call, err, out, run_guarded
+from ._client import daemon_call, describe, err, out, run_guarded
+
+# States a `start`/`restart` can settle in without the server running: the command failed.
+NOT_STARTED = ("unavailable", "failed")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -24,9 +31,10 @@ def run(args: argparse.Namespace, method: str, verb: str) -> int:
         if not args.no_wait:
             params["wait"] = args.timeout
         result = daemon_call(args, method, params, timeout=args.timeout + 10)
+        stuck = False
         for server in result["servers"]:
-            reason = f" ({server['reason']})" if server.get("reason") else ""
-            out(f"{server['name']}: {server['state']}{reason}")
-        return 0
+            out(describe(server))
+            stuck = stuck or (verb != "stop" and not args.no_wait and server["state"] in NOT_STARTED)
+        return 1 if stuck else 0
 
     return run_guarded(_run, args)

@@ -1,7 +1,9 @@
 """mcpctl config-snippet NAME | --all: the client config that uses a server through the daemon.
 
 Prints the `mcpServers` JSON for stdio clients (Claude Desktop, Cursor, ...) on stdout, so it can be
-piped, and the Streamable HTTP URL from `[http] listen` on stderr. `--http` prints the URL form as
+piped, and the Streamable HTTP URL from `[http] listen` on stderr. The command is this `mcpctl`'s
+absolute path, with `--socket PATH` when a client's scrubbed environment would not find the
+daemon's socket by itself (see `supervisor.client_entry`). `--http` prints the URL form as
 JSON instead. A token from `[http] token` is never printed, only that one is needed.
 """
 
@@ -36,9 +38,12 @@ def http_url(http: HttpSettings, name: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     import orjson
 
     from supervisor import paths
+    from supervisor.client_entry import stdio_entry
     from supervisor.commands._client import err, out
     from supervisor.config import load_config
     from supervisor.errors import ConfigError
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         entry: dict[str, object] = {"type": "http", "url": url}
     else:
-        entry = {"command": "mcpctl", "args": ["connect", args.name or "--all"]}
+        entry = stdio_entry(args.name, paths.resolve_socket(getattr(args, "socket", None)), os.environ)
     out(orjson.dumps({"mcpServers": {key: entry}}, option=orjson.OPT_INDENT_2).decode())
     if not args.http:
         err(f"Streamable HTTP: {url}" if url else "Streamable HTTP: disabled ([http] listen = \"\")")

@@ -88,5 +88,6 @@ def run(args: argparse.Namespace) -> int:
     names = " ".join(item.name for item in items)
     also = f" (replaced: {', '.join(replaced)})" if replaced else ""
     _say(f"wrote {len(items)} servers to {target}{also}")
-    _say(f"next: mcpctl install {names}")
+    _say(f"next: mcpctl install {names}; mcpctl secret set NAME VAR for each variable it needs; "
+         "then mcpctl clients link CLIENT to point the client at the daemon")
     return 1 if failed else 0

@@ -1,6 +1,7 @@
 """mcpctl install [NAME...]: install each server's pinned package into its private prefix.
 
-Servers are installed in parallel (`--jobs`, default 4); one failure never stops the others. An
+Servers are installed in parallel (`--jobs`, default 4); one failure never stops the others. A
+running daemon is told afterwards: servers that were `unavailable` for want of their package start. An
 entry whose prefix already holds the same pin is skipped (`--force` reinstalls). Exit status: 0 when
 nothing failed, 1 when an install failed or the config is invalid, 2 for an unknown server name.
 """
@@ -61,4 +62,34 @@ def run(args: argparse.Namespace) -> int:
                                        "results": [r.as_json() for r in results]}).decode() + "\n")
     else:
         out(format_summary(results))
+    tell_daemon(args, [r.name for r in results], quiet=args.json)
     return 1 if any(r.outcome == "failed" for r in results) else 0
+
+
+def tell_daemon(args: argparse.Namespace, names: list[str], *, quiet: bool) -> None:
+    """A running daemon starts the servers that were `unavailable` waiting for these packages
+    (without this, status kept saying "not installed" until someone ran `mcpctl start`); one
+    whose install failed looks again too, so its reason quotes the failure."""
+    from supervisor import paths
+    from supervisor.commands._client import describe, err
+    from supervisor.control_client import ControlError, call
+    from supervisor.errors import DaemonNotRunning
+
+    if not names:
+        return
+    socket = paths.resolve_socket(getattr(args, "socket", None))
+    try:
+        status = call(socket, "supervisor/status", {"servers": names}, 10)
+        waiting = [s["name"] for s in status["servers"] if s["state"] == "unavailable"]
+        if not waiting:
+            return
+        result = call(socket, "supervisor/start", {"servers": waiting, "wait": 60}, 70)
+    except DaemonNotRunning:
+        return
+    except (ControlError, OSError) as exc:  # a daemon running another fleet, say
+        err(f"mcpctl install: could not tell the daemon: {exc}")
+        return
+    if not quiet:
+        err("The running daemon looked again at the servers that were waiting for these packages:")
+        for server in result["servers"]:
+            err("  " + describe(server))

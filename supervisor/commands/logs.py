@@ -3,6 +3,7 @@
 The daemon keeps the last 2000 stderr lines of each server in memory (secrets masked); the full
 history is in STATE_DIR/logs/NAME.log (size-rotated). With -f the recent lines and the live ones
 come from one subscription, so a line written while `logs -f` starts is printed exactly once.
+A server that is `unavailable` (never spawned, so no lines) exits 1 with the reason.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._client import daemon_call, err, out, run_guarded
+from ._client import daemon_call, err, not_serving, out, run_guarded
 
 NAME = "logs"
 HELP = "print a server's recent stderr (and follow it with -f)"
@@ -65,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     result = daemon_call(args, "supervisor/logs", {"server": args.server, "lines": args.lines})
     for line in result["lines"]:
         out(line)
-    return 0
+    return not_serving(args, args.server, only=("unavailable",)) if not result["lines"] else 0
 
 
 def run(args: argparse.Namespace) -> int:

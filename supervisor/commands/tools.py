@@ -1,12 +1,15 @@
 """mcpctl tools [NAME] [--json] [--diff]: the tools each server offers (from the daemon's cached
 list, policy applied); `--diff` shows tools whose definition changed since it was pinned.
-mcpctl tools approve NAME [TOOL]: pin the current definition of TOOL (or of every changed tool)."""
+mcpctl tools approve NAME [TOOL]: pin the current definition of TOOL (or of every changed tool).
+
+Exit 1, with the reason, when NAME has no tools because it is not running (unavailable, failed,
+stopped, ...)."""
 
 from __future__ import annotations
 
 import argparse
 
-from ._client import daemon_call, out, print_json, run_guarded
+from ._client import daemon_call, not_serving, out, print_json, run_guarded
 
 NAME = "tools"
 HELP = "list the tools of one server or all; --diff NAME, approve NAME [TOOL]"
@@ -62,6 +65,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.diff:
         return _diff(args, server)
     result = daemon_call(args, "supervisor/tools", {"server": server} if server else {})
+    if server and not result["servers"].get(server):
+        code = not_serving(args, server)
+        if code:
+            return code
     if args.json:
         print_json(result)
         return 0

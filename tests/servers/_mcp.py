@@ -110,6 +110,7 @@ def build_parser(chaos: bool) -> argparse.ArgumentParser:
                    help="the echo tool's description is read from PATH at each tools/list (a rug pull)")
     p.add_argument("--capabilities", default=None, metavar="LIST",
                    help="declare only these capabilities, e.g. 'tools' (default: all)")
+    p.add_argument("--log-requests", action="store_true", help="write 'request METHOD' to stderr per request")
     if not chaos:
         return p
     p.add_argument(
@@ -212,6 +213,7 @@ class Server:
         self.junk: bool = bool(g and g.junk)
         self.out_of_order: bool = bool(g and g.out_of_order)
         self.stderr_spam: bool = bool(g and g.stderr_spam)
+        self.log_requests: bool = bool(getattr(args, "log_requests", False))
         self.exit_code: int = g.exit_code if g else 0
         self.notify_before_reply: bool = bool(g and g.notify_before_reply)
         self.leak_mb_per_s: float = g.leak_mb_per_s if g else 0.0
@@ -509,7 +511,7 @@ class Server:
         rid = msg["id"]
         if self.hung:
             return
-        if self.stderr_spam:
+        if self.stderr_spam or self.log_requests:
             self.log(f"request {method} id={rid}")
         if self.era == "modern" and method != "server/discover" and method != "initialize":
             meta = params.get("_meta")
