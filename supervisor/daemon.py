@@ -22,6 +22,7 @@ from .aggregate import Aggregate
 from .caching import CacheHub
 from .config import FleetConfig, RateLimit, load_config
 from .control import ControlServer
+from .domains import loop_domain
 from .errors import ConfigError, SupervisorError
 from .events import EventBus
 from .fleet import Fleet
@@ -212,20 +213,23 @@ class Daemon:
             self.http.bind()  # a taken port fails here, before any child starts
         process.become_subreaper()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self.log_files.run)
+            # Background loops are failure domains: one that fails is run again after a backoff.
+            tg.start_soon(loop_domain, "log writer", self.log_files.run)
             await tg.start(self.fleet.run)
             await tg.start(ControlServer(self.socket_path, self).serve)
             if self.http is not None:
                 await tg.start(self.http.serve)
-            tg.start_soon(self._signals)
-            tg.start_soon(memory_loop, self.fleet)
-            tg.start_soon(self._stats_loop)
+            tg.start_soon(loop_domain, "signals", self._signals)
+            tg.start_soon(loop_domain, "memory watch", lambda: memory_loop(self.fleet))
+            tg.start_soon(loop_domain, "stats", self._stats_loop)
             if self.config.supervisor.watch:
-                tg.start_soon(watch_config, self.config_path, self.reload)
+                tg.start_soon(loop_domain, "config watcher",
+                              lambda: watch_config(self.config_path, self.reload))
             if self.notifier.enabled:
-                tg.start_soon(self._notify_loop)
+                tg.start_soon(loop_domain, "sd_notify", self._notify_loop)
                 if self.notifier.watchdog:
-                    tg.start_soon(self._watchdog_loop, self.notifier.watchdog)
+                    watchdog = self.notifier.watchdog
+                    tg.start_soon(loop_domain, "watchdog", lambda: self._watchdog_loop(watchdog))
             log.info("mcp-supervisor %s: %d servers, control socket %s", __version__,
                      len(self.fleet.servers), self.socket_path)
             await self._stop.wait()

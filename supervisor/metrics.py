@@ -42,6 +42,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from . import domains
 from .states import State
 
 if TYPE_CHECKING:
@@ -143,9 +144,13 @@ class FleetCollector(Collector):
         scale = CounterMetricFamily(PREFIX + "scale_events", "Autoscaling decisions by direction (up, "
                                     "down, refused: a scale-up the fleet memory limit stopped).",
                                     labels=["server", "direction"])
+        protocol_errors = CounterMetricFamily(PREFIX + "child_protocol_errors", "Messages from the "
+                                              "server's children that were not valid MCP (dropped).",
+                                              labels=["server"])
         for server in servers:
             name = server.name
             instances.add_metric([name], len(server.ready_instances))
+            protocol_errors.add_metric([name], server.protocol_errors_total)
             for direction, count in server.scale_events.items():
                 scale.add_metric([name, direction], count)
             for method, stats in list(server.stats.methods.items()):
@@ -170,7 +175,14 @@ class FleetCollector(Collector):
             memory.add_metric([name], float(sum(sizes)))
             if server.config.memory_limit is not None:
                 limit.add_metric([name], float(server.config.memory_limit))
-        yield from (requests, durations, in_flight, queue, state, restarts, memory, limit, instances, scale)
+        yield from (requests, durations, in_flight, queue, state, restarts, memory, limit, instances, scale,
+                    protocol_errors)
+        failures = CounterMetricFamily(PREFIX + "domain_failures", "Unexpected errors a failure "
+                                       "domain caught and ended alone, by kind (connection, "
+                                       "instance, loop, ...).", labels=["kind"])
+        for kind, count in list(domains.failures.items()):
+            failures.add_metric([kind], count)
+        yield failures
 
         cache = self._cache_status()
         backend = str(cache.get("backend", "none"))

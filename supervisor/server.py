@@ -24,6 +24,7 @@ from . import metrics, protocol
 from .autoscale import DOWN, UP, Autoscaler, Observation, Policy, Verdict
 from .breaker import CANCELLED, CLOSED, TIMEOUT, CircuitBreaker
 from .config import ServerConfig, expand
+from .domains import domain, loop_domain
 from .errors import (
     CIRCUIT_OPEN,
     METHOD_NOT_FOUND,
@@ -163,6 +164,7 @@ class Server:
         self._bucket = (TokenBucket.for_limit(config.rate_limit, time.monotonic())
                         if config.rate_limit is not None else None)
         self.rate_limited_total = 0
+        self.protocol_errors_total = 0  # invalid MCP from any of its children, dropped
         self._stderr_window = 0.0
         self._stderr_logged = 0
         self._stderr_suppressed = 0
@@ -205,6 +207,10 @@ class Server:
         elif ready:
             inst = self._least_loaded(ready, limit)
         now = time.monotonic()
+        if inst is not None and inst.stdin_backlog > inst.stdin_busy_at:
+            self._refuse_busy(sink, message, f"'{self.name}' has {inst.stdin_backlog} bytes "
+                              "waiting for it to read")
+            return
         if inst is not None and not self.queue:
             inst.forward(sink, message, now + self._timeout_for(message), client_modern)
             if self._sweeper_idle:
@@ -223,18 +229,20 @@ class Server:
                     {"server": self.name, "state": str(self.state), "reason": self.reason}))
                 return
         if len(self.queue) >= self.config.max_queue:
-            self.busy_total += 1
-            self.stats.refused(message["method"], metrics.BUSY)
-            retry_ms = self._retry_after_ms()
-            sink.deliver(error_response(
-                message["id"], SERVER_BUSY,
-                f"server busy: '{self.name}' has {self.in_flight} requests in flight and "
-                f"{len(self.queue)} queued; retry after {retry_ms} ms",
-                {"server": self.name, "retry_after_ms": retry_ms}))
+            self._refuse_busy(sink, message, f"'{self.name}' has {self.in_flight} requests in "
+                              f"flight and {len(self.queue)} queued")
             return
         self.queue.append(Queued(sink, message, now + self._timeout_for(message), client_modern, now))
         if self._sweeper_idle:
             self._wake_sweeper()
+
+    def _refuse_busy(self, sink: Sink, message: Message, why: str) -> None:
+        self.busy_total += 1
+        self.stats.refused(message["method"], metrics.BUSY)
+        retry_ms = self._retry_after_ms()
+        sink.deliver(error_response(
+            message["id"], SERVER_BUSY, f"server busy: {why}; retry after {retry_ms} ms",
+            {"server": self.name, "retry_after_ms": retry_ms}))
 
     def refuse_rate_limited(self, sink: Sink, message: Message, retry_after: float) -> None:
         self.rate_limited_total += 1
@@ -277,7 +285,7 @@ class Server:
         best_load = limit
         for inst in ready:
             load = len(inst.pending)
-            if load < best_load and not inst.draining:
+            if load < best_load and not inst.draining and inst.stdin_backlog <= inst.stdin_busy_at:
                 best = inst
                 best_load = load
         return best
@@ -462,6 +470,9 @@ class Server:
             f"mcp-supervisor cannot route {message['method']}: {len(candidates)} clients have "
             "requests in flight on this server, so the one that caused it is unknown"))
 
+    def child_protocol_error(self, instance: Instance) -> None:
+        self.protocol_errors_total += 1
+
     def child_stderr(self, instance: Instance, line: str) -> None:
         self.stderr.append(line)
         self.ctx.publish({"type": "log", "server": self.name, "line": line})
@@ -493,7 +504,11 @@ class Server:
 
     def _spawn(self, func: Callable[[Instance], Any], instance: Instance) -> None:
         if self._tg is not None:
-            self._tg.start_soon(func, instance)
+            self._tg.start_soon(self._in_domain, func, instance)
+
+    async def _in_domain(self, func: Callable[[Instance], Any], instance: Instance) -> None:
+        with domain("task", f"{self.name} {getattr(func, '__name__', 'task')}"):
+            await func(instance)
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -650,12 +665,13 @@ class Server:
         """The server's whole life: start when wanted, supervise, stop when told."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            tg.start_soon(self._sweeper)
+            tg.start_soon(loop_domain, f"{self.name} sweeper", self._sweeper)
             if self.cache is not None and self.cache.needs_worker:
-                tg.start_soon(self.cache.worker)
-            tg.start_soon(self._health)
+                tg.start_soon(loop_domain, f"{self.name} cache worker", self.cache.worker)
+            tg.start_soon(loop_domain, f"{self.name} health", self._health)
             if self.config.idle_stop_after:
-                tg.start_soon(self._idle_watch, self.config.idle_stop_after)
+                after = self.config.idle_stop_after
+                tg.start_soon(loop_domain, f"{self.name} idle watch", lambda: self._idle_watch(after))
             while True:
                 if not self._desired or self._failed:
                     if not self._failed and self.state != State.UNAVAILABLE:
@@ -755,11 +771,19 @@ class Server:
             spawn_error = None
             try:
                 # Cancelling this scope (restart_instance) ends just this child; cancelling the
-                # run scope (stop, restart) ends every slot and propagates through here.
-                with anyio.CancelScope() as inst.scope:
-                    info = await inst.run(self._on_ready)
-            except SpawnError as exc:
-                spawn_error = str(exc)
+                # run scope (stop, restart) ends every slot and propagates through here. The
+                # instance is a failure domain: a bug while serving it counts as its crash (its
+                # process is already ended: teardown runs shielded) and the policy decides.
+                with anyio.CancelScope() as inst.scope, domain(
+                        "instance", f"{self.name} slot {index}") as outcome:
+                    try:
+                        info = await inst.run(self._on_ready)
+                    except SpawnError as exc:
+                        spawn_error = str(exc)
+                if outcome.failure is not None:
+                    info = ExitInfo(None, inst.started_at is None, list(inst.stderr_tail)[-5:],
+                                    inst.junk_lines)
+                    info.error = f"internal error serving it: {type(outcome.failure).__name__}"
             finally:
                 inst.scope = None
                 self.instances.remove(inst)
@@ -1056,6 +1080,7 @@ class Server:
             "timeouts_total": self.timeouts_total,
             "busy_total": self.busy_total,
             "rate_limited_total": self.rate_limited_total,
+            "protocol_errors": self.protocol_errors_total,
             "rate_limit": self.config.rate_limit.text if self.config.rate_limit else None,
             "last_exit": REDACT(self.last_exit) if self.last_exit else None,
             "last_stderr": self.last_stderr,

@@ -1,0 +1,242 @@
+"""Containment: no client line, no child output and no full buffer ends the daemon (issue 14).
+
+Each test is a regression test for one trigger that ended (or froze, or grew) the daemon, through
+the real daemon, its real sockets and a real hostile child (`tests/servers/hostile_child.py`).
+After each trigger the daemon must still answer `status` and a bystander server a call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from supervisor.control_client import connect, read_line
+
+from .conftest import SERVERS, Daemon, server_toml, wait_for
+from .mcp_raw import RawSession
+
+HOSTILE = SERVERS / "hostile_child.py"
+
+
+def _fleet(*extra: str) -> str:
+    return server_toml("echo") + server_toml("hostile", HOSTILE) + "".join(extra)
+
+
+def _still_serving(daemon: Daemon) -> None:
+    """The daemon is alive and a bystander's call is answered correctly."""
+    assert daemon.proc is not None and daemon.proc.poll() is None, daemon.log_text()[-3000:]
+    assert daemon.status("echo")["state"] == "ready"
+    with RawSession(daemon.socket, "echo") as session:
+        reply = session.call_tool("echo", {"text": "still here"}, "bystander")
+    assert reply["result"]["content"][0]["text"] == "still here"
+
+
+def _control(path: Path, line: bytes) -> dict[str, Any]:
+    """One raw line on a fresh control connection; its one reply."""
+    sock = connect(path, 10)
+    try:
+        sock.sendall(line + b"\n")
+        return orjson.loads(read_line(sock, bytearray()))  # type: ignore[no-any-return]
+    finally:
+        sock.close()
+
+
+def _nested(depth: int) -> str:
+    """JSON text of a list nested `depth` deep (orjson reads it; it refuses to write it)."""
+    return "[" * depth + "1" + "]" * depth
+
+
+# ---- client lines ---------------------------------------------------------------------------------
+
+def test_attach_with_non_object_params_is_invalid_params_not_a_daemon_exit(make_daemon):
+    """`supervisor/attach` with `"params": [1]` raised in the listener and ended the daemon."""
+    daemon = make_daemon(_fleet())
+    daemon.wait_state("echo", "ready")
+    for params in ([1], "x", 5, {"server": ["echo"]}, {"server": "echo", "client": {}}):
+        line = orjson.dumps({"jsonrpc": "2.0", "id": 9, "method": "supervisor/attach", "params": params})
+        reply = _control(daemon.socket, line)
+        assert reply["id"] == 9 and reply["error"]["code"] == -32602, (params, reply)
+    _still_serving(daemon)
+
+
+def test_discover_with_non_object_meta_is_invalid_params_not_a_daemon_exit(make_daemon):
+    """`server/discover` with `"_meta": [1]` over an attached session ended the daemon."""
+    daemon = make_daemon(_fleet())
+    daemon.wait_state("echo", "ready")
+    with RawSession(daemon.socket, "echo") as session:
+        reply = session.request("server/discover", {"_meta": [1]}, "d1")
+        assert reply["id"] == "d1" and reply["error"]["code"] == -32602
+        reply = session.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": [1],
+                                               "clientInfo": "x"}, "i1")
+        assert reply["id"] == "i1" and reply["error"]["code"] == -32602
+        assert session.call_tool("echo", {"text": "same session"}, 2)["result"]
+    _still_serving(daemon)
+
+
+def test_params_nested_300_deep_are_refused_at_parse_time(make_daemon):
+    """A request nested deeper than the encoder can write back (orjson reads 1024, writes 254)
+    raised in the session and ended the daemon; it is now refused when parsed."""
+    daemon = make_daemon(_fleet())
+    daemon.wait_state("echo", "ready")
+    deep = ('{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo",'
+            '"arguments":{"text":"x","deep":' + _nested(300) + "}}}").encode()
+    with RawSession(daemon.socket, "echo") as session:
+        session.send_raw(deep + b"\n")
+        reply = session.response()
+        assert reply["error"]["code"] == -32600 and reply["id"] == 3
+        assert session.call_tool("echo", {"text": "after"}, 4)["result"]
+    reply = _control(daemon.socket, ('{"jsonrpc":"2.0","id":5,"method":"supervisor/status",'
+                                     '"params":{"servers":' + _nested(300) + "}}").encode())
+    assert reply["error"]["code"] == -32600
+    _still_serving(daemon)
+
+
+def test_response_with_an_object_id_during_a_sampling_request_is_dropped(make_daemon):
+    """A client answer whose id is an object (unhashable) while a legacy child's sampling
+    request is outstanding raised in the lookup and ended the daemon."""
+    daemon = make_daemon(server_toml("echo") + server_toml("hostile", HOSTILE, "--era", "legacy"))
+    daemon.wait_state("hostile", "ready")
+    with RawSession(daemon.socket, "hostile") as session:
+        session.initialize()
+        session.send({"jsonrpc": "2.0", "id": "s", "method": "tools/call",
+                      "params": {"name": "sample", "arguments": {"prompt": "hi"}}})
+        asked = session.recv()
+        assert asked["method"] == "sampling/createMessage"
+        session.send({"jsonrpc": "2.0", "id": {"a": 1}, "result": {}})
+        session.send({"jsonrpc": "2.0", "id": [asked["id"]], "result": {}})
+        session.send({"jsonrpc": "2.0", "id": asked["id"], "result": {
+            "role": "assistant", "content": {"type": "text", "text": "hello"}, "model": "m"}})
+        reply = session.response()
+        assert reply["id"] == "s" and "hello" in reply["result"]["content"][0]["text"]
+    _still_serving(daemon)
+
+
+WRONG_TYPED = [
+    ("supervisor/logs", {"server": "echo", "lines": "many"}),
+    ("supervisor/logs", {"server": ["echo"]}),
+    ("supervisor/start", {"servers": ["echo"], "wait": "soon"}),
+    ("supervisor/stop", {"servers": ["echo"], "wait": [1]}),
+    ("supervisor/events", {"logs": 5}),
+    ("supervisor/events", {"tail": "x"}),
+    ("supervisor/call", {"server": "echo", "tool": "echo", "timeout": {}}),
+    ("supervisor/status", {"servers": "echo"}),
+    ("supervisor/tools", {"server": 7}),
+    ("supervisor/cache/clear", {"server": [1]}),
+]
+
+
+def test_wrong_typed_control_params_answer_invalid_params(make_daemon):
+    """Wrong-typed control params answered -32603 (an internal error); they are the caller's
+    mistake: -32602, and the daemon carries on."""
+    daemon = make_daemon(server_toml("echo"))
+    daemon.wait_state("echo", "ready")
+    for method, params in WRONG_TYPED:
+        reply = _control(daemon.socket, orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+                                                      "params": params}))
+        assert reply.get("error", {}).get("code") == -32602, (method, params, reply)
+    assert daemon.status("echo")["state"] == "ready"
+
+
+def test_invalid_request_ids_are_refused_before_any_lookup(make_daemon):
+    """Ids that are not strings or integers are invalid requests, on the control socket and in
+    a session: refused with -32600 (id null) before they are used as a key."""
+    daemon = make_daemon(server_toml("echo"))
+    daemon.wait_state("echo", "ready")
+    with RawSession(daemon.socket, "echo") as session:
+        for bad_id in ({"a": 1}, [1], 1.5, True):
+            reply = _control(daemon.socket, orjson.dumps({"jsonrpc": "2.0", "id": bad_id,
+                                                          "method": "supervisor/status"}))
+            assert reply["error"]["code"] == -32600 and reply["id"] is None
+            session.send({"jsonrpc": "2.0", "id": bad_id, "method": "tools/list"})
+            reply = session.response()
+            assert reply["error"]["code"] == -32600 and reply["id"] is None
+            session.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                          "params": {"requestId": bad_id}})
+        assert session.call_tool("echo", {"text": "ok"}, 1)["result"]
+    _still_serving(daemon)
+
+
+# ---- child output ---------------------------------------------------------------------------------
+
+def test_tools_list_with_a_non_object_item_is_a_protocol_error_not_a_daemon_exit(make_daemon):
+    """A child whose tools/list holds a non-object item made the daemon die seconds after every
+    start; the daemon drops and counts the item from the list it keeps (cache, aggregate, status),
+    and a client asking the child gets the child's own answer, as always."""
+    daemon = make_daemon(server_toml("echo")
+                         + server_toml("hostile", HOSTILE, "--tools-list-item", "1"))
+    daemon.wait_state("hostile", "ready")
+    kept = daemon.rpc("supervisor/tools", {"server": "hostile"})["servers"]["hostile"]
+    assert kept and all(isinstance(t, dict) for t in kept)
+    with RawSession(daemon.socket, "hostile") as session:
+        session.initialize()
+        assert session.call_tool("echo", {"text": "works"}, 1)["result"]
+    wait_for(lambda: daemon.status("hostile")["protocol_errors"] >= 1, 10, what="protocol error counted")
+    _still_serving(daemon)
+    assert daemon.status("hostile")["state"] == "ready"
+
+
+CHILD_GARBAGE = [
+    # a progress token that is a list
+    '{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":[1],"progress":1}}',
+    # a notification whose method is not a string
+    '{"jsonrpc":"2.0","method":["notifications/message"],"params":{}}',
+    '{"jsonrpc":"2.0","method":7}',
+    # an object as subscriptionId
+    '{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"x",'
+    '"_meta":{"io.modelcontextprotocol/subscriptionId":{"a":1}}}}',
+    # requests with ids that are no ids
+    '{"jsonrpc":"2.0","id":{"a":1},"method":"sampling/createMessage","params":{}}',
+    '{"jsonrpc":"2.0","id":[1],"result":{}}',
+    # a result nested 300 deep, to nobody, and a notification nested 300 deep
+    '{"jsonrpc":"2.0","id":99999,"result":' + _nested(300) + "}",
+    '{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":'
+    + _nested(300) + "}}",
+    # a log message that is not an object
+    '{"jsonrpc":"2.0","method":"notifications/message","params":[1]}',
+]
+
+
+def test_invalid_child_messages_are_counted_and_dropped_not_a_daemon_exit(make_daemon):
+    """Each of these lines from a child ended the daemon; each is now a counted, logged protocol
+    error, dropped, and the child keeps serving."""
+    daemon = make_daemon(_fleet())
+    daemon.wait_state("hostile", "ready")
+    with RawSession(daemon.socket, "hostile") as session:
+        session.initialize()
+        reply = session.request("tools/call", {"name": "emit", "arguments": {"lines": CHILD_GARBAGE},
+                                               "_meta": {"progressToken": "p"}}, "e")
+        assert reply["id"] == "e" and reply["result"]["content"][0]["text"] == "emitted"
+        assert session.call_tool("echo", {"text": "again"}, 2)["result"]
+    errors = wait_for(lambda: daemon.status("hostile")["protocol_errors"] >= 8 and
+                      daemon.status("hostile")["protocol_errors"], 10, what="protocol errors")
+    assert errors >= 8
+    _still_serving(daemon)
+    metrics = daemon.rpc("supervisor/metrics")["text"]
+    assert 'mcp_supervisor_child_protocol_errors_total{server="hostile"}' in metrics
+
+
+MALFORMED_ANSWERS = [
+    '{"jsonrpc":"2.0","id":$ID,"result":' + _nested(300) + "}",
+    '{"jsonrpc":"2.0","id":$ID,"error":"not an object"}',
+    '{"jsonrpc":"2.0","id":$ID,"result":{},"error":{"code":1,"message":"both"}}',
+    '{"jsonrpc":"2.0","id":$ID}',
+    '{"jsonrpc":"2.0","id":$ID,"result":[1]}',
+]
+
+
+def test_a_malformed_answer_to_a_pending_call_answers_its_caller_with_an_error(make_daemon):
+    """A child's answer with a bad shape to a call in flight: the caller hears an error at once
+    (it neither hangs until request_timeout nor takes the daemon down)."""
+    daemon = make_daemon(_fleet())
+    daemon.wait_state("hostile", "ready")
+    with RawSession(daemon.socket, "hostile") as session:
+        session.initialize()
+        for index, answer in enumerate(MALFORMED_ANSWERS):
+            reply = session.request("tools/call", {"name": "emit", "arguments": {
+                "lines": [answer], "answer": False}}, f"bad-{index}")
+            assert reply["id"] == f"bad-{index}" and reply["error"]["code"] == -32603, (answer, reply)
+            assert "hostile" in reply["error"]["message"]
+    _still_serving(daemon)
