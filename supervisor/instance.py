@@ -216,6 +216,7 @@ class Instance:
         # restarts this child.
         self._stdin = Outbox(max(DEFAULT_LIMIT, 4 * max_message))
         self.stdin_busy_at = self._stdin.limit - max_message
+        self._stdin_transport: asyncio.WriteTransport | None = None
         self.protocol_errors = 0
         self.overflow: str | None = None
         self._stdout_closed = anyio.Event()
@@ -234,8 +235,10 @@ class Instance:
 
     @property
     def stdin_backlog(self) -> int:
-        """Bytes waiting for the child to read them."""
-        return self._stdin.size
+        """Bytes waiting for the child to read them: in our outbox and in the pipe transport's
+        own buffer (where a batch being written sits)."""
+        transport = self._stdin_transport
+        return self._stdin.size + (transport.get_write_buffer_size() if transport is not None else 0)
 
     def forward(self, sink: Sink, message: Message, deadline: float, client_modern: bool) -> int:
         """Send a client's request to the child under our own id; the answer goes to `sink`."""
@@ -672,6 +675,9 @@ class Instance:
     async def _pump_stdin(self, stdin: anyio.abc.ByteSendStream) -> None:
         # The child may close stdin or die; the stdout reader and exit watcher notice that.
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            transport = getattr(getattr(stdin, "_stream", None), "transport", None)
+            if isinstance(transport, asyncio.WriteTransport):
+                self._stdin_transport = transport
             try:
                 await self._stdin.pump(stdin, _pipe_sender(stdin))
             except OutboxOverflow as exc:  # the child stopped reading: this child ends, not the daemon

@@ -90,18 +90,33 @@ class LineSplitter:
     message still arrives) and reported once as an `Oversized` item in its place.
     """
 
-    __slots__ = ("_discarded", "_head", "_limit", "_partial")
+    __slots__ = ("_discarded", "_head", "_limit", "_partial", "_partial_size")
 
     def __init__(self, limit: int = DEFAULT_MAX_MESSAGE) -> None:
         self._limit = limit
-        self._partial = b""
+        # The start of a line still arriving, as the chunks it came in: joined once, when its
+        # newline arrives (joining on every chunk made a 16 MB line cost gigabytes of copying).
+        self._partial: list[bytes] = []
+        self._partial_size = 0
         self._discarded = 0  # > 0 while skipping the rest of an oversized line
         self._head = b""  # the first bytes of the line being skipped
 
     def feed(self, data: bytes) -> list[bytes | Oversized]:
-        if self._partial:
-            data = self._partial + data
-            self._partial = b""
+        partial = self._partial
+        if partial:
+            partial.append(data)
+            self._partial_size += len(data)
+            if b"\n" not in data:
+                if self._partial_size > self._limit:  # no newline within the limit: skip it
+                    first = partial[0]
+                    self._head = (first if len(first) >= HEAD_BYTES else b"".join(partial))[:HEAD_BYTES]
+                    self._discarded = self._partial_size
+                    self._partial = []
+                    self._partial_size = 0
+                return []
+            data = b"".join(partial)
+            self._partial = []
+            self._partial_size = 0
         parts = data.split(b"\n")
         tail = parts.pop()
         out: list[bytes | Oversized] = []
@@ -121,13 +136,14 @@ class LineSplitter:
         if len(tail) > self._limit:
             self._discarded = len(tail)
             self._head = tail[:HEAD_BYTES]
-        else:
-            self._partial = tail
+        elif tail:
+            self._partial = [tail]
+            self._partial_size = len(tail)
         return out
 
     @property
     def pending_bytes(self) -> int:
-        return len(self._partial)
+        return self._partial_size
 
 
 def error_response(msg_id: Any, code: int, message: str, data: Any = None) -> Message:

@@ -7,13 +7,15 @@ After each trigger the daemon must still answer `status` and a bystander server 
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from supervisor.control_client import connect, read_line
+from supervisor.errors import DaemonNotRunning
 
 from .conftest import SERVERS, Daemon, server_toml, wait_for
 from .mcp_raw import RawSession
@@ -239,4 +241,107 @@ def test_a_malformed_answer_to_a_pending_call_answers_its_caller_with_an_error(m
                 "lines": [answer], "answer": False}}, f"bad-{index}")
             assert reply["id"] == f"bad-{index}" and reply["error"]["code"] == -32603, (answer, reply)
             assert "hostile" in reply["error"]["message"]
+    _still_serving(daemon)
+
+
+# ---- buffers --------------------------------------------------------------------------------------
+
+def test_a_child_that_stops_reading_makes_admission_say_busy_before_its_stdin_bound(make_daemon):
+    """Eight 15 MB calls under the default limits to a child that is not reading raised an
+    uncaught overflow at 64 MiB and ended the daemon. The bytes waiting for a child's stdin are
+    bounded: admission refuses with -32000 busy and data.retry_after_ms before the bound."""
+    daemon = make_daemon(server_toml("echo") + server_toml("hostile", HOSTILE, max_in_flight=16))
+    daemon.wait_state("hostile", "ready")
+    text = "x" * (15 * 1000 * 1000)
+    with RawSession(daemon.socket, "hostile", timeout=60) as session:
+        session.initialize()
+        session.send({"jsonrpc": "2.0", "id": "block", "method": "tools/call",
+                      "params": {"name": "block", "arguments": {"seconds": 4}}})
+        wait_for(lambda: daemon.status("hostile")["in_flight"] == 1, 10, what="the block call")
+        for index in range(8):
+            session.send({"jsonrpc": "2.0", "id": index, "method": "tools/call",
+                          "params": {"name": "echo", "arguments": {"text": text}}})
+        busy = []
+        while len(busy) < 1:
+            reply = session.response()
+            if reply.get("error", {}).get("code") == -32000:
+                busy.append(reply)
+        assert busy[0]["error"]["data"]["retry_after_ms"] > 0
+        assert "bytes waiting" in busy[0]["error"]["message"]
+    _still_serving(daemon)
+    assert daemon.status("hostile")["state"] == "ready"
+
+
+def test_an_answer_over_the_size_limit_answers_its_caller_at_once(make_daemon):
+    """An answer over the 16 MiB line limit was dropped and its caller waited the whole
+    request_timeout; the id is read from the line's head and the caller hears -32006 at once."""
+    daemon = make_daemon(server_toml("echo") + server_toml("hostile", HOSTILE, request_timeout=120))
+    daemon.wait_state("hostile", "ready")
+    with RawSession(daemon.socket, "hostile", timeout=30) as session:
+        session.initialize()
+        reply = session.call_tool("big", {"bytes": 17 * 1024 * 1024}, "huge")
+        assert reply["id"] == "huge" and reply["error"]["code"] == -32006, reply
+        assert reply["error"]["data"]["limit"] == 16 * 1024 * 1024
+        assert session.call_tool("echo", {"text": "next"}, 2)["result"]
+    _still_serving(daemon)
+
+
+def test_a_client_that_never_reads_is_closed_at_its_buffer_bound(make_daemon):
+    """A control client that never read grew the daemon without bound (37 MB to 1 GB): the pump
+    that checked the bound was itself stuck writing to it. Checked on push now: over the bound,
+    that connection is closed, and the daemon and everyone else carry on."""
+    daemon = make_daemon(server_toml("echo") + server_toml("hostile", HOSTILE, max_in_flight=64))
+    daemon.wait_state("hostile", "ready")
+    session = RawSession(daemon.socket, "hostile", timeout=30)
+    session.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    calls = 80  # 80 answers of 1 MB: far over the 33 MiB bound
+    for index in range(calls):
+        session.send({"jsonrpc": "2.0", "id": index, "method": "tools/call",
+                      "params": {"name": "big", "arguments": {"bytes": 1024 * 1024}}})
+    wait_for(lambda: daemon.status("hostile")["calls_total"] >= calls, 60, what="every call answered")
+    answers = 0
+    with contextlib.suppress(DaemonNotRunning, OSError):
+        while answers < calls:
+            session.recv()
+            answers += 1
+    session.close()
+    assert answers < calls
+    assert "control connection dropped" in daemon.log_text()
+    _still_serving(daemon)
+
+
+# ---- URIs -----------------------------------------------------------------------------------------
+
+def test_a_long_uri_against_a_many_variable_template_does_not_freeze_the_loop(make_daemon):
+    """Aggregate `resources/read` matched URI templates with a backtracking regex: a 3 kB URI
+    froze the event loop (24 s; the systemd watchdog kills at 30). Matching is linear now, so the
+    answer ("matches no server's resources") comes at once and a template URI still routes."""
+    daemon = make_daemon(server_toml("echo") + server_toml(
+        "hostile", HOSTILE, "--resource-template", "h://{a}{b}{c}{d}{e}{f}{g}{h}z"))
+    daemon.wait_state("echo", "ready")
+    daemon.wait_state("hostile", "ready")
+    sock = connect(daemon.socket, 10)  # the socket timeout is the test's deadline
+    buffer = bytearray()
+
+    def ask(message: dict[str, Any]) -> dict[str, Any]:
+        sock.sendall(orjson.dumps(message) + b"\n")
+        while True:
+            reply: dict[str, Any] = orjson.loads(read_line(sock, buffer))
+            if "id" in reply:
+                return reply
+
+    try:
+        assert "result" in ask({"jsonrpc": "2.0", "id": "a", "method": "supervisor/attach",
+                                "params": {"all": True}})
+        reply = ask({"jsonrpc": "2.0", "id": 1, "method": "resources/read",
+                     "params": {"uri": "h://" + "a" * 3000}})
+        assert reply["error"]["code"] == -32602 and "matches no server" in reply["error"]["message"]
+        reply = ask({"jsonrpc": "2.0", "id": 2, "method": "resources/read",
+                     "params": {"uri": "test://echo/routed"}})
+        assert reply["result"]["contents"][0]["text"] == "routed"
+        reply = ask({"jsonrpc": "2.0", "id": 3, "method": "resources/read",
+                     "params": {"uri": "test://echo/a/b"}})  # a simple variable never spans "/"
+        assert reply["error"]["code"] == -32602
+    finally:
+        sock.close()
     _still_serving(daemon)

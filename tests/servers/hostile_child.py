@@ -1,6 +1,7 @@
 """Hostile MCP test child: the echo server plus ways to send the daemon what no MCP server should.
 
     --tools-list-item JSON   one more item in every tools/list result (e.g. `1`: not an object)
+    --resource-template T    offer the URI template T (instead of test://echo/{text})
 
 Tools (on top of the echo server's):
     emit {lines: [str], answer?: bool}  write each string to stdout as one raw line, `$ID` replaced
@@ -27,6 +28,8 @@ class Hostile(Server):
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__(args, chaos=False)
         self.extra_item = orjson.loads(args.tools_list_item) if args.tools_list_item else None
+        if args.resource_template:
+            self.TEMPLATES = ({"uriTemplate": args.resource_template, "name": "hostile"},)
         self.tools.append(_tool("emit", "Write raw lines to stdout", _schema({"lines": "array"})))
         self.tools.append(_tool("block", "Stop reading stdin for a while", _schema({"seconds": "number"})))
         self.tool_handlers["emit"] = self.t_emit
@@ -58,6 +61,7 @@ class Hostile(Server):
 def main() -> None:
     parser = build_parser(chaos=False)
     parser.add_argument("--tools-list-item", default=None, metavar="JSON")
+    parser.add_argument("--resource-template", default=None, metavar="TEMPLATE")
     args = parser.parse_args()
     server = Hostile(args)
     server.log(f"started pid={os.getpid()}")
