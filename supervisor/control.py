@@ -543,7 +543,7 @@ class ControlConnection:
     async def logs(self, params: dict[str, Any]) -> Any:
         server = self.daemon.fleet.get(_required(params, "server"))
         count = _count(params, "lines", 100)
-        lines = list(server.stderr)[-count:] if count > 0 else []
+        lines = server.stderr.tail(count)
         return {"server": server.name, "lines": lines}
 
     async def tools(self, params: dict[str, Any]) -> Any:
@@ -600,7 +600,7 @@ class ControlConnection:
             self._unsubscribe()
         self._unsubscribe = self.daemon.bus.subscribe(forward)
         # No await between subscribing and reading the rings: nothing can slip in between.
-        lines = {s.name: list(s.stderr)[-tail:] if tail > 0 else [] for s in servers}
+        lines = {s.name: s.stderr.tail(tail) for s in servers}
         return {"subscribed": True, "at": time.time(), "lines": lines}
 
     async def metrics(self, params: dict[str, Any]) -> Any:

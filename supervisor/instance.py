@@ -9,7 +9,6 @@ task or future per request: routing is a dict lookup and a push.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
@@ -45,13 +44,14 @@ from .jsonrpc import (
     is_valid_id,
     loads,
 )
-from .logs import REDACT
+from .logs import REDACT, LineRing
 from .metrics import ERROR, GONE
 from .outbox import DEFAULT_LIMIT, Outbox, OutboxOverflow, batch
 
 log = logging.getLogger("mcp_supervisor.instance")
 
-STDERR_LINES = 1000
+STDERR_LINES = 50  # the last lines of one child, for its exit reason (the server keeps the long ring)
+STDERR_BYTES = 64 * 1024
 PROBE_TIMEOUT = 3.0
 
 
@@ -189,7 +189,7 @@ class Instance:
         self.ready = False
         self.draining = False
         self.pending: dict[int, Pending] = {}
-        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self.stderr_tail = LineRing(STDERR_LINES, STDERR_BYTES)
         self.junk_lines = 0
         self.oversized = 0
         self.memory_bytes: int | None = None
@@ -566,7 +566,7 @@ class Instance:
             with anyio.CancelScope(shield=True):
                 returncode = await self._terminate(proc)
                 self._fail_pending()
-        info = ExitInfo(returncode, self.started_at is None, list(self.stderr_tail)[-5:],
+        info = ExitInfo(returncode, self.started_at is None, self.stderr_tail.tail(5),
                         self.junk_lines)
         info.error = None if error is None or (died_first and returncode is not None) else error
         if self.overflow is not None:

@@ -40,7 +40,7 @@ from .errors import (
 from .health import Consecutive, idle_due
 from .instance import ExitInfo, Instance, Pending, Sink, Waiter
 from .jsonrpc import Message, error_response
-from .logs import REDACT
+from .logs import REDACT, LineRing, LogBudget
 from .ratelimit import ClientLimits, TokenBucket
 from .states import SERVING, Exit, RestartTracker, State
 from .units import format_duration, format_size
@@ -56,6 +56,8 @@ SWEEP_INTERVAL = 0.05
 PROBE_SPACING = 1.0  # at most one extra probe per second when real requests time out
 IDLE_RECHECK = 30.0
 STDERR_RING = 2000
+STDERR_RING_BYTES = 1024 * 1024
+LOG_MESSAGE_CHARS = 2000  # of a child's notifications/message data, in the daemon's log
 LATENCY_SAMPLES = 2048
 STDERR_LOG_PER_SECOND = 50
 
@@ -119,7 +121,7 @@ class Server:
         self.ready_instances: list[Instance] = []
         self.queue: collections.deque[Queued] = collections.deque()
         self.tools: list[dict[str, Any]] = []
-        self.stderr: collections.deque[str] = collections.deque(maxlen=STDERR_RING)
+        self.stderr = LineRing(STDERR_RING, STDERR_RING_BYTES)
         self.sessions: set[Attached] = set()
         self.calls_total = 0
         self.errors_total = 0
@@ -165,9 +167,8 @@ class Server:
                         if config.rate_limit is not None else None)
         self.rate_limited_total = 0
         self.protocol_errors_total = 0  # invalid MCP from any of its children, dropped
-        self._stderr_window = 0.0
-        self._stderr_logged = 0
-        self._stderr_suppressed = 0
+        self._stderr_budget = LogBudget(STDERR_LOG_PER_SECOND)
+        self._message_budget = LogBudget(STDERR_LOG_PER_SECOND)
         self.cache = ctx.cache.front(self) if ctx.cache is not None else None
 
     # ---- admission: the hot path ----------------------------------------------------------------
@@ -455,10 +456,20 @@ class Server:
         if self.cache is not None:
             self.cache.notification(method)
         if method == "notifications/message":
-            params = message.get("params") or {}
-            log.info("%s: [%s] %s", self.name, params.get("level", "info"), params.get("data"))
+            self._log_message(message.get("params") or {})
         for session in list(self.sessions):
             session.server_notification(self, message)
+
+    def _log_message(self, params: dict[str, Any]) -> None:
+        """A child's log message into the daemon's log: rate-limited like its stderr, cut short."""
+        log_it, held_back = self._message_budget.admit(time.monotonic())
+        if held_back:
+            log.info("%s: (%d more log messages in the last second not logged)", self.name, held_back)
+        if log_it:
+            text = str(params.get("data"))
+            if len(text) > LOG_MESSAGE_CHARS:
+                text = text[:LOG_MESSAGE_CHARS] + " [cut]"
+            log.info("%s: [%s] %s", self.name, str(params.get("level", "info"))[:20], text)
 
     def child_request(self, instance: Instance, message: Message) -> None:
         sinks = {id(p.sink): p.sink for p in instance.pending.values()}
@@ -477,19 +488,12 @@ class Server:
         self.stderr.append(line)
         self.ctx.publish({"type": "log", "server": self.name, "line": line})
         # Into the daemon's own log too, but a chatty child must not flood the journal.
-        now = time.monotonic()
-        if now - self._stderr_window >= 1.0:
-            if self._stderr_suppressed:
-                stderr_log.info("%s: (%d more stderr lines in the last second not logged; "
-                                "see mcpctl logs %s)", self.name, self._stderr_suppressed, self.name)
-            self._stderr_window = now
-            self._stderr_logged = 0
-            self._stderr_suppressed = 0
-        if self._stderr_logged < STDERR_LOG_PER_SECOND:
-            self._stderr_logged += 1
+        log_it, held_back = self._stderr_budget.admit(time.monotonic())
+        if held_back:
+            stderr_log.info("%s: (%d more stderr lines in the last second not logged; "
+                            "see mcpctl logs %s)", self.name, held_back, self.name)
+        if log_it:
             stderr_log.info("%s: %s", self.name, line)
-        else:
-            self._stderr_suppressed += 1
 
     async def _refresh_tools(self, instance: Instance) -> None:
         try:
@@ -781,7 +785,7 @@ class Server:
                     except SpawnError as exc:
                         spawn_error = str(exc)
                 if outcome.failure is not None:
-                    info = ExitInfo(None, inst.started_at is None, list(inst.stderr_tail)[-5:],
+                    info = ExitInfo(None, inst.started_at is None, inst.stderr_tail.tail(5),
                                     inst.junk_lines)
                     info.error = f"internal error serving it: {type(outcome.failure).__name__}"
             finally:
@@ -798,7 +802,7 @@ class Server:
                 kind = Exit(inst.restart_kind)
                 reason = inst.restart_reason or str(kind)
                 self.last_exit = reason
-                self.last_stderr = list(inst.stderr_tail)[-5:]
+                self.last_stderr = inst.stderr_tail.tail(5)
                 self._count_restart(str(kind), reason)
                 self.breaker.reset()  # its failures were this child's
                 decision = self.tracker.exited(kind, now)

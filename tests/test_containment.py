@@ -16,6 +16,7 @@ import orjson
 
 from supervisor.control_client import connect, read_line
 from supervisor.errors import DaemonNotRunning
+from supervisor.logs import ChildLogFiles, LineRing
 
 from .conftest import SERVERS, Daemon, server_toml, wait_for
 from .mcp_raw import RawSession
@@ -345,3 +346,67 @@ def test_a_long_uri_against_a_many_variable_template_does_not_freeze_the_loop(ma
     finally:
         sock.close()
     _still_serving(daemon)
+
+
+# ---- logs -----------------------------------------------------------------------------------------
+
+def test_child_stderr_is_bounded_in_bytes_not_only_lines(make_daemon):
+    """The stderr ring held 2000 lines of up to 64 kB each (128 MB per server); it is bounded in
+    bytes too, and keeps the newest lines."""
+    daemon = make_daemon(server_toml("echo") + server_toml("hostile", HOSTILE))
+    daemon.wait_state("hostile", "ready")
+    with RawSession(daemon.socket, "hostile") as session:
+        session.initialize()
+        for index in range(6):
+            assert session.call_tool("stderr", {"text": f"{index}" * 60000, "lines": 50}, index)["result"]
+        session.call_tool("stderr", {"text": "the last line", "lines": 1}, "last")
+    def last_line() -> list[str]:
+        lines: list[str] = daemon.rpc("supervisor/logs", {"server": "hostile", "lines": 2000})["lines"]
+        return lines if lines and lines[-1].endswith("the last line") else []
+    lines = wait_for(last_line, 10, what="the last stderr line in the ring")
+    assert sum(len(line) for line in lines) <= 1024 * 1024
+    _still_serving(daemon)
+
+
+def test_child_log_messages_are_rate_limited_in_the_daemon_log(make_daemon):
+    """Every notifications/message from a child went into the daemon's log: a flood filled the
+    journal. They are rate-limited like stderr, and the log says how many were held back."""
+    daemon = make_daemon(server_toml("echo") + server_toml("hostile", HOSTILE))
+    daemon.wait_state("hostile", "ready")
+    flood = ['{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info",'
+             f'"data":"flood {index}"}}}}' for index in range(400)]
+    with RawSession(daemon.socket, "hostile") as session:
+        session.initialize()
+        assert session.call_tool("emit", {"lines": flood}, "flood")["result"]
+    logged = [line for line in daemon.log_text().splitlines() if "] flood " in line]
+    assert 0 < len(logged) <= 100
+    _still_serving(daemon)
+    with RawSession(daemon.socket, "hostile") as session:
+        session.initialize()
+        # a message in a later second says how many of the flood were held back
+        wait_for(lambda: session.call_tool("log", {"text": "after"}, "after") and
+                 "log messages in the last second not logged" in daemon.log_text(), 10,
+                 interval=0.3, what="the held-back count")
+
+
+def test_log_rotation_never_overshoots_its_size(tmp_path):
+    """A batch bigger than the file's size limit was written whole after rotating (a 10 MiB log
+    could become any size); the file keeps the newest lines within the limit and counts the rest."""
+    files = ChildLogFiles(tmp_path, max_bytes=1000, backups=2)
+    files.write({"s": [f"line {index:04d} " + "x" * 40 + "\n" for index in range(200)]})
+    files.write({"s": [f"more {index:04d} " + "y" * 40 + "\n" for index in range(200)]})
+    for path in tmp_path.iterdir():
+        assert path.stat().st_size <= 1000, path
+    assert files.path("s").read_text().splitlines()[-1].startswith("more 0199")
+    assert files.dropped["s"] > 0
+
+
+def test_line_ring_is_bounded_in_lines_and_bytes():
+    ring = LineRing(max_lines=10, max_bytes=1000, max_line=300)
+    for index in range(50):
+        ring.append(f"{index}:" + "z" * 500)
+    assert ring.size <= 1000 and len(ring) >= 1
+    assert ring.tail(1)[0].startswith("49:") and ring.tail(1)[0].endswith("[cut]")
+    for index in range(50):
+        ring.append(str(index))
+    assert len(ring) == 10 and ring.tail(3) == ["47", "48", "49"] and ring.tail(0) == []
