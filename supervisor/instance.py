@@ -640,10 +640,14 @@ class Instance:
         version = result.get("protocolVersion")
         if version not in protocol.KNOWN_VERSIONS:
             raise HandshakeError(f"child answered unknown protocol version {version!r}")
+        capabilities = result.get("capabilities") or {}
+        server_info = result.get("serverInfo") or {}
+        if capabilities.__class__ is not dict or server_info.__class__ is not dict:
+            raise HandshakeError("initialize returned capabilities or serverInfo that are not objects")
         self.init_result = result
         self.protocol_version = version
-        self.capabilities = result.get("capabilities") or {}
-        self.server_info = result.get("serverInfo") or {}
+        self.capabilities = capabilities
+        self.server_info = server_info
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         for cid in [cid for cid, p in self.pending.items() if p.sink is discover]:
             self.cancel(cid, "the child answered initialize")  # an old child that ignores it
@@ -655,15 +659,20 @@ class Instance:
         if not isinstance(result, dict):
             return False
         versions = result.get("supportedVersions") or []
-        modern = [v for v in protocol.MODERN_VERSIONS if v in versions]
+        modern = [v for v in protocol.MODERN_VERSIONS if v in versions] if versions.__class__ is list else []
         if not modern:
             return False
+        capabilities = result.get("capabilities") or {}
+        meta = result.get("_meta") or {}
+        server_info = meta.get(protocol.META_SERVER_INFO) or {} if meta.__class__ is dict else None
+        if capabilities.__class__ is not dict or server_info.__class__ is not dict:
+            raise HandshakeError("server/discover returned capabilities, _meta or serverInfo that "
+                                 "are not objects")
         self.modern = True
         self.protocol_version = modern[-1]
         self.discover_result = result
-        self.capabilities = result.get("capabilities") or {}
-        meta = result.get("_meta") or {}
-        self.server_info = meta.get(protocol.META_SERVER_INFO) or {}
+        self.capabilities = capabilities
+        self.server_info = server_info
         return True
 
     async def _read_tools(self, deadline: float) -> None:

@@ -111,7 +111,7 @@ class Outbox:
     never reads would otherwise never get to look."""
 
     __slots__ = ("_chunks", "_closed", "_direct", "_flush_scheduled", "_flusher", "_limit", "_overflow",
-                 "_sending", "_size", "_wakeup")
+                 "_send_scope", "_sending", "_size", "_wakeup")
 
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
         self._chunks: list[bytes] = []
@@ -124,6 +124,7 @@ class Outbox:
         self._flush_scheduled = False
         self._sending = False  # the pump is inside stream.send: direct writes would reorder bytes
         self._overflow: str | None = None
+        self._send_scope: anyio.CancelScope | None = None  # around the pump's send: an overflow ends it
 
     def push(self, data: bytes) -> None:
         if self._closed:
@@ -166,6 +167,8 @@ class Outbox:
         self._size = 0
         self._closed = True
         self._wakeup.set()
+        if self._send_scope is not None:  # the pump is stuck writing to a peer that does not read
+            self._send_scope.cancel()
 
     @property
     def size(self) -> int:
@@ -212,9 +215,11 @@ class Outbox:
                     self._size = 0
                     self._sending = True
                     try:
-                        await stream.send(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+                        with anyio.CancelScope() as self._send_scope:
+                            await stream.send(b"".join(chunks) if len(chunks) > 1 else chunks[0])
                     finally:
                         self._sending = False
+                        self._send_scope = None
                     if self._overflow is not None:
                         raise OutboxOverflow(self._overflow)
                 if self._closed:

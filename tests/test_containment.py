@@ -12,11 +12,16 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.abc
+import anyio.lowlevel
 import orjson
+import pytest
 
 from supervisor.control_client import connect, read_line
 from supervisor.errors import DaemonNotRunning
 from supervisor.logs import ChildLogFiles, LineRing
+from supervisor.outbox import Outbox, OutboxOverflow
 
 from .conftest import SERVERS, Daemon, server_toml, wait_for
 from .mcp_raw import RawSession
@@ -410,3 +415,34 @@ def test_line_ring_is_bounded_in_lines_and_bytes():
     for index in range(50):
         ring.append(str(index))
     assert len(ring) == 10 and ring.tail(3) == ["47", "48", "49"] and ring.tail(0) == []
+
+
+class _NeverReads(anyio.abc.ByteSendStream):
+    """A peer whose buffers are full: every send waits forever."""
+
+    async def send(self, item: bytes) -> None:
+        await anyio.sleep_forever()
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_outbox_overflow_is_seen_on_push_even_while_the_pump_is_stuck_writing():
+    """The bound was checked only by the pump, between writes; a pump stuck writing to a peer that
+    never reads never checked it, and the backlog grew without limit. A push past the bound drops
+    the backlog and ends the stuck write: the pump raises OutboxOverflow, its owner closes."""
+    async def main() -> None:
+        outbox = Outbox(limit=1000)
+        with anyio.fail_after(5):
+            with pytest.raises(ExceptionGroup) as raised:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(outbox.pump, _NeverReads())
+                    outbox.push(b"x" * 600)
+                    await anyio.lowlevel.checkpoint()
+                    await anyio.lowlevel.checkpoint()  # the pump is inside send now
+                    outbox.push(b"y" * 600)
+                    outbox.push(b"z" * 600)  # past the bound: dropped, and the pump told
+        assert [type(e) for e in raised.value.exceptions] == [OutboxOverflow]
+        assert outbox.overflowed and outbox.size == 0 and outbox.closed
+
+    anyio.run(main)
