@@ -450,3 +450,24 @@ def test_outbox_overflow_is_seen_on_push_even_while_the_pump_is_stuck_writing():
         assert outbox.overflowed and outbox.size == 0 and outbox.closed
 
     anyio.run(main)
+
+
+def test_an_http_body_nested_300_deep_is_an_invalid_request(make_daemon):
+    """The HTTP door parsed bodies with plain orjson: a 300-deep request reached the session and
+    failed when re-encoded. It is refused when parsed, with its id, like on the other doors."""
+    import httpx
+
+    from .test_http import ACCEPT, ENVELOPE, free_port, http_toml, modern_headers
+
+    port = free_port()
+    daemon = make_daemon(http_toml(port) + server_toml("echo"))
+    daemon.wait_state("echo", "ready")
+    body = ('{"jsonrpc":"2.0","id":"deep","method":"tools/call","params":{"name":"echo",'
+            '"arguments":{"text":"x","deep":' + _nested(300) + '},"_meta":'
+            + orjson.dumps(ENVELOPE).decode() + "}}")
+    with httpx.Client(timeout=30) as http:
+        reply = http.post(f"http://127.0.0.1:{port}/mcp/echo", content=body.encode(),
+                          headers={**modern_headers("tools/call", "echo"), "accept": ACCEPT})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == -32600 and reply.json()["id"] == "deep"
+    _still_serving(daemon)
