@@ -25,12 +25,11 @@ object that counts the answers as they arrive.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, protocol
+from . import __version__, protocol, uri_templates
 from .config import AggregateSettings, ClientSettings
 from .errors import INVALID_PARAMS, METHOD_NOT_FOUND
 from .jsonrpc import Message, error_response
@@ -98,11 +97,6 @@ def split_name(name: Any, known: dict[str, Server], sep: str = SEP) -> tuple[Ser
 def _capabilities(server: Server) -> dict[str, Any]:
     handshake = server.handshake
     return (handshake.capabilities if handshake is not None else None) or {}
-
-
-def _template_regex(template: str) -> re.Pattern[str]:
-    parts = re.split(r"\{[^}]*\}", template)
-    return re.compile(".*".join(re.escape(p) for p in parts), re.DOTALL)
 
 
 def server_in_view(view: ClientSettings, server: str) -> bool:
@@ -522,6 +516,10 @@ class Aggregate:
         if not isinstance(uri, str) or not uri:
             sink.deliver(error_response(message["id"], INVALID_PARAMS, f"Invalid params: {key} is required"))
             return
+        if len(uri) > uri_templates.MAX_URI:
+            sink.deliver(error_response(message["id"], INVALID_PARAMS, f"Invalid params: {key} is "
+                                        f"longer than {uri_templates.MAX_URI} characters"))
+            return
         ready = [s for s in self._ready() if "resources" in _capabilities(s)
                  and (view is None or server_in_view(view, s.name))]
         owner: Server | None = None
@@ -538,8 +536,7 @@ class Aggregate:
                                                   for r in self._cached(s, "resources/list"))]
             if not candidates:
                 candidates = [s for s in ready if any(
-                    isinstance(t.get("uriTemplate"), str)
-                    and _template_regex(t["uriTemplate"]).fullmatch(uri)
+                    isinstance(t.get("uriTemplate"), str) and uri_templates.matches(t["uriTemplate"], uri)
                     for t in self._cached(s, "resources/templates/list"))]
             if not candidates and not retried:
                 stale = [s for s in ready if not self._fresh(s, "resources/list")

@@ -53,11 +53,13 @@ import anyio.abc
 import anyio.lowlevel
 
 from .aggregate import Aggregate
+from .domains import MessageFailed, domain
 from .errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
+    InvalidParams,
     SupervisorError,
     to_jsonrpc_error,
 )
@@ -68,10 +70,13 @@ from .jsonrpc import (
     LineSplitter,
     Message,
     Oversized,
+    TooDeep,
     encode,
     error_response,
+    is_valid_id,
     loads,
     parse_error,
+    too_deep,
     too_large,
 )
 from .outbox import Outbox, OutboxOverflow, batch
@@ -94,6 +99,13 @@ def _on_asyncio() -> bool:
 
 
 HALF_CLOSE_DRAIN = 60.0  # longest wait for answers owed to a client that closed its input
+
+
+def connection_buffer(max_message: int) -> int:
+    """Bytes one connection's outbound buffer may hold before the connection is closed: two
+    whole messages, so a client that reads slowly is not cut, and one that never reads costs the
+    daemon a bounded amount."""
+    return 2 * max_message + 1024 * 1024
 
 
 def _still_reading(target: socket.socket | int | None) -> bool:
@@ -135,13 +147,56 @@ class CallSink:
 
 
 def _names(params: dict[str, Any]) -> list[str] | None:
-    if params.get("all"):
+    if params.get("all") is True:
         return None
     names = params.get("servers")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise SupervisorError("params.servers must be a non-empty list of names, or all: true",
-                              data=None)
+        raise InvalidParams("params.servers must be a non-empty list of names, or all: true")
     return names
+
+
+# Typed reads of control params: a wrong type is the caller's mistake (-32602), never a crash.
+
+def _text(params: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = params.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidParams(f"params.{key} must be a non-empty string")
+    return value
+
+
+def _required(params: dict[str, Any], key: str) -> str:
+    value = _text(params, key, required=True)
+    assert value is not None
+    return value
+
+
+def _number(params: dict[str, Any], key: str, default: float = 0.0) -> float:
+    value = params.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
+        raise InvalidParams(f"params.{key} must be a non-negative number")
+    return float(value)
+
+
+def _count(params: dict[str, Any], key: str, default: int) -> int:
+    value = params.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidParams(f"params.{key} must be an integer")
+    return value
+
+
+def _text_list(params: dict[str, Any], key: str) -> list[str]:
+    value = params.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidParams(f"params.{key} must be a list of names")
+    return value
 
 
 def _socket_sender(stream: anyio.abc.SocketStream) -> Callable[[bytes], int] | None:
@@ -241,16 +296,12 @@ class ControlServer:
 _CONNECTIONS = itertools.count(1)  # names the anonymous owners of per-client instances
 
 
-class InvalidParams(SupervisorError):
-    code = INVALID_PARAMS
-
-
 class ControlConnection:
     def __init__(self, stream: anyio.abc.SocketStream, daemon: DaemonView, max_message: int) -> None:
         self.stream = stream
         self.daemon = daemon
         self.max_message = max_message
-        self.outbox = Outbox()
+        self.outbox = Outbox(connection_buffer(max_message))
         self.session: Session | None = None
         self._fds: list[int] = []  # passed by `mcpctl connect` with its attach request
         self._pipes_scope: anyio.CancelScope | None = None
@@ -258,17 +309,8 @@ class ControlConnection:
 
     async def run(self) -> None:
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._pump, tg)
-                await self._read(tg)
-                # Reader done. A peer that only shut its writing side still reads: answer what it
-                # asked for first. A peer that is gone entirely gets its calls cancelled (finally).
-                if self.session is not None and self._pipes_scope is None and _still_reading(
-                        self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)):
-                    await self.session.drain(HALF_CLOSE_DRAIN)
-                self.outbox.close()
-                if self._pipes_scope is not None:  # the bridge is gone: so is its session
-                    self._pipes_scope.cancel()
+            with domain("connection", "control socket", on_failure=self._failed):
+                await self._run()
         finally:
             self._passed_fds([])
             if self.session is not None:
@@ -277,6 +319,34 @@ class ControlConnection:
                 self._unsubscribe()
             with contextlib.suppress(Exception):
                 await self.stream.aclose()
+
+    def _failed(self, exc: Exception) -> None:
+        """The connection's domain ended on an unexpected error: say so to the request that
+        caused it (when it had an id) before the connection closes."""
+        failed = exc.split(MessageFailed)[0] if isinstance(exc, ExceptionGroup) else exc
+        while isinstance(failed, ExceptionGroup):
+            failed = failed.exceptions[0]
+        if not isinstance(failed, MessageFailed) or failed.msg_id is None:
+            return
+        sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        if sock is not None:
+            with contextlib.suppress(OSError):  # best effort: the peer may be gone or full
+                sock.send(encode(error_response(failed.msg_id, INTERNAL_ERROR,
+                                                "internal error handling this request; the "
+                                                "connection is closed (see the daemon log)")))
+
+    async def _run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._pump, tg)
+            await self._read(tg)
+            # Reader done. A peer that only shut its writing side still reads: answer what it
+            # asked for first. A peer that is gone entirely gets its calls cancelled (finally).
+            if self.session is not None and self._pipes_scope is None and _still_reading(
+                    self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)):
+                await self.session.drain(HALF_CLOSE_DRAIN)
+            self.outbox.close()
+            if self._pipes_scope is not None:  # the bridge is gone: so is its session
+                self._pipes_scope.cancel()
 
     async def _pump(self, tg: anyio.abc.TaskGroup) -> None:
         try:
@@ -330,11 +400,22 @@ class ControlConnection:
             return None
         try:
             msg = loads(line)
+        except TooDeep as exc:
+            self.outbox.push(encode(too_deep(exc)))
+            return None
         except ValueError as exc:
             self.outbox.push(encode(parse_error(str(exc))))
             return None
         if not isinstance(msg, dict) or not isinstance(msg.get("method"), str):
             self.outbox.push(encode(error_response(None, INVALID_REQUEST, "Invalid Request")))
+            return None
+        if "id" in msg and not is_valid_id(msg["id"]):
+            self.outbox.push(encode(error_response(
+                None, INVALID_REQUEST, "Invalid Request: id must be a string or an integer")))
+            return None
+        params = msg.get("params")
+        if params is not None and not isinstance(params, dict):
+            self._error(msg, INVALID_PARAMS, "Invalid params: must be an object")
             return None
         if msg["method"] == "supervisor/attach":
             self._attach(msg, tg)
@@ -354,8 +435,10 @@ class ControlConnection:
         params = msg.get("params") or {}
         server: Target
         try:
-            server = self.daemon.aggregate if params.get("all") else self.daemon.fleet.get(
-                str(params.get("server")))
+            all_servers = params.get("all") is True
+            name = None if all_servers else _text(params, "server", required=True)
+            client = _text(params, "client")
+            server = self.daemon.aggregate if name is None else self.daemon.fleet.get(name)
         except SupervisorError as exc:
             self.outbox.push(encode({"jsonrpc": "2.0", "id": msg.get("id"),
                                      "error": to_jsonrpc_error(exc)}))
@@ -372,7 +455,7 @@ class ControlConnection:
         server = view_target(self.daemon.aggregate, server, identity)
         pipes = self._fds if params.get("pipes") and len(self._fds) == 2 else None
         self._fds = []
-        outbox = Outbox() if pipes is not None else self.outbox
+        outbox = Outbox(connection_buffer(self.max_message)) if pipes is not None else self.outbox
         self.session = Session(server, outbox, max_message=self.max_message, task_group=tg,
                                client=identity, limits=self.daemon.fleet.ctx.client_limits)
         # Whose per-client instance it uses: its identity (a local client is its user, uid:N, the
@@ -444,24 +527,21 @@ class ControlConnection:
         if handler is None:
             self._error(msg, METHOD_NOT_FOUND, f"Method not found: {method}")
             return
-        if not isinstance(params, dict):
-            self._error(msg, INVALID_PARAMS, "Invalid params: must be an object")
-            return
-        try:
-            result = await handler(self, params)
-        except SupervisorError as exc:
-            err = to_jsonrpc_error(exc)
-            self._error(msg, err["code"], err["message"], err.get("data"))
-        except Exception as exc:  # a bug in one handler must not take the socket down
-            log.exception("control method %s failed", method)
-            self._error(msg, INTERNAL_ERROR, f"internal error: {exc}")
-        else:
-            self._reply(msg, result)
+        # One request is one domain: a bug in a handler answers -32603 and ends only this request.
+        with domain("control request", method, on_failure=lambda exc: self._error(
+                msg, INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")):
+            try:
+                result = await handler(self, params)
+            except SupervisorError as exc:
+                err = to_jsonrpc_error(exc)
+                self._error(msg, err["code"], err["message"], err.get("data"))
+            else:
+                self._reply(msg, result)
 
     # ---- handlers -------------------------------------------------------------------------------
 
     async def status(self, params: dict[str, Any]) -> Any:
-        names = params.get("servers") or None
+        names = _text_list(params, "servers") or None
         return {"daemon": self.daemon.info(), "servers": self.daemon.fleet.status(names),
                 "cache": await self.daemon.cache_status(), "aggregate": self.daemon.aggregate.status()}
 
@@ -469,7 +549,7 @@ class ControlConnection:
         servers = self.daemon.fleet.select(_names(params))
         for server in servers:
             action(server)
-        wait = float(params.get("wait") or 0)
+        wait = _number(params, "wait")
         if wait > 0:
             with anyio.move_on_after(wait):
                 for server in servers:
@@ -482,8 +562,9 @@ class ControlConnection:
 
     async def stop(self, params: dict[str, Any]) -> Any:
         servers = self.daemon.fleet.select(_names(params))
-        if params.get("wait"):
-            await self.daemon.fleet.stop_servers(servers, float(params["wait"]))
+        wait = _number(params, "wait")
+        if wait:
+            await self.daemon.fleet.stop_servers(servers, wait)
         else:
             for server in servers:
                 server.stop()
@@ -493,14 +574,14 @@ class ControlConnection:
         return await self._lifecycle(params, lambda server: server.restart("manual"))
 
     async def logs(self, params: dict[str, Any]) -> Any:
-        server = self.daemon.fleet.get(str(params.get("server")))
-        count = int(params.get("lines") or 100)
-        lines = list(server.stderr)[-count:] if count > 0 else []
+        server = self.daemon.fleet.get(_required(params, "server"))
+        count = _count(params, "lines", 100)
+        lines = server.stderr.tail(count)
         return {"server": server.name, "lines": lines, "levels": [level_of(line) for line in lines]}
 
     async def tools(self, params: dict[str, Any]) -> Any:
-        name = params.get("server")
-        servers = [self.daemon.fleet.get(str(name))] if name else list(self.daemon.fleet.servers.values())
+        name = _text(params, "server")
+        servers = [self.daemon.fleet.get(name)] if name else list(self.daemon.fleet.servers.values())
         if params.get("diff"):
             return {"servers": {s.name: [
                 {"tool": tool, "since": change["since"], "blocked": tool in s.blocked,
@@ -520,24 +601,22 @@ class ControlConnection:
         return {"server": server.name, "approved": server.approve_tools(tool)}
 
     async def call(self, params: dict[str, Any]) -> Any:
-        server = self.daemon.fleet.get(str(params.get("server")))
-        tool = params.get("tool")
-        if not isinstance(tool, str) or not tool:
-            raise SupervisorError("params.tool must be a tool name")
+        server = self.daemon.fleet.get(_required(params, "server"))
+        tool = _required(params, "tool")
         arguments = params.get("arguments") or {}
         if not isinstance(arguments, dict):
-            raise SupervisorError("params.arguments must be an object")
+            raise InvalidParams("params.arguments must be an object")
+        timeout = _number(params, "timeout") or server.config.request_timeout + 5
         sink = CallSink()
         server.submit(sink, {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                              "params": {"name": tool, "arguments": arguments}}, False)
-        timeout = float(params.get("timeout") or server.config.request_timeout + 5)
         with anyio.move_on_after(timeout):
             await sink.event.wait()
         if sink.message is None:
             server.cancel(sink, 1, "the control client gave up")
             raise SupervisorError(f"no answer from '{server.name}' within {timeout:g}s")
         if "error" in sink.message:
-            error = sink.message["error"]
+            error = sink.message["error"]  # checked for shape where the child's answer came in
             exc = SupervisorError(str(error.get("message")), data=error.get("data"))
             exc.code = int(error.get("code", INTERNAL_ERROR))
             raise exc
@@ -547,14 +626,14 @@ class ControlConnection:
         return await self.daemon.reload()
 
     async def cache_clear(self, params: dict[str, Any]) -> Any:
-        name = params.get("server")
+        name = _text(params, "server")
         if name:
-            self.daemon.fleet.get(str(name))
-        return {"cleared": await self.daemon.clear_cache(str(name) if name else None)}
+            self.daemon.fleet.get(name)
+        return {"cleared": await self.daemon.clear_cache(name)}
 
     async def events(self, params: dict[str, Any]) -> Any:
-        logs = set(params.get("logs") or [])
-        tail = int(params.get("tail") or 0)
+        logs = set(_text_list(params, "logs"))
+        tail = _count(params, "tail", 0)
         if "tail" in params:  # asking for lines of an unknown server is an error (mcpctl logs -f)
             servers = [self.daemon.fleet.get(str(name)) for name in logs]
         else:  # a bare subscription may name servers a reload removed (the dashboard)
@@ -570,7 +649,7 @@ class ControlConnection:
             self._unsubscribe()
         self._unsubscribe = self.daemon.bus.subscribe(forward)
         # No await between subscribing and reading the rings: nothing can slip in between.
-        lines = {s.name: list(s.stderr)[-tail:] if tail > 0 else [] for s in servers}
+        lines = {s.name: s.stderr.tail(tail) for s in servers}
         levels = {name: [level_of(line) for line in tail_lines] for name, tail_lines in lines.items()}
         return {"subscribed": True, "at": time.time(), "lines": lines, "levels": levels}
 

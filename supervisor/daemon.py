@@ -22,6 +22,7 @@ from .aggregate import Aggregate
 from .caching import CacheHub
 from .config import FleetConfig, RateLimit, load_config
 from .control import ControlServer
+from .domains import loop_domain
 from .envfiles import supervisor_env_file
 from .eras import EraMemory
 from .errors import ConfigError, SupervisorError
@@ -399,25 +400,28 @@ class Daemon:
         from . import tracing
         traced = tracing.configure(self.config.tracing)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self.log_files.run)
+            # Background loops are failure domains: one that fails is run again after a backoff.
+            tg.start_soon(loop_domain, "log writer", self.log_files.run)
             await tg.start(self.fleet.run)
             await tg.start(ControlServer(self.socket_path, self).serve)
             if self.http is not None:
                 await tg.start(self.http.serve)
-            tg.start_soon(self._signals)
-            tg.start_soon(memory_loop, self.fleet)
-            tg.start_soon(self._stats_loop)
-            tg.start_soon(self._settled_loop)
+            tg.start_soon(loop_domain, "signals", self._signals)
+            tg.start_soon(loop_domain, "memory watch", lambda: memory_loop(self.fleet))
+            tg.start_soon(loop_domain, "stats", self._stats_loop)
+            tg.start_soon(loop_domain, "settled line", self._settled_loop)
             if self.registry is not None:
-                tg.start_soon(self.registry.run)
+                tg.start_soon(loop_domain, "node registry", self.registry.run)
             if self.ctx.cluster_limits is not None:
-                tg.start_soon(self.ctx.cluster_limits.run)
+                tg.start_soon(loop_domain, "cluster rate limits", self.ctx.cluster_limits.run)
             if self.config.supervisor.watch:
-                tg.start_soon(watch_config, self.config_path, self.reload)
+                tg.start_soon(loop_domain, "config watcher",
+                              lambda: watch_config(self.config_path, self.reload))
             if self.notifier.enabled:
-                tg.start_soon(self._notify_loop)
+                tg.start_soon(loop_domain, "sd_notify", self._notify_loop)
                 if self.notifier.watchdog:
-                    tg.start_soon(self._watchdog_loop, self.notifier.watchdog)
+                    watchdog = self.notifier.watchdog
+                    tg.start_soon(loop_domain, "watchdog", lambda: self._watchdog_loop(watchdog))
             log.info("mcp-supervisor %s: %d servers, control socket %s", __version__,
                      len(self.fleet.servers), self.socket_path)
             await self._stop.wait()

@@ -2,6 +2,7 @@
 
     SupervisorError
      ├── ConfigError(path, key, line)   fleet.toml is invalid; nothing was changed
+     ├── InvalidParams                  a request's params have the wrong type or shape
      ├── SpawnError                     a child could not be started
      ├── ServerUnavailable(reason)      not running: missing prerequisite, failed, stopped
      ├── Overloaded(retry_after_ms)     queue full or rate limited; try again later
@@ -66,6 +67,10 @@ class ConfigError(SupervisorError):
         prefix = f"{key}: " if key else ""
         super().__init__(f"{where}{prefix}{message}")
         self.detail = message
+
+
+class InvalidParams(SupervisorError):
+    code = INVALID_PARAMS
 
 
 class SpawnError(SupervisorError):

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 
 from .config import FleetConfig
+from .domains import loop_domain
 from .errors import UnknownServer
 from .server import FleetContext, Server
 
@@ -104,7 +105,9 @@ class Fleet:
     async def _run_server(self, server: Server) -> None:
         with anyio.CancelScope() as scope:
             self._scopes[server.name] = scope
-            await server.run()
+            # A server's supervision is its own domain: a bug there ends its children (their
+            # teardown is shielded) and it is run again after a backoff; other servers carry on.
+            await loop_domain(f"server {server.name}", server.run)
 
     async def stop_servers(self, servers: list[Server], timeout: float | None = None) -> None:
         """Stop servers in parallel and wait until their processes are gone."""

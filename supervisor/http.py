@@ -63,7 +63,7 @@ from .errors import (
     UNSUPPORTED_PROTOCOL_VERSION,
     SupervisorError,
 )
-from .jsonrpc import Message, error_response
+from .jsonrpc import Message, TooDeep, error_response, loads
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .outbox import Outbox, batch
 from .server import rate_limited
@@ -756,7 +756,10 @@ class HttpDoor:
         if body is None:
             return
         try:
-            msg = orjson.loads(body)
+            msg = loads(body)
+        except TooDeep as exc:  # parsed, but deeper than we could ever write back
+            await _send_error(send, 400, INVALID_REQUEST, f"Invalid Request: {exc}", exc.msg_id)
+            return
         except orjson.JSONDecodeError as exc:
             await _send_error(send, 400, PARSE_ERROR, f"Parse error: {exc}")
             return

@@ -9,7 +9,6 @@ task or future per request: routing is a dict lookup and a push.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
@@ -24,6 +23,8 @@ from . import process, protocol, tracing
 from .breaker import CANCELLED, CRASH, INTERNAL
 from .errors import (
     INTERNAL_ERROR,
+    INVALID_PARAMS,
+    MESSAGE_TOO_LARGE,
     REQUEST_TIMEOUT,
     SpawnError,
     SupervisorError,
@@ -31,14 +32,26 @@ from .errors import (
     UpstreamTimeout,
 )
 from .health import BAD_SAMPLES, Consecutive
-from .jsonrpc import LineSplitter, Message, Oversized, encode, error_response, loads
-from .logs import REDACT
+from .jsonrpc import (
+    MAX_DEPTH,
+    LineSplitter,
+    Message,
+    Oversized,
+    TooDeep,
+    encode,
+    error_response,
+    head_id,
+    is_valid_id,
+    loads,
+)
+from .logs import REDACT, LineRing
 from .metrics import ERROR, GONE
-from .outbox import Outbox, batch
+from .outbox import DEFAULT_LIMIT, Outbox, OutboxOverflow, batch
 
 log = logging.getLogger("mcp_supervisor.instance")
 
-STDERR_LINES = 1000
+STDERR_LINES = 50  # the last lines of one child, for its exit reason (the server keeps the long ring)
+STDERR_BYTES = 64 * 1024
 PROBE_TIMEOUT = 3.0
 
 
@@ -58,6 +71,8 @@ class InstanceOwner(Protocol):
     def child_notification(self, instance: Instance, message: Message) -> None: ...
     def child_request(self, instance: Instance, message: Message) -> None: ...
     def child_stderr(self, instance: Instance, line: str) -> None: ...
+    def child_protocol_error(self, instance: Instance) -> None:
+        """The child sent something that is not valid MCP (counted; the message was dropped)."""
 
 
 class Pending:
@@ -176,7 +191,7 @@ class Instance:
         self.ready = False
         self.draining = False
         self.pending: dict[int, Pending] = {}
-        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self.stderr_tail = LineRing(STDERR_LINES, STDERR_BYTES)
         self.junk_lines = 0
         self.oversized = 0
         self.memory_bytes: int | None = None
@@ -197,7 +212,15 @@ class Instance:
         self.drained = anyio.Event()  # set when a draining child's last request finished
 
         self._next_id = 1
-        self._stdin = Outbox()
+        # The bytes waiting for the child's stdin are bounded: admission says busy before
+        # `stdin_busy_at` (one whole message below the bound, so an admitted request never
+        # overflows it), and an overflow (the daemon's own writes, a child that stopped reading)
+        # restarts this child.
+        self._stdin = Outbox(max(DEFAULT_LIMIT, 4 * max_message))
+        self.stdin_busy_at = self._stdin.limit - max_message
+        self._stdin_transport: asyncio.WriteTransport | None = None
+        self.protocol_errors = 0
+        self.overflow: str | None = None
         self._stdout_closed = anyio.Event()
         self._stderr_closed = anyio.Event()
         self._gone = anyio.Event()
@@ -211,6 +234,13 @@ class Instance:
     @property
     def in_flight(self) -> int:
         return len(self.pending)
+
+    @property
+    def stdin_backlog(self) -> int:
+        """Bytes waiting for the child to read them: in our outbox and in the pipe transport's
+        own buffer (where a batch being written sits)."""
+        transport = self._stdin_transport
+        return self._stdin.size + (transport.get_write_buffer_size() if transport is not None else 0)
 
     def forward(self, sink: Sink, message: Message, deadline: float, client_modern: bool) -> int:
         """Send a client's request to the child under our own id; the answer goes to `sink`."""
@@ -252,39 +282,103 @@ class Instance:
         return cid
 
     def _on_line(self, line: bytes | Oversized) -> None:
+        """One line from the child: everything in it is checked for type and shape before use
+        (ids before any lookup); what is not valid MCP is a counted protocol error and dropped,
+        and a caller whose answer it was hears an error at once."""
         if isinstance(line, Oversized):
-            self.oversized += 1
-            log.warning("%s: dropped a %d-byte message from the child (limit %d)",
-                        self.server, line.size, self.max_message)
+            self._oversized(line)
             return
         try:
             msg = loads(line)
+        except TooDeep as exc:
+            self._protocol_error(f"a message nested deeper than {MAX_DEPTH} levels")
+            if exc.msg_id.__class__ is int:
+                self._answer_unusable(exc.msg_id, f"an answer nested deeper than {MAX_DEPTH} levels")
+            return
         except ValueError:
             self._junk(line)
             return
         if msg.__class__ is not dict:
             self._junk(line)
             return
-        if "method" not in msg:
+        method = msg.get("method")
+        if method is None:
             mid = msg.get("id")
-            pending = self.pending.pop(mid, None) if mid.__class__ is int else None
+            if mid.__class__ is not int:
+                self._protocol_error(f"an answer whose id {_short(mid)} is not one we sent")
+                return
+            pending = self.pending.pop(mid, None)
             if pending is None:
                 return  # answer to a request we cancelled or timed out: nobody waits for it
+            error = msg.get("error")
+            if error is None:
+                if msg.get("result").__class__ is not dict:
+                    self._unusable(pending, "an answer without a result object")
+                    return
+            elif error.__class__ is not dict or "result" in msg or error.get("code").__class__ is not int \
+                    or error.get("message").__class__ is not str:
+                self._unusable(pending, "an error that is not {code: integer, message: string}")
+                return
             msg["id"] = pending.client_id
             if pending.modernize:
                 protocol.modernize_result(msg, pending.method)
             pending.sink.deliver(msg)
-            error = msg.get("error")
             if error is None:
                 self.owner.request_done(self, pending, True)
             else:  # an internal error says the server is in trouble; others are the caller's
-                code = error.get("code") if error.__class__ is dict else None
                 self.owner.request_done(self, pending, False, ERROR,
-                                        INTERNAL if code == INTERNAL_ERROR else None)
+                                        INTERNAL if error["code"] == INTERNAL_ERROR else None)
+        elif method.__class__ is not str:
+            self._protocol_error(f"a message whose method {_short(method)} is not a string")
+        elif (params := msg.get("params")) is not None and params.__class__ is not dict:
+            self._protocol_error(f"{method} with params that are not an object")
+            if is_valid_id(msg.get("id")):
+                self.send(error_response(msg["id"], INVALID_PARAMS, "Invalid params: must be an object"))
         elif "id" in msg:
+            if not is_valid_id(msg["id"]):
+                self._protocol_error(f"a {method} request whose id {_short(msg['id'])} is not valid")
+                return
             self._on_child_request(msg)
         else:
             self._on_child_notification(msg)
+
+    def _protocol_error(self, what: str) -> None:
+        self.protocol_errors += 1
+        self.owner.child_protocol_error(self)
+        if self.protocol_errors <= 20 or self.protocol_errors % 1000 == 0:
+            log.warning("%s: dropped invalid MCP from the child (#%d): %s", self.server,
+                        self.protocol_errors, what)
+
+    def _unusable(self, pending: Pending, what: str) -> None:
+        """The child answered `pending` with something we cannot pass on: its caller hears so."""
+        self._protocol_error(f"{what} (to {pending.method})")
+        pending.sink.deliver(error_response(
+            pending.client_id, INTERNAL_ERROR,
+            f"server '{self.server}' sent an invalid answer to {pending.method}: {what}",
+            {"server": self.server}))
+        self.owner.request_done(self, pending, False, ERROR, INTERNAL)
+
+    def _answer_unusable(self, cid: int, what: str) -> None:
+        pending = self.pending.pop(cid, None)
+        if pending is not None:
+            self._unusable(pending, what)
+
+    def _oversized(self, line: Oversized) -> None:
+        """An answer over the size limit was dropped; its caller (the id is in the line's head)
+        hears that at once instead of waiting for its deadline."""
+        self.oversized += 1
+        log.warning("%s: dropped a %d-byte message from the child (limit %d)",
+                    self.server, line.size, self.max_message)
+        cid = head_id(line.head)
+        pending = self.pending.pop(cid, None) if cid is not None else None
+        if pending is None:
+            return
+        pending.sink.deliver(error_response(
+            pending.client_id, MESSAGE_TOO_LARGE,
+            f"server '{self.server}' answered {pending.method} with {line.size} bytes, over the "
+            f"{self.max_message}-byte message limit",
+            {"server": self.server, "size": line.size, "limit": self.max_message}))
+        self.owner.request_done(self, pending, False, ERROR)
 
     def _junk(self, line: bytes) -> None:
         self.junk_lines += 1
@@ -296,7 +390,12 @@ class Instance:
         method = msg["method"]
         params = msg.get("params")
         if method == "notifications/progress" and params.__class__ is dict:
-            pending = self.pending.get(params.get("progressToken"))  # type: ignore[arg-type]
+            token = params.get("progressToken")
+            if token.__class__ is not int:  # ours are integers; lists and objects are not even ids
+                if not is_valid_id(token):
+                    self._protocol_error(f"a progress token {_short(token)} that is not a valid one")
+                return
+            pending = self.pending.get(token)
             if pending is not None and pending.progress_token is not None:
                 params = dict(params)
                 params["progressToken"] = pending.progress_token
@@ -306,7 +405,12 @@ class Instance:
         if params.__class__ is dict:
             meta = params.get("_meta")
             if meta.__class__ is dict and protocol.META_SUBSCRIPTION_ID in meta:
-                pending = self.pending.get(meta[protocol.META_SUBSCRIPTION_ID])
+                subscription = meta[protocol.META_SUBSCRIPTION_ID]
+                if subscription.__class__ is not int:
+                    if not is_valid_id(subscription):
+                        self._protocol_error(f"a subscription id {_short(subscription)} that is not valid")
+                    return
+                pending = self.pending.get(subscription)
                 if pending is not None:
                     meta = dict(meta)
                     meta[protocol.META_SUBSCRIPTION_ID] = pending.client_id
@@ -393,8 +497,18 @@ class Instance:
         cursor = None
         for _ in range(1000):  # a child that pages forever is a bug, not a reason to hang
             result = await self.call(method, {"cursor": cursor} if cursor else None, timeout)
-            items.extend(result.get(key, []) if isinstance(result, dict) else [])
-            cursor = result.get("nextCursor") if isinstance(result, dict) else None
+            got = result.get(key) if isinstance(result, dict) else None
+            if not isinstance(got, list):
+                self._protocol_error(f"a {method} result without a list of {key}")
+                break
+            kept = [item for item in got if item.__class__ is dict]
+            if len(kept) != len(got):
+                self._protocol_error(f"{len(got) - len(kept)} {method} items that are not objects")
+            items.extend(kept)
+            cursor = result.get("nextCursor")
+            if cursor is not None and cursor.__class__ is not str:
+                self._protocol_error(f"a {method} nextCursor that is not a string")
+                break
             if not cursor:
                 break
         return items
@@ -458,9 +572,11 @@ class Instance:
             with anyio.CancelScope(shield=True):
                 returncode = await self._terminate(proc)
                 self._fail_pending()
-        info = ExitInfo(returncode, self.started_at is None, list(self.stderr_tail)[-5:],
+        info = ExitInfo(returncode, self.started_at is None, self.stderr_tail.tail(5),
                         self.junk_lines)
         info.error = None if error is None or (died_first and returncode is not None) else error
+        if self.overflow is not None:
+            info.error = self.overflow
         return info
 
     def _fail_pending(self) -> None:
@@ -543,10 +659,14 @@ class Instance:
         version = result.get("protocolVersion")
         if version not in protocol.KNOWN_VERSIONS:
             raise HandshakeError(f"child answered unknown protocol version {version!r}")
+        capabilities = result.get("capabilities") or {}
+        server_info = result.get("serverInfo") or {}
+        if capabilities.__class__ is not dict or server_info.__class__ is not dict:
+            raise HandshakeError("initialize returned capabilities or serverInfo that are not objects")
         self.init_result = result
         self.protocol_version = version
-        self.capabilities = result.get("capabilities") or {}
-        self.server_info = result.get("serverInfo") or {}
+        self.capabilities = capabilities
+        self.server_info = server_info
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
     async def _initialize_first(self, deadline: float) -> bool:
@@ -572,15 +692,20 @@ class Instance:
         if not isinstance(result, dict):
             return False
         versions = result.get("supportedVersions") or []
-        modern = [v for v in protocol.MODERN_VERSIONS if v in versions]
+        modern = [v for v in protocol.MODERN_VERSIONS if v in versions] if versions.__class__ is list else []
         if not modern:
             return False
+        capabilities = result.get("capabilities") or {}
+        meta = result.get("_meta") or {}
+        server_info = meta.get(protocol.META_SERVER_INFO) or {} if meta.__class__ is dict else None
+        if capabilities.__class__ is not dict or server_info.__class__ is not dict:
+            raise HandshakeError("server/discover returned capabilities, _meta or serverInfo that "
+                                 "are not objects")
         self.modern = True
         self.protocol_version = modern[-1]
         self.discover_result = result
-        self.capabilities = result.get("capabilities") or {}
-        meta = result.get("_meta") or {}
-        self.server_info = meta.get(protocol.META_SERVER_INFO) or {}
+        self.capabilities = capabilities
+        self.server_info = server_info
         return True
 
     async def _read_tools(self, deadline: float) -> None:
@@ -592,7 +717,15 @@ class Instance:
     async def _pump_stdin(self, stdin: anyio.abc.ByteSendStream) -> None:
         # The child may close stdin or die; the stdout reader and exit watcher notice that.
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            await self._stdin.pump(stdin, _pipe_sender(stdin))
+            transport = getattr(getattr(stdin, "_stream", None), "transport", None)
+            if isinstance(transport, asyncio.WriteTransport):
+                self._stdin_transport = transport
+            try:
+                await self._stdin.pump(stdin, _pipe_sender(stdin))
+            except OutboxOverflow as exc:  # the child stopped reading: this child ends, not the daemon
+                self.overflow = f"stopped reading its stdin: {exc}"
+                log.warning("%s: pid %s %s; ending it", self.server, self.pid, self.overflow)
+                self._gone.set()
 
     async def _read_stdout(self, stdout: anyio.abc.ByteReceiveStream) -> None:
         splitter = LineSplitter(self.max_message)
@@ -663,6 +796,12 @@ class Instance:
         if self._on_reaped is not None:
             self._on_reaped(pid)
         return proc.returncode
+
+
+def _short(value: Any) -> str:
+    """A peer's value in a log line: its type and the start of its text, never all of it."""
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
 PIPE_HIGH_WATER = 64 * 1024

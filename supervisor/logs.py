@@ -23,7 +23,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,82 @@ def stderr_is_journal(environ: Mapping[str, str], fd: int = 2) -> bool:
     return st.st_dev == int(dev) and st.st_ino == int(inode)
 
 
+class LineRing:
+    """The last lines of a stream, bounded in count and in bytes.
+
+    Lines are counted by length plus a per-line overhead (what a short line costs in a deque), so
+    a child writing few long lines and one writing many short ones are held to the same memory.
+    A single line longer than `max_line` is cut there."""
+
+    __slots__ = ("_lines", "_size", "max_bytes", "max_line", "max_lines")
+
+    LINE_OVERHEAD = 64
+
+    def __init__(self, max_lines: int, max_bytes: int, max_line: int = 8192) -> None:
+        self.max_lines = max_lines
+        self.max_bytes = max_bytes
+        self.max_line = max_line
+        self._lines: collections.deque[str] = collections.deque()
+        self._size = 0
+
+    def append(self, line: str) -> None:
+        if len(line) > self.max_line:
+            line = line[:self.max_line] + " [cut]"
+        lines = self._lines
+        lines.append(line)
+        self._size += len(line) + self.LINE_OVERHEAD
+        while len(lines) > self.max_lines or self._size > self.max_bytes:
+            self._size -= len(lines.popleft()) + self.LINE_OVERHEAD
+
+    def extend(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.append(line)
+
+    def tail(self, count: int) -> list[str]:
+        """The last `count` lines (none for count <= 0)."""
+        if count <= 0:
+            return []
+        lines = self._lines
+        return list(lines)[-count:] if count < len(lines) else list(lines)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lines)
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+
+class LogBudget:
+    """At most `per_second` lines a second of one source into the daemon's log (a chatty child
+    must not flood the journal); `admit` says whether to log this one and how many lines of the
+    last window were held back, to be said once."""
+
+    __slots__ = ("_logged", "_suppressed", "_window", "per_second")
+
+    def __init__(self, per_second: int) -> None:
+        self.per_second = per_second
+        self._window = -1e9
+        self._logged = 0
+        self._suppressed = 0
+
+    def admit(self, now: float) -> tuple[bool, int]:
+        held_back = 0
+        if now - self._window >= 1.0:
+            held_back = self._suppressed
+            self._window = now
+            self._logged = 0
+            self._suppressed = 0
+        if self._logged < self.per_second:
+            self._logged += 1
+            return True, held_back
+        self._suppressed += 1
+        return False, held_back
+
+
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 3
 MAX_PENDING_LINES = 20000
@@ -193,6 +269,10 @@ class ChildLogFiles:
         self.directory.mkdir(parents=True, exist_ok=True)
         for server, lines in batch.items():
             data = "".join(lines).encode("utf-8", "replace")
+            if len(data) > self.max_bytes:  # more than a whole file: keep the newest lines only
+                cut = data.find(b"\n", len(data) - self.max_bytes) + 1
+                self.dropped[server] += data.count(b"\n", 0, cut)
+                data = data[cut:]
             path = self.path(server)
             try:
                 size = path.stat().st_size

@@ -44,6 +44,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from . import domains
 from .states import State
 
 if TYPE_CHECKING:
@@ -149,11 +150,15 @@ class FleetCollector(Collector):
                                     "the pinned (approved) one.", labels=["server"])
         detected = CounterMetricFamily(PREFIX + "tool_changes_detected", "Tool definition changes "
                                        "seen since the daemon started.", labels=["server"])
+        protocol_errors = CounterMetricFamily(PREFIX + "child_protocol_errors", "Messages from the "
+                                              "server's children that were not valid MCP (dropped).",
+                                              labels=["server"])
         for server in servers:
             name = server.name
             changes.add_metric([name], len(server.pins.changes))
             detected.add_metric([name], server.tool_changes_total)
             instances.add_metric([name], len(server.ready_instances))
+            protocol_errors.add_metric([name], server.protocol_errors_total)
             for direction, count in server.scale_events.items():
                 scale.add_metric([name, direction], count)
             for method, stats in list(server.stats.methods.items()):
@@ -179,7 +184,13 @@ class FleetCollector(Collector):
             if server.config.memory_limit is not None:
                 limit.add_metric([name], float(server.config.memory_limit))
         yield from (requests, durations, in_flight, queue, state, restarts, memory, limit, instances, scale,
-                    changes, detected)
+                    changes, detected, protocol_errors)
+        failures = CounterMetricFamily(PREFIX + "domain_failures", "Unexpected errors a failure "
+                                       "domain caught and ended alone, by kind (connection, "
+                                       "instance, loop, ...).", labels=["kind"])
+        for kind, count in list(domains.failures.items()):
+            failures.add_metric([kind], count)
+        yield failures
 
         cache = self._cache_status()
         backend = str(cache.get("backend", "none"))

@@ -101,11 +101,19 @@ def batch() -> contextlib.AbstractContextManager[None]:
     return _flusher(asyncio.get_running_loop())
 
 
-class Outbox:
-    __slots__ = ("_chunks", "_closed", "_direct", "_flush_scheduled", "_flusher", "_limit", "_sending",
-                 "_size", "_wakeup")
+DEFAULT_LIMIT = 64 * 1024 * 1024
 
-    def __init__(self, limit: int = 64 * 1024 * 1024) -> None:
+
+class Outbox:
+    """Bytes for one peer. Bounded: a push that takes the backlog past `limit` drops the backlog,
+    closes the outbox and makes its pump raise OutboxOverflow, so the owner ends that connection
+    (or restarts that child). Checked on push, not only in the pump: a pump blocked on a peer that
+    never reads would otherwise never get to look."""
+
+    __slots__ = ("_chunks", "_closed", "_direct", "_flush_scheduled", "_flusher", "_limit", "_overflow",
+                 "_send_scope", "_sending", "_size", "_wakeup")
+
+    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
         self._chunks: list[bytes] = []
         self._size = 0
         self._limit = limit
@@ -115,12 +123,17 @@ class Outbox:
         self._flusher: _Flusher | None = None
         self._flush_scheduled = False
         self._sending = False  # the pump is inside stream.send: direct writes would reorder bytes
+        self._overflow: str | None = None
+        self._send_scope: anyio.CancelScope | None = None  # around the pump's send: an overflow ends it
 
     def push(self, data: bytes) -> None:
         if self._closed:
             return
         self._chunks.append(data)
         self._size += len(data)
+        if self._size > self._limit:
+            self._overflowed()
+            return
         if len(self._chunks) == 1:
             if self._direct is not None and not self._sending:
                 if not self._flush_scheduled:
@@ -148,9 +161,27 @@ class Outbox:
         self._size = len(data) - sent
         self._wakeup.set()
 
+    def _overflowed(self) -> None:
+        self._overflow = f"{self._size} bytes waiting for a peer that does not read (limit {self._limit})"
+        self._chunks = []
+        self._size = 0
+        self._closed = True
+        self._wakeup.set()
+        if self._send_scope is not None:  # the pump is stuck writing to a peer that does not read
+            self._send_scope.cancel()
+
     @property
-    def overflowing(self) -> bool:
-        return self._size > self._limit
+    def size(self) -> int:
+        """Bytes waiting (not counting a batch the pump is writing right now)."""
+        return self._size
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def overflowed(self) -> bool:
+        return self._overflow is not None
 
     @property
     def closed(self) -> bool:
@@ -176,17 +207,21 @@ class Outbox:
             while True:
                 await self._wakeup.wait()
                 self._wakeup = anyio.Event()
+                if self._overflow is not None:
+                    raise OutboxOverflow(self._overflow)
                 while self._chunks:
-                    if self._size > self._limit:
-                        raise OutboxOverflow(f"{self._size} bytes waiting for a peer that does not read")
                     chunks = self._chunks
                     self._chunks = []
                     self._size = 0
                     self._sending = True
                     try:
-                        await stream.send(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+                        with anyio.CancelScope() as self._send_scope:
+                            await stream.send(b"".join(chunks) if len(chunks) > 1 else chunks[0])
                     finally:
                         self._sending = False
+                        self._send_scope = None
+                    if self._overflow is not None:
+                        raise OutboxOverflow(self._overflow)
                 if self._closed:
                     return
         finally:

@@ -25,6 +25,7 @@ from . import metrics, protocol, tracing
 from .autoscale import DOWN, UP, Autoscaler, Observation, Policy, Verdict
 from .breaker import CANCELLED, CLOSED, TIMEOUT, CircuitBreaker
 from .config import ServerConfig, expand
+from .domains import domain, loop_domain
 from .errors import (
     CIRCUIT_OPEN,
     METHOD_NOT_FOUND,
@@ -40,7 +41,7 @@ from .errors import (
 from .health import Consecutive, idle_due
 from .instance import ExitInfo, Instance, Pending, Sink, Waiter
 from .jsonrpc import Message, error_response
-from .logs import REDACT
+from .logs import REDACT, LineRing, LogBudget
 from .perclient import ClientInstances
 from .pins import ToolPins
 from .policy import ServerGate, origin_of
@@ -62,6 +63,8 @@ SWEEP_INTERVAL = 0.05
 PROBE_SPACING = 1.0  # at most one extra probe per second when real requests time out
 IDLE_RECHECK = 30.0
 STDERR_RING = 2000
+STDERR_RING_BYTES = 1024 * 1024
+LOG_MESSAGE_CHARS = 2000  # of a child's notifications/message data, in the daemon's log
 LATENCY_SAMPLES = 2048
 STDERR_LOG_PER_SECOND = 50
 
@@ -141,7 +144,7 @@ class Server:
         self.ready_instances: list[Instance] = []
         self.queue: collections.deque[Queued] = collections.deque()
         self.tools: list[dict[str, Any]] = []
-        self.stderr: collections.deque[str] = collections.deque(maxlen=STDERR_RING)
+        self.stderr = LineRing(STDERR_RING, STDERR_RING_BYTES)
         self.sessions: set[Attached] = set()
         self.calls_total = 0
         self.errors_total = 0
@@ -186,9 +189,9 @@ class Server:
         self._bucket = (TokenBucket.for_limit(config.rate_limit, time.monotonic())
                         if config.rate_limit is not None else None)
         self.rate_limited_total = 0
-        self._stderr_window = 0.0
-        self._stderr_logged = 0
-        self._stderr_suppressed = 0
+        self.protocol_errors_total = 0  # invalid MCP from any of its children, dropped
+        self._stderr_budget = LogBudget(STDERR_LOG_PER_SECOND)
+        self._message_budget = LogBudget(STDERR_LOG_PER_SECOND)
         self.cache = ctx.cache.front(self) if ctx.cache is not None else None
         self.pins = ToolPins(ctx.state_dir / "tool-pins" / f"{self.name}.json")
         self.tool_changes_total = 0  # definition changes seen (approved or not)
@@ -369,6 +372,10 @@ class Server:
         elif ready:
             inst = self._least_loaded(ready, limit)
         now = time.monotonic()
+        if inst is not None and inst.stdin_backlog > inst.stdin_busy_at:
+            self._refuse_busy(sink, message, f"'{self.name}' has {inst.stdin_backlog} bytes "
+                              "waiting for it to read")
+            return
         if inst is not None and not self.queue:
             inst.forward(sink, message, now + self._timeout_for(message), client_modern)
             if self._sweeper_idle:
@@ -387,18 +394,20 @@ class Server:
                     {"server": self.name, "state": str(self.state), "reason": self.reason}))
                 return
         if len(self.queue) >= self.config.max_queue:
-            self.busy_total += 1
-            self.stats.refused(message["method"], metrics.BUSY)
-            retry_ms = self._retry_after_ms()
-            sink.deliver(error_response(
-                message["id"], SERVER_BUSY,
-                f"server busy: '{self.name}' has {self.in_flight} requests in flight and "
-                f"{len(self.queue)} queued; retry after {retry_ms} ms",
-                {"server": self.name, "retry_after_ms": retry_ms}))
+            self._refuse_busy(sink, message, f"'{self.name}' has {self.in_flight} requests in "
+                              f"flight and {len(self.queue)} queued")
             return
         self.queue.append(Queued(sink, message, now + self._timeout_for(message), client_modern, now))
         if self._sweeper_idle:
             self._wake_sweeper()
+
+    def _refuse_busy(self, sink: Sink, message: Message, why: str) -> None:
+        self.busy_total += 1
+        self.stats.refused(message["method"], metrics.BUSY)
+        retry_ms = self._retry_after_ms()
+        sink.deliver(error_response(
+            message["id"], SERVER_BUSY, f"server busy: {why}; retry after {retry_ms} ms",
+            {"server": self.name, "retry_after_ms": retry_ms}))
 
     def refuse_rate_limited(self, sink: Sink, message: Message, retry_after: float) -> None:
         self.rate_limited_total += 1
@@ -441,7 +450,7 @@ class Server:
         best_load = limit
         for inst in ready:
             load = len(inst.pending)
-            if load < best_load and not inst.draining:
+            if load < best_load and not inst.draining and inst.stdin_backlog <= inst.stdin_busy_at:
                 best = inst
                 best_load = load
         return best
@@ -617,10 +626,20 @@ class Server:
         if self.cache is not None:
             self.cache.notification(method)
         if method == "notifications/message":
-            params = message.get("params") or {}
-            log.info("%s: [%s] %s", self.name, params.get("level", "info"), params.get("data"))
+            self._log_message(message.get("params") or {})
         for session in list(self.sessions):
             session.server_notification(self, message)
+
+    def _log_message(self, params: dict[str, Any]) -> None:
+        """A child's log message into the daemon's log: rate-limited like its stderr, cut short."""
+        log_it, held_back = self._message_budget.admit(time.monotonic())
+        if held_back:
+            log.info("%s: (%d more log messages in the last second not logged)", self.name, held_back)
+        if log_it:
+            text = str(params.get("data"))
+            if len(text) > LOG_MESSAGE_CHARS:
+                text = text[:LOG_MESSAGE_CHARS] + " [cut]"
+            log.info("%s: [%s] %s", self.name, str(params.get("level", "info"))[:20], text)
 
     def child_request(self, instance: Instance, message: Message) -> None:
         sinks = {id(p.sink): p.sink for p in instance.pending.values()}
@@ -632,24 +651,20 @@ class Server:
             f"mcp-supervisor cannot route {message['method']}: {len(candidates)} clients have "
             "requests in flight on this server, so the one that caused it is unknown"))
 
+    def child_protocol_error(self, instance: Instance) -> None:
+        self.protocol_errors_total += 1
+
     def child_stderr(self, instance: Instance, line: str) -> None:
         self.stderr.append(line)
         level = level_of(line)
         self.ctx.publish({"type": "log", "server": self.name, "line": line, "level": level})
         # Into the daemon's own log too, but a chatty child must not flood the journal.
-        now = time.monotonic()
-        if now - self._stderr_window >= 1.0:
-            if self._stderr_suppressed:
-                stderr_log.info("%s: (%d more stderr lines in the last second not logged; "
-                                "see mcpctl logs %s)", self.name, self._stderr_suppressed, self.name)
-            self._stderr_window = now
-            self._stderr_logged = 0
-            self._stderr_suppressed = 0
-        if self._stderr_logged < STDERR_LOG_PER_SECOND:
-            self._stderr_logged += 1
+        log_it, held_back = self._stderr_budget.admit(time.monotonic())
+        if held_back:
+            stderr_log.info("%s: (%d more stderr lines in the last second not logged; "
+                            "see mcpctl logs %s)", self.name, held_back, self.name)
+        if log_it:
             stderr_log.log(logging_level(level), "%s: %s", self.name, line)
-        else:
-            self._stderr_suppressed += 1
 
     async def _refresh_tools(self, instance: Instance) -> None:
         try:
@@ -667,7 +682,11 @@ class Server:
 
     def _spawn(self, func: Callable[[Instance], Any], instance: Instance) -> None:
         if self._tg is not None:
-            self._tg.start_soon(func, instance)
+            self._tg.start_soon(self._in_domain, func, instance)
+
+    async def _in_domain(self, func: Callable[[Instance], Any], instance: Instance) -> None:
+        with domain("task", f"{self.name} {getattr(func, '__name__', 'task')}"):
+            await func(instance)
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -879,12 +898,13 @@ class Server:
             return
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            tg.start_soon(self._sweeper)
+            tg.start_soon(loop_domain, f"{self.name} sweeper", self._sweeper)
             if self.cache is not None and self.cache.needs_worker:
-                tg.start_soon(self.cache.worker)
-            tg.start_soon(self._health)
+                tg.start_soon(loop_domain, f"{self.name} cache worker", self.cache.worker)
+            tg.start_soon(loop_domain, f"{self.name} health", self._health)
             if self.config.idle_stop_after:
-                tg.start_soon(self._idle_watch, self.config.idle_stop_after)
+                after = self.config.idle_stop_after
+                tg.start_soon(loop_domain, f"{self.name} idle watch", lambda: self._idle_watch(after))
             while True:
                 if not self._desired or self._failed:
                     if not self._failed and self.state != State.UNAVAILABLE:
@@ -1005,11 +1025,19 @@ class Server:
             spawn_error = None
             try:
                 # Cancelling this scope (restart_instance) ends just this child; cancelling the
-                # run scope (stop, restart) ends every slot and propagates through here.
-                with anyio.CancelScope() as inst.scope:
-                    info = await inst.run(self._on_ready)
-            except SpawnError as exc:
-                spawn_error = str(exc)
+                # run scope (stop, restart) ends every slot and propagates through here. The
+                # instance is a failure domain: a bug while serving it counts as its crash (its
+                # process is already ended: teardown runs shielded) and the policy decides.
+                with anyio.CancelScope() as inst.scope, domain(
+                        "instance", f"{self.name} slot {index}") as outcome:
+                    try:
+                        info = await inst.run(self._on_ready)
+                    except SpawnError as exc:
+                        spawn_error = str(exc)
+                if outcome.failure is not None:
+                    info = ExitInfo(None, inst.started_at is None, inst.stderr_tail.tail(5),
+                                    inst.junk_lines)
+                    info.error = f"internal error serving it: {type(outcome.failure).__name__}"
             finally:
                 inst.scope = None
                 self.instances.remove(inst)
@@ -1024,7 +1052,7 @@ class Server:
                 kind = Exit(inst.restart_kind)
                 reason = inst.restart_reason or str(kind)
                 self.last_exit = reason
-                self.last_stderr = list(inst.stderr_tail)[-5:]
+                self.last_stderr = inst.stderr_tail.tail(5)
                 self._count_restart(str(kind), reason)
                 self.breaker.reset()  # its failures were this child's
                 decision = self.tracker.exited(kind, now)
@@ -1319,6 +1347,7 @@ class Server:
             "timeouts_total": self.timeouts_total,
             "busy_total": self.busy_total,
             "rate_limited_total": self.rate_limited_total,
+            "protocol_errors": self.protocol_errors_total,
             "rate_limit": self.config.rate_limit.text if self.config.rate_limit else None,
             "last_exit": REDACT(self.last_exit) if self.last_exit else None,
             "last_stderr": self.last_stderr,

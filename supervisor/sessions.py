@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from . import protocol, tracing
+from .domains import MessageFailed
 from .errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -24,11 +25,13 @@ from .jsonrpc import (
     LineSplitter,
     Message,
     Oversized,
+    TooDeep,
     encode,
     error_response,
     is_valid_id,
     loads,
     parse_error,
+    too_deep,
     too_large,
 )
 from .outbox import Outbox
@@ -152,6 +155,9 @@ class Session:
             return
         try:
             msg = loads(line)
+        except TooDeep as exc:
+            self.deliver(too_deep(exc))
+            return
         except ValueError as exc:
             self.deliver(parse_error(str(exc)))
             return
@@ -160,7 +166,10 @@ class Session:
                                         "Invalid Request: expected a JSON object "
                                         "(batches are not part of MCP since 2025-06-18)"))
             return
-        self.on_message(msg)
+        try:
+            self.on_message(msg)
+        except Exception as exc:  # a bug routing it: the connection's domain answers this id and ends
+            raise MessageFailed(msg.get("id") if is_valid_id(msg.get("id")) else None) from exc
 
     def on_message(self, msg: Message, reply: Sink | None = None) -> None:
         out: Sink = self if reply is None else reply
@@ -184,18 +193,22 @@ class Session:
         if params is not None and params.__class__ is not dict:
             out.deliver(error_response(mid, INVALID_PARAMS, "Invalid params: must be an object"))
             return
+        if params is not None:
+            meta = params.get("_meta")
+            if meta.__class__ is dict:
+                if protocol.META_PROTOCOL_VERSION in meta:
+                    version = meta[protocol.META_PROTOCOL_VERSION]
+                    if version not in protocol.MODERN_VERSIONS:
+                        self._unsupported_version(out, mid, version)
+                        return
+                    self.modern = True
+            elif meta is not None:
+                out.deliver(error_response(mid, INVALID_PARAMS, "Invalid params: _meta must be an object"))
+                return
         local = _LOCAL.get(method)
         if local is not None:
             local(self, msg, out)
             return
-        if params is not None:
-            meta = params.get("_meta")
-            if meta.__class__ is dict and protocol.META_PROTOCOL_VERSION in meta:
-                version = meta[protocol.META_PROTOCOL_VERSION]
-                if version not in protocol.MODERN_VERSIONS:
-                    self._unsupported_version(out, mid, version)
-                    return
-                self.modern = True
         limits = self.limits
         if limits is not None and limits.active and self.client is not None:
             wait = limits.check(self.client, time.monotonic())
@@ -236,7 +249,7 @@ class Session:
     def _notification(self, method: str, msg: Message) -> None:
         if method == "notifications/cancelled":
             params = msg.get("params")
-            if isinstance(params, dict) and "requestId" in params:
+            if isinstance(params, dict) and is_valid_id(params.get("requestId")):
                 self.cancel_request(params["requestId"],
                                     str(params.get("reason") or "cancelled by the client"))
         elif method == "notifications/initialized":
@@ -248,7 +261,10 @@ class Session:
         self.server.cancel(self, request_id, reason)
 
     def _client_response(self, msg: Message) -> None:
-        target = self._server_requests.pop(msg.get("id"), None)  # type: ignore[arg-type]
+        mid = msg.get("id")
+        if mid.__class__ is not str:  # we only ever send string ids ("mcps-N"): anything else is not ours
+            return
+        target = self._server_requests.pop(mid, None)
         if target is None:
             return
         instance, child_id = target
@@ -266,8 +282,14 @@ class Session:
 
     def _initialize(self, msg: Message, out: Sink) -> None:
         params = msg.get("params") or {}
-        self.client_info = params.get("clientInfo") or {}
-        self.client_capabilities = params.get("capabilities") or {}
+        info = params.get("clientInfo") or {}
+        capabilities = params.get("capabilities") or {}
+        if info.__class__ is not dict or capabilities.__class__ is not dict:
+            out.deliver(error_response(msg["id"], INVALID_PARAMS,
+                                       "Invalid params: clientInfo and capabilities must be objects"))
+            return
+        self.client_info = info
+        self.client_capabilities = capabilities
         requested = params.get("protocolVersion")
         if requested in protocol.MODERN_VERSIONS:
             # A modern version in initialize is a client bug; answer as the spec's -32022 asks.
@@ -282,13 +304,19 @@ class Session:
 
     def _discover(self, msg: Message, out: Sink) -> None:
         params = msg.get("params") or {}
-        meta = params.get("_meta") or {}
+        meta = params.get("_meta") or {}  # an object: on_message refused anything else
         requested = meta.get(protocol.META_PROTOCOL_VERSION)
         if requested is not None and requested not in protocol.MODERN_VERSIONS:
             self._unsupported_version(out, msg["id"], requested)
             return
-        self.client_capabilities = meta.get(protocol.META_CLIENT_CAPABILITIES) or {}
-        self.client_info = meta.get(protocol.META_CLIENT_INFO) or {}
+        capabilities = meta.get(protocol.META_CLIENT_CAPABILITIES) or {}
+        info = meta.get(protocol.META_CLIENT_INFO) or {}
+        if capabilities.__class__ is not dict or info.__class__ is not dict:
+            out.deliver(error_response(msg["id"], INVALID_PARAMS, "Invalid params: the client "
+                                       "capabilities and client info in _meta must be objects"))
+            return
+        self.client_capabilities = capabilities
+        self.client_info = info
 
         def answer(child: Instance) -> dict[str, Any]:
             if child.discover_result is not None:
