@@ -24,6 +24,7 @@ from . import process, protocol
 from .breaker import CANCELLED, CRASH, INTERNAL
 from .errors import (
     INTERNAL_ERROR,
+    INVALID_REQUEST,
     REQUEST_TIMEOUT,
     SpawnError,
     SupervisorError,
@@ -240,9 +241,16 @@ class Instance:
             tool = params.get("name") if message["method"] == "tools/call" else None
         elif self.modern:
             message["params"] = {"_meta": self._envelope}
+        try:
+            line = encode(message)
+        except TypeError as exc:  # orjson: nested deeper than it writes. Never reached the child,
+            message["id"] = client_id  # so it takes no slot and is no failure of the server's.
+            sink.deliver(error_response(client_id, INVALID_REQUEST,
+                                        f"Invalid Request: cannot be forwarded to the server: {exc}"))
+            return cid
         self.pending[cid] = Pending(sink, client_id, message["method"], deadline, token, tool,
                                     time.monotonic(), client_modern and not self.modern)
-        self._stdin.push(encode(message))
+        self._stdin.push(line)
         return cid
 
     def _on_line(self, line: bytes | Oversized) -> None:
