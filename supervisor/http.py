@@ -22,10 +22,25 @@ extra task per request: a single ticker task notices calls that take longer than
 those get a second task that watches for the client going away (which cancels the call in the
 child with `notifications/cancelled`).
 
-Security: a foreign `Origin` is 403 (DNS rebinding); a bearer token (`[http] token`, or a
-`[clients.NAME] token`) is required whenever one is configured, and the config refuses a
-non-loopback `listen` without one; bodies over `max_body` are 413; slow clients meet timeouts
-(body upload, each SSE write, keep-alive) so none can hold the door.
+Security: a bearer token (`[http] token`, or a `[clients.NAME] token`) is required whenever one
+is configured, checked before anything is routed (an unknown server without a token is 401, never
+a 404 that lists the fleet), and the config refuses a non-loopback `listen` without one; a foreign
+`Origin` is 403 (DNS rebinding); bodies over `max_body` are 413.
+
+Containment: every HTTP request is its own failure domain, and no client can hold the door.
+- Deadlines, enforced by the connection itself (`_http_protocol`) and one sweeper task: the head
+  (request line and headers) must arrive within `header_timeout` of its first byte (of the
+  connection's opening, for the first request), the whole body, first byte included, within
+  `body_timeout` after it; else 408 and the connection closes. Heads over `max_header_bytes` are
+  431. Each SSE write has `SEND_TIMEOUT`; idle keep-alive connections close after `KEEP_ALIVE`.
+- Connections are capped (`max_connections`, and below the open-file limit, whose soft value the
+  daemon raises to the hard one at start): beyond the cap a new connection gets a 503 and is
+  closed at once, without being parsed; the ones already open keep working.
+- Legacy sessions are capped overall and per token and evicted idle-first (`SessionTable`).
+  Server notifications go only to sessions with a GET stream open; a session without one is told
+  "list again" (`list_changed`) when it opens one, instead of keeping a backlog.
+- A request that fails in the door after it was routed (an exception, a cancelled task) gives its
+  slot in the child back at once (`drop_sink`: a cancellation, never a breaker failure).
 """
 
 from __future__ import annotations
@@ -39,7 +54,7 @@ import math
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -47,6 +62,7 @@ import anyio
 import anyio.abc
 import orjson
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import protocol
 from .config import is_loopback_host
@@ -62,10 +78,12 @@ from .errors import (
     UNSUPPORTED_PROTOCOL_VERSION,
     SupervisorError,
 )
-from .jsonrpc import Message, error_response
+from .fdlimit import connection_budget
+from .jsonrpc import Message, error_response, notification
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .outbox import Outbox, batch
 from .server import rate_limited
+from .session_table import SessionTable
 from .sessions import Session, Target
 from .states import SERVING
 
@@ -85,7 +103,6 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 GRACE = 0.1  # a call unanswered this long gets a watcher for client disconnects
 TICK = 0.05
-BODY_TIMEOUT = 30.0  # the whole request body must arrive within this
 SEND_TIMEOUT = 30.0  # one SSE write to a client that stopped reading
 # An idle keep-alive connection is closed after this long. uvicorn's 5 s default races clients
 # that reuse a connection a little later (the close and their next POST cross, and a POST is not
@@ -95,8 +112,18 @@ KEEP_ALIVE = 60
 PING_INTERVAL = 15.0  # SSE comment lines keep proxies from closing quiet streams
 SESSION_IDLE = 3600.0  # a legacy session unused this long is forgotten
 SESSION_SWEEP = 30.0
-MAX_SESSIONS = 10000
-STREAM_BACKLOG = 1000  # notifications held for a session's GET stream before it is dropped
+# What a long-lived stream may hold for a client that does not read: past either bound the stream
+# is ended (the client reconnects and lists again), never grown.
+STREAM_BACKLOG = 1000
+STREAM_BACKLOG_BYTES = 4 * 1024 * 1024
+# A session without a GET stream does not queue server notifications; when it opens one it is
+# told to list again instead (one notification per kind it missed).
+_LIST_AGAIN = {
+    "notifications/tools/list_changed": "notifications/tools/list_changed",
+    "notifications/prompts/list_changed": "notifications/prompts/list_changed",
+    "notifications/resources/list_changed": "notifications/resources/list_changed",
+    "notifications/resources/updated": "notifications/resources/list_changed",
+}
 
 _JSON = b"application/json"
 _SSE = b"text/event-stream"
@@ -179,29 +206,34 @@ class Call:
 class _Stream:
     """SSE frames waiting for a long-lived stream (a legacy GET stream, a listen stream)."""
 
-    __slots__ = ("frames", "overflowed", "wake")
+    __slots__ = ("frames", "overflowed", "size", "wake")
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
+        self.size = 0
         self.wake = anyio.Event()
         self.overflowed = False
 
     def push(self, frame: bytes) -> None:
-        if len(self.frames) >= STREAM_BACKLOG:
+        if len(self.frames) >= STREAM_BACKLOG or self.size + len(frame) > STREAM_BACKLOG_BYTES:
             self.overflowed = True
         else:
             self.frames.append(frame)
+            self.size += len(frame)
         self.wake.set()
 
     def take(self) -> list[bytes]:
         frames, self.frames = self.frames, []
+        self.size = 0
         self.wake = anyio.Event()
         return frames
 
 
 class HttpSession(Session):
-    """A legacy (`Mcp-Session-Id`) client. Answers go to each request's `Call`; what is left
-    (server notifications) goes to the session's GET stream, or waits a little for one to open."""
+    """A legacy (`Mcp-Session-Id`) client. Answers go to each request's `Call`; server
+    notifications go to the session's GET stream while one is open. Without one they are not
+    kept (an idle session must not hold a copy of every notification): the session remembers
+    which lists changed and says so when a stream opens."""
 
     def __init__(self, sid: str, path: str, target: Target, *, max_message: int,
                  task_group: anyio.abc.TaskGroup | None) -> None:
@@ -213,9 +245,29 @@ class HttpSession(Session):
         self.calls: dict[Any, Call] = {}
         self.stream = _Stream()
         self.streaming = False  # a GET stream is open
+        self.missed: set[str] = set()  # list_changed methods to send when a stream opens
+
+    @property
+    def busy(self) -> bool:
+        """In use right now: not to be evicted for a newcomer."""
+        return self.streaming or bool(self.calls)
 
     def deliver(self, message: Message) -> None:
         self.stream.push(sse_event(message))
+
+    def server_notification(self, server: Server, message: Message) -> None:
+        if self.streaming:
+            self.stream.push(sse_event(message))
+            return
+        again = _LIST_AGAIN.get(message.get("method"))  # type: ignore[arg-type]
+        if again is not None:
+            self.missed.add(again)
+
+    def list_again(self) -> list[bytes]:
+        """The `list_changed` frames for what changed while no stream was open."""
+        frames = [sse_event(notification(method)) for method in sorted(self.missed)]
+        self.missed.clear()
+        return frames
 
     def cancel_request(self, request_id: Any, reason: str) -> None:
         call = self.calls.get(request_id)
@@ -354,17 +406,95 @@ def _small_reads(transport: asyncio.BaseTransport) -> None:
         transport.max_size = READ_SIZE  # type: ignore[attr-defined]
 
 
-def _http_protocol() -> Any:
-    """uvicorn's httptools protocol, writing through `_CoalescingTransport`; "auto" without it."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # httptools missing: uvicorn's choice (h11)
-        return "auto"
+def _raw_response(status: bytes, body: bytes = b"", extra: bytes = b"") -> bytes:
+    """A whole response written by the connection itself (no ASGI cycle): it always closes."""
+    head = b"HTTP/1.1 " + status + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n"
+    if body:
+        head += b"content-type: application/json\r\n"
+    return head + extra + b"connection: close\r\n\r\n" + body
+
+
+def _raw_error(status: bytes, code: int, text: str) -> bytes:
+    return _raw_response(status, orjson.dumps(error_response(None, code, text)))
+
+
+def _http_protocol(door: HttpDoor) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with the door's limits, writing through `_CoalescingTransport`.
+
+    Per connection: refused at once beyond the cap; `_head` counts the bytes of the request head
+    being read (-1 while a body is read, 0 between requests); `_deadline` is the loop time by which
+    the head (or the body) must be complete, 0.0 when nothing is awaited from the client. The
+    door's sweeper (`HttpDoor._deadlines`) closes connections past their deadline. Per request
+    that is a few attribute stores and two clock reads: no timer handle, no task."""
+    loop_time = asyncio.get_running_loop().time
+    header_timeout = door.settings.header_timeout
+    body_timeout = door.settings.body_timeout
+    max_head = door.settings.max_header_bytes
+    full = _raw_response(b"503 Service Unavailable", extra=b"retry-after: 1\r\n")
+    too_big = _raw_error(b"431 Request Header Fields Too Large", INVALID_REQUEST,
+                         f"request head exceeds the {max_head}-byte limit (http.max_header_bytes)")
+    head_late = _raw_error(b"408 Request Timeout", INVALID_REQUEST,
+                           f"request headers not received within {header_timeout:g}s")
+    body_late = _raw_error(b"408 Request Timeout", INVALID_REQUEST,
+                           f"request body not received within {body_timeout:g}s")
 
     class Protocol(HttpToolsProtocol):
+        _refused = True
+        _head = 0
+        _deadline = 0.0
+
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if len(self.connections) >= door.max_connections:
+                # Cheap: no parser work, no ASGI cycle; the fd is given back at once.
+                door.refused_connections += 1
+                transport.write(full)  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._refused = False
+            self._deadline = loop_time() + header_timeout
             _small_reads(transport)
             super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
+            door.connection_opened()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not self._refused:
+                super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._head >= 0:
+                self._head += len(data)
+            super().data_received(data)
+            if self._head > max_head:  # still inside the head after this chunk
+                self._close_with(too_big)
+
+        def on_message_begin(self) -> None:
+            self._deadline = loop_time() + header_timeout  # from the request's first byte
+            super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            self._head = -1
+            self._deadline = loop_time() + body_timeout
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._head = 0
+            self._deadline = 0.0
+            super().on_message_complete()
+
+        def deadline_passed(self) -> None:
+            cycle = self.cycle
+            if self._head >= 0:
+                self._close_with(head_late)
+            else:
+                self._close_with(body_late if cycle is None or not cycle.response_started else b"")
+
+        def _close_with(self, response: bytes) -> None:
+            self._deadline = 0.0
+            self._head = 0
+            if not self.transport.is_closing():
+                if response:
+                    self.transport.write(response)
+                self.transport.close()
 
     return Protocol
 
@@ -400,7 +530,13 @@ class HttpDoor:
         self._origins = {o.rstrip("/").lower() for o in settings.allowed_origins}
         self.max_body = settings.max_body
         self.max_message = max_message
-        self.sessions: dict[str, HttpSession] = {}
+        self.sessions: SessionTable[HttpSession] = SessionTable(settings.max_sessions,
+                                                                settings.max_sessions_per_token)
+        self.max_connections = settings.max_connections  # lowered to the fd budget in `serve`
+        self.refused_connections = 0
+        self._connections: set[Any] = set()  # uvicorn's set of open connections, once serving
+        self._sweeper_idle = False
+        self._opened = anyio.Event()
         self._stateless: dict[int, _Stateless] = {}
         self._waiting: set[Call] = set()
         self._ticker_idle = True
@@ -435,24 +571,58 @@ class HttpDoor:
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         sock = self.sock or self.bind()
         _route_uvicorn_logs()
+        budget = connection_budget()
+        if budget < self.max_connections:
+            log.warning("http: at most %d connections (http.max_connections = %d, but the open-file "
+                        "limit leaves room for %d)", budget, self.max_connections, budget)
+            self.max_connections = budget
         config = uvicorn.Config(
-            self, lifespan="off", log_config=None, access_log=False, ws="none", http=_http_protocol(),
+            self, lifespan="off", log_config=None, access_log=False, ws="none",
+            http=_http_protocol(self),
             proxy_headers=False,  # X-Forwarded-* are not ours to trust, and the middleware costs
-            timeout_keep_alive=KEEP_ALIVE, timeout_graceful_shutdown=1, limit_concurrency=8192,
+            timeout_keep_alive=KEEP_ALIVE, timeout_graceful_shutdown=1,
+            # Connections are capped by our protocol (refused before any parsing); this bounds
+            # request tasks that outlive their connection.
+            limit_concurrency=2 * self.max_connections,
             server_header=False, date_header=False)
         self._server = _Server(config)
+        self._connections = self._server.server_state.connections
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._ticker)
+            tg.start_soon(self._deadlines)
             log.info("Streamable HTTP on http://%s/mcp (aggregate) and /mcp/NAME", self.settings.listen)
             task_status.started()
             try:
                 await self._server.serve(sockets=[sock])
             finally:
-                for session in list(self.sessions.values()):
+                for session in self.sessions:
+                    self.sessions.pop(session.sid)
                     session.close()
-                self.sessions.clear()
                 tg.cancel_scope.cancel()
+
+    def connection_opened(self) -> None:
+        """A connection was accepted: the deadline sweeper wakes if it slept for want of any."""
+        if self._sweeper_idle:
+            self._sweeper_idle = False
+            self._opened.set()
+
+    async def _deadlines(self) -> None:
+        """Close connections whose request head or body is late (see `_http_protocol`).
+
+        One pass over the open connections every `interval`: a deadline is kept to within that,
+        at no cost per request. Sleeps while there is no connection at all."""
+        interval = min(1.0, self.settings.header_timeout / 4, self.settings.body_timeout / 4)
+        loop_time = asyncio.get_running_loop().time
+        while True:
+            if not self._connections:
+                self._sweeper_idle = True
+                self._opened = anyio.Event()
+                await self._opened.wait()
+            await anyio.sleep(interval)
+            now = loop_time()
+            for conn in [c for c in self._connections if 0.0 < c._deadline <= now]:
+                conn.deadline_passed()
 
     def _batch(self) -> contextlib.AbstractContextManager[None]:
         """Routing a request is an outbox batch: with nothing else queued in this loop pass, the
@@ -487,11 +657,10 @@ class HttpDoor:
                     call.set()
             if now - last_sweep >= SESSION_SWEEP:
                 last_sweep = now
-                for sid, session in list(self.sessions.items()):
-                    if now - session.last_used > SESSION_IDLE and not session.streaming:
-                        log.info("forgetting idle HTTP session %s…", sid[:8])
-                        del self.sessions[sid]
-                        session.close()
+                for session in self.sessions.idle_since(now - SESSION_IDLE):
+                    log.info("forgetting idle HTTP session %s…", session.sid[:8])
+                    self.sessions.pop(session.sid)
+                    session.close()
 
     # ---- ASGI -------------------------------------------------------------------------------
 
@@ -501,6 +670,17 @@ class HttpDoor:
         path: str = scope["path"]
         if path == "/healthz":
             await self._healthz(send)
+            return
+        headers = dict(scope["headers"])
+        # Who is asking comes before what is asked for: nothing about the fleet (which servers
+        # exist) is said to a client without the token.
+        if self._tokens and not self._authorized(headers.get(b"authorization")):
+            if path == "/metrics":
+                await _send_empty(send, 401, [(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
+                return
+            await _send_error(send, 401, INVALID_REQUEST,
+                              "Unauthorized: send 'Authorization: Bearer <token>'",
+                              extra=[(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
             return
         if path == "/metrics":
             await self._metrics(scope, send)
@@ -517,17 +697,11 @@ class HttpDoor:
         else:
             await _send_empty(send, 404)
             return
-        headers = dict(scope["headers"])
         origin = headers.get(b"origin")
         if origin is not None and not self._origin_ok(origin):
             shown = origin.decode(errors="replace")
             await _send_error(send, 403, INVALID_REQUEST,
                               f"Forbidden: origin {shown} is not allowed (http.allowed_origins)")
-            return
-        if self._tokens and not self._authorized(headers.get(b"authorization")):
-            await _send_error(send, 401, INVALID_REQUEST,
-                              "Unauthorized: send 'Authorization: Bearer <token>'",
-                              extra=[(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
             return
         if self._limits is not None and self._limits.active:
             client = self._token_clients.get(headers.get(b"authorization", b""))
@@ -567,13 +741,10 @@ class HttpDoor:
         return ok
 
     async def _metrics(self, scope: Scope, send: Send) -> None:
-        """Prometheus exposition; behind the bearer token like everything but /healthz."""
+        """Prometheus exposition; behind the bearer token (checked by the caller) like everything
+        but /healthz."""
         if scope["method"] != "GET":
             await _send_empty(send, 405, [(b"allow", b"GET")])
-            return
-        headers = dict(scope["headers"])
-        if self._tokens and not self._authorized(headers.get(b"authorization")):
-            await _send_empty(send, 401, [(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
             return
         if self.metrics is None:
             await _send_empty(send, 404)
@@ -593,27 +764,28 @@ class HttpDoor:
         if length is not None and length.isdigit() and int(length) > self.max_body:
             await self._too_large(send, int(length))
             return None
+        # No timeout here: the connection enforces `body_timeout` (a late body is answered 408
+        # and the connection closed, which ends these waits with http.disconnect).
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
         body: bytes = message.get("body", b"")
         if not message.get("more_body"):
             return body
         chunks = [body]
         size = len(body)
-        with anyio.move_on_after(BODY_TIMEOUT):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return None
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > self.max_body:
-                    await self._too_large(send, size)
-                    return None
-                chunks.append(chunk)
-                if not message.get("more_body"):
-                    return b"".join(chunks)
-        await _send_error(send, 408, INVALID_REQUEST, f"request body not received within {BODY_TIMEOUT:g}s")
-        return None
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await self._too_large(send, size)
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
 
     async def _too_large(self, send: Send, size: int) -> None:
         await _send_error(send, 413, MESSAGE_TOO_LARGE,
@@ -668,21 +840,7 @@ class HttpDoor:
                       json_ok: bool, sse_ok: bool, receive: Receive, send: Send) -> None:
         method = msg.get("method")
         if method == "initialize" and "id" in msg:
-            if len(self.sessions) >= MAX_SESSIONS:
-                await _send_error(send, 503, INVALID_REQUEST, "Too many open sessions", msg["id"])
-                return
-            sid = secrets.token_urlsafe(24)
-            opened = HttpSession(sid, path, target, max_message=self.max_message, task_group=self._tg)
-            call = Call(msg["id"], opened)
-            with self._batch():
-                opened.on_message(msg, call)
-            await call.wait()
-            ok = call.response is not None and "result" in call.response
-            if ok:
-                self.sessions[sid] = opened
-            else:
-                opened.close()
-            await self._send_answer(call, [(b"mcp-session-id", sid.encode())] if ok else None, send)
+            await self._open_session(path, target, headers, msg, send)
             return
         session = await self._session(path, headers, send, msg.get("id"))
         if session is None:
@@ -698,9 +856,43 @@ class HttpDoor:
             with self._batch():
                 session.on_message(msg, call)
             await self._respond(call, target, json_ok, sse_ok, 200, None, receive, send)
+        except BaseException:
+            _give_back(target, call)
+            raise
         finally:
             if session.calls.get(msg["id"]) is call:
                 del session.calls[msg["id"]]
+
+    async def _open_session(self, path: str, target: Target, headers: dict[bytes, bytes],
+                            msg: Message, send: Send) -> None:
+        owner: Hashable = headers.get(b"authorization") if self._tokens else None
+        evicted = self.sessions.evicted
+        if not self.sessions.make_room(owner):
+            await _send_error(send, 503, INVALID_REQUEST, "Service Unavailable: every legacy session "
+                              "this client may hold is in use (http.max_sessions_per_token, "
+                              "http.max_sessions)", msg["id"])
+            return
+        if self.sessions.evicted != evicted and self.sessions.evicted % 1000 == 1:
+            log.info("http: ended the least recently used idle session for a new one (%d so far; "
+                     "http.max_sessions_per_token = %d, http.max_sessions = %d)", self.sessions.evicted,
+                     self.sessions.max_per_owner, self.sessions.max_total)
+        sid = secrets.token_urlsafe(24)
+        opened = HttpSession(sid, path, target, max_message=self.max_message, task_group=self._tg)
+        call = Call(msg["id"], opened)
+        try:
+            with self._batch():
+                opened.on_message(msg, call)
+            await call.wait()
+        except BaseException:
+            opened.close()
+            raise
+        ok = call.response is not None and "result" in call.response
+        if ok and self.sessions.make_room(owner):  # others may have opened sessions meanwhile
+            self.sessions.add(opened, owner)
+        else:
+            ok = False
+            opened.close()
+        await self._send_answer(call, [(b"mcp-session-id", sid.encode())] if ok else None, send)
 
     async def _session(self, path: str, headers: dict[bytes, bytes], send: Send,
                        msg_id: Any = None) -> HttpSession | None:
@@ -714,7 +906,7 @@ class HttpDoor:
         if found is None or found.path.rstrip("/") != path.rstrip("/"):
             await _send_error(send, 404, INVALID_REQUEST, "Not Found: unknown or expired session", msg_id)
             return None
-        found.last_used = time.monotonic()
+        self.sessions.touch(found, time.monotonic())
         return found
 
     async def _modern(self, target: Target, headers: dict[bytes, bytes], version: str, msg: Message,
@@ -756,9 +948,13 @@ class HttpDoor:
             await self._listen(target, msg, params, receive, send)
             return
         call = Call(mid, None)
-        with self._batch():
-            self._stateless_for(target).on_message(msg, call)
-        await self._respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send)
+        try:
+            with self._batch():
+                self._stateless_for(target).on_message(msg, call)
+            await self._respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send)
+        except BaseException:
+            _give_back(target, call)
+            raise
 
     def _stateless_for(self, target: Target) -> _Stateless:
         session = self._stateless.get(id(target))
@@ -894,16 +1090,17 @@ class HttpDoor:
             return
         session.streaming = True
         try:
-            await self._stream(session.stream, receive, send)
+            await self._stream(session.stream, receive, send, first=session.list_again())
         finally:
             session.streaming = False
-            session.last_used = time.monotonic()
+            if self.sessions.get(session.sid) is session:
+                self.sessions.touch(session, time.monotonic())
 
     async def _delete(self, path: str, headers: dict[bytes, bytes], send: Send) -> None:
         session = await self._session(path, headers, send)
         if session is None:
             return
-        self.sessions.pop(session.sid, None)
+        self.sessions.pop(session.sid)
         session.close()
         await _send_empty(send, 200)
 
@@ -929,6 +1126,15 @@ class HttpDoor:
             await self._stream(listener.stream, receive, send, first=[ack])
         finally:
             target.sessions.discard(listener)
+
+
+def _give_back(target: Target, call: Call) -> None:
+    """The request's domain ended before its answer (an exception in the door, a cancelled task):
+    whatever it holds in the server (a queue place, an in-flight slot) is released now, as a
+    cancellation (which the breaker does not count), not at the request's timeout."""
+    if call.response is None:
+        call.gone = True
+        target.drop_sink(call)
 
 
 def _route_uvicorn_logs() -> None:
