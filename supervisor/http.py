@@ -66,8 +66,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import protocol
 from .config import is_loopback_host
+from .domains import domain
 from .errors import (
     HEADER_MISMATCH,
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     MESSAGE_TOO_LARGE,
@@ -79,7 +81,7 @@ from .errors import (
     SupervisorError,
 )
 from .fdlimit import connection_budget
-from .jsonrpc import Message, error_response, notification
+from .jsonrpc import Message, error_response, is_valid_id, notification
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .outbox import Outbox, batch
 from .server import rate_limited
@@ -705,62 +707,79 @@ class HttpDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        if self.draining:
-            send = _closing(send)
-        path: str = scope["path"]
-        if path == "/healthz":
-            await self._healthz(send)
-            return
-        headers = dict(scope["headers"])
-        # Who is asking comes before what is asked for: nothing about the fleet (which servers
-        # exist) is said to a client without the token.
-        if self._tokens and not self._authorized(headers.get(b"authorization")):
+        # Each request is its own failure domain: an unexpected exception in here is logged
+        # once and answered 500 (-32603), its slot in the child is given back (`_give_back`),
+        # and nothing else notices. The boundary costs nothing until something raises.
+        try:
+            if self.draining:
+                send = _closing(send)
+            path: str = scope["path"]
+            if path == "/healthz":
+                await self._healthz(send)
+                return
+            headers = dict(scope["headers"])
+            # Who is asking comes before what is asked for: nothing about the fleet (which servers
+            # exist) is said to a client without the token.
+            if self._tokens and not self._authorized(headers.get(b"authorization")):
+                if path == "/metrics":
+                    await _send_empty(send, 401, [(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
+                    return
+                await _send_error(send, 401, INVALID_REQUEST,
+                                  "Unauthorized: send 'Authorization: Bearer <token>'",
+                                  extra=[(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
+                return
             if path == "/metrics":
-                await _send_empty(send, 401, [(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
+                await self._metrics(scope, send)
                 return
-            await _send_error(send, 401, INVALID_REQUEST,
-                              "Unauthorized: send 'Authorization: Bearer <token>'",
-                              extra=[(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
-            return
-        if path == "/metrics":
-            await self._metrics(scope, send)
-            return
-        if path == "/mcp" or path == "/mcp/":
-            target: Target = self.aggregate
-        elif path.startswith("/mcp/"):
-            server = self.fleet.servers.get(path[5:].rstrip("/"))
-            if server is None:
-                await _send_error(send, 404, UNKNOWN_SERVER,
-                                  f"no server named '{path[5:]}' (known: {', '.join(self.fleet.servers)})")
+            if path == "/mcp" or path == "/mcp/":
+                target: Target = self.aggregate
+            elif path.startswith("/mcp/"):
+                server = self.fleet.servers.get(path[5:].rstrip("/"))
+                if server is None:
+                    known = ", ".join(self.fleet.servers)
+                    await _send_error(send, 404, UNKNOWN_SERVER,
+                                      f"no server named '{path[5:]}' (known: {known})")
+                    return
+                target = server
+            else:
+                await _send_empty(send, 404)
                 return
-            target = server
-        else:
-            await _send_empty(send, 404)
-            return
-        origin = headers.get(b"origin")
-        if origin is not None and not self._origin_ok(origin):
-            shown = origin.decode(errors="replace")
-            await _send_error(send, 403, INVALID_REQUEST,
-                              f"Forbidden: origin {shown} is not allowed (http.allowed_origins)")
-            return
-        if self._limits is not None and self._limits.active:
-            client = self._token_clients.get(headers.get(b"authorization", b""))
-            wait = await self._client_wait(client) if client else 0.0
-            if wait:
-                refusal = rate_limited(None, f"client '{client}' is over its rate limit", wait)
-                seconds = str(max(1, math.ceil(wait))).encode()
-                await _send_error(send, 429, RATE_LIMITED, refusal["error"]["message"],
-                                  data=refusal["error"]["data"], extra=[(b"retry-after", seconds)])
+            origin = headers.get(b"origin")
+            if origin is not None and not self._origin_ok(origin):
+                shown = origin.decode(errors="replace")
+                await _send_error(send, 403, INVALID_REQUEST,
+                                  f"Forbidden: origin {shown} is not allowed (http.allowed_origins)")
                 return
-        method = scope["method"]
-        if method == "POST":
-            await self._post(path, target, headers, receive, send)
-        elif method == "GET":
-            await self._get(path, headers, receive, send)
-        elif method == "DELETE":
-            await self._delete(path, headers, send)
-        else:
-            await _send_empty(send, 405, [(b"allow", b"GET, POST, DELETE")])
+            if self._limits is not None and self._limits.active:
+                client = self._token_clients.get(headers.get(b"authorization", b""))
+                wait = await self._client_wait(client) if client else 0.0
+                if wait:
+                    refusal = rate_limited(None, f"client '{client}' is over its rate limit", wait)
+                    seconds = str(max(1, math.ceil(wait))).encode()
+                    await _send_error(send, 429, RATE_LIMITED, refusal["error"]["message"],
+                                      data=refusal["error"]["data"], extra=[(b"retry-after", seconds)])
+                    return
+            method = scope["method"]
+            if method == "POST":
+                await self._post(path, target, headers, receive, send)
+            elif method == "GET":
+                await self._get(path, headers, receive, send)
+            elif method == "DELETE":
+                await self._delete(path, headers, send)
+            else:
+                await _send_empty(send, 405, [(b"allow", b"GET, POST, DELETE")])
+        except Exception as exc:
+            await self._request_failed(scope, send, exc)
+
+
+    async def _request_failed(self, scope: Scope, send: Send, exc: Exception) -> None:
+        where = f"{scope.get('method')} {str(scope.get('path'))[:200]}"
+        with domain("http-request", where):
+            raise exc
+        with contextlib.suppress(Exception):  # a response already under way cannot be replaced
+            await _send_error(send, 500, INTERNAL_ERROR, "Internal error: the daemon failed on this "
+                              "request and ended it alone (its log says why); other requests are "
+                              "unaffected", extra=[(b"connection", b"close")])
 
     async def _client_wait(self, client: str) -> float:
         """0.0 when the client may go on, else seconds to wait: from the cluster's shared bucket
@@ -879,6 +898,10 @@ class HttpDoor:
         if msg.__class__ is not dict:
             await _send_error(send, 400, INVALID_REQUEST, "Invalid Request: expected one JSON-RPC object "
                               "(batches are not part of MCP since 2025-06-18)")
+            return
+        if "id" in msg and not is_valid_id(msg["id"]):  # it keys this request's tables
+            await _send_error(send, 400, INVALID_REQUEST,
+                              "Invalid Request: id must be a string or an integer")
             return
         version = headers.get(b"mcp-protocol-version")
         if version is not None:

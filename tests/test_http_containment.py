@@ -307,3 +307,22 @@ async def test_metric_labels_are_capped_in_length_and_count(make_daemon):
     assert "other" in methods
     assert len(methods) <= 40
     assert max(len(m) for m in methods) <= 64
+
+
+async def test_a_request_id_that_is_no_json_rpc_id_is_400_not_a_crash_of_the_request(make_daemon):
+    """Regression: a legacy request whose id was an object was used as a dict key before any
+    check: the request died with a TypeError (500 and a traceback). Ids are now checked at the
+    door, and whatever still fails inside a request ends that request alone (-32603)."""
+    door = await door_with(make_daemon, "")
+    url = door.url("echo")
+    async with httpx.AsyncClient(timeout=30) as http:
+        legacy = await legacy_session(http, url)
+        for bad_id in ({"a": 1}, [1], 1.5, True, None):
+            reply = await http.post(url, headers=legacy,
+                                    json={"jsonrpc": "2.0", "id": bad_id, "method": "tools/list"})
+            assert reply.status_code == 400, reply.text
+            assert reply.json()["error"]["code"] == -32600
+        listed = await http.post(url, headers=legacy,
+                                 json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert listed.status_code == 200 and listed.json()["result"]["tools"]
+    assert "Traceback" not in door.daemon.log_text()
