@@ -102,8 +102,8 @@ class RequestStats:
         stats.outcomes[outcome] += 1
 
     def _add(self, method: str) -> MethodStats:
-        if len(self.methods) >= MAX_METHODS - 1 or len(method) > MAX_METHOD_LENGTH:
-            method = OTHER  # the last of MAX_METHODS series
+        if len(self.methods) >= MAX_METHODS or len(method) > MAX_METHOD_LENGTH:
+            method = OTHER
             existing = self.methods.get(method)
             if existing is not None:
                 return existing
