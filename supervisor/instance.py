@@ -20,7 +20,7 @@ import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from . import process, protocol
+from . import process, protocol, tracing
 from .breaker import CANCELLED, CRASH, INTERNAL
 from .errors import (
     INTERNAL_ERROR,
@@ -64,8 +64,8 @@ class InstanceOwner(Protocol):
 class Pending:
     """A request the child has and has not answered yet."""
 
-    __slots__ = ("client_id", "deadline", "method", "modernize", "progress_token", "sink", "started",
-                 "tool")
+    __slots__ = ("client_id", "deadline", "method", "modernize", "progress_token", "sink", "span",
+                 "started", "tool")
 
     def __init__(self, sink: Sink, client_id: Any, method: str, deadline: float,
                  progress_token: Any, tool: str | None, started: float, modernize: bool) -> None:
@@ -77,6 +77,7 @@ class Pending:
         self.progress_token = progress_token
         self.tool = tool
         self.started = started
+        self.span: Any = None  # the call's trace span, with [tracing] on
 
 
 class Waiter:
@@ -241,15 +242,24 @@ class Instance:
             tool = params.get("name") if message["method"] == "tools/call" else None
         elif self.modern:
             message["params"] = {"_meta": self._envelope}
+        span = None
+        active = tracing.active
+        if active is not None and params.__class__ is dict:
+            meta = params.get("_meta")
+            if meta.__class__ is dict and "traceparent" in meta:  # the session started a trace
+                span = active.child_span(message, self.server)  # (writes its context into meta)
         try:
             line = encode(message)
         except TypeError as exc:  # orjson: nested deeper than it writes. Never reached the child,
             message["id"] = client_id  # so it takes no slot and is no failure of the server's.
+            if span is not None and active is not None:
+                active.end(span, None, "invalid_request")
             sink.deliver(error_response(client_id, INVALID_REQUEST,
                                         f"Invalid Request: cannot be forwarded to the server: {exc}"))
             return cid
-        self.pending[cid] = Pending(sink, client_id, message["method"], deadline, token, tool,
-                                    time.monotonic(), client_modern and not self.modern)
+        pending = self.pending[cid] = Pending(sink, client_id, message["method"], deadline, token, tool,
+                                              time.monotonic(), client_modern and not self.modern)
+        pending.span = span
         self._stdin.push(line)
         return cid
 
