@@ -436,6 +436,18 @@ class HttpSettings:
     """Origins accepted besides loopback ones ("https://app.example.com")."""
     max_body: int = 16 * _MiB
     """Largest request body in bytes."""
+    header_timeout: float = 10.0
+    """Seconds from a request's first byte (or the connection's opening) to its last header byte."""
+    body_timeout: float = 30.0
+    """Seconds from the end of the headers to the last body byte (the first one included)."""
+    max_header_bytes: int = 32 * 1024
+    """Largest request head (request line and headers) in bytes; a bigger one gets 431."""
+    max_connections: int = 4096
+    """Open HTTP connections at most; also kept below the daemon's open-file limit."""
+    max_sessions: int = 10000
+    """Legacy (`Mcp-Session-Id`) sessions at most; when full, the longest idle one is ended."""
+    max_sessions_per_token: int = 1000
+    """Legacy sessions one bearer token (or, with no token, everyone) may hold; same eviction."""
 
     @property
     def enabled(self) -> bool:
@@ -1215,6 +1227,12 @@ class _Loader:
             "token": _expanded(env, empty_is_none=True),
             "allowed_origins": _array(_origin),
             "max_body": _size,
+            "header_timeout": _duration(),
+            "body_timeout": _duration(),
+            "max_header_bytes": _size,
+            "max_connections": _integer(1),
+            "max_sessions": _integer(1),
+            "max_sessions_per_token": _integer(1),
         }))
         if not http.is_loopback() and http.token is None:
             raise self.error(("http", "listen"), f'"{http.listen}" is not a loopback address; set http.token')

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -82,6 +83,7 @@ from .jsonrpc import (
 from .outbox import Outbox, OutboxOverflow, batch
 from .server import Server
 from .sessions import Session, Target
+from .socketlock import check_socket_path
 from .stderr_levels import level_of
 from .views import check_server, view_target
 
@@ -264,6 +266,28 @@ async def _read_fd(fd: int, feed: Callable[[bytes], None],
         raise failure[0]
 
 
+_OUT_OF_FDS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_RETRY = 0.5
+
+
+async def _accept(listener: anyio.abc.SocketListener) -> anyio.abc.SocketStream:
+    """The next connection. Running out of descriptors is a pause, not the end: the connection
+    waits in the backlog until some are free (asyncio's own servers do the same)."""
+    warned = False
+    while True:
+        try:
+            return await listener.accept()
+        except (OSError, anyio.BrokenResourceError) as exc:
+            cause = exc if isinstance(exc, OSError) else exc.__cause__
+            if not isinstance(cause, OSError) or cause.errno not in _OUT_OF_FDS:
+                raise
+            if not warned:
+                log.warning("control socket: out of file descriptors (%s); new connections wait "
+                            "until some are free", cause.strerror)
+                warned = True
+            await anyio.sleep(ACCEPT_RETRY)
+
+
 class ControlServer:
     def __init__(self, path: Path, daemon: DaemonView, max_message: int = DEFAULT_MAX_MESSAGE) -> None:
         self.path = path
@@ -272,6 +296,7 @@ class ControlServer:
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        check_socket_path(self.path)  # a socket left by a dead daemon is replaced; nothing else
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
@@ -282,8 +307,10 @@ class ControlServer:
         os.chmod(self.path, 0o600)
         task_status.started()
         try:
-            async with listener:
-                await listener.serve(self._handle)
+            async with listener, anyio.create_task_group() as tg:
+                while True:
+                    stream = await _accept(listener)
+                    tg.start_soon(self._handle, stream)
         finally:
             with contextlib.suppress(OSError):
                 self.path.unlink()

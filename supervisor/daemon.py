@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from . import __version__, paths, process
+from . import __version__, fdlimit, paths, process
 from .aggregate import Aggregate
 from .caching import CacheHub
 from .config import FleetConfig, RateLimit, load_config
@@ -43,6 +43,7 @@ from .metrics import Metrics
 from .naming import never_collisions
 from .sdnotify import Notifier
 from .server import FleetContext
+from .socketlock import SocketLock
 from .states import SERVING
 from .watcher import watch_config
 
@@ -54,10 +55,6 @@ STATS_INTERVAL = 1.0
 READY_DEADLINE = 90.0
 STATUS_COALESCE = 0.2
 DRAIN_POLL = 0.05  # how often a drain looks at the calls still in flight
-
-
-class AlreadyRunning(SupervisorError):
-    pass
 
 
 def _resolver() -> Any:
@@ -565,19 +562,31 @@ def serve(config_path: Path, socket_path: Path, environ: Mapping[str, str] | Non
         print(f"mcpctl serve: no config file at {config_path}", file=sys.stderr)  # noqa: T201
         return 2
     configure_logging(config.supervisor.log_level, log_format or config.supervisor.log_format, env)
-    if _socket_in_use(socket_path):
-        print(f"mcpctl serve: a daemon is already running on {socket_path}", file=sys.stderr)  # noqa: T201
-        return 1
-    daemon = Daemon(config, config_path, socket_path, env)
-    collision = never_collisions(config, daemon.known_tools())
-    if collision is not None:
-        print(f"mcpctl serve: invalid config: {collision}", file=sys.stderr)  # noqa: T201
-        return 2
-    from .http import DoorError
+    # The lock comes before anything a previous daemon left (its socket, its pid registry) is
+    # looked at: a second daemon must not mistake the first one's live children for leftovers.
+    lock = SocketLock(socket_path)
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            anyio.run(daemon.run)
-    except DoorError as exc:
+        lock.acquire()
+    except SupervisorError as exc:
         print(f"mcpctl serve: {exc}", file=sys.stderr)  # noqa: T201
         return 1
-    return 0
+    try:
+        if _socket_in_use(socket_path):  # a daemon from before the lock file existed
+            print(f"mcpctl serve: a daemon is already running on {socket_path}", file=sys.stderr)  # noqa: T201
+            return 1
+        fdlimit.raise_soft_limit()
+        daemon = Daemon(config, config_path, socket_path, env)
+        collision = never_collisions(config, daemon.known_tools())
+        if collision is not None:
+            print(f"mcpctl serve: invalid config: {collision}", file=sys.stderr)  # noqa: T201
+            return 2
+        from .http import DoorError
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                anyio.run(daemon.run)
+        except DoorError as exc:
+            print(f"mcpctl serve: {exc}", file=sys.stderr)  # noqa: T201
+            return 1
+        return 0
+    finally:
+        lock.release()

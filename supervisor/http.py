@@ -23,10 +23,25 @@ extra task per request: a single ticker task notices calls that take longer than
 those get a second task that watches for the client going away (which cancels the call in the
 child with `notifications/cancelled`).
 
-Security: a foreign `Origin` is 403 (DNS rebinding); a bearer token (`[http] token`, or a
-`[clients.NAME] token`) is required whenever one is configured, and the config refuses a
-non-loopback `listen` without one; bodies over `max_body` are 413; slow clients meet timeouts
-(body upload, each SSE write, keep-alive) so none can hold the door.
+Security: a bearer token (`[http] token`, or a `[clients.NAME] token`) is required whenever one
+is configured, checked before anything is routed (an unknown server without a token is 401, never
+a 404 that lists the fleet), and the config refuses a non-loopback `listen` without one; a foreign
+`Origin` is 403 (DNS rebinding); bodies over `max_body` are 413.
+
+Containment: every HTTP request is its own failure domain, and no client can hold the door.
+- Deadlines, enforced by the connection itself (`_http_protocol`) and one sweeper task: the head
+  (request line and headers) must arrive within `header_timeout` of its first byte (of the
+  connection's opening, for the first request), the whole body, first byte included, within
+  `body_timeout` after it; else 408 and the connection closes. Heads over `max_header_bytes` are
+  431. Each SSE write has `SEND_TIMEOUT`; idle keep-alive connections close after `KEEP_ALIVE`.
+- Connections are capped (`max_connections`, and below the open-file limit, whose soft value the
+  daemon raises to the hard one at start): beyond the cap a new connection gets a 503 and is
+  closed at once, without being parsed; the ones already open keep working.
+- Legacy sessions are capped overall and per token and evicted idle-first (`SessionTable`).
+  Server notifications go only to sessions with a GET stream open; a session without one is told
+  "list again" (`list_changed`) when it opens one, instead of keeping a backlog.
+- A request that fails in the door after it was routed (an exception, a cancelled task) gives its
+  slot in the child back at once (`drop_sink`: a cancellation, never a breaker failure).
 """
 
 from __future__ import annotations
@@ -48,11 +63,14 @@ import anyio
 import anyio.abc
 import orjson
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import protocol, tracing
 from .config import is_loopback_host
+from .domains import domain
 from .errors import (
     HEADER_MISMATCH,
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     MESSAGE_TOO_LARGE,
@@ -63,11 +81,13 @@ from .errors import (
     UNSUPPORTED_PROTOCOL_VERSION,
     SupervisorError,
 )
-from .jsonrpc import Message, TooDeep, error_response, loads
+from .fdlimit import connection_budget
+from .jsonrpc import Message, TooDeep, error_response, is_valid_id, loads, notification
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .outbox import Outbox, batch
 from .server import rate_limited
 from .session_ids import SessionIds, owner_of
+from .session_table import SessionTable
 from .sessions import Session, Target
 from .states import SERVING
 from .views import NotInView, check_server, view_target
@@ -89,7 +109,6 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 GRACE = 0.1  # a call unanswered this long gets a watcher for client disconnects
 TICK = 0.05
-BODY_TIMEOUT = 30.0  # the whole request body must arrive within this
 SEND_TIMEOUT = 30.0  # one SSE write to a client that stopped reading
 # An idle keep-alive connection is closed after this long. uvicorn's 5 s default races clients
 # that reuse a connection a little later (the close and their next POST cross, and a POST is not
@@ -99,8 +118,18 @@ KEEP_ALIVE = 60
 PING_INTERVAL = 15.0  # SSE comment lines keep proxies from closing quiet streams
 SESSION_IDLE = 3600.0  # a legacy session unused this long is forgotten
 SESSION_SWEEP = 30.0
-MAX_SESSIONS = 10000
-STREAM_BACKLOG = 1000  # notifications held for a session's GET stream before it is dropped
+# What a long-lived stream may hold for a client that does not read: past either bound the stream
+# is ended (the client reconnects and lists again), never grown.
+STREAM_BACKLOG = 1000
+STREAM_BACKLOG_BYTES = 4 * 1024 * 1024
+# A session without a GET stream does not queue server notifications; when it opens one it is
+# told to list again instead (one notification per kind it missed).
+_LIST_AGAIN = {
+    "notifications/tools/list_changed": "notifications/tools/list_changed",
+    "notifications/prompts/list_changed": "notifications/prompts/list_changed",
+    "notifications/resources/list_changed": "notifications/resources/list_changed",
+    "notifications/resources/updated": "notifications/resources/list_changed",
+}
 
 _JSON = b"application/json"
 _SSE = b"text/event-stream"
@@ -205,29 +234,34 @@ class Call:
 class _Stream:
     """SSE frames waiting for a long-lived stream (a legacy GET stream, a listen stream)."""
 
-    __slots__ = ("frames", "overflowed", "wake")
+    __slots__ = ("frames", "overflowed", "size", "wake")
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
+        self.size = 0
         self.wake = anyio.Event()
         self.overflowed = False
 
     def push(self, frame: bytes) -> None:
-        if len(self.frames) >= STREAM_BACKLOG:
+        if len(self.frames) >= STREAM_BACKLOG or self.size + len(frame) > STREAM_BACKLOG_BYTES:
             self.overflowed = True
         else:
             self.frames.append(frame)
+            self.size += len(frame)
         self.wake.set()
 
     def take(self) -> list[bytes]:
         frames, self.frames = self.frames, []
+        self.size = 0
         self.wake = anyio.Event()
         return frames
 
 
 class HttpSession(Session):
-    """A legacy (`Mcp-Session-Id`) client. Answers go to each request's `Call`; what is left
-    (server notifications) goes to the session's GET stream, or waits a little for one to open."""
+    """A legacy (`Mcp-Session-Id`) client. Answers go to each request's `Call`; server
+    notifications go to the session's GET stream while one is open. Without one they are not
+    kept (an idle session must not hold a copy of every notification): the session remembers
+    which lists changed and says so when a stream opens."""
 
     def __init__(self, sid: str, path: str, target: Target, *, max_message: int,
                  task_group: anyio.abc.TaskGroup | None) -> None:
@@ -241,6 +275,12 @@ class HttpSession(Session):
         self.calls: dict[Any, Call] = {}
         self.stream = _Stream()
         self.streaming = False  # a GET stream is open
+        self.missed: set[str] = set()  # list_changed methods to send when a stream opens
+
+    @property
+    def busy(self) -> bool:
+        """In use right now: not to be evicted for a newcomer."""
+        return self.streaming or bool(self.calls)
 
     TRANSPORT = "tcp"
 
@@ -249,6 +289,20 @@ class HttpSession(Session):
 
     def deliver(self, message: Message) -> None:
         self.stream.push(sse_event(message))
+
+    def server_notification(self, server: Server, message: Message) -> None:
+        if self.streaming:
+            self.stream.push(sse_event(message))
+            return
+        again = _LIST_AGAIN.get(message.get("method"))  # type: ignore[arg-type]
+        if again is not None:
+            self.missed.add(again)
+
+    def list_again(self) -> list[bytes]:
+        """The `list_changed` frames for what changed while no stream was open."""
+        frames = [sse_event(notification(method)) for method in sorted(self.missed)]
+        self.missed.clear()
+        return frames
 
     def cancel_request(self, request_id: Any, reason: str) -> None:
         call = self.calls.get(request_id)
@@ -399,17 +453,101 @@ def _small_reads(transport: asyncio.BaseTransport) -> None:
         transport.max_size = READ_SIZE  # type: ignore[attr-defined]
 
 
-def _http_protocol() -> Any:
-    """uvicorn's httptools protocol, writing through `_CoalescingTransport`; "auto" without it."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # httptools missing: uvicorn's choice (h11)
-        return "auto"
+def _raw_response(status: bytes, body: bytes = b"", extra: bytes = b"") -> bytes:
+    """A whole response written by the connection itself (no ASGI cycle): it always closes."""
+    head = b"HTTP/1.1 " + status + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n"
+    if body:
+        head += b"content-type: application/json\r\n"
+    return head + extra + b"connection: close\r\n\r\n" + body
+
+
+def _raw_error(status: bytes, code: int, text: str) -> bytes:
+    return _raw_response(status, orjson.dumps(error_response(None, code, text)))
+
+
+def _http_protocol(door: HttpDoor) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with the door's limits, writing through `_CoalescingTransport`.
+
+    Per connection: refused at once beyond the cap; `_head` counts the bytes of the request head
+    being read (-1 while a body is read, 0 between requests); `_deadline` is the loop time by which
+    the head (or the body) must be complete, 0.0 when nothing is awaited from the client. The
+    door's sweeper (`HttpDoor._deadlines`) closes connections past their deadline. Per request
+    that is a few attribute loads and stores in `data_received`: no timer handle, no task, and no
+    clock read when the request arrives whole."""
+    loop_time = asyncio.get_running_loop().time
+    header_timeout = door.settings.header_timeout
+    body_timeout = door.settings.body_timeout
+    max_head = door.settings.max_header_bytes
+    full = _raw_response(b"503 Service Unavailable", extra=b"retry-after: 1\r\n")
+    too_big = _raw_error(b"431 Request Header Fields Too Large", INVALID_REQUEST,
+                         f"request head exceeds the {max_head}-byte limit (http.max_header_bytes)")
+    head_late = _raw_error(b"408 Request Timeout", INVALID_REQUEST,
+                           f"request headers not received within {header_timeout:g}s")
+    body_late = _raw_error(b"408 Request Timeout", INVALID_REQUEST,
+                           f"request body not received within {body_timeout:g}s")
 
     class Protocol(HttpToolsProtocol):
+        _refused = True
+        _head = 0
+        _deadline = 0.0
+
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if len(self.connections) >= door.max_connections:
+                # Cheap: no parser work, no ASGI cycle; the fd is given back at once.
+                door.refused_connections += 1
+                transport.write(full)  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._refused = False
+            self._deadline = loop_time() + header_timeout
             _small_reads(transport)
             super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
+            door.connection_opened()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not self._refused:
+                super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            # The parser's own callbacks are left alone (each override costs a Python frame per
+            # request): where the request stands is read off uvicorn's cycle after each chunk.
+            before = self.cycle
+            head = self._head
+            super().data_received(data)
+            cycle = self.cycle
+            if cycle is not before:  # a head was completed in this chunk: a new request
+                if cycle.more_body:
+                    self._head = -1
+                    self._deadline = loop_time() + body_timeout
+                else:  # all of it is here (the common case): nothing awaited, no clock read
+                    self._head = 0
+                    self._deadline = 0.0
+            elif head < 0:
+                if not cycle.more_body:  # the body is complete
+                    self._head = 0
+                    self._deadline = 0.0
+            else:  # inside a head (or between requests, if this chunk began one)
+                head += len(data)
+                self._head = head
+                if head > max_head:
+                    self._close_with(too_big)
+                elif not self._deadline:
+                    self._deadline = loop_time() + header_timeout
+
+        def deadline_passed(self) -> None:
+            cycle = self.cycle
+            if self._head >= 0:
+                self._close_with(head_late)
+            else:
+                self._close_with(body_late if cycle is None or not cycle.response_started else b"")
+
+        def _close_with(self, response: bytes) -> None:
+            self._deadline = 0.0
+            self._head = 0
+            if not self.transport.is_closing():
+                if response:
+                    self.transport.write(response)
+                self.transport.close()
 
     return Protocol
 
@@ -454,7 +592,13 @@ class HttpDoor:
         self._origins = {o.rstrip("/").lower() for o in settings.allowed_origins}
         self.max_body = settings.max_body
         self.max_message = max_message
-        self.sessions: dict[str, HttpSession] = {}
+        self.sessions: SessionTable[HttpSession] = SessionTable(settings.max_sessions,
+                                                                settings.max_sessions_per_token)
+        self.max_connections = settings.max_connections  # lowered to the fd budget in `serve`
+        self.refused_connections = 0
+        self._connections: set[Any] = set()  # uvicorn's set of open connections, once serving
+        self._sweeper_idle = False
+        self._opened = anyio.Event()
         self._stateless: dict[int, _Stateless] = {}
         self._waiting: set[Call] = set()
         self._ticker_idle = True
@@ -491,26 +635,60 @@ class HttpDoor:
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         sock = self.sock or self.bind()
         _route_uvicorn_logs()
+        budget = connection_budget()
+        if budget < self.max_connections:
+            log.warning("http: at most %d connections (http.max_connections = %d, but the open-file "
+                        "limit leaves room for %d)", budget, self.max_connections, budget)
+            self.max_connections = budget
         config = uvicorn.Config(
-            self, lifespan="off", log_config=None, access_log=False, ws="none", http=_http_protocol(),
+            self, lifespan="off", log_config=None, access_log=False, ws="none",
+            http=_http_protocol(self),
             proxy_headers=False,  # X-Forwarded-* are not ours to trust, and the middleware costs
-            timeout_keep_alive=KEEP_ALIVE, limit_concurrency=8192,
+            timeout_keep_alive=KEEP_ALIVE,
+            # Connections are capped by our protocol (refused before any parsing); this bounds
+            # request tasks that outlive their connection.
+            limit_concurrency=2 * self.max_connections,
             # Requests in progress when the listener closes finish within the daemon's drain.
             timeout_graceful_shutdown=max(1, math.ceil(self.drain_timeout)),
             server_header=False, date_header=False)
         self._server = _Server(config)
+        self._connections = self._server.server_state.connections
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._ticker)
+            tg.start_soon(self._deadlines)
             log.info("Streamable HTTP on http://%s/mcp (aggregate) and /mcp/NAME", self.settings.listen)
             task_status.started()
             try:
                 await self._server.serve(sockets=[sock])
             finally:
-                for session in list(self.sessions.values()):
+                for session in self.sessions:
+                    self.sessions.pop(session.sid)
                     session.close()
-                self.sessions.clear()
                 tg.cancel_scope.cancel()
+
+    def connection_opened(self) -> None:
+        """A connection was accepted: the deadline sweeper wakes if it slept for want of any."""
+        if self._sweeper_idle:
+            self._sweeper_idle = False
+            self._opened.set()
+
+    async def _deadlines(self) -> None:
+        """Close connections whose request head or body is late (see `_http_protocol`).
+
+        One pass over the open connections every `interval`: a deadline is kept to within that,
+        at no cost per request. Sleeps while there is no connection at all."""
+        interval = min(1.0, self.settings.header_timeout / 4, self.settings.body_timeout / 4)
+        loop_time = asyncio.get_running_loop().time
+        while True:
+            if not self._connections:
+                self._sweeper_idle = True
+                self._opened = anyio.Event()
+                await self._opened.wait()
+            await anyio.sleep(interval)
+            now = loop_time()
+            for conn in [c for c in self._connections if 0.0 < c._deadline <= now]:
+                conn.deadline_passed()
 
     def _batch(self) -> contextlib.AbstractContextManager[None]:
         """Routing a request is an outbox batch: with nothing else queued in this loop pass, the
@@ -525,7 +703,7 @@ class HttpDoor:
 
         Long-lived streams are ended first: they would hold the shutdown for the whole timeout,
         and their clients reconnect (through a balancer, to another node) to go on listening."""
-        for session in self.sessions.values():
+        for session in self.sessions:
             session.stream.push(b"")
         for listener in self._listeners:
             listener.stream.push(b"")
@@ -553,64 +731,72 @@ class HttpDoor:
                     call.set()
             if now - last_sweep >= SESSION_SWEEP:
                 last_sweep = now
-                for sid, session in list(self.sessions.items()):
-                    if now - session.last_used > SESSION_IDLE and not session.streaming:
-                        log.info("forgetting idle HTTP session %s…", sid[-8:])
-                        del self.sessions[sid]
-                        session.close()
+                for session in self.sessions.idle_since(now - SESSION_IDLE):
+                    log.info("forgetting idle HTTP session %s…", session.sid[-8:])
+                    self.sessions.pop(session.sid)
+                    session.close()
 
     # ---- ASGI -------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        if self.draining:
-            send = _closing(send)
-        path: str = scope["path"]
-        if path == "/" and scope["method"] in ("GET", "HEAD"):
-            await _send_json(send, 200, INDEX)
-            return
-        if path == "/healthz":
-            await self._healthz(send)
-            return
-        if path == "/metrics":
-            await self._metrics(scope, send)
-            return
-        if path == "/mcp" or path == "/mcp/":
-            target: Target = self.aggregate
-        elif path.startswith("/mcp/"):
-            server = self.fleet.servers.get(path[5:].rstrip("/"))
-            if server is None:
-                await _send_error(send, 404, UNKNOWN_SERVER,
-                                  f"no server named '{path[5:]}' (known: {', '.join(self.fleet.servers)})")
+        # Each request is its own failure domain: an unexpected exception in here is logged
+        # once and answered 500 (-32603), its slot in the child is given back (`_give_back`),
+        # and nothing else notices. The boundary costs nothing until something raises.
+        try:
+            if self.draining:
+                send = _closing(send)
+            path: str = scope["path"]
+            if path == "/" and scope["method"] in ("GET", "HEAD"):
+                await _send_json(send, 200, INDEX)  # the doors, not the servers: no token needed
                 return
-            target = server
-        else:
-            await _send_empty(send, 404)
-            return
-        headers = dict(scope["headers"])
-        origin = headers.get(b"origin")
-        if origin is not None and not self._origin_ok(origin):
-            shown = origin.decode(errors="replace")
-            await _send_error(send, 403, INVALID_REQUEST,
-                              f"Forbidden: origin {shown} is not allowed (http.allowed_origins)")
-            return
-        if self._tokens and not self._authorized(headers.get(b"authorization")):
-            await _send_error(send, 401, INVALID_REQUEST,
-                              "Unauthorized: send 'Authorization: Bearer <token>'",
-                              extra=[(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
-            return
-        if self._limits is not None and self._limits.active:
-            client = self._token_clients.get(headers.get(b"authorization", b""))
-            wait = await self._client_wait(client) if client else 0.0
-            if wait:
-                refusal = rate_limited(None, f"client '{client}' is over its rate limit", wait)
-                seconds = str(max(1, math.ceil(wait))).encode()
-                await _send_error(send, 429, RATE_LIMITED, refusal["error"]["message"],
-                                  data=refusal["error"]["data"], extra=[(b"retry-after", seconds)])
+            if path == "/healthz":
+                await self._healthz(send)
                 return
-        if self._token_clients:
-            client = self._token_clients.get(headers.get(b"authorization", b""))
+            headers = dict(scope["headers"])
+            # Who is asking comes before what is asked for: nothing about the fleet (which servers
+            # exist) is said to a client without the token.
+            if self._tokens and not self._authorized(headers.get(b"authorization")):
+                if path == "/metrics":
+                    await _send_empty(send, 401, [(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
+                    return
+                await _send_error(send, 401, INVALID_REQUEST,
+                                  "Unauthorized: send 'Authorization: Bearer <token>'",
+                                  extra=[(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
+                return
+            if path == "/metrics":
+                await self._metrics(scope, send)
+                return
+            if path == "/mcp" or path == "/mcp/":
+                target: Target = self.aggregate
+            elif path.startswith("/mcp/"):
+                server = self.fleet.servers.get(path[5:].rstrip("/"))
+                if server is None:
+                    known = ", ".join(self.fleet.servers)
+                    await _send_error(send, 404, UNKNOWN_SERVER,
+                                      f"no server named '{path[5:]}' (known: {known})")
+                    return
+                target = server
+            else:
+                await _send_empty(send, 404)
+                return
+            origin = headers.get(b"origin")
+            if origin is not None and not self._origin_ok(origin):
+                shown = origin.decode(errors="replace")
+                await _send_error(send, 403, INVALID_REQUEST,
+                                  f"Forbidden: origin {shown} is not allowed (http.allowed_origins)")
+                return
+            client = (self._token_clients.get(headers.get(b"authorization", b""))
+                      if self._token_clients else None)
+            if self._limits is not None and self._limits.active:
+                wait = await self._client_wait(client) if client else 0.0
+                if wait:
+                    refusal = rate_limited(None, f"client '{client}' is over its rate limit", wait)
+                    seconds = str(max(1, math.ceil(wait))).encode()
+                    await _send_error(send, 429, RATE_LIMITED, refusal["error"]["message"],
+                                      data=refusal["error"]["data"], extra=[(b"retry-after", seconds)])
+                    return
             if client is not None:
                 viewed = self._view_for(client, target)
                 if viewed is None:
@@ -618,15 +804,26 @@ class HttpDoor:
                                       f"not use server '{target.name}' (clients.{client}.servers)")
                     return
                 target = viewed
-        method = scope["method"]
-        if method == "POST":
-            await self._post(path, target, headers, receive, send)
-        elif method == "GET":
-            await self._get(path, headers, receive, send)
-        elif method == "DELETE":
-            await self._delete(path, headers, send)
-        else:
-            await _send_empty(send, 405, [(b"allow", b"GET, POST, DELETE")])
+            method = scope["method"]
+            if method == "POST":
+                await self._post(path, target, headers, receive, send)
+            elif method == "GET":
+                await self._get(path, headers, receive, send)
+            elif method == "DELETE":
+                await self._delete(path, headers, send)
+            else:
+                await _send_empty(send, 405, [(b"allow", b"GET, POST, DELETE")])
+        except Exception as exc:
+            await self._request_failed(scope, send, exc)
+
+    async def _request_failed(self, scope: Scope, send: Send, exc: Exception) -> None:
+        where = f"{scope.get('method')} {str(scope.get('path'))[:200]}"
+        with domain("http-request", where):
+            raise exc
+        with contextlib.suppress(Exception):  # a response already under way cannot be replaced
+            await _send_error(send, 500, INTERNAL_ERROR, "Internal error: the daemon failed on this "
+                              "request and ended it alone (its log says why); other requests are "
+                              "unaffected", extra=[(b"connection", b"close")])
 
     def _view_for(self, client: str, target: Target) -> Target | None:
         """The client's view of `target` (one object per client and target, so its sessions are
@@ -677,13 +874,10 @@ class HttpDoor:
         return ok
 
     async def _metrics(self, scope: Scope, send: Send) -> None:
-        """Prometheus exposition; behind the bearer token like everything but /healthz."""
+        """Prometheus exposition; behind the bearer token (checked by the caller) like everything
+        but /healthz."""
         if scope["method"] != "GET":
             await _send_empty(send, 405, [(b"allow", b"GET")])
-            return
-        headers = dict(scope["headers"])
-        if self._tokens and not self._authorized(headers.get(b"authorization")):
-            await _send_empty(send, 401, [(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
             return
         if self.metrics is None:
             await _send_empty(send, 404)
@@ -707,27 +901,28 @@ class HttpDoor:
         if length is not None and length.isdigit() and int(length) > self.max_body:
             await self._too_large(send, int(length))
             return None
+        # No timeout here: the connection enforces `body_timeout` (a late body is answered 408
+        # and the connection closed, which ends these waits with http.disconnect).
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
         body: bytes = message.get("body", b"")
         if not message.get("more_body"):
             return body
         chunks = [body]
         size = len(body)
-        with anyio.move_on_after(BODY_TIMEOUT):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return None
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > self.max_body:
-                    await self._too_large(send, size)
-                    return None
-                chunks.append(chunk)
-                if not message.get("more_body"):
-                    return b"".join(chunks)
-        await _send_error(send, 408, INVALID_REQUEST, f"request body not received within {BODY_TIMEOUT:g}s")
-        return None
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await self._too_large(send, size)
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
 
     async def _too_large(self, send: Send, size: int) -> None:
         await _send_error(send, 413, MESSAGE_TOO_LARGE,
@@ -767,6 +962,10 @@ class HttpDoor:
             await _send_error(send, 400, INVALID_REQUEST, "Invalid Request: expected one JSON-RPC object "
                               "(batches are not part of MCP since 2025-06-18)")
             return
+        if "id" in msg and not is_valid_id(msg["id"]):  # it keys this request's tables
+            await _send_error(send, 400, INVALID_REQUEST,
+                              "Invalid Request: id must be a string or an integer")
+            return
         version = headers.get(b"mcp-protocol-version")
         if version is not None:
             text = version.decode("latin-1")
@@ -785,28 +984,7 @@ class HttpDoor:
                       json_ok: bool, sse_ok: bool, receive: Receive, send: Send) -> None:
         method = msg.get("method")
         if method == "initialize" and "id" in msg:
-            if self.draining:  # a balancer retries this on another node (see contrib/haproxy)
-                await _send_error(send, 503, INVALID_REQUEST, "Service Unavailable: this daemon is "
-                                  "draining; open the session on another node", msg["id"],
-                                  extra=[(b"retry-after", b"1")])
-                return
-            if len(self.sessions) >= MAX_SESSIONS:
-                await _send_error(send, 503, INVALID_REQUEST, "Too many open sessions", msg["id"])
-                return
-            sid = self._new_session_id(path, headers, msg)
-            opened = HttpSession(sid, path, target, max_message=self.max_message, task_group=self._tg)
-            opened.owner = (self._token_clients.get(headers.get(b"authorization", b""))
-                            or f"anonymous:http-{sid}")
-            call = Call(msg["id"], opened)
-            with self._batch():
-                opened.on_message(msg, call)
-            await call.wait()
-            ok = call.response is not None and "result" in call.response
-            if ok:
-                self.sessions[sid] = opened
-            else:
-                opened.close()
-            await self._send_answer(call, [(b"mcp-session-id", sid.encode())] if ok else None, send)
+            await self._open_session(path, target, headers, msg, send)
             return
         session = await self._session(path, headers, send, msg.get("id"))
         if session is None:
@@ -822,9 +1000,50 @@ class HttpDoor:
             with self._batch():
                 session.on_message(msg, call)
             await self._respond(call, target, json_ok, sse_ok, 200, None, receive, send)
+        except BaseException:
+            _give_back(target, call)
+            raise
         finally:
             if session.calls.get(msg["id"]) is call:
                 del session.calls[msg["id"]]
+
+    async def _open_session(self, path: str, target: Target, headers: dict[bytes, bytes],
+                            msg: Message, send: Send) -> None:
+        if self.draining:  # a balancer retries this on another node (see contrib/haproxy)
+            await _send_error(send, 503, INVALID_REQUEST, "Service Unavailable: this daemon is "
+                              "draining; open the session on another node", msg["id"],
+                              extra=[(b"retry-after", b"1")])
+            return
+        owner = owner_of(headers.get(b"authorization"))
+        evicted = self.sessions.evicted
+        if not self.sessions.make_room(owner):
+            await _send_error(send, 503, INVALID_REQUEST, "Service Unavailable: every legacy session "
+                              "this client may hold is in use (http.max_sessions_per_token, "
+                              "http.max_sessions)", msg["id"])
+            return
+        if self.sessions.evicted != evicted and self.sessions.evicted % 1000 == 1:
+            log.info("http: ended the least recently used idle session for a new one (%d so far; "
+                     "http.max_sessions_per_token = %d, http.max_sessions = %d)", self.sessions.evicted,
+                     self.sessions.max_per_owner, self.sessions.max_total)
+        sid = self._new_session_id(path, headers, msg)
+        opened = HttpSession(sid, path, target, max_message=self.max_message, task_group=self._tg)
+        opened.owner = (self._token_clients.get(headers.get(b"authorization", b""))
+                        or f"anonymous:http-{sid}")
+        call = Call(msg["id"], opened)
+        try:
+            with self._batch():
+                opened.on_message(msg, call)
+            await call.wait()
+        except BaseException:
+            opened.close()
+            raise
+        ok = call.response is not None and "result" in call.response
+        if ok and self.sessions.make_room(owner):  # others may have opened sessions meanwhile
+            self.sessions.add(opened, owner)
+        else:
+            ok = False
+            opened.close()
+        await self._send_answer(call, [(b"mcp-session-id", sid.encode())] if ok else None, send)
 
     async def _session(self, path: str, headers: dict[bytes, bytes], send: Send,
                        msg_id: Any = None) -> HttpSession | None:
@@ -841,7 +1060,7 @@ class HttpDoor:
         if found is None or found.path.rstrip("/") != path.rstrip("/"):
             await _send_error(send, 404, INVALID_REQUEST, "Not Found: unknown or expired session", msg_id)
             return None
-        found.last_used = time.monotonic()
+        self.sessions.touch(found, time.monotonic())
         return found
 
     def _new_session_id(self, path: str, headers: dict[bytes, bytes], msg: Message) -> str:
@@ -869,7 +1088,7 @@ class HttpDoor:
         if not hmac.compare_digest(claims["o"], owner_of(headers.get(b"authorization"))):
             return None  # another credential's session: as unknown to it as a forged one
         target = self._target(path)
-        if target is None or len(self.sessions) >= MAX_SESSIONS:
+        if target is None or not self.sessions.make_room(claims["o"]):
             return None
         client = self._token_clients.get(headers.get(b"authorization", b""))
         if client is not None:  # the client's view, as for a session opened here
@@ -881,7 +1100,7 @@ class HttpDoor:
         session.client_capabilities = claims["c"]
         session.client_info = claims["i"]
         session.initialized = True
-        self.sessions[sid] = session
+        self.sessions.add(session, claims["o"])
         log.info("resumed HTTP session %s… opened on node %s", sid[-8:], claims.get("n"))
         return session
 
@@ -930,9 +1149,13 @@ class HttpDoor:
             return
         call = Call(mid, None)
         call.owner = self._token_clients.get(headers.get(b"authorization", b"")) or "anonymous:http"
-        with self._batch():
-            self._stateless_for(target).on_message(msg, call)
-        await self._respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send)
+        try:
+            with self._batch():
+                self._stateless_for(target).on_message(msg, call)
+            await self._respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send)
+        except BaseException:
+            _give_back(target, call)
+            raise
 
     def _stateless_for(self, target: Target) -> _Stateless:
         session = self._stateless.get(id(target))
@@ -1068,16 +1291,17 @@ class HttpDoor:
             return
         session.streaming = True
         try:
-            await self._stream(session.stream, receive, send)
+            await self._stream(session.stream, receive, send, first=session.list_again())
         finally:
             session.streaming = False
-            session.last_used = time.monotonic()
+            if self.sessions.get(session.sid) is session:
+                self.sessions.touch(session, time.monotonic())
 
     async def _delete(self, path: str, headers: dict[bytes, bytes], send: Send) -> None:
         session = await self._session(path, headers, send)
         if session is None:
             return
-        self.sessions.pop(session.sid, None)
+        self.sessions.pop(session.sid)
         session.close()
         await _send_empty(send, 200)
 
@@ -1105,6 +1329,15 @@ class HttpDoor:
         finally:
             target.sessions.discard(listener)
             self._listeners.discard(listener)
+
+
+def _give_back(target: Target, call: Call) -> None:
+    """The request's domain ended before its answer (an exception in the door, a cancelled task):
+    whatever it holds in the server (a queue place, an in-flight slot) is released now, as a
+    cancellation (which the breaker does not count), not at the request's timeout."""
+    if call.response is None:
+        call.gone = True
+        target.drop_sink(call)
 
 
 def _route_uvicorn_logs() -> None:

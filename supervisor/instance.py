@@ -24,6 +24,7 @@ from .breaker import CANCELLED, CRASH, INTERNAL
 from .errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
+    INVALID_REQUEST,
     MESSAGE_TOO_LARGE,
     REQUEST_TIMEOUT,
     SpawnError,
@@ -272,13 +273,25 @@ class Instance:
             tool = params.get("name") if message["method"] == "tools/call" else None
         elif self.modern:
             message["params"] = {"_meta": self._envelope}
-        pending = self.pending[cid] = Pending(sink, client_id, message["method"], deadline, token, tool,
-                                              time.monotonic(), client_modern and not self.modern)
-        if tracing.active is not None and params.__class__ is dict:
+        span = None
+        active = tracing.active
+        if active is not None and params.__class__ is dict:
             meta = params.get("_meta")
             if meta.__class__ is dict and "traceparent" in meta:  # the session started a trace
-                pending.span = tracing.active.child_span(message, self.server)
-        self._stdin.push(encode(message))
+                span = active.child_span(message, self.server)  # (writes its context into meta)
+        try:
+            line = encode(message)
+        except TypeError as exc:  # orjson: nested deeper than it writes. Never reached the child,
+            message["id"] = client_id  # so it takes no slot and is no failure of the server's.
+            if span is not None and active is not None:
+                active.end(span, None, "invalid_request")
+            sink.deliver(error_response(client_id, INVALID_REQUEST,
+                                        f"Invalid Request: cannot be forwarded to the server: {exc}"))
+            return cid
+        pending = self.pending[cid] = Pending(sink, client_id, message["method"], deadline, token, tool,
+                                              time.monotonic(), client_modern and not self.modern)
+        pending.span = span
+        self._stdin.push(line)
         return cid
 
     def _on_line(self, line: bytes | Oversized) -> None:

@@ -218,6 +218,7 @@ class ChildLogFiles:
         self._pending_count = 0
         self._unreported: collections.Counter[str] = collections.Counter()
         self._wake: anyio.Event | None = None
+        self._failing = False  # the last write failed (warned once)
 
     def path(self, server: str) -> Path:
         return self.directory / f"{server}.log"
@@ -265,8 +266,19 @@ class ChildLogFiles:
                     await anyio.to_thread.run_sync(self.write, batch)
 
     def write(self, batch: Mapping[str, list[str]]) -> None:
-        """Blocking: append each server's lines to its file, rotating first when it would overflow."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Blocking: append each server's lines to its file, rotating first when it would overflow.
+
+        Files are bookkeeping: when they cannot be written (the directory cannot be created, a
+        full disk, no descriptors left) the lines are counted as dropped and the daemon says so
+        once until writing works again; it never stops for it."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            for server, lines in batch.items():
+                self.dropped[server] += len(lines)
+            self._warn(f"cannot create the log directory {self.directory}: {exc.strerror or exc}")
+            return
+        failed = False
         for server, lines in batch.items():
             data = "".join(lines).encode("utf-8", "replace")
             if len(data) > self.max_bytes:  # more than a whole file: keep the newest lines only
@@ -276,7 +288,7 @@ class ChildLogFiles:
             path = self.path(server)
             try:
                 size = path.stat().st_size
-            except FileNotFoundError:
+            except OSError:  # missing (0), or unreadable: the write below says why
                 size = 0
             try:
                 if size and size + len(data) > self.max_bytes:
@@ -286,7 +298,17 @@ class ChildLogFiles:
                     handle.write(data)
             except OSError as exc:  # a full disk must not take the daemon down
                 self.dropped[server] += len(lines)
-                logging.getLogger("mcp_supervisor.logs").warning("cannot write %s: %s", path, exc)
+                self._warn(f"cannot write {path}: {exc.strerror or exc}")
+                failed = True
+        if not failed and self._failing:
+            self._failing = False
+            logging.getLogger("mcp_supervisor.logs").info("child log files are written again")
+
+    def _warn(self, text: str) -> None:
+        if not self._failing:
+            self._failing = True
+            logging.getLogger("mcp_supervisor.logs").warning(
+                "%s; child stderr lines are dropped (and counted) until this works again", text)
 
     def _rotate(self, path: Path) -> None:
         for index in range(self.backups - 1, 0, -1):

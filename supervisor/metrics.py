@@ -60,9 +60,12 @@ OUTCOMES = ("ok", "error", "timeout", "cancelled", "gone", "busy", "unavailable"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _BUCKET_LABELS = (*(f"{b:g}" for b in BUCKETS), "+Inf")
 
-# A client can send any method name; past this many distinct ones per server they count as "other",
-# so a misbehaving client cannot blow up the number of series.
+# A client can send any method name: past this many distinct ones per server, and for any name
+# longer than MAX_METHOD_LENGTH, they count as "other", so a misbehaving client can neither blow up
+# the number of series nor the size of one (a 5 MB method name was a 5 MB label in every line).
 MAX_METHODS = 40
+MAX_METHOD_LENGTH = 64
+OTHER = "other"
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -102,8 +105,8 @@ class RequestStats:
         stats.outcomes[outcome] += 1
 
     def _add(self, method: str) -> MethodStats:
-        if len(self.methods) >= MAX_METHODS:
-            method = "other"
+        if len(self.methods) >= MAX_METHODS or len(method) > MAX_METHOD_LENGTH:
+            method = OTHER
             existing = self.methods.get(method)
             if existing is not None:
                 return existing

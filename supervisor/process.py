@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import os
 import signal
 import time
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import orjson
 import psutil
+
+log = logging.getLogger("mcp_supervisor.process")
 
 # Variables a child inherits from the daemon; everything else comes from its `env` entry.
 INHERITED_VARS = (
@@ -214,12 +217,16 @@ def sweep_tree(root_pid: int, pgid: int, known: list[psutil.Process]) -> int:
 class PidRegistry:
     """Our children, on disk, so a daemon started after a SIGKILLed one can end the orphans.
 
-    Written on every change (spawns are rare) with an atomic rename.
+    Written on every change (spawns are rare) with an atomic rename. It is bookkeeping: when the
+    file cannot be written (a read-only directory, a full disk, no descriptors left) the daemon
+    says so once and carries on without it (the records stay in memory and the next change tries
+    again); only a later daemon's clean-up after a SIGKILL is lost.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._records: dict[int, ProcessRecord] = {}
+        self._failing = False
 
     def add(self, record: ProcessRecord) -> None:
         self._records[record.pid] = record
@@ -233,8 +240,19 @@ class PidRegistry:
         data = [{"server": r.server, "pid": r.pid, "create_time": r.create_time}
                 for r in self._records.values()]
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(data))
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_bytes(orjson.dumps(data))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if not self._failing:
+                self._failing = True
+                log.warning("cannot write the pid registry %s (%s): children of this daemon will "
+                            "not be ended by the next one if this one is killed", self.path,
+                            exc.strerror or exc)
+            return
+        if self._failing:
+            self._failing = False
+            log.info("the pid registry %s is written again", self.path)
 
     def load_leftovers(self) -> list[ProcessRecord]:
         try:

@@ -90,6 +90,11 @@ def rate_limited(msg_id: Any, who: str, retry_after: float, server: str | None =
                           f"rate limit exceeded: {who}; retry after {retry_ms} ms", data)
 
 
+def _shown(method: str) -> str:
+    """A client's method name as shown in reasons and errors: bounded like its metric label."""
+    return method if len(method) <= metrics.MAX_METHOD_LENGTH else method[:metrics.MAX_METHOD_LENGTH] + "…"
+
+
 class Attached(Protocol):
     """A client session attached to a server, told about the server's notifications."""
 
@@ -510,7 +515,7 @@ class Server:
             return
         if fault is TIMEOUT:
             self._probe_soon.set()  # is the child hung? do not wait for the next health round
-        if self.breaker.failure(f"{pending.method} {fault}"):
+        if self.breaker.failure(f"{_shown(pending.method)} {fault}"):
             log.warning("%s: %s", self.name, self.breaker.describe())
             self._refresh_serving()
 
@@ -595,7 +600,7 @@ class Server:
                     self.stats.refused(item.message["method"], metrics.TIMEOUT)
                     # A server that is up but cannot keep up is failing; one still starting is not.
                     if self.state in SERVING and self.breaker.failure(
-                            f"{item.message.get('method')} timed out in the queue"):
+                            f"{_shown(item.message['method'])} timed out in the queue"):
                         self._refresh_serving()
                     item.sink.deliver(error_response(
                         item.message["id"], REQUEST_TIMEOUT,

@@ -86,6 +86,7 @@ class Daemon:
         self.seen_pids: set[int] = set()
         self.proc: subprocess.Popen[bytes] | None = None
         self.serve_args: list[str] = []  # extra `mcpctl serve` options, e.g. ["--log-format", "json"]
+        self.nofile: tuple[int, int] | None = None  # RLIMIT_NOFILE (soft, hard) to start the daemon with
         self.write_config(config_text)
 
     def write_config(self, text: str) -> None:
@@ -104,10 +105,15 @@ class Daemon:
         self.proc = subprocess.Popen(
             [MCPCTL, "--config", str(self.config), "--socket", str(self.socket), "serve", *self.serve_args],
             stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
-            env=self.env, cwd=self.workdir)
+            env=self.env, cwd=self.workdir, preexec_fn=self._limits if self.nofile else None)
         if wait:
             wait_for(lambda: self.socket.exists() and self._answers(), 20, what="daemon socket")
         return self
+
+    def _limits(self) -> None:
+        import resource
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
 
     def _answers(self) -> bool:
         try:
@@ -218,12 +224,14 @@ def make_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
 
     def factory(config_text: str, *, start: bool = True, env: dict[str, str] | None = None,
                 subdir: str | None = None, watch: bool = False,
-                serve_args: tuple[str, ...] = (), supervisor_keys: str = "") -> Daemon:
+                serve_args: tuple[str, ...] = (), supervisor_keys: str = "",
+                nofile: tuple[int, int] | None = None) -> Daemon:
         where = workdir / subdir if subdir else workdir
         where.mkdir(exist_ok=True)
         daemon = Daemon(where, config_text, env or daemon_env(workdir), watch=watch,
                         supervisor_keys=supervisor_keys)
         daemon.serve_args = list(serve_args)
+        daemon.nofile = nofile
         started.append(daemon)
         if start:
             daemon.start()
