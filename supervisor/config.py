@@ -53,6 +53,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "referenced_vars",
+    "references",
 ]
 
 _MiB = 1024 * 1024
@@ -140,6 +141,18 @@ def expand(value: str, environ: Mapping[str, str]) -> str:
         found = environ.get(name, "")
         out.append(found if found or default is None else expand(default, environ))
     return "".join(out)
+
+
+def references(value: str) -> list[tuple[str, str | None]]:
+    """Every `${NAME}` (default None) and `${NAME:-default}` in `value`, those inside defaults too,
+    in order. Raises `ValueError` for a malformed `${...}`."""
+    found: list[tuple[str, str | None]] = []
+    for part in _parse_refs(value):
+        if not isinstance(part, str):
+            found.append(part)
+            if part[1] is not None:
+                found.extend(references(part[1]))
+    return found
 
 
 def referenced_vars(value: str) -> list[str]:

@@ -28,12 +28,10 @@ from .fleet import Fleet
 from .health import memory_loop
 from .logs import (
     REDACT,
-    SECRET_NAME,
     ChildLogFiles,
     JournalFormatter,
     JsonFormatter,
     RedactingHandler,
-    secret_values,
     stderr_is_journal,
 )
 from .metrics import Metrics
@@ -102,28 +100,11 @@ class Daemon:
                 if client.rate_limit is not None}
 
     def _update_secrets(self) -> None:
-        """Mask every credential a server's env expands to, wherever a log line might show it.
+        """Mask every credential the config stands for, wherever a log line might show it (what
+        counts is decided by `supervisor.secrets_mask`)."""
+        from .secrets_mask import fleet_secrets
 
-        That is: `env` values whose names look like credentials, every `requires_env` variable,
-        any credential-named variable referenced as `${NAME}` in a server's env or args (a token
-        passed as `--token ${GITHUB_TOKEN}`), the HTTP token and client tokens.
-        """
-        from .config import expand, referenced_vars
-        values = []
-        wanted: set[str] = set()
-        for server in self.config.servers.values():
-            with contextlib.suppress(ValueError):
-                expanded = {k: expand(v, self.environ) for k, v in server.env.items()}
-                values += secret_values(expanded)
-            wanted.update(server.requires_env)
-            for raw in (*server.env.values(), *server.args):
-                with contextlib.suppress(ValueError):
-                    wanted.update(n for n in referenced_vars(raw) if SECRET_NAME.search(n))
-        values += [self.environ[name] for name in wanted if self.environ.get(name)]
-        if self.config.http.token:
-            values.append(self.config.http.token)
-        values += [c.token for c in self.config.clients.values() if c.token]
-        REDACT.update(values)
+        REDACT.update(fleet_secrets(self.config, self.environ))
 
     def metrics_text(self) -> bytes:
         """Prometheus exposition text (content type `supervisor.metrics.CONTENT_TYPE`)."""

@@ -8,6 +8,7 @@ caller hang. Deadlines are enforced by one sweeper task per server, not a timer 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import os
@@ -480,6 +481,13 @@ class Server:
         else:
             self._stderr_suppressed += 1
 
+    def _note(self, text: str) -> None:
+        """A line of our own in this server's log (ring, file, `mcpctl logs`) and the daemon log."""
+        line = REDACT(f"[mcp-supervisor] {text}")
+        self.stderr.append(line)
+        self.ctx.publish({"type": "log", "server": self.name, "line": line})
+        log.info("%s: %s", self.name, text)
+
     async def _refresh_tools(self, instance: Instance) -> None:
         try:
             tools = await instance.list_all("tools/list", self.config.request_timeout)
@@ -609,6 +617,33 @@ class Server:
     def _expand(self, value: str) -> str:
         return expand(value, self.ctx.environ)
 
+    def variables(self) -> dict[str, list[str]]:
+        """Names (never values) of the variables this entry uses, split by whether they are set:
+        its `env` keys (set when they expand to something), `requires_env`, and every `${NAME}` in
+        command, args, env and cwd. Lets a user debug "why is it unavailable" without a secret."""
+        from .config import references
+
+        env = self.ctx.environ
+        state: dict[str, bool] = {}
+        for raw in (self.config.command, *self.config.args, *self.config.env.values(),
+                    *([self.config.cwd] if self.config.cwd else [])):
+            with contextlib.suppress(ValueError):
+                for name, _default in references(raw):
+                    state.setdefault(name, bool(env.get(name)))
+        for name in self.config.requires_env:
+            state[name] = bool(env.get(name))
+        for key, raw in self.config.env.items():
+            with contextlib.suppress(ValueError):
+                state[key] = bool(self._expand(raw))
+        return {"set": sorted(n for n, on in state.items() if on),
+                "unset": sorted(n for n, on in state.items() if not on)}
+
+    def describe_variables(self) -> str:
+        """`variables set: A, B; unset: C` for logs (names only)."""
+        names = self.variables()
+        text = "variables set: " + (", ".join(names["set"]) or "none")
+        return text + (f"; unset: {', '.join(names['unset'])}" if names["unset"] else "")
+
     def _argv(self) -> list[str] | None:
         if self.ctx.resolve_command is not None:
             resolved = self.ctx.resolve_command(self.config, self.ctx.data_dir, self.ctx.environ)
@@ -671,6 +706,7 @@ class Server:
                     await self._wait_poke()
                     continue
                 self._set_state(State.STARTING, "spawning")
+                self._note(f"starting: {self.describe_variables()}")
                 if self.autoscaler is not None:
                     self.autoscaler.reset()
                 with anyio.CancelScope() as scope:
@@ -1062,4 +1098,5 @@ class Server:
             "breaker": self.breaker.status(),
             "probe_failures": max((i.unhealthy.count for i in ready), default=0),
             "start": self.config.start,
+            "variables": self.variables(),
         }
