@@ -51,6 +51,7 @@ __all__ = [
     "expand",
     "is_loopback_host",
     "load_config",
+    "name_problem",
     "parse_config",
     "referenced_vars",
     "references",
@@ -868,6 +869,24 @@ def _package(value: Any) -> str:
     return text
 
 
+def _requirement(value: Any) -> str:
+    """One `extra_requires` entry: an npm spec or pip requirement, never an installer option."""
+    text: str = _string()(value)
+    if text.lstrip().startswith("-"):
+        raise _Bad(f"{_show(value)} is an option to npm or pip, not a package: refused (an option here "
+                   "could make `mcpctl install` fetch from another index or run other code)")
+    return text
+
+
+def _anchored_command(command: str, config_dir: str | None) -> str:
+    """A relative `command` with a "/" ("./server.py", "bin/srv") is relative to the config file's
+    directory, so `check` and the spawn (whose cwd is the child's own) find the same file."""
+    if config_dir is None or "/" not in command or command.startswith(("/", "${", "~")):
+        return command
+    joined = os.path.join(config_dir.replace("$", "$$"), command)
+    return joined if "${" in command else os.path.normpath(joined)
+
+
 def _rate_limit(value: Any) -> RateLimit:
     """`"100/min"`, or `{ rate = "100/min", burst = 20 }` to choose the burst."""
     if isinstance(value, dict):
@@ -919,7 +938,7 @@ _SERVER_SCHEMA: dict[str, _Conv] = {
     "cwd": _string(raw_refs=True),
     "requires_env": _array(_env_name),
     "package": _package,
-    "extra_requires": _array(_string()),
+    "extra_requires": _array(_requirement),
     "roots": _array(_root),
     "isolate_home": _boolean,
     "start": _choice("eager", "lazy"),
@@ -962,17 +981,31 @@ _SERVER_SCHEMA: dict[str, _Conv] = {
 _NOT_DEFAULTS = frozenset({"command", "args", "package"})
 
 _SERVER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_NAME_LENGTH = 64
 
 _TOP_LEVEL = ("supervisor", "http", "cache", "defaults", "servers", "clients")
 
 
-def _name_problem(kind: str, name: str) -> str | None:
+def name_problem(name: str, kind: str = "server") -> str | None:
+    """Why `name` cannot name a server (or client), or None. Names become directory names (the
+    child's HOME, log file, install prefix), URL paths and metric labels, so "." and "..", a
+    leading "-" or "." and anything but letters, digits, "_", "." and "-" are refused."""
+    shown = orjson.dumps(name).decode()  # quotes and escapes a newline or a quote in the name
     if not _SERVER_NAME.fullmatch(name):
-        return f'invalid {kind} name "{name}": use letters, digits, "_", "." and "-"'
+        return f'invalid {kind} name {shown}: use letters, digits, "_", "." and "-"'
+    if not name[0].isalnum():
+        return (f'invalid {kind} name {shown}: must start with a letter or digit '
+                "(it names a directory: \".\", \"..\" and hidden or option-like names are refused)")
+    if len(name) > MAX_NAME_LENGTH:
+        return f"invalid {kind} name {shown}: longer than {MAX_NAME_LENGTH} characters"
     if "__" in name:
-        return (f'invalid {kind} name "{name}": must not contain "__" '
+        return (f'invalid {kind} name {shown}: must not contain "__" '
                 "(it separates server and tool names in the aggregate)")
     return None
+
+
+def _name_problem(kind: str, name: str) -> str | None:
+    return name_problem(name, kind)
 
 
 def _origin(value: Any) -> str:
@@ -1088,6 +1121,8 @@ class _Loader:
             own = self.section(here, entry, _SERVER_SCHEMA)
             if "command" not in own:
                 raise self.error((*here, "command"), "missing required key")
+            own["command"] = _anchored_command(
+                own["command"], os.path.dirname(os.path.abspath(self.path)) if self.path else None)
             # Where each effective value came from, so cross-field errors point at the right line.
             origin: dict[str, tuple[str, ...]] = {k: ("defaults", k) for k in defaults}
             origin |= {k: (*here, k) for k in own}

@@ -6,15 +6,18 @@ values; the unit tests pin what `supervisor.secrets_mask` counts as a secret.
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
-from supervisor.config import parse_config
+from supervisor.config import load_config, parse_config
+from supervisor.errors import ConfigError
+from supervisor.installer import install_steps, parse_package
 from supervisor.secrets_mask import Masker, is_secret_name, mask_urls, server_secrets, url_passwords
 
-from .conftest import CHAOS, PY, daemon_env
+from .conftest import CHAOS, ECHO, MCPCTL, PY, daemon_env
 
 
 @pytest.mark.parametrize(("name", "secret"), [
@@ -109,3 +112,65 @@ def test_secret_values_appear_in_no_output_and_no_file_after_a_failing_start(mak
     for where, text in outputs.items():
         for secret in secrets:
             assert secret not in text, f"{secret} leaked into {where}"
+
+
+# -- config: names, commands, option smuggling ------------------------------------------------------
+
+
+def _config_error(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "fleet.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    return str(info.value)
+
+
+@pytest.mark.parametrize("name", [".", "..", "-rf", ".hidden"])
+def test_dot_and_option_like_server_names_are_refused(tmp_path: Path, name: str) -> None:
+    """`[servers.".."]` used to be accepted: the child's HOME became the whole state directory."""
+    message = _config_error(tmp_path, f'[http]\nlisten = ""\n\n[servers."{name}"]\ncommand = "x"\n')
+    key = name if name == "-rf" else f'"{name}"'
+    assert message == (f'{tmp_path / "fleet.toml"}:4: servers.{key}: invalid server name "{name}": '
+                       'must start with a letter or digit (it names a directory: ".", ".." and hidden '
+                       "or option-like names are refused)")
+
+
+def test_option_smuggled_as_a_requirement_is_refused_with_file_line_key(tmp_path: Path) -> None:
+    """`extra_requires = ["--index-url=..."]` used to pass `check` and make `mcpctl install` fetch the
+    pinned name from another index."""
+    message = _config_error(tmp_path, '[servers.fetch]\ncommand = "mcp-server-fetch"\n'
+                                      'package = "pypi:mcp-server-fetch==2025.4.7"\n'
+                                      'extra_requires = ["mcp<2", "--index-url=https://evil.example/simple"]\n')
+    assert message == (f"{tmp_path / 'fleet.toml'}:4: servers.fetch.extra_requires[1]: "
+                       '"--index-url=https://evil.example/simple" is an option to npm or pip, not a '
+                       "package: refused (an option here could make `mcpctl install` fetch from another "
+                       "index or run other code)")
+
+
+def test_installer_ends_options_before_the_packages(tmp_path: Path) -> None:
+    """The second lock: even a requirement that got past the config cannot be an installer option."""
+    spec = parse_package("npm:@scope/name@1.2.3")
+    [(_, npm)] = install_steps(spec, ("other@2.0.0",), tmp_path, npm="npm")
+    assert npm[npm.index("--") + 1:] == ["@scope/name@1.2.3", "other@2.0.0"]
+    with pytest.raises(ValueError, match="is an option, not a package"):
+        install_steps(spec, ("--registry=https://evil.example",), tmp_path, npm="npm")
+
+
+def test_relative_command_resolves_against_the_config_directory_in_check_and_at_spawn(
+        make_daemon, workdir: Path) -> None:
+    """A relative `command` used to pass `check` (resolved against the shell's cwd) but fail to spawn
+    (resolved against the child's cwd, its own HOME). Both now use the config file's directory."""
+    bin_dir = workdir / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "echo-server"
+    script.write_text(f"#!/bin/sh\nexec {PY} {ECHO} \"$@\"\n")
+    script.chmod(0o755)
+    daemon = make_daemon('[servers.rel]\ncommand = "./bin/echo-server"\n', start=False)
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    check = subprocess.run([MCPCTL, "--config", str(daemon.config), "check", "--prerequisites"],
+                           capture_output=True, text=True, cwd=elsewhere, env=daemon.env, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert str(script) in check.stdout
+    daemon.start()
+    assert daemon.wait_state("rel", "ready")["state"] == "ready"
