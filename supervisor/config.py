@@ -386,6 +386,9 @@ class HttpSettings:
     """Bearer token clients must send (expanded from the environment at load); None: no token."""
     allowed_origins: tuple[str, ...] = ()
     """Origins accepted besides loopback ones ("https://app.example.com")."""
+    allowed_hosts: tuple[str, ...] = ()
+    """`Host` names accepted besides the listen host and loopback names ("mcp.example.lan");
+    "*" accepts any (turns the DNS-rebinding check off)."""
     max_body: int = 16 * _MiB
     """Largest request body in bytes."""
 
@@ -1015,6 +1018,15 @@ def _origin(value: Any) -> str:
     return text
 
 
+def _host_name(value: Any) -> str:
+    text: str = _string()(value)
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if text != "*" and not re.fullmatch(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+", bare):
+        raise _Bad(f'expected a host name or address without port, like "mcp.example.lan", '
+                   f'or "*" for any, got {_show(value)}')
+    return bare.lower()
+
+
 def _listen(environ: Mapping[str, str]) -> _Conv:
     def conv(value: Any) -> str:
         text: str = _expanded(environ)(value)
@@ -1077,6 +1089,7 @@ class _Loader:
             "listen": _listen(env),
             "token": _expanded(env, empty_is_none=True),
             "allowed_origins": _array(_origin),
+            "allowed_hosts": _array(_host_name),
             "max_body": _size,
         }))
         if not http.is_loopback() and http.token is None:

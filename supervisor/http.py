@@ -22,7 +22,9 @@ extra task per request: a single ticker task notices calls that take longer than
 those get a second task that watches for the client going away (which cancels the call in the
 child with `notifications/cancelled`).
 
-Security: a foreign `Origin` is 403 (DNS rebinding); a bearer token (`[http] token`, or a
+Security: a foreign `Host` or `Origin` is 403 (DNS rebinding) and a duplicated `Authorization`,
+`Origin`, `Host` or `Mcp-Session-Id` is 400, on every path (`supervisor.http_policy`); a legacy
+session answers only to the token that opened it (404 to any other); a bearer token (`[http] token`, or a
 `[clients.NAME] token`) is required whenever one is configured, and the config refuses a
 non-loopback `listen` without one; bodies over `max_body` are 413; slow clients meet timeouts
 (body upload, each SSE write, keep-alive) so none can hold the door.
@@ -48,7 +50,7 @@ import anyio.abc
 import orjson
 import uvicorn
 
-from . import protocol
+from . import http_policy, protocol
 from .config import is_loopback_host
 from .errors import (
     HEADER_MISMATCH,
@@ -213,6 +215,7 @@ class HttpSession(Session):
         self.calls: dict[Any, Call] = {}
         self.stream = _Stream()
         self.streaming = False  # a GET stream is open
+        self.owner: bytes | None = None  # the client token that opened it (None: no tokens set)
 
     def deliver(self, message: Message) -> None:
         self.stream.push(sse_event(message))
@@ -266,6 +269,12 @@ class _Listen:
 
     def forward_server_request(self, instance: Instance, message: Message) -> bool:
         return False
+
+
+def _same_owner(owner: bytes | None, caller: bytes | None) -> bool:
+    if owner is None or caller is None:
+        return owner is caller
+    return hmac.compare_digest(owner, caller)
 
 
 def _json_headers(body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> list[tuple[bytes, bytes]]:
@@ -388,10 +397,11 @@ class HttpDoor:
         self.fleet = fleet
         self.aggregate = aggregate
         self._token_clients: dict[bytes, str | None] = {
-            f"Bearer {token}".encode(): name for token, name in (client_tokens or {}).items()}
+            token.encode(): name for token, name in (client_tokens or {}).items()}
         if settings.token:
-            self._token_clients[f"Bearer {settings.token}".encode()] = None
+            self._token_clients[settings.token.encode()] = None
         self._tokens = list(self._token_clients)
+        self._hosts = http_policy.allowed_hosts(settings)
         self._limits = limits
         self.metrics: Callable[[], bytes] | None = None  # set by the daemon: GET /metrics
         if not settings.is_loopback() and not self._tokens:
@@ -498,12 +508,16 @@ class HttpDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        headers, bad_headers = http_policy.screen(scope["headers"], self._hosts)
+        if bad_headers is not None:  # before every path: /healthz and /metrics too
+            await _send_error(send, bad_headers.status, INVALID_REQUEST, bad_headers.message)
+            return
         path: str = scope["path"]
         if path == "/healthz":
             await self._healthz(send)
             return
         if path == "/metrics":
-            await self._metrics(scope, send)
+            await self._metrics(scope, headers, send)
             return
         if path == "/mcp" or path == "/mcp/":
             target: Target = self.aggregate
@@ -517,7 +531,6 @@ class HttpDoor:
         else:
             await _send_empty(send, 404)
             return
-        headers = dict(scope["headers"])
         origin = headers.get(b"origin")
         if origin is not None and not self._origin_ok(origin):
             shown = origin.decode(errors="replace")
@@ -530,7 +543,7 @@ class HttpDoor:
                               extra=[(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
             return
         if self._limits is not None and self._limits.active:
-            client = self._token_clients.get(headers.get(b"authorization", b""))
+            client = self._token_clients.get(self._credential(headers) or b"")
             wait = self._limits.check(client, time.monotonic()) if client else 0.0
             if wait:
                 refusal = rate_limited(None, f"client '{client}' is over its rate limit", wait)
@@ -559,19 +572,25 @@ class HttpDoor:
         return host is not None and is_loopback_host(host)
 
     def _authorized(self, given: bytes | None) -> bool:
-        if given is None:
-            return False
-        ok = False
-        for token in self._tokens:
-            ok |= hmac.compare_digest(given, token)
-        return ok
+        return self._match_token(http_policy.bearer_token(given)) is not None
 
-    async def _metrics(self, scope: Scope, send: Send) -> None:
+    def _match_token(self, given: bytes | None) -> bytes | None:
+        """The configured token `given` is (compared in constant time), or None."""
+        found = None
+        for token in self._tokens:
+            if given is not None and hmac.compare_digest(given, token):
+                found = token
+        return found
+
+    def _credential(self, headers: dict[bytes, bytes]) -> bytes | None:
+        """The configured token this request bears, or None (also when no token is configured)."""
+        return self._match_token(http_policy.bearer_token(headers.get(b"authorization")))
+
+    async def _metrics(self, scope: Scope, headers: dict[bytes, bytes], send: Send) -> None:
         """Prometheus exposition; behind the bearer token like everything but /healthz."""
         if scope["method"] != "GET":
             await _send_empty(send, 405, [(b"allow", b"GET")])
             return
-        headers = dict(scope["headers"])
         if self._tokens and not self._authorized(headers.get(b"authorization")):
             await _send_empty(send, 401, [(b"www-authenticate", b'Bearer realm="mcp-supervisor"')])
             return
@@ -679,6 +698,7 @@ class HttpDoor:
             await call.wait()
             ok = call.response is not None and "result" in call.response
             if ok:
+                opened.owner = self._credential(headers)
                 self.sessions[sid] = opened
             else:
                 opened.close()
@@ -711,7 +731,9 @@ class HttpDoor:
                               "requests)", msg_id)
             return None
         found = self.sessions.get(raw.decode("latin-1"))
-        if found is None or found.path.rstrip("/") != path.rstrip("/"):
+        # A session belongs to the token that opened it: to any other it does not exist.
+        if (found is None or found.path.rstrip("/") != path.rstrip("/")
+                or not _same_owner(found.owner, self._credential(headers))):
             await _send_error(send, 404, INVALID_REQUEST, "Not Found: unknown or expired session", msg_id)
             return None
         found.last_used = time.monotonic()
