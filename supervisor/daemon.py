@@ -70,8 +70,7 @@ class Daemon:
         self.environ = dict(environ)
         self.started = time.time()
         self.bus = EventBus()
-        self.state_dir = paths.state_dir(config.supervisor.state_dir, environ)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = paths.private_dir(paths.state_dir(config.supervisor.state_dir, environ))
         # fleet.toml may point server files at the state directory by this name.
         self.environ.setdefault("MCP_SUPERVISOR_STATE_DIR", str(self.state_dir))
         self.pids = process.PidRegistry(socket_path.with_name(socket_path.name + ".pids"))
@@ -181,7 +180,7 @@ class Daemon:
             ended = await anyio.to_thread.run_sync(process.end_leftovers, leftovers)
             for record in ended:
                 log.warning("ended pid %d (%s) left behind by a previous daemon", record.pid, record.server)
-        self.pids.path.parent.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.pids.path.parent)
         if self.config.http.enabled:
             from .http import HttpDoor
             self.http = HttpDoor(self.config.http, self.fleet, self.aggregate,
@@ -342,6 +341,14 @@ def serve(config_path: Path, socket_path: Path, environ: Mapping[str, str] | Non
         print(f"mcpctl serve: no config file at {config_path}", file=sys.stderr)  # noqa: T201
         return 2
     configure_logging(config.supervisor.log_level, log_format or config.supervisor.log_format, env)
+    # Whatever the daemon and its children create is private unless they say otherwise (systemd's
+    # units set UMask=0077 too; this holds outside systemd). Modes below are also set explicitly.
+    os.umask(paths.PRIVATE_UMASK)
+    try:
+        paths.check_socket_dir(socket_path.parent)
+    except (paths.UnsafeDirectory, OSError) as exc:
+        print(f"mcpctl serve: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     if _socket_in_use(socket_path):
         print(f"mcpctl serve: a daemon is already running on {socket_path}", file=sys.stderr)  # noqa: T201
         return 1

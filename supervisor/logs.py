@@ -28,6 +28,7 @@ from typing import Any
 import anyio
 import orjson
 
+from .paths import private_dir
 from .secrets_mask import MASK
 
 # What is secret and how it is masked is decided in one place: supervisor.secrets_mask.
@@ -166,7 +167,7 @@ class ChildLogFiles:
 
     def write(self, batch: Mapping[str, list[str]]) -> None:
         """Blocking: append each server's lines to its file, rotating first when it would overflow."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         for server, lines in batch.items():
             data = "".join(lines).encode("utf-8", "replace")
             path = self.path(server)

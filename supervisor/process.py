@@ -232,9 +232,9 @@ class PidRegistry:
     def _save(self) -> None:
         data = [{"server": r.server, "pid": r.pid, "create_time": r.create_time}
                 for r in self._records.values()]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(data))
-        os.replace(tmp, self.path)
+        from .paths import write_private
+
+        write_private(self.path, orjson.dumps(data))  # 0600: which pids are ours is nobody's business
 
     def load_leftovers(self) -> list[ProcessRecord]:
         try:

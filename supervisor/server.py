@@ -41,6 +41,7 @@ from .health import Consecutive, idle_due
 from .instance import ExitInfo, Instance, Pending, Sink, Waiter
 from .jsonrpc import Message, error_response
 from .logs import REDACT
+from .paths import private_dir
 from .ratelimit import ClientLimits, TokenBucket
 from .states import SERVING, Exit, RestartTracker, State
 from .units import format_duration, format_size
@@ -661,9 +662,7 @@ class Server:
         directory, which is `/` under systemd and whatever the shell had otherwise."""
         if not self.config.isolate_home:
             return None
-        home = self.ctx.state_dir / "home" / self.name
-        home.mkdir(parents=True, exist_ok=True)
-        return str(home)
+        return str(private_dir(self.ctx.state_dir / "home" / self.name))
 
     def _spawn_env(self) -> dict[str, str]:
         from .process import child_environment
@@ -672,12 +671,9 @@ class Server:
         extra = {key: value for key, raw in self.config.env.items() if (value := self._expand(raw))}
         env = child_environment(self.ctx.environ, {})
         if self.config.isolate_home:
-            home = self.ctx.state_dir / "home" / self.name
-            tmp = self.ctx.state_dir / "tmp" / self.name
-            home.mkdir(parents=True, exist_ok=True)
-            tmp.mkdir(parents=True, exist_ok=True)
-            env["HOME"] = str(home)
-            env["TMPDIR"] = str(tmp)
+            # 0700: what a child keeps in its HOME (the memory server's graph) is not for other users.
+            env["HOME"] = str(private_dir(self.ctx.state_dir / "home" / self.name))
+            env["TMPDIR"] = str(private_dir(self.ctx.state_dir / "tmp" / self.name))
         env.update(extra)
         return env
 

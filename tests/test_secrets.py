@@ -6,6 +6,7 @@ values; the unit tests pin what `supervisor.secrets_mask` counts as a secret.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -17,7 +18,7 @@ from supervisor.errors import ConfigError
 from supervisor.installer import install_steps, parse_package
 from supervisor.secrets_mask import Masker, is_secret_name, mask_urls, server_secrets, url_passwords
 
-from .conftest import CHAOS, ECHO, MCPCTL, PY, daemon_env
+from .conftest import CHAOS, ECHO, MCPCTL, PY, daemon_env, server_toml, wait_for
 
 
 @pytest.mark.parametrize(("name", "secret"), [
@@ -174,3 +175,60 @@ def test_relative_command_resolves_against_the_config_directory_in_check_and_at_
     assert str(script) in check.stdout
     daemon.start()
     assert daemon.wait_state("rel", "ready")["state"] == "ready"
+
+
+# -- file modes -------------------------------------------------------------------------------------
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_daemon_directories_are_0700_and_files_0600_whatever_the_umask(make_daemon, workdir: Path) -> None:
+    """Outside systemd the state dir and children's HOME/TMPDIR were 0755 and the pid registry 0644,
+    so other local users could read what children wrote. Started under umask 000, every directory
+    the daemon makes is 0700 and every file 0600, a file a child writes into its HOME included."""
+    # Like the memory server: the child writes a file into its HOME, then serves.
+    writer = ("import os, runpy, sys; open(os.path.join(os.environ['HOME'], 'graph.json'), 'w').write('x'); "
+              f"sys.argv = ['{ECHO}']; runpy.run_path('{ECHO}', run_name='__main__')")
+    daemon = make_daemon(f'[servers.echo]\ncommand = "{PY}"\nargs = ["-c", "{writer}"]\n'
+                         + server_toml("chatty", CHAOS, "--stderr-spam"), start=False)
+    old = os.umask(0)
+    try:
+        daemon.start()
+    finally:
+        os.umask(old)
+    daemon.wait_state("echo", "ready")
+    state = daemon.workdir / "state"
+    log_file = state / "logs" / "chatty.log"
+    wait_for(lambda: log_file.exists(), 10, what="chatty's log file")
+    pids = daemon.socket.with_name(daemon.socket.name + ".pids")
+    for directory in (state, state / "home", state / "home" / "echo", state / "tmp" / "echo", state / "logs"):
+        assert _mode(directory) == 0o700, (directory, oct(_mode(directory)))
+    for file in (log_file, pids, daemon.socket, state / "home" / "echo" / "graph.json"):
+        assert _mode(file) == 0o600, (file, oct(_mode(file)))
+
+
+@pytest.mark.parametrize("problem", ["mode", "owner"])
+def test_an_existing_socket_directory_others_can_reach_is_refused(make_daemon, workdir: Path,
+                                                                  problem: str) -> None:
+    """Whoever can write to the socket's directory can put their own socket where mcpctl and the
+    bridges connect: an existing directory with a wider mode or another owner is refused."""
+    sock_dir = workdir / "run"
+    sock_dir.mkdir(mode=0o700)
+    if problem == "mode":
+        sock_dir.chmod(0o755)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("changing a directory's owner needs root")
+        os.chown(sock_dir, 65534, 65534)
+    daemon = make_daemon(server_toml("echo"), start=False)
+    proc = subprocess.run([MCPCTL, "--config", str(daemon.config), "--socket", str(sock_dir / "ctl.sock"),
+                           "serve"], capture_output=True, text=True, env=daemon.env, timeout=60)
+    assert proc.returncode == 1
+    if problem == "mode":
+        assert (f"mcpctl serve: socket directory {sock_dir} is mode 0755, so group or others can reach it: "
+                f"refusing (chmod 700 {sock_dir}, or choose another --socket)") in proc.stderr
+    else:
+        assert f"mcpctl serve: socket directory {sock_dir} belongs to uid 65534" in proc.stderr
+    assert not (sock_dir / "ctl.sock").exists()
