@@ -15,7 +15,8 @@ Client formats and their variable syntax:
     vscode          .vscode/mcp.json {"servers"}   ${env:X}, ${input:id} (+ "inputs"), ${workspaceFolder}
     claude-code     .mcp.json, ~/.claude.json      ${VAR}, ${VAR:-default}: already our syntax
 
-Secrets are never printed: a literal value under a secret-looking env key or argument flag, a value
+Secrets are never printed: a literal value under a secret-looking env key or argument flag
+(`supervisor.secrets_mask.is_secret_name`, the same rule the daemon masks by), a value
 that looks like a known token, or the password in a URL becomes a `${NAME}` placeholder, listed in
 `requires_env` so the server is `unavailable: NAME is not set` until the daemon's environment has it.
 """
@@ -33,18 +34,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from supervisor.secrets_mask import is_secret_name
+
 FORMATS = ("claude-desktop", "cursor", "windsurf", "vscode", "claude-code", "generic")
 _LABELS = {
     "claude-desktop": "Claude Desktop", "cursor": "Cursor", "windsurf": "Windsurf",
     "vscode": "VS Code", "claude-code": "Claude Code", "generic": "mcpServers JSON",
 }
 
-# Env keys and argument flags whose values are credentials.
-_SECRET_KEY = re.compile(
-    r"(?:^|[_-])(?:API[_-]?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASS|PWD|PAT|CREDENTIALS?|AUTH|"
-    r"AUTHORIZATION|PRIVATE[_-]?KEY|ACCESS[_-]?KEY|COOKIE|SESSION)(?:$|[_-])",
-    re.IGNORECASE,
-)
 # Values that are credentials whatever their key: the well-known token prefixes.
 _SECRET_VALUE = re.compile(
     r"^(?:gh[pousr]_|github_pat_|glpat-|sk-|sk_(?:live|test)_|rk_live_|xox[abprse]-|AKIA[0-9A-Z]{12}|"
@@ -387,7 +384,7 @@ def convert_entry(raw_name: str, entry: Any, source: Source) -> Imported | Skipp
 
 
 def _env_value(key: str, value: str, tr: _Translator) -> str:
-    if _SECRET_KEY.search(key) or _looks_secret_value(value):
+    if is_secret_name(key) or _looks_secret_value(value):
         translated = tr(value)
         if "${" in translated.replace("$${", ""):
             return translated  # already a reference (${env:X}, ${input:id}, ${X})
@@ -437,9 +434,9 @@ def _translate_args(args: Sequence[str], tr: _Translator) -> list[str]:
     previous = ""
     for arg in args:
         flag, eq, value = arg.partition("=")
-        if eq and flag.startswith("-") and _SECRET_KEY.search(flag.lstrip("-")) and value:
+        if eq and flag.startswith("-") and is_secret_name(flag) and value:
             out.append(f"{flag}=" + (tr(value) if "${" in value else tr.secret(f"{tr.server}_{flag}")))
-        elif previous.startswith("-") and _SECRET_KEY.search(previous.lstrip("-")) and "${" not in arg:
+        elif previous.startswith("-") and is_secret_name(previous) and "${" not in arg:
             out.append(tr.secret(f"{tr.server}_{previous}"))
         else:
             out.append(_args_secret(tr(arg), tr, "arg"))
