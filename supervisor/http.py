@@ -402,6 +402,8 @@ class HttpDoor:
             self._token_clients[settings.token.encode()] = None
         self._tokens = list(self._token_clients)
         self._hosts = http_policy.allowed_hosts(settings)
+        if (warning := http_policy.wildcard_warning(settings)) is not None:
+            log.warning("%s", warning)
         self._limits = limits
         self.metrics: Callable[[], bytes] | None = None  # set by the daemon: GET /metrics
         if not settings.is_loopback() and not self._tokens:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from supervisor.config import HttpSettings
 
-__all__ = ["SINGLE_HEADERS", "Refusal", "allowed_hosts", "bearer_token", "host_name", "screen"]
+__all__ = ["SINGLE_HEADERS", "Refusal", "allowed_hosts", "bearer_token", "host_name", "screen",
+           "wildcard_warning"]
 
 # Headers that decide who the caller is or where it comes from: exactly one, or none.
 SINGLE_HEADERS = (b"authorization", b"origin", b"host", b"mcp-session-id")
@@ -48,6 +49,17 @@ def allowed_hosts(settings: HttpSettings) -> frozenset[str]:
     if settings.enabled:
         names.add(settings.host_port()[0].lower())
     return frozenset(names)
+
+
+def wildcard_warning(settings: HttpSettings) -> str | None:
+    """What to tell the user when `listen` is 0.0.0.0 or :: and no `allowed_hosts` are set: the
+    names remote clients use are unknown, so only loopback names would be answered."""
+    if not settings.enabled or settings.allowed_hosts:
+        return None
+    if settings.host_port()[0] not in ("0.0.0.0", "::"):
+        return None
+    return (f"http.listen = {settings.listen!r} listens on every address, but only requests for Host "
+            "localhost, 127.0.0.1 or [::1] are answered: add the names clients use to http.allowed_hosts")
 
 
 def host_name(value: bytes) -> str | None:

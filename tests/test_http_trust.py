@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from supervisor.config import HttpSettings
-from supervisor.http_policy import allowed_hosts, bearer_token, host_name
+from supervisor.http_policy import allowed_hosts, bearer_token, host_name, wildcard_warning
 
 from .conftest import server_toml
 from .test_http import ACCEPT, Door, anyio_backend, free_port, modern_call, modern_headers
@@ -41,6 +41,11 @@ def test_host_names_parse_and_the_allowed_set_holds_listen_loopback_and_config()
     assert host_name(b"a:b") is None and host_name(b"[::1]x") is None and host_name(b":80") is None
     settings = HttpSettings(listen="127.0.0.2:9000", allowed_hosts=("mcp.example.lan",))
     assert allowed_hosts(settings) == {"127.0.0.2", "localhost", "127.0.0.1", "::1", "mcp.example.lan"}
+    # Listening on every address without allowed_hosts would answer remote clients 403: say so.
+    assert "add the names clients use to http.allowed_hosts" in (
+        wildcard_warning(HttpSettings(listen="0.0.0.0:9000", token="t")) or "")
+    assert wildcard_warning(HttpSettings(listen="[::]:9000", token="t", allowed_hosts=("h",))) is None
+    assert wildcard_warning(HttpSettings()) is None
     assert bearer_token(b"bearer abc") == b"abc" and bearer_token(b"BEARER  abc") == b"abc"
     assert bearer_token(b"Basic abc") is None and bearer_token(b"Bearer") is None
 
