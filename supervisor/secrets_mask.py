@@ -148,14 +148,18 @@ def _expandable(raw: str) -> bool:
 
 
 def fleet_secrets(config: FleetConfig, environ: Mapping[str, str]) -> set[str]:
-    """Every server's secrets, the HTTP and client tokens, and the cache URL's password."""
+    """Every server's secrets, the HTTP and client tokens, the `[cluster]` secret, and the
+    passwords in the cache and cluster Redis URLs."""
     found: set[str] = set()
     for server in config.servers.values():
         found |= server_secrets(server, environ)
     if config.http.token:
         found.add(config.http.token)
     found.update(c.token for c in config.clients.values() if c.token)
+    if config.cluster.secret:
+        found.add(config.cluster.secret)
     found.update(url_passwords(config.cache.url))
+    found.update(url_passwords(config.cluster.url or ""))
     return found
 
 
