@@ -77,7 +77,8 @@ def load_doc(path: Path) -> tuple[str, dict[str, Any]]:
 def find(home: Path, cwd: Path, environ: Mapping[str, str]) -> list[ConfigFile]:
     """Every config file of a client we know, with the server tables it holds."""
     found: list[ConfigFile] = []
-    for path, fmt in discover(home, cwd, environ):
+    for where in discover(home, cwd, environ):
+        path, fmt = where.path, where.fmt
         if fmt not in CLIENTS:
             continue
         try:

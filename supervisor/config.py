@@ -56,8 +56,10 @@ __all__ = [
     "expand",
     "is_loopback_host",
     "load_config",
+    "name_problem",
     "parse_config",
     "referenced_vars",
+    "references",
 ]
 
 _MiB = 1024 * 1024
@@ -145,6 +147,18 @@ def expand(value: str, environ: Mapping[str, str]) -> str:
         found = environ.get(name, "")
         out.append(found if found or default is None else expand(default, environ))
     return "".join(out)
+
+
+def references(value: str) -> list[tuple[str, str | None]]:
+    """Every `${NAME}` (default None) and `${NAME:-default}` in `value`, those inside defaults too,
+    in order. Raises `ValueError` for a malformed `${...}`."""
+    found: list[tuple[str, str | None]] = []
+    for part in _parse_refs(value):
+        if not isinstance(part, str):
+            found.append(part)
+            if part[1] is not None:
+                found.extend(references(part[1]))
+    return found
 
 
 def referenced_vars(value: str) -> list[str]:
@@ -434,6 +448,9 @@ class HttpSettings:
     """Bearer token clients must send (expanded from the environment at load); None: no token."""
     allowed_origins: tuple[str, ...] = ()
     """Origins accepted besides loopback ones ("https://app.example.com")."""
+    allowed_hosts: tuple[str, ...] = ()
+    """`Host` names accepted besides the listen host and loopback names ("mcp.example.lan");
+    "*" accepts any (turns the DNS-rebinding check off)."""
     max_body: int = 16 * _MiB
     """Largest request body in bytes."""
     header_timeout: float = 10.0
@@ -1003,6 +1020,24 @@ def _package(value: Any) -> str:
     return text
 
 
+def _requirement(value: Any) -> str:
+    """One `extra_requires` entry: an npm spec or pip requirement, never an installer option."""
+    text: str = _string()(value)
+    if text.lstrip().startswith("-"):
+        raise _Bad(f"{_show(value)} is an option to npm or pip, not a package: refused (an option here "
+                   "could make `mcpctl install` fetch from another index or run other code)")
+    return text
+
+
+def _anchored_command(command: str, config_dir: str | None) -> str:
+    """A relative `command` with a "/" ("./server.py", "bin/srv") is relative to the config file's
+    directory, so `check` and the spawn (whose cwd is the child's own) find the same file."""
+    if config_dir is None or "/" not in command or command.startswith(("/", "${", "~")):
+        return command
+    joined = os.path.join(config_dir.replace("$", "$$"), command)
+    return joined if "${" in command else os.path.normpath(joined)
+
+
 def _rate_limit(value: Any) -> RateLimit:
     """`"100/min"`, or `{ rate = "100/min", burst = 20 }` to choose the burst."""
     if isinstance(value, dict):
@@ -1081,7 +1116,7 @@ _SERVER_SCHEMA: dict[str, _Conv] = {
     "requires_env": _array(_env_name),
     "env_file": _string(raw_refs=True),
     "package": _package,
-    "extra_requires": _array(_string()),
+    "extra_requires": _array(_requirement),
     "roots": _array(_root),
     "isolate_home": _boolean,
     "start": _choice("eager", "lazy"),
@@ -1131,16 +1166,26 @@ _SERVER_SCHEMA: dict[str, _Conv] = {
 _NOT_DEFAULTS = frozenset({"command", "args", "package", "tools", "prompts", "resources"})
 
 _SERVER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_NAME_LENGTH = 64
 
 _TOP_LEVEL = ("supervisor", "http", "cache", "cluster", "tracing", "defaults", "servers", "clients",
               "aggregate")
 
 
-def _name_problem(kind: str, name: str) -> str | None:
+def name_problem(name: str, kind: str = "server") -> str | None:
+    """Why `name` cannot name a server (or client), or None. Names become directory names (the
+    child's HOME, log file, install prefix), URL paths and metric labels, so "." and "..", a
+    leading "-" or "." and anything but letters, digits, "_", "." and "-" are refused."""
+    shown = orjson.dumps(name).decode()  # quotes and escapes a newline or a quote in the name
     if not _SERVER_NAME.fullmatch(name):
-        return f'invalid {kind} name "{name}": use letters, digits, "_", "." and "-"'
+        return f'invalid {kind} name {shown}: use letters, digits, "_", "." and "-"'
+    if not name[0].isalnum():
+        return (f'invalid {kind} name {shown}: must start with a letter or digit '
+                "(it names a directory: \".\", \"..\" and hidden or option-like names are refused)")
+    if len(name) > MAX_NAME_LENGTH:
+        return f"invalid {kind} name {shown}: longer than {MAX_NAME_LENGTH} characters"
     if "__" in name:
-        return (f'invalid {kind} name "{name}": must not contain "__" '
+        return (f'invalid {kind} name {shown}: must not contain "__" '
                 "(it separates server and tool names in the aggregate)")
     return None
 
@@ -1152,11 +1197,24 @@ def _separator(value: Any) -> str:
     return text
 
 
+def _name_problem(kind: str, name: str) -> str | None:
+    return name_problem(name, kind)
+
+
 def _origin(value: Any) -> str:
     text: str = _string()(value)
     if not re.fullmatch(r"https?://[^/\s?#]+", text):
         raise _Bad(f'expected an origin like "https://app.example.com" (no path), got {_show(value)}')
     return text
+
+
+def _host_name(value: Any) -> str:
+    text: str = _string()(value)
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if text != "*" and not re.fullmatch(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+", bare):
+        raise _Bad(f'expected a host name or address without port, like "mcp.example.lan", '
+                   f'or "*" for any, got {_show(value)}')
+    return bare.lower()
 
 
 def _listen(environ: Mapping[str, str]) -> _Conv:
@@ -1226,6 +1284,7 @@ class _Loader:
             "listen": _listen(env),
             "token": _expanded(env, empty_is_none=True),
             "allowed_origins": _array(_origin),
+            "allowed_hosts": _array(_host_name),
             "max_body": _size,
             "header_timeout": _duration(),
             "body_timeout": _duration(),
@@ -1319,6 +1378,8 @@ class _Loader:
             own = self.section(here, entry, _SERVER_SCHEMA)
             if "command" not in own:
                 raise self.error((*here, "command"), "missing required key")
+            own["command"] = _anchored_command(
+                own["command"], os.path.dirname(os.path.abspath(self.path)) if self.path else None)
             # Where each effective value came from, so cross-field errors point at the right line.
             origin: dict[str, tuple[str, ...]] = {k: ("defaults", k) for k in defaults}
             origin |= {k: (*here, k) for k in own}

@@ -31,12 +31,10 @@ from .fleet import Fleet
 from .health import memory_loop
 from .logs import (
     REDACT,
-    SECRET_NAME,
     ChildLogFiles,
     JournalFormatter,
     JsonFormatter,
     RedactingHandler,
-    secret_values,
     stderr_is_journal,
 )
 from .metrics import Metrics
@@ -74,8 +72,7 @@ class Daemon:
         self.environ = dict(environ)
         self.started = time.time()
         self.bus = EventBus()
-        self.state_dir = paths.state_dir(config.supervisor.state_dir, environ)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = paths.private_dir(paths.state_dir(config.supervisor.state_dir, environ))
         # fleet.toml may point server files at the state directory by this name.
         self.environ.setdefault("MCP_SUPERVISOR_STATE_DIR", str(self.state_dir))
         self.pids = process.PidRegistry(socket_path.with_name(socket_path.name + ".pids"))
@@ -117,31 +114,12 @@ class Daemon:
                 if client.rate_limit is not None}
 
     def _update_secrets(self) -> None:
-        """Mask every credential a server's env expands to, wherever a log line might show it.
+        """Mask every credential the config stands for, wherever a log line might show it (what
+        counts is decided by `supervisor.secrets_mask`)."""
+        from .secrets_mask import fleet_secrets
 
-        That is: `env` values whose names look like credentials, every `requires_env` variable,
-        any credential-named variable referenced as `${NAME}` in a server's env or args (a token
-        passed as `--token ${GITHUB_TOKEN}`), the HTTP token and client tokens.
-        """
-        from .config import expand, referenced_vars
-        values = []
-        wanted: set[str] = set()
-        for server in self.config.servers.values():
-            with contextlib.suppress(ValueError):
-                expanded = {k: expand(v, self.environ) for k, v in server.env.items()}
-                values += secret_values(expanded)
-            wanted.update(server.requires_env)
-            for raw in (*server.env.values(), *server.args):
-                with contextlib.suppress(ValueError):
-                    wanted.update(n for n in referenced_vars(raw) if SECRET_NAME.search(n))
-        values += [self.environ[name] for name in wanted if self.environ.get(name)]
-        if self.config.http.token:
-            values.append(self.config.http.token)
-        values += [c.token for c in self.config.clients.values() if c.token]
-        if self.config.cluster.secret:
-            values.append(self.config.cluster.secret)
-        self._base_secrets = values
-        REDACT.update([*values, *self._file_secrets])
+        self._base_secrets = list(fleet_secrets(self.config, self.environ))
+        REDACT.update([*self._base_secrets, *self._file_secrets])
 
     def _secrets_seen(self, values: Iterable[str]) -> None:
         """Values read from secrets files (at a spawn) are masked from then on, whatever their
@@ -379,7 +357,7 @@ class Daemon:
             ended = await anyio.to_thread.run_sync(process.end_leftovers, leftovers)
             for record in ended:
                 log.warning("ended pid %d (%s) left behind by a previous daemon", record.pid, record.server)
-        self.pids.path.parent.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.pids.path.parent)
         if self.config.http.enabled:
             from .http import HttpDoor
             self.http = HttpDoor(self.config.http, self.fleet, self.aggregate,
@@ -562,6 +540,14 @@ def serve(config_path: Path, socket_path: Path, environ: Mapping[str, str] | Non
         print(f"mcpctl serve: no config file at {config_path}", file=sys.stderr)  # noqa: T201
         return 2
     configure_logging(config.supervisor.log_level, log_format or config.supervisor.log_format, env)
+    # Whatever the daemon and its children create is private unless they say otherwise (systemd's
+    # units set UMask=0077 too; this holds outside systemd). Modes below are also set explicitly.
+    os.umask(paths.PRIVATE_UMASK)
+    try:
+        paths.check_socket_dir(socket_path.parent)
+    except (paths.UnsafeDirectory, OSError) as exc:
+        print(f"mcpctl serve: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     # The lock comes before anything a previous daemon left (its socket, its pid registry) is
     # looked at: a second daemon must not mistake the first one's live children for leftovers.
     lock = SocketLock(socket_path)

@@ -23,11 +23,12 @@ extra task per request: a single ticker task notices calls that take longer than
 those get a second task that watches for the client going away (which cancels the call in the
 child with `notifications/cancelled`).
 
-Security: a bearer token (`[http] token`, or a `[clients.NAME] token`) is required whenever one
-is configured, checked before anything is routed (an unknown server without a token is 401, never
-a 404 that lists the fleet), and the config refuses a non-loopback `listen` without one; a foreign
-`Origin` is 403 (DNS rebinding); bodies over `max_body` are 413.
-
+Security: a foreign `Host` or `Origin` is 403 (DNS rebinding) and a duplicated `Authorization`,
+`Origin`, `Host` or `Mcp-Session-Id` is 400, on every path (`supervisor.http_policy`); a legacy
+session answers only to the token that opened it (404 to any other); a bearer token (`[http] token`, or a
+`[clients.NAME] token`) is required whenever one is configured, and the config refuses a
+non-loopback `listen` without one; bodies over `max_body` are 413; slow clients meet timeouts
+(body upload, each SSE write, keep-alive) so none can hold the door.
 Containment: every HTTP request is its own failure domain, and no client can hold the door.
 - Deadlines, enforced by the connection itself (`_http_protocol`) and one sweeper task: the head
   (request line and headers) must arrive within `header_timeout` of its first byte (of the
@@ -65,7 +66,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from . import protocol, tracing
+from . import http_policy, protocol, tracing
 from .config import is_loopback_host
 from .domains import domain
 from .errors import (
@@ -275,6 +276,7 @@ class HttpSession(Session):
         self.calls: dict[Any, Call] = {}
         self.stream = _Stream()
         self.streaming = False  # a GET stream is open
+        self.token: bytes | None = None  # the client token that opened it (None: no tokens set)
         self.missed: set[str] = set()  # list_changed methods to send when a stream opens
 
     @property
@@ -355,6 +357,12 @@ class _Listen:
 
     def forward_server_request(self, instance: Instance, message: Message) -> bool:
         return False
+
+
+def _same_owner(owner: bytes | None, caller: bytes | None) -> bool:
+    if owner is None or caller is None:
+        return owner is caller
+    return hmac.compare_digest(owner, caller)
 
 
 def _json_headers(body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> list[tuple[bytes, bytes]]:
@@ -572,11 +580,14 @@ class HttpDoor:
         self.fleet = fleet
         self.aggregate = aggregate
         self._token_clients: dict[bytes, str | None] = {
-            f"Bearer {token}".encode(): name for token, name in (client_tokens or {}).items()}
+            token.encode(): name for token, name in (client_tokens or {}).items()}
         if settings.token:
-            self._token_clients[f"Bearer {settings.token}".encode()] = None
+            self._token_clients[settings.token.encode()] = None
         self._tokens = list(self._token_clients)
         self._views: dict[tuple[str, str], Target] = {}
+        self._hosts = http_policy.allowed_hosts(settings)
+        if (warning := http_policy.wildcard_warning(settings)) is not None:
+            log.warning("%s", warning)
         self._limits = limits
         self.metrics: Callable[[], bytes] | None = None  # set by the daemon: GET /metrics
         # Set by the daemon: GET /healthz's status and body (503 while starting or draining).
@@ -747,6 +758,10 @@ class HttpDoor:
         try:
             if self.draining:
                 send = _closing(send)
+            headers, bad_headers = http_policy.screen(scope["headers"], self._hosts)
+            if bad_headers is not None:  # before every path: /healthz and /metrics too
+                await _send_error(send, bad_headers.status, INVALID_REQUEST, bad_headers.message)
+                return
             path: str = scope["path"]
             if path == "/" and scope["method"] in ("GET", "HEAD"):
                 await _send_json(send, 200, INDEX)  # the doors, not the servers: no token needed
@@ -754,7 +769,6 @@ class HttpDoor:
             if path == "/healthz":
                 await self._healthz(send)
                 return
-            headers = dict(scope["headers"])
             # Who is asking comes before what is asked for: nothing about the fleet (which servers
             # exist) is said to a client without the token.
             if self._tokens and not self._authorized(headers.get(b"authorization")):
@@ -787,7 +801,7 @@ class HttpDoor:
                 await _send_error(send, 403, INVALID_REQUEST,
                                   f"Forbidden: origin {shown} is not allowed (http.allowed_origins)")
                 return
-            client = (self._token_clients.get(headers.get(b"authorization", b""))
+            client = (self._token_clients.get(self._credential(headers) or b"")
                       if self._token_clients else None)
             if self._limits is not None and self._limits.active:
                 wait = await self._client_wait(client) if client else 0.0
@@ -866,12 +880,19 @@ class HttpDoor:
         return host is not None and is_loopback_host(host)
 
     def _authorized(self, given: bytes | None) -> bool:
-        if given is None:
-            return False
-        ok = False
+        return self._match_token(http_policy.bearer_token(given)) is not None
+
+    def _match_token(self, given: bytes | None) -> bytes | None:
+        """The configured token `given` is (compared in constant time), or None."""
+        found = None
         for token in self._tokens:
-            ok |= hmac.compare_digest(given, token)
-        return ok
+            if given is not None and hmac.compare_digest(given, token):
+                found = token
+        return found
+
+    def _credential(self, headers: dict[bytes, bytes]) -> bytes | None:
+        """The configured token this request bears, or None (also when no token is configured)."""
+        return self._match_token(http_policy.bearer_token(headers.get(b"authorization")))
 
     async def _metrics(self, scope: Scope, send: Send) -> None:
         """Prometheus exposition; behind the bearer token (checked by the caller) like everything
@@ -1014,7 +1035,7 @@ class HttpDoor:
                               "draining; open the session on another node", msg["id"],
                               extra=[(b"retry-after", b"1")])
             return
-        owner = owner_of(headers.get(b"authorization"))
+        owner = owner_of(self._credential(headers))
         evicted = self.sessions.evicted
         if not self.sessions.make_room(owner):
             await _send_error(send, 503, INVALID_REQUEST, "Service Unavailable: every legacy session "
@@ -1027,8 +1048,9 @@ class HttpDoor:
                      self.sessions.max_per_owner, self.sessions.max_total)
         sid = self._new_session_id(path, headers, msg)
         opened = HttpSession(sid, path, target, max_message=self.max_message, task_group=self._tg)
-        opened.owner = (self._token_clients.get(headers.get(b"authorization", b""))
+        opened.owner = (self._token_clients.get(self._credential(headers) or b"")
                         or f"anonymous:http-{sid}")
+        opened.token = self._credential(headers)
         call = Call(msg["id"], opened)
         try:
             with self._batch():
@@ -1057,7 +1079,9 @@ class HttpDoor:
         found = self.sessions.get(sid)
         if found is None and self.session_ids is not None:
             found = self._resume(sid, path, headers)
-        if found is None or found.path.rstrip("/") != path.rstrip("/"):
+        # A session belongs to the token that opened it: to any other it does not exist.
+        if (found is None or found.path.rstrip("/") != path.rstrip("/")
+                or not _same_owner(found.token, self._credential(headers))):
             await _send_error(send, 404, INVALID_REQUEST, "Not Found: unknown or expired session", msg_id)
             return None
         self.sessions.touch(found, time.monotonic())
@@ -1070,7 +1094,7 @@ class HttpDoor:
         params = params if params.__class__ is dict else {}
         capabilities, info = params.get("capabilities"), params.get("clientInfo")
         return self.session_ids.issue(
-            path=path.rstrip("/"), owner=owner_of(headers.get(b"authorization")),
+            path=path.rstrip("/"), owner=owner_of(self._credential(headers)),
             version=params.get("protocolVersion"),
             capabilities=capabilities if capabilities.__class__ is dict else {},
             client_info=info if info.__class__ is dict else {}, now=time.time())
@@ -1085,12 +1109,12 @@ class HttpDoor:
         claims = self.session_ids.verify(sid, time.time())
         if claims is None or claims["p"] != path.rstrip("/"):
             return None
-        if not hmac.compare_digest(claims["o"], owner_of(headers.get(b"authorization"))):
+        if not hmac.compare_digest(claims["o"], owner_of(self._credential(headers))):
             return None  # another credential's session: as unknown to it as a forged one
         target = self._target(path)
         if target is None or not self.sessions.make_room(claims["o"]):
             return None
-        client = self._token_clients.get(headers.get(b"authorization", b""))
+        client = self._token_clients.get(self._credential(headers) or b"")
         if client is not None:  # the client's view, as for a session opened here
             target = self._view_for(client, target)
             if target is None:
@@ -1100,6 +1124,7 @@ class HttpDoor:
         session.client_capabilities = claims["c"]
         session.client_info = claims["i"]
         session.initialized = True
+        session.token = self._credential(headers)
         self.sessions.add(session, claims["o"])
         log.info("resumed HTTP session %s… opened on node %s", sid[-8:], claims.get("n"))
         return session
@@ -1148,7 +1173,7 @@ class HttpDoor:
             await self._listen(target, msg, params, receive, send)
             return
         call = Call(mid, None)
-        call.owner = self._token_clients.get(headers.get(b"authorization", b"")) or "anonymous:http"
+        call.owner = self._token_clients.get(self._credential(headers) or b"") or "anonymous:http"
         try:
             with self._batch():
                 self._stateless_for(target).on_message(msg, call)

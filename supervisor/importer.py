@@ -15,7 +15,8 @@ Client formats and their variable syntax:
     vscode          .vscode/mcp.json {"servers"}   ${env:X}, ${input:id} (+ "inputs"), ${workspaceFolder}
     claude-code     .mcp.json, ~/.claude.json      ${VAR}, ${VAR:-default}: already our syntax
 
-Secrets are never printed: a literal value under a secret-looking env key or argument flag, a value
+Secrets are never printed: a literal value under a secret-looking env key or argument flag
+(`supervisor.secrets_mask.is_secret_name`, the same rule the daemon masks by), a value
 that looks like a known token, or the password in a URL becomes a `${NAME}` placeholder, listed in
 `requires_env` so the server is `unavailable: NAME is not set` until the daemon's environment has it.
 """
@@ -27,11 +28,13 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from supervisor.secrets_mask import is_secret_name
 
 FORMATS = ("claude-desktop", "cursor", "windsurf", "vscode", "claude-code", "generic")
 _LABELS = {
@@ -39,18 +42,15 @@ _LABELS = {
     "vscode": "VS Code", "claude-code": "Claude Code", "generic": "mcpServers JSON",
 }
 
-# Env keys and argument flags whose values are credentials.
-_SECRET_KEY = re.compile(
-    r"(?:^|[_-])(?:API[_-]?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASS|PWD|PAT|CREDENTIALS?|AUTH|"
-    r"AUTHORIZATION|PRIVATE[_-]?KEY|ACCESS[_-]?KEY|COOKIE|SESSION)(?:$|[_-])",
-    re.IGNORECASE,
-)
 # Values that are credentials whatever their key: the well-known token prefixes.
 _SECRET_VALUE = re.compile(
     r"^(?:gh[pousr]_|github_pat_|glpat-|sk-|sk_(?:live|test)_|rk_live_|xox[abprse]-|AKIA[0-9A-Z]{12}|"
     r"AIza[0-9A-Za-z_-]{20}|tvly-|ya29\.|eyJ[A-Za-z0-9_-]{10,}\.)"
 )
 _URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)(?P<tail>@.*)$")
+# Characters a client's server name may not hold at all (others, like spaces, are cleaned).
+_UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f\"'\[\]=#\\]")
+_INDEX_FLAGS = {"--index", "--index-url", "--extra-index-url", "--default-index", "--registry", "-i"}
 _EXACT_VERSION = re.compile(r"\d[0-9A-Za-z.+_-]*")
 _SEMVER_EXACT = re.compile(r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?")
 
@@ -89,6 +89,7 @@ class Imported:
     # Set for npx/uvx entries whose pin or bin name still has to be looked up.
     want: tuple[str, str, str | None] | None = None  # (ecosystem, name, version or range or None)
     explicit_command: bool = False
+    other_index: str | None = None  # the npx/uvx flag that named another package index
 
 
 @dataclass(frozen=True)
@@ -101,31 +102,42 @@ class Skipped:
 # --- finding and reading client configs ---------------------------------------------------------
 
 
-def discover(home: Path, cwd: Path, environ: Mapping[str, str]) -> list[tuple[Path, str]]:
+@dataclass(frozen=True)
+class Found:
+    """A client config found in one of the usual places."""
+
+    path: Path
+    fmt: str
+    project: bool
+    """In the current directory (`.mcp.json`, `.vscode/mcp.json`, `.cursor/mcp.json`): written by
+    whoever wrote the repository, which may be a fresh clone, not by the user."""
+
+
+def discover(home: Path, cwd: Path, environ: Mapping[str, str]) -> list[Found]:
     """The usual config locations of the clients we read, those that exist, most specific last."""
     app = home / "Library" / "Application Support"
     xdg = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
-    candidates: list[tuple[Path, str]] = [
-        (xdg / "Claude" / "claude_desktop_config.json", "claude-desktop"),
-        (app / "Claude" / "claude_desktop_config.json", "claude-desktop"),
-        (home / ".cursor" / "mcp.json", "cursor"),
-        (home / ".codeium" / "windsurf" / "mcp_config.json", "windsurf"),
-        (xdg / "Code" / "User" / "mcp.json", "vscode"),
-        (app / "Code" / "User" / "mcp.json", "vscode"),
-        (home / ".claude.json", "claude-code"),
-        (cwd / ".cursor" / "mcp.json", "cursor"),
-        (cwd / ".vscode" / "mcp.json", "vscode"),
-        (cwd / ".mcp.json", "claude-code"),
+    candidates: list[tuple[Path, str, bool]] = [
+        (xdg / "Claude" / "claude_desktop_config.json", "claude-desktop", False),
+        (app / "Claude" / "claude_desktop_config.json", "claude-desktop", False),
+        (home / ".cursor" / "mcp.json", "cursor", False),
+        (home / ".codeium" / "windsurf" / "mcp_config.json", "windsurf", False),
+        (xdg / "Code" / "User" / "mcp.json", "vscode", False),
+        (app / "Code" / "User" / "mcp.json", "vscode", False),
+        (home / ".claude.json", "claude-code", False),
+        (cwd / ".cursor" / "mcp.json", "cursor", True),
+        (cwd / ".vscode" / "mcp.json", "vscode", True),
+        (cwd / ".mcp.json", "claude-code", True),
     ]
     if environ.get("APPDATA"):
         candidates.insert(0, (Path(environ["APPDATA"]) / "Claude" / "claude_desktop_config.json",
-                              "claude-desktop"))
+                              "claude-desktop", False))
     seen: set[Path] = set()
     found = []
-    for path, fmt in candidates:
+    for path, fmt, project in candidates:
         if path.is_file() and path.resolve() not in seen:
             seen.add(path.resolve())
-            found.append((path, fmt))
+            found.append(Found(path, fmt, project))
     return found
 
 
@@ -332,13 +344,32 @@ def convert_entry(raw_name: str, entry: Any, source: Source) -> Imported | Skipp
     command = entry.get("command")
     if not isinstance(command, str) or not command.strip():
         return Skipped(raw_name, where, "no command")
+    if _UNSAFE_NAME_CHARS.search(raw_name):
+        return Skipped(comment_text(raw_name), where,
+                       "the name holds control characters or TOML syntax (newline, quote, bracket, "
+                       "'=' or '#'): refused, a name must never be able to write TOML")
+    from supervisor.config import name_problem
+
     name = fleet_name(raw_name)
+    # A name with nothing to keep ("..", "-") is refused for what it is, not renamed to "server".
+    problem = name_problem(raw_name if name == "server" != raw_name else name)
+    if problem:
+        return Skipped(raw_name, where, problem)
     tr = _Translator(source, name)
     args = [str(a) for a in entry.get("args", []) if isinstance(a, (str, int, float))]
     item = Imported(name=name, command=command)
     if name != raw_name:
         item.notes.append(f"named '{raw_name}' in the client")
     _set_program(item, command, args, tr)
+    smuggled = [r for r in [*(item.want[1:2] if item.want else []), *item.extra_requires]
+                if r.lstrip().startswith("-")]
+    if smuggled:
+        return Skipped(raw_name, where, f"{smuggled[0]!r} is an option to npm/pip, not a package: "
+                                        "refused (it could make `mcpctl install` use another index)")
+    if item.other_index and item.want:
+        return Skipped(raw_name, where, f"installs from another package index ({item.other_index}); "
+                                        "`mcpctl install` uses the default one: install it yourself "
+                                        "and set command to its path")
     env = entry.get("env") or {}
     for key, value in env.items() if isinstance(env, dict) else ():
         item.env[str(key)] = _env_value(str(key), str(value), tr)
@@ -353,7 +384,7 @@ def convert_entry(raw_name: str, entry: Any, source: Source) -> Imported | Skipp
 
 
 def _env_value(key: str, value: str, tr: _Translator) -> str:
-    if _SECRET_KEY.search(key) or _looks_secret_value(value):
+    if is_secret_name(key) or _looks_secret_value(value):
         translated = tr(value)
         if "${" in translated.replace("$${", ""):
             return translated  # already a reference (${env:X}, ${input:id}, ${X})
@@ -403,9 +434,9 @@ def _translate_args(args: Sequence[str], tr: _Translator) -> list[str]:
     previous = ""
     for arg in args:
         flag, eq, value = arg.partition("=")
-        if eq and flag.startswith("-") and _SECRET_KEY.search(flag.lstrip("-")) and value:
+        if eq and flag.startswith("-") and is_secret_name(flag) and value:
             out.append(f"{flag}=" + (tr(value) if "${" in value else tr.secret(f"{tr.server}_{flag}")))
-        elif previous.startswith("-") and _SECRET_KEY.search(previous.lstrip("-")) and "${" not in arg:
+        elif previous.startswith("-") and is_secret_name(previous) and "${" not in arg:
             out.append(tr.secret(f"{tr.server}_{previous}"))
         else:
             out.append(_args_secret(tr(arg), tr, "arg"))
@@ -421,6 +452,8 @@ def _from_npx(item: Imported, args: list[str], tr: _Translator) -> bool:
     i = 0
     while i < len(args) and args[i].startswith("-"):
         flag, eq, value = args[i].partition("=")
+        if flag in _INDEX_FLAGS:
+            item.other_index = flag
         if flag in {"-p", "--package"}:
             packages.append(value if eq else (args[i + 1] if i + 1 < len(args) else ""))
         if flag in _NPX_VALUE_FLAGS and not eq:
@@ -457,6 +490,8 @@ def _from_uvx(item: Imported, args: list[str], tr: _Translator) -> bool:
         takes_value = flag in {"--from", "--with", "--python", "-p", "--index", "--index-url",
                                "--extra-index-url", "--with-requirements"}
         val = value if eq else (args[i + 1] if i + 1 < len(args) else "")
+        if flag in _INDEX_FLAGS:
+            item.other_index = flag
         if flag == "--from":
             source_spec = val
         elif flag == "--with":
@@ -583,59 +618,77 @@ def _pick_bin(package: str, bins: Sequence[str]) -> str:
 # --- output --------------------------------------------------------------------------------------
 
 
-def toml_string(value: str) -> str:
-    """A TOML basic string."""
-    out = ['"']
-    for ch in value:
-        if ch in {'"', "\\"}:
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
+def comment_text(text: str) -> str:
+    """`text` fit for one `# ...` line: a newline (or any control character) from a client config
+    would end the comment and start TOML, so control characters are shown escaped."""
+    return "".join(ch if " " <= ch != "\x7f" else repr(ch)[1:-1] for ch in text)
+
+
+def entry_values(item: Imported) -> dict[str, Any]:
+    """The keys `item` sets in its `[servers.NAME]` table, in the order they are written."""
+    values: dict[str, Any] = {}
+    if item.package:
+        values["package"] = item.package
+    if item.extra_requires:
+        values["extra_requires"] = list(item.extra_requires)
+    values["command"] = item.command
+    if item.args:
+        values["args"] = list(item.args)
+    if item.env:
+        values["env"] = dict(item.env)
+    if item.cwd:
+        values["cwd"] = item.cwd
+    if item.requires_env:
+        values["requires_env"] = list(item.requires_env)
+    return values
+
+
+def _entry_table(item: Imported) -> Any:
+    import tomlkit
+
+    table = tomlkit.table()
+    for note in item.notes:
+        table.add(tomlkit.comment(comment_text(note)))
+    for key, value in entry_values(item).items():
+        if isinstance(value, dict):
+            inline = tomlkit.inline_table()
+            inline.update(value)
+            table.add(key, inline)
         else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+            table.add(key, value)
+    return table
 
 
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_string(key)
+def _servers_document(items: Sequence[Imported], head: Sequence[str] = ()) -> str:
+    """`[servers.NAME]` tables for `items`, written by tomlkit (never by string formatting), with
+    `head` as comment lines on top."""
+    import tomlkit
 
-
-def _toml_array(values: Iterable[str]) -> str:
-    return "[" + ", ".join(toml_string(v) for v in values) + "]"
+    doc = tomlkit.document()
+    for line in head:
+        doc.add(tomlkit.comment(comment_text(line)))
+    if head:
+        doc.add(tomlkit.nl())
+    servers = tomlkit.table(is_super_table=True)
+    for item in items:
+        servers.add(item.name, _entry_table(item))
+    if items:
+        doc.add("servers", servers)
+    text = tomlkit.dumps(doc)
+    return text if text.endswith("\n") else text + "\n"
 
 
 def render_entry(item: Imported) -> str:
-    lines = [f"[servers.{_toml_key(item.name)}]"]
-    lines.extend(f"# {note}" for note in item.notes)
-    if item.package:
-        lines.append(f"package = {toml_string(item.package)}")
-    if item.extra_requires:
-        lines.append(f"extra_requires = {_toml_array(item.extra_requires)}")
-    lines.append(f"command = {toml_string(item.command)}")
-    if item.args:
-        lines.append(f"args = {_toml_array(item.args)}")
-    if item.env:
-        pairs = ", ".join(f"{_toml_key(k)} = {toml_string(v)}" for k, v in item.env.items())
-        lines.append(f"env = {{ {pairs} }}")
-    if item.cwd:
-        lines.append(f"cwd = {toml_string(item.cwd)}")
-    if item.requires_env:
-        lines.append(f"requires_env = {_toml_array(item.requires_env)}")
-    return "\n".join(lines) + "\n"
+    return _servers_document([item])
 
 
 def render_toml(items: Sequence[Imported], skipped: Sequence[Skipped], sources: Sequence[Source]) -> str:
-    head = ["# Imported by `mcpctl import` from:"]
-    head.extend(f"#   {s.path} ({s.label})" for s in sources)
+    head = ["Imported by `mcpctl import` from:"]
+    head.extend(f"  {s.path} ({s.label})" for s in sources)
     if skipped:
-        head.append("# Skipped:")
-        head.extend(f"#   {s.name} ({s.source}): {s.reason}" for s in skipped)
-    return "\n".join(head) + "\n\n" + "\n".join(render_entry(item) for item in items)
+        head.append("Skipped:")
+        head.extend(f"  {s.name} ({s.source}): {s.reason}" for s in skipped)
+    return _servers_document(items, head)
 
 
 def dedupe(items: Sequence[Imported]) -> list[Imported]:
@@ -679,10 +732,29 @@ def merge_text(existing: str, items: Sequence[Imported], *, force: bool) -> tupl
     text = existing
     for name in clashes:
         text = _cut_server_table(text, name)
-    block = "\n".join(render_entry(item) for item in items)
+    block = _servers_document(items)
     if text and not text.endswith("\n"):
         text += "\n"
-    return (text + ("\n" if text else "") + block), clashes
+    merged = text + ("\n" if text else "") + block
+    _verify_merge(merged, [n for n in current if n not in clashes], items)
+    return merged, clashes
+
+
+def _verify_merge(text: str, kept: Sequence[str], items: Sequence[Imported]) -> None:
+    """The merged file holds exactly the kept servers plus the new ones, each new one with exactly
+    the values it was given: nothing in a client config can have added a table or a key."""
+    import tomllib
+
+    try:
+        servers = tomllib.loads(text).get("servers", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise MergeRefused(f"the merged file would not be valid TOML: {exc}") from None
+    expected = [*kept, *(item.name for item in items)]
+    if sorted(servers) != sorted(expected):
+        raise MergeRefused(f"the merged file would define servers {sorted(servers)}, not {sorted(expected)}")
+    for item in items:
+        if servers[item.name] != entry_values(item):
+            raise MergeRefused(f"servers.{item.name} would not read back as written")
 
 
 def _cut_server_table(text: str, name: str) -> str:

@@ -226,18 +226,24 @@ def installer_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 def install_steps(spec: PackageSpec, extra_requires: Sequence[str], prefix: Path,
                   *, npm: str = "npm", python: str = sys.executable) -> list[tuple[str, list[str]]]:
-    """The argv lists that install `spec` into `prefix`, each with a short label for progress."""
+    """The argv lists that install `spec` into `prefix`, each with a short label for progress.
+
+    `--` ends the options before the packages: a requirement the config let through can never be
+    read as `--index-url=...` (the config refuses those too; this is the second lock)."""
+    refused = [r for r in extra_requires if r.lstrip().startswith("-")]
+    if refused:
+        raise ValueError(f"extra_requires {refused[0]!r} is an option, not a package")
     if spec.ecosystem == "npm":
         return [(
             "npm install",
             [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--omit=dev",
-             "--no-progress", "--loglevel=warn", spec.requirement, *extra_requires],
+             "--no-progress", "--loglevel=warn", "--", spec.requirement, *extra_requires],
         )]
     venv = prefix / "venv"
     return [
         ("create venv", [python, "-m", "venv", str(venv)]),
         ("pip install", [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-input",
-                         "--disable-pip-version-check", spec.requirement, *extra_requires]),
+                         "--disable-pip-version-check", "--", spec.requirement, *extra_requires]),
     ]
 
 
@@ -350,10 +356,14 @@ class Installer:
         npm = shutil.which("npm", path=self.environ.get("PATH"))
         if spec.ecosystem == "npm" and npm is None:
             raise InstallFailed("npm not found on PATH (Node.js is needed for npm packages)")
+        try:
+            steps = install_steps(spec, server.extra_requires, prefix, npm=npm or "npm")
+        except ValueError as exc:
+            raise InstallFailed(str(exc)) from None
         # Start clean: whatever is there is a different pin or an interrupted install.
         await anyio.to_thread.run_sync(_fresh_dir, prefix)
         env = installer_env(self.environ)
-        for label, argv in install_steps(spec, server.extra_requires, prefix, npm=npm or "npm"):
+        for label, argv in steps:
             progress.state = label
             self.on_change(progress)
             await self._run(argv, env, prefix, progress)

@@ -9,10 +9,9 @@ Each child's stderr goes to `STATE_DIR/logs/NAME.log` (rotated by size: NAME.log
 `ChildLogFiles`, which batches lines and writes them from a worker thread so a slow disk never
 stalls the event loop; past a bound it drops lines and counts them (a metric) rather than grow.
 
-Secrets: values of a server's `env` that look like credentials, `requires_env` values, and the HTTP
-tokens are replaced by `***` before any line is written or kept: the daemon's log (whole formatted
-line, tracebacks included), each child's stderr at the source (ring, files, `mcpctl logs`, events)
-and every state reason shown by `mcpctl status`.
+Secrets (see `supervisor.secrets_mask` for what counts) are replaced by `***` before any line is
+written or kept: the daemon's log (whole formatted line, tracebacks included), each child's stderr
+at the source (ring, files, `mcpctl logs`, events) and every state reason shown by `mcpctl status`.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import collections
 import contextlib
 import logging
 import os
-import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -30,32 +28,11 @@ from typing import Any
 import anyio
 import orjson
 
-SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|PAT|PRIVATE)", re.I)
-MIN_SECRET_LENGTH = 6
+from .paths import private_dir
+from .secrets_mask import MASK
 
-
-class Redactor:
-    """Replaces known secret values with `***` in any text."""
-
-    def __init__(self) -> None:
-        self._pattern: re.Pattern[str] | None = None
-
-    def update(self, secrets: Iterable[str]) -> None:
-        values = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
-
-    def __call__(self, text: str) -> str:
-        if self._pattern is None:
-            return text
-        return self._pattern.sub("***", text)
-
-
-REDACT = Redactor()
-
-
-def secret_values(env: dict[str, str]) -> list[str]:
-    """Values of variables whose names say they are credentials."""
-    return [value for name, value in env.items() if SECRET_NAME.search(name) and value]
+# What is secret and how it is masked is decided in one place: supervisor.secrets_mask.
+REDACT = MASK
 
 
 class RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -272,7 +249,7 @@ class ChildLogFiles:
         full disk, no descriptors left) the lines are counted as dropped and the daemon says so
         once until writing works again; it never stops for it."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)
         except OSError as exc:
             for server, lines in batch.items():
                 self.dropped[server] += len(lines)

@@ -6,9 +6,13 @@ so tests pass their own mapping instead of patching `os.environ`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from supervisor.errors import SupervisorError
 
 
 def config_candidates(environ: Mapping[str, str]) -> list[Path]:
@@ -94,3 +98,64 @@ def data_dir(environ: Mapping[str, str] | None = None) -> Path:
         return Path(env["XDG_DATA_HOME"]) / "mcp-supervisor"
     home = env.get("HOME") or str(Path.home())
     return Path(home) / ".local" / "share" / "mcp-supervisor"
+
+
+# --------------------------------------------------------------------------------------------------
+# Private directories: what the daemon and its children write is theirs alone
+
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_UMASK = 0o077
+
+
+class UnsafeDirectory(SupervisorError):
+    """A directory the daemon would put its socket in can be reached by other users."""
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a directory only its owner can enter: missing components are created 0700
+    whatever the umask, and the directory itself is tightened to 0700 if it is ours and wider
+    (state directories made by earlier versions were 0755). Returns `path`."""
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        # Made meanwhile by another task: fine, it is tightened below if it is ours.
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=PRIVATE_DIR_MODE)
+    info = path.stat()
+    if info.st_uid == os.geteuid() and info.st_mode & 0o777 != PRIVATE_DIR_MODE:
+        os.chmod(path, PRIVATE_DIR_MODE)
+    return path
+
+
+def check_socket_dir(path: Path) -> None:
+    """Create the control socket's directory 0700, or refuse an existing one that belongs to
+    someone else or that group or others can reach: whoever can write there can put their own
+    socket where `mcpctl` and the clients' bridges will connect. Raises `UnsafeDirectory`."""
+    if not path.exists():
+        private_dir(path)
+        return
+    info = path.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeDirectory(f"socket directory {path} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise UnsafeDirectory(f"socket directory {path} belongs to uid {info.st_uid}, not to this user "
+                              f"(uid {os.geteuid()}): refusing to put the control socket there; "
+                              "choose another --socket")
+    if info.st_mode & 0o077:
+        raise UnsafeDirectory(f"socket directory {path} is mode {info.st_mode & 0o777:04o}, so group or "
+                              f"others can reach it: refusing (chmod 700 {path}, or choose another --socket)")
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `path` atomically (temp file + rename) as a 0600 file, whatever the umask."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), PRIVATE_FILE_MODE)  # an old temp file keeps its old mode
+        handle.write(data)
+    os.replace(tmp, path)

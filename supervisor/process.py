@@ -239,10 +239,10 @@ class PidRegistry:
     def _save(self) -> None:
         data = [{"server": r.server, "pid": r.pid, "create_time": r.create_time}
                 for r in self._records.values()]
-        tmp = self.path.with_suffix(".tmp")
-        try:
-            tmp.write_bytes(orjson.dumps(data))
-            os.replace(tmp, self.path)
+        from .paths import write_private
+
+        try:  # 0600: which pids are ours is nobody's business
+            write_private(self.path, orjson.dumps(data))
         except OSError as exc:
             if not self._failing:
                 self._failing = True

@@ -8,6 +8,7 @@ caller hang. Deadlines are enforced by one sweeper task per server, not a timer 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import math
@@ -42,6 +43,7 @@ from .health import Consecutive, idle_due
 from .instance import ExitInfo, Instance, Pending, Sink, Waiter
 from .jsonrpc import Message, error_response
 from .logs import REDACT, LineRing, LogBudget
+from .paths import private_dir
 from .perclient import ClientInstances
 from .pins import ToolPins
 from .policy import ServerGate, origin_of
@@ -671,6 +673,13 @@ class Server:
         if log_it:
             stderr_log.log(logging_level(level), "%s: %s", self.name, line)
 
+    def _note(self, text: str) -> None:
+        """A line of our own in this server's log (ring, file, `mcpctl logs`) and the daemon log."""
+        line = REDACT(f"[mcp-supervisor] {text}")
+        self.stderr.append(line)
+        self.ctx.publish({"type": "log", "server": self.name, "line": line})
+        log.info("%s: %s", self.name, text)
+
     async def _refresh_tools(self, instance: Instance) -> None:
         try:
             tools = await instance.list_all("tools/list", self.config.request_timeout)
@@ -859,6 +868,33 @@ class Server:
     def _expand(self, value: str) -> str:
         return expand(value, self.environ)
 
+    def variables(self) -> dict[str, list[str]]:
+        """Names (never values) of the variables this entry uses, split by whether they are set:
+        its `env` keys (set when they expand to something), `requires_env`, and every `${NAME}` in
+        command, args, env and cwd. Lets a user debug "why is it unavailable" without a secret."""
+        from .config import references
+
+        env = self.ctx.environ
+        state: dict[str, bool] = {}
+        for raw in (self.config.command, *self.config.args, *self.config.env.values(),
+                    *([self.config.cwd] if self.config.cwd else [])):
+            with contextlib.suppress(ValueError):
+                for name, _default in references(raw):
+                    state.setdefault(name, bool(env.get(name)))
+        for name in self.config.requires_env:
+            state[name] = bool(env.get(name))
+        for key, raw in self.config.env.items():
+            with contextlib.suppress(ValueError):
+                state[key] = bool(self._expand(raw))
+        return {"set": sorted(n for n, on in state.items() if on),
+                "unset": sorted(n for n, on in state.items() if not on)}
+
+    def describe_variables(self) -> str:
+        """`variables set: A, B; unset: C` for logs (names only)."""
+        names = self.variables()
+        text = "variables set: " + (", ".join(names["set"]) or "none")
+        return text + (f"; unset: {', '.join(names['unset'])}" if names["unset"] else "")
+
     def _argv(self) -> list[str] | None:
         if self.ctx.resolve_command is not None:
             resolved = self.ctx.resolve_command(self.config, self.ctx.data_dir, self.environ)
@@ -876,9 +912,7 @@ class Server:
         directory, which is `/` under systemd and whatever the shell had otherwise."""
         if not self.config.isolate_home:
             return None
-        home = self.ctx.state_dir / "home" / self.name
-        home.mkdir(parents=True, exist_ok=True)
-        return str(home)
+        return str(private_dir(self.ctx.state_dir / "home" / self.name))
 
     def _spawn_env(self) -> dict[str, str]:
         from .process import child_environment
@@ -887,12 +921,9 @@ class Server:
         extra = {key: value for key, raw in self.config.env.items() if (value := self._expand(raw))}
         env = child_environment(self.environ, {})
         if self.config.isolate_home:
-            home = self.ctx.state_dir / "home" / self.name
-            tmp = self.ctx.state_dir / "tmp" / self.name
-            home.mkdir(parents=True, exist_ok=True)
-            tmp.mkdir(parents=True, exist_ok=True)
-            env["HOME"] = str(home)
-            env["TMPDIR"] = str(tmp)
+            # 0700: what a child keeps in its HOME (the memory server's graph) is not for other users.
+            env["HOME"] = str(private_dir(self.ctx.state_dir / "home" / self.name))
+            env["TMPDIR"] = str(private_dir(self.ctx.state_dir / "tmp" / self.name))
         env.update(extra)
         return env
 
@@ -926,6 +957,7 @@ class Server:
                     await self._wait_poke()
                     continue
                 self._set_state(State.STARTING, "spawning")
+                self._note(f"starting: {self.describe_variables()}")
                 if self.autoscaler is not None:
                     self.autoscaler.reset()
                 with anyio.CancelScope() as scope:
@@ -1362,4 +1394,5 @@ class Server:
             "sharing": self.config.sharing,
             # sharing = "per-client": which client owns which instance.
             "clients": self.clients.status() if self.clients is not None else None,
+            "variables": self.variables(),
         }

@@ -227,7 +227,7 @@ def make_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
                 serve_args: tuple[str, ...] = (), supervisor_keys: str = "",
                 nofile: tuple[int, int] | None = None) -> Daemon:
         where = workdir / subdir if subdir else workdir
-        where.mkdir(exist_ok=True)
+        where.mkdir(mode=0o700, exist_ok=True)  # the control socket's directory: the daemon refuses wider
         daemon = Daemon(where, config_text, env or daemon_env(workdir), watch=watch,
                         supervisor_keys=supervisor_keys)
         daemon.serve_args = list(serve_args)

@@ -145,7 +145,7 @@ def cluster() -> Iterator[Cluster]:
     lb: Haproxy | None = None
     try:
         for name in NODES:
-            (workdir / name).mkdir()
+            (workdir / name).mkdir(mode=0o700)  # the socket directory: the daemon refuses wider
             daemons[name] = Daemon(workdir / name, fleet(name, ports[name], redis.url),
                                    daemon_env(workdir / name)).start(wait=False)
         for daemon in daemons.values():

@@ -178,10 +178,10 @@ def test_install_steps_are_argv_lists_never_shell(tmp_path: Path) -> None:
     npm = install_steps(parse_package("npm:@scope/name@1.2.3"), (), tmp_path, npm="/usr/bin/npm")
     assert npm == [("npm install", ["/usr/bin/npm", "install", "--prefix", str(tmp_path), "--no-audit",
                                     "--no-fund", "--omit=dev", "--no-progress", "--loglevel=warn",
-                                    "@scope/name@1.2.3"])]
+                                    "--", "@scope/name@1.2.3"])]
     pypi = install_steps(parse_package("pypi:grype-mcp==0.4.0"), ("mcp<2",), tmp_path, python="/py")
     assert pypi[0][1] == ["/py", "-m", "venv", str(tmp_path / "venv")]
-    assert pypi[1][1][-2:] == ["grype-mcp==0.4.0", "mcp<2"]
+    assert pypi[1][1][-3:] == ["--", "grype-mcp==0.4.0", "mcp<2"]
     assert pypi[1][1][0] == str(tmp_path / "venv/bin/python")
 
 

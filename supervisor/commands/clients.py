@@ -52,7 +52,7 @@ def mask_entries(diff: str, texts: list[str], tables: list[ConfigFile]) -> str:
     a client config often holds API keys literally, and a dry run must not print them."""
     from supervisor.clients import servers_of
     from supervisor.importer import _looks_secret_value
-    from supervisor.logs import Redactor
+    from supervisor.secrets_mask import Masker
 
     values: list[str] = []
     for text in texts:
@@ -64,7 +64,7 @@ def mask_entries(diff: str, texts: list[str], tables: list[ConfigFile]) -> str:
                 values += [v for v in (env.values() if isinstance(env, dict) else ()) if isinstance(v, str)]
                 args = entry.get("args") or []
                 values += [a for a in args if isinstance(a, str) and _looks_secret_value(a)]
-    redact = Redactor()
+    redact = Masker()
     redact.update(values)
     return redact(diff)
 

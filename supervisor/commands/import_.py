@@ -2,6 +2,9 @@
 
 Reads Claude Desktop, Cursor, Windsurf, VS Code and Claude Code MCP configs (with no PATH: the
 usual places, and says which it found) and prints equivalent `[servers.NAME]` entries on stdout.
+Project-local configs in the current directory (`.mcp.json`, `.vscode/mcp.json`, `.cursor/mcp.json`)
+come with the repository, which may be a fresh clone: without a PATH they are listed but only
+imported with `--project` (naming one as a PATH imports it too).
 `npx -y PKG` / `uvx PKG` entries become pinned `package` entries (one registry lookup each, unless
 `--offline`); remote (`url`) entries are listed as skipped. Literal secrets become `${NAME}`
 placeholders and are never printed. `--write` merges the entries into the config file, refusing
@@ -28,6 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="read every PATH as this client's format (default: from the file)")
     parser.add_argument("--write", action="store_true", help="merge the entries into the config file")
     parser.add_argument("--force", action="store_true", help="with --write: replace servers of the same name")
+    parser.add_argument("--project", action="store_true",
+                        help="with no PATH: also import the current directory's .mcp.json, "
+                             ".vscode/mcp.json and .cursor/mcp.json (they come with the repository)")
     parser.add_argument("--offline", action="store_true",
                         help="no registry lookups: npx/uvx entries get a pin to fill in")
 
@@ -44,11 +50,14 @@ def run(args: argparse.Namespace) -> int:
         found = [(Path(p), args.format) for p in args.paths]
     else:
         discovered = importer.discover(Path.home(), Path.cwd(), os.environ)
-        if not discovered:
+        found = [(d.path, d.fmt) for d in discovered if args.project or not d.project]
+        for held in (d for d in discovered if d.project and not args.project):
+            _say(f"found project config {held.path}: not imported (it comes with the repository; "
+                 "pass --project or name it as a PATH to import it)")
+        if not found:
             _say("mcpctl import: no MCP client config found in the usual places "
                  "(Claude Desktop, Cursor, Windsurf, VS Code, Claude Code); pass a PATH")
             return 1
-        found = [(p, f) for p, f in discovered]
     sources = []
     failed = False
     for path, fmt in found:

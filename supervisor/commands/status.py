@@ -1,7 +1,8 @@
 """mcpctl status [NAME...] [--json] [--cluster]: the state of every server, and why.
 
 Columns: name, state, pid, uptime, restarts, memory (whole process tree), in-flight/queued, tools,
-and the reason for the state. `--json` prints the daemon's answer unchanged for scripts.
+and the reason for the state; below the table, the variables each server uses, by name only (set or
+unset: values are never shown). `--json` prints the daemon's answer unchanged for scripts.
 `--cluster` lists the nodes of this daemon's cluster instead (`[cluster]` in fleet.toml): each
 node that said it is alive in the shared Redis within three heartbeats, with its servers' states.
 """
@@ -55,7 +56,19 @@ def render(status: dict[str, Any]) -> str:
     ready = sum(1 for s in status["servers"] if s["state"] in ("ready", "degraded"))
     head = (f"mcp-supervisor {daemon['version']}  pid {daemon['pid']}  up "
             f"{format_uptime(daemon['uptime_s'])}  {ready}/{len(status['servers'])} ready")
-    return head + "\n" + table(rows) + "".join(f"\n{line}" for line in _notes(status))
+    text = head + "\n" + table(rows) + "".join(f"\n{line}" for line in _notes(status))
+    uses = [s for s in status["servers"] if (s.get("variables") or {}).get("set")
+            or (s.get("variables") or {}).get("unset")]
+    if uses:
+        width = max(len(s["name"]) for s in uses)
+        text += "\nvariables (names only):"
+        for s in uses:
+            names = s["variables"]
+            line = f"  {s['name']:<{width}}  set: {', '.join(names['set']) or '-'}"
+            if names["unset"]:
+                line += f"  unset: {', '.join(names['unset'])}"
+            text += "\n" + line
+    return text
 
 
 def _notes(status: dict[str, Any]) -> list[str]:
