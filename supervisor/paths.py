@@ -7,6 +7,7 @@ so tests pass their own mapping instead of patching `os.environ`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Callable, Mapping
@@ -126,7 +127,12 @@ def private_dir(path: Path) -> Path:
         # Made meanwhile by another task: fine, it is tightened below if it is ours.
         with contextlib.suppress(FileExistsError):
             directory.mkdir(mode=PRIVATE_DIR_MODE)
+            # mkdir's mode passes through the umask, which is process-wide and briefly 0177 while
+            # the control socket binds (another thread may be here then): set it outright.
+            os.chmod(directory, PRIVATE_DIR_MODE)
     info = path.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
     if info.st_uid == os.geteuid() and info.st_mode & 0o777 != PRIVATE_DIR_MODE:
         os.chmod(path, PRIVATE_DIR_MODE)
     return path
