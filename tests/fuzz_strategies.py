@@ -115,7 +115,9 @@ def params_for(keys: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any
 
 
 def _is_valid_id(value: Any) -> bool:
-    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    if isinstance(value, str):
+        return "@@deep:" not in value  # a marker: on the wire it is a nested array or object
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _line(message: Any) -> Line:

@@ -253,10 +253,15 @@ class FuzzFleet:
         if self.daemon_alive():
             try:
                 self.daemon.rpc("supervisor/status", timeout=10)
-            except Exception:  # dying, or wedged: give it a moment to exit, then replace it
+            except Exception:  # dying, or wedged: give it time to exit, then replace it
                 assert self.daemon.proc is not None
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.daemon.proc.wait(5)
+                try:
+                    self.daemon.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    self.exits.append("wedged: alive but not answering status; killed\n"
+                                      + self.daemon.log_text()[-3000:])
+                    self.daemon.proc.kill()
+                    self.daemon.proc.wait(10)
         if not self.daemon_alive():
             self._close_witness()
             self._close_driver()
@@ -546,8 +551,10 @@ def _header_safe(value: str) -> str:
     return "".join(c if " " <= c <= "~" else "?" for c in value)
 
 
-def _check_http(response: httpx.Response, line: Line) -> None:
-    assert response.status_code != 500, f"500 from the HTTP door for {line!r}: {response.text[:300]}"
+def _check_http(fleet: FuzzFleet, response: httpx.Response, line: Line) -> None:
+    if response.status_code == 500:  # uvicorn's answer to an exception in the app: show it
+        raise AssertionError(f"500 from the HTTP door for {line!r}; the daemon's log ends with:\n"
+                             f"{fleet.daemon.log_text()[-2500:]}")
     assert response.status_code < 500 or response.status_code in (503, 504), (
         f"{response.status_code} for {line!r}: {response.text[:300]}")
     ctype = response.headers.get("content-type", "")
@@ -582,7 +589,7 @@ def _http_legacy(fleet: FuzzFleet, path: str, auth: str, init_params: Any,
     init = orjson.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init_params}) \
         if _encodable(init_params) else b"{}"
     response = fleet.http_post(path, dict(base), init)
-    _check_http(response, Line(init, None))
+    _check_http(fleet, response, Line(init, None))
     sid = response.headers.get("mcp-session-id")
     for kind, accept, line in steps:
         headers = [h for h in base if h[0] != "Accept"] + ([("Accept", accept)] if accept else [])
@@ -593,7 +600,7 @@ def _http_legacy(fleet: FuzzFleet, path: str, auth: str, init_params: Any,
         step_path = "/mcp/hostile" if kind == "other-path" else path
         if kind == "other-path" and sid:
             headers.append(("Mcp-Session-Id", sid))
-        _check_http(fleet.http_post(step_path, dict(headers), line.data), line)
+        _check_http(fleet, fleet.http_post(step_path, dict(headers), line.data), line)
     if delete and sid:
         fleet.http_delete(path, dict([*base, ("Mcp-Session-Id", sid)]))
 
@@ -610,7 +617,8 @@ def run_http_modern(fleet: FuzzFleet, requests: list[Any]) -> None:
     with fleet.example("http 2026-07-28"):
         for request in requests:
             headers = [(k, _header_safe(v.replace("__TOKEN__", TOKEN))) for k, v in request.headers]
-            _check_http(fleet.http_post(request.path, dict(headers), request.body.data), request.body)
+            _check_http(fleet, fleet.http_post(request.path, dict(headers), request.body.data),
+                        request.body)
 
 
 def run_child(fleet: FuzzFleet, actions: list[Any]) -> None:
