@@ -46,6 +46,8 @@ from .targets import REPO
 RESULTS = REPO / "bench" / "results"
 ECHO_CHILDREN = 27
 LOST_AFTER = 30.0
+SOCKET_RATE = 100.0  # calls/s per control-socket client (6 of them)
+SLOW_RATE = 25.0  # calls/s per bridge and per HTTP client
 PV = "io.modelcontextprotocol/protocolVersion"
 CAPS = "io.modelcontextprotocol/clientCapabilities"
 
@@ -74,6 +76,28 @@ class Tally:
     def summary(self) -> dict[str, Any]:
         return {"sent": self.sent, "ok": self.ok, "lost": self.lost, "misrouted": self.misrouted,
                 "refused": dict(self.refused), "reconnects": self.reconnects}
+
+
+class Pace:
+    """At most `rate` calls a second: the soak is a steady mixed load, not a saturation test, and
+    the fuzzer in the same run needs the daemon to have time for its examples."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self.next = time.monotonic()
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now < self.next:
+            return False
+        self.next = max(self.next + self.interval, now - 1.0)
+        return True
+
+    def wait(self) -> None:
+        delay = self.next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self.next = max(self.next + self.interval, time.monotonic() - 1.0)
 
 
 def _echo_servers() -> str:
@@ -105,6 +129,7 @@ def socket_client(fleet: Any, stop: threading.Event, tally: Tally, number: int, 
 
     rng = random.Random(number)
     serial = itertools.count()
+    pace = Pace(SOCKET_RATE)
     while not stop.is_set():
         server = f"echo{rng.randrange(ECHO_CHILDREN):02d}"
         outstanding: dict[str, tuple[str, float]] = {}
@@ -118,7 +143,7 @@ def socket_client(fleet: Any, stop: threading.Event, tally: Tally, number: int, 
                     raise OSError("no attach answer")
                 calls_left = rng.randrange(50, 400)  # then a new session (attach churn)
                 while not stop.is_set() and (calls_left > 0 or outstanding):
-                    while calls_left > 0 and len(outstanding) < depth:
+                    while calls_left > 0 and len(outstanding) < depth and pace.ready():
                         rid = f"g{number}-{next(serial)}"
                         text = f"{server}:{rid}:{rng.random()}"
                         sock.sendall(orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call",
@@ -127,7 +152,8 @@ def socket_client(fleet: Any, stop: threading.Event, tally: Tally, number: int, 
                         outstanding[rid] = (text, time.monotonic())
                         tally.add(sent=1)
                         calls_left -= 1
-                    line = reader.next(time.monotonic() + 1.0)
+                    line = reader.next(time.monotonic() + (1.0 if len(outstanding) >= depth or not calls_left
+                                                           else pace.interval))
                     if line is None:
                         if reader.eof:
                             raise OSError("the daemon closed the session")
@@ -158,6 +184,7 @@ def bridge_client(fleet: Any, stop: threading.Event, tally: Tally, number: int) 
     from tests.fuzzing import LineReader
 
     rng = random.Random(1000 + number)
+    pace = Pace(SLOW_RATE)
     while not stop.is_set():
         server = f"echo{rng.randrange(ECHO_CHILDREN):02d}"
         proc = subprocess.Popen([MCPCTL, "--socket", str(fleet.daemon.socket), "connect", server],
@@ -170,6 +197,7 @@ def bridge_client(fleet: Any, stop: threading.Event, tally: Tally, number: int) 
             for n in range(rng.randrange(20, 200)):
                 if stop.is_set():
                     break
+                pace.wait()
                 rid = f"b{number}-{n}"
                 text = f"{server}:{rid}:{rng.random()}"
                 request = {"jsonrpc": "2.0", "id": rid, "method": "tools/call",
@@ -208,6 +236,7 @@ def http_client(fleet: Any, stop: threading.Event, tally: Tally, number: int, mo
     from tests.fuzzing import TOKEN
 
     rng = random.Random(2000 + number)
+    pace = Pace(SLOW_RATE)
     base = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json",
             "Accept": "application/json, text/event-stream"}
     with httpx.Client(base_url=f"http://127.0.0.1:{fleet.port}", timeout=LOST_AFTER) as client:
@@ -233,6 +262,7 @@ def http_client(fleet: Any, stop: threading.Event, tally: Tally, number: int, mo
                 for n in range(rng.randrange(20, 100)):
                     if stop.is_set():
                         break
+                    pace.wait()
                     rid = f"h{number}-{n}-{rng.random()}"
                     text = f"{server}:{rid}"
                     params: dict[str, Any] = {"name": "echo", "arguments": {"text": text}}

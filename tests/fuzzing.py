@@ -450,7 +450,20 @@ class FuzzFleet:
         return replies, code
 
     def http_post(self, path: str, headers: dict[str, str], body: bytes) -> httpx.Response:
-        return self.http.post(path, headers=headers, content=body)
+        """One POST. A `subscriptions/listen` stream never ends by itself: read its first event
+        (the acknowledgement, or the refusal), then hang up as a client does."""
+        if b"subscriptions/listen" not in body:
+            return self.http.post(path, headers=headers, content=body)
+        with self.http.stream("POST", path, headers=headers, content=body) as response:
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                response.read()
+                return response
+            first = b""
+            for chunk in response.iter_raw():
+                first += chunk
+                if b"\n\n" in first:
+                    break
+        return httpx.Response(response.status_code, headers=response.headers, content=first)
 
     def http_delete(self, path: str, headers: dict[str, str]) -> httpx.Response:
         return self.http.delete(path, headers=headers)
