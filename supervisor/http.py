@@ -62,7 +62,7 @@ from .errors import (
     UNSUPPORTED_PROTOCOL_VERSION,
     SupervisorError,
 )
-from .jsonrpc import Message, error_response
+from .jsonrpc import Message, error_response, is_valid_id
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .outbox import Outbox, batch
 from .server import rate_limited
@@ -701,6 +701,13 @@ class HttpDoor:
         if msg.__class__ is not dict:
             await _send_error(send, 400, INVALID_REQUEST, "Invalid Request: expected one JSON-RPC object "
                               "(batches are not part of MCP since 2025-06-18)")
+            return
+        # Both eras key calls by id and echo it in every error: an id that is not a string or an
+        # integer (a list is unhashable, a deep one cannot be encoded again) is refused here, once.
+        # null stays allowed on a client's answer (no method), as JSON-RPC has it for errors.
+        if "id" in msg and not is_valid_id(msg["id"]) and not (msg["id"] is None and "method" not in msg):
+            await _send_error(send, 400, INVALID_REQUEST,
+                              "Invalid Request: id must be a string or an integer")
             return
         version = headers.get(b"mcp-protocol-version")
         if version is not None:
