@@ -561,7 +561,8 @@ def run_connect(fleet: FuzzFleet, lines: list[Line]) -> None:
 
 
 def _header_safe(value: str) -> str:
-    return "".join(c if " " <= c <= "~" else "?" for c in value)
+    """What an HTTP client can send at all: printable ASCII, no whitespace at either end."""
+    return "".join(c if " " <= c <= "~" else "?" for c in value).strip(" ")
 
 
 def _check_http(fleet: FuzzFleet, response: httpx.Response, line: Line) -> None:
