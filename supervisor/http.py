@@ -48,7 +48,7 @@ import anyio.abc
 import orjson
 import uvicorn
 
-from . import protocol
+from . import protocol, tracing
 from .config import is_loopback_host
 from .errors import (
     HEADER_MISMATCH,
@@ -136,7 +136,7 @@ class Call:
     uvicorn): an `anyio.Event` per call cost a backend lookup, an `asyncio.Event` and its loop
     check (a getpid syscall on Python 3.11) for every request."""
 
-    __slots__ = ("client_id", "events", "gone", "response", "session", "slow", "started", "wake")
+    __slots__ = ("client_id", "events", "gone", "response", "session", "slow", "span", "started", "wake")
 
     def __init__(self, client_id: Any, session: HttpSession | None) -> None:
         self.client_id = client_id
@@ -147,15 +147,23 @@ class Call:
         self.slow = False
         self.gone = False
         self.started = 0.0
+        self.span: Any = None  # the request's trace span, with [tracing] on
 
     def deliver(self, message: Message) -> None:
         if "method" in message:
             self.events.append(message)
         elif self.response is None:
             self.response = message
+            if self.span is not None and tracing.active is not None:
+                tracing.active.end(self.span, message)
+                self.span = None
         else:
             return
         self.set()
+
+    def keep_span(self, span: Any) -> None:
+        """Hold the request's trace span until the answer arrives (`deliver` ends it)."""
+        self.span = span
 
     def set(self) -> None:
         wake = self.wake
@@ -218,6 +226,11 @@ class HttpSession(Session):
         self.stream = _Stream()
         self.streaming = False  # a GET stream is open
 
+    TRANSPORT = "tcp"
+
+    def trace_session_id(self) -> str | None:
+        return self.sid
+
     def deliver(self, message: Message) -> None:
         self.stream.push(sse_event(message))
 
@@ -237,6 +250,8 @@ class HttpSession(Session):
 
 class _Stateless(Session):
     """Routes 2026-07-28 requests for one target; their answers all go to per-request `Call`s."""
+
+    TRANSPORT = "tcp"
 
     def deliver(self, message: Message) -> None:
         pass  # nothing is session-wide on the stateless wire; notifications go to listen streams
