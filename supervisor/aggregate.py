@@ -1,9 +1,11 @@
 """The aggregate: every ready server of the fleet behind one MCP endpoint (`/mcp`, `connect --all`).
 
-Naming. Tools, prompts, resources and resource templates are listed as `SERVER__NAME` (server
-names may not contain `__`, so the first `__` splits without ambiguity). `tools/call`,
-`prompts/get` and prompt completions are routed by that prefix, with the prefix removed before the
-child sees the request.
+Naming (see `naming.py`). Tools, prompts, resources and resource templates get their public names
+from `[aggregate] prefix`: `SERVER__NAME` for all ("always", the default), only for names several
+servers share ("on-collision"), or never. `tools/call`, `prompts/get` and prompt completions are
+routed by that name, rewritten to the server's own name before the server sees the request. Each
+server's own policy (`[servers.NAME.tools]` ...) applies first: the aggregate names what the server
+shows.
 
 Resource URIs are *not* rewritten: a child's URIs also appear inside its tool results
 (`resource_link` content) and in `notifications/resources/updated`, and a rewritten URI would break
@@ -25,11 +27,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, protocol
+from .config import AggregateSettings, ClientSettings
 from .errors import INVALID_PARAMS, METHOD_NOT_FOUND
 from .jsonrpc import Message, error_response
+from .naming import ALWAYS, NEVER, Naming
 from .states import SERVING, State
 
 if TYPE_CHECKING:
@@ -79,11 +84,11 @@ class _Timeouts:
     init_timeout = 30.0
 
 
-def split_name(name: Any, known: dict[str, Server]) -> tuple[Server, str] | None:
+def split_name(name: Any, known: dict[str, Server], sep: str = SEP) -> tuple[Server, str] | None:
     """`SERVER__rest` -> (server, rest), when SERVER is a known server."""
     if not isinstance(name, str):
         return None
-    server_name, sep, rest = name.partition(SEP)
+    server_name, sep, rest = name.partition(sep)
     if not sep or not rest:
         return None
     server = known.get(server_name)
@@ -98,6 +103,23 @@ def _capabilities(server: Server) -> dict[str, Any]:
 def _template_regex(template: str) -> re.Pattern[str]:
     parts = re.split(r"\{[^}]*\}", template)
     return re.compile(".*".join(re.escape(p) for p in parts), re.DOTALL)
+
+
+def server_in_view(view: ClientSettings, server: str) -> bool:
+    return view.servers is None or server in view.servers
+
+
+def tool_in_view(view: ClientSettings, public: str) -> bool:
+    """`public` is the tool's aggregate name; `[clients.NAME] tools` globs match those."""
+    return not view.tools or any(fnmatchcase(public, pattern) for pattern in view.tools)
+
+
+def refuse_for_view(sink: Sink, message: Message, view: ClientSettings, what: str, name: Any) -> None:
+    key = "tools" if what == "tool" else "servers"
+    sink.deliver(error_response(
+        message["id"], INVALID_PARAMS,
+        f"Unknown {what} {name!r}: hidden from client '{view.name}' by its view (clients.{view.name}.{key})",
+        {what: name, "client": view.name, "policy": f"clients.{view.name}.{key}"}))
 
 
 class _Gather:
@@ -182,13 +204,28 @@ class Aggregate:
         # (server name, method) -> (the handshake the items came from, items)
         self._cache: dict[tuple[str, str], tuple[Any, list[dict[str, Any]]]] = {}
         self._ready_names: frozenset[str] = frozenset()
+        self._tool_naming: tuple[Any, Naming] | None = None
+        self._size_logged: dict[str | None, int] = {}
+
+    @property
+    def settings(self) -> AggregateSettings:
+        return self.fleet.config.aggregate
 
     # ---- what Session asks of a target ------------------------------------------------------
 
     @property
     def handshake(self) -> _Handshake:
-        names = ", ".join(s.name for s in self._ready()) or "none yet"
-        return _Handshake(f"Tools, prompts and resources of several MCP servers, named SERVER{SEP}NAME "
+        ready = self._ready()
+        names = ", ".join(s.name for s in ready) or "none yet"
+        self._check_size(None, self.tools_for(ready))
+        settings = self.settings
+        if settings.prefix == ALWAYS:
+            how = f"named SERVER{settings.separator}NAME"
+        elif settings.prefix == NEVER:
+            how = "under their own names"
+        else:
+            how = f"under their own names (SERVER{settings.separator}NAME where two servers share one)"
+        return _Handshake(f"Tools, prompts and resources of several MCP servers, {how} "
                           f"(servers: {names}).")
 
     async def wait_settled(self, timeout: float) -> None:
@@ -226,6 +263,14 @@ class Aggregate:
             for method in _ALL_CHANGED:
                 self._broadcast(None, {"jsonrpc": "2.0", "method": method})
 
+    def names_changed(self) -> None:
+        """A reload changed `[aggregate]` or `[clients]`: every aggregate client lists again."""
+        self._cache.clear()
+        self._tool_naming = None
+        self._size_logged.clear()
+        for method in _ALL_CHANGED:
+            self._broadcast(None, {"jsonrpc": "2.0", "method": method})
+
     def server_notification(self, server: Server, message: Message) -> None:
         method = message.get("method")
         for stale in _INVALIDATES.get(method, ()):  # type: ignore[arg-type]
@@ -236,42 +281,123 @@ class Aggregate:
         for session in list(self.sessions):
             session.server_notification(server, message)  # type: ignore[arg-type]
 
+    # ---- naming -------------------------------------------------------------------------------
+
+    def tool_naming(self, ready: list[Server] | None = None) -> Naming:
+        """Public tool names over the ready servers, rebuilt only when a tool list or policy changed."""
+        ready = self._ready() if ready is None else ready
+        settings = self.settings
+        key = (settings, tuple((s.name, id(s.tools), s.policy_epoch) for s in ready))
+        cached = self._tool_naming
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        naming = Naming(settings, ((s.name, [str(t.get("name")) for t in s.visible_tools])
+                                   for s in ready if "tools" in _capabilities(s)))
+        for server, name in naming.dropped:
+            log.warning("aggregate: tool %r of %s is withheld: another server offers the same name "
+                        "and [aggregate] prefix = \"never\"", name, server)
+        self._tool_naming = (key, naming)
+        return naming
+
+    def _naming(self, method: str, ready: list[Server]) -> Naming:
+        if method == "tools/list":
+            return self.tool_naming(ready)
+        settings = self.settings
+        if method != "prompts/list" and settings.prefix == NEVER:
+            # Resource names are labels (URIs route): under "never" they stay as they are.
+            settings = AggregateSettings(prefix="on-collision", separator=settings.separator)
+        return Naming(settings, ((s.name, [str(i.get("name")) for i in self._cached(s, method)])
+                                 for s in ready))
+
+    def tools_for(self, ready: list[Server] | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Each ready server's tools as the aggregate lists them (public names)."""
+        ready = self._ready() if ready is None else ready
+        naming = self.tool_naming(ready)
+        out: dict[str, list[dict[str, Any]]] = {}
+        for server in ready:
+            if "tools" not in _capabilities(server):
+                continue
+            items = []
+            for tool in server.visible_tools:
+                public = naming.name_for(server.name, str(tool.get("name")))
+                if public is not None:
+                    items.append(tool if public == tool.get("name") else {**tool, "name": public})
+            out[server.name] = items
+        return out
+
+    def _check_size(self, view: str | None, per_server: dict[str, list[dict[str, Any]]]) -> None:
+        """Log (once per count) when a view exposes more tools than `[aggregate] max_tools`."""
+        counts = {name: len(tools) for name, tools in per_server.items()}
+        total = sum(counts.values())
+        limit = self.settings.max_tools
+        if total > limit and self._size_logged.get(view) != total:
+            if len(self._size_logged) > 1024:
+                self._size_logged.clear()
+            self._size_logged[view] = total
+            per = ", ".join(f"{n} {c}" for n, c in sorted(counts.items(), key=lambda kv: -kv[1]))
+            log.warning("aggregate%s exposes %d tools, more than [aggregate] max_tools = %d (%s): "
+                        "clients may cap or degrade; narrow it with [servers.NAME.tools] or "
+                        "[clients.NAME] tools", f" view of client '{view}'" if view else "", total,
+                        limit, per)
+
+    def status(self) -> dict[str, Any]:
+        """For `mcpctl status`: the naming mode, the tool count against `max_tools`, collisions."""
+        ready = self._ready()
+        naming = self.tool_naming(ready)
+        counts = {name: len(tools) for name, tools in self.tools_for(ready).items()}
+        total = sum(counts.values())
+        settings = self.settings
+        return {
+            "prefix": settings.prefix,
+            "separator": settings.separator,
+            "tools": total,
+            "tools_per_server": counts,
+            "max_tools": settings.max_tools,
+            "over_max_tools": total > settings.max_tools,
+            "collisions": [{"tool": name, "servers": holders}
+                           for name, holders in naming.collisions.items()],
+            "withheld": [{"tool": name, "server": server} for server, name in naming.dropped],
+        }
+
     # ---- routing ------------------------------------------------------------------------------
 
-    def submit(self, sink: Sink, message: Message, client_modern: bool) -> None:
+    def submit(self, sink: Sink, message: Message, client_modern: bool,
+               view: ClientSettings | None = None) -> None:
+        """Route one request; `view` is the client's `[clients.NAME]` when it sees less than all."""
         method = message["method"]
         if method in _LISTS:
-            self._list(sink, message, method, client_modern)
+            self._list(sink, message, method, client_modern, view)
             return
-        servers = self.fleet.servers
         params = message.get("params")
         if not isinstance(params, dict):
             params = {}
-        if method in ("tools/call", "prompts/get"):
-            routed = split_name(params.get("name"), servers)
+        if method == "tools/call":
+            public = params.get("name")
+            routed = self._route_tool(public)
             if routed is None:
-                self._unknown(sink, message, "tool" if method == "tools/call" else "prompt",
-                              params.get("name"))
+                self._unknown(sink, message, "tool", public)
                 return
             server, name = routed
+            if view is not None and not (server_in_view(view, server.name)
+                                         and tool_in_view(view, str(public))):
+                refuse_for_view(sink, message, view, "tool", public)
+                return
             message["params"] = {**params, "name": name}
             server.submit(sink, message, client_modern)
             return
+        if method == "prompts/get":
+            self._prompt(sink, message, params, params, client_modern, view)
+            return
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
-            self._resource(sink, message, params, "uri", client_modern)
+            self._resource(sink, message, params, "uri", client_modern, view)
             return
         if method == "completion/complete":
             ref = params.get("ref")
             if isinstance(ref, dict) and ref.get("type") == "ref/prompt":
-                routed = split_name(ref.get("name"), servers)
-                if routed is None:
-                    self._unknown(sink, message, "prompt", ref.get("name"))
-                    return
-                message["params"] = {**params, "ref": {**ref, "name": routed[1]}}
-                routed[0].submit(sink, message, client_modern)
+                self._prompt(sink, message, params, ref, client_modern, view)
                 return
             if isinstance(ref, dict) and ref.get("type") == "ref/resource":
-                self._resource(sink, message, ref, "uri", client_modern, ref_key="ref")
+                self._resource(sink, message, ref, "uri", client_modern, view, ref_key="ref")
                 return
         if method == "logging/setLevel":
             self._answer(sink, message, {}, client_modern)
@@ -286,28 +412,84 @@ class Aggregate:
             protocol.modernize_result(reply, method)
         sink.deliver(reply)
 
+    def _route_tool(self, name: Any) -> tuple[Server, str] | None:
+        if not isinstance(name, str):
+            return None
+        found = self.tool_naming().resolve(name, self.fleet.servers)
+        if found is None:
+            return None
+        server = self.fleet.servers.get(found[0])
+        return (server, found[1]) if server is not None else None
+
+    def _prompt(self, sink: Sink, message: Message, params: dict[str, Any], holder: dict[str, Any],
+                client_modern: bool, view: ClientSettings | None, retried: bool = False) -> None:
+        """prompts/get or a prompt completion: `holder["name"]` is the public prompt name."""
+        public = holder.get("name")
+        ready = [s for s in self._ready() if "prompts" in _capabilities(s)]
+        found = None
+        if isinstance(public, str):
+            if self.settings.prefix == ALWAYS:
+                routed = split_name(public, self.fleet.servers, self.settings.separator)
+                found = (routed[0].name, routed[1]) if routed is not None else None
+            else:
+                stale = [s for s in ready if not self._fresh(s, "prompts/list")]
+                if stale and not retried:
+                    # Names depend on every server's prompts: learn them, then route.
+                    self._fill("prompts/list", stale, lambda _: self._prompt(
+                        sink, message, params, holder, client_modern, view, retried=True))
+                    return
+                found = self._naming("prompts/list", ready).resolve(public, self.fleet.servers)
+        server = self.fleet.servers.get(found[0]) if found is not None else None
+        if server is None or found is None:
+            self._unknown(sink, message, "prompt", public)
+            return
+        if view is not None and not server_in_view(view, server.name):
+            refuse_for_view(sink, message, view, "prompt", public)
+            return
+        if holder is params:
+            message["params"] = {**params, "name": found[1]}
+        else:
+            message["params"] = {**params, "ref": {**holder, "name": found[1]}}
+        server.submit(sink, message, client_modern)
+
     def _unknown(self, sink: Sink, message: Message, kind: str, name: Any) -> None:
         known = ", ".join(self.fleet.servers) or "none"
+        settings = self.settings
+        if settings.prefix == ALWAYS:
+            how = f"aggregate {kind}s are named SERVER{settings.separator}{kind.upper()}"
+        else:
+            how = f"no server offers it (see {kind}s/list)"
         sink.deliver(error_response(
-            message["id"], INVALID_PARAMS,
-            f"Unknown {kind} {name!r}: aggregate {kind}s are named SERVER{SEP}{kind.upper()} "
-            f"(servers: {known})", {"name": name, "servers": list(self.fleet.servers)}))
+            message["id"], INVALID_PARAMS, f"Unknown {kind} {name!r}: {how} (servers: {known})",
+            {"name": name, "servers": list(self.fleet.servers)}))
 
     # ---- lists ------------------------------------------------------------------------------
 
-    def _list(self, sink: Sink, message: Message, method: str, client_modern: bool) -> None:
+    def _list(self, sink: Sink, message: Message, method: str, client_modern: bool,
+              view: ClientSettings | None) -> None:
         key, capability = _LISTS[method]
         ready = [s for s in self._ready() if capability in _capabilities(s)]
+        # Names are the fleet's (a view never renames); a view only leaves items out.
+        shown = ready if view is None else [s for s in ready if server_in_view(view, s.name)]
         if method == "tools/list":
-            items = [{**tool, "name": f"{s.name}{SEP}{tool.get('name')}"}
-                     for s in ready for tool in s.tools]
+            per_server = self.tools_for(ready)
+            if view is not None:
+                per_server = {name: [t for t in tools if tool_in_view(view, str(t.get("name")))]
+                              for name, tools in per_server.items() if server_in_view(view, name)}
+            self._check_size(view.name if view is not None else None, per_server)
+            items = [tool for tools in per_server.values() for tool in tools]
             self._answer(sink, message, {key: items}, client_modern, method)
             return
         missing = [s for s in ready if not self._fresh(s, method)]
 
         def done(_: dict[str, list[dict[str, Any]]]) -> None:
-            items = [{**item, "name": f"{server.name}{SEP}{item.get('name')}"}
-                     for server in ready for item in self._cached(server, method)]
+            naming = self._naming(method, ready)
+            items = []
+            for server in shown:
+                for item in self._cached(server, method):
+                    public = naming.name_for(server.name, str(item.get("name")))
+                    if public is not None:
+                        items.append(item if public == item.get("name") else {**item, "name": public})
             self._answer(sink, message, {key: items}, client_modern, method)
 
         self._fill(method, missing, done)
@@ -334,17 +516,23 @@ class Aggregate:
     # ---- resources: routed by URI -----------------------------------------------------------
 
     def _resource(self, sink: Sink, message: Message, holder: dict[str, Any], key: str,
-                  client_modern: bool, ref_key: str | None = None, retried: bool = False) -> None:
+                  client_modern: bool, view: ClientSettings | None, ref_key: str | None = None,
+                  retried: bool = False) -> None:
         uri = holder.get(key)
         if not isinstance(uri, str) or not uri:
             sink.deliver(error_response(message["id"], INVALID_PARAMS, f"Invalid params: {key} is required"))
             return
-        ready = [s for s in self._ready() if "resources" in _capabilities(s)]
+        ready = [s for s in self._ready() if "resources" in _capabilities(s)
+                 and (view is None or server_in_view(view, s.name))]
         owner: Server | None = None
-        forced = split_name(uri, self.fleet.servers)
+        forced = (split_name(uri, self.fleet.servers, self.settings.separator)
+                  if self.settings.prefix != NEVER else None)
         candidates: list[Server] = []
         if forced is not None:
             owner, uri = forced
+            if view is not None and not server_in_view(view, owner.name):
+                refuse_for_view(sink, message, view, "resource", holder.get(key))
+                return
         else:
             candidates = [s for s in ready if any(r.get("uri") == uri
                                                   for r in self._cached(s, "resources/list"))]
@@ -360,7 +548,7 @@ class Aggregate:
                     # Never listed (a client may read a URI it already knows): learn, then route.
                     def again(_: dict[str, list[dict[str, Any]]]) -> None:
                         self._fill("resources/templates/list", stale, lambda _: self._resource(
-                            sink, message, holder, key, client_modern, ref_key, retried=True))
+                            sink, message, holder, key, client_modern, view, ref_key, retried=True))
                     self._fill("resources/list", stale, again)
                     return
             if not candidates and len(ready) == 1:
@@ -372,7 +560,8 @@ class Aggregate:
             what = "is offered by several servers" if len(candidates) > 1 else "matches no server's resources"
             sink.deliver(error_response(
                 message["id"], INVALID_PARAMS,
-                f"Resource {uri!r} {what}; prefix it with SERVER{SEP} to choose (servers: "
+                f"Resource {uri!r} {what}; prefix it with SERVER{self.settings.separator} to choose "
+                f"(servers: "
                 f"{', '.join(names) or 'none'})", {"uri": uri, "servers": names}))
             return
         params = dict(message.get("params") or {})

@@ -41,11 +41,13 @@ from supervisor.errors import ConfigError
 from supervisor.units import parse_duration, parse_size
 
 __all__ = [
+    "AggregateSettings",
     "CacheSettings",
     "ClientSettings",
     "ClusterSettings",
     "FleetConfig",
     "HttpSettings",
+    "ListPolicy",
     "RateLimit",
     "ServerCache",
     "ServerConfig",
@@ -207,6 +209,30 @@ class ServerCache:
 
 
 @dataclass(frozen=True, slots=True)
+class ListPolicy:
+    """`[servers.NAME.tools]` (or `.prompts`, `.resources`): what clients see of one kind of item.
+
+    Patterns and keys are the child's own names (URIs and URI templates for resources)."""
+
+    allow: tuple[str, ...] = ()
+    """Glob patterns of items shown; empty: all (before `deny`)."""
+    deny: tuple[str, ...] = ()
+    """Glob patterns of items hidden; deny wins over allow."""
+    rename: Mapping[str, str] = field(default_factory=dict)
+    """Child name → the name clients see (not for resources: URIs are never rewritten)."""
+    describe: Mapping[str, str] = field(default_factory=dict)
+    """Child name → the description clients see."""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.allow or self.deny or self.rename or self.describe)
+
+
+# Keys that shape what clients see, not how the child runs: a change applies without a restart.
+POLICY_KEYS = ("tools", "prompts", "resources", "on_tool_change")
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """One `[servers.NAME]` entry, with `[defaults]` already applied."""
 
@@ -299,16 +325,38 @@ class ServerConfig:
     """Seconds the server must stay quiet (empty queue, low CPU) before an instance is removed."""
     cache: ServerCache = ServerCache()
     """Tool result caching for this server."""
+    tools: ListPolicy = ListPolicy()
+    """`[servers.NAME.tools]`: allow/deny/rename/describe of the child's tools."""
+    prompts: ListPolicy = ListPolicy()
+    """`[servers.NAME.prompts]`: the same for prompts."""
+    resources: ListPolicy = ListPolicy()
+    """`[servers.NAME.resources]`: allow/deny (URIs and URI templates) and describe (by URI)."""
+    on_tool_change: str = "warn"
+    """A pinned tool definition changed: "warn" (event, still served) or "block" (hidden until
+    `mcpctl tools approve`)."""
+    sharing: str = "shared"
+    """"shared": every client uses the same children; "per-client": each client identity gets a
+    child of its own (for servers that keep per-session state), capped by `max_instances`."""
+    idle_timeout: float = 600.0
+    """Seconds a per-client instance may go unused before it is stopped (its state with it)."""
 
     def fingerprint(self) -> str:
-        """16 hex chars of the sha256 of this entry's canonical content: equal entries give equal
-        fingerprints on any machine. Reload diffs and cache key prefixes use it."""
-        blob = orjson.dumps(_canonical(self), option=orjson.OPT_SORT_KEYS)
+        """16 hex chars of the sha256 of this entry's canonical content, without the client-facing
+        policy keys (`POLICY_KEYS`): equal entries give equal fingerprints on any machine. Reload
+        diffs and cache key prefixes use it, so a policy edit restarts nothing."""
+        content = {k: v for k, v in _canonical(self).items() if k not in POLICY_KEYS}
+        blob = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def policy_fingerprint(self) -> str:
+        """The same for the policy keys alone: a reload re-applies a policy whose print changed."""
+        content = {k: v for k, v in _canonical(self).items() if k in POLICY_KEYS}
+        blob = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _canonical(value: object) -> Any:
-    if isinstance(value, (ServerConfig, ServerCache, RateLimit)):
+    if isinstance(value, (ServerConfig, ServerCache, RateLimit, ListPolicy)):
         return {f.name: _canonical(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):
         return {str(k): _canonical(v) for k, v in value.items()}
@@ -461,6 +509,28 @@ class ClientSettings:
     """Requests this client may make; None: unlimited."""
     token: str | None = None
     """Bearer token identifying the client (expanded from the environment at load)."""
+    servers: tuple[str, ...] | None = None
+    """The servers this client may reach (per-server doors and the aggregate); None: all."""
+    tools: tuple[str, ...] = ()
+    """Glob patterns on aggregate tool names this client sees; empty: all."""
+
+    @property
+    def has_view(self) -> bool:
+        """True when the client sees less than everything."""
+        return self.servers is not None or bool(self.tools)
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateSettings:
+    """`[aggregate]`: how the aggregate (`/mcp`, `connect --all`) names what it merges."""
+
+    prefix: str = "always"
+    """"always": every name is SERVER + separator + name; "on-collision": only names two servers
+    share are prefixed (for every party); "never": no prefix, and a collision is a config error."""
+    separator: str = "__"
+    """Between the server name and the item name."""
+    max_tools: int = 128
+    """Status and the aggregate's log warn when a view exposes more tools than this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +555,16 @@ class FleetConfig:
     """Known HTTP clients by name."""
     defaults: Mapping[str, object]
     """The raw `[defaults]` table, for diagnostics (already merged into `servers`)."""
+    aggregate: AggregateSettings = AggregateSettings()
+    """`[aggregate]`."""
+    lines: Mapping[tuple[str, ...], int] = field(default_factory=dict, compare=False, repr=False)
+    """Key path → line in the file, for errors found after loading (see `error_at`)."""
+
+    def error_at(self, keys: tuple[str, ...], message: str) -> ConfigError:
+        """A `ConfigError` at `keys` (file:line:key), for checks that need more than the file,
+        such as an aggregate name collision found among the children's tools."""
+        return ConfigError(message, path=self.path, key=_render_key(keys),
+                           line=_line_for(self.lines, keys))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -500,6 +580,21 @@ def _render_key(keys: Iterable[str]) -> str:
         part = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else '"' + key.replace('"', '\\"') + '"'
         out = f"{out}.{part}" if out else part
     return out
+
+
+def _line_for(lines: Mapping[tuple[str, ...], int], keys: tuple[str, ...]) -> int | None:
+    """The key's own line; else the first line of anything under it (a table defined only by
+    its subtables); else the line of its nearest ancestor (e.g. the header a key is missing from)."""
+    keys = tuple(k for k in keys if not k.startswith("["))
+    if keys in lines:
+        return lines[keys]
+    below = [line for path, line in lines.items() if path[: len(keys)] == keys]
+    if below:
+        return min(below)
+    for n in range(len(keys) - 1, 0, -1):
+        if keys[:n] in lines:
+            return lines[keys[:n]]
+    return None
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -521,18 +616,7 @@ class _LineIndex:
             self._document()
 
     def line_for(self, keys: tuple[str, ...]) -> int | None:
-        """The key's own line; else the first line of anything under it (a table defined only by
-        its subtables); else the line of its nearest ancestor (e.g. the header a key is missing from)."""
-        keys = tuple(k for k in keys if not k.startswith("["))
-        if keys in self.lines:
-            return self.lines[keys]
-        below = [line for path, line in self.lines.items() if path[: len(keys)] == keys]
-        if below:
-            return min(below)
-        for n in range(len(keys) - 1, 0, -1):
-            if keys[:n] in self.lines:
-                return self.lines[keys[:n]]
-        return None
+        return _line_for(self.lines, keys)
 
     # -- scanning ----------------------------------------------------------------------------------
 
@@ -945,6 +1029,32 @@ _SERVER_CACHE_SCHEMA: dict[str, _Conv] = {
     "lists": _boolean,
 }
 
+def _list_policy(kind: str) -> _Conv:
+    """`[servers.NAME.tools]` and friends: globs and name maps, checked for shape and clashes."""
+    schema: dict[str, _Conv] = {
+        "allow": _array(_string()),
+        "deny": _array(_string()),
+        "describe": _table_of(_string(nonempty=False)),
+    }
+    if kind != "resources":  # resources are known by URI, which is never rewritten
+        schema["rename"] = _table_of(_string())
+
+    def conv(value: Any) -> ListPolicy:
+        got = _convert_table(value, schema)
+        rename: Mapping[str, str] = got.get("rename", {})
+        seen: dict[str, str] = {}
+        for old, new in rename.items():
+            if new in seen:
+                raise _Bad(f'"{seen[new]}" and "{old}" are both renamed to "{new}"', ("rename", old))
+            if new != old and new in rename:
+                raise _Bad(f'"{new}" is itself renamed: a name may be given away only once',
+                           ("rename", old))
+            seen[new] = old
+        return ListPolicy(**got)
+
+    return conv
+
+
 _SERVER_SCHEMA: dict[str, _Conv] = {
     "command": _string(raw_refs=True),
     "args": _array(_string(nonempty=False, raw_refs=True)),
@@ -989,14 +1099,22 @@ _SERVER_SCHEMA: dict[str, _Conv] = {
     "scale_up_window": _duration(),
     "scale_down_window": _duration(),
     "cache": _sub_table(_SERVER_CACHE_SCHEMA),
+    "tools": _list_policy("tools"),
+    "prompts": _list_policy("prompts"),
+    "resources": _list_policy("resources"),
+    "on_tool_change": _choice("warn", "block"),
+    "sharing": _choice("shared", "per-client"),
+    "idle_timeout": _duration(),
 }
 
-# Keys that name one particular program: a default for them would make every server the same.
-_NOT_DEFAULTS = frozenset({"command", "args", "package"})
+# Keys that name one particular program (or its items): a default for them would make every
+# server the same.
+_NOT_DEFAULTS = frozenset({"command", "args", "package", "tools", "prompts", "resources"})
 
 _SERVER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
-_TOP_LEVEL = ("supervisor", "http", "cache", "cluster", "tracing", "defaults", "servers", "clients")
+_TOP_LEVEL = ("supervisor", "http", "cache", "cluster", "tracing", "defaults", "servers", "clients",
+              "aggregate")
 
 
 def _name_problem(kind: str, name: str) -> str | None:
@@ -1006,6 +1124,13 @@ def _name_problem(kind: str, name: str) -> str | None:
         return (f'invalid {kind} name "{name}": must not contain "__" '
                 "(it separates server and tool names in the aggregate)")
     return None
+
+
+def _separator(value: Any) -> str:
+    text: str = _string()(value)
+    if any(c.isspace() for c in text) or "/" in text:
+        raise _Bad(f"must not contain spaces or '/', got {_show(value)}")
+    return text
 
 
 def _origin(value: Any) -> str:
@@ -1103,11 +1228,22 @@ class _Loader:
         if isinstance(raw_defaults, dict):
             for key in raw_defaults:
                 if key in _NOT_DEFAULTS:
+                    what = "program" if key in ("command", "args", "package") else key
                     raise self.error(("defaults", key),
-                                     "cannot be set in [defaults]: it names one server's program")
+                                     f"cannot be set in [defaults]: it names one server's {what}")
         defaults = self.section(("defaults",), raw_defaults, defaults_schema)
         servers = self.servers(doc.get("servers", {}), defaults)
-        clients = self.clients(doc.get("clients", {}))
+        clients = self.clients(doc.get("clients", {}), servers)
+        aggregate = AggregateSettings(**self.section(("aggregate",), doc.get("aggregate", {}), {
+            "prefix": _choice("always", "on-collision", "never"),
+            "separator": _separator,
+            "max_tools": _integer(1),
+        }))
+        if aggregate.separator != "__":
+            for name in servers:
+                if aggregate.separator in name:
+                    raise self.error(("servers", name), f'server name "{name}" contains the '
+                                     f'aggregate separator "{aggregate.separator}"')
         return FleetConfig(
             path=self.path,
             supervisor=supervisor,
@@ -1118,6 +1254,8 @@ class _Loader:
             servers=MappingProxyType(servers),
             clients=MappingProxyType(clients),
             defaults=MappingProxyType(dict(raw_defaults)),
+            aggregate=aggregate,
+            lines=MappingProxyType(self.index.lines),
         )
 
     def cluster(self, doc: dict[str, Any]) -> ClusterSettings:
@@ -1169,11 +1307,20 @@ class _Loader:
             suffix = f" (for server '{name}')" if where[0] == "defaults" else ""
             return self.error(where, message + suffix)
 
+        per_client = s.get("sharing") == "per-client"
+        if per_client:
+            clash: list[str] = [k for k in ("min_instances", "instances") if k in s and s[k] != 1]
+            clash += ["stateless"] if s.get("stateless") else []
+            if clash:
+                raise fail(clash[0], 'not with sharing = "per-client": each client gets one '
+                                     "instance of its own, capped by max_instances")
         for key in ("min_instances", "max_instances"):
-            if key in s and not s.get("stateless", False):
+            if key in s and not s.get("stateless", False) and not per_client:
                 raise fail(key, "autoscaling needs stateless = true: only a stateless server "
                                 "can spread its requests over several instances")
         low, high = s.get("min_instances"), s.get("max_instances")
+        if per_client:
+            low = high = None
         if low is not None and high is not None and low > high:
             raise fail("min_instances", f"must not exceed max_instances ({low} > {high})")
         if low is None and high is not None and s.get("instances", 1) > high:
@@ -1189,7 +1336,7 @@ class _Loader:
             raise fail("scale_down_cpu" if "scale_down_cpu" in s else "scale_up_cpu",
                        f"scale_down_cpu ({down:g}) must be below scale_up_cpu ({up:g})")
 
-    def clients(self, table: Any) -> dict[str, ClientSettings]:
+    def clients(self, table: Any, servers: Mapping[str, ServerConfig]) -> dict[str, ClientSettings]:
         if not isinstance(table, dict):
             raise self.error(("clients",), f"expected a table, got {_show(table)}")
         out: dict[str, ClientSettings] = {}
@@ -1201,7 +1348,13 @@ class _Loader:
             client = ClientSettings(name=name, **self.section(("clients", name), entry, {
                 "rate_limit": _rate_limit,
                 "token": _expanded(self.environ, empty_is_none=True),
+                "servers": _array(_string()),
+                "tools": _array(_string()),
             }))
+            for n, server in enumerate(client.servers or ()):
+                if server not in servers:
+                    raise self.error(("clients", name, "servers", f"[{n}]"),
+                                     f"no server named '{server}' (known: {', '.join(servers) or 'none'})")
             if client.token is not None:
                 if client.token in seen:
                     raise self.error(("clients", name, "token"),

@@ -7,6 +7,8 @@ Methods (params → result):
                         optional wait: seconds to wait for each server to settle)
     supervisor/logs     {server, lines?}              → {lines: [..]}
     supervisor/tools    {server?}                     → {servers: {name: [tool..]}}
+    supervisor/tools    {server?, diff: true}         → {servers: {name: [{tool, pinned, current, diff}]}}
+    supervisor/tools/approve {server, tool?}          → {server, approved: [tool..]}
     supervisor/call     {server, tool, arguments?, timeout?} → the tools/call result
     supervisor/reload   {}                            → {added, removed, changed, unchanged, ..}
     supervisor/events   {logs?: [..], tail?: N}       → {subscribed: true, lines: {name: [..]}}, then
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import select
@@ -68,6 +71,7 @@ from .jsonrpc import (
 from .outbox import Outbox, OutboxOverflow, batch
 from .server import Server
 from .sessions import Session, Target
+from .views import check_server, view_target
 
 log = logging.getLogger("mcp_supervisor.control")
 
@@ -227,6 +231,13 @@ class ControlServer:
         await connection.run()
 
 
+_CONNECTIONS = itertools.count(1)  # names the anonymous owners of per-client instances
+
+
+class InvalidParams(SupervisorError):
+    code = INVALID_PARAMS
+
+
 class ControlConnection:
     def __init__(self, stream: anyio.abc.SocketStream, daemon: DaemonView, max_message: int) -> None:
         self.stream = stream
@@ -343,12 +354,23 @@ class ControlConnection:
                                      "error": to_jsonrpc_error(exc)}))
             return
         client = params.get("client")
+        identity = str(client) if client else self._peer_identity()
+        try:
+            if not params.get("all"):
+                check_server(self.daemon.aggregate, identity, server.name)
+        except SupervisorError as exc:
+            self.outbox.push(encode({"jsonrpc": "2.0", "id": msg.get("id"),
+                                     "error": to_jsonrpc_error(exc)}))
+            return
+        server = view_target(self.daemon.aggregate, server, identity)
         pipes = self._fds if params.get("pipes") and len(self._fds) == 2 else None
         self._fds = []
         outbox = Outbox() if pipes is not None else self.outbox
         self.session = Session(server, outbox, max_message=self.max_message, task_group=tg,
-                               client=str(client) if client else self._peer_identity(),
-                               limits=self.daemon.fleet.ctx.client_limits)
+                               client=identity, limits=self.daemon.fleet.ctx.client_limits)
+        # Whose per-client instance it uses: its identity (a local client is its user, uid:N, the
+        # same identity rate limits use); only a peer without credentials is just a connection.
+        self.session.owner = identity or f"anonymous:connection-{os.getpid()}-{next(_CONNECTIONS)}"
         if pipes is None:
             self._reply(msg, {"server": server.name, "state": str(server.state)})
             return
@@ -434,7 +456,7 @@ class ControlConnection:
     async def status(self, params: dict[str, Any]) -> Any:
         names = params.get("servers") or None
         return {"daemon": self.daemon.info(), "servers": self.daemon.fleet.status(names),
-                "cache": await self.daemon.cache_status()}
+                "cache": await self.daemon.cache_status(), "aggregate": self.daemon.aggregate.status()}
 
     async def _lifecycle(self, params: dict[str, Any], action: Callable[[Server], None]) -> Any:
         servers = self.daemon.fleet.select(_names(params))
@@ -471,8 +493,24 @@ class ControlConnection:
 
     async def tools(self, params: dict[str, Any]) -> Any:
         name = params.get("server")
-        servers = [self.daemon.fleet.get(name)] if name else list(self.daemon.fleet.servers.values())
-        return {"servers": {s.name: s.tools for s in servers}}
+        servers = [self.daemon.fleet.get(str(name))] if name else list(self.daemon.fleet.servers.values())
+        if params.get("diff"):
+            return {"servers": {s.name: [
+                {"tool": tool, "since": change["since"], "blocked": tool in s.blocked,
+                 "pinned": change["pinned"], "current": change["current"], "diff": s.pins.diff(tool)}
+                for tool, change in s.pins.changes.items()] for s in servers}}
+        return {"servers": {s.name: s.visible_tools for s in servers},
+                "changed": {s.name: sorted(s.pins.changes) for s in servers if s.pins.changes}}
+
+    async def tools_approve(self, params: dict[str, Any]) -> Any:
+        server = self.daemon.fleet.get(str(params.get("server")))
+        tool = params.get("tool")
+        if tool is not None and not isinstance(tool, str):
+            raise InvalidParams("tool must be a string")
+        if tool is not None and tool not in server.pins.changes:
+            raise InvalidParams(f"tool {tool!r} of server '{server.name}' has no unapproved change "
+                                f"(changed: {', '.join(sorted(server.pins.changes)) or 'none'})")
+        return {"server": server.name, "approved": server.approve_tools(tool)}
 
     async def call(self, params: dict[str, Any]) -> Any:
         server = self.daemon.fleet.get(str(params.get("server")))
@@ -546,6 +584,7 @@ HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]
     "supervisor/restart": ControlConnection.restart,
     "supervisor/logs": ControlConnection.logs,
     "supervisor/tools": ControlConnection.tools,
+    "supervisor/tools/approve": ControlConnection.tools_approve,
     "supervisor/call": ControlConnection.call,
     "supervisor/reload": ControlConnection.reload,
     "supervisor/cache/clear": ControlConnection.cache_clear,

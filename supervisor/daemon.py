@@ -37,6 +37,7 @@ from .logs import (
     stderr_is_journal,
 )
 from .metrics import Metrics
+from .naming import never_collisions
 from .sdnotify import Notifier
 from .server import FleetContext
 from .states import SERVING
@@ -284,6 +285,12 @@ class Daemon:
     async def clear_cache(self, server: str | None) -> int:
         return await self.cache.clear(server)
 
+    def known_tools(self) -> dict[str, list[str]]:
+        """Each server's child tool names as far as the daemon knows them, live and pinned (for the
+        `prefix = "never"` check, which at start has only the pins of earlier runs)."""
+        return {name: [str(t.get("name")) for t in server.tools] + list(server.pins.pinned)
+                for name, server in self.fleet.servers.items()}
+
     async def reload(self) -> dict[str, Any]:
         """Parse and validate first; a bad file changes nothing and says why.
 
@@ -295,6 +302,9 @@ class Daemon:
             try:
                 try:
                     new = load_config(self.config_path, self.environ)
+                    collision = never_collisions(new, self.known_tools())
+                    if collision is not None:
+                        raise collision
                 except ConfigError as exc:
                     log.error("reload rejected: %s", exc)
                     raise
@@ -307,6 +317,8 @@ class Daemon:
                 except BaseException:
                     self.config = old
                     raise
+                if old.aggregate != new.aggregate or old.clients != new.clients:
+                    self.aggregate.names_changed()
                 result = plan.as_dict()
                 result["config"] = str(self.config_path)
                 return result
@@ -503,6 +515,10 @@ def serve(config_path: Path, socket_path: Path, environ: Mapping[str, str] | Non
         print(f"mcpctl serve: a daemon is already running on {socket_path}", file=sys.stderr)  # noqa: T201
         return 1
     daemon = Daemon(config, config_path, socket_path, env)
+    collision = never_collisions(config, daemon.known_tools())
+    if collision is not None:
+        print(f"mcpctl serve: invalid config: {collision}", file=sys.stderr)  # noqa: T201
+        return 2
     from .http import DoorError
     try:
         with contextlib.suppress(KeyboardInterrupt):

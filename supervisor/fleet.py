@@ -25,10 +25,13 @@ class ReloadPlan:
     changed: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     needs_daemon_restart: tuple[str, ...] = field(default=())
+    policy: tuple[str, ...] = ()
+    """Unchanged servers whose tool policy changed: applied in place, the children keep running."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"added": list(self.added), "removed": list(self.removed),
                 "changed": list(self.changed), "unchanged": list(self.unchanged),
+                "policy": list(self.policy),
                 "needs_daemon_restart": list(self.needs_daemon_restart)}
 
 
@@ -39,6 +42,8 @@ def plan_reload(old: FleetConfig, new: FleetConfig) -> ReloadPlan:
     changed = tuple(n for n in new_servers if n in old_servers
                     and new_servers[n].fingerprint() != old_servers[n].fingerprint())
     unchanged = tuple(n for n in new_servers if n in old_servers and n not in changed)
+    policy = tuple(n for n in unchanged
+                   if new_servers[n].policy_fingerprint() != old_servers[n].policy_fingerprint())
     daemon_level = []
     if old.http != new.http:
         daemon_level.append("http")
@@ -50,7 +55,7 @@ def plan_reload(old: FleetConfig, new: FleetConfig) -> ReloadPlan:
         daemon_level.append("tracing")
     if old.supervisor.state_dir != new.supervisor.state_dir:
         daemon_level.append("supervisor.state_dir")
-    return ReloadPlan(added, removed, changed, unchanged, tuple(daemon_level))
+    return ReloadPlan(added, removed, changed, unchanged, tuple(daemon_level), policy)
 
 
 class Fleet:
@@ -69,6 +74,16 @@ class Fleet:
             raise UnknownServer(
                 f"no server named '{name}' (known: {', '.join(self.servers) or 'none'})",
                 data={"server": name}) from None
+
+    def supervised(self) -> list[Server]:
+        """Every server that runs children: the configured ones and their per-client instances
+        (memory limits and sampling apply to each)."""
+        out: list[Server] = []
+        for server in self.servers.values():
+            out.append(server)
+            if server.clients is not None:
+                out.extend(server.clients.servers)
+        return out
 
     def select(self, names: list[str] | None) -> list[Server]:
         if not names:
@@ -99,9 +114,9 @@ class Fleet:
             (s.config.stop_timeout for s in servers), default=10.0) + 5.0
         with anyio.move_on_after(limit):
             for server in servers:
-                while server.instances:
+                while server.all_instances:
                     await server.wait_settled(limit)
-                    if server.instances:
+                    if server.all_instances:
                         await anyio.sleep(0.02)
 
     async def shutdown(self) -> None:
@@ -130,7 +145,10 @@ class Fleet:
         for name, server_config in new.servers.items():
             if name in self.servers:
                 server = self.servers[name]
-                server.config = server_config  # same fingerprint: only names/comments may differ
+                if name in plan.policy:
+                    server.apply_policy(server_config)  # what clients see; the children stay
+                else:
+                    server.config = server_config  # same fingerprint: only comments may differ
             else:
                 server = Server(server_config, self.ctx)
                 if name in history:  # a changed entry: same server, new config, counted as a restart

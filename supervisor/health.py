@@ -202,13 +202,14 @@ class MemoryWatch:
         self.fleet_over = Consecutive(BAD_SAMPLES)
 
     def tick(self) -> float:
-        intervals = [s.sample_interval for s in self.fleet.servers.values()]
+        intervals = [s.sample_interval for s in self.fleet.supervised()]
         return max(MIN_TICK, min([MAX_TICK, *intervals]))
 
     async def round(self) -> None:
         now = self.clock()
         due = []
-        for server in self.fleet.servers.values():
+        supervised = self.fleet.supervised()
+        for server in supervised:
             if self.next_due.get(server.name, 0.0) <= now:
                 self.next_due[server.name] = now + server.sample_interval
                 due.append(server)
@@ -234,14 +235,14 @@ class MemoryWatch:
                 if seconds is not None:
                     cpu_sample(inst, seconds, now)
                 server.memory_sample(inst)
+        names = {server.name for server in supervised}
         for name in list(self.next_due):
-            if name not in self.fleet.servers:
+            if name not in names:
                 del self.next_due[name]
         self.check_fleet(fleet_limit)
         scaled = [server for server in due if server.autoscaler is not None]
         if scaled:
-            used = sum(inst.memory_bytes or 0 for server in self.fleet.servers.values()
-                       for inst in server.instances)
+            used = sum(inst.memory_bytes or 0 for server in supervised for inst in server.instances)
             for server in scaled:
                 server.autoscale(now, used, fleet_limit)
 
@@ -249,7 +250,7 @@ class MemoryWatch:
         if not limit:
             self.fleet_over.reset()
             return
-        candidates = [(inst, server) for server in self.fleet.servers.values()
+        candidates = [(inst, server) for server in self.fleet.supervised()
                       for inst in server.instances
                       if inst.memory_bytes is not None and inst.restart_kind is None]
         total = sum(inst.memory_bytes or 0 for inst, _ in candidates)

@@ -69,6 +69,7 @@ from .server import rate_limited
 from .session_ids import SessionIds, owner_of
 from .sessions import Session, Target
 from .states import SERVING
+from .views import NotInView, check_server, view_target
 
 if TYPE_CHECKING:
     from .aggregate import Aggregate
@@ -136,11 +137,13 @@ class Call:
     uvicorn): an `anyio.Event` per call cost a backend lookup, an `asyncio.Event` and its loop
     check (a getpid syscall on Python 3.11) for every request."""
 
-    __slots__ = ("client_id", "events", "gone", "response", "session", "slow", "span", "started", "wake")
+    __slots__ = ("client_id", "events", "gone", "owner", "response", "session", "slow", "span", "started",
+                 "wake")
 
     def __init__(self, client_id: Any, session: HttpSession | None) -> None:
         self.client_id = client_id
         self.session = session
+        self.owner: str | None = None  # a stateless call's client identity (per-client instances)
         self.response: Message | None = None
         self.events: list[Message] = []
         self.wake: asyncio.Future[None] | None = None
@@ -422,6 +425,7 @@ class HttpDoor:
         if settings.token:
             self._token_clients[f"Bearer {settings.token}".encode()] = None
         self._tokens = list(self._token_clients)
+        self._views: dict[tuple[str, str], Target] = {}
         self._limits = limits
         self.metrics: Callable[[], bytes] | None = None  # set by the daemon: GET /metrics
         # Set by the daemon: GET /healthz's status and body (503 while starting or draining).
@@ -587,6 +591,15 @@ class HttpDoor:
                 await _send_error(send, 429, RATE_LIMITED, refusal["error"]["message"],
                                   data=refusal["error"]["data"], extra=[(b"retry-after", seconds)])
                 return
+        if self._token_clients:
+            client = self._token_clients.get(headers.get(b"authorization", b""))
+            if client is not None:
+                viewed = self._view_for(client, target)
+                if viewed is None:
+                    await _send_error(send, 403, INVALID_PARAMS, f"Forbidden: client '{client}' may "
+                                      f"not use server '{target.name}' (clients.{client}.servers)")
+                    return
+                target = viewed
         method = scope["method"]
         if method == "POST":
             await self._post(path, target, headers, receive, send)
@@ -596,6 +609,22 @@ class HttpDoor:
             await self._delete(path, headers, send)
         else:
             await _send_empty(send, 405, [(b"allow", b"GET, POST, DELETE")])
+
+    def _view_for(self, client: str, target: Target) -> Target | None:
+        """The client's view of `target` (one object per client and target, so its sessions are
+        stable); None when its `[clients.NAME] servers` leaves the server out."""
+        if target is not self.aggregate:
+            try:
+                check_server(self.aggregate, client, target.name)
+            except NotInView:
+                return None
+        key = (client, target.name)
+        cached = self._views.get(key)
+        if cached is None or getattr(cached, "inner", cached) is not target:
+            if len(self._views) > 4096:  # servers replaced by reloads leave old keys behind
+                self._views.clear()
+            cached = self._views[key] = view_target(self.aggregate, target, client)
+        return cached
 
     async def _client_wait(self, client: str) -> float:
         """0.0 when the client may go on, else seconds to wait: from the cluster's shared bucket
@@ -752,6 +781,8 @@ class HttpDoor:
                 return
             sid = self._new_session_id(path, headers, msg)
             opened = HttpSession(sid, path, target, max_message=self.max_message, task_group=self._tg)
+            opened.owner = (self._token_clients.get(headers.get(b"authorization", b""))
+                            or f"anonymous:http-{sid}")
             call = Call(msg["id"], opened)
             with self._batch():
                 opened.on_message(msg, call)
@@ -826,7 +857,13 @@ class HttpDoor:
         target = self._target(path)
         if target is None or len(self.sessions) >= MAX_SESSIONS:
             return None
+        client = self._token_clients.get(headers.get(b"authorization", b""))
+        if client is not None:  # the client's view, as for a session opened here
+            target = self._view_for(client, target)
+            if target is None:
+                return None
         session = HttpSession(sid, path, target, max_message=self.max_message, task_group=self._tg)
+        session.owner = client or f"anonymous:http-{sid}"
         session.client_capabilities = claims["c"]
         session.client_info = claims["i"]
         session.initialized = True
@@ -878,6 +915,7 @@ class HttpDoor:
             await self._listen(target, msg, params, receive, send)
             return
         call = Call(mid, None)
+        call.owner = self._token_clients.get(headers.get(b"authorization", b"")) or "anonymous:http"
         with self._batch():
             self._stateless_for(target).on_message(msg, call)
         await self._respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send)

@@ -14,6 +14,8 @@ Names (prefix `mcp_supervisor_`, DESIGN.md section 9):
     scale_events_total{server,direction}        counter    autoscaling: up | down | refused
     cache_requests_total{backend,result}        counter    hit | miss | error
     log_lines_dropped_total{server}             counter    stderr lines the log files could not keep
+    tool_changes{server}                        gauge      tools whose definition differs from its pin
+    tool_changes_detected_total{server}         counter    definition changes seen (approved or not)
 
 Why not `Counter.labels(...).inc()` per request: prometheus_client takes a lock per `inc()` and
 per `observe()`, about 5 µs for the pair even with pre-bound children, against 0.6 µs for the plain
@@ -143,8 +145,14 @@ class FleetCollector(Collector):
         scale = CounterMetricFamily(PREFIX + "scale_events", "Autoscaling decisions by direction (up, "
                                     "down, refused: a scale-up the fleet memory limit stopped).",
                                     labels=["server", "direction"])
+        changes = GaugeMetricFamily(PREFIX + "tool_changes", "Tools whose definition differs from "
+                                    "the pinned (approved) one.", labels=["server"])
+        detected = CounterMetricFamily(PREFIX + "tool_changes_detected", "Tool definition changes "
+                                       "seen since the daemon started.", labels=["server"])
         for server in servers:
             name = server.name
+            changes.add_metric([name], len(server.pins.changes))
+            detected.add_metric([name], server.tool_changes_total)
             instances.add_metric([name], len(server.ready_instances))
             for direction, count in server.scale_events.items():
                 scale.add_metric([name, direction], count)
@@ -170,7 +178,8 @@ class FleetCollector(Collector):
             memory.add_metric([name], float(sum(sizes)))
             if server.config.memory_limit is not None:
                 limit.add_metric([name], float(server.config.memory_limit))
-        yield from (requests, durations, in_flight, queue, state, restarts, memory, limit, instances, scale)
+        yield from (requests, durations, in_flight, queue, state, restarts, memory, limit, instances, scale,
+                    changes, detected)
 
         cache = self._cache_status()
         backend = str(cache.get("backend", "none"))

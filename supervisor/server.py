@@ -8,6 +8,7 @@ caller hang. Deadlines are enforced by one sweeper task per server, not a timer 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import math
 import os
@@ -40,6 +41,9 @@ from .health import Consecutive, idle_due
 from .instance import ExitInfo, Instance, Pending, Sink, Waiter
 from .jsonrpc import Message, error_response
 from .logs import REDACT
+from .perclient import ClientInstances
+from .pins import ToolPins
+from .policy import ServerGate, origin_of
 from .ratelimit import ClientLimits, TokenBucket
 from .states import SERVING, Exit, RestartTracker, State
 from .units import format_duration, format_size
@@ -169,11 +173,130 @@ class Server:
         self._stderr_logged = 0
         self._stderr_suppressed = 0
         self.cache = ctx.cache.front(self) if ctx.cache is not None else None
+        self.pins = ToolPins(ctx.state_dir / "tool-pins" / f"{self.name}.json")
+        self.tool_changes_total = 0  # definition changes seen (approved or not)
+        self.blocked: set[str] = set()  # tools held back by on_tool_change = "block"
+        self.gate: ServerGate | None = None
+        self.policy_epoch = 0  # bumped whenever what clients see of this server may change
+        self._visible: tuple[int, int, list[dict[str, Any]]] | None = None
+        self._rebuild_gate()
+        # sharing = "per-client": this server runs no child itself, one per client instead.
+        self.clients = ClientInstances(self) if config.sharing == "per-client" else None
+        self.owner_of: Server | None = None  # on a per-client instance: the configured server
+        self.owner: str | None = None  # ... and the client it belongs to
+        self.retired = False  # a per-client instance on its way out
+        self.client_dir: Path | None = None  # an anonymous client's directory, removed with it
+
+    # ---- tool policy ----------------------------------------------------------------------------
+
+    def _rebuild_gate(self) -> None:
+        block = self.config.on_tool_change == "block"
+        self.blocked = set(self.pins.changes) if block else set()
+        gate = ServerGate(self.config, self.blocked, self.pins.matches if block else None)
+        self.gate = gate if gate.active else None
+        self.policy_epoch += 1
+
+    def _tell_sessions(self, *kinds: str) -> None:
+        for kind in kinds:
+            message = {"jsonrpc": "2.0", "method": f"notifications/{kind}/list_changed"}
+            for session in list(self.sessions):
+                session.server_notification(self, message)
+
+    def apply_policy(self, config: ServerConfig) -> None:
+        """A reload changed only what clients see (`POLICY_KEYS`): no restart, and every attached
+        client is told to list again."""
+        self.config = config
+        self._rebuild_gate()
+        self._tell_sessions("tools", "prompts", "resources")
+        if self.clients is not None:
+            for server in self.clients.servers:
+                server.apply_policy(dataclasses.replace(config, sharing="shared", max_instances=None,
+                                                        start="eager", idle_stop_after=None))
+
+    def _adopt(self, inst: Instance) -> None:
+        """A per-client instance finished a handshake or re-read its tools: the configured server
+        answers handshakes and lists from it."""
+        self.handshake = inst
+        self.tools = inst.tools
+        if self.blocked != (set(self.pins.changes) if self.config.on_tool_change == "block" else set()):
+            self._rebuild_gate()
+        self._state_changed.set()
+        self._state_changed = anyio.Event()
+
+    def per_client_changed(self) -> None:
+        """An instance came or went: the reason says how many (and publishes a state event)."""
+        if self.clients is not None and self.state in SERVING:
+            self._set_state(self.state, self._per_client_reason())
+
+    def _per_client_reason(self) -> str:
+        assert self.clients is not None
+        taken = self.clients.taken
+        return (f"per-client: {taken} client instance{'s' if taken != 1 else ''} "
+                f"of at most {self.clients.cap}")
+
+    @property
+    def all_instances(self) -> list[Instance]:
+        """Every child of this server, per-client instances included."""
+        if self.clients is None:
+            return self.instances
+        return [inst for server in self.clients.servers for inst in server.instances]
+
+    def _tools_seen(self, tools: list[dict[str, Any]]) -> None:
+        """A fresh tool list from a child: pin new tools, flag (and maybe hold back) changed ones."""
+        newly = self.pins.observe(tools)
+        block = self.config.on_tool_change == "block"
+        for name in newly:
+            self.tool_changes_total += 1
+            log.warning("%s: tool %r changed since it was pinned; %s (see: mcpctl tools --diff %s)",
+                        self.name, name, "hidden until approved" if block else "still served",
+                        self.name)
+            self.ctx.publish({"type": "tool_change", "server": self.name, "tool": name,
+                              "action": "blocked" if block else "warned", "at": time.time()})
+        if block and self.blocked != set(self.pins.changes):
+            self._rebuild_gate()
+        elif not block and self.gate is not None and newly:
+            self.policy_epoch += 1
+
+    def approve_tools(self, tool: str | None = None) -> list[str]:
+        """`mcpctl tools approve`: pin what the child offers now; held-back tools come back."""
+        approved = self.pins.approve(tool)
+        if approved:
+            log.info("%s: approved the current definition of %s", self.name, ", ".join(approved))
+            self.ctx.publish({"type": "tool_change", "server": self.name, "tool": tool,
+                              "action": "approved", "approved": approved, "at": time.time()})
+            self._rebuild_gate()
+            self._tell_sessions("tools")
+            for server in self.clients.servers if self.clients is not None else ():
+                server._rebuild_gate()  # the pins are shared; each instance's gate is its own
+                server._tell_sessions("tools")
+        return approved
+
+    @property
+    def visible_tools(self) -> list[dict[str, Any]]:
+        """The tools clients see (policy applied), recomputed only when the tools or policy change."""
+        gate = self.gate
+        if gate is None:
+            return self.tools
+        cached = self._visible
+        if cached is not None and cached[0] == id(self.tools) and cached[1] == self.policy_epoch:
+            return cached[2]
+        visible = gate.visible_tools(self.tools)
+        self._visible = (id(self.tools), self.policy_epoch, visible)
+        return visible
 
     # ---- admission: the hot path ----------------------------------------------------------------
 
     def submit(self, sink: Sink, message: Message, client_modern: bool) -> None:
         """Route one request; its answer (or a precise error) is delivered to `sink`."""
+        if self.clients is not None:
+            self.clients.submit(sink, message, client_modern)  # to the client's own instance
+            return
+        gate = self.gate
+        if gate is not None and message["method"] in gate.methods:
+            admitted = gate.admit(sink, message)
+            if admitted is None:
+                return  # refused by the tool policy
+            sink = admitted
         capability = protocol.METHOD_CAPABILITY.get(message["method"])
         if capability is not None:
             child = self.handshake
@@ -363,6 +486,8 @@ class Server:
 
     def cancel(self, sink: Sink, client_id: Any, reason: str = "cancelled by the client") -> bool:
         """A client's notifications/cancelled: drop it from the queue or cancel it in the child."""
+        if self.clients is not None:
+            return self.clients.cancel(sink, client_id, reason)
         left_flight = False
         if self.cache is not None and self.cache.flights:
             flight = self.cache.leave(sink, client_id)
@@ -373,12 +498,12 @@ class Server:
                 # a flight still waiting for Redis is dropped by the cache worker).
                 sink, client_id, left_flight = flight, flight.routed_id, True
         for item in self.queue:
-            if item.sink is sink and item.message.get("id") == client_id:
+            if origin_of(item.sink) is sink and item.message.get("id") == client_id:
                 self.queue.remove(item)
                 return True
         for inst in self.instances:
             for cid, pending in list(inst.pending.items()):
-                if pending.sink is sink and pending.client_id == client_id:
+                if origin_of(pending.sink) is sink and pending.client_id == client_id:
                     inst.cancel(cid, reason)
                     self.request_done(inst, pending, False, metrics.CANCELLED, CANCELLED)
                     return True
@@ -386,18 +511,20 @@ class Server:
 
     def drop_sink(self, sink: Sink) -> int:
         """The client went away: forget its queued requests and cancel its in-flight ones."""
+        if self.clients is not None:
+            return self.clients.drop_sink(sink)
         dropped = 0
         if self.cache is not None and self.cache.flights:
             for flight in self.cache.leave_all(sink):
                 if self.cancel(flight, flight.routed_id, "the client disconnected"):
                     dropped += 1
         if self.queue:
-            kept = collections.deque(q for q in self.queue if q.sink is not sink)
+            kept = collections.deque(q for q in self.queue if origin_of(q.sink) is not sink)
             dropped += len(self.queue) - len(kept)
             self.queue = kept
         for inst in self.instances:
             for cid, pending in list(inst.pending.items()):
-                if pending.sink is sink:
+                if origin_of(pending.sink) is sink:
                     inst.cancel(cid, "the client disconnected")
                     self.request_done(inst, pending, False, metrics.CANCELLED, CANCELLED)
                     dropped += 1
@@ -510,6 +637,9 @@ class Server:
             return
         instance.tools = tools
         self.tools = tools
+        self._tools_seen(tools)
+        if self.owner_of is not None:
+            self.owner_of._adopt(instance)
         if self.cache is not None:
             self.cache.tools_changed(tools)
 
@@ -530,6 +660,11 @@ class Server:
         self._desired = False
         self._idle_stopped = False
         self._stop_reason = reason
+        if self.clients is not None:
+            if self.state in SERVING:
+                self._set_state(State.STOPPING, "stopping the client instances")
+            self.clients.stop_all(reason)
+            return
         if self._run_scope is not None:
             self._stopping = True
             for inst in self.instances:
@@ -545,6 +680,9 @@ class Server:
         Forgets the restart history and closes the breaker: someone decided to try again.
         """
         self._count_restart(reason, reason)
+        if self.clients is not None:
+            self.clients.stop_all(f"restarting ({reason})")  # new instances on next use
+            return
         self._desired = True
         self._failed = False
         self._idle_stopped = False
@@ -592,12 +730,16 @@ class Server:
 
     async def wait_settled(self, timeout: float) -> None:
         """Wait until the server is in a state that is not transitional (or the timeout)."""
+        if self.clients is not None and self.handshake is None and self.state in SERVING:
+            self.clients.any_instance()  # the first handshake needs a child: start the spare
         with anyio.move_on_after(timeout):
             while self.transitional:
                 await self._state_changed.wait()
 
     @property
     def transitional(self) -> bool:
+        if self.clients is not None and self.state in SERVING:
+            return self.handshake is None  # until the first instance has done its handshake
         return self.state in (State.STARTING, State.STOPPING, State.BACKOFF) or (
             self._desired and self.state == State.STOPPED and not self._failed)
 
@@ -670,6 +812,9 @@ class Server:
 
     async def run(self) -> None:
         """The server's whole life: start when wanted, supervise, stop when told."""
+        if self.clients is not None:
+            await self._run_per_client(self.clients)
+            return
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._sweeper)
@@ -714,6 +859,21 @@ class Server:
         with anyio.move_on_after(IDLE_RECHECK):
             await self._poke.wait()
         self._poke = anyio.Event()
+
+    async def _run_per_client(self, clients: ClientInstances) -> None:
+        """A per-client server: ready at once (its instances start on first use), until stopped."""
+        while True:
+            if not self._desired:
+                self._set_state(State.STOPPED, self._stop_reason)
+                await self._wait_poke()
+                continue
+            unavailable = self.check_prerequisites()
+            if unavailable:
+                self._set_state(State.UNAVAILABLE, unavailable)
+                await self._wait_poke()
+                continue
+            self._set_state(State.READY, self._per_client_reason())
+            await clients.run()  # returns once stop() asked and every instance has stopped
 
     @property
     def floor(self) -> int:
@@ -838,6 +998,9 @@ class Server:
         self.handshake = inst
         self.tracker.ready()
         self.tools = inst.tools
+        self._tools_seen(inst.tools)
+        if self.owner_of is not None:
+            self.owner_of._adopt(inst)
         if self.cache is not None:
             self.cache.child_ready(inst)
         self.last_active = time.monotonic()
@@ -1039,10 +1202,10 @@ class Server:
     # ---- status ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        pids = [inst.pid for inst in self.instances if inst.pid is not None]
+        pids = [inst.pid for inst in self.all_instances if inst.pid is not None]
         ready = self.ready_instances
         started = min((i.started_at for i in ready if i.started_at), default=None)
-        memory = [i.memory_bytes for i in self.instances if i.memory_bytes is not None]
+        memory = [i.memory_bytes for i in self.all_instances if i.memory_bytes is not None]
         first = ready[0] if ready else None
         return {
             "name": self.name,
@@ -1062,7 +1225,13 @@ class Server:
             "queued": len(self.queue),
             "protocol_version": first.protocol_version if first else None,
             "era": ("modern" if first.modern else "legacy") if first else None,
-            "tools": len(self.tools),
+            "tools": len(self.visible_tools),
+            "tools_hidden": len(self.tools) - len(self.visible_tools),
+            # Tools whose definition differs from the pinned one (the dashboard marks them).
+            "tool_changes": len(self.pins.changes),
+            "changed_tools": sorted(self.pins.changes),
+            "tool_changes_total": self.tool_changes_total,
+            "on_tool_change": self.config.on_tool_change,
             "instances": len(ready),
             "target_instances": self.target_instances,
             "min_instances": self.policy.min_instances if self.policy else self.floor,
@@ -1084,4 +1253,7 @@ class Server:
             "breaker": self.breaker.status(),
             "probe_failures": max((i.unhealthy.count for i in ready), default=0),
             "start": self.config.start,
+            "sharing": self.config.sharing,
+            # sharing = "per-client": which client owns which instance.
+            "clients": self.clients.status() if self.clients is not None else None,
         }

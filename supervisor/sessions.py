@@ -88,6 +88,7 @@ class Session:
         self.limits = limits  # per-client rate limits, keyed by `client`
         self.outbox = outbox
         self.client = client
+        self.owner = client  # whose instance of a `sharing = "per-client"` server it uses
         self.max_message = max_message
         self.modern = False
         self.initialized = False

@@ -247,7 +247,8 @@ async def test_a_rate_limit_holds_for_the_cluster_whichever_node_gets_the_call(c
     async with httpx.AsyncClient(timeout=30) as http:
         for n in range(7):
             reply = await http.post(cluster.lb.url.replace("/echo", "/limited"),
-                                    headers=modern_headers("add"), json=modern_call(n, "add", {"a": n, "b": 0}))
+                                    headers=modern_headers("add"),
+                                    json=modern_call(n, "add", {"a": n, "b": 0}))
             body = reply.json()
             statuses.append("ok" if "result" in body else body["error"]["code"])
     assert statuses == ["ok"] * 5 + [-32007, -32007], statuses

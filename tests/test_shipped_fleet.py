@@ -77,3 +77,11 @@ def test_filesystem_never_defaults_to_the_daemons_cwd(fleet: FleetConfig) -> Non
 
     root = expand(fleet.servers["filesystem"].args[0], {"MCP_SUPERVISOR_STATE_DIR": "/state"})
     assert root == "/state/home/filesystem"
+
+
+def test_servers_with_per_session_state_get_an_instance_per_client(fleet: FleetConfig) -> None:
+    """memory (a knowledge graph) and sequential-thinking (a chain of thoughts) keep state that
+    must not mix between clients; memory's file lives in the client's own directory."""
+    for name in ("memory", "sequential-thinking"):
+        assert fleet.servers[name].sharing == "per-client", name
+    assert "${MCP_SUPERVISOR_CLIENT_DIR" in fleet.servers["memory"].env["MEMORY_FILE_PATH"]

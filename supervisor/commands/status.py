@@ -55,7 +55,24 @@ def render(status: dict[str, Any]) -> str:
     ready = sum(1 for s in status["servers"] if s["state"] in ("ready", "degraded"))
     head = (f"mcp-supervisor {daemon['version']}  pid {daemon['pid']}  up "
             f"{format_uptime(daemon['uptime_s'])}  {ready}/{len(status['servers'])} ready")
-    return head + "\n" + table(rows)
+    return head + "\n" + table(rows) + "".join(f"\n{line}" for line in _notes(status))
+
+
+def _notes(status: dict[str, Any]) -> list[str]:
+    """What the aggregate and the tool pins want a human to know."""
+    notes = []
+    aggregate = status.get("aggregate") or {}
+    if aggregate.get("over_max_tools"):
+        per = ", ".join(f"{name} {count}" for name, count in sorted(
+            aggregate["tools_per_server"].items(), key=lambda kv: -kv[1]))
+        notes.append(f"aggregate: {aggregate['tools']} tools, more than max_tools = "
+                     f"{aggregate['max_tools']} ({per})")
+    notes.extend(f"aggregate: tool {c['tool']!r} is offered by {', '.join(c['servers'])} "
+                 f"(prefix = {aggregate['prefix']})" for c in aggregate.get("collisions") or [])
+    notes.extend(f"{s['name']}: changed since pinned: {', '.join(s['changed_tools'])} "
+                 f"({s.get('on_tool_change', 'warn')}; mcpctl tools --diff {s['name']})"
+                 for s in status["servers"] if s.get("changed_tools"))
+    return notes
 
 
 def render_cluster(result: dict[str, Any]) -> str:
