@@ -9,6 +9,9 @@ instance vs autoscaled to four) runs only when named.
 Regression gate (bench/gate.py): `--gate bench/baseline.json` runs the quick gate scenarios (core,
 http, cache, everything), prints what passed and failed, and exits 1 on a regression;
 `--write-baseline [PATH]` records a new baseline from the same run.
+
+`python -m bench chaos [--minutes N]` is separate (bench/chaos.py): the long Hypothesis fuzz profile
+on every door plus the chaos soak (27 echo children, good and hostile clients and children).
 """
 
 from __future__ import annotations
@@ -121,6 +124,10 @@ async def run(names: list[str], settings: Settings, command: str, loop_name: str
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["chaos"]:
+        from .chaos import main as chaos
+        return chaos(args_in[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",

@@ -983,7 +983,10 @@ class HttpDoor:
             await _send_error(send, 400, INVALID_REQUEST, "Invalid Request: expected one JSON-RPC object "
                               "(batches are not part of MCP since 2025-06-18)")
             return
-        if "id" in msg and not is_valid_id(msg["id"]):  # it keys this request's tables
+        # Both eras key calls by id and echo it in every error: an id that is not a string or an
+        # integer (a list is unhashable, a deep one cannot be encoded again) is refused here, once.
+        # null stays allowed on a client's answer (no method), as JSON-RPC has it for errors.
+        if "id" in msg and not is_valid_id(msg["id"]) and not (msg["id"] is None and "method" not in msg):
             await _send_error(send, 400, INVALID_REQUEST,
                               "Invalid Request: id must be a string or an integer")
             return

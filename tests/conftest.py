@@ -21,8 +21,22 @@ from typing import Any
 
 import psutil
 import pytest
+from hypothesis import HealthCheck, Phase, settings
 
 from supervisor.control_client import call
+
+# Hypothesis profiles (tests/test_fuzz.py): "ci", the default, is derandomized (the same examples
+# on every run, so a red CI is reproducible) with each test's own small max_examples, and reports
+# the first failing example as generated: a failure usually kills the daemon, and shrinking it
+# (a daemon restart per attempt) would take minutes. "chaos" is the long random run of
+# `python -m bench chaos`, which shrinks. Examples drive a real daemon, hence no deadline.
+_FUZZ_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                HealthCheck.large_base_example]
+settings.register_profile("ci", derandomize=True, deadline=None, database=None,
+                          phases=(Phase.explicit, Phase.generate), suppress_health_check=_FUZZ_HEALTH)
+settings.register_profile("chaos", derandomize=False, deadline=None, database=None,
+                          suppress_health_check=_FUZZ_HEALTH)
+settings.load_profile(os.environ.get("MCP_SUPERVISOR_HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parent.parent
 SERVERS = REPO / "tests" / "servers"

@@ -599,3 +599,48 @@ def test_chaos_stderr_spam_and_leak(spawn) -> None:
         assert time.monotonic() < deadline, "memory did not grow"
         assert s.call("ping")["result"] == {}  # answers while stderr is drained by the test
     s.wait_stderr(b"stderr spam")
+
+
+# --------------------------------------------------------------------------- hostile server
+
+def _driver(path: str) -> tuple[Any, Any]:
+    import socket as socketlib
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            assert time.monotonic() < deadline, "the hostile server never listened"
+            time.sleep(0.02)
+    sock.settimeout(TIMEOUT)
+    return sock, sock.makefile("rb")
+
+
+def test_hostile_server_writes_what_it_is_told_and_answers_as_told(spawn, tmp_path: Path) -> None:
+    """hostile_server.py: `write` lands on stdout verbatim, `answer_next` replaces the next answer
+    of that method (id filled in), `seen` lists the ids received, and it still serves normally."""
+    path = str(tmp_path / "inject.sock")
+    p = spawn(SERVERS / "hostile_server.py", "--inject", path)
+    p.initialize()
+    sock, replies = _driver(path)
+
+    def command(cmd: dict[str, Any]) -> dict[str, Any]:
+        sock.sendall(orjson.dumps(cmd) + b"\n")
+        return orjson.loads(replies.readline())  # type: ignore[no-any-return]
+
+    assert command({"write": 'not json\n{"jsonrpc":"2.0","id":{"odd":1},"result":[1]}\n'}) == {"ok": True}
+    assert p.recv() == {"jsonrpc": "2.0", "id": {"odd": 1}, "result": [1]}
+    assert b"not json\n" in p.junk
+    assert command({"answer_next": {"method": "tools/list",
+                                    "line": '{"jsonrpc":"2.0","id":"__ID__","result":{"tools":[7]}}'}})["ok"]
+    assert p.call("tools/list") == {"jsonrpc": "2.0", "id": p.next_id, "result": {"tools": [7]}}
+    assert p.call("tools/list")["result"]["tools"][0]["name"] == "echo"  # used once, then normal
+    assert p.next_id in command({"seen": True})["ids"]
+    assert command({"answer_next": {"method": "ping", "line": "{}"}})["ok"]
+    assert command({"clear": True})["ok"]
+    assert p.call("ping")["result"] == {}
+    assert command({"nonsense": 1})["ok"] is False
+    sock.close()
