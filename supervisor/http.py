@@ -56,12 +56,14 @@ from .errors import (
     INVALID_REQUEST,
     MESSAGE_TOO_LARGE,
     METHOD_NOT_FOUND,
+    MISSING_CLIENT_CAPABILITY,
     PARSE_ERROR,
     RATE_LIMITED,
     UNKNOWN_SERVER,
     UNSUPPORTED_PROTOCOL_VERSION,
     SupervisorError,
 )
+from .input_required import ASKING_METHODS, Ask, InputRequired
 from .jsonrpc import Message, error_response
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .outbox import Outbox, batch
@@ -104,7 +106,8 @@ _ROUTING = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
 _NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 # JSON-RPC error code -> HTTP status for 2026-07-28 answers (what the official SDK server does).
 _MODERN_STATUS = {PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
-                  UNSUPPORTED_PROTOCOL_VERSION: 400, METHOD_NOT_FOUND: 404}
+                  UNSUPPORTED_PROTOCOL_VERSION: 400, MISSING_CLIENT_CAPABILITY: 400,
+                  METHOD_NOT_FOUND: 404}
 _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                 (b"x-accel-buffering", b"no")]
 
@@ -134,11 +137,15 @@ class Call:
     uvicorn): an `anyio.Event` per call cost a backend lookup, an `asyncio.Event` and its loop
     check (a getpid syscall on Python 3.11) for every request."""
 
-    __slots__ = ("client_id", "events", "gone", "response", "session", "slow", "started", "wake")
+    __slots__ = ("ask", "book", "client_id", "events", "gone", "response", "session", "slow", "started",
+                 "wake")
 
-    def __init__(self, client_id: Any, session: HttpSession | None) -> None:
+    def __init__(self, client_id: Any, session: HttpSession | None, book: InputRequired | None = None,
+                 ask: Ask | None = None) -> None:
         self.client_id = client_id
         self.session = session
+        self.book = book  # a 2026-07-28 call that may be answered input_required
+        self.ask = ask
         self.response: Message | None = None
         self.events: list[Message] = []
         self.wake: asyncio.Future[None] | None = None
@@ -160,20 +167,33 @@ class Call:
         if wake is not None and not wake.done():
             wake.set_result(None)
 
+    @property
+    def translates_input(self) -> bool:
+        return self.ask is not None
+
     def forward_server_request(self, instance: Instance, message: Message) -> bool:
-        """A legacy child asks the client something (sampling, elicitation) during this call."""
+        """A legacy child asks the client something (sampling, elicitation) during this call: a
+        legacy session gets the request on this call's stream; a 2026-07-28 call is answered
+        input_required (`input_required.py`)."""
         if self.session is None:
-            return False
+            if self.book is None or self.ask is None:
+                return False
+            return self.book.child_asks(self.ask, self, instance, message)
         self.deliver(self.session.server_request_for(instance, message))
         return True
 
     async def wait(self) -> None:
+        book, ask = self.book, self.ask
+        if ask is not None and book is not None and await book.gather(self, ask):
+            return
         if self.response is None and not self.events:
             wake = self.wake = asyncio.get_running_loop().create_future()
             try:
                 await wake
             finally:
                 self.wake = None
+            if ask is not None and book is not None:
+                await book.gather(self, ask)
 
 
 class _Stream:
@@ -402,6 +422,7 @@ class HttpDoor:
         self.max_message = max_message
         self.sessions: dict[str, HttpSession] = {}
         self._stateless: dict[int, _Stateless] = {}
+        self.input_required = InputRequired()
         self._waiting: set[Call] = set()
         self._ticker_idle = True
         self._tick = anyio.Event()
@@ -657,10 +678,15 @@ class HttpDoor:
                 await self._modern(target, headers, text, msg, json_ok, sse_ok, receive, send)
                 return
             if text not in protocol.LEGACY_VERSIONS:
+                # A request in the 2026-07-28 shape (the envelope in _meta) is told the versions
+                # server/discover lists; a legacy one every version we speak.
+                params = msg.get("params")
+                meta = params.get("_meta") if params.__class__ is dict else None
+                modern = meta.__class__ is dict and protocol.META_PROTOCOL_VERSION in meta
+                supported = protocol.MODERN_VERSIONS if modern else protocol.KNOWN_VERSIONS
                 await _send_error(send, 400, UNSUPPORTED_PROTOCOL_VERSION,
                                   f"Bad Request: unsupported MCP-Protocol-Version {text!r}",
-                                  msg.get("id"), {"supported": list(protocol.KNOWN_VERSIONS),
-                                                  "requested": text})
+                                  msg.get("id"), {"supported": list(supported), "requested": text})
                 return
         await self._legacy(path, target, headers, msg, json_ok, sse_ok, receive, send)
 
@@ -737,16 +763,21 @@ class HttpDoor:
         mismatch = None
         if meta[protocol.META_PROTOCOL_VERSION] != version:
             mismatch = "MCP-Protocol-Version header does not match params._meta's protocol version"
-        elif headers.get(b"mcp-method", b"").decode("latin-1") != method:
+        elif headers.get(b"mcp-method", b"").decode("latin-1").strip(" \t") != method:
             mismatch = "Mcp-Method header does not match the request body's method"
         elif method in _NAME_BEARING:
             key = _NAME_BEARING[method]
             raw = headers.get(b"mcp-name")
-            value = _decode_header_value(raw.decode("latin-1")) if raw is not None else None
+            # HTTP allows optional whitespace around a field value (RFC 9110 §5.5).
+            value = _decode_header_value(raw.decode("latin-1").strip(" \t")) if raw is not None else None
             if params.get(key) is not None and value != params.get(key):
                 mismatch = f"Mcp-Name header does not match the request body's {key!r} parameter"
         if mismatch is not None:
             await _send_error(send, 400, HEADER_MISMATCH, mismatch, mid)
+            return
+        if method in protocol.REMOVED_IN_MODERN:
+            await _send_error(send, 404, METHOD_NOT_FOUND, f"Method not found: {method} is not part of "
+                              f"MCP {version}", mid)
             return
         if method == "subscriptions/listen":
             if not sse_ok:
@@ -755,10 +786,23 @@ class HttpDoor:
                 return
             await self._listen(target, msg, params, receive, send)
             return
-        call = Call(mid, None)
-        with self._batch():
-            self._stateless_for(target).on_message(msg, call)
-        await self._respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send)
+        if method not in ASKING_METHODS:
+            call = Call(mid, None)
+            with self._batch():
+                self._stateless_for(target).on_message(msg, call)
+            await self._respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send)
+            return
+        book = self.input_required
+        ask = Ask(method, params, meta.get(protocol.META_CLIENT_CAPABILITIES))
+        call = Call(mid, None, book, ask)
+        try:
+            if ("inputResponses" not in params and "requestState" not in params) \
+                    or not book.retry(msg, params, ask, call):
+                with self._batch():
+                    self._stateless_for(target).on_message(msg, call)
+            await self._respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send)
+        finally:
+            book.detach(call, ask)
 
     def _stateless_for(self, target: Target) -> _Stateless:
         session = self._stateless.get(id(target))

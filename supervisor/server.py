@@ -453,9 +453,18 @@ class Server:
             session.server_notification(self, message)
 
     def child_request(self, instance: Instance, message: Message) -> None:
+        """The child asks its client something: the one client whose call can have caused it
+        gets it (a call parked for its client's retry waits on that client, so it is not asking)."""
         sinks = {id(p.sink): p.sink for p in instance.pending.values()}
-        candidates = [s for s in sinks.values() if hasattr(s, "forward_server_request")]
+        candidates = [s for s in sinks.values() if hasattr(s, "forward_server_request")
+                      and not getattr(s, "awaiting_client", False)]
+        roots = message["method"] == "roots/list"
+        if roots:  # only a 2026-07-28 call is asked; everyone else gets the entry's roots (none)
+            candidates = [s for s in candidates if getattr(s, "translates_input", False)]
         if len(candidates) == 1 and candidates[0].forward_server_request(instance, message):
+            return
+        if roots:
+            instance.send({"jsonrpc": "2.0", "id": message["id"], "result": {"roots": []}})
             return
         instance.send(error_response(
             message["id"], -32603,

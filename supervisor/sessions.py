@@ -221,10 +221,13 @@ class Session:
         instance, child_id = target
         instance.send({**msg, "id": child_id})
 
-    def _unsupported_version(self, out: Sink, mid: Any, version: Any) -> None:
+    def _unsupported_version(self, out: Sink, mid: Any, version: Any, *, modern: bool = True) -> None:
+        """-32022; `data.supported` lists what the request's era can use: for a 2026-07-28-shaped
+        request the versions `server/discover` lists, for `initialize` the legacy ones."""
+        supported = protocol.MODERN_VERSIONS if modern else protocol.LEGACY_VERSIONS
         out.deliver(error_response(
             mid, UNSUPPORTED_PROTOCOL_VERSION, f"Unsupported protocol version: {version}",
-            {"supported": list(protocol.KNOWN_VERSIONS), "requested": version}))
+            {"supported": list(supported), "requested": version}))
 
     # ---- requests the daemon answers itself -------------------------------------------------------
 
@@ -238,7 +241,7 @@ class Session:
         requested = params.get("protocolVersion")
         if requested in protocol.MODERN_VERSIONS:
             # A modern version in initialize is a client bug; answer as the spec's -32022 asks.
-            self._unsupported_version(out, msg["id"], requested)
+            self._unsupported_version(out, msg["id"], requested, modern=False)
             return
         self._when_handshake_known(out, msg, lambda child: {
             "protocolVersion": protocol.negotiate_legacy(requested),

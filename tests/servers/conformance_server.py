@@ -18,6 +18,7 @@ wait, every write under one lock.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import sys
@@ -163,11 +164,15 @@ class Server:
     def notify(self, method: str, params: dict[str, Any]) -> None:
         self.write({"method": method, "params": params})
 
-    def ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Send a server-to-client request and wait for its result (RpcError on an error answer)."""
+    def ask(self, method: str, params: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+        """Send a server-to-client request and wait for its result (RpcError on an error answer).
+
+        The id is `key#N`: a gateway that turns this request into a 2026-07-28
+        InputRequiredResult asks it under `key` (mcp-supervisor's convention), and the suite
+        expects the keys its scenarios name; `#N` keeps ids unique while older calls still wait."""
         with self.lock:
             self.next_id += 1
-            rid = f"srv-{self.next_id}"
+            rid = f"{key or 'srv'}#{self.next_id}"
             done = threading.Event()
             box: list[dict[str, Any]] = []
             self.waiting[rid] = (done, box)
@@ -395,7 +400,7 @@ class Server:
 
     def ir_elicitation(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         result = self.ask("elicitation/create", {"message": "What is your name?",
-                                                 "requestedSchema": NAME_SCHEMA})
+                                                 "requestedSchema": NAME_SCHEMA}, "user_name")
         content = result.get("content") if isinstance(result.get("content"), dict) else {}
         return text(f"Hello, {content.get('name', 'stranger')}!")
 
@@ -403,36 +408,36 @@ class Server:
         result = self.ask("sampling/createMessage", {
             "messages": [{"role": "user", "content": {"type": "text",
                                                       "text": "What is the capital of France?"}}],
-            "maxTokens": 100})
+            "maxTokens": 100}, "capital_question")
         content = result.get("content")
         said = content.get("text") if isinstance(content, dict) else None
         return text(f"The model said: {said}")
 
     def ir_roots(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
-        result = self.ask("roots/list", {})
+        result = self.ask("roots/list", {}, "client_roots")
         roots = result.get("roots") if isinstance(result.get("roots"), list) else []
         uris = [r.get("uri") for r in roots if isinstance(r, dict)]
         return text(f"Roots: {', '.join(str(u) for u in uris) or '(none)'}")
 
     def ir_confirm(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         result = self.ask("elicitation/create", {"message": "Please confirm", "requestedSchema": {
-            "type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}})
+            "type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}}, "confirm")
         return text(f"state-ok: confirmed={orjson.dumps(result.get('content')).decode()}")
 
     def ir_multiple(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         # Three questions at once: one thread per question, so all are outstanding together.
         answers: dict[str, Any] = {}
         questions = {
-            "name": ("elicitation/create", {"message": "What is your name?",
+            "user_name": ("elicitation/create", {"message": "What is your name?",
                                             "requestedSchema": NAME_SCHEMA}),
             "greeting": ("sampling/createMessage", {"messages": [{"role": "user", "content": {
                 "type": "text", "text": "Generate a greeting"}}], "maxTokens": 50}),
-            "roots": ("roots/list", {}),
+            "client_roots": ("roots/list", {}),
         }
 
         def one(key: str, method: str, params: dict[str, Any]) -> None:
             try:
-                answers[key] = self.ask(method, params)
+                answers[key] = self.ask(method, params, key)
             except RpcError as exc:
                 answers[key] = {"error": exc.message}
 
@@ -446,13 +451,13 @@ class Server:
 
     def ir_multi_round(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         first = self.ask("elicitation/create", {"message": "Step 1: What is your name?",
-                                                "requestedSchema": NAME_SCHEMA})
+                                                "requestedSchema": NAME_SCHEMA}, "step1")
         second = self.ask("elicitation/create", {
             "message": "Step 2: What is your favorite color?",
             "requestedSchema": {"type": "object", "properties": {"color": {"type": "string"}},
-                                "required": ["color"]}})
-        name = (first.get("content") or {}).get("name") if isinstance(first.get("content"), dict) else None
-        color = (second.get("content") or {}).get("color") if isinstance(second.get("content"), dict) else None
+                                "required": ["color"]}}, "step2")
+        name = first["content"].get("name") if isinstance(first.get("content"), dict) else None
+        color = second["content"].get("color") if isinstance(second.get("content"), dict) else None
         return text(f"{name}'s favorite color is {color}")
 
     # ---- prompts ----------------------------------------------------------------------------
@@ -484,7 +489,7 @@ class Server:
             result = self.ask("elicitation/create", {
                 "message": "What context should the prompt use?",
                 "requestedSchema": {"type": "object", "properties": {"context": {"type": "string"}},
-                                    "required": ["context"]}})
+                                    "required": ["context"]}}, "user_context")
             content = result.get("content") if isinstance(result.get("content"), dict) else {}
             return {"messages": [{"role": "user", "content": {
                 "type": "text", "text": f"Use this context: {content.get('context')}"}}]}
@@ -594,10 +599,8 @@ HANDLERS = {
 
 
 def main() -> None:
-    try:
+    with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
         Server().serve()
-    except (BrokenPipeError, KeyboardInterrupt):
-        pass
     sys.exit(0)
 
 
