@@ -63,7 +63,7 @@ from .errors import (
     UNSUPPORTED_PROTOCOL_VERSION,
     SupervisorError,
 )
-from .input_required import ASKING_METHODS, Ask, InputRequired
+from .input_required import ASKING_METHODS, Ask, InputRequired, book
 from .jsonrpc import Message, error_response
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .outbox import Outbox, batch
@@ -422,7 +422,7 @@ class HttpDoor:
         self.max_message = max_message
         self.sessions: dict[str, HttpSession] = {}
         self._stateless: dict[int, _Stateless] = {}
-        self.input_required = InputRequired()
+        self.input_required: InputRequired = book()
         self._waiting: set[Call] = set()
         self._ticker_idle = True
         self._tick = anyio.Event()

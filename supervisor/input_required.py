@@ -36,8 +36,10 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import anyio.abc
 import orjson
 
+from . import protocol
 from .errors import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY
 from .jsonrpc import Message, error_response
 
@@ -330,3 +332,79 @@ class InputRequired:
         parked = ask.parked
         if parked is not None and parked.call is call:
             parked.call = None
+
+
+class SessionRequest:
+    """One 2026-07-28 request of a byte-stream session (the bridge, the control socket): the
+    answer goes out on the session; when the child asks for input, the answer is an
+    InputRequiredResult, sent `GATHER` after the first question by a task of the session's."""
+
+    translates_input = True
+
+    def __init__(self, book: InputRequired, session: Any, client_id: Any, ask: Ask,
+                 task_group: anyio.abc.TaskGroup | None) -> None:
+        self.book = book
+        self.session = session
+        self.client_id = client_id
+        self.ask = ask
+        self.response: Message | None = None
+        self._tg = task_group
+        self._gathering = False
+
+    def deliver(self, message: Message) -> None:
+        if "method" in message:
+            self.session.deliver(message)
+        elif self.response is None:
+            self.response = message
+            self.session.requests.discard(self)
+            self.session.deliver(message)
+
+    def set(self) -> None:
+        """The child asked something (`child_asks`): answer input_required once its siblings
+        are in."""
+        if self._gathering or self.response is not None:
+            return
+        if self._tg is None:
+            self._finish()
+            return
+        self._gathering = True
+        self._tg.start_soon(self._gather)
+
+    async def _gather(self) -> None:
+        await anyio.sleep(GATHER)
+        self._finish()
+
+    def _finish(self) -> None:
+        parked = self.ask.parked
+        if self.response is None and parked is not None and parked.call is self and parked.asked:
+            parked.input_required(self)
+            assert self.response is not None
+            self.session.requests.discard(self)
+            self.session.deliver(self.response)
+
+    def forward_server_request(self, instance: Instance, message: Message) -> bool:
+        return self.book.child_asks(self.ask, self, instance, message)
+
+
+_BOOK: InputRequired | None = None
+
+
+def book() -> InputRequired:
+    """The daemon's one table of parked calls, shared by every door, so a retry may come back by
+    any of them (the signing key lives as long as the process)."""
+    global _BOOK
+    if _BOOK is None:
+        _BOOK = InputRequired()
+    return _BOOK
+
+
+def session_request(session: Any, msg: Message, params: dict[str, Any], meta: dict[str, Any],
+                    task_group: anyio.abc.TaskGroup | None) -> tuple[SessionRequest, bool]:
+    """The sink for a 2026-07-28 request of a byte-stream session, and whether the request goes
+    on to the child (False: a retry, answered here or resuming a parked call)."""
+    table = book()
+    ask = Ask(msg["method"], params, meta.get(protocol.META_CLIENT_CAPABILITIES))
+    sink = SessionRequest(table, session, msg["id"], ask, task_group)
+    if ("inputResponses" in params or "requestState" in params) and table.retry(msg, params, ask, sink):
+        return sink, False
+    return sink, True

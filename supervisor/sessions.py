@@ -20,6 +20,7 @@ from .errors import (
     SERVER_UNAVAILABLE,
     UNSUPPORTED_PROTOCOL_VERSION,
 )
+from .input_required import ASKING_METHODS, session_request
 from .jsonrpc import (
     LineSplitter,
     Message,
@@ -100,6 +101,7 @@ class Session:
         self._open: set[Any] = set()  # ids of requests routed for this session, not yet answered
         self._idle: anyio.Event | None = None
         self._next_server_request = 1
+        self.requests: set[Any] = set()  # 2026-07-28 calls that may be answered input_required
         server.sessions.add(self)
 
     # ---- out ------------------------------------------------------------------------------------
@@ -198,6 +200,16 @@ class Session:
                 return
         if out is self:
             self._open.add(mid)
+            if self.modern and method in ASKING_METHODS and params is not None:
+                # Answered input_required when the child asks its client something (SEP-2322).
+                envelope = params.get("_meta")
+                request, route = session_request(
+                    self, msg, params, envelope if envelope.__class__ is dict else {}, self._tg)
+                if request.response is None:
+                    self.requests.add(request)
+                if not route:
+                    return
+                out = request
         self.server.submit(out, msg, self.modern)
 
     def _notification(self, method: str, msg: Message) -> None:
@@ -310,6 +322,9 @@ class Session:
         self.closed = True
         self.server.sessions.discard(self)
         dropped = self.server.drop_sink(self)
+        for request in list(self.requests):
+            parked = request.ask.parked
+            dropped += self.server.drop_sink(parked if parked is not None else request)
         if dropped:
             log.info("%s: client left with %d requests outstanding; cancelled them",
                      self.server.name, dropped)

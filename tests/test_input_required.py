@@ -17,9 +17,9 @@ import anyio
 import httpx
 import mcp_types as types
 import pytest
-from mcp import Client, MCPError
+from mcp import Client, MCPError, StdioServerParameters
 
-from .conftest import SERVERS, server_toml, wait_for
+from .conftest import MCPCTL, SERVERS, server_toml, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -83,6 +83,28 @@ async def test_sdk_client_answers_a_legacy_childs_questions_over_http(make_daemo
             assert rounds.content[0].text == "answer-to-name's favorite color is answer-to-color"
             prompt = await client.get_prompt("test_input_required_result_prompt", {})
             assert prompt.messages[0].content.text == "Use this context: answer-to-context"
+
+
+async def test_sdk_client_answers_a_legacy_childs_questions_through_the_bridge(make_daemon: Any) -> None:
+    """The same rounds through `mcpctl connect` (the SDK's default 2026-07-28 mode over stdio):
+    the daemon answers input_required on the bridge's stream, and the retry resumes the child."""
+    daemon, _ = start(make_daemon)
+    params = StdioServerParameters(command=MCPCTL, args=["--socket", str(daemon.socket), "connect", "conf"],
+                                   env=daemon.env)
+    with anyio.fail_after(60):
+        async with Client(params, elicitation_callback=elicit, sampling_callback=sample,
+                          list_roots_callback=roots) as client:
+            assert client.session.discover_result is not None
+            every = await client.call_tool("test_input_required_result_multiple_inputs", {})
+            text = every.content[0].text
+            assert "answer-to-name" in text and "Paris" in text and "file:///work/project" in text
+            rounds = await client.call_tool("test_input_required_result_multi_round", {})
+            assert rounds.content[0].text == "answer-to-name's favorite color is answer-to-color"
+        async with Client(params) as bare:  # declares neither elicitation nor sampling
+            with pytest.raises(MCPError) as raised:
+                await bare.call_tool("test_input_required_result_elicitation", {})
+            assert raised.value.error.code == -32021
+    wait_for(lambda: daemon.status("conf")["in_flight"] == 0, 10, what="every call to end")
 
 
 def envelope(capabilities: dict[str, Any]) -> dict[str, Any]:
