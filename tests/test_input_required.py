@@ -208,3 +208,23 @@ async def test_sdk_client_without_callbacks_gets_an_error_not_a_hang(make_daemon
             with pytest.raises(MCPError) as raised:
                 await client.call_tool("test_input_required_result_elicitation", {})
             assert raised.value.error.code == -32021
+
+
+async def test_retries_reach_the_instance_that_asked_in_a_pool(make_daemon: Any) -> None:
+    """Two clients at once on a two-instance pool, each through several rounds: every retry goes
+    to the child process that asked (the parked call holds its instance), never to the other."""
+    daemon, url = start(make_daemon, stateless=True, instances=2)
+    wait_for(lambda: len(daemon.status("conf").get("pids") or []) == 2, 20, what="two instances")
+    results: list[str] = []
+
+    async def one() -> None:
+        async with Client(url, elicitation_callback=elicit) as client:
+            for _ in range(3):
+                done = await client.call_tool("test_input_required_result_multi_round", {})
+                results.append(done.content[0].text)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one)
+            tg.start_soon(one)
+    assert results == ["answer-to-name's favorite color is answer-to-color"] * 6
