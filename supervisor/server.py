@@ -42,6 +42,7 @@ from .jsonrpc import Message, error_response
 from .logs import REDACT
 from .ratelimit import ClientLimits, TokenBucket
 from .states import SERVING, Exit, RestartTracker, State
+from .subscriptions import Subscriptions
 from .units import format_duration, format_size
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ class Server:
         self.tools: list[dict[str, Any]] = []
         self.stderr: collections.deque[str] = collections.deque(maxlen=STDERR_RING)
         self.sessions: set[Attached] = set()
+        self.subscriptions = Subscriptions()  # resources/subscribe, per client session
         self.calls_total = 0
         self.errors_total = 0
         self.timeouts_total = 0
@@ -449,6 +451,16 @@ class Server:
         if method == "notifications/message":
             params = message.get("params") or {}
             log.info("%s: [%s] %s", self.name, params.get("level", "info"), params.get("data"))
+        if method == "notifications/resources/updated":
+            # Only the sessions subscribed to that URI (and fan-outs such as the aggregate, which
+            # hold no subscriptions of their own here).
+            params = message.get("params")
+            subscribed = self.subscriptions.sessions_for(params.get("uri") if isinstance(params, dict)
+                                                         else None)
+            for session in list(self.sessions):
+                if session in subscribed or not getattr(session, "subscribes", False):
+                    session.server_notification(self, message)
+            return
         for session in list(self.sessions):
             session.server_notification(self, message)
 

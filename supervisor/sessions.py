@@ -198,6 +198,8 @@ class Session:
             if wait:
                 out.deliver(rate_limited(mid, f"client '{self.client}' is over its rate limit", wait))
                 return
+        if method in _SUBSCRIPTION_METHODS and not self.modern and self._subscription(method, msg, out):
+            return
         if out is self:
             self._open.add(mid)
             if self.modern and method in ASKING_METHODS and params is not None:
@@ -211,6 +213,30 @@ class Session:
                     return
                 out = request
         self.server.submit(out, msg, self.modern)
+
+    subscribes = True  # a client session: resources/updated reaches it only for its subscriptions
+
+    def _subscription(self, method: str, msg: Message, out: Sink) -> bool:
+        """resources/subscribe|unsubscribe: remembered per session (`subscriptions.py`). True when
+        answered here (a refusal, or an unsubscribe others still need at the child)."""
+        table = getattr(self.server, "subscriptions", None)
+        params = msg.get("params") or {}
+        uri = params.get("uri")
+        if table is None:
+            return False
+        if not isinstance(uri, str):
+            out.deliver(error_response(msg["id"], INVALID_PARAMS, "Invalid params: uri must be a string"))
+            return True
+        if method == "resources/subscribe":
+            refused = table.subscribe(self, uri)
+            if refused is not None:
+                out.deliver(error_response(msg["id"], INVALID_PARAMS, f"Invalid params: {refused}"))
+                return True
+            return False
+        if table.unsubscribe(self, uri):
+            return False
+        out.deliver({"jsonrpc": "2.0", "id": msg["id"], "result": {}})
+        return True
 
     def _notification(self, method: str, msg: Message) -> None:
         if method == "notifications/cancelled":
@@ -321,6 +347,9 @@ class Session:
             return
         self.closed = True
         self.server.sessions.discard(self)
+        table = getattr(self.server, "subscriptions", None)
+        if table is not None:
+            table.forget(self)
         dropped = self.server.drop_sink(self)
         for request in list(self.requests):
             parked = request.ask.parked
@@ -335,6 +364,8 @@ def _instructions(child: Instance) -> str | None:
     value = (source or {}).get("instructions")
     return value if isinstance(value, str) else None
 
+
+_SUBSCRIPTION_METHODS = frozenset({"resources/subscribe", "resources/unsubscribe"})
 
 _LOCAL = {
     "initialize": Session._initialize,

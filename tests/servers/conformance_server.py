@@ -88,6 +88,7 @@ TOOLS = [
     _tool("test_reconnection", "Answers after a short pause (SSE polling tests)"),
     _tool("test_trigger_tool_change", "Changes the tool list (sends tools/list_changed)"),
     _tool("test_trigger_prompt_change", "Changes the prompt list (sends prompts/list_changed)"),
+    _tool("test_update_resource", "Changes test://watched-resource (resources/updated to subscribers)"),
     _tool("json_schema_2020_12_tool", "Takes a JSON Schema 2020-12 input", SCHEMA_2020),
     _tool("test_input_required_result_elicitation", "Asks the user's name"),
     _tool("test_input_required_result_sampling", "Asks the client's LLM a question"),
@@ -393,6 +394,12 @@ class Server:
         self.notify("notifications/prompts/list_changed", {})
         return text("prompt list changed")
 
+    def t_update(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        uri = "test://watched-resource"
+        if uri in self.subscriptions:
+            self.notify("notifications/resources/updated", {"uri": uri})
+        return text(f"updated {uri}")
+
     def t_schema(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         return text(f"received: {orjson.dumps(args).decode()}")
 
@@ -564,6 +571,7 @@ TOOL_HANDLERS = {
     "test_reconnection": Server.t_reconnection,
     "test_trigger_tool_change": Server.t_trigger_tools,
     "test_trigger_prompt_change": Server.t_trigger_prompts,
+    "test_update_resource": Server.t_update,
     "json_schema_2020_12_tool": Server.t_schema,
     "test_input_required_result_elicitation": Server.ir_elicitation,
     "test_input_required_result_sampling": Server.ir_sampling,
