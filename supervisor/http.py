@@ -69,6 +69,7 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .outbox import Outbox, batch
 from .server import rate_limited
 from .sessions import Session, Target
+from .sse_replay import ReplayStream, SessionStreams, parse_event_id
 from .states import SERVING
 
 if TYPE_CHECKING:
@@ -137,8 +138,8 @@ class Call:
     uvicorn): an `anyio.Event` per call cost a backend lookup, an `asyncio.Event` and its loop
     check (a getpid syscall on Python 3.11) for every request."""
 
-    __slots__ = ("ask", "book", "client_id", "events", "gone", "response", "session", "slow", "started",
-                 "wake")
+    __slots__ = ("ask", "book", "client_id", "events", "gone", "replay", "response", "session", "slow",
+                 "started", "wake")
 
     def __init__(self, client_id: Any, session: HttpSession | None, book: InputRequired | None = None,
                  ask: Ask | None = None) -> None:
@@ -146,6 +147,7 @@ class Call:
         self.session = session
         self.book = book  # a 2026-07-28 call that may be answered input_required
         self.ask = ask
+        self.replay: ReplayStream | None = None  # a legacy session's resumable answer stream
         self.response: Message | None = None
         self.events: list[Message] = []
         self.wake: asyncio.Future[None] | None = None
@@ -233,9 +235,22 @@ class HttpSession(Session):
         self.calls: dict[Any, Call] = {}
         self.stream = _Stream()
         self.streaming = False  # a GET stream is open
+        self.replay = SessionStreams()  # resumable SSE streams (`sse_replay.py`)
+        self.get_replay, _ = self.replay.open()
 
     def deliver(self, message: Message) -> None:
-        self.stream.push(sse_event(message))
+        self.stream.push(self.get_replay.frame(message))
+
+    def resumable(self, call: Call) -> ReplayStream:
+        """A numbered, replayable stream for `call`'s answer; calls whose streams had to make
+        room are cancelled (their answers could never be collected)."""
+        stream, evicted = self.replay.open(call)
+        for old in evicted:
+            if old.call is not None and old.call.response is None:
+                self.server.cancel(old.call, old.call.client_id, "its SSE stream was dropped and "
+                                   "not resumed")
+                self.calls.pop(old.call.client_id, None)
+        return stream
 
     def cancel_request(self, request_id: Any, reason: str) -> None:
         call = self.calls.get(request_id)
@@ -725,7 +740,8 @@ class HttpDoor:
                 session.on_message(msg, call)
             await self._respond(call, target, json_ok, sse_ok, 200, None, receive, send)
         finally:
-            if session.calls.get(msg["id"]) is call:
+            # A dropped, unfinished resumable stream keeps its call for the reconnect.
+            if session.calls.get(msg["id"]) is call and (call.replay is None or call.replay.finished):
                 del session.calls[msg["id"]]
 
     async def _session(self, path: str, headers: dict[bytes, bytes], send: Send,
@@ -841,6 +857,8 @@ class HttpDoor:
             tg.start_soon(self._watch_disconnect, receive, call, tg.cancel_scope)
             await self._respond_slow(call, json_ok, sse_ok, status, statuses, send)
             tg.cancel_scope.cancel()
+        if call.replay is not None and not call.replay.finished:
+            return  # a legacy session's stream: the client may resume it (Last-Event-ID)
         if call.response is None:
             call.gone = True
             target.cancel(call, call.client_id, "the HTTP client closed the response stream")
@@ -857,12 +875,26 @@ class HttpDoor:
                 await _send_json(send, status, response)
             return
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        first: list[bytes] = []
+        if call.session is not None:
+            call.replay = call.session.resumable(call)
+            first.append(call.replay.prime())
+        await self._pump_call(call, send, first)
+
+    async def _pump_call(self, call: Call, send: Send, first: list[bytes]) -> None:
+        """Write a call's events and then its answer to an open SSE response (numbered and kept
+        for a reconnect when the call has a replay stream)."""
+        replay = call.replay
+        render = replay.frame if replay is not None else sse_event
+        frames = first
         while True:
-            frames = [sse_event(m) for m in call.events]
+            frames += [render(m) for m in call.events]
             call.events.clear()
             final = call.response
             if final is not None:
-                frames.append(sse_event(final))
+                frames.append(render(final))
+                if replay is not None:
+                    replay.finished = True
             if frames:
                 with anyio.move_on_after(SEND_TIMEOUT) as timed:
                     await send({"type": "http.response.body", "body": b"".join(frames),
@@ -871,6 +903,7 @@ class HttpDoor:
                     return
             if final is not None:
                 return
+            frames = []
             with anyio.move_on_after(PING_INTERVAL) as quiet:
                 await call.wait()
             if quiet.cancelled_caught:
@@ -933,15 +966,51 @@ class HttpDoor:
         session = await self._session(path, headers, send)
         if session is None:
             return
+        resume = parse_event_id(headers.get(b"last-event-id"))
+        stream = session.replay.get(resume[0]) if resume is not None else None
+        if stream is not None and resume is not None and stream.call is not None:
+            await self._resume_call(session, stream, resume[1], receive, send)
+            return
         if session.streaming:
             await _send_error(send, 409, INVALID_REQUEST, "Conflict: this session already has a GET stream")
             return
+        first = None
+        if stream is not None and resume is not None:  # the GET stream itself, resumed
+            replayed = stream.after(resume[1])
+            if replayed is not None:
+                session.stream.take()  # the replay holds these and everything sent since
+                first = replayed
         session.streaming = True
         try:
-            await self._stream(session.stream, receive, send)
+            await self._stream(session.stream, receive, send, first=first)
         finally:
             session.streaming = False
             session.last_used = time.monotonic()
+
+    async def _resume_call(self, session: HttpSession, stream: ReplayStream, seq: int,
+                           receive: Receive, send: Send) -> None:
+        """GET + Last-Event-ID of a POST stream: what it sent after `seq`, then the rest of the
+        call, then the end of the stream."""
+        call: Call = stream.call
+        if stream.taken:
+            await _send_error(send, 409, INVALID_REQUEST, "Conflict: that stream is being read already")
+            return
+        frames = stream.after(seq) or []
+        stream.taken = True
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            if stream.finished:
+                with anyio.move_on_after(SEND_TIMEOUT):
+                    await send({"type": "http.response.body", "body": b"".join(frames)})
+            else:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._watch_disconnect, receive, call, tg.cancel_scope)
+                    await self._pump_call(call, send, frames)
+                    tg.cancel_scope.cancel()
+        finally:
+            stream.taken = False
+            if stream.finished and session.calls.get(call.client_id) is call:
+                del session.calls[call.client_id]
 
     async def _delete(self, path: str, headers: dict[bytes, bytes], send: Send) -> None:
         session = await self._session(path, headers, send)

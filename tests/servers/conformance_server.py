@@ -381,7 +381,11 @@ class Server:
         return text(f"sampled: {orjson.dumps(result).decode()}")
 
     def t_reconnection(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
-        time.sleep(0.2)
+        token = meta.get("progressToken")
+        if token is not None:  # something to see on the stream before the pause
+            self.notify("notifications/progress", {"progressToken": token, "progress": 1, "total": 2})
+        seconds = args.get("seconds")
+        time.sleep(float(seconds) if isinstance(seconds, int | float) and 0 <= seconds <= 10 else 0.2)
         return text("Reconnection test completed")
 
     def t_trigger_tools(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
