@@ -250,6 +250,15 @@ class Session:
         # the daemon, which answers roots itself; the shared child must not see per-client noise.
 
     def cancel_request(self, request_id: Any, reason: str) -> None:
+        for request in list(self.requests):  # a 2026-07-28 call with its own sink
+            if request.client_id == request_id:
+                self.requests.discard(request)
+                parked = request.ask.parked
+                if parked is None:
+                    self.server.cancel(request, request_id, reason)
+                else:
+                    self.server.drop_sink(parked)
+                return
         self.server.cancel(self, request_id, reason)
 
     def _client_response(self, msg: Message) -> None:

@@ -228,3 +228,18 @@ async def test_retries_reach_the_instance_that_asked_in_a_pool(make_daemon: Any)
             tg.start_soon(one)
             tg.start_soon(one)
     assert results == ["answer-to-name's favorite color is answer-to-color"] * 6
+
+
+def test_a_2026_call_on_a_session_can_still_be_cancelled(make_daemon: Any) -> None:
+    """Regression: 2026-07-28 calls on a byte-stream session get their own sink (for the
+    translation); notifications/cancelled must still find them and free the child's slot."""
+    from .mcp_raw import RawSession
+
+    daemon, _ = start(make_daemon)
+    with RawSession(daemon.socket, "conf") as raw:
+        raw.send({"jsonrpc": "2.0", "id": 41, "method": "tools/call", "params": {
+            "name": "test_reconnection", "arguments": {"seconds": 8}, "_meta": envelope({})}})
+        wait_for(lambda: daemon.status("conf")["in_flight"] == 1, 10, what="the call to reach the child")
+        raw.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                  "params": {"requestId": 41, "reason": "changed my mind"}})
+        wait_for(lambda: daemon.status("conf")["in_flight"] == 0, 5, what="the cancel to free the slot")
