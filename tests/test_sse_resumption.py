@@ -89,3 +89,41 @@ async def test_a_dropped_call_stream_resumes_with_last_event_id(make_daemon: Any
             twice = await http.get(url, headers={**headers, "Last-Event-ID": last,
                                                  "Accept": "text/event-stream"})
             assert [orjson.loads(e["data"])["id"] for e in events(twice.text) if e.get("data")] == [5]
+
+
+async def test_the_session_get_stream_resumes_after_the_last_event_id(make_daemon: Any) -> None:
+    """Notifications sent on the session's GET stream are numbered; reconnecting with the id of
+    the first one replays the later ones only."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("conf", CHILD))
+    daemon.wait_state("conf", "ready")
+    url = f"http://127.0.0.1:{port}/mcp/conf"
+    with anyio.fail_after(30):
+        async with httpx.AsyncClient(timeout=20) as http:
+            headers = await session(http, url)
+            get_headers = {**headers, "Accept": "text/event-stream"}
+            seen: list[dict[str, str]] = []
+            async with http.stream("GET", url, headers=get_headers) as stream:
+                for n in range(2):  # two list_changed notifications while the stream is open
+                    await http.post(url, headers=headers, json={
+                        "jsonrpc": "2.0", "id": 10 + n, "method": "tools/call",
+                        "params": {"name": "test_trigger_tool_change", "arguments": {}}})
+                buffer = ""
+                async for chunk in stream.aiter_text():
+                    buffer += chunk
+                    seen = [e for e in events(buffer) if e.get("data")]
+                    if len(seen) >= 2:
+                        break
+            assert [orjson.loads(e["data"])["method"] for e in seen[:2]] == [
+                "notifications/tools/list_changed"] * 2
+            async with http.stream("GET", url, headers={**get_headers, "Last-Event-ID": seen[0]["id"]}
+                                   ) as again:
+                buffer = ""
+                async for chunk in again.aiter_text():
+                    buffer += chunk
+                    replayed = [e for e in events(buffer) if e.get("data")]
+                    if replayed:
+                        break
+            assert [e["id"] for e in replayed] == [seen[1]["id"]]
