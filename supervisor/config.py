@@ -50,6 +50,7 @@ __all__ = [
     "ServerCache",
     "ServerConfig",
     "SupervisorSettings",
+    "TracingSettings",
     "expand",
     "is_loopback_host",
     "load_config",
@@ -439,6 +440,18 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """`[tracing]`: OpenTelemetry spans for every call (needs the `otel` extra)."""
+
+    enabled: bool = False
+    """Off by default; off costs nothing per call."""
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    """The OTLP/HTTP traces endpoint of a collector (Jaeger, Tempo, the OpenTelemetry Collector)."""
+    service_name: str = "mcp-supervisor"
+    """`service.name` of the spans."""
+
+
+@dataclass(frozen=True, slots=True)
 class ClientSettings:
     """`[clients.NAME]`: a known client of the HTTP door, recognised by its token."""
 
@@ -464,6 +477,8 @@ class FleetConfig:
     """`[cache]`."""
     cluster: ClusterSettings
     """`[cluster]`."""
+    tracing: TracingSettings
+    """`[tracing]`."""
     servers: Mapping[str, ServerConfig]
     """Servers by name, in file order, with `[defaults]` applied."""
     clients: Mapping[str, ClientSettings]
@@ -981,7 +996,7 @@ _NOT_DEFAULTS = frozenset({"command", "args", "package"})
 
 _SERVER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
-_TOP_LEVEL = ("supervisor", "http", "cache", "cluster", "defaults", "servers", "clients")
+_TOP_LEVEL = ("supervisor", "http", "cache", "cluster", "tracing", "defaults", "servers", "clients")
 
 
 def _name_problem(kind: str, name: str) -> str | None:
@@ -1078,6 +1093,11 @@ class _Loader:
             "ttl": _duration(),
         }))
         cluster = self.cluster(doc)
+        tracing = TracingSettings(**self.section(("tracing",), doc.get("tracing", {}), {
+            "enabled": _boolean,
+            "endpoint": _expanded(env),
+            "service_name": _expanded(env),
+        }))
         raw_defaults = doc.get("defaults", {})
         defaults_schema = {k: v for k, v in _SERVER_SCHEMA.items() if k not in _NOT_DEFAULTS}
         if isinstance(raw_defaults, dict):
@@ -1094,6 +1114,7 @@ class _Loader:
             http=http,
             cache=cache,
             cluster=cluster,
+            tracing=tracing,
             servers=MappingProxyType(servers),
             clients=MappingProxyType(clients),
             defaults=MappingProxyType(dict(raw_defaults)),

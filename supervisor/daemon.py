@@ -336,6 +336,8 @@ class Daemon:
             self.http.cluster_limits = self.ctx.cluster_limits
             self.http.bind()  # a taken port fails here, before any child starts
         process.become_subreaper()
+        from . import tracing
+        traced = tracing.configure(self.config.tracing)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.log_files.run)
             await tg.start(self.fleet.run)
@@ -368,6 +370,8 @@ class Daemon:
                 await self.fleet.shutdown()
                 await self.cache.aclose()
             tg.cancel_scope.cancel()
+        if traced is not None:
+            await anyio.to_thread.run_sync(traced.shutdown)  # the last spans, off the loop
         self.notifier.close()
 
     def request_stop(self) -> None:

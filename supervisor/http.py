@@ -48,7 +48,7 @@ import anyio.abc
 import orjson
 import uvicorn
 
-from . import protocol
+from . import protocol, tracing
 from .config import is_loopback_host
 from .errors import (
     HEADER_MISMATCH,
@@ -141,7 +141,7 @@ class Call:
     check (a getpid syscall on Python 3.11) for every request."""
 
     __slots__ = ("ask", "book", "client_id", "events", "gone", "replay", "response", "session", "slow",
-                 "started", "wake")
+                 "span", "started", "wake")
 
     def __init__(self, client_id: Any, session: HttpSession | None, book: InputRequired | None = None,
                  ask: Ask | None = None) -> None:
@@ -156,15 +156,23 @@ class Call:
         self.slow = False
         self.gone = False
         self.started = 0.0
+        self.span: Any = None  # the request's trace span, with [tracing] on
 
     def deliver(self, message: Message) -> None:
         if "method" in message:
             self.events.append(message)
         elif self.response is None:
             self.response = message
+            if self.span is not None and tracing.active is not None:
+                tracing.active.end(self.span, message)
+                self.span = None
         else:
             return
         self.set()
+
+    def keep_span(self, span: Any) -> None:
+        """Hold the request's trace span until the answer arrives (`deliver` ends it)."""
+        self.span = span
 
     def set(self) -> None:
         wake = self.wake
@@ -242,6 +250,11 @@ class HttpSession(Session):
         self.replay = SessionStreams()  # resumable SSE streams (`sse_replay.py`)
         self.get_replay, _ = self.replay.open()
 
+    TRANSPORT = "tcp"
+
+    def trace_session_id(self) -> str | None:
+        return self.sid
+
     def deliver(self, message: Message) -> None:
         self.stream.push(self.get_replay.frame(message))
 
@@ -272,6 +285,8 @@ class HttpSession(Session):
 
 class _Stateless(Session):
     """Routes 2026-07-28 requests for one target; their answers all go to per-request `Call`s."""
+
+    TRANSPORT = "tcp"
 
     def deliver(self, message: Message) -> None:
         pass  # nothing is session-wide on the stateless wire; notifications go to listen streams

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from . import metrics, protocol
+from . import metrics, protocol, tracing
 from .autoscale import DOWN, UP, Autoscaler, Observation, Policy, Verdict
 from .breaker import CANCELLED, CLOSED, TIMEOUT, CircuitBreaker
 from .config import ServerConfig, expand
@@ -330,6 +330,8 @@ class Server:
 
     def request_done(self, instance: Instance, pending: Pending, ok: bool,
                      outcome: int = metrics.ERROR, fault: str | None = None) -> None:
+        if pending.span is not None and tracing.active is not None:
+            tracing.active.end(pending.span, None, None if ok else metrics.OUTCOMES[outcome])
         if not isinstance(pending.sink, Waiter):  # the daemon's own requests are not traffic
             now = time.monotonic()
             self.calls_total += 1

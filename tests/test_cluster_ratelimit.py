@@ -27,7 +27,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 def node(make_daemon: Any, name: str, url: str, port: int) -> Any:
-    text = (f'[cluster]\nnode = "{name}"\nurl = "{url}"\n' + http_toml(port)
+    # A generous timeout: a loaded box must not make a node fall back to its own bucket here.
+    text = (f'[cluster]\nnode = "{name}"\nurl = "{url}"\nrate_limit_timeout = "2s"\n' + http_toml(port)
             + '[clients.ci]\ntoken = "ci-token-0123456789"\nrate_limit = "3/min"\n'
             + server_toml("echo", ECHO, rate_limit="4/min"))
     daemon = make_daemon(text, subdir=name)
