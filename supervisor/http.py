@@ -76,6 +76,7 @@ from .errors import (
     INVALID_REQUEST,
     MESSAGE_TOO_LARGE,
     METHOD_NOT_FOUND,
+    MISSING_CLIENT_CAPABILITY,
     PARSE_ERROR,
     RATE_LIMITED,
     UNKNOWN_SERVER,
@@ -83,6 +84,7 @@ from .errors import (
     SupervisorError,
 )
 from .fdlimit import connection_budget
+from .input_required import ASKING_METHODS, Ask, InputRequired, book
 from .jsonrpc import Message, TooDeep, error_response, is_valid_id, loads, notification
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .outbox import Outbox, batch
@@ -90,6 +92,7 @@ from .server import rate_limited
 from .session_ids import SessionIds, owner_of
 from .session_table import SessionTable
 from .sessions import Session, Target
+from .sse_replay import ReplayStream, SessionStreams, parse_event_id
 from .states import SERVING
 from .views import NotInView, check_server, view_target
 
@@ -138,7 +141,8 @@ _ROUTING = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
 _NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 # JSON-RPC error code -> HTTP status for 2026-07-28 answers (what the official SDK server does).
 _MODERN_STATUS = {PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
-                  UNSUPPORTED_PROTOCOL_VERSION: 400, METHOD_NOT_FOUND: 404}
+                  UNSUPPORTED_PROTOCOL_VERSION: 400, MISSING_CLIENT_CAPABILITY: 400,
+                  METHOD_NOT_FOUND: 404}
 _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                 (b"x-accel-buffering", b"no")]
 
@@ -180,13 +184,17 @@ class Call:
     uvicorn): an `anyio.Event` per call cost a backend lookup, an `asyncio.Event` and its loop
     check (a getpid syscall on Python 3.11) for every request."""
 
-    __slots__ = ("client_id", "events", "gone", "owner", "response", "session", "slow", "span", "started",
-                 "wake")
+    __slots__ = ("ask", "book", "client_id", "events", "gone", "owner", "replay", "response", "session",
+                 "slow", "span", "started", "wake")
 
-    def __init__(self, client_id: Any, session: HttpSession | None) -> None:
+    def __init__(self, client_id: Any, session: HttpSession | None, book: InputRequired | None = None,
+                 ask: Ask | None = None) -> None:
         self.client_id = client_id
         self.session = session
         self.owner: str | None = None  # a stateless call's client identity (per-client instances)
+        self.book = book  # a 2026-07-28 call that may be answered input_required
+        self.ask = ask
+        self.replay: ReplayStream | None = None  # a legacy session's resumable answer stream
         self.response: Message | None = None
         self.events: list[Message] = []
         self.wake: asyncio.Future[None] | None = None
@@ -216,20 +224,33 @@ class Call:
         if wake is not None and not wake.done():
             wake.set_result(None)
 
+    @property
+    def translates_input(self) -> bool:
+        return self.ask is not None
+
     def forward_server_request(self, instance: Instance, message: Message) -> bool:
-        """A legacy child asks the client something (sampling, elicitation) during this call."""
+        """A legacy child asks the client something (sampling, elicitation) during this call: a
+        legacy session gets the request on this call's stream; a 2026-07-28 call is answered
+        input_required (`input_required.py`)."""
         if self.session is None:
-            return False
+            if self.book is None or self.ask is None:
+                return False
+            return self.book.child_asks(self.ask, self, instance, message)
         self.deliver(self.session.server_request_for(instance, message))
         return True
 
     async def wait(self) -> None:
+        book, ask = self.book, self.ask
+        if ask is not None and book is not None and await book.gather(self, ask):
+            return
         if self.response is None and not self.events:
             wake = self.wake = asyncio.get_running_loop().create_future()
             try:
                 await wake
             finally:
                 self.wake = None
+            if ask is not None and book is not None:
+                await book.gather(self, ask)
 
 
 class _Stream:
@@ -276,6 +297,8 @@ class HttpSession(Session):
         self.calls: dict[Any, Call] = {}
         self.stream = _Stream()
         self.streaming = False  # a GET stream is open
+        self.replay = SessionStreams()  # resumable SSE streams (`sse_replay.py`)
+        self.get_replay, _ = self.replay.open()
         self.token: bytes | None = None  # the client token that opened it (None: no tokens set)
         self.missed: set[str] = set()  # list_changed methods to send when a stream opens
 
@@ -290,7 +313,18 @@ class HttpSession(Session):
         return self.sid
 
     def deliver(self, message: Message) -> None:
-        self.stream.push(sse_event(message))
+        self.stream.push(self.get_replay.frame(message))
+
+    def resumable(self, call: Call) -> ReplayStream:
+        """A numbered, replayable stream for `call`'s answer; calls whose streams had to make
+        room are cancelled (their answers could never be collected)."""
+        stream, evicted = self.replay.open(call)
+        for old in evicted:
+            if old.call is not None and old.call.response is None:
+                self.server.cancel(old.call, old.call.client_id, "its SSE stream was dropped and "
+                                   "not resumed")
+                self.calls.pop(old.call.client_id, None)
+        return stream
 
     def server_notification(self, server: Server, message: Message) -> None:
         if self.streaming:
@@ -611,6 +645,7 @@ class HttpDoor:
         self._sweeper_idle = False
         self._opened = anyio.Event()
         self._stateless: dict[int, _Stateless] = {}
+        self.input_required: InputRequired = book()
         self._waiting: set[Call] = set()
         self._ticker_idle = True
         self._tick = anyio.Event()
@@ -997,10 +1032,15 @@ class HttpDoor:
                 await self._modern(target, headers, text, msg, json_ok, sse_ok, receive, send)
                 return
             if text not in protocol.LEGACY_VERSIONS:
+                # A request in the 2026-07-28 shape (the envelope in _meta) is told the versions
+                # server/discover lists; a legacy one every version we speak.
+                params = msg.get("params")
+                meta = params.get("_meta") if params.__class__ is dict else None
+                modern = meta.__class__ is dict and protocol.META_PROTOCOL_VERSION in meta
+                supported = protocol.MODERN_VERSIONS if modern else protocol.KNOWN_VERSIONS
                 await _send_error(send, 400, UNSUPPORTED_PROTOCOL_VERSION,
                                   f"Bad Request: unsupported MCP-Protocol-Version {text!r}",
-                                  msg.get("id"), {"supported": list(protocol.KNOWN_VERSIONS),
-                                                  "requested": text})
+                                  msg.get("id"), {"supported": list(supported), "requested": text})
                 return
         await self._legacy(path, target, headers, msg, json_ok, sse_ok, receive, send)
 
@@ -1028,7 +1068,8 @@ class HttpDoor:
             _give_back(target, call)
             raise
         finally:
-            if session.calls.get(msg["id"]) is call:
+            # A dropped, unfinished resumable stream keeps its call for the reconnect.
+            if session.calls.get(msg["id"]) is call and (call.replay is None or call.replay.finished):
                 del session.calls[msg["id"]]
 
     async def _open_session(self, path: str, target: Target, headers: dict[bytes, bytes],
@@ -1157,16 +1198,21 @@ class HttpDoor:
         mismatch = None
         if meta[protocol.META_PROTOCOL_VERSION] != version:
             mismatch = "MCP-Protocol-Version header does not match params._meta's protocol version"
-        elif headers.get(b"mcp-method", b"").decode("latin-1") != method:
+        elif headers.get(b"mcp-method", b"").decode("latin-1").strip(" \t") != method:
             mismatch = "Mcp-Method header does not match the request body's method"
         elif method in _NAME_BEARING:
             key = _NAME_BEARING[method]
             raw = headers.get(b"mcp-name")
-            value = _decode_header_value(raw.decode("latin-1")) if raw is not None else None
+            # HTTP allows optional whitespace around a field value (RFC 9110 §5.5).
+            value = _decode_header_value(raw.decode("latin-1").strip(" \t")) if raw is not None else None
             if params.get(key) is not None and value != params.get(key):
                 mismatch = f"Mcp-Name header does not match the request body's {key!r} parameter"
         if mismatch is not None:
             await _send_error(send, 400, HEADER_MISMATCH, mismatch, mid)
+            return
+        if method in protocol.REMOVED_IN_MODERN:
+            await _send_error(send, 404, METHOD_NOT_FOUND, f"Method not found: {method} is not part of "
+                              f"MCP {version}", mid)
             return
         if method == "subscriptions/listen":
             if not sse_ok:
@@ -1175,15 +1221,33 @@ class HttpDoor:
                 return
             await self._listen(target, msg, params, receive, send)
             return
-        call = Call(mid, None)
-        call.owner = self._token_clients.get(self._credential(headers) or b"") or "anonymous:http"
+        owner = self._token_clients.get(self._credential(headers) or b"") or "anonymous:http"
+        if method not in ASKING_METHODS:
+            call = Call(mid, None)
+            call.owner = owner
+            try:
+                with self._batch():
+                    self._stateless_for(target).on_message(msg, call)
+                await self._respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send)
+            except BaseException:
+                _give_back(target, call)
+                raise
+            return
+        book = self.input_required
+        ask = Ask(method, params, meta.get(protocol.META_CLIENT_CAPABILITIES))
+        call = Call(mid, None, book, ask)
+        call.owner = owner
         try:
-            with self._batch():
-                self._stateless_for(target).on_message(msg, call)
+            if ("inputResponses" not in params and "requestState" not in params) \
+                    or not book.retry(msg, params, ask, call):
+                with self._batch():
+                    self._stateless_for(target).on_message(msg, call)
             await self._respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send)
         except BaseException:
             _give_back(target, call)
             raise
+        finally:
+            book.detach(call, ask)
 
     def _stateless_for(self, target: Target) -> _Stateless:
         session = self._stateless.get(id(target))
@@ -1222,6 +1286,8 @@ class HttpDoor:
             tg.start_soon(self._watch_disconnect, receive, call, tg.cancel_scope)
             await self._respond_slow(call, json_ok, sse_ok, status, statuses, send)
             tg.cancel_scope.cancel()
+        if call.replay is not None and not call.replay.finished:
+            return  # a legacy session's stream: the client may resume it (Last-Event-ID)
         if call.response is None:
             call.gone = True
             target.cancel(call, call.client_id, "the HTTP client closed the response stream")
@@ -1238,12 +1304,26 @@ class HttpDoor:
                 await _send_json(send, status, response)
             return
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        first: list[bytes] = []
+        if call.session is not None:
+            call.replay = call.session.resumable(call)
+            first.append(call.replay.prime())
+        await self._pump_call(call, send, first)
+
+    async def _pump_call(self, call: Call, send: Send, first: list[bytes]) -> None:
+        """Write a call's events and then its answer to an open SSE response (numbered and kept
+        for a reconnect when the call has a replay stream)."""
+        replay = call.replay
+        render = replay.frame if replay is not None else sse_event
+        frames = first
         while True:
-            frames = [sse_event(m) for m in call.events]
+            frames += [render(m) for m in call.events]
             call.events.clear()
             final = call.response
             if final is not None:
-                frames.append(sse_event(final))
+                frames.append(render(final))
+                if replay is not None:
+                    replay.finished = True
             if frames:
                 with anyio.move_on_after(SEND_TIMEOUT) as timed:
                     await send({"type": "http.response.body", "body": b"".join(frames),
@@ -1252,6 +1332,7 @@ class HttpDoor:
                     return
             if final is not None:
                 return
+            frames = []
             with anyio.move_on_after(PING_INTERVAL) as quiet:
                 await call.wait()
             if quiet.cancelled_caught:
@@ -1314,16 +1395,52 @@ class HttpDoor:
         session = await self._session(path, headers, send)
         if session is None:
             return
+        resume = parse_event_id(headers.get(b"last-event-id"))
+        stream = session.replay.get(resume[0]) if resume is not None else None
+        if stream is not None and resume is not None and stream.call is not None:
+            await self._resume_call(session, stream, resume[1], receive, send)
+            return
         if session.streaming:
             await _send_error(send, 409, INVALID_REQUEST, "Conflict: this session already has a GET stream")
             return
+        first = None
+        if stream is not None and resume is not None:  # the GET stream itself, resumed
+            replayed = stream.after(resume[1])
+            if replayed is not None:
+                session.stream.take()  # the replay holds these and everything sent since
+                first = replayed
         session.streaming = True
         try:
-            await self._stream(session.stream, receive, send, first=session.list_again())
+            await self._stream(session.stream, receive, send, first=(first or []) + session.list_again())
         finally:
             session.streaming = False
             if self.sessions.get(session.sid) is session:
                 self.sessions.touch(session, time.monotonic())
+
+    async def _resume_call(self, session: HttpSession, stream: ReplayStream, seq: int,
+                           receive: Receive, send: Send) -> None:
+        """GET + Last-Event-ID of a POST stream: what it sent after `seq`, then the rest of the
+        call, then the end of the stream."""
+        call: Call = stream.call
+        if stream.taken:
+            await _send_error(send, 409, INVALID_REQUEST, "Conflict: that stream is being read already")
+            return
+        frames = stream.after(seq) or []
+        stream.taken = True
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            if stream.finished:
+                with anyio.move_on_after(SEND_TIMEOUT):
+                    await send({"type": "http.response.body", "body": b"".join(frames)})
+            else:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._watch_disconnect, receive, call, tg.cancel_scope)
+                    await self._pump_call(call, send, frames)
+                    tg.cancel_scope.cancel()
+        finally:
+            stream.taken = False
+            if stream.finished and session.calls.get(call.client_id) is call:
+                del session.calls[call.client_id]
 
     async def _delete(self, path: str, headers: dict[bytes, bytes], send: Send) -> None:
         session = await self._session(path, headers, send)

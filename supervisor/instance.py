@@ -436,7 +436,7 @@ class Instance:
         method = msg["method"]
         if method == "ping":
             self.send({"jsonrpc": "2.0", "id": msg["id"], "result": {}})
-        elif method == "roots/list":
+        elif method == "roots/list" and self.roots:
             roots = [{"uri": r if "://" in r else f"file://{r}", "name": r.rstrip("/").rsplit("/", 1)[-1]}
                      for r in self.roots]
             self.send({"jsonrpc": "2.0", "id": msg["id"], "result": {"roots": roots}})

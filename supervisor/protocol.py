@@ -22,6 +22,11 @@ META_CLIENT_CAPABILITIES: Final = "io.modelcontextprotocol/clientCapabilities"
 META_SERVER_INFO: Final = "io.modelcontextprotocol/serverInfo"
 META_SUBSCRIPTION_ID: Final = "io.modelcontextprotocol/subscriptionId"
 
+# Legacy methods the 2026-07-28 revision removed: on that wire they are -32601 (HTTP 404).
+REMOVED_IN_MODERN: Final = frozenset({
+    "initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe",
+})
+
 CLIENT_INFO: Final = {"name": "mcp-supervisor", "version": __version__}
 
 # Reads that can be replayed on a new child after a crash without side effects.

@@ -50,6 +50,7 @@ from .policy import ServerGate, origin_of
 from .ratelimit import ClientLimits, TokenBucket
 from .states import SERVING, Exit, RestartTracker, State
 from .stderr_levels import level_of, logging_level
+from .subscriptions import Subscriptions
 from .units import format_duration, format_size
 
 if TYPE_CHECKING:
@@ -153,6 +154,7 @@ class Server:
         self.tools: list[dict[str, Any]] = []
         self.stderr = LineRing(STDERR_RING, STDERR_RING_BYTES)
         self.sessions: set[Attached] = set()
+        self.subscriptions = Subscriptions()  # resources/subscribe, per client session
         self.calls_total = 0
         self.errors_total = 0
         self.timeouts_total = 0
@@ -634,6 +636,16 @@ class Server:
             self.cache.notification(method)
         if method == "notifications/message":
             self._log_message(message.get("params") or {})
+        if method == "notifications/resources/updated":
+            # Only the sessions subscribed to that URI (and fan-outs such as the aggregate, which
+            # hold no subscriptions of their own here).
+            params = message.get("params")
+            subscribed = self.subscriptions.sessions_for(params.get("uri") if isinstance(params, dict)
+                                                         else None)
+            for session in list(self.sessions):
+                if session in subscribed or not getattr(session, "subscribes", False):
+                    session.server_notification(self, message)
+            return
         for session in list(self.sessions):
             session.server_notification(self, message)
 
@@ -649,9 +661,18 @@ class Server:
             log.info("%s: [%s] %s", self.name, str(params.get("level", "info"))[:20], text)
 
     def child_request(self, instance: Instance, message: Message) -> None:
+        """The child asks its client something: the one client whose call can have caused it
+        gets it (a call parked for its client's retry waits on that client, so it is not asking)."""
         sinks = {id(p.sink): p.sink for p in instance.pending.values()}
-        candidates = [s for s in sinks.values() if hasattr(s, "forward_server_request")]
+        candidates = [s for s in sinks.values() if hasattr(s, "forward_server_request")
+                      and not getattr(s, "awaiting_client", False)]
+        roots = message["method"] == "roots/list"
+        if roots:  # only a 2026-07-28 call is asked; everyone else gets the entry's roots (none)
+            candidates = [s for s in candidates if getattr(s, "translates_input", False)]
         if len(candidates) == 1 and candidates[0].forward_server_request(instance, message):
+            return
+        if roots:
+            instance.send({"jsonrpc": "2.0", "id": message["id"], "result": {"roots": []}})
             return
         instance.send(error_response(
             message["id"], -32603,

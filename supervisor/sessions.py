@@ -21,6 +21,7 @@ from .errors import (
     SERVER_UNAVAILABLE,
     UNSUPPORTED_PROTOCOL_VERSION,
 )
+from .input_required import ASKING_METHODS, session_request
 from .jsonrpc import (
     LineSplitter,
     Message,
@@ -104,6 +105,7 @@ class Session:
         self._open: set[Any] = set()  # ids of requests routed for this session, not yet answered
         self._idle: anyio.Event | None = None
         self._next_server_request = 1
+        self.requests: set[Any] = set()  # 2026-07-28 calls that may be answered input_required
         self._spans: dict[Any, Any] = {}  # request spans of requests answered through `deliver`
         server.sessions.add(self)
 
@@ -215,11 +217,47 @@ class Session:
             if wait:
                 out.deliver(rate_limited(mid, f"client '{self.client}' is over its rate limit", wait))
                 return
+        if method in _SUBSCRIPTION_METHODS and not self.modern and self._subscription(method, msg, out):
+            return
         if out is self:
             self._open.add(mid)
+            if self.modern and method in ASKING_METHODS and params is not None:
+                # Answered input_required when the child asks its client something (SEP-2322).
+                envelope = params.get("_meta")
+                request, route = session_request(
+                    self, msg, params, envelope if envelope.__class__ is dict else {}, self._tg)
+                if request.response is None:
+                    self.requests.add(request)
+                if not route:
+                    return
+                out = request
         if tracing.active is not None:
             self._trace(tracing.active, msg, out)
         self.server.submit(out, msg, self.modern)
+
+    subscribes = True  # a client session: resources/updated reaches it only for its subscriptions
+
+    def _subscription(self, method: str, msg: Message, out: Sink) -> bool:
+        """resources/subscribe|unsubscribe: remembered per session (`subscriptions.py`). True when
+        answered here (a refusal, or an unsubscribe others still need at the child)."""
+        table = getattr(self.server, "subscriptions", None)
+        params = msg.get("params") or {}
+        uri = params.get("uri")
+        if table is None:
+            return False
+        if not isinstance(uri, str):
+            out.deliver(error_response(msg["id"], INVALID_PARAMS, "Invalid params: uri must be a string"))
+            return True
+        if method == "resources/subscribe":
+            refused = table.subscribe(self, uri)
+            if refused is not None:
+                out.deliver(error_response(msg["id"], INVALID_PARAMS, f"Invalid params: {refused}"))
+                return True
+            return False
+        if table.unsubscribe(self, uri):
+            return False
+        out.deliver({"jsonrpc": "2.0", "id": msg["id"], "result": {}})
+        return True
 
     # How this session's client reaches us, for traces: `mcpctl connect` and the control socket
     # speak JSON-RPC over a pipe or a socket pair; the HTTP door's sessions say "tcp".
@@ -258,6 +296,15 @@ class Session:
         # the daemon, which answers roots itself; the shared child must not see per-client noise.
 
     def cancel_request(self, request_id: Any, reason: str) -> None:
+        for request in list(self.requests):  # a 2026-07-28 call with its own sink
+            if request.client_id == request_id:
+                self.requests.discard(request)
+                parked = request.ask.parked
+                if parked is None:
+                    self.server.cancel(request, request_id, reason)
+                else:
+                    self.server.drop_sink(parked)
+                return
         self.server.cancel(self, request_id, reason)
 
     def _client_response(self, msg: Message) -> None:
@@ -270,10 +317,13 @@ class Session:
         instance, child_id = target
         instance.send({**msg, "id": child_id})
 
-    def _unsupported_version(self, out: Sink, mid: Any, version: Any) -> None:
+    def _unsupported_version(self, out: Sink, mid: Any, version: Any, *, modern: bool = True) -> None:
+        """-32022; `data.supported` lists what the request's era can use: for a 2026-07-28-shaped
+        request the versions `server/discover` lists, for `initialize` the legacy ones."""
+        supported = protocol.MODERN_VERSIONS if modern else protocol.LEGACY_VERSIONS
         out.deliver(error_response(
             mid, UNSUPPORTED_PROTOCOL_VERSION, f"Unsupported protocol version: {version}",
-            {"supported": list(protocol.KNOWN_VERSIONS), "requested": version}))
+            {"supported": list(supported), "requested": version}))
 
     # ---- requests the daemon answers itself -------------------------------------------------------
 
@@ -293,7 +343,7 @@ class Session:
         requested = params.get("protocolVersion")
         if requested in protocol.MODERN_VERSIONS:
             # A modern version in initialize is a client bug; answer as the spec's -32022 asks.
-            self._unsupported_version(out, msg["id"], requested)
+            self._unsupported_version(out, msg["id"], requested, modern=False)
             return
         self._when_handshake_known(out, msg, lambda child: {
             "protocolVersion": protocol.negotiate_legacy(requested),
@@ -367,7 +417,13 @@ class Session:
             return
         self.closed = True
         self.server.sessions.discard(self)
+        table = getattr(self.server, "subscriptions", None)
+        if table is not None:
+            table.forget(self)
         dropped = self.server.drop_sink(self)
+        for request in list(self.requests):
+            parked = request.ask.parked
+            dropped += self.server.drop_sink(parked if parked is not None else request)
         if dropped:
             log.info("%s: client left with %d requests outstanding; cancelled them",
                      self.server.name, dropped)
@@ -378,6 +434,8 @@ def _instructions(child: Instance) -> str | None:
     value = (source or {}).get("instructions")
     return value if isinstance(value, str) else None
 
+
+_SUBSCRIPTION_METHODS = frozenset({"resources/subscribe", "resources/unsubscribe"})
 
 _LOCAL = {
     "initialize": Session._initialize,
