@@ -328,7 +328,7 @@ class HttpSession(Session):
 
     def server_notification(self, server: Server, message: Message) -> None:
         if self.streaming:
-            self.stream.push(sse_event(message))
+            self.deliver(message)  # numbered in the GET stream's replay buffer
             return
         again = _LIST_AGAIN.get(message.get("method"))  # type: ignore[arg-type]
         if again is not None:
@@ -336,7 +336,7 @@ class HttpSession(Session):
 
     def list_again(self) -> list[bytes]:
         """The `list_changed` frames for what changed while no stream was open."""
-        frames = [sse_event(notification(method)) for method in sorted(self.missed)]
+        frames = [self.get_replay.frame(notification(method)) for method in sorted(self.missed)]
         self.missed.clear()
         return frames
 
