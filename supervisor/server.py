@@ -1049,6 +1049,10 @@ class Server:
             "draining": sum(1 for i in ready if i.draining),
             "cpu": (round(sum(shares) / len(shares), 3)
                     if (shares := [i.cpu_share for i in ready if i.cpu_share is not None]) else None),
+            # Every instance's whole process tree, in percent of one core (None until two samples).
+            "cpu_percent": (round(100 * sum(trees), 1)
+                            if (trees := [i.cpu_share for i in self.instances
+                                          if i.cpu_share is not None]) else None),
             "last_scale": dict(self.last_scale) if self.last_scale else None,
             "scale_events": dict(self.scale_events),
             "calls_total": self.calls_total,
