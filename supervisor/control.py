@@ -5,12 +5,14 @@ Methods (params → result):
     supervisor/status   {servers?: [..]}              → {daemon, servers: [..], cache}
     supervisor/start    {servers: [..]} | {all: true}  → {servers: [status..]}   (also stop, restart;
                         optional wait: seconds to wait for each server to settle)
-    supervisor/logs     {server, lines?}              → {lines: [..]}
+    supervisor/logs     {server, lines?}              → {lines: [..], times: [..]} (unix time each
+                        line arrived, null when unknown)
     supervisor/tools    {server?}                     → {servers: {name: [tool..]}}
     supervisor/call     {server, tool, arguments?, timeout?} → the tools/call result
     supervisor/reload   {}                            → {added, removed, changed, unchanged, ..}
     supervisor/events   {logs?: [..], tail?: N}       → {subscribed: true, lines: {name: [..]}}, then
                         notifications "supervisor/event" {type: state|restart|log|stats, ..}
+                        (log: {server, line, at})
                         (stats, once a second: {daemon, servers: [status + rates], cache});
                         `lines` holds the last N stderr lines of each server in `logs`, taken in
                         the same step as the subscription: no line is missed or shown twice
@@ -460,7 +462,7 @@ class ControlConnection:
         server = self.daemon.fleet.get(str(params.get("server")))
         count = int(params.get("lines") or 100)
         lines = list(server.stderr)[-count:] if count > 0 else []
-        return {"server": server.name, "lines": lines}
+        return {"server": server.name, "lines": lines, "times": server.stderr_times(len(lines))}
 
     async def tools(self, params: dict[str, Any]) -> Any:
         name = params.get("server")

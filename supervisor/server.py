@@ -119,6 +119,8 @@ class Server:
         self.queue: collections.deque[Queued] = collections.deque()
         self.tools: list[dict[str, Any]] = []
         self.stderr: collections.deque[str] = collections.deque(maxlen=STDERR_RING)
+        self.stderr_at: collections.deque[float] = collections.deque(maxlen=STDERR_RING)
+        """When each line of `stderr` arrived (aligned from the newest end; see `stderr_times`)."""
         self.sessions: set[Attached] = set()
         self.calls_total = 0
         self.errors_total = 0
@@ -463,8 +465,10 @@ class Server:
             "requests in flight on this server, so the one that caused it is unknown"))
 
     def child_stderr(self, instance: Instance, line: str) -> None:
+        at = time.time()
         self.stderr.append(line)
-        self.ctx.publish({"type": "log", "server": self.name, "line": line})
+        self.stderr_at.append(at)
+        self.ctx.publish({"type": "log", "server": self.name, "line": line, "at": at})
         # Into the daemon's own log too, but a chatty child must not flood the journal.
         now = time.monotonic()
         if now - self._stderr_window >= 1.0:
@@ -479,6 +483,12 @@ class Server:
             stderr_log.info("%s: %s", self.name, line)
         else:
             self._stderr_suppressed += 1
+
+    def stderr_times(self, count: int) -> list[float | None]:
+        """Arrival times of the last `count` lines of `stderr`; None for lines older than the
+        times kept (a config change carries the lines of the old server over, not their times)."""
+        times = list(self.stderr_at)[-count:] if count > 0 else []
+        return [*([None] * (count - len(times))), *times]
 
     async def _refresh_tools(self, instance: Instance) -> None:
         try:
