@@ -2,7 +2,9 @@
 
 Methods (params → result):
 
-    supervisor/status   {servers?: [..]}              → {daemon, servers: [..], cache}
+    supervisor/status   {servers?: [..], detail?}     → {daemon, servers: [..], cache}; with detail
+                        each server adds state_history, restart_history (last 50 each, with
+                        times) and config (command, args, limits; secrets masked)
     supervisor/start    {servers: [..]} | {all: true}  → {servers: [status..]}   (also stop, restart;
                         optional wait: seconds to wait for each server to settle)
     supervisor/logs     {server, lines?}              → {lines: [..], times: [..]} (unix time each
@@ -428,7 +430,11 @@ class ControlConnection:
 
     async def status(self, params: dict[str, Any]) -> Any:
         names = params.get("servers") or None
-        return {"daemon": self.daemon.info(), "servers": self.daemon.fleet.status(names),
+        servers = self.daemon.fleet.status(names)
+        if params.get("detail"):  # the dashboard's detail screen
+            for entry in servers:
+                entry.update(self.daemon.fleet.get(entry["name"]).detail())
+        return {"daemon": self.daemon.info(), "servers": servers,
                 "cache": await self.daemon.cache_status()}
 
     async def _lifecycle(self, params: dict[str, Any], action: Callable[[Server], None]) -> Any:

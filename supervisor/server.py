@@ -24,6 +24,7 @@ from . import metrics, protocol
 from .autoscale import DOWN, UP, Autoscaler, Observation, Policy, Verdict
 from .breaker import CANCELLED, CLOSED, TIMEOUT, CircuitBreaker
 from .config import ServerConfig, expand
+from .config_summary import summarize
 from .errors import (
     CIRCUIT_OPEN,
     METHOD_NOT_FOUND,
@@ -55,6 +56,7 @@ SWEEP_INTERVAL = 0.05
 PROBE_SPACING = 1.0  # at most one extra probe per second when real requests time out
 IDLE_RECHECK = 30.0
 STDERR_RING = 2000
+HISTORY = 50  # state changes and restarts kept for `supervisor/status {detail: true}`
 LATENCY_SAMPLES = 2048
 STDERR_LOG_PER_SECOND = 50
 
@@ -114,6 +116,9 @@ class Server:
         self.since = time.time()
         self.restarts = 0
         self.restart_reasons: collections.Counter[str] = collections.Counter()
+        # The dashboard's detail screen: the last state changes and restarts, with times.
+        self.state_history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
+        self.restart_history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
         self.instances: list[Instance] = []
         self.ready_instances: list[Instance] = []
         self.queue: collections.deque[Queued] = collections.deque()
@@ -575,8 +580,10 @@ class Server:
     def _count_restart(self, kind: str, reason: str) -> None:
         self.restarts += 1
         self.restart_reasons[kind] += 1
+        at = time.time()
+        self.restart_history.append({"at": at, "kind": kind, "detail": REDACT(reason)})
         self.ctx.publish({"type": "restart", "server": self.name, "reason": kind, "detail": reason,
-                          "at": time.time()})
+                          "at": at})
 
     async def wait_settled(self, timeout: float) -> None:
         """Wait until the server is in a state that is not transitional (or the timeout)."""
@@ -596,6 +603,7 @@ class Server:
         self.state = state
         self.reason = reason
         self.since = time.time()
+        self.state_history.append({"at": self.since, "state": str(state), "reason": reason})
         self._state_changed.set()
         self._state_changed = anyio.Event()
         log.info("%s: %s%s", self.name, state, f" ({reason})" if reason else "")
@@ -1025,6 +1033,12 @@ class Server:
             inst.scope.cancel()
 
     # ---- status ---------------------------------------------------------------------------------
+
+    def detail(self) -> dict[str, Any]:
+        """What `status` leaves out for size: recent history and the config (secrets masked)."""
+        return {"state_history": list(self.state_history),
+                "restart_history": list(self.restart_history),
+                "config": summarize(self.config)}
 
     def status(self) -> dict[str, Any]:
         pids = [inst.pid for inst in self.instances if inst.pid is not None]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import CHAOS, server_toml, wait_for
+from tests.conftest import CHAOS, ECHO, daemon_env, server_toml, wait_for
 
 
 @contextlib.contextmanager
@@ -65,3 +65,29 @@ def test_log_lines_carry_the_time_they_arrived(make_daemon):
     assert len(reply["times"]) == len(reply["lines"])
     at = reply["times"][next(i for i, line in enumerate(reply["lines"]) if "stamped" in line)]
     assert at == pushed["at"]
+
+
+def test_status_detail_has_state_and_restart_history_and_a_masked_config(make_daemon, workdir):
+    """`supervisor/status {detail: true}`, for the dashboard's detail screen: the state changes
+    and restarts with their times and reasons, and the config with every credential masked (a
+    literal token is `***`, a `${VAR}` reference is shown as the reference)."""
+    secret = "sk-literal-secret-0123456789"
+    daemon = make_daemon(server_toml("echo", ECHO, "--name", secret)
+                         + f'env = {{ API_TOKEN = "{secret}", GITHUB_KEY = "${{GH}}", MODE = "fast" }}\n',
+                         env=daemon_env(workdir, GH="gh-value-that-is-secret"))
+    first = daemon.wait_state("echo", "ready")
+    daemon.rpc("supervisor/restart", {"servers": ["echo"], "wait": 20})
+    wait_for(lambda: daemon.status("echo")["pid"] not in (None, first["pid"])
+             and daemon.status("echo")["state"] == "ready", 20, what="a restarted echo")
+    reply = daemon.rpc("supervisor/status", {"servers": ["echo"], "detail": True})
+    entry = reply["servers"][0]
+    states = [(h["state"], h["reason"]) for h in entry["state_history"]]
+    assert states[0][0] == "starting" and states[-1][0] == "ready"
+    assert states.index(("stopping", "restarting (manual)")) > [s for s, _ in states].index("ready")
+    assert all(isinstance(h["at"], float) for h in entry["state_history"])
+    assert [(r["kind"], r["detail"]) for r in entry["restart_history"]] == [("manual", "manual")]
+    config = entry["config"]
+    assert config["env"] == {"API_TOKEN": "***", "GITHUB_KEY": "${GH}", "MODE": "fast"}
+    assert config["args"][-2:] == ["--name", "***"]
+    assert secret not in json.dumps(reply) and "gh-value-that-is-secret" not in json.dumps(reply)
+    assert "state_history" not in daemon.status("echo")  # only when asked: stats stay small
