@@ -1,6 +1,6 @@
 # Two entry points for a fresh clone (see README.md):
 #   make serve   install what the daemon needs, install the fleet's packages, run the daemon
-#   make test    install what the tests need (venv, redis-server, node test servers), lint, test
+#   make test    install what the tests need (venv, redis-server, haproxy, node test servers), lint, test
 # Everything is idempotent: a second run only does what changed.
 
 PYTHON ?= python3
@@ -41,14 +41,17 @@ $(STAMP_TEST): pyproject.toml $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(STAMP_RUN)
 
-# A real redis-server binary for the cache tests, and systemd-analyze to verify the units
-# (Debian packages; root or sudo). redis-server is required; systemd-analyze only when it installs.
+# Real redis-server and haproxy binaries for the cache and cluster tests, and systemd-analyze to
+# verify the units (Debian packages; root or sudo). redis-server and haproxy are required;
+# systemd-analyze only when it installs.
 test-system-deps:
-	@command -v redis-server >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>&1 || { \
+	@command -v redis-server >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>&1 \
+	  && { command -v haproxy || test -x /usr/sbin/haproxy; } >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server haproxy >/dev/null; \
 	  $$SUDO apt-get install -y -qq systemd >/dev/null 2>&1 || echo "systemd-analyze unavailable: unit checks skip"; }
 	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is required for the tests"; exit 1; }
+	@{ command -v haproxy || test -x /usr/sbin/haproxy; } >/dev/null 2>&1 || { echo "haproxy is required for the tests"; exit 1; }
 
 # Native build dependencies of fleet packages (azure-devops builds keytar against libsecret).
 # Only that one server needs them, so a machine without root gets a warning, not a failure.

@@ -28,6 +28,7 @@ import ipaddress
 import math
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -42,6 +43,7 @@ from supervisor.units import parse_duration, parse_size
 __all__ = [
     "CacheSettings",
     "ClientSettings",
+    "ClusterSettings",
     "FleetConfig",
     "HttpSettings",
     "RateLimit",
@@ -328,6 +330,11 @@ class SupervisorSettings:
     """"text" or "json" (one object per line)."""
     log_level: str = "info"
     """"debug", "info", "warning" or "error"."""
+    drain_grace: float = 0.0
+    """After SIGTERM or `mcpctl drain`: how long the daemon keeps serving while /healthz says 503,
+    so a load balancer's health check takes it out of rotation before its door closes."""
+    drain_timeout: float = 10.0
+    """Then: how long calls already in flight get to finish before the children are stopped."""
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -410,6 +417,24 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """`[cluster]`: this daemon is one of several behind a load balancer (docs/scaling.md)."""
+
+    enabled: bool = False
+    """True when the file has a `[cluster]` table."""
+    url: str | None = None
+    """The Redis every node shares (node heartbeats); None: the `[cache]` URL when it is Redis."""
+    node: str = ""
+    """This daemon's name among the nodes (default: the host name)."""
+    secret: str | None = None
+    """Signs legacy HTTP session ids so that any node can resume them; None: ids stay local."""
+    session_ttl: float = 86400.0
+    """How long a signed session id is honoured after its `initialize`."""
+    heartbeat: float = 5.0
+    """How often a node says it is alive (its entry expires after three missed beats)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ClientSettings:
     """`[clients.NAME]`: a known client of the HTTP door, recognised by its token."""
 
@@ -433,6 +458,8 @@ class FleetConfig:
     """`[http]`."""
     cache: CacheSettings
     """`[cache]`."""
+    cluster: ClusterSettings
+    """`[cluster]`."""
     servers: Mapping[str, ServerConfig]
     """Servers by name, in file order, with `[defaults]` applied."""
     clients: Mapping[str, ClientSettings]
@@ -950,7 +977,7 @@ _NOT_DEFAULTS = frozenset({"command", "args", "package"})
 
 _SERVER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
-_TOP_LEVEL = ("supervisor", "http", "cache", "defaults", "servers", "clients")
+_TOP_LEVEL = ("supervisor", "http", "cache", "cluster", "defaults", "servers", "clients")
 
 
 def _name_problem(kind: str, name: str) -> str | None:
@@ -1018,7 +1045,8 @@ class _Loader:
         env = self.environ
         own = doc.get("supervisor", {})
         for key in own if isinstance(own, dict) else ():
-            if key in _SERVER_SCHEMA and key != "memory_limit":
+            # Both mean something else at the daemon level (the fleet's total; the daemon's drain).
+            if key in _SERVER_SCHEMA and key not in ("memory_limit", "drain_timeout"):
                 raise self.error(("supervisor", key), "a per-server setting: put it under [defaults]")
         supervisor = SupervisorSettings(**self.section(("supervisor",), doc.get("supervisor", {}), {
             "memory_limit": _size,
@@ -1026,6 +1054,8 @@ class _Loader:
             "state_dir": _expanded(env, empty_is_none=True),
             "log_format": _choice("text", "json"),
             "log_level": _choice("debug", "info", "warning", "error", lower=True),
+            "drain_grace": _duration(positive=False),
+            "drain_timeout": _duration(positive=False),
         }))
         http = HttpSettings(**self.section(("http",), doc.get("http", {}), {
             "listen": _listen(env),
@@ -1043,6 +1073,7 @@ class _Loader:
             "max_bytes": _size,
             "ttl": _duration(),
         }))
+        cluster = self.cluster(doc)
         raw_defaults = doc.get("defaults", {})
         defaults_schema = {k: v for k, v in _SERVER_SCHEMA.items() if k not in _NOT_DEFAULTS}
         if isinstance(raw_defaults, dict):
@@ -1058,10 +1089,31 @@ class _Loader:
             supervisor=supervisor,
             http=http,
             cache=cache,
+            cluster=cluster,
             servers=MappingProxyType(servers),
             clients=MappingProxyType(clients),
             defaults=MappingProxyType(dict(raw_defaults)),
         )
+
+    def cluster(self, doc: dict[str, Any]) -> ClusterSettings:
+        if "cluster" not in doc:
+            return ClusterSettings()
+        keys = self.section(("cluster",), doc["cluster"], {
+            "url": _redis_url(self.environ),
+            "node": _expanded(self.environ, empty_is_none=True),
+            "secret": _expanded(self.environ, empty_is_none=True),
+            "session_ttl": _duration(),
+            "heartbeat": _duration(),
+        })
+        node = keys.pop("node", None) or socket.gethostname()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", node):
+            raise self.error(("cluster", "node"), f"{node!r} is not a node name (letters, digits, "
+                             "'.', '_', '-'; at most 63)")
+        secret = keys.get("secret")
+        if secret is not None and len(secret) < 16:
+            raise self.error(("cluster", "secret"), "must be at least 16 characters (it signs "
+                             "session ids: use a random value, e.g. `openssl rand -hex 32`)")
+        return ClusterSettings(enabled=True, node=node, **keys)
 
     def servers(self, table: Any, defaults: dict[str, Any]) -> dict[str, ServerConfig]:
         if not isinstance(table, dict):

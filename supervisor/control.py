@@ -19,6 +19,11 @@ Methods (params → result):
                         `lines` holds the last N stderr lines of each server in `logs`, taken in
                         the same step as the subscription: no line is missed or shown twice
     supervisor/metrics  {}                            → {content_type, text}: Prometheus exposition
+    supervisor/drain    {}                            → {draining, in_flight, grace_s, timeout_s}: leave
+                        gracefully, as on SIGTERM (/healthz 503, no new HTTP sessions, calls in
+                        flight finish up to [supervisor] drain_timeout, then the daemon exits)
+    supervisor/cluster  {}                            → {node, nodes: [{node, at, pid, version, draining,
+                        ready, total, servers: {name: state}, ..}]}: the nodes that beat recently
     supervisor/attach   {server, client?} | {all: true, client?} → {server, ...}; from then on the
                         connection carries one MCP session with that server, or with the aggregate
                         of all ready servers (tools named SERVER__tool; `mcpctl connect [--all]`)
@@ -105,6 +110,8 @@ class DaemonView(Protocol):
     async def reload(self) -> dict[str, Any]: ...
     async def clear_cache(self, server: str | None) -> int: ...
     def metrics_text(self) -> bytes: ...
+    def begin_drain(self, why: str) -> dict[str, Any]: ...
+    async def cluster_status(self) -> dict[str, Any]: ...
 
 
 class CallSink:
@@ -533,6 +540,12 @@ class ControlConnection:
         from .metrics import CONTENT_TYPE
         return {"content_type": CONTENT_TYPE, "text": self.daemon.metrics_text().decode()}
 
+    async def drain(self, params: dict[str, Any]) -> Any:
+        return self.daemon.begin_drain("mcpctl drain")
+
+    async def cluster(self, params: dict[str, Any]) -> Any:
+        return await self.daemon.cluster_status()
+
 
 HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]]] = {
     "supervisor/status": ControlConnection.status,
@@ -546,4 +559,6 @@ HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]
     "supervisor/cache/clear": ControlConnection.cache_clear,
     "supervisor/events": ControlConnection.events,
     "supervisor/metrics": ControlConnection.metrics,
+    "supervisor/drain": ControlConnection.drain,
+    "supervisor/cluster": ControlConnection.cluster,
 }

@@ -49,6 +49,7 @@ STATS_INTERVAL = 1.0
 # starting, so one slow server cannot fail the whole unit (its state says what it is doing).
 READY_DEADLINE = 90.0
 STATUS_COALESCE = 0.2
+DRAIN_POLL = 0.05  # how often a drain looks at the calls still in flight
 
 
 class AlreadyRunning(SupervisorError):
@@ -93,6 +94,12 @@ class Daemon:
         self.notifier = Notifier(environ)
         self._update_secrets()
         self._stop = anyio.Event()
+        # Draining: SIGTERM or `mcpctl drain` asked us to leave. /healthz says 503, new sessions
+        # are refused, calls in flight finish; a second SIGINT (`_hurry`) cuts the drain short.
+        self.draining = False
+        self._hurry = anyio.Event()
+        self._settled_once = False
+        self.registry = self._registry(config)
         self._reload_lock = anyio.Lock()
         self._states_changed = anyio.Event()
 
@@ -123,6 +130,8 @@ class Daemon:
         if self.config.http.token:
             values.append(self.config.http.token)
         values += [c.token for c in self.config.clients.values() if c.token]
+        if self.config.cluster.secret:
+            values.append(self.config.cluster.secret)
         REDACT.update(values)
 
     def metrics_text(self) -> bytes:
@@ -142,6 +151,101 @@ class Daemon:
     def eager_settled(self) -> bool:
         """Every eager server has left `starting`: it is ready, failed or unavailable."""
         return all(not s.transitional for s in self.fleet.servers.values() if s.config.start == "eager")
+
+    def in_flight(self) -> int:
+        """Calls the fleet is working on or holding in a queue: what a drain waits for."""
+        return sum(s.in_flight + len(s.queue) for s in self.fleet.servers.values())
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """What /healthz answers a load balancer: 200 only while this node should get traffic.
+
+        503 while the eager servers are still starting (once they settled, a later restart of one
+        server does not take the whole node out), while draining, and when no server is ready."""
+        servers = self.fleet.servers.values()
+        ready = sum(1 for s in servers if s.state in SERVING)
+        total = len(self.fleet.servers)
+        if not self._settled_once:
+            self._settled_once = self.eager_settled()
+        if self.draining:
+            status = "draining"
+        elif not self._settled_once:
+            status = "starting"
+        elif total and not ready:
+            status = "unready"
+        else:
+            status = "ok"
+        payload = {"status": status, "ready": ready, "total": total, "in_flight": self.in_flight()}
+        return (200 if status == "ok" else 503), payload
+
+    def begin_drain(self, why: str) -> dict[str, Any]:
+        """Leave gracefully. Idempotent: a SIGTERM or `mcpctl drain` during a drain changes nothing
+        (systemd, Kubernetes and a preStop hook may each send one)."""
+        if self.draining:
+            log.info("%s: already draining", why)
+        else:
+            self.draining = True
+            log.info("%s: draining (/healthz answers 503; %d calls in flight)", why, self.in_flight())
+            if self.http is not None:
+                self.http.draining = True
+            self._publish({"type": "drain", "at": time.time(), "in_flight": self.in_flight()})
+        self._stop.set()
+        return {"draining": True, "in_flight": self.in_flight(),
+                "grace_s": self.config.supervisor.drain_grace,
+                "timeout_s": self.config.supervisor.drain_timeout}
+
+    def _registry(self, config: FleetConfig) -> Any:
+        """The cluster's node registry, in the Redis `[cluster] url` names (else the cache's)."""
+        cluster = config.cluster
+        url = cluster.url or (config.cache.url if config.cache.backend == "redis" else None)
+        if not cluster.enabled or url is None:
+            return None
+        from .cluster import NodeRegistry
+        return NodeRegistry(url, cluster.node, cluster.heartbeat, self.node_summary)
+
+    def node_summary(self) -> dict[str, Any]:
+        """What this node tells the others: enough for `mcpctl status --cluster`."""
+        servers = {s.name: str(s.state) for s in self.fleet.servers.values()}
+        return {"pid": os.getpid(), "version": __version__, "started": self.started,
+                "draining": self.draining, "http": self.config.http.listen,
+                "ready": sum(1 for s in self.fleet.servers.values() if s.state in SERVING),
+                "total": len(servers), "servers": servers, "in_flight": self.in_flight()}
+
+    async def cluster_status(self) -> dict[str, Any]:
+        if self.registry is None:
+            raise SupervisorError("this daemon is not part of a cluster (no [cluster] table with a "
+                                  "Redis url in fleet.toml)")
+        try:
+            nodes = await self.registry.nodes()
+        except Exception as exc:  # Redis is the registry: say why it cannot be read
+            raise SupervisorError(f"cannot read the cluster registry: {type(exc).__name__}: {exc}") from exc
+        return {"node": self.config.cluster.node, "nodes": nodes}
+
+    def _session_ids(self) -> Any:
+        cluster = self.config.cluster
+        if not cluster.secret:
+            return None
+        from .session_ids import SessionIds
+        return SessionIds(cluster.secret, cluster.node, cluster.session_ttl)
+
+    async def _drain(self) -> None:
+        """Serve on for `drain_grace` (the balancer sees 503 and stops sending), close the HTTP
+        listener, then give calls in flight up to `drain_timeout` before the children stop."""
+        settings = self.config.supervisor
+        if settings.drain_grace > 0:
+            with anyio.move_on_after(settings.drain_grace):
+                await self._hurry.wait()
+        if self.http is not None:
+            self.http.request_stop()
+        # Polled, not awaited on an event: an event per finished call would put a check on the
+        # hot path of every call for the sake of the last seconds of a daemon's life.
+        with anyio.move_on_after(settings.drain_timeout):
+            while self.in_flight() and not self._hurry.is_set():  # noqa: ASYNC110
+                await anyio.sleep(DRAIN_POLL)
+        left = self.in_flight()
+        if left:
+            log.warning("drain: %d calls still in flight after %gs are cut", left, settings.drain_timeout)
+        else:
+            log.info("drain: no call in flight")
 
     # ---- what the control socket asks --------------------------------------------------------------
 
@@ -207,8 +311,11 @@ class Daemon:
                                  client_tokens={c.token: name for name, c in self.config.clients.items()
                                                 if c.token},
                                  limits=self.ctx.client_limits,
-                                 max_message=self.ctx.max_message)
+                                 max_message=self.ctx.max_message,
+                                 drain_timeout=self.config.supervisor.drain_timeout,
+                                 session_ids=self._session_ids())
             self.http.metrics = self.metrics_text
+            self.http.health = self.health
             self.http.bind()  # a taken port fails here, before any child starts
         process.become_subreaper()
         async with anyio.create_task_group() as tg:
@@ -220,6 +327,8 @@ class Daemon:
             tg.start_soon(self._signals)
             tg.start_soon(memory_loop, self.fleet)
             tg.start_soon(self._stats_loop)
+            if self.registry is not None:
+                tg.start_soon(self.registry.run)
             if self.config.supervisor.watch:
                 tg.start_soon(watch_config, self.config_path, self.reload)
             if self.notifier.enabled:
@@ -229,8 +338,10 @@ class Daemon:
             log.info("mcp-supervisor %s: %d servers, control socket %s", __version__,
                      len(self.fleet.servers), self.socket_path)
             await self._stop.wait()
-            log.info("stopping: ending every child")
             self.notifier.stopping()
+            if self.draining:
+                await self._drain()
+            log.info("stopping: ending every child")
             if self.http is not None:
                 self.http.request_stop()
             with anyio.CancelScope(shield=True):
@@ -288,8 +399,11 @@ class Daemon:
                 if signum == signal.SIGHUP:
                     with contextlib.suppress(ConfigError):  # logged; the fleet is untouched
                         await self.reload()
+                elif signum == signal.SIGINT and self.draining:
+                    log.warning("SIGINT while draining: stopping now")  # Ctrl-C twice
+                    self._hurry.set()
                 else:
-                    self.request_stop()
+                    self.begin_drain(signal.Signals(signum).name)
 
     async def _stats_loop(self) -> None:
         """One `stats` event a second, only while someone listens (the dashboard)."""

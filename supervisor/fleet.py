@@ -44,6 +44,8 @@ def plan_reload(old: FleetConfig, new: FleetConfig) -> ReloadPlan:
         daemon_level.append("http")
     if old.cache != new.cache:
         daemon_level.append("cache")
+    if old.cluster != new.cluster:
+        daemon_level.append("cluster")
     if old.supervisor.state_dir != new.supervisor.state_dir:
         daemon_level.append("supervisor.state_dir")
     return ReloadPlan(added, removed, changed, unchanged, tuple(daemon_level))

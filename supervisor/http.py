@@ -66,6 +66,7 @@ from .jsonrpc import Message, error_response
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .outbox import Outbox, batch
 from .server import rate_limited
+from .session_ids import SessionIds, owner_of
 from .sessions import Session, Target
 from .states import SERVING
 
@@ -205,8 +206,10 @@ class HttpSession(Session):
 
     def __init__(self, sid: str, path: str, target: Target, *, max_message: int,
                  task_group: anyio.abc.TaskGroup | None) -> None:
+        # The id's tail: random in a local id, the signature in a signed one (whose head is the
+        # same for every session).
         super().__init__(target, Outbox(), max_message=max_message, task_group=task_group,
-                         client=f"http:{sid[:8]}")
+                         client=f"http:{sid[-8:]}")
         self.sid = sid
         self.path = path
         self.last_used = time.monotonic()
@@ -295,6 +298,16 @@ async def _send_empty(send: Send, status: int, extra: list[tuple[bytes, bytes]] 
     await send({"type": "http.response.body", "body": b""})
 
 
+def _closing(send: Send) -> Send:
+    """While draining, every answer says `Connection: close`: a balancer then holds no idle
+    keep-alive connection to this node when its listener closes, so none races a reuse."""
+    async def closing_send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
+        await send(message)
+    return closing_send
+
+
 class _CoalescingTransport:
     """uvicorn's connection transport with a response head held back until the body follows.
 
@@ -381,7 +394,8 @@ class HttpDoor:
 
     def __init__(self, settings: HttpSettings, fleet: Fleet, aggregate: Aggregate, *,
                  client_tokens: Mapping[str, str] | None = None, limits: ClientLimits | None = None,
-                 max_message: int = 16 * 1024 * 1024) -> None:
+                 max_message: int = 16 * 1024 * 1024, drain_timeout: float = 1.0,
+                 session_ids: SessionIds | None = None) -> None:
         """`client_tokens` maps each `[clients.NAME] token` to NAME: the identity whose
         `rate_limit` applies to requests bearing it."""
         self.settings = settings
@@ -394,6 +408,12 @@ class HttpDoor:
         self._tokens = list(self._token_clients)
         self._limits = limits
         self.metrics: Callable[[], bytes] | None = None  # set by the daemon: GET /metrics
+        # Set by the daemon: GET /healthz's status and body (503 while starting or draining).
+        self.health: Callable[[], tuple[int, dict[str, Any]]] | None = None
+        self.draining = False  # set by the daemon's drain: no new sessions
+        self.drain_timeout = drain_timeout
+        self._listeners: set[_Listen] = set()
+        self.session_ids = session_ids  # with [cluster] secret: ids any node can resume
         if not settings.is_loopback() and not self._tokens:
             raise DoorError(f"http.listen = {settings.listen!r} is not a loopback address: "
                             "set http.token (clients then send 'Authorization: Bearer <token>')")
@@ -438,7 +458,9 @@ class HttpDoor:
         config = uvicorn.Config(
             self, lifespan="off", log_config=None, access_log=False, ws="none", http=_http_protocol(),
             proxy_headers=False,  # X-Forwarded-* are not ours to trust, and the middleware costs
-            timeout_keep_alive=KEEP_ALIVE, timeout_graceful_shutdown=1, limit_concurrency=8192,
+            timeout_keep_alive=KEEP_ALIVE, limit_concurrency=8192,
+            # Requests in progress when the listener closes finish within the daemon's drain.
+            timeout_graceful_shutdown=max(1, math.ceil(self.drain_timeout)),
             server_header=False, date_header=False)
         self._server = _Server(config)
         async with anyio.create_task_group() as tg:
@@ -463,6 +485,14 @@ class HttpDoor:
         return flushing
 
     def request_stop(self) -> None:
+        """Close the listener; uvicorn lets requests in progress finish (up to the drain timeout).
+
+        Long-lived streams are ended first: they would hold the shutdown for the whole timeout,
+        and their clients reconnect (through a balancer, to another node) to go on listening."""
+        for session in self.sessions.values():
+            session.stream.push(b"")
+        for listener in self._listeners:
+            listener.stream.push(b"")
         if self._server is not None:
             self._server.should_exit = True
 
@@ -489,7 +519,7 @@ class HttpDoor:
                 last_sweep = now
                 for sid, session in list(self.sessions.items()):
                     if now - session.last_used > SESSION_IDLE and not session.streaming:
-                        log.info("forgetting idle HTTP session %s…", sid[:8])
+                        log.info("forgetting idle HTTP session %s…", sid[-8:])
                         del self.sessions[sid]
                         session.close()
 
@@ -498,6 +528,8 @@ class HttpDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        if self.draining:
+            send = _closing(send)
         path: str = scope["path"]
         if path == "/healthz":
             await self._healthz(send)
@@ -584,6 +616,10 @@ class HttpDoor:
         await send({"type": "http.response.body", "body": body})
 
     async def _healthz(self, send: Send) -> None:
+        if self.health is not None:
+            status, payload = self.health()
+            await _send_json(send, status, payload)
+            return
         servers = self.fleet.servers.values()
         ready = sum(1 for s in servers if s.state in SERVING)
         await _send_json(send, 200, {"status": "ok", "ready": ready, "total": len(self.fleet.servers)})
@@ -668,10 +704,15 @@ class HttpDoor:
                       json_ok: bool, sse_ok: bool, receive: Receive, send: Send) -> None:
         method = msg.get("method")
         if method == "initialize" and "id" in msg:
+            if self.draining:  # a balancer retries this on another node (see contrib/haproxy)
+                await _send_error(send, 503, INVALID_REQUEST, "Service Unavailable: this daemon is "
+                                  "draining; open the session on another node", msg["id"],
+                                  extra=[(b"retry-after", b"1")])
+                return
             if len(self.sessions) >= MAX_SESSIONS:
                 await _send_error(send, 503, INVALID_REQUEST, "Too many open sessions", msg["id"])
                 return
-            sid = secrets.token_urlsafe(24)
+            sid = self._new_session_id(path, headers, msg)
             opened = HttpSession(sid, path, target, max_message=self.max_message, task_group=self._tg)
             call = Call(msg["id"], opened)
             with self._batch():
@@ -710,12 +751,55 @@ class HttpDoor:
                               "(send initialize first, or MCP-Protocol-Version: 2026-07-28 for stateless "
                               "requests)", msg_id)
             return None
-        found = self.sessions.get(raw.decode("latin-1"))
+        sid = raw.decode("latin-1")
+        found = self.sessions.get(sid)
+        if found is None and self.session_ids is not None:
+            found = self._resume(sid, path, headers)
         if found is None or found.path.rstrip("/") != path.rstrip("/"):
             await _send_error(send, 404, INVALID_REQUEST, "Not Found: unknown or expired session", msg_id)
             return None
         found.last_used = time.monotonic()
         return found
+
+    def _new_session_id(self, path: str, headers: dict[bytes, bytes], msg: Message) -> str:
+        if self.session_ids is None:
+            return secrets.token_urlsafe(24)
+        params = msg.get("params")
+        params = params if params.__class__ is dict else {}
+        capabilities, info = params.get("capabilities"), params.get("clientInfo")
+        return self.session_ids.issue(
+            path=path.rstrip("/"), owner=owner_of(headers.get(b"authorization")),
+            version=params.get("protocolVersion"),
+            capabilities=capabilities if capabilities.__class__ is dict else {},
+            client_info=info if info.__class__ is dict else {}, now=time.time())
+
+    def _resume(self, sid: str, path: str, headers: dict[bytes, bytes]) -> HttpSession | None:
+        """A session another node (or this one, before a restart) opened: take it up here.
+
+        What the client negotiated comes from the signed id; what lived in the other node's
+        memory is gone (requests in flight there, a GET stream's backlog), and so is state inside
+        that node's child, which is why stateful servers want sticky routing."""
+        assert self.session_ids is not None
+        claims = self.session_ids.verify(sid, time.time())
+        if claims is None or claims["p"] != path.rstrip("/"):
+            return None
+        if not hmac.compare_digest(claims["o"], owner_of(headers.get(b"authorization"))):
+            return None  # another credential's session: as unknown to it as a forged one
+        target = self._target(path)
+        if target is None or len(self.sessions) >= MAX_SESSIONS:
+            return None
+        session = HttpSession(sid, path, target, max_message=self.max_message, task_group=self._tg)
+        session.client_capabilities = claims["c"]
+        session.client_info = claims["i"]
+        session.initialized = True
+        self.sessions[sid] = session
+        log.info("resumed HTTP session %s… opened on node %s", sid[-8:], claims.get("n"))
+        return session
+
+    def _target(self, path: str) -> Target | None:
+        if path.rstrip("/") == "/mcp":
+            return self.aggregate
+        return self.fleet.servers.get(path[5:].rstrip("/")) if path.startswith("/mcp/") else None
 
     async def _modern(self, target: Target, headers: dict[bytes, bytes], version: str, msg: Message,
                       json_ok: bool, sse_ok: bool, receive: Receive, send: Send) -> None:
@@ -925,10 +1009,12 @@ class HttpDoor:
                          "params": {"notifications": honoured,
                                     "_meta": {protocol.META_SUBSCRIPTION_ID: msg["id"]}}})
         target.sessions.add(listener)
+        self._listeners.add(listener)
         try:
             await self._stream(listener.stream, receive, send, first=[ack])
         finally:
             target.sessions.discard(listener)
+            self._listeners.discard(listener)
 
 
 def _route_uvicorn_logs() -> None:

@@ -1,7 +1,9 @@
-"""mcpctl status [NAME...] [--json]: the state of every server, and why.
+"""mcpctl status [NAME...] [--json] [--cluster]: the state of every server, and why.
 
 Columns: name, state, pid, uptime, restarts, memory (whole process tree), in-flight/queued, tools,
 and the reason for the state. `--json` prints the daemon's answer unchanged for scripts.
+`--cluster` lists the nodes of this daemon's cluster instead (`[cluster]` in fleet.toml): each
+node that said it is alive in the shared Redis within three heartbeats, with its servers' states.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ HELP = "show the state of every server"
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--cluster", action="store_true", help="the nodes of this daemon's cluster")
 
 
 def format_bytes(value: int | None) -> str:
@@ -55,7 +58,31 @@ def render(status: dict[str, Any]) -> str:
     return head + "\n" + table(rows)
 
 
+def render_cluster(result: dict[str, Any]) -> str:
+    import time
+
+    rows = [["NODE", "STATE", "READY", "IN-FLIGHT", "PID", "VERSION", "SEEN", "NOT READY"]]
+    for node in result["nodes"]:
+        servers = node.get("servers") if isinstance(node.get("servers"), dict) else {}
+        others = sorted(f"{name} {state}" for name, state in servers.items()
+                        if state not in ("ready", "degraded"))
+        seen = time.time() - float(node.get("at") or 0)
+        name = str(node["node"]) + (" *" if node["node"] == result["node"] else "")
+        rows.append([name, "draining" if node.get("draining") else "serving",
+                     f"{node.get('ready', '?')}/{node.get('total', '?')}", str(node.get("in_flight", "-")),
+                     str(node.get("pid", "-")), str(node.get("version", "-")), f"{max(0.0, seen):.0f}s ago",
+                     ", ".join(others)])
+    return f"{len(result['nodes'])} nodes (* this one)\n" + table(rows)
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.cluster:
+        result = daemon_call(args, "supervisor/cluster", {})
+        if args.json:
+            print_json(result)
+        else:
+            out(render_cluster(result))
+        return 0
     status = daemon_call(args, "supervisor/status", {"servers": args.names} if args.names else {})
     if args.json:
         print_json(status)
