@@ -703,7 +703,7 @@ class TopApp(App[int]):
         view = screen.lines
 
         def write(entries: list[LogLine]) -> None:
-            if self.screen is screen:
+            if screen in self.screen_stack:  # under the help overlay too; not once it is closed
                 view.add(entries)
 
         self._follow_logs(names, "screen", self._tails["screen"], write)
