@@ -98,12 +98,13 @@ def _syscalls(text: str, calls: int) -> dict[str, float]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:8])
 
 
-def _start(tree: Path | None, path: str, extra_env: dict[str, str]) -> Daemon:
+def _start(tree: Path | None, path: str, extra_env: dict[str, str], extra_toml: str = "") -> Daemon:
     env = dict(extra_env)
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
     port = free_port() if path.startswith("http") else None
-    daemon = Daemon(server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), http_port=port, env=env)
+    daemon = Daemon(extra_toml + "\n" + server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), http_port=port,
+                    env=env)
     daemon.start(wait_ready=["echo"])
     if port:
         wait_port(port, 30)
@@ -122,7 +123,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 env.update(dict(kv.split("=", 1) for kv in args.new_env))
             if name == "base" and args.base_env:
                 env.update(dict(kv.split("=", 1) for kv in args.base_env))
-            daemon = await asyncio.to_thread(_start, trees[name], args.path, env)
+            toml = (args.new_toml if name == "new" else args.base_toml) or ""
+            daemon = await asyncio.to_thread(_start, trees[name], args.path, env, toml)
             try:
                 await asyncio.sleep(0.5)
                 for level in levels:
@@ -167,6 +169,9 @@ def main() -> int:
     parser.add_argument("--strace", action="store_true", help="syscalls per call (first round only)")
     parser.add_argument("--new-env", nargs="*", help="KEY=VALUE for the new tree's daemon")
     parser.add_argument("--base-env", nargs="*", help="KEY=VALUE for the base tree's daemon")
+    parser.add_argument("--new-toml", help="fleet.toml tables for the new tree's daemon only, e.g. "
+                        "'[tracing]\\nenabled = true' (an A/B of one setting on one tree: --base .)")
+    parser.add_argument("--base-toml", help="fleet.toml tables for the base tree's daemon only")
     args = parser.parse_args()
     return asyncio.run(main_async(args))
 

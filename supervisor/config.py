@@ -50,6 +50,7 @@ __all__ = [
     "ServerCache",
     "ServerConfig",
     "SupervisorSettings",
+    "TracingSettings",
     "expand",
     "is_loopback_host",
     "load_config",
@@ -432,6 +433,22 @@ class ClusterSettings:
     """How long a signed session id is honoured after its `initialize`."""
     heartbeat: float = 5.0
     """How often a node says it is alive (its entry expires after three missed beats)."""
+    rate_limits: bool = True
+    """Rate limits spend from buckets in the shared Redis, so they hold for the whole cluster."""
+    rate_limit_timeout: float = 0.1
+    """Seconds a shared bucket may take to answer before this node's own bucket decides."""
+
+
+@dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """`[tracing]`: OpenTelemetry spans for every call (needs the `otel` extra)."""
+
+    enabled: bool = False
+    """Off by default; off costs nothing per call."""
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    """The OTLP/HTTP traces endpoint of a collector (Jaeger, Tempo, the OpenTelemetry Collector)."""
+    service_name: str = "mcp-supervisor"
+    """`service.name` of the spans."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,6 +477,8 @@ class FleetConfig:
     """`[cache]`."""
     cluster: ClusterSettings
     """`[cluster]`."""
+    tracing: TracingSettings
+    """`[tracing]`."""
     servers: Mapping[str, ServerConfig]
     """Servers by name, in file order, with `[defaults]` applied."""
     clients: Mapping[str, ClientSettings]
@@ -977,7 +996,7 @@ _NOT_DEFAULTS = frozenset({"command", "args", "package"})
 
 _SERVER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
-_TOP_LEVEL = ("supervisor", "http", "cache", "cluster", "defaults", "servers", "clients")
+_TOP_LEVEL = ("supervisor", "http", "cache", "cluster", "tracing", "defaults", "servers", "clients")
 
 
 def _name_problem(kind: str, name: str) -> str | None:
@@ -1074,6 +1093,11 @@ class _Loader:
             "ttl": _duration(),
         }))
         cluster = self.cluster(doc)
+        tracing = TracingSettings(**self.section(("tracing",), doc.get("tracing", {}), {
+            "enabled": _boolean,
+            "endpoint": _expanded(env),
+            "service_name": _expanded(env),
+        }))
         raw_defaults = doc.get("defaults", {})
         defaults_schema = {k: v for k, v in _SERVER_SCHEMA.items() if k not in _NOT_DEFAULTS}
         if isinstance(raw_defaults, dict):
@@ -1090,6 +1114,7 @@ class _Loader:
             http=http,
             cache=cache,
             cluster=cluster,
+            tracing=tracing,
             servers=MappingProxyType(servers),
             clients=MappingProxyType(clients),
             defaults=MappingProxyType(dict(raw_defaults)),
@@ -1104,6 +1129,8 @@ class _Loader:
             "secret": _expanded(self.environ, empty_is_none=True),
             "session_ttl": _duration(),
             "heartbeat": _duration(),
+            "rate_limits": _boolean,
+            "rate_limit_timeout": _duration(),
         })
         node = keys.pop("node", None) or socket.gethostname()
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", node):

@@ -85,6 +85,7 @@ class Daemon:
             environ=self.environ, state_dir=self.state_dir, data_dir=paths.data_dir(environ),
             publish=self._publish, pids=self.pids, resolve_command=_resolver(), cache=self.cache)
         self.ctx.client_limits.update(self._client_limits(config))
+        self.ctx.cluster_limits = self._cluster_limiter(config)
         self.fleet = Fleet(config, self.ctx)
         self.aggregate = Aggregate(self.fleet)
         self.http: Any = None  # the HttpDoor, when [http] listen is set
@@ -193,14 +194,27 @@ class Daemon:
                 "grace_s": self.config.supervisor.drain_grace,
                 "timeout_s": self.config.supervisor.drain_timeout}
 
-    def _registry(self, config: FleetConfig) -> Any:
-        """The cluster's node registry, in the Redis `[cluster] url` names (else the cache's)."""
+    @staticmethod
+    def _cluster_url(config: FleetConfig) -> str | None:
+        """The Redis the nodes share: `[cluster] url`, else the cache's when it is Redis."""
         cluster = config.cluster
-        url = cluster.url or (config.cache.url if config.cache.backend == "redis" else None)
-        if not cluster.enabled or url is None:
+        if not cluster.enabled:
+            return None
+        return cluster.url or (config.cache.url if config.cache.backend == "redis" else None)
+
+    def _registry(self, config: FleetConfig) -> Any:
+        url = self._cluster_url(config)
+        if url is None:
             return None
         from .cluster import NodeRegistry
-        return NodeRegistry(url, cluster.node, cluster.heartbeat, self.node_summary)
+        return NodeRegistry(url, config.cluster.node, config.cluster.heartbeat, self.node_summary)
+
+    def _cluster_limiter(self, config: FleetConfig) -> Any:
+        url = self._cluster_url(config)
+        if url is None or not config.cluster.rate_limits:
+            return None
+        from .cluster_limits import ClusterLimiter
+        return ClusterLimiter(url, timeout=config.cluster.rate_limit_timeout, clock=time.monotonic)
 
     def node_summary(self) -> dict[str, Any]:
         """What this node tells the others: enough for `mcpctl status --cluster`."""
@@ -208,7 +222,8 @@ class Daemon:
         return {"pid": os.getpid(), "version": __version__, "started": self.started,
                 "draining": self.draining, "http": self.config.http.listen,
                 "ready": sum(1 for s in self.fleet.servers.values() if s.state in SERVING),
-                "total": len(servers), "servers": servers, "in_flight": self.in_flight()}
+                "total": len(servers), "servers": servers, "in_flight": self.in_flight(),
+                "rate_limits": self.ctx.cluster_limits.mode if self.ctx.cluster_limits else "local"}
 
     async def cluster_status(self) -> dict[str, Any]:
         if self.registry is None:
@@ -259,6 +274,8 @@ class Daemon:
             "config": str(self.config_path),
             "memory_limit": self.config.supervisor.memory_limit,
             "memory_bytes": memory,
+            # With [cluster]: "cluster" while the shared buckets answer, "local" while they cannot.
+            **({"rate_limits": self.ctx.cluster_limits.mode} if self.ctx.cluster_limits else {}),
         }
 
     async def cache_status(self) -> dict[str, Any]:
@@ -316,8 +333,11 @@ class Daemon:
                                  session_ids=self._session_ids())
             self.http.metrics = self.metrics_text
             self.http.health = self.health
+            self.http.cluster_limits = self.ctx.cluster_limits
             self.http.bind()  # a taken port fails here, before any child starts
         process.become_subreaper()
+        from . import tracing
+        traced = tracing.configure(self.config.tracing)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.log_files.run)
             await tg.start(self.fleet.run)
@@ -329,6 +349,8 @@ class Daemon:
             tg.start_soon(self._stats_loop)
             if self.registry is not None:
                 tg.start_soon(self.registry.run)
+            if self.ctx.cluster_limits is not None:
+                tg.start_soon(self.ctx.cluster_limits.run)
             if self.config.supervisor.watch:
                 tg.start_soon(watch_config, self.config_path, self.reload)
             if self.notifier.enabled:
@@ -348,6 +370,8 @@ class Daemon:
                 await self.fleet.shutdown()
                 await self.cache.aclose()
             tg.cancel_scope.cancel()
+        if traced is not None:
+            await anyio.to_thread.run_sync(traced.shutdown)  # the last spans, off the loop
         self.notifier.close()
 
     def request_stop(self) -> None:

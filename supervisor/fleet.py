@@ -46,6 +46,8 @@ def plan_reload(old: FleetConfig, new: FleetConfig) -> ReloadPlan:
         daemon_level.append("cache")
     if old.cluster != new.cluster:
         daemon_level.append("cluster")
+    if old.tracing != new.tracing:
+        daemon_level.append("tracing")
     if old.supervisor.state_dir != new.supervisor.state_dir:
         daemon_level.append("supervisor.state_dir")
     return ReloadPlan(added, removed, changed, unchanged, tuple(daemon_level))

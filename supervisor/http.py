@@ -48,7 +48,7 @@ import anyio.abc
 import orjson
 import uvicorn
 
-from . import protocol
+from . import protocol, tracing
 from .config import is_loopback_host
 from .errors import (
     HEADER_MISMATCH,
@@ -72,6 +72,7 @@ from .states import SERVING
 
 if TYPE_CHECKING:
     from .aggregate import Aggregate
+    from .cluster_limits import ClusterLimiter
     from .config import HttpSettings
     from .fleet import Fleet
     from .instance import Instance
@@ -135,7 +136,7 @@ class Call:
     uvicorn): an `anyio.Event` per call cost a backend lookup, an `asyncio.Event` and its loop
     check (a getpid syscall on Python 3.11) for every request."""
 
-    __slots__ = ("client_id", "events", "gone", "response", "session", "slow", "started", "wake")
+    __slots__ = ("client_id", "events", "gone", "response", "session", "slow", "span", "started", "wake")
 
     def __init__(self, client_id: Any, session: HttpSession | None) -> None:
         self.client_id = client_id
@@ -146,15 +147,23 @@ class Call:
         self.slow = False
         self.gone = False
         self.started = 0.0
+        self.span: Any = None  # the request's trace span, with [tracing] on
 
     def deliver(self, message: Message) -> None:
         if "method" in message:
             self.events.append(message)
         elif self.response is None:
             self.response = message
+            if self.span is not None and tracing.active is not None:
+                tracing.active.end(self.span, message)
+                self.span = None
         else:
             return
         self.set()
+
+    def keep_span(self, span: Any) -> None:
+        """Hold the request's trace span until the answer arrives (`deliver` ends it)."""
+        self.span = span
 
     def set(self) -> None:
         wake = self.wake
@@ -217,6 +226,11 @@ class HttpSession(Session):
         self.stream = _Stream()
         self.streaming = False  # a GET stream is open
 
+    TRANSPORT = "tcp"
+
+    def trace_session_id(self) -> str | None:
+        return self.sid
+
     def deliver(self, message: Message) -> None:
         self.stream.push(sse_event(message))
 
@@ -236,6 +250,8 @@ class HttpSession(Session):
 
 class _Stateless(Session):
     """Routes 2026-07-28 requests for one target; their answers all go to per-request `Call`s."""
+
+    TRANSPORT = "tcp"
 
     def deliver(self, message: Message) -> None:
         pass  # nothing is session-wide on the stateless wire; notifications go to listen streams
@@ -414,6 +430,7 @@ class HttpDoor:
         self.drain_timeout = drain_timeout
         self._listeners: set[_Listen] = set()
         self.session_ids = session_ids  # with [cluster] secret: ids any node can resume
+        self.cluster_limits: ClusterLimiter | None = None  # set by the daemon with [cluster]
         if not settings.is_loopback() and not self._tokens:
             raise DoorError(f"http.listen = {settings.listen!r} is not a loopback address: "
                             "set http.token (clients then send 'Authorization: Bearer <token>')")
@@ -563,7 +580,7 @@ class HttpDoor:
             return
         if self._limits is not None and self._limits.active:
             client = self._token_clients.get(headers.get(b"authorization", b""))
-            wait = self._limits.check(client, time.monotonic()) if client else 0.0
+            wait = await self._client_wait(client) if client else 0.0
             if wait:
                 refusal = rate_limited(None, f"client '{client}' is over its rate limit", wait)
                 seconds = str(max(1, math.ceil(wait))).encode()
@@ -579,6 +596,20 @@ class HttpDoor:
             await self._delete(path, headers, send)
         else:
             await _send_empty(send, 405, [(b"allow", b"GET, POST, DELETE")])
+
+    async def _client_wait(self, client: str) -> float:
+        """0.0 when the client may go on, else seconds to wait: from the cluster's shared bucket
+        when there is one, else this node's own."""
+        assert self._limits is not None
+        now = time.monotonic()
+        shared = self.cluster_limits
+        if shared is None:
+            return self._limits.check(client, now)
+        found = self._limits.bucket(client, now)
+        if found is None:
+            return 0.0
+        limit, bucket = found
+        return await shared.take(f"client:{client}:{limit.text}", limit, bucket)
 
     def _origin_ok(self, origin: bytes) -> bool:
         text = origin.decode("latin-1").rstrip("/").lower()

@@ -20,7 +20,7 @@ import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from . import process, protocol
+from . import process, protocol, tracing
 from .breaker import CANCELLED, CRASH, INTERNAL
 from .errors import (
     INTERNAL_ERROR,
@@ -63,8 +63,8 @@ class InstanceOwner(Protocol):
 class Pending:
     """A request the child has and has not answered yet."""
 
-    __slots__ = ("client_id", "deadline", "method", "modernize", "progress_token", "sink", "started",
-                 "tool")
+    __slots__ = ("client_id", "deadline", "method", "modernize", "progress_token", "sink", "span",
+                 "started", "tool")
 
     def __init__(self, sink: Sink, client_id: Any, method: str, deadline: float,
                  progress_token: Any, tool: str | None, started: float, modernize: bool) -> None:
@@ -76,6 +76,7 @@ class Pending:
         self.progress_token = progress_token
         self.tool = tool
         self.started = started
+        self.span: Any = None  # the call's trace span, with [tracing] on
 
 
 class Waiter:
@@ -240,8 +241,12 @@ class Instance:
             tool = params.get("name") if message["method"] == "tools/call" else None
         elif self.modern:
             message["params"] = {"_meta": self._envelope}
-        self.pending[cid] = Pending(sink, client_id, message["method"], deadline, token, tool,
-                                    time.monotonic(), client_modern and not self.modern)
+        pending = self.pending[cid] = Pending(sink, client_id, message["method"], deadline, token, tool,
+                                              time.monotonic(), client_modern and not self.modern)
+        if tracing.active is not None and params.__class__ is dict:
+            meta = params.get("_meta")
+            if meta.__class__ is dict and "traceparent" in meta:  # the session started a trace
+                pending.span = tracing.active.child_span(message, self.server)
         self._stdin.push(encode(message))
         return cid
 

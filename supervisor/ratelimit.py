@@ -59,6 +59,16 @@ class ClientLimits:
         self._limits = limits
         self._buckets = {k: v for k, v in self._buckets.items() if k in limits}
 
+    def bucket(self, client: str, now: float) -> tuple[RateLimit, TokenBucket] | None:
+        """The client's limit and its local bucket (made on first use); None: no limit."""
+        limit = self._limits.get(client)
+        if limit is None:
+            return None
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = self._buckets[client] = TokenBucket.for_limit(limit, now)
+        return limit, bucket
+
     def check(self, client: str | None, now: float) -> float:
         """0.0 when the request may pass, else the seconds to wait before retrying."""
         if client is None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from . import metrics, protocol
+from . import metrics, protocol, tracing
 from .autoscale import DOWN, UP, Autoscaler, Observation, Policy, Verdict
 from .breaker import CANCELLED, CLOSED, TIMEOUT, CircuitBreaker
 from .config import ServerConfig, expand
@@ -47,6 +47,7 @@ from .units import format_duration, format_size
 
 if TYPE_CHECKING:
     from .caching import CacheHub
+    from .cluster_limits import ClusterLimiter
     from .process import PidRegistry, ProcessRecord
 
 log = logging.getLogger("mcp_supervisor.server")
@@ -92,6 +93,7 @@ class FleetContext:
     direct_children: set[int] = field(default_factory=set)
     cache: CacheHub | None = None
     client_limits: ClientLimits = field(default_factory=lambda: ClientLimits({}))
+    cluster_limits: ClusterLimiter | None = None  # with [cluster]: buckets shared by every node
 
 
 class Queued:
@@ -197,9 +199,27 @@ class Server:
         """Admission proper: an instance, the queue, or a refusal. The cache worker calls this
         for Redis misses. The server's rate limit is checked here, after the cache: a hit never
         reaches the child, so it does not spend the child's (often an upstream API's) quota."""
-        if self._bucket is not None and not self._bucket.take(time.monotonic()):
-            self.refuse_rate_limited(sink, message, self._bucket.retry_after(time.monotonic()))
-            return
+        bucket = self._bucket
+        if bucket is not None:
+            shared = self.ctx.cluster_limits
+            if shared is not None:
+                assert self.config.rate_limit is not None
+                shared.check(f"server:{self.name}:{self.config.rate_limit.text}", self.config.rate_limit,
+                             bucket, lambda wait: self._rate_checked(sink, message, client_modern, wait))
+                return
+            if not bucket.take(time.monotonic()):
+                self.refuse_rate_limited(sink, message, bucket.retry_after(time.monotonic()))
+                return
+        self._admit(sink, message, client_modern)
+
+    def _rate_checked(self, sink: Sink, message: Message, client_modern: bool, wait: float) -> None:
+        """The cluster's bucket answered (a moment after `route`): refuse, or admit as usual."""
+        if wait:
+            self.refuse_rate_limited(sink, message, wait)
+        else:
+            self._admit(sink, message, client_modern)
+
+    def _admit(self, sink: Sink, message: Message, client_modern: bool) -> None:
         if self.breaker.state is not CLOSED and not self._breaker_allows(sink, message):
             return
         ready = self.ready_instances
@@ -315,6 +335,8 @@ class Server:
 
     def request_done(self, instance: Instance, pending: Pending, ok: bool,
                      outcome: int = metrics.ERROR, fault: str | None = None) -> None:
+        if pending.span is not None and tracing.active is not None:
+            tracing.active.end(pending.span, None, None if ok else metrics.OUTCOMES[outcome])
         if not isinstance(pending.sink, Waiter):  # the daemon's own requests are not traffic
             now = time.monotonic()
             self.calls_total += 1

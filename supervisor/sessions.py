@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from . import protocol
+from . import protocol, tracing
 from .errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -100,11 +100,16 @@ class Session:
         self._open: set[Any] = set()  # ids of requests routed for this session, not yet answered
         self._idle: anyio.Event | None = None
         self._next_server_request = 1
+        self._spans: dict[Any, Any] = {}  # request spans of requests answered through `deliver`
         server.sessions.add(self)
 
     # ---- out ------------------------------------------------------------------------------------
 
     def deliver(self, message: Message) -> None:
+        if self._spans and "method" not in message:
+            span = self._spans.pop(message.get("id"), None)
+            if span is not None and tracing.active is not None:
+                tracing.active.end(span, message)
         if self._open and "method" not in message:
             self._open.discard(message.get("id"))
             if not self._open and self._idle is not None:
@@ -198,7 +203,34 @@ class Session:
                 return
         if out is self:
             self._open.add(mid)
+        if tracing.active is not None:
+            self._trace(tracing.active, msg, out)
         self.server.submit(out, msg, self.modern)
+
+    # How this session's client reaches us, for traces: `mcpctl connect` and the control socket
+    # speak JSON-RPC over a pipe or a socket pair; the HTTP door's sessions say "tcp".
+    TRANSPORT = "pipe"
+
+    def trace_session_id(self) -> str | None:
+        return None
+
+    def _trace(self, traced: tracing.Tracing, msg: Message, out: Sink) -> None:
+        """Start the request's span and carry its context to the child in `params._meta`."""
+        span = traced.request_span(msg, self.trace_session_id(), self.TRANSPORT)
+        params = msg.get("params")
+        params = dict(params) if params.__class__ is dict else {}
+        meta = params.get("_meta")
+        params["_meta"] = meta = dict(meta) if meta.__class__ is dict else {}
+        traced.inject(span, meta)
+        msg["params"] = params
+        if out is self:
+            self._spans[msg["id"]] = span
+            return
+        keep = getattr(out, "keep_span", None)  # an HTTP request's sink ends it with its answer
+        if keep is not None:
+            keep(span)
+        else:
+            traced.end(span, None)
 
     def _notification(self, method: str, msg: Message) -> None:
         if method == "notifications/cancelled":

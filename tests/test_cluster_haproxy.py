@@ -53,6 +53,7 @@ drain_timeout = "20s"
 [cluster]
 node = "{node}"
 secret = "{SECRET}"
+rate_limit_timeout = "2s"  # this module is about sharing: a loaded box must not fall back
 [http]
 listen = "127.0.0.1:{port}"
 [cache]
@@ -65,6 +66,10 @@ args = ["{ECHO}"]
 stateless = true
 [servers.echo.cache]
 tools = ["echo"]
+[servers.limited]
+command = "{PY}"
+args = ["{ECHO}"]
+rate_limit = "5/min"
 """
 
 
@@ -146,6 +151,7 @@ def cluster() -> Iterator[Cluster]:
         for daemon in daemons.values():
             wait_for(lambda d=daemon: d.socket.exists() and d._answers(), 30, what="daemon socket")
             daemon.wait_state("echo", "ready", timeout=60)
+            daemon.wait_state("limited", "ready", timeout=60)
         lb = Haproxy(ports)
         found = Cluster(daemons, ports, lb, redis)
         wait_for(lambda: all(found.healthy(n) for n in NODES), 30, what="every node healthy")
@@ -232,6 +238,21 @@ async def test_a_cached_result_is_served_by_a_node_that_did_not_compute_it(clust
             assert reply.json()["result"]["content"][0]["text"] == "shared across nodes"
     calls = {node: cluster.child_calls(node, "echo") - before[node] for node in NODES}
     assert sum(calls.values()) == 1, calls
+
+
+async def test_a_rate_limit_holds_for_the_cluster_whichever_node_gets_the_call(cluster: Cluster) -> None:
+    """`limited` allows 5 calls a minute: through round robin, calls 1-5 pass (on all three nodes)
+    and the 6th and 7th are refused, on whichever node they land, from the one shared bucket."""
+    statuses = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        for n in range(7):
+            reply = await http.post(cluster.lb.url.replace("/echo", "/limited"),
+                                    headers=modern_headers("add"), json=modern_call(n, "add", {"a": n, "b": 0}))
+            body = reply.json()
+            statuses.append("ok" if "result" in body else body["error"]["code"])
+    assert statuses == ["ok"] * 5 + [-32007, -32007], statuses
+    refused = {node: cluster.daemons[node].status("limited")["rate_limited_total"] for node in NODES}
+    assert sum(refused.values()) == 2, refused
 
 
 class Load:

@@ -101,6 +101,8 @@ def build_parser(chaos: bool) -> argparse.ArgumentParser:
     p.add_argument("--name", default="chaos-server" if chaos else "echo-server", help="serverInfo.name")
     p.add_argument("--version", dest="server_version", default="1.0.0", help="serverInfo.version")
     p.add_argument("--tools", type=int, default=0, help="add N dummy tools t0..tN-1")
+    p.add_argument("--meta-tool", action="store_true",
+                   help="offer tool 'meta': the params._meta this server received, as JSON (traces)")
     p.add_argument("--page-size", type=int, default=0, help="list page size (0 = one page)")
     p.add_argument("--era", choices=("both", "legacy", "modern"), default="both")
     p.add_argument("--ttl-ms", type=int, default=0, help="ttlMs of cacheable results on modern connections")
@@ -258,6 +260,10 @@ class Server:
         }
         for i in range(args.tools):
             self.tool_handlers[f"t{i}"] = lambda rid, a, p, i=i: _text(f"t{i}")
+        if args.meta_tool:
+            self.tools.append(_tool("meta", "The params._meta of this call, as JSON", _schema(),
+                                    annotations={"readOnlyHint": True}))
+            self.tool_handlers["meta"] = lambda rid, a, p: _text(_dumps(p.get("_meta") or {}).decode())
         self.handlers: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
             "initialize": self.m_initialize,
             "server/discover": self.m_discover,
