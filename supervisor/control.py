@@ -2,11 +2,14 @@
 
 Methods (params → result):
 
-    supervisor/status   {servers?: [..]}              → {daemon, servers: [..], cache}
+    supervisor/status   {servers?: [..], detail?}     → {daemon, servers: [..], cache}; with detail
+                        each server adds state_history, restart_history (last 50 each, with
+                        times) and config (command, args, limits; secrets masked)
     supervisor/start    {servers: [..]} | {all: true}  → {servers: [status..]}   (also stop, restart;
                         optional wait: seconds to wait for each server to settle)
-    supervisor/logs     {server, lines?}              → {lines: [..], levels: [..]}: each line's
-                        level (debug|info|warning|error|critical, `stderr_levels.level_of`)
+    supervisor/logs     {server, lines?}              → {lines: [..], levels: [..], times: [..]}: each
+                        line's level (debug|info|warning|error|critical, `stderr_levels.level_of`)
+                        and the unix time it arrived (null when unknown)
     supervisor/tools    {server?}                     → {servers: {name: [tool..]}}
     supervisor/tools    {server?, diff: true}         → {servers: {name: [{tool, pinned, current, diff}]}}
     supervisor/tools/approve {server, tool?}          → {server, approved: [tool..]}
@@ -15,7 +18,7 @@ Methods (params → result):
     supervisor/events   {logs?: [..], tail?: N}       → {subscribed: true, lines: {name: [..]},
                         levels: {name: [..]}}, then
                         notifications "supervisor/event" {type: state|restart|log|stats, ..}
-                        (log: {server, line, level});
+                        (log: {server, line, level, at});
                         (stats, once a second: {daemon, servers: [status + rates], cache});
                         `lines` holds the last N stderr lines of each server in `logs`, taken in
                         the same step as the subscription: no line is missed or shown twice
@@ -569,7 +572,11 @@ class ControlConnection:
 
     async def status(self, params: dict[str, Any]) -> Any:
         names = _text_list(params, "servers") or None
-        return {"daemon": self.daemon.info(), "servers": self.daemon.fleet.status(names),
+        servers = self.daemon.fleet.status(names)
+        if params.get("detail"):  # the dashboard's detail screen
+            for entry in servers:
+                entry.update(self.daemon.fleet.get(entry["name"]).detail())
+        return {"daemon": self.daemon.info(), "servers": servers,
                 "cache": await self.daemon.cache_status(), "aggregate": self.daemon.aggregate.status()}
 
     async def _lifecycle(self, params: dict[str, Any], action: Callable[[Server], None]) -> Any:
@@ -604,7 +611,8 @@ class ControlConnection:
         server = self.daemon.fleet.get(_required(params, "server"))
         count = _count(params, "lines", 100)
         lines = server.stderr.tail(count)
-        return {"server": server.name, "lines": lines, "levels": [level_of(line) for line in lines]}
+        return {"server": server.name, "lines": lines, "levels": [level_of(line) for line in lines],
+                "times": server.stderr_times(len(lines))}
 
     async def tools(self, params: dict[str, Any]) -> Any:
         name = _text(params, "server")

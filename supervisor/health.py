@@ -150,7 +150,8 @@ def sample_trees(limits: dict[int, int | None], keep: set[int]
 def sample_fleet(limits: dict[int, int | None], keep: set[int], cpu_roots: frozenset[int] = frozenset()
                  ) -> tuple[dict[int, tuple[int, int, bool]], dict[int, float]]:
     """For each root pid: (bytes, processes, precise); and for each of `cpu_roots`, the CPU
-    seconds its whole tree has used (autoscaling turns two samples into a share of a core).
+    seconds its whole tree has used (two samples make a share of a core: autoscaling reads it,
+    `mcpctl top` shows it).
     Blocking; run it in a worker thread.
 
     `limits` maps each root to its memory limit (or None); a tree over its limit by RSS is
@@ -219,8 +220,7 @@ class MemoryWatch:
             for inst in server.instances:
                 if inst.pid is not None:
                     limits[inst.pid] = server.config.memory_limit
-                    if server.autoscaler is not None:
-                        cpu_roots.add(inst.pid)
+                    cpu_roots.add(inst.pid)  # autoscaling and the dashboard's CPU column
         fleet_limit = self.fleet.config.supervisor.memory_limit
         keep = set(self.fleet.ctx.direct_children)
         sizes, cpu = await anyio.to_thread.run_sync(sample_fleet, limits, keep, frozenset(cpu_roots))

@@ -198,7 +198,7 @@ class Instance:
         self.memory_bytes: int | None = None
         self.memory_precise = False  # memory_bytes is PSS (read because RSS was over a limit)
         self.process_count = 0
-        # CPU of the whole tree (autoscaled servers only): the last reading and the share of a core
+        # CPU of the whole tree: the last reading and the share of a core
         # between the last two (health.cpu_sample).
         self.cpu_seconds: float | None = None
         self.cpu_at: float | None = None

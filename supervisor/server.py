@@ -26,6 +26,7 @@ from . import metrics, protocol, tracing
 from .autoscale import DOWN, UP, Autoscaler, Observation, Policy, Verdict
 from .breaker import CANCELLED, CLOSED, TIMEOUT, CircuitBreaker
 from .config import ServerConfig, expand
+from .config_summary import summarize
 from .domains import domain, loop_domain
 from .errors import (
     CIRCUIT_OPEN,
@@ -68,6 +69,7 @@ IDLE_RECHECK = 30.0
 STDERR_RING = 2000
 STDERR_RING_BYTES = 1024 * 1024
 LOG_MESSAGE_CHARS = 2000  # of a child's notifications/message data, in the daemon's log
+HISTORY = 50  # state changes and restarts kept for `supervisor/status {detail: true}`
 LATENCY_SAMPLES = 2048
 STDERR_LOG_PER_SECOND = 50
 
@@ -148,11 +150,16 @@ class Server:
         self.since = time.time()
         self.restarts = 0
         self.restart_reasons: collections.Counter[str] = collections.Counter()
+        # The dashboard's detail screen: the last state changes and restarts, with times.
+        self.state_history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
+        self.restart_history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
         self.instances: list[Instance] = []
         self.ready_instances: list[Instance] = []
         self.queue: collections.deque[Queued] = collections.deque()
         self.tools: list[dict[str, Any]] = []
         self.stderr = LineRing(STDERR_RING, STDERR_RING_BYTES)
+        self.stderr_at: collections.deque[float] = collections.deque(maxlen=STDERR_RING)
+        """When each line of `stderr` arrived (aligned from the newest end; see `stderr_times`)."""
         self.sessions: set[Attached] = set()
         self.subscriptions = Subscriptions()  # resources/subscribe, per client session
         self.calls_total = 0
@@ -683,9 +690,11 @@ class Server:
         self.protocol_errors_total += 1
 
     def child_stderr(self, instance: Instance, line: str) -> None:
+        at = time.time()
         self.stderr.append(line)
+        self.stderr_at.append(at)
         level = level_of(line)
-        self.ctx.publish({"type": "log", "server": self.name, "line": line, "level": level})
+        self.ctx.publish({"type": "log", "server": self.name, "line": line, "level": level, "at": at})
         # Into the daemon's own log too, but a chatty child must not flood the journal.
         log_it, held_back = self._stderr_budget.admit(time.monotonic())
         if held_back:
@@ -700,6 +709,12 @@ class Server:
         self.stderr.append(line)
         self.ctx.publish({"type": "log", "server": self.name, "line": line})
         log.info("%s: %s", self.name, text)
+
+    def stderr_times(self, count: int) -> list[float | None]:
+        """Arrival times of the last `count` lines of `stderr`; None for lines older than the
+        times kept (a config change carries the lines of the old server over, not their times)."""
+        times = list(self.stderr_at)[-count:] if count > 0 else []
+        return [*([None] * (count - len(times))), *times]
 
     async def _refresh_tools(self, instance: Instance) -> None:
         try:
@@ -812,8 +827,10 @@ class Server:
     def _count_restart(self, kind: str, reason: str) -> None:
         self.restarts += 1
         self.restart_reasons[kind] += 1
+        at = time.time()
+        self.restart_history.append({"at": at, "kind": kind, "detail": REDACT(reason)})
         self.ctx.publish({"type": "restart", "server": self.name, "reason": kind, "detail": reason,
-                          "at": time.time()})
+                          "at": at})
 
     async def wait_settled(self, timeout: float) -> None:
         """Wait until the server is in a state that is not transitional (or the timeout)."""
@@ -837,6 +854,7 @@ class Server:
         self.state = state
         self.reason = reason
         self.since = time.time()
+        self.state_history.append({"at": self.since, "state": str(state), "reason": reason})
         self._state_changed.set()
         self._state_changed = anyio.Event()
         log.info("%s: %s%s", self.name, state, f" ({reason})" if reason else "")
@@ -1359,6 +1377,12 @@ class Server:
 
     # ---- status ---------------------------------------------------------------------------------
 
+    def detail(self) -> dict[str, Any]:
+        """What `status` leaves out for size: recent history and the config (secrets masked)."""
+        return {"state_history": list(self.state_history),
+                "restart_history": list(self.restart_history),
+                "config": summarize(self.config)}
+
     def status(self) -> dict[str, Any]:
         pids = [inst.pid for inst in self.all_instances if inst.pid is not None]
         ready = self.ready_instances
@@ -1398,6 +1422,10 @@ class Server:
             "draining": sum(1 for i in ready if i.draining),
             "cpu": (round(sum(shares) / len(shares), 3)
                     if (shares := [i.cpu_share for i in ready if i.cpu_share is not None]) else None),
+            # Every instance's whole process tree, in percent of one core (None until two samples).
+            "cpu_percent": (round(100 * sum(trees), 1)
+                            if (trees := [i.cpu_share for i in self.instances
+                                          if i.cpu_share is not None]) else None),
             "last_scale": dict(self.last_scale) if self.last_scale else None,
             "scale_events": dict(self.scale_events),
             "calls_total": self.calls_total,

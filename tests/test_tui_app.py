@@ -6,11 +6,13 @@ from typing import Any
 
 import pytest
 from rich.segment import Segment
-from textual.widgets import DataTable, Input, Log, Static
+from textual.widgets import Input, Static
 
-from tui.app import ConfirmScreen, HelpScreen, TopApp
-from tui.fake import NOW, FakeDaemonClient, wait_until
-from tui.table import LogTail, ServerTable
+from tui.app import TopApp
+from tui.fake import EVERY_STATE, NOW, FakeDaemonClient, wait_until
+from tui.logview import LogLines
+from tui.screens import ConfirmScreen, DetailScreen, HelpScreen, LogScreen
+from tui.table import FleetGrid
 
 pytestmark = pytest.mark.anyio
 
@@ -34,50 +36,155 @@ class RecordingApp(TopApp):
         super()._rebuild_rows()
 
 
+def grid(app: TopApp) -> FleetGrid:
+    return app.query_one("#servers", FleetGrid)
+
+
 def rows(app: TopApp) -> list[str]:
-    table = app.query_one("#servers", DataTable)
-    return [str(row.key.value) for row in table.ordered_rows]
+    return list(grid(app).keys)
 
 
 def cell(app: TopApp, name: str, column: str) -> str:
-    return str(app.query_one("#servers", DataTable).get_cell(name, column))
+    return grid(app).cell_text(name, column).strip()
 
 
 def log_lines(app: TopApp) -> list[str]:
-    return list(app.query_one("#log", Log).lines)
+    return [entry.line for entry in app.query_one("#log", LogLines).entries]
 
 
-async def loaded(app: RecordingApp) -> None:
-    await wait_until(lambda: app.connected and len(rows(app)) == 27 and app.fake.subscribers == 2)
+def header(app: TopApp) -> str:
+    return str(app.query_one("#fleet", Static).render())
 
 
-async def test_table_lists_every_server_in_fleet_order() -> None:
+async def loaded(app: RecordingApp, count: int = 27) -> None:
+    await wait_until(lambda: app.connected and len(rows(app)) == count and app.fake.subscribers == 2)
+
+
+async def test_table_lists_every_server_in_fleet_order_with_a_distinct_mark_per_state() -> None:
     fake = FakeDaemonClient()
     app = RecordingApp(fake)
     async with app.run_test(size=SIZE):
         await loaded(app)
         assert rows(app) == [s["name"] for s in fake.servers]
-        assert cell(app, "google-drive", "state") == "● failed"
-        assert cell(app, "puppeteer", "load") == "0/3"
-        header = str(app.query_one("#fleet", Static).render())
-        assert "17/27 ready" in header
-        assert "8.0G" in header  # the fleet limit
+        assert cell(app, "google-drive", "state") == "✗ failed"
+        assert cell(app, "sentry", "state") == "◇ unavailable"  # waiting for a key: not a failure
+        assert cell(app, "everything", "state") == "◐ starting"
+        assert cell(app, "slack", "state") == "↻ backoff ⊘"  # breaker open
+        assert cell(app, "puppeteer", "state") == "◆ degraded ◐"  # half-open
+        assert cell(app, "obsidian", "state") == "○ lazy"  # lazy, not needed yet
+        assert cell(app, "notion", "state") == "○ stopped"
+        assert cell(app, "git", "cpu") == "5.7%"
+        assert "15/27 ready" in header(app)
+        assert "✗2 failed" in header(app) and "◇3 unavail" in header(app)
+        assert "8.0G" in header(app)  # the fleet limit
 
 
-async def test_breaker_lazy_and_cache_hit_rate_from_stats_are_shown() -> None:
+async def test_state_styles_tell_unavailable_from_failed() -> None:
+    """Five servers waiting for an API key were drawn red like failures; now each state has its own."""
+    from tui.render import STATE_STYLES
+
+    assert len(set(STATE_STYLES.values())) == len(STATE_STYLES)
+    assert "red" not in STATE_STYLES["unavailable"]
+    for state in ("failed", "backoff", "degraded", "starting"):
+        assert STATE_STYLES[state] not in (STATE_STYLES["ready"], STATE_STYLES["unavailable"])
+
+
+async def test_every_server_of_a_twelve_server_fleet_fits_80x24_with_the_pane() -> None:
+    app = RecordingApp(FakeDaemonClient(names=EVERY_STATE, history=5))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(app, 12)
+        await pilot.pause()
+        table = grid(app)
+        assert table.scrollable_content_region.height >= 13  # heading + 12 rows, no scrolling
+        assert [c.key for c in app.columns] == ["name", "state", "restarts", "memory", "cpu", "calls", "p95"]
+        assert app.pane_shown
+
+
+async def test_the_pane_hides_when_the_rows_need_the_height_and_p_shows_it() -> None:
+    app = RecordingApp(FakeDaemonClient())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(lambda: app.connected and len(rows(app)) == 27 and app.fake.subscribers == 1)
+        assert not app.pane_shown  # 27 rows in 24 lines: the table gets all of it
+        assert app.fake.subscribers == 1  # and nothing follows a log nobody sees
+        await pilot.press("p")
+        assert app.pane_shown
+        await wait_until(lambda: app.fake.subscribers == 2 and len(log_lines(app)) == 40)
+        await pilot.press("p")
+        assert not app.pane_shown
+
+
+async def test_columns_go_in_priority_order_as_the_terminal_narrows() -> None:
+    app = RecordingApp(FakeDaemonClient())
+    async with app.run_test(size=(200, 50)) as pilot:
+        await loaded(app)
+        wide = [c.key for c in app.columns]
+        assert {"memory_hist", "calls_hist", "p95_hist", "pid", "limit"} <= set(wide)
+        for width in (160, 120, 100, 80, 60, 30):
+            await pilot.resize_terminal(width, 50)
+            await wait_until(lambda w=width: app.size.width == w)
+            await pilot.pause()
+            keys = [c.key for c in app.columns]
+            assert keys[:2] == ["name", "state"]
+            assert set(keys) <= set(wide) and keys == [k for k in wide if k in keys]
+            assert sum(c.width + 2 for c in app.columns) <= max(width, 39)
+            wide = keys
+        assert wide == ["name", "state"]
+
+
+async def test_slash_filters_by_name_state_or_reason_and_escape_restores() -> None:
+    app = RecordingApp(FakeDaemonClient())
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        await pilot.press("slash", "g", "o", "o")
+        assert rows(app) == ["google-drive", "google-maps"]
+        assert app.selected == "google-drive"
+        await pilot.press("enter")
+        assert app.focused is grid(app)
+        assert app.query_one("#filter", Input).display  # the filter stays visible while it applies
+        await pilot.press("j")
+        assert app.selected == "google-maps"
+        await pilot.press("escape")
+        assert len(rows(app)) == 27
+        assert app.selected == "google-maps"  # the selection survives the filter
+        await pilot.press("slash", *"fail", "enter")
+        assert rows(app) == ["playwright", "google-drive"]  # by state
+        await pilot.press("escape", "slash", *"memory", "enter")
+        assert rows(app) == ["memory", "kubernetes"]  # by name, and by reason
+        assert "filter “memory”" in header(app)
+
+
+async def test_filter_typing_q_does_not_quit() -> None:
+    app = RecordingApp(FakeDaemonClient())
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        await pilot.press("slash", "s", "q")
+        assert rows(app) == ["sqlite"]
+        assert app.is_running
+
+
+async def test_s_cycles_the_sort() -> None:
     fake = FakeDaemonClient()
     app = RecordingApp(fake)
-    async with app.run_test(size=SIZE):
+    async with app.run_test(size=SIZE) as pilot:
         await loaded(app)
-        assert cell(app, "slack", "state") == "● backoff ⊘"  # breaker open
-        assert cell(app, "puppeteer", "state") == "● degraded ◐"  # half-open
-        assert cell(app, "obsidian", "state") == "○ stopped"  # lazy, not needed yet
-        assert cell(app, "notion", "state") == "● stopped"
-        # The header's hit rate follows the `cache` block of each stats push.
-        event = fake.stats_event(0) | {"cache": {"hits": 3, "misses": 1}}
-        fake.push(event)
-        await wait_until(lambda: "cache 75%" in str(app.query_one("#fleet", Static).render()))
-        assert cell(app, "git", "cache") == "64%"
+        fake.push_stats()
+        await wait_until(lambda: app.model.stats_seen == 1)
+        await pilot.press("s")
+        assert app.sort == "state" and rows(app)[:2] == ["google-drive", "playwright"]
+        assert "sort state" in header(app)
+        await pilot.press("s")
+        memory = [app.model.servers[n].get("memory_bytes") or -1 for n in rows(app)]
+        assert app.sort == "memory" and memory == sorted(memory, reverse=True)
+        await pilot.press("s")
+        cpu = [app.model.servers[n].get("cpu_percent") or -1 for n in rows(app)]
+        assert app.sort == "cpu" and cpu == sorted(cpu, reverse=True)
+        await pilot.press("s")
+        assert app.sort == "latency" and rows(app)[0] == "puppeteer"
+        await pilot.press("s")
+        restarts = [app.model.servers[n]["restarts"] for n in rows(app)]
+        assert app.sort == "restarts" and restarts == sorted(restarts, reverse=True)
+        await pilot.press("s")
+        assert app.sort == "name" and rows(app) == [s["name"] for s in fake.servers]
 
 
 async def test_selection_follows_arrows_and_j_k_and_moves_the_log_tail() -> None:
@@ -96,82 +203,165 @@ async def test_selection_follows_arrows_and_j_k_and_moves_the_log_tail() -> None
             lambda: ("gitlab",) in fake.subscriptions and any("gitlab:" in ln for ln in log_lines(app))
         )
         assert not any("filesystem:" in line for line in log_lines(app))
-        # Only the followed server's lines reach the tail.
         fake.push({"type": "log", "server": "git", "line": "not this one"})
-        fake.push({"type": "log", "server": "gitlab", "line": "fresh stderr line"})
+        fake.push({"type": "log", "server": "gitlab", "line": "fresh stderr line", "at": NOW})
         await wait_until(lambda: "fresh stderr line" in log_lines(app))
         assert "not this one" not in log_lines(app)
+        entry = app.query_one("#log", LogLines).entries[-1]
+        assert (entry.at, entry.level) == (NOW, "info")
         await wait_until(lambda: isinstance(app.tools.get("gitlab"), list))
-        assert "get_gitlab_0" in str(app.query_one("#info", Static).render())
 
 
-async def test_filter_narrows_rows_and_escape_restores_them() -> None:
-    app = RecordingApp(FakeDaemonClient())
+async def test_enter_opens_the_detail_screen_with_history_config_and_tools() -> None:
+    fake = FakeDaemonClient(history=30)
+    app = RecordingApp(fake)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(app)
-        await pilot.press("slash", "g", "o", "o")
-        assert rows(app) == ["google-drive", "google-maps"]
-        assert app.selected == "google-drive"
-        await pilot.press("enter")
-        assert app.focused is app.query_one("#servers")
-        assert app.query_one("#filter", Input).display  # the filter stays visible while it applies
-        await pilot.press("j")
-        assert app.selected == "google-maps"
+        await pilot.press("j", "j", "enter")
+        assert isinstance(app.screen, DetailScreen) and app.screen.server == "github"
+        await wait_until(lambda: "github" in app.details and isinstance(app.tools.get("github"), list))
+        text = " ".join(str(w.render()) for w in app.screen.query(Static))
+        assert "STATE HISTORY" in text and "backoff" in text
+        assert "RESTARTS" in text and "unresponsive" in text
+        assert "API_KEY=***" in text and "${TOKEN}" in text
+        assert "get_github_0" in text and "LAST STDERR" in text
+        assert ("detail", "github") in fake.calls
         await pilot.press("escape")
-        assert len(rows(app)) == 27
-        assert app.selected == "google-maps"  # the selection survives the filter
+        assert not isinstance(app.screen, DetailScreen)
 
 
-async def test_filter_typing_q_does_not_quit() -> None:
+async def test_log_view_searches_forward_and_back_and_follows() -> None:
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        await pilot.press("l")
+        assert isinstance(app.screen, LogScreen)
+        view = app.screen.query_one(LogLines)
+        await wait_until(lambda: len(view.entries) == 40)
+        levels = [e.level for e in view.entries][:6]
+        assert view.follow and levels == ["info", "debug", "info", "warning", "info", "error"]
+        await pilot.press("slash", *"upstream", "enter")
+        found = view.matches()
+        assert len(found) == 4 and view.current == found[-1]
+        assert not view.follow  # a search stops following
+        await pilot.press("n")
+        assert view.current == found[0]  # wraps to the first
+        await pilot.press("n")
+        assert view.current == found[1]
+        await pilot.press("N", "N")
+        assert view.current == found[-1]
+        await pilot.press("f")
+        assert view.follow
+        fake.push({"type": "log", "server": "filesystem", "line": "ERROR: new upstream failure", "at": NOW})
+        await wait_until(lambda: view.entries[-1].line == "ERROR: new upstream failure")
+        assert view.entries[-1].level == "error" and len(view.matches()) == 5
+        await pilot.press("escape")
+        assert not isinstance(app.screen, LogScreen)
+
+
+async def test_log_view_shows_every_server_interleaved_by_time() -> None:
+    fake = FakeDaemonClient(names=["git", "time", "fetch"])
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app, 3)
+        await pilot.press("l", "a")
+        assert isinstance(app.screen, LogScreen) and app.screen.server is None
+        view = app.screen.query_one(LogLines)
+        await wait_until(lambda: len(view.entries) == 3 * 40)
+        times = [e.at or 0 for e in view.entries]
+        assert times == sorted(times)
+        assert {e.server for e in list(view.entries)[:3]} == {"git", "time", "fetch"}
+        await pilot.press("a")
+        assert app.screen.server == "git"
+        await wait_until(lambda: len(view.entries) == 40 and {e.server for e in view.entries} == {"git"})
+
+
+async def test_help_lists_every_key_and_closes() -> None:
+    from tui.keys import APP_KEYS, MAIN_KEYS
+
     app = RecordingApp(FakeDaemonClient())
     async with app.run_test(size=SIZE) as pilot:
         await loaded(app)
-        await pilot.press("slash", "s", "q")
-        assert rows(app) == ["sqlite"]
-        assert app.is_running
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one(Static).render())
+        assert all(key.help in text for key in (*MAIN_KEYS, *APP_KEYS))
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("q")
+    assert app.return_code == 0
 
 
-async def test_r_restarts_the_selected_server_and_shows_the_restart() -> None:
+async def test_command_palette_lists_the_dashboard_actions() -> None:
+    app = RecordingApp(FakeDaemonClient())
+    async with app.run_test(size=SIZE):
+        await loaded(app)
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        for wanted in ("Restart the selected server (asks first)", "Reload fleet.toml (asks first)",
+                       "Cycle the sort: name, state, memory, CPU, latency, restarts"):
+            assert wanted in titles
+
+
+async def test_r_restarts_only_after_yes() -> None:
     fake = FakeDaemonClient()
     app = RecordingApp(fake)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(app)
         await pilot.press("j", "r")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert not any(c[0] == "restart" for c in fake.calls)
+        await pilot.press("r", "y")
         await wait_until(lambda: ("restart", ["git"]) in fake.calls)
-        await wait_until(lambda: cell(app, "git", "state") == "● starting")
+        await wait_until(lambda: cell(app, "git", "state") == "◐ starting")
         await wait_until(lambda: "ago: manual" in str(app.query_one("#info", Static).render()))
         assert ("information", "restart git") in app.notices
 
 
-async def test_s_stops_a_running_server_and_starts_a_stopped_one() -> None:
+async def test_x_stops_after_yes_and_g_starts_without_asking() -> None:
     fake = FakeDaemonClient()
     app = RecordingApp(fake)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(app)
-        await pilot.press("s")
-        await wait_until(lambda: cell(app, "filesystem", "state") == "● stopped")
-        await pilot.press("s")
-        await wait_until(lambda: cell(app, "filesystem", "state") == "● starting")
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_until(lambda: cell(app, "filesystem", "state") == "○ stopped")
+        await pilot.press("g")
+        await wait_until(lambda: cell(app, "filesystem", "state") == "◐ starting")
         assert [c for c in fake.calls if c[0] in ("stop", "start")] == [
             ("stop", ["filesystem"]),
             ("start", ["filesystem"]),
         ]
 
 
-async def test_actions_on_all_servers_ask_first() -> None:
+async def test_shift_r_reloads_the_fleet_after_yes() -> None:
     fake = FakeDaemonClient()
     app = RecordingApp(fake)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(app)
         await pilot.press("R")
         assert isinstance(app.screen, ConfirmScreen)
-        await pilot.press("n")
-        assert not isinstance(app.screen, ConfirmScreen)
-        await pilot.press("S", "y")
-        await wait_until(lambda: ("stop", "all") in fake.calls)
-        assert not any(c[0] == "restart" for c in fake.calls)
-        await pilot.press("A")  # starting everything is not destructive: no question
-        await wait_until(lambda: ("start", "all") in fake.calls)
+        await pilot.press("escape")
+        assert ("reload", None) not in fake.calls
+        await pilot.press("R", "y")
+        await wait_until(lambda: ("reload", None) in fake.calls)
+        await wait_until(lambda: ("information", "reload: nothing changed") in app.notices)
+
+
+async def test_c_clears_the_cache_of_the_server_or_the_fleet() -> None:
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        await pilot.press("j", "c")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_until(lambda: ("clear_cache", "git") in fake.calls)
+        await pilot.press("c", "a")
+        await wait_until(lambda: ("clear_cache", None) in fake.calls)
+        await wait_until(lambda: ("information", "cache cleared for the fleet, entries: 412") in app.notices)
 
 
 async def test_a_refused_action_is_reported_not_raised() -> None:
@@ -180,7 +370,7 @@ async def test_a_refused_action_is_reported_not_raised() -> None:
     app = RecordingApp(fake)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(app)
-        await pilot.press("j", "r")
+        await pilot.press("j", "r", "y")
         await wait_until(lambda: app.notices)
         assert app.notices == [("error", "restart git: circuit open for git; retry in 30 s")]
         assert app.is_running
@@ -198,18 +388,18 @@ async def test_stats_update_cells_in_place_without_rebuilding_the_table() -> Non
         await wait_until(lambda: app.model.stats_seen == 5)
         assert app.rebuilds == rebuilds
         assert cell(app, "git", "calls") != "—"
-        assert len(app.model.calls_history["git"]) == 5
+        series = app.model.series_of("git", "calls")
+        assert series is not None and len(series.samples) == 5
 
 
 async def test_cell_updates_redraw_exactly_what_a_full_redraw_would() -> None:
-    """ServerTable keeps the renders of unchanged cells (tui/table.py); what it draws after stats
-    pushes, a state change and a cursor move must be what a table drawn from scratch shows."""
+    """FleetGrid keeps each row's rendering until the row changes (tui/table.py); what it draws
+    after stats pushes, a state change and a cursor move must be what a grid drawn from scratch shows."""
     fake = FakeDaemonClient()
     app = RecordingApp(fake)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(app)
-        table = app.query_one("#servers", ServerTable)
-        assert table.incremental, "DataTable's caches moved in this Textual: tui/table.py redraws everything"
+        table = grid(app)
 
         def drawn() -> list[list[Segment]]:
             return [list(table.render_line(y)) for y in range(table.size.height)]
@@ -219,50 +409,27 @@ async def test_cell_updates_redraw_exactly_what_a_full_redraw_would() -> None:
         for _ in range(3):
             fake.push_stats()
         await fake.stop(["git"])
-        await wait_until(lambda: app.model.stats_seen == 3 and cell(app, "git", "state") == "● stopped")
+        await wait_until(lambda: app.model.stats_seen == 3 and cell(app, "git", "state") == "○ stopped")
         incremental = drawn()
-        table._clear_caches()
+        table._forget()
         assert incremental == drawn()
         assert incremental != first
 
 
 async def test_new_log_lines_keep_the_tail_scrolled_to_the_end() -> None:
-    """LogTail skips the screen layout a Log asks for per line; its scrollbar still follows."""
+    """LogLines skips the screen layout a growing widget asks for per line; its scrollbar follows."""
     fake = FakeDaemonClient()
     app = RecordingApp(fake)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(app)
-        log = app.query_one("#log", LogTail)
-        await wait_until(lambda: len(log.lines) == 40)
+        log = app.query_one("#log", LogLines)
+        await wait_until(lambda: len(log.entries) == 40)
         for k in range(30):
             fake.push({"type": "log", "server": "filesystem", "line": f"line {k}"})
-        await wait_until(lambda: log.lines[-1] == "line 29")
+        await wait_until(lambda: log.entries[-1].line == "line 29")
         await pilot.pause()
         assert log.virtual_size.height == 70
-        assert log.vertical_scrollbar.window_virtual_size == 70
         assert log.scroll_y == log.max_scroll_y > 0
-
-
-async def test_l_focuses_the_log_tail_and_back() -> None:
-    app = RecordingApp(FakeDaemonClient())
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
-        await pilot.press("l")
-        assert app.focused is app.query_one("#log")
-        await pilot.press("l")
-        assert app.focused is app.query_one("#servers")
-
-
-async def test_help_opens_and_closes_and_q_quits_with_zero() -> None:
-    app = RecordingApp(FakeDaemonClient())
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
-        await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
-        await pilot.press("escape")
-        assert not isinstance(app.screen, HelpScreen)
-        await pilot.press("q")
-    assert app.return_code == 0
 
 
 def gone_text(app: TopApp) -> str:

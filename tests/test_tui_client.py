@@ -58,7 +58,14 @@ async def test_requests_round_trip(sock: Path) -> None:
             status = await client.status()
             assert len(status["servers"]) == 27
             assert status["daemon"]["pid"] == 4242
-            assert (await client.logs("git", 3))[-1].endswith("handled request 39 in 26 ms")
+            last = (await client.logs("git", 3))[-1]
+            assert last.line.endswith("handled request 39 in 26 ms") and last.level == "info"
+            assert last.at == fake.now - 15 - 1  # the time the daemon sent with it
+            assert (await client.logs("git", 40))[5].level == "error"  # read from "ERROR ..." itself
+            detail = await client.detail("git")
+            assert detail["restart_history"] and detail["config"]["env"]["API_KEY"] == "***"
+            assert await client.clear_cache("git") == 12 and await client.clear_cache(None) == 412
+            assert (await client.reload())["removed"] == []
             assert [t["name"] for t in await client.tools("time")][:2] == ["get_time_0", "list_time_1"]
             await client.restart(["git", "fetch"])
             await client.stop(Fleet.ALL)
@@ -161,10 +168,10 @@ async def test_switching_selection_fast_while_logs_stream_never_cancels_a_socket
     between two events instead. A line and a stats push every 50 ms, the selection moving every 5 ms."""
     import asyncio
 
-    from textual.widgets import DataTable, Log
-
     from tui.app import TopApp
     from tui.fake import NOW
+    from tui.logview import LogLines
+    from tui.table import FleetGrid
 
     loop_errors: list[dict[str, object]] = []
     asyncio.get_running_loop().set_exception_handler(lambda loop, context: loop_errors.append(context))
@@ -173,19 +180,19 @@ async def test_switching_selection_fast_while_logs_stream_never_cancels_a_socket
         app = TopApp(SocketDaemonClient(sock), clock=lambda: NOW)
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_until(lambda: app.connected and app.selected == "filesystem", within=10)
-            table = app.query_one("#servers", DataTable)
+            table = app.query_one("#servers", FleetGrid)
             for step in range(60):  # not pilot.press: it waits for a busy app to go idle
-                (table.action_cursor_down if step % 7 < 4 else table.action_cursor_up)()
+                table.action_move(1 if step % 7 < 4 else -1)
                 await anyio.sleep(0.005)
             await pilot.pause()
             final = app.selected
             assert final is not None
-            log = app.query_one("#log", Log)
-            await wait_until(lambda: any("tick" in line for line in log.lines[40:]), within=10)
+            log = app.query_one("#log", LogLines)
+            await wait_until(lambda: any("tick" in e.line for e in list(log.entries)[40:]), within=10)
             # Only the selected server's tail is left: the feed and one log subscription.
             await wait_until(lambda: fake.connections == 2, within=10)
-            assert log.border_title == f"stderr · {final}"
-            assert all(final in line for line in log.lines[:40])
+            assert {e.server for e in log.entries} == {final}
+            assert all(final in e.line for e in list(log.entries)[:40])
             assert app.is_running
         await wait_until(lambda: fake.connections == 0, within=10)
     assert loop_errors == []

@@ -8,12 +8,15 @@ from typing import Any
 
 import anyio
 import pytest
-from textual.widgets import DataTable, Log, Static
+from textual.widgets import Static
 
 from tests.conftest import Daemon, server_toml
 from tui.app import TopApp
 from tui.client import SocketDaemonClient
 from tui.fake import wait_until
+from tui.logview import LogLines
+from tui.screens import DetailScreen, LogScreen
+from tui.table import FleetGrid
 
 pytestmark = pytest.mark.anyio
 
@@ -22,11 +25,11 @@ FLEET = server_toml("alpha") + server_toml("beta") + server_toml("gamma")
 
 
 def rows(app: TopApp) -> list[str]:
-    return [str(row.key.value) for row in app.query_one("#servers", DataTable).ordered_rows]
+    return list(app.query_one("#servers", FleetGrid).keys)
 
 
 def state(app: TopApp, name: str) -> str:
-    return str(app.query_one("#servers", DataTable).get_cell(name, "state"))
+    return app.query_one("#servers", FleetGrid).cell_text(name, "state").strip()
 
 
 def live_app(daemon: Daemon) -> TopApp:
@@ -40,7 +43,7 @@ async def ready(app: TopApp, names: list[str]) -> None:
     )
 
 
-async def test_live_select_restart_stop_start_filter(make_daemon: Callable[..., Daemon]) -> None:
+async def test_live_restart_stop_start_filter_detail_and_log(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon(FLEET)
     app = live_app(daemon)
     async with app.run_test(size=SIZE) as pilot:
@@ -51,16 +54,39 @@ async def test_live_select_restart_stop_start_filter(make_daemon: Callable[..., 
         await wait_until(lambda: isinstance(app.tools.get("beta"), list) and app.tools["beta"], within=10)
 
         pid = daemon.status("beta")["pid"]
-        await pilot.press("r")
+        await pilot.press("r", "y")
         await wait_until(lambda: daemon.status("beta")["pid"] not in (None, pid), within=30)
         await wait_until(lambda: state(app, "beta") == "● ready", within=30)
         await wait_until(lambda: app.model.restarts.get("beta"), within=10)
 
-        await pilot.press("s")
-        await wait_until(lambda: state(app, "beta") == "● stopped", within=30)
+        await pilot.press("x", "y")
+        await wait_until(lambda: state(app, "beta") == "○ stopped", within=30)
         assert daemon.status("beta")["state"] == "stopped"
-        await pilot.press("s")
+        await pilot.press("g")
         await wait_until(lambda: state(app, "beta") == "● ready", within=30)
+
+        # The detail screen: the daemon's own state history (with the restart and the stop), the
+        # restart timeline and the config.
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen)
+        await wait_until(lambda: "beta" in app.details, within=10)
+        detail = app.details["beta"]
+        assert [r["kind"] for r in detail["restart_history"]] == ["manual"]
+        assert {"stopping", "stopped", "ready"} <= {h["state"] for h in detail["state_history"]}
+        assert detail["config"]["command"].endswith("python") or "python" in detail["config"]["command"]
+        text = " ".join(str(w.render()) for w in app.screen.query(Static))
+        assert "STATE HISTORY" in text and "manual" in text
+        await pilot.press("escape")
+
+        # The log view: the child's stderr with the daemon's times.
+        await pilot.press("l")
+        assert isinstance(app.screen, LogScreen)
+        view = app.screen.query_one(LogLines)
+        daemon.rpc("supervisor/call", {"server": "beta", "tool": "stderr",
+                                       "arguments": {"text": "live line", "lines": 1}})  # fmt: skip
+        await wait_until(lambda: any("live line" in e.line for e in view.entries), within=10)
+        assert all(e.at is not None for e in view.entries)
+        await pilot.press("escape")
 
         await pilot.press("slash", "g", "a")
         assert rows(app) == ["gamma"]
@@ -68,7 +94,7 @@ async def test_live_select_restart_stop_start_filter(make_daemon: Callable[..., 
         assert rows(app) == ["alpha", "beta", "gamma"]
         assert "3/3 ready" in str(app.query_one("#fleet", Static).render())
         assert app.selected == "gamma"  # the filter moved the selection; clearing it keeps it
-        await wait_until(lambda: app.query_one("#log", Log).border_title == "stderr · gamma", within=10)
+        await wait_until(lambda: app.stderr.get("gamma") is not None and app._logs_for == "gamma", within=10)
 
 
 async def test_live_daemon_gone_and_back(make_daemon: Callable[..., Daemon]) -> None:
@@ -88,8 +114,8 @@ async def test_live_daemon_gone_and_back(make_daemon: Callable[..., Daemon]) -> 
         assert not gone()
 
 
-def test_live_restart_all_asks_first(make_daemon: Callable[..., Daemon]) -> None:
-    """`R` on a live fleet: `n` leaves every pid alone."""
+def test_live_restart_asks_first(make_daemon: Callable[..., Daemon]) -> None:
+    """`r` on a live fleet: `n` leaves every pid alone."""
     daemon = make_daemon(server_toml("alpha") + server_toml("beta"))
 
     async def scenario() -> dict[str, Any]:
@@ -97,7 +123,7 @@ def test_live_restart_all_asks_first(make_daemon: Callable[..., Daemon]) -> None
         async with app.run_test(size=SIZE) as pilot:
             await ready(app, ["alpha", "beta"])
             before = {s["name"]: s["pid"] for s in daemon.status()["servers"]}
-            await pilot.press("R", "n")
+            await pilot.press("r", "n")
             await pilot.pause()
             return {"before": before, "after": {s["name"]: s["pid"] for s in daemon.status()["servers"]}}
 

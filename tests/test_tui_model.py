@@ -6,9 +6,24 @@ from typing import Any
 
 import pytest
 
+from tui.client import LogLine, log_lines
+from tui.columns import COLUMNS, choose, fit_words
 from tui.fake import FakeDaemonClient
-from tui.model import FleetModel
-from tui.render import fmt_bytes, fmt_duration, fmt_ms, fmt_pct, fmt_rate, memory_bar, retry_delay
+from tui.levels import level_of
+from tui.model import FleetModel, Series, matches, sort_key
+from tui.render import (
+    STATE_ORDER,
+    fmt_bytes,
+    fmt_clock,
+    fmt_cpu,
+    fmt_duration,
+    fmt_ms,
+    fmt_pct,
+    fmt_rate,
+    limit_bar,
+    retry_delay,
+    spark,
+)
 
 MiB = 1024 * 1024
 
@@ -39,18 +54,6 @@ def test_fmt_duration(seconds: float | None, text: str) -> None:
 )  # fmt: skip
 def test_numbers(fn: Any, value: float | None, text: str) -> None:
     assert fn(value) == text
-
-
-@pytest.mark.parametrize(
-    ("used", "limit", "text", "colour"),
-    [(None, 100, "—", None), (300 * MiB, None, "       300M", None),
-     (0, 512 * MiB, "······ 0B/512M", "green"), (256 * MiB, 512 * MiB, "███··· 256M/512M", "green"),
-     (400 * MiB, 512 * MiB, "████▊· 400M/512M", "yellow"), (600 * MiB, 512 * MiB, "██████ 600M/512M", "red")],
-)  # fmt: skip
-def test_memory_bar(used: int | None, limit: int | None, text: str, colour: str | None) -> None:
-    bar = memory_bar(used, limit)
-    assert bar.plain == text
-    assert (str(bar.spans[0].style) if bar.spans else None) == colour
 
 
 @pytest.mark.parametrize(("attempt", "delay"), [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (500, 5.0)])
@@ -88,7 +91,8 @@ def test_stats_keep_a_bounded_history_and_mark_only_changed_rows() -> None:
     assert "notion" in first.servers  # gained rate fields, even though stopped
     for tick in range(1, 5):
         model.apply(fake.stats_event(tick))
-    assert len(model.calls_history["git"]) == 3
+    series = model.series_of("git", "calls")
+    assert series is not None and len(series.samples) == 3
     again = model.apply(fake.stats_event(4))
     assert again.servers == set()
 
@@ -107,7 +111,7 @@ def test_fleet_membership_change_is_reported() -> None:
     event["servers"] = event["servers"][:-1]
     change = model.apply(event)
     assert change.membership
-    assert "obsidian" not in model.servers and "obsidian" not in model.calls_history
+    assert "obsidian" not in model.servers and "obsidian" not in model.series
 
 
 def test_restart_events_are_kept_with_reasons() -> None:
@@ -120,7 +124,109 @@ def test_totals() -> None:
     model, fake = loaded_model()
     model.apply(fake.stats_event(0))
     totals = model.totals()
-    assert (totals.ready, totals.total) == (17, 27)
-    assert totals.memory_bytes == sum(s["memory_bytes"] or 0 for s in fake.servers)
+    assert (totals.ready, totals.total) == (15, 27)
+    assert totals.memory_bytes == sum(s["memory_bytes"] or 0 for s in model.servers.values())
     assert totals.memory_limit == 8 * 1024 * MiB
     assert totals.calls_per_s == pytest.approx(sum(s["calls_per_s"] for s in model.servers.values()))
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "shown"),
+    [("short", 10, "short"), ("SENTRY_TOKEN is not set", 16, "SENTRY_TOKEN is…"),
+     ("crashed: exit code 1: invalid_auth", 20, "crashed: exit code…"), ("one", 3, "one"),
+     ("unbreakablewordhere", 8, "unbreak…"), ("a b", 1, "…"), ("a b", 0, "")],
+)  # fmt: skip
+def test_fit_words_never_cuts_a_word_it_can_keep_whole(text: str, width: int, shown: str) -> None:
+    assert fit_words(text, width) == shown
+    assert len(fit_words(text, width)) <= width
+
+
+@pytest.mark.parametrize(
+    ("width", "keys"),
+    [(30, ["name", "state"]),
+     (80, ["name", "state", "restarts", "memory", "cpu", "calls", "p95"]),
+     (120, ["name", "state", "uptime", "restarts", "memory", "cpu", "calls", "p95", "tools", "reason"]),
+     (200, [c.key for c in COLUMNS if c.key != "cache"])],
+)  # fmt: skip
+def test_columns_for_a_width_keep_name_and_state_and_drop_by_priority(width: int, keys: list[str]) -> None:
+    chosen = choose(width, name_width=19)
+    assert [c.key for c in chosen] == keys
+    assert sum(c.width + 2 for c in chosen) <= max(width - 2, 39)
+
+
+def test_the_reason_column_takes_what_is_left() -> None:
+    narrow, wide = choose(120, 19), choose(123, 19)
+    assert [c.key for c in narrow] == [c.key for c in wide]
+    assert wide[-1].width - narrow[-1].width == 3
+
+
+@pytest.mark.parametrize(
+    ("line", "level"),
+    [("handled request 3 in 20 ms", "info"), ("ERROR upstream returned 502", "error"),
+     ("[warn] slow response", "warning"), ("2026-12-01 10:00:00 - app - WARNING - low disk", "warning"),
+     ("level=debug msg=hello", "debug"), ("Traceback (most recent call last):", "error"),
+     ("TypeError: x is undefined", "error"), ("error: could not connect", "error"),
+     ("FATAL: out of memory", "critical"), ("finished with 0 errors", "info"), ("[INFO] ready", "info")],
+)  # fmt: skip
+def test_level_of_reads_the_usual_logger_shapes(line: str, level: str) -> None:
+    assert level_of(line) == level
+
+
+def test_log_lines_take_times_and_levels_from_the_daemon_when_it_sends_them() -> None:
+    reply = {"lines": ["a", "ERROR b"], "times": [1.0, None], "levels": ["warning", "bogus"]}
+    assert log_lines("git", reply) == [
+        LogLine("git", "a", 1.0, "warning"),
+        LogLine("git", "ERROR b", None, "error"),
+    ]
+    # misaligned or missing lists are ignored, never an IndexError
+    assert log_lines("git", {"lines": ["x"], "times": [1.0, 2.0]}) == [LogLine("git", "x", None, "info")]
+    assert log_lines("git", {"lines": "nope"}) == []
+    event = {"server": "git", "line": "[warn] w", "at": 5}
+    assert LogLine.from_event(event) == LogLine("git", "[warn] w", 5.0, "warning")
+
+
+def test_series_keeps_samples_and_session_buckets_bounded() -> None:
+    series = Series(samples=5, buckets=3, bucket=2)
+    for value in [1, 4, 2, None, 3, 9, 0, 1]:
+        series.add(value)
+    assert list(series.samples) == [0.0, 3, 9, 0, 1]
+    assert list(series.buckets) == [2, 9, 1]  # the largest of each pair, the last three pairs
+    assert series.recent(2) == [9, 1] and series.last == 1
+
+
+def test_filter_matches_name_state_or_reason() -> None:
+    server = {"name": "kubernetes", "state": "degraded", "reason": "memory over 90% of limit"}
+    assert all(matches(server, needle) for needle in ("", "kube", "degr", "memory"))
+    assert not matches(server, "fail")
+
+
+def test_sorts() -> None:
+    servers = [{"name": "b", "state": "ready", "memory_bytes": 5, "restarts": 1},
+               {"name": "a", "state": "failed", "memory_bytes": None, "restarts": 3},
+               {"name": "c", "state": "unavailable", "memory_bytes": 9, "restarts": 0}]  # fmt: skip
+
+    def order(sort: str) -> list[str]:
+        return [s["name"] for s in sorted(servers, key=sort_key(sort, STATE_ORDER))]
+
+    assert order("name") == ["a", "b", "c"]
+    assert order("state") == ["a", "c", "b"]  # failed first, unavailable before ready
+    assert order("memory") == ["c", "b", "a"]  # unknown last
+    assert order("restarts") == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("fn", "value", "text"),
+    [(fmt_cpu, None, "—"), (fmt_cpu, 0, "0%"), (fmt_cpu, 0.44, "0.4%"), (fmt_cpu, 180.2, "180%"),
+     (fmt_clock, None, "        "), (fmt_clock, 1_767_225_600.0 + 3723, "01:02:03")],
+)  # fmt: skip
+def test_more_numbers(fn: Any, value: float | None, text: str) -> None:
+    assert fn(value) == text
+
+
+def test_spark_and_limit_bar() -> None:
+    assert spark([], 4) == "    "
+    assert spark([0, 0], 4) == "  ▁▁"
+    assert spark([1, 2, 4, 8], 3) == "▃▅█"
+    assert spark([2, 4], 2, top=8) == "▃▅"
+    assert limit_bar(None, 100).plain == "" and limit_bar(50, None).plain == ""
+    assert limit_bar(300 * MiB, 512 * MiB).plain == "███▌·· " + " 59%"

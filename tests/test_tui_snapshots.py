@@ -1,4 +1,5 @@
-"""SVG snapshots of `mcpctl top` at 120x40 with the fixed fake fleet, so a layout regression fails.
+"""SVG snapshots of `mcpctl top` at 80x24, 120x40 and 200x50 (and its other screens) with the
+fixed fake fleet, so a layout regression fails.
 
 Update after an intended change:  pytest tests/test_tui_snapshots.py --snapshot-update
 and look at the SVGs in tests/snapshots/test_tui_snapshots/ before committing them.
@@ -14,10 +15,12 @@ from pytest_textual_snapshot import SVGImageExtension  # type: ignore[import-unt
 from syrupy.assertion import SnapshotAssertion
 from syrupy.location import PyTestLocation
 from textual.pilot import Pilot
-from textual.widgets import Input, Log
+from textual.widgets import Input
 
 from tui.app import TopApp
-from tui.fake import NOW, FakeDaemonClient, wait_until
+from tui.fake import EVERY_STATE, NOW, FakeDaemonClient, wait_until
+from tui.logview import LogLines
+from tui.screens import LogScreen
 
 SIZE = (120, 40)
 
@@ -54,59 +57,80 @@ def app_with(fake: FakeDaemonClient) -> TopApp:
     return TopApp(fake, clock=lambda: NOW, retry_base=3600, retry_cap=3600)
 
 
-async def settled(app: TopApp, name: str) -> None:
-    """Wait until `name` is selected, with its history, log backfill and tools on screen."""
+async def settled(app: TopApp, name: str, *, pane: bool = True) -> None:
+    """Wait until `name` is selected, with its history, and (with the pane) its log and tools."""
     await wait_until(
         lambda: (
             app.connected
             and app.selected == name
             and app.model.stats_seen >= 60
-            and name in app.tools
-            and len(app.query_one("#log", Log).lines) >= 40
+            and (not pane or (name in app.tools and len(app.query_one("#log", LogLines).entries) >= 40))
         )
     )
 
 
-def test_main_screen(snap_compare: SnapCompare) -> None:
-    """27 servers in every state, the fleet header, and the first server's detail pane."""
-    app = app_with(FakeDaemonClient(history=60))
+def test_every_state_at_80x24(snap_compare: SnapCompare) -> None:
+    """A 12-server fleet with every state in a standard terminal: every row visible, the columns
+    that matter most, the pane below with what is left of the height."""
+    app = app_with(FakeDaemonClient(names=EVERY_STATE, history=60))
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await settled(app, "filesystem")
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
-def test_detail_pane_of_a_degraded_server(snap_compare: SnapCompare) -> None:
-    """Reason, queue, restarts with reasons, tools, sparklines and a live log line."""
-    fake = FakeDaemonClient(history=60)
-    app = app_with(fake)
+def test_main_screen_at_120x40(snap_compare: SnapCompare) -> None:
+    """27 servers in every state, the fleet header, and the selected server's pane."""
+    app = app_with(FakeDaemonClient(history=60))
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await settled(app, "filesystem")
         await pilot.press(*["j"] * 9)
         await settled(app, "puppeteer")
-        fake.push({"type": "restart", "server": "puppeteer", "reason": "memory", "at": NOW - 300,
-                   "detail": "over its memory limit (540M > 512M) for 3 samples"})
-        fake.push({"type": "restart", "server": "puppeteer", "reason": "unresponsive", "at": NOW - 42,
-                   "detail": "3 health probes in a row got no answer within 5s"})  # fmt: skip
-        fake.push({"type": "log", "server": "puppeteer", "line": "WARN: page.goto timed out after 30000 ms"})
-        await wait_until(lambda: len(app.model.restarts.get("puppeteer", ())) == 2)
-        await wait_until(lambda: "timed out" in app.query_one("#log", Log).lines[-1])
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
 
 
-def test_detail_pane_of_a_server_with_its_breaker_open(snap_compare: SnapCompare) -> None:
-    """Breaker open (failures, retry), backoff with the last exit, restart reasons by kind."""
+def test_main_screen_at_200x50(snap_compare: SnapCompare) -> None:
+    """The room used: history columns, PID and limit bars, the pane with its charts."""
     app = app_with(FakeDaemonClient(history=60))
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await settled(app, "filesystem")
-        await pilot.press(*["j"] * 12)
-        await settled(app, "slack")
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=(200, 50), run_before=run_before)
+
+
+def test_detail_screen(snap_compare: SnapCompare) -> None:
+    """Config (secrets masked), state history, restart timeline, charts, tools, last stderr."""
+    fake = FakeDaemonClient(history=60)
+    app = app_with(fake)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(app, "filesystem")
+        await pilot.press("j", "j")
+        await settled(app, "github")
+        await pilot.press("enter")
+        await wait_until(lambda: "github" in app.details and len(app.stderr.get("github", [])) >= 40)
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+
+
+def test_log_view_with_a_search(snap_compare: SnapCompare) -> None:
+    """Times, coloured levels, the matches highlighted and the current one reversed."""
+    app = app_with(FakeDaemonClient(history=60))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(app, "filesystem", pane=False)  # 27 rows fill 30 lines: no pane
+        await pilot.press("l")
+        screen = app.screen
+        assert isinstance(screen, LogScreen)
+        await wait_until(lambda: len(screen.lines.entries) >= 40)
+        screen.query_one("#log-search", Input).cursor_blink = False
+        await pilot.press("slash", *"upstream", "enter", "n")
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
 
 
 def test_filtered(snap_compare: SnapCompare) -> None:

@@ -3,18 +3,24 @@
 The dashboard talks to the daemon only through its control socket:
 
     client.py   DaemonClient (the interface the app reads), SocketDaemonClient (the real one),
-                DaemonUnavailable / DaemonError (the only two failures the app has to handle)
-    model.py    FleetModel: folds `supervisor/status` and `supervisor/event` pushes into state,
-                pure and Textual-free
-    render.py   pure formatting: bytes, durations, state colours, memory bars
+                LogLine, DaemonUnavailable / DaemonError (the only two failures the app handles)
+    model.py    FleetModel: folds `supervisor/status` and `supervisor/event` pushes into state and
+                per-metric history (Series), filter and sort keys; pure and Textual-free
+    columns.py  which table columns fit a width (fixed priority), text cut at word boundaries
+    levels.py   the level of a stderr line (when the daemon does not send one)
+    render.py   pure formatting: bytes, durations, CPU, state marks and colours, sparklines
+    keys.py     every key once: bindings, footer, help overlay and command palette
+    table.py    FleetGrid, the fleet table that redraws only changed rows
+    logview.py  LogLines, the searchable, following log widget
+    screens.py  help, confirmation, detail screen, full-screen log view
     app.py      TopApp, the Textual app
     fake.py     FakeDaemonClient: fixed, deterministic data for snapshots, tests and the CPU bench
 
-Nothing here imports supervisor internals except `supervisor.paths`.
+Nothing here imports supervisor internals except `supervisor.paths` and `supervisor.units`.
 """
 
 from __future__ import annotations
 
-from tui.client import DaemonClient, DaemonError, DaemonUnavailable, Fleet, SocketDaemonClient
+from tui.client import DaemonClient, DaemonError, DaemonUnavailable, Fleet, LogLine, SocketDaemonClient
 
-__all__ = ["DaemonClient", "DaemonError", "DaemonUnavailable", "Fleet", "SocketDaemonClient"]
+__all__ = ["DaemonClient", "DaemonError", "DaemonUnavailable", "Fleet", "LogLine", "SocketDaemonClient"]

@@ -3,10 +3,16 @@
 Data flow. One worker (`_feed`) owns the connection: `supervisor/status` once, then a
 `supervisor/events` subscription whose pushes (state changes, once-a-second stats, restarts) are
 folded into a `FleetModel`. The model says which servers changed, and only those table cells are
-updated in place; rows are rebuilt only when the set of visible servers changes (filter, fleet
-reload). A second, per-selection subscription (`_follow_logs`) carries the selected server's stderr,
-so changing the selection never drops the main feed; a superseded one is closed between two
-events, never cancelled in the middle of a socket read (see `_follow_logs`).
+updated in place (and only those rows repainted); rows are rebuilt only when the set or order of
+visible servers changes (filter, sort, fleet reload). Log lines come on their own subscriptions
+(`_follow_logs`): one for the bottom pane's selected server, one for the log view; changing what
+they follow never drops the main feed, and a superseded one is closed between two events, never
+cancelled in the middle of a socket read (see `_follow_logs`).
+
+Any size. The columns that fit the width are chosen by `tui.columns.choose` (a fixed priority:
+name and state always), and the bottom pane (detail and log tail of the selected server) is shown
+only when the height leaves room for it after every row (`pane_height`); `p` shows or hides it
+anyway, `l` opens the full log view and Enter the detail screen at any size.
 
 Failure. Any `DaemonUnavailable` from the feed hides the table and shows "daemon not running at
 PATH — retrying", then retries with capped exponential backoff. Workers catch everything they can
@@ -16,160 +22,195 @@ raise, so the user never sees a traceback.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import aclosing
 from typing import Any, ClassVar
 
 import anyio
 from rich.text import Text
-from textual import on, work
-from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
+from textual import events, on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Input, Label, Log, Sparkline, Static
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Label, Sparkline, Static
 
-from tui.client import DaemonClient, DaemonError, DaemonUnavailable, Fleet, Targets
-from tui.model import Change, FleetModel
+from tui.client import DaemonClient, DaemonError, DaemonUnavailable, LogLine
+from tui.columns import SPARK_WIDTH, Column, choose, fit_words
+from tui.keys import APP_KEYS, MAIN_KEYS
+from tui.logview import LogLines
+from tui.model import SORTS, Change, FleetModel, matches, sort_key
 from tui.render import (
     BREAKER_MARKS,
-    STARTABLE_STATES,
+    STATE_MARKS,
+    STATE_ORDER,
     STATE_STYLES,
     UNKNOWN,
     breaker_state,
     fmt_bytes,
+    fmt_cpu,
     fmt_duration,
     fmt_ms,
     fmt_pct,
     fmt_rate,
     is_lazy,
-    memory_bar,
+    limit_bar,
     retry_delay,
+    spark,
     state_text,
     usage_style,
 )
-from tui.table import LogTail, ServerTable
+from tui.screens import ConfirmScreen, DetailScreen, HelpScreen, LogScreen
+from tui.table import FleetGrid
 
 LOG_BACKFILL = 200
+ALL_BACKFILL = 40
+"""Lines per server when the log view shows every server interleaved."""
+STDERR_KEPT = 50
+"""Last stderr lines kept for the detail screen of the server in the pane."""
 
-INFO_WIDTH = 46
-"""Text columns of the detail pane (#info is 48 wide with padding 0 1)."""
+PANE_MIN, PANE_MAX = 8, 20
+"""Heights of the bottom pane: below PANE_MIN lines of room it is hidden (`p` shows it anyway)."""
+INFO_WIDTH = 44
+CHARTS_FROM = 150
+"""The pane's sparklines only from this width on: narrower, the log tail needs the room."""
+
+RUNNING = frozenset({"ready", "degraded", "starting", "stopping"})
 
 NAME_STYLES = {"degraded": "yellow", "failed": "red"}
 """A server that needs a look stands out by name too, not only by its state cell."""
-
-COLUMNS: list[tuple[str, str, int]] = [
-    ("name", "SERVER", 20),
-    ("state", "STATE", 15),
-    ("pid", "PID", 6),
-    ("uptime", "UPTIME", 6),
-    ("restarts", "RST", 3),
-    ("memory", "MEMORY", 17),
-    ("load", "INFL/Q", 6),
-    ("calls", "CALL/S", 6),
-    ("p50", "P50", 6),
-    ("p95", "P95", 6),
-    ("cache", "CACHE", 5),
-]
-"""(key, heading, width). Fixed widths: a cell update never re-measures the table."""
 
 
 def _right(value: str, style: str = "") -> Text:
     return Text(value, style=style, justify="right")
 
 
-def row_cells(server: dict[str, Any]) -> tuple[Text, ...]:
-    """One table row, in COLUMNS order."""
-    restarts = int(server.get("restarts") or 0)
-    pid = server.get("pid")
+def cell(column: Column, server: dict[str, Any], model: FleetModel) -> Text:
+    """The text of one table cell."""
+    key = column.key
     state = str(server.get("state", "?"))
-    return (
-        Text(str(server["name"]), style=NAME_STYLES.get(state, "")),
-        state_text(state, breaker_state(server.get("breaker")), lazy=is_lazy(server)),
-        _right(str(pid) if pid else UNKNOWN),
-        _right(fmt_duration(server.get("uptime_s"))),
-        _right(str(restarts), "yellow" if restarts else "dim"),
-        memory_bar(server.get("memory_bytes"), server.get("memory_limit")),
-        _right(
-            f"{server.get('in_flight', 0)}/{server.get('queued', 0)}", "bold" if server.get("queued") else ""
-        ),
-        _right(fmt_rate(server.get("calls_per_s"))),
-        _right(fmt_ms(server.get("p50_ms"))),
-        _right(fmt_ms(server.get("p95_ms"))),
-        _right(fmt_pct(server.get("cache_hit_rate"))),
+    if key == "name":
+        return Text(fit_words(str(server["name"]), column.width), style=NAME_STYLES.get(state, ""))
+    if key == "state":
+        return state_text(state, breaker_state(server.get("breaker")), lazy=is_lazy(server))
+    if key == "pid":
+        return _right(str(server.get("pid") or UNKNOWN))
+    if key == "uptime":
+        return _right(fmt_duration(server.get("uptime_s")))
+    if key == "restarts":
+        restarts = int(server.get("restarts") or 0)
+        return _right(str(restarts), "yellow" if restarts else "dim")
+    memory, limit = server.get("memory_bytes"), server.get("memory_limit")
+    if key == "memory":
+        style = usage_style(memory / limit) if isinstance(memory, int) and limit else ""
+        return _right(fmt_bytes(memory) if memory is not None else UNKNOWN, style)
+    if key == "limit":
+        return limit_bar(memory, limit)
+    if key in ("memory_hist", "calls_hist", "p95_hist"):
+        current = {"memory_hist": memory, "calls_hist": server.get("calls_per_s"),
+                   "p95_hist": server.get("p95_ms")}
+        if current[key] is None or state not in RUNNING:
+            return Text("")  # a history of zeros for a server that is not running says nothing
+        series = model.series_of(str(server["name"]), key.removesuffix("_hist"))
+        values = series.recent(column.width) if series else []
+        top = limit if key == "memory_hist" and isinstance(limit, int) else None
+        return Text(spark(values, column.width, top), style="cyan" if key != "p95_hist" else "magenta")
+    if key == "cpu":
+        return _right(fmt_cpu(server.get("cpu_percent")))
+    if key == "load":
+        queued = server.get("queued")
+        return _right(f"{server.get('in_flight', 0)}/{queued or 0}", "bold yellow" if queued else "")
+    if key == "calls":
+        return _right(fmt_rate(server.get("calls_per_s")))
+    if key == "p50":
+        return _right(fmt_ms(server.get("p50_ms")))
+    if key == "p95":
+        return _right(fmt_ms(server.get("p95_ms")))
+    if key == "cache":
+        return _right(fmt_pct(server.get("cache_hit_rate")))
+    if key == "tools":
+        return _right(str(server.get("tools") or 0) if state in ("ready", "degraded") else UNKNOWN)
+    reason = str(server.get("reason") or "")
+    return Text(
+        fit_words(reason, column.width), style="dim" if state == "ready" else STATE_STYLES.get(state, "")
     )
 
 
-def breaker_parts(breaker: object) -> list[tuple[str, str]]:
-    """`open 5/5 in 60s, retry 12s, last: timed out`, or `closed`, from a status entry."""
-    state = breaker_state(breaker)
-    if state is None:
-        return [(UNKNOWN, "")]
-    parts = [(state, BREAKER_MARKS[state][1] if state in BREAKER_MARKS else "")]
-    if isinstance(breaker, dict):
-        failures, threshold = breaker.get("failures"), breaker.get("threshold")
-        if failures and threshold:
-            window = breaker.get("window_s")
-            parts.append((f" {failures}/{threshold}" + (f" in {window:g}s" if window else ""), "dim"))
-        retry = breaker.get("retry_after_ms")
-        if isinstance(retry, int | float):
-            parts.append((f", retry {fmt_duration(retry / 1000)}", "dim"))
-        if state != "closed" and breaker.get("last_failure"):
-            parts.append((f", last: {breaker['last_failure']}", "dim"))
-    return parts
+def pane_height(height: int, rows: int, *, filter_shown: bool = False) -> int:
+    """Lines for the bottom pane in a terminal `height` lines tall with `rows` table rows: what is
+    left after the header, the table (with its heading) and the footer, at most PANE_MAX; 0 (no
+    pane) when that is under PANE_MIN."""
+    left = height - 3 - rows - (1 if filter_shown else 0)
+    return min(PANE_MAX, left) if left >= PANE_MIN else 0
 
 
-def _fit(text: Text) -> Text:
-    """One line of the detail pane: cut with an ellipsis rather than wrapped."""
-    text.truncate(INFO_WIDTH, overflow="ellipsis")
+def fit_text(text: Text, width: int) -> Text:
+    """One line cut at a word boundary with `…` when it is wider than `width`."""
+    if text.cell_len <= width:
+        return text
+    keep = len(fit_words(text.plain, width)) - 1
+    text.truncate(keep)
+    text.append("…")
     return text
 
 
-class HelpScreen(ModalScreen[None]):
-    """`?`: the keys, and how to get out."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,question_mark,q", "dismiss", "close"),
-    ]
-    KEYS: ClassVar[list[tuple[str, str]]] = [
-        ("↑ ↓  j k", "select a server"),
-        ("r", "restart the selected server"),
-        ("s", "stop the selected server, or start it if it is stopped / failed"),
-        ("R  S  A", "restart / stop / start every server (asks first)"),
-        ("l", "focus the log tail (l or esc to go back)"),
-        ("/", "filter by name (enter keeps it, esc clears it)"),
-        ("?", "this help"),
-        ("q", "quit"),
-    ]
-
-    def compose(self) -> ComposeResult:
-        text = Text.assemble(
-            ("mcpctl top — keys\n\n", "bold"),
-            *[part for key, what in self.KEYS for part in ((f"{key:>10}  ", "bold cyan"), f"{what}\n")],
-            ("\nany of esc ? q closes this", "dim"),
+def header_parts(model: FleetModel, sort: str, filter_text: str) -> list[tuple[int, Text]]:
+    """(priority, part) of the one-line header; the narrower the terminal, the fewer parts."""
+    t = model.totals()
+    counts: dict[str, int] = {}
+    for server in model.servers.values():
+        counts[str(server.get("state"))] = counts.get(str(server.get("state")), 0) + 1
+    ready = Text.assemble(
+        (f"{t.ready}/{t.total}", "bold green" if t.ready == t.total else "bold yellow"), " ready"
+    )
+    trouble = Text(" ").join(
+        Text(f"{STATE_MARKS[s]}{counts[s]} {s if s != 'unavailable' else 'unavail'}", STATE_STYLES[s])
+        for s in ("failed", "backoff", "degraded", "unavailable")
+        if counts.get(s)
+    )
+    memory = Text(f"mem {fmt_bytes(t.memory_bytes)}")
+    if t.memory_limit:
+        memory = Text.assemble(
+            "mem ",
+            (fmt_bytes(t.memory_bytes), usage_style(t.memory_bytes / t.memory_limit)),
+            f"/{fmt_bytes(t.memory_limit)}",
         )
-        yield Static(text, id="help")
+    daemon = model.daemon
+    parts = [
+        (0, Text("mcp-supervisor", "bold")),
+        (0, ready),
+        (1, trouble),
+        (2, Text.assemble((fmt_rate(t.calls_per_s), "bold"), " calls/s")),
+        (3, memory),
+        (4, Text(f"sort {sort}", "cyan") if sort != "name" else Text("")),
+        (0, Text(f"filter “{filter_text}”", "bold cyan") if filter_text else Text("")),
+        (5, Text.assemble((fmt_rate(t.errors_per_s), "red" if t.errors_per_s else ""), " err/s")),
+        (6, Text(f"cache {fmt_pct(t.cache_hit_rate)}")),
+        (7, Text(f"up {fmt_duration(t.uptime_s)}")),
+        (8, Text(f"pid {daemon.get('pid', UNKNOWN)} v{daemon.get('version', '?')}", "dim")),
+    ]
+    return [(p, part) for p, part in parts if part.plain]
 
 
-class ConfirmScreen(ModalScreen[bool]):
-    """A yes/no question for actions on the whole fleet."""
+def header_line(parts: list[tuple[int, Text]], width: int) -> Text:
+    """The parts that fit `width`, dropped whole (most optional first), never cut."""
+    keep = list(parts)
+    while keep and sum(part.cell_len + 2 for _, part in keep) - 2 > width:
+        worst = max(range(len(keep)), key=lambda i: (keep[i][0], i))
+        if keep[worst][0] == 0 and all(p == 0 for p, _ in keep):
+            break
+        del keep[worst]
+    return Text("  ").join(part for _, part in keep)
+
+
+class FleetTable(FleetGrid):
+    """The fleet table, which holds the keys that act on its selection."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "yes"),
-        Binding("n,escape", "answer(False)", "no"),
+        *FleetGrid.BINDINGS,
+        *(key.binding("app.") for key in MAIN_KEYS),
     ]
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        yield Static(Text.assemble((self.question, "bold"), "\n\n", ("y", "bold green"), " yes   ",
-                                   ("n", "bold red"), " no"), id="confirm")  # fmt: skip
-
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
 
 
 class TopApp(App[int]):
@@ -177,40 +218,40 @@ class TopApp(App[int]):
     snapshots of relative times ("3m ago") are stable."""
 
     TITLE = "mcpctl top"
-    ENABLE_COMMAND_PALETTE = False
     CSS = """
     Screen { layout: vertical; }
     #fleet { height: 1; width: 1fr; background: $panel; padding: 0 1; }
     #main { height: 1fr; }
-    #filter { display: none; height: 1; border: none; padding: 0 1; background: $boost; }
-    #filter.-active { display: block; }
+    #filter, #log-search { display: none; height: 1; border: none; padding: 0 1; background: $boost; }
+    #filter.-active, #log-search.-active { display: block; }
     #servers { height: 1fr; }
-    #detail { height: 15; border-top: solid $primary-darken-2; }
-    #info { width: 48; height: 1fr; padding: 0 1; }  /* INFO_WIDTH + padding */
-    #charts { width: 30; padding: 0 1; }
+    #pane { height: 10; border-top: solid $primary-darken-2; display: none; }
+    #pane.-shown { display: block; }
+    #info { width: 46; height: 1fr; padding: 0 1; }
+    #charts { width: 30; padding: 0 1; display: none; }
+    #charts.-shown { display: block; }
     #charts Label { width: 1fr; color: $text-muted; }
-    #charts Sparkline { height: 2; margin-bottom: 1; }
-    #log { width: 1fr; border: round $panel-lighten-1; border-title-color: $text-muted; }
-    #log:focus { border: round $accent; }
+    #charts Sparkline { height: 1; margin-bottom: 1; }
+    #log { width: 1fr; border-left: solid $panel-lighten-1; }
+    #log:focus { border-left: solid $accent; }
     #gone { display: none; height: 1fr; content-align: center middle; text-align: center; }
     HelpScreen, ConfirmScreen { align: center middle; }
-    #help, #confirm { width: auto; max-width: 90; height: auto; padding: 1 2; border: round $accent;
-                      background: $surface; }
+    #help { width: auto; max-width: 100; height: auto; max-height: 90%; padding: 1 2; border: round $accent;
+            background: $surface; }
+    #confirm { width: auto; max-width: 90; height: auto; padding: 1 2; border: round $accent;
+               background: $surface; }
+    #log-head { height: 1; background: $panel; padding: 0 1; }
+    #log-lines { height: 1fr; }
+    #detail-body { height: 1fr; padding: 0 1; }
+    #d-head { margin-bottom: 1; }
+    #d-columns { height: auto; }
+    #d-left { width: 1fr; height: auto; }
+    #d-right { width: 1fr; height: auto; padding-left: 2; }
+    #d-left Static, #d-right Static { margin-bottom: 1; }
+    #d-right Sparkline { height: 2; margin-bottom: 1; }
+    #d-stderr { margin-top: 1; }
     """
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("j", "cursor(1)", "down", show=False),
-        Binding("k", "cursor(-1)", "up", show=False),
-        Binding("r", "restart", "restart"),
-        Binding("s", "stop_start", "stop/start"),
-        Binding("R", "all('restart')", "restart all", show=False),
-        Binding("S", "all('stop')", "stop all", show=False),
-        Binding("A", "all('start')", "start all", show=False),
-        Binding("l", "toggle_log", "log"),
-        Binding("slash", "filter", "filter"),
-        Binding("escape", "escape", "back", show=False),
-        Binding("question_mark", "help", "help"),
-        Binding("q", "quit", "quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = [key.binding() for key in APP_KEYS]
 
     def __init__(
         self,
@@ -231,45 +272,102 @@ class TopApp(App[int]):
         """Why the daemon is unreachable, while it is."""
         self.selected: str | None = None
         self.filter_text = ""
+        self.sort = SORTS[0]
+        self.pane_forced: bool | None = None
+        """`p` pressed: the pane shown (True) or hidden (False) whatever the height."""
         self.tools: dict[str, list[dict[str, Any]] | str] = {}
         """Tools per server, or why they could not be listed; refetched when the server gets ready."""
+        self.details: dict[str, dict[str, Any]] = {}
+        """`status {detail: true}` per server, fetched when its detail screen opens."""
+        self.stderr: dict[str, list[LogLine]] = {}
+        """The last stderr lines of the server the pane follows (for its detail screen)."""
+        self.columns: list[Column] = []
         self._rendered: dict[str, tuple[Text, ...]] = {}
         self._shown: dict[str, Text] = {}
         """What each Static shows, by selector (see `_put`)."""
+        self._order: list[str] = []
+        self._pane_height = 0
         self._logs_for: str | None = None
-        self._tail = 0
-        """The number of the current log tail; an older follower stops at its next event."""
+        self._tails = {"pane": 0, "screen": 0}
+        """The number of each log follower; an older follower stops at its next event."""
 
     # -- layout -------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Static(id="fleet")
         with Vertical(id="main"):
-            yield Input(placeholder="filter by name", id="filter")
-            yield ServerTable(id="servers", cursor_type="row", zebra_stripes=True)
-            with Horizontal(id="detail"):
+            yield Input(placeholder="filter by name, state or reason", id="filter")
+            yield FleetTable(id="servers")
+            with Horizontal(id="pane"):
                 yield Static(id="info")
                 with Vertical(id="charts"):
-                    yield Label("calls/s", id="calls-label")
-                    yield Sparkline([], id="calls-spark")
-                    yield Label("p95 latency", id="latency-label")
-                    yield Sparkline([], id="latency-spark")
-                yield LogTail(id="log", max_lines=500)
+                    for metric, label in (
+                        ("memory", "memory"),
+                        ("cpu", "CPU"),
+                        ("calls", "calls/s"),
+                        ("p95", "p95"),
+                    ):
+                        yield Label(label, id=f"{metric}-label")
+                        yield Sparkline([], id=f"{metric}-spark")
+                yield LogLines(id="log", max_lines=500)
         yield Static(id="gone")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self._table
-        for key, heading, width in COLUMNS:
-            table.add_column(Text(heading, justify="left" if key in ("name", "state", "memory") else "right"),
-                             width=width, key=key)  # fmt: skip
-        table.focus()
+        self._table.focus()
+        self._table.resized = self._resized
+        self._relayout()
         self._show_fleet()
         self._feed()
 
+    def _resized(self) -> None:
+        """The terminal changed size (the table is as wide as the terminal)."""
+        self._relayout()
+        self._shown.pop("#fleet", None)
+        self._show_fleet()
+
     @property
-    def _table(self) -> ServerTable:
-        return self.query_one("#servers", ServerTable)
+    def _table(self) -> FleetGrid:
+        return self.query_one("#servers", FleetGrid)
+
+    def _relayout(self) -> None:
+        """Columns for the width, the pane for the height; rebuilds the table only if the
+        columns changed (a resize, or a fleet whose longest name changed)."""
+        try:
+            table = self._table
+        except NoMatches:
+            return
+        width = self.size.width
+        names = self.model.servers or {"": {}}
+        columns = choose(width, max(len(name) for name in names))
+        if columns != self.columns:
+            self.columns = columns
+            table.set_columns(columns)
+            self._rebuild_rows()
+        else:
+            self._relayout_pane()
+        self.query_one("#charts").set_class(width >= CHARTS_FROM, "-shown")
+
+    def _relayout_pane(self) -> None:
+        """Show the pane when the height leaves it room after every row (or `p` said so)."""
+        try:
+            pane = self.query_one("#pane")
+        except NoMatches:
+            return
+        filter_shown = self.query_one("#filter").has_class("-active")
+        room = pane_height(self.size.height, len(self._order), filter_shown=filter_shown)
+        show = self.pane_forced if self.pane_forced is not None else room > 0
+        if show and self._pane_height != (room or PANE_MIN):
+            self._pane_height = room or PANE_MIN
+            pane.styles.height = self._pane_height
+        was = pane.has_class("-shown")
+        pane.set_class(show, "-shown")
+        if show != was:
+            self._selection_changed(force=True)
+
+    @property
+    def pane_shown(self) -> bool:
+        return self.query_one("#pane").has_class("-shown")
 
     # -- the feed -----------------------------------------------------------------------------
 
@@ -281,8 +379,8 @@ class TopApp(App[int]):
                 self._apply(self.model.load_status(await self.client.status()))
                 self._set_connected(None)
                 attempt = 0
-                async with aclosing(self.client.events()) as events:
-                    async for event in events:
+                async with aclosing(self.client.events()) as stream:
+                    async for event in stream:
                         self._apply(self.model.apply(event))
                 reason = "the event stream ended"
             except DaemonUnavailable as exc:
@@ -310,19 +408,25 @@ class TopApp(App[int]):
         gone.display = not self.connected
         if not self.connected:
             self._logs_for = None
-            self._tail += 1  # its follower ends with the connection, or at its next event
-            gone.update(Text.assemble(
-                (f"daemon not running at {self.client.socket_path} — retrying\n\n", "bold"),
-                (f"({gone_reason})\n\n", "dim"),
-                ("start it with ", "dim"), ("mcpctl serve", "bold"), ("  ·  q quits", "dim"),
-            ))  # fmt: skip
+            self._tails["pane"] += 1  # its follower ends with the connection, or at its next event
+            gone.update(
+                Text.assemble(
+                    (f"daemon not running at {self.client.socket_path} — retrying\n\n", "bold"),
+                    (f"({gone_reason})\n\n", "dim"),
+                    ("start it with ", "dim"),
+                    ("mcpctl serve", "bold"),
+                    ("  ·  q quits", "dim"),
+                )
+            )
         elif not was:
             self.tools.clear()
             self._table.focus()
             self._selection_changed(force=True)
 
     def _apply(self, change: Change) -> None:
-        if change.membership or self._visible() != [str(row.key.value) for row in self._table.ordered_rows]:
+        if change.membership:
+            self._relayout()  # the longest name may have changed
+        if change.membership or self._visible() != self._order:
             self._rebuild_rows()
         else:
             self._table.set_cells(cell for name in change.servers for cell in self._changed_cells(name))
@@ -332,57 +436,50 @@ class TopApp(App[int]):
             server = self.model.servers.get(self.selected)
             if server and server.get("state") == "ready" and isinstance(self.tools.get(self.selected), str):
                 self._fetch_tools(self.selected)  # it was down when we asked; ask again
-            self._show_detail()
+            if self.pane_shown:
+                self._show_detail()
+        screen = self.screen
+        if isinstance(screen, DetailScreen) and (screen.server in change.servers or change.membership):
+            screen.refresh_view()
 
     def _visible(self) -> list[str]:
         needle = self.filter_text.lower()
-        return [name for name in self.model.servers if needle in name.lower()]
+        shown = [s for s in self.model.servers.values() if matches(s, needle)]
+        if self.sort != "name":  # by name is the daemon's order: the order of fleet.toml
+            shown.sort(key=sort_key(self.sort, STATE_ORDER))
+        return [str(s["name"]) for s in shown]
 
     def _rebuild_rows(self) -> None:
-        table = self._table
-        keep = self.selected
-        table.clear()
         self._rendered.clear()
-        visible = self._visible()
-        for name in visible:
-            cells = row_cells(self.model.servers[name])
-            self._rendered[name] = cells
-            table.add_row(*cells, key=name)
-        if keep in visible:
-            table.move_cursor(row=visible.index(keep), animate=False)
+        self._order = self._visible()
+        for name in self._order:
+            self._rendered[name] = self._cells(name)
+        self._table.set_rows(self._rendered.items(), select=self.selected)
+        self._relayout_pane()
         self._selection_changed()
+
+    def _cells(self, name: str) -> tuple[Text, ...]:
+        server = self.model.servers[name]
+        return tuple(cell(column, server, self.model) for column in self.columns)
 
     def _changed_cells(self, name: str) -> list[tuple[str, str, Text]]:
         """The (row, column, value) cells of `name` that differ from what the table shows."""
         old = self._rendered.get(name)
         if old is None or name not in self.model.servers:
             return []
-        cells = row_cells(self.model.servers[name])
+        cells = self._cells(name)
         self._rendered[name] = cells
-        return [(name, key, after) for (key, _, _), before, after in zip(COLUMNS, old, cells, strict=True)
-                if before != after]  # fmt: skip
+        return [
+            (name, column.key, after)
+            for column, before, after in zip(self.columns, old, cells, strict=True)
+            if before != after
+        ]
 
-    # -- header and detail pane ---------------------------------------------------------------
+    # -- header and pane ----------------------------------------------------------------------
 
     def _show_fleet(self) -> None:
-        t = self.model.totals()
-        daemon = self.model.daemon
-        memory: list[str | tuple[str, str]] = [fmt_bytes(t.memory_bytes)]
-        if t.memory_limit:
-            memory = [(fmt_bytes(t.memory_bytes), usage_style(t.memory_bytes / t.memory_limit)),
-                      f"/{fmt_bytes(t.memory_limit)}"]  # fmt: skip
-        errors_style = "red" if t.errors_per_s else ""
-        self._put("#fleet", Text.assemble(
-            ("mcp-supervisor ", "bold"),
-            (f"{t.ready}/{t.total}", "bold green" if t.ready == t.total else "bold yellow"), " ready  ",
-            "mem ", *memory, "  ",
-            (fmt_rate(t.calls_per_s), "bold"), " calls/s  ",
-            (fmt_rate(t.errors_per_s), errors_style), " err/s  ",
-            "cache ", fmt_pct(t.cache_hit_rate), "  ",
-            "up ", fmt_duration(t.uptime_s), "  ",
-            (f"pid {daemon.get('pid', UNKNOWN)} v{daemon.get('version', '?')}", "dim"),
-            (f"  filter: {self.filter_text}" if self.filter_text else "", "bold cyan"),
-        ))  # fmt: skip
+        parts = header_parts(self.model, self.sort, self.filter_text)
+        self._put("#fleet", header_line(parts, max(20, self.size.width - 2)))
 
     def _put(self, selector: str, content: Text) -> None:
         """Show `content` in a Static whose size the CSS fixes: nothing when it is what is shown
@@ -398,93 +495,118 @@ class TopApp(App[int]):
         if name is None or server is None:
             self._put("#info", Text("no server selected", style="dim"))
             return
+        width = INFO_WIDTH
         now = self.clock()
         state = str(server.get("state"))
         since = server.get("since")
         held = f" for {fmt_duration(now - since)}" if isinstance(since, int | float) else ""
-        reason = str(server.get("reason") or "")
         breaker = breaker_state(server.get("breaker"))
-        rate_limited = server.get("rate_limited_total")
         lines: list[Text] = [
-            Text.assemble((name, "bold"), "  ",
-                          state_text(state, breaker, lazy=is_lazy(server)), (held, "dim")),
-            Text(f"  {reason}", style=STATE_STYLES.get(state, "")),
-            Text.assemble(("pid ", "dim"), str(server.get("pid") or UNKNOWN), ("  up ", "dim"),
-                          fmt_duration(server.get("uptime_s")), ("  proto ", "dim"),
-                          str(server.get("protocol_version") or UNKNOWN),
-                          ("  lazy", "cyan") if server.get("start") == "lazy" else ""),
-            _fit(Text.assemble(("instances ", "dim"), str(server.get("instances", UNKNOWN)),
-                               ("  breaker ", "dim"), *breaker_parts(server.get("breaker")))),
-            Text.assemble(("calls ", "dim"), str(server.get("calls_total", 0)), ("  errors ", "dim"),
-                          str(server.get("errors_total", 0)),
-                          *((("  limited ", "dim"), (str(rate_limited), "yellow")) if rate_limited else ()),
-                          ("  in-flight ", "dim"), str(server.get("in_flight", 0)), ("  queued ", "dim"),
-                          str(server.get("queued", 0))),
-        ]  # fmt: skip
-        if server.get("autoscale"):
-            lines.append(Text.assemble(("autoscale ", "dim"), f"{server.get('min_instances')}–"
-                                       f"{server.get('max_instances')} instances, target "
-                                       f"{server.get('target_instances')}"))  # fmt: skip
-            last = server.get("last_scale")
-            if isinstance(last, dict):
-                at = last.get("at")
-                ago = f"{fmt_duration(now - at)} ago: " if isinstance(at, int | float) else ""
-                lines.append(Text(f"  {ago}{last.get('direction')}: {last.get('reason')}",
-                                  style="yellow" if last.get("direction") == "refused" else "cyan"))
+            Text.assemble(
+                (name, "bold"), "  ", state_text(state, breaker, lazy=is_lazy(server)), (held, "dim")
+            ),
+            Text(fit_words(str(server.get("reason") or ""), width), style=STATE_STYLES.get(state, "")),
+            Text.assemble(
+                ("pid ", "dim"),
+                str(server.get("pid") or UNKNOWN),
+                ("  up ", "dim"),
+                fmt_duration(server.get("uptime_s")),
+                ("  cpu ", "dim"),
+                fmt_cpu(server.get("cpu_percent")),
+                ("  mem ", "dim"),
+                fmt_bytes(server.get("memory_bytes")),
+            ),
+            Text.assemble(
+                ("calls ", "dim"),
+                str(server.get("calls_total", 0)),
+                ("  errors ", "dim"),
+                str(server.get("errors_total", 0)),
+                ("  in-flight ", "dim"),
+                str(server.get("in_flight", 0)),
+                ("  queued ", "dim"),
+                str(server.get("queued", 0)),
+            ),
+        ]
+        if breaker and breaker != "closed":
+            lines.append(
+                Text.assemble(("breaker ", "dim"), (breaker, BREAKER_MARKS.get(breaker, ("", ""))[1]))
+            )
         reasons = server.get("restart_reasons") or {}
         summary = ", ".join(f"{why} {n}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
-        lines.append(_fit(Text.assemble(("restarts ", "dim"), str(server.get("restarts", 0)),
-                                        f" ({summary})" if summary else "")))  # fmt: skip
-        for restart in list(self.model.restarts.get(name, ()))[-3:][::-1]:
+        lines.append(
+            Text.assemble(
+                ("restarts ", "dim"), str(server.get("restarts", 0)), f" ({summary})" if summary else ""
+            )
+        )
+        for restart in list(self.model.restarts.get(name, ()))[-2:][::-1]:
             detail = f": {restart.detail}" if restart.detail and restart.detail != restart.reason else ""
-            ago = fmt_duration(now - restart.at)
-            lines.append(_fit(Text(f"  {ago} ago: {restart.reason}{detail}", "yellow")))
-        last_exit = server.get("last_exit")
-        if last_exit and state not in ("ready", "degraded") and str(last_exit) not in reason:
-            lines.append(_fit(Text.assemble(("last exit ", "dim"), (str(last_exit), "red"))))
+            lines.append(Text(f"  {fmt_duration(now - restart.at)} ago: {restart.reason}{detail}", "yellow"))
         tools = self.tools.get(name)
-        if tools is None:
-            lines.append(Text.assemble(("tools ", "dim"), str(server.get("tools", UNKNOWN))))
-        elif isinstance(tools, str):
-            lines.append(Text.assemble(("tools ", "dim"), (tools, "dim italic")))
-        else:
-            lines.append(Text.assemble(("tools ", "dim"), str(len(tools))))
-            lines.extend(_fit(Text(f"  {tool.get('name', '?')}")) for tool in tools)
-        self._put("#info", Text("\n").join(lines))
-        calls = list(self.model.calls_history.get(name, ()))
-        latency = list(self.model.latency_history.get(name, ()))
-        self.query_one("#calls-spark", Sparkline).data = calls
-        self.query_one("#latency-spark", Sparkline).data = latency
-        now_calls, max_calls = server.get("calls_per_s"), max(calls, default=None)
-        now_p95, max_p95 = server.get("p95_ms"), max(latency, default=None)
-        self._put("#calls-label", Text(f"calls/s  now {fmt_rate(now_calls)}  max {fmt_rate(max_calls)}"))
-        self._put("#latency-label", Text(f"p95  now {fmt_ms(now_p95)}  max {fmt_ms(max_p95)}"))
+        count = str(len(tools)) if isinstance(tools, list) else str(server.get("tools", UNKNOWN))
+        lines.append(Text.assemble(("tools ", "dim"), count, ("  enter: detail  l: log", "dim")))
+        self._put("#info", Text("\n").join(fit_text(line, width) for line in lines))
+        if self.query_one("#charts").has_class("-shown"):
+            for metric, fmt in (
+                ("memory", fmt_bytes),
+                ("cpu", fmt_cpu),
+                ("calls", fmt_rate),
+                ("p95", fmt_ms),
+            ):
+                series = self.model.series_of(name, metric)
+                values = series.recent(SPARK_WIDTH * 2) if series else []
+                self.query_one(f"#{metric}-spark", Sparkline).data = values
+                label = {"memory": "memory", "cpu": "CPU", "calls": "calls/s", "p95": "p95"}[metric]
+                self._put(
+                    f"#{metric}-label",
+                    Text(
+                        f"{label}  now {fmt(series.last if series else None)}"
+                        f"  max {fmt(max(values, default=None))}"
+                    ),
+                )
 
     # -- selection, logs, tools ---------------------------------------------------------------
 
-    @on(DataTable.RowHighlighted, "#servers")
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    @on(FleetGrid.Highlighted, "#servers")
+    def _row_highlighted(self, event: FleetGrid.Highlighted) -> None:
         self._selection_changed()
 
+    @on(FleetGrid.Selected, "#servers")
+    def _row_selected(self, event: FleetGrid.Selected) -> None:
+        self.action_detail()
+
     def _selection_changed(self, force: bool = False) -> None:
-        table = self._table
-        name: str | None = None
-        if table.row_count:
-            name = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        name = self._table.selected
         if name == self.selected and not force:
             return
         self.selected = name
+        if not self.pane_shown:
+            if self._logs_for is not None:  # nothing shows the tail: stop following it
+                self._logs_for = None
+                self._tails["pane"] += 1
+            return
         self._show_detail()
         if name is not None and self.connected and (force or self._logs_for != name):
             self._logs_for = name
-            self._tail += 1
-            self._follow_logs(name, self._tail)
+            self._tails["pane"] += 1
+            log = self.query_one("#log", LogLines)
+            log.clear()
+            self.stderr[name] = []
+            self._follow_logs([name], "pane", self._tails["pane"], self._pane_lines)
             if name not in self.tools:
                 self._fetch_tools(name)
 
+    def _pane_lines(self, entries: list[LogLine]) -> None:
+        self.query_one("#log", LogLines).add(entries)
+        for entry in entries:
+            kept = self.stderr.setdefault(entry.server, [])
+            kept.append(entry)
+            del kept[:-STDERR_KEPT]
+
     @work(group="logs")
-    async def _follow_logs(self, name: str, tail: int) -> None:
-        """Follow `name`'s stderr until the selection moves on.
+    async def _follow_logs(
+        self, names: list[str], which: str, tail: int, write: Callable[[list[LogLine]], None]
+    ) -> None:
+        """Backfill and follow the stderr of `names` until follower `which` moves on.
 
         Never cancelled (not `exclusive`): cancelling a task while it reads a Unix socket, in the
         loop iteration where data arrives, makes anyio's reader callback set a result on the
@@ -493,28 +615,31 @@ class TopApp(App[int]):
         nothing more and closes its subscription between two events: within a second, as the
         daemon pushes stats to every subscriber once a second.
         """
-        log = self.query_one("#log", Log)
-        log.clear()
-        log.border_title = f"stderr · {name}"
+        wanted = set(names)
         try:
-            backfill = await self.client.logs(name, LOG_BACKFILL)
-            if tail != self._tail:
-                return
-            log.write_lines(backfill)
-            async with aclosing(self.client.events([name])) as events:
-                async for event in events:
-                    if tail != self._tail:
+            backfill: list[LogLine] = []
+            per_server = LOG_BACKFILL if len(names) == 1 else ALL_BACKFILL
+            for name in names:
+                backfill += await self.client.logs(name, per_server)
+                if tail != self._tails[which]:
+                    return
+            if len(names) > 1:  # interleave by time; lines without one keep their place at the start
+                backfill.sort(key=lambda e: e.at if e.at is not None else 0.0)
+            write(backfill)
+            async with aclosing(self.client.events(names)) as stream:
+                async for event in stream:
+                    if tail != self._tails[which]:
                         return  # aclosing ends the subscription here, between two reads
-                    if event.get("type") == "log" and event.get("server") == name:
-                        log.write_line(str(event.get("line", "")))
+                    if event.get("type") == "log" and event.get("server") in wanted:
+                        write([LogLine.from_event(event)])
         except DaemonUnavailable:
             pass  # the main feed noticed too, and says so
         except DaemonError as exc:
-            if tail == self._tail:
-                log.write_line(f"(no log: {exc.message})")
+            if tail == self._tails[which]:
+                write([LogLine("-", f"(no log: {exc.message})", level="warning")])
         except Exception as exc:
-            if tail == self._tail:
-                log.write_line(f"(log tail stopped: {type(exc).__name__}: {exc})")
+            if tail == self._tails[which]:
+                write([LogLine("-", f"(log tail stopped: {type(exc).__name__}: {exc})", level="error")])
 
     @work(group="tools")
     async def _fetch_tools(self, name: str) -> None:
@@ -526,22 +651,96 @@ class TopApp(App[int]):
             self.tools[name] = exc.reason
         except Exception as exc:
             self.tools[name] = f"{type(exc).__name__}: {exc}"
-        if name == self.selected:
+        if name == self.selected and self.pane_shown:
             self._show_detail()
+        self._refresh_detail_screen(name)
+
+    @work(group="details")
+    async def _fetch_detail(self, name: str) -> None:
+        try:
+            self.details[name] = await self.client.detail(name)
+            backfill = await self.client.logs(name, STDERR_KEPT)
+        except (DaemonError, DaemonUnavailable):
+            return  # the screen shows what the session saw
+        except Exception:
+            return
+        if name != self._logs_for:
+            self.stderr[name] = backfill
+        self._refresh_detail_screen(name)
+
+    def _refresh_detail_screen(self, name: str) -> None:
+        screen = self.screen
+        if isinstance(screen, DetailScreen) and screen.server == name:
+            screen.refresh_view()
+
+    # -- screens ------------------------------------------------------------------------------
+
+    def action_detail(self) -> None:
+        name = self.selected
+        if not name or not self.connected or isinstance(self.screen, DetailScreen):
+            return
+        if name not in self.tools:
+            self._fetch_tools(name)
+        self._fetch_detail(name)
+        self.push_screen(DetailScreen(name))
+
+    def close_detail(self, screen: DetailScreen) -> None:
+        if self.screen is screen:
+            self.pop_screen()
+
+    def action_log(self) -> None:
+        if self.selected and self.connected:
+            self.open_log(self.selected)
+
+    def open_log(self, name: str | None) -> None:
+        screen = LogScreen(name)
+        self.push_screen(screen, lambda _: None)
+        self.call_after_refresh(self.follow_log_screen, screen)
+
+    def follow_log_screen(self, screen: LogScreen) -> None:
+        self._tails["screen"] += 1
+        names = [screen.server] if screen.server else list(self.model.servers)
+        view = screen.lines
+
+        def write(entries: list[LogLine]) -> None:
+            if screen in self.screen_stack:  # under the help overlay too; not once it is closed
+                view.add(entries)
+
+        self._follow_logs(names, "screen", self._tails["screen"], write)
+
+    def close_log(self, screen: LogScreen) -> None:
+        self._tails["screen"] += 1
+        if self.screen is screen:
+            self.pop_screen()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The command palette (ctrl+p) lists every dashboard action with its key."""
+        for key in (*MAIN_KEYS, *APP_KEYS):
+            if key.action not in ("cursor(1)", "cursor(-1)"):
+                action = key.action
+
+                async def run(action: str = action) -> None:
+                    await self.run_action(action)
+
+                yield SystemCommand(
+                    f"{key.help[0].upper()}{key.help[1:]}", f"key: {key.shown or key.keys}", run
+                )
+        yield from super().get_system_commands(screen)
 
     # -- actions ------------------------------------------------------------------------------
 
     def action_cursor(self, step: int) -> None:
         if self.focused is self._table:
-            if step > 0:
-                self._table.action_cursor_down()
-            else:
-                self._table.action_cursor_up()
+            self._table.action_move(step)
 
-    def _run_action(self, label: str, call: Callable[[], Awaitable[None]]) -> None:
+    def _run_action(self, label: str, call: Callable[[], Awaitable[object]]) -> None:
         async def run() -> None:
             try:
-                await call()
+                result = await call()
             except DaemonError as exc:
                 self.notify(f"{label}: {exc.message}", severity="error")
             except DaemonUnavailable as exc:
@@ -549,45 +748,81 @@ class TopApp(App[int]):
             except Exception as exc:
                 self.notify(f"{label}: {type(exc).__name__}: {exc}", severity="error")
             else:
-                self.notify(label, timeout=3)
+                self.notify(f"{label}: {result}" if isinstance(result, int | str) else label, timeout=3)
 
         self.run_worker(run(), group="actions")
 
-    def action_restart(self) -> None:
-        if self.selected and self.connected:
-            name = self.selected
-            self._run_action(f"restart {name}", lambda: self.client.restart([name]))
+    def _confirm(
+        self,
+        question: str,
+        then: Callable[[str], None],
+        choices: tuple[tuple[str, str], ...] = (("y", "yes"),),
+    ) -> None:
+        def answered(answer: str | None) -> None:
+            if answer:
+                then(answer)
 
-    def action_stop_start(self) -> None:
+        self.push_screen(ConfirmScreen(question, choices), answered)
+
+    def _target(self) -> str | None:
         name = self.selected
         if not name or not self.connected or name not in self.model.servers:
-            return
-        if self.model.servers[name].get("state") in STARTABLE_STATES:
-            self._run_action(f"start {name}", lambda: self.client.start([name]))
-        else:
-            self._run_action(f"stop {name}", lambda: self.client.stop([name]))
+            return None
+        return name
 
-    def action_all(self, verb: str) -> None:
+    def action_restart(self) -> None:
+        if name := self._target():
+            self._confirm(
+                f"Restart {name}?",
+                lambda _: self._run_action(f"restart {name}", lambda: self.client.restart([name])),
+            )
+
+    def action_stop(self) -> None:
+        if name := self._target():
+            self._confirm(
+                f"Stop {name}?", lambda _: self._run_action(f"stop {name}", lambda: self.client.stop([name]))
+            )
+
+    def action_start(self) -> None:
+        if name := self._target():  # starting is not destructive: no question
+            self._run_action(f"start {name}", lambda: self.client.start([name]))
+
+    def action_reload(self) -> None:
         if not self.connected:
             return
-        count = len(self.model.servers)
+        self._confirm(
+            "Reload fleet.toml? Changed servers restart.", lambda _: self._run_action("reload", self._reload)
+        )
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                method: Callable[[Targets], Awaitable[None]] = getattr(self.client, verb)
-                self._run_action(f"{verb} all {count} servers", lambda: method(Fleet.ALL))
+    async def _reload(self) -> str:
+        result = await self.client.reload()
+        changes = [
+            f"{len(result.get(k) or [])} {k}" for k in ("added", "removed", "changed") if result.get(k)
+        ]
+        return ", ".join(changes) or "nothing changed"
 
-        if verb == "start":
-            answered(True)  # starting is not destructive
-        else:
-            self.push_screen(ConfirmScreen(f"{verb.capitalize()} all {count} servers?"), answered)
+    def action_clear_cache(self) -> None:
+        name = self._target()
+        if not self.connected:
+            return
 
-    def action_toggle_log(self) -> None:
-        log = self.query_one("#log", Log)
-        if self.focused is log:
-            self._table.focus()
-        elif self.connected:
-            log.focus()
+        def clear(answer: str) -> None:
+            target = name if answer == "y" else None
+            self._run_action(
+                f"cache cleared for {target or 'the fleet'}, entries", lambda: self.client.clear_cache(target)
+            )
+
+        choices = ((("y", f"only {name}"),) if name else ()) + (("a", "the whole fleet"),)
+        self._confirm("Clear the cache?", clear, choices)
+
+    def action_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self._rebuild_rows()
+        self._show_fleet()
+
+    def action_toggle_pane(self) -> None:
+        self.pane_forced = not self.pane_shown
+        self._relayout()
 
     def action_filter(self) -> None:
         if not self.connected:
@@ -595,16 +830,20 @@ class TopApp(App[int]):
         box = self.query_one("#filter", Input)
         box.add_class("-active")
         box.focus()
+        self._relayout()
 
-    def action_escape(self) -> None:
+    def on_key(self, event: events.Key) -> None:
+        if event.key != "escape" or self.screen is not self.screen_stack[0]:
+            return
         box = self.query_one("#filter", Input)
-        if self.focused is box or (box.has_class("-active") and self.focused is self._table):
+        if self.focused is box or box.has_class("-active"):
+            event.stop()
             box.value = ""
             box.remove_class("-active")
+            self._relayout()
+        elif self.focused is self.query_one("#log"):
+            event.stop()
         self._table.focus()
-
-    def action_help(self) -> None:
-        self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:
         self.exit(0)
@@ -618,4 +857,5 @@ class TopApp(App[int]):
     def _filter_submitted(self, event: Input.Submitted) -> None:
         if not event.value.strip():
             event.control.remove_class("-active")
+            self._relayout()
         self._table.focus()

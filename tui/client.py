@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import itertools
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -23,6 +24,8 @@ import anyio
 import orjson
 from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
+
+from tui.levels import known_level
 
 # A status reply for 27 servers is a few kB; a log line can be long. Anything past this is a bug.
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -44,6 +47,26 @@ class DaemonError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One stderr line of one server, as the log views show it."""
+
+    server: str
+    line: str
+    at: float | None = None
+    """When the daemon read it (None from a daemon that does not say)."""
+    level: str = "info"
+    """The daemon's level for it, or the one `tui.levels.level_of` reads from the line."""
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> LogLine:
+        """From a pushed `log` event: `{server, line, at?, level?}`."""
+        line = str(event.get("line", ""))
+        at = event.get("at")
+        return cls(str(event.get("server", "?")), line, float(at) if isinstance(at, int | float) else None,
+                   known_level(event.get("level"), line))  # fmt: skip
 
 
 class Fleet(enum.Enum):
@@ -79,12 +102,25 @@ class DaemonClient(Protocol):
 
     async def start(self, targets: Targets) -> None: ...
 
-    async def logs(self, name: str, lines: int) -> list[str]:
-        """The last `lines` stderr lines of one server."""
+    async def reload(self) -> dict[str, Any]:
+        """`supervisor/reload`: re-read fleet.toml; what changed."""
+        ...
+
+    async def clear_cache(self, name: str | None) -> int:
+        """`supervisor/cache/clear` for one server or (None) the fleet; entries removed."""
+        ...
+
+    async def logs(self, name: str, lines: int) -> list[LogLine]:
+        """The last `lines` stderr lines of one server, with their times and levels."""
         ...
 
     async def tools(self, name: str) -> list[dict[str, Any]]:
         """The tools one server advertises (objects with at least `name` and `description`)."""
+        ...
+
+    async def detail(self, name: str) -> dict[str, Any]:
+        """One server's status entry with `state_history`, `restart_history` and `config` (an
+        older daemon leaves them out)."""
         ...
 
 
@@ -212,13 +248,46 @@ class SocketDaemonClient:
     async def start(self, targets: Targets) -> None:
         await self._call("supervisor/start", targets_params(targets))
 
-    async def logs(self, name: str, lines: int) -> list[str]:
+    async def reload(self) -> dict[str, Any]:
+        result = await self._call("supervisor/reload", {})
+        return result if isinstance(result, dict) else {}
+
+    async def clear_cache(self, name: str | None) -> int:
+        result = await self._call("supervisor/cache/clear", {"server": name} if name else {})
+        cleared = result.get("cleared") if isinstance(result, dict) else None
+        return cleared if isinstance(cleared, int) else 0
+
+    async def logs(self, name: str, lines: int) -> list[LogLine]:
         result = await self._call("supervisor/logs", {"server": name, "lines": lines})
-        found = result.get("lines", []) if isinstance(result, dict) else []
-        return [str(line) for line in found]
+        return log_lines(name, result)
+
+    async def detail(self, name: str) -> dict[str, Any]:
+        result = await self._call("supervisor/status", {"servers": [name], "detail": True})
+        servers = result.get("servers") if isinstance(result, dict) else None
+        found = servers[0] if isinstance(servers, list) and servers else None
+        return found if isinstance(found, dict) else {}
 
     async def tools(self, name: str) -> list[dict[str, Any]]:
         result = await self._call("supervisor/tools", {"server": name})
         servers = result.get("servers", {}) if isinstance(result, dict) else {}
         found = servers.get(name, []) if isinstance(servers, dict) else []
         return [tool for tool in found if isinstance(tool, dict)]
+
+
+def log_lines(name: str, result: object) -> list[LogLine]:
+    """A `supervisor/logs` reply as LogLines: `lines`, with `times` and `levels` where the daemon
+    sends them (lists aligned with `lines`; anything else is ignored)."""
+    found = result.get("lines") if isinstance(result, dict) else None
+    if not isinstance(found, list) or not isinstance(result, dict):
+        return []
+    times, levels = result.get("times"), result.get("levels")
+    if not isinstance(times, list) or len(times) != len(found):
+        times = [None] * len(found)
+    if not isinstance(levels, list) or len(levels) != len(found):
+        levels = [None] * len(found)
+    entries = []
+    for line, at, level in zip(found, times, levels, strict=True):
+        text = str(line)
+        when = float(at) if isinstance(at, int | float) else None
+        entries.append(LogLine(name, text, when, known_level(level, text)))
+    return entries

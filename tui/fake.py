@@ -24,12 +24,13 @@ from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream
 
-from tui.client import DaemonError, DaemonUnavailable, Fleet, Targets
+from tui.client import DaemonError, DaemonUnavailable, Fleet, LogLine, Targets, log_lines
 
 NOW = 1_767_225_600.0
 """The fake's clock: 2026-01-01T00:00:00Z. Pass `clock=lambda: NOW` to the app for stable text."""
 
 MiB = 1024 * 1024
+LOG_LINES = 40
 
 NAMES = [
     "filesystem", "git", "github", "gitlab", "postgres", "sqlite", "redis", "memory", "fetch",
@@ -42,7 +43,9 @@ STATES = {
     "puppeteer": ("degraded", "circuit breaker half-open: the next call is a trial (last: timed out)"),
     "slack": ("backoff", "crashed: exit code 1: invalid_auth; next start in 8.0s"),
     "google-drive": ("failed", "crash loop: 6 restarts within 60s; last: crashed: exit code 1"),
-    "sentry": ("unavailable", "SENTRY_TOKEN is not set"),
+    "sentry": ("unavailable", "SENTRY_TOKEN is not set (required by requires_env)"),
+    "brave-search": ("unavailable", "BRAVE_API_KEY is not set (required by requires_env)"),
+    "linear": ("unavailable", "LINEAR_API_KEY is not set (required by requires_env)"),
     "everything": ("starting", "waiting for the MCP handshake"),
     "notion": ("stopped", "stopped by mcpctl"),
     "jira": ("stopping", "idle for 10 min"),
@@ -63,6 +66,12 @@ RESTARTS: dict[str, dict[str, int]] = {
 }
 """Restart reasons by kind, as the daemon counts them; the other servers get a few crashes."""
 RUNNING = frozenset({"ready", "degraded", "stopping", "starting"})
+
+EVERY_STATE = [
+    "filesystem", "git", "puppeteer", "slack", "google-drive", "sentry", "everything", "notion",
+    "jira", "kubernetes", "obsidian", "playwright",
+]  # fmt: skip
+"""Twelve servers, every state among them (and a lazy one): the 80x24 snapshot's fleet."""
 
 
 def _wave(i: int, tick: int, period: float = 23.0) -> float:
@@ -90,6 +99,7 @@ def server_status(i: int, name: str, now: float = NOW) -> dict[str, Any]:
         "uptime_s": 3600.0 * (i % 5) + 97.0 * i + 12 if running else None,
         "memory_bytes": memory,
         "memory_limit": limit * MiB if limit else None,
+        "cpu_percent": round((i * 17 % 40) / 3, 1) if running else None,
         "in_flight": (i * 5) % 4 if state == "ready" else 0,
         "queued": 3 if name == "puppeteer" else 0,
         "protocol_version": "2025-06-18" if running else None,
@@ -134,13 +144,58 @@ def server_rates(i: int, server: dict[str, Any], tick: int) -> dict[str, Any]:
                 "cache_hit_rate": None}  # fmt: skip
     w = _wave(i, tick)
     p50 = 4.0 + (i * 13) % 40 + 6 * w
+    memory = server["memory_bytes"]
     return {
+        "memory_bytes": int(memory * (0.9 + 0.2 * _wave(i, tick, 97.0))) if memory else memory,
+        "cpu_percent": round((i * 17 % 40) / 3 * (0.5 + w), 1),
         "calls_per_s": round((i % 6) * 1.7 * (0.4 + w), 1),
         "errors_per_s": round(0.3 * w, 1) if server["state"] == "degraded" else 0.0,
         "p50_ms": round(p50, 1),
         "p95_ms": round(p50 * (2.5 + 2 * w) + (1800 if server["name"] == "puppeteer" else 0), 1),
         "cache_hit_rate": round(0.35 + (i * 29 % 60) / 100, 2) if i % 3 else None,
     }
+
+
+def log_line(name: str, k: int) -> str:
+    """Stderr line number `k` of a server: mostly chatter, some warnings and errors."""
+    if k % 11 == 5:
+        return f"ERROR {name}: upstream returned 502 for request {k}"
+    if k % 7 == 3:
+        return f"[warn] {name}: slow response: request {k} took {k * 37 % 900 + 1000} ms"
+    if k % 5 == 1:
+        return f"DEBUG {name}: cache miss for key req-{k}"
+    return f"{name}: handled request {k} in {k * 7 % 50 + 3} ms"
+
+
+def server_detail(i: int, server: dict[str, Any], now: float = NOW) -> dict[str, Any]:
+    """What `supervisor/status {detail: true}` adds to a server's entry."""
+    name, state, reason = server["name"], server["state"], server["reason"]
+    started = now - 7200 - 60 * i
+    states = [{"at": started, "state": "starting", "reason": "starting"},
+              {"at": started + 2, "state": "ready", "reason": ""}]  # fmt: skip
+    restarts = []
+    for k, (kind, count) in enumerate(sorted(server["restart_reasons"].items())):
+        for n in range(count if kind != "start-failure" else 0):
+            at = started + 600 * (k + 1) + 30 * n
+            restarts.append({"at": at, "kind": kind, "detail": _LAST_EXIT.get(name, kind)})
+            states.append({"at": at, "state": "backoff", "reason": f"{kind}; next start in 1.0s"})
+            states.append({"at": at + 1, "state": "ready", "reason": ""})
+    if state != "ready":
+        states.append({"at": server["since"], "state": state, "reason": reason or ""})
+    package = f"npm:@modelcontextprotocol/server-{name}@1.{i}.0"
+    return {
+        "state_history": states,
+        "restart_history": restarts,
+        "config": {
+            "command": "npx", "args": ["-y", package.removeprefix("npm:")], "package": package,
+            "cwd": None, "env": {"LOG_LEVEL": "info", f"{name.upper().replace('-', '_')}_TOKEN": "${TOKEN}",
+                                 "API_KEY": "***"},
+            "requires_env": [], "start": server["start"], "instances": server["instances"],
+            "min_instances": None, "max_instances": None, "memory_limit": server["memory_limit"],
+            "max_in_flight": 8, "max_queue": 256, "request_timeout": 60.0, "idle_stop_after": None,
+            "rate_limit": "100/min" if name == "github" else None, "max_restarts": 5, "restart_window": 300.0,
+        },
+    }  # fmt: skip
 
 
 def tool_list(name: str, count: int) -> list[dict[str, Any]]:
@@ -278,7 +333,8 @@ class FakeDaemonClient:
                         self._tick_count += 1
                         yield self.stats_event(self._tick_count)
                         for name in sorted(sub.logs):
-                            yield {"type": "log", "server": name, "line": f"tick {self._tick_count}: ok"}
+                            yield {"type": "log", "server": name, "line": f"tick {self._tick_count}: ok",
+                                   "at": self.now + self._tick_count}  # fmt: skip
                     elif isinstance(item, dict):
                         yield item
         finally:
@@ -306,14 +362,41 @@ class FakeDaemonClient:
     async def start(self, targets: Targets) -> None:
         await self._act("start", targets, "starting", "start requested")
 
-    async def logs(self, name: str, lines: int) -> list[str]:
+    def log_reply(self, name: str, lines: int) -> dict[str, Any]:
+        """The wire form of `supervisor/logs`: lines with their times (no levels: the daemon on
+        main does not send them yet, so the dashboard reads them from the lines)."""
+        self._server(name)
+        index = [s["name"] for s in self.servers].index(name)
+        found = [log_line(name, k) for k in range(LOG_LINES)][-lines:]
+        times = [self.now - 15 * (LOG_LINES - k) - index for k in range(LOG_LINES)][-lines:]
+        return {"server": name, "lines": found, "times": times}
+
+    async def logs(self, name: str, lines: int) -> list[LogLine]:
         self._check()
         self.calls.append(("logs", name))
-        self._server(name)
-        found = [
-            f"2026-01-01T00:{k:02d}:00Z {name}: handled request {k} in {k * 7 % 50 + 3} ms" for k in range(40)
-        ]
-        return found[-lines:]
+        return log_lines(name, self.log_reply(name, lines))
+
+    async def reload(self) -> dict[str, Any]:
+        self._check()
+        self.calls.append(("reload", None))
+        if self.refuse_actions:
+            raise DaemonError(self.refuse_actions)
+        return {"added": [], "removed": [], "changed": [], "unchanged": [s["name"] for s in self.servers]}
+
+    async def clear_cache(self, name: str | None) -> int:
+        self._check()
+        self.calls.append(("clear_cache", name))
+        if self.refuse_actions:
+            raise DaemonError(self.refuse_actions)
+        if name is not None:
+            self._server(name)
+        return 12 if name else 412
+
+    async def detail(self, name: str) -> dict[str, Any]:
+        self._check()
+        self.calls.append(("detail", name))
+        server = self._server(name)
+        return server | server_detail(self.servers.index(server), server, self.now)
 
     async def tools(self, name: str) -> list[dict[str, Any]]:
         self._check()
@@ -355,13 +438,20 @@ async def _serve_connection(stream: SocketStream, fake: FakeDaemonClient) -> Non
                         await _forward_events(reader, send, fake.events(params.get("logs", [])))
                         return
                     result: Any
-                    if method == "supervisor/status":
+                    if method == "supervisor/status" and params.get("detail"):
+                        result = {"servers": [await fake.detail(name) for name in params.get("servers", [])]}
+                    elif method == "supervisor/status":
                         result = await fake.status()
+                    elif method == "supervisor/reload":
+                        result = await fake.reload()
+                    elif method == "supervisor/cache/clear":
+                        result = {"cleared": await fake.clear_cache(params.get("server"))}
                     elif method in ("supervisor/restart", "supervisor/stop", "supervisor/start"):
                         await getattr(fake, method.split("/")[1])(targets)
                         result = {"ok": True}
                     elif method == "supervisor/logs":
-                        result = {"lines": await fake.logs(params["server"], params.get("lines", 100))}
+                        fake.calls.append(("logs", params["server"]))
+                        result = fake.log_reply(params["server"], params.get("lines", 100))
                     elif method == "supervisor/tools":
                         result = {"servers": {params["server"]: await fake.tools(params["server"])}}
                     else:

@@ -7,13 +7,25 @@ changed, which is what lets the app update only the table cells and panes that n
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-HISTORY_SAMPLES = 180
-"""Sparkline length: three minutes of the daemon's once-a-second stats."""
+HISTORY_SAMPLES = 120
+"""Per-second samples kept per metric: the last two minutes, as they came."""
+BUCKET = 10
+"""Per-second samples per history bucket: a table sparkline column is two minutes wide."""
+SESSION_BUCKETS = 360
+"""Buckets kept per metric for the detail screen's charts: the last hour of the session."""
+METRICS = ("memory", "cpu", "calls", "p95")
+"""What has a history: whole-tree memory, CPU %, calls/s and p95 latency."""
+_SOURCE = {"memory": "memory_bytes", "cpu": "cpu_percent", "calls": "calls_per_s", "p95": "p95_ms"}
 
 RECENT_RESTARTS = 20
+RECENT_STATES = 50
+
+SORTS = ("name", "state", "memory", "cpu", "latency", "restarts")
+"""What `s` cycles through, in this order."""
 
 
 @dataclass
@@ -38,6 +50,40 @@ class Restart:
 
 
 @dataclass(frozen=True)
+class Transition:
+    at: float | None
+    state: str
+    reason: str
+
+
+class Series:
+    """One metric of one server: the last per-second samples, and the session in buckets (the
+    largest sample of each BUCKET seconds, so a spike stays visible). Bounded both ways."""
+
+    def __init__(self, samples: int = HISTORY_SAMPLES, buckets: int = SESSION_BUCKETS,
+                 bucket: int = BUCKET) -> None:  # fmt: skip
+        self.samples: deque[float] = deque(maxlen=samples)
+        self.buckets: deque[float] = deque(maxlen=buckets)
+        self.bucket = bucket
+        self._in_bucket = 0
+        self.last: float | None = None
+
+    def add(self, value: float | None) -> None:
+        self.last = value
+        sample = value if value is not None else 0.0
+        self.samples.append(sample)
+        if self._in_bucket == 0:
+            self.buckets.append(sample)
+        elif sample > self.buckets[-1]:
+            self.buckets[-1] = sample
+        self._in_bucket = (self._in_bucket + 1) % self.bucket
+
+    def recent(self, count: int) -> list[float]:
+        """The last `count` buckets (the newest still filling), oldest first."""
+        return list(self.buckets)[-count:]
+
+
+@dataclass(frozen=True)
 class FleetTotals:
     ready: int
     total: int
@@ -56,9 +102,11 @@ class FleetModel:
         self.cache: dict[str, Any] = {}
         self.servers: dict[str, dict[str, Any]] = {}
         """By name, in the daemon's order (the order of fleet.toml)."""
-        self.calls_history: dict[str, deque[float]] = {}
-        self.latency_history: dict[str, deque[float]] = {}
+        self.series: dict[str, dict[str, Series]] = {}
+        """By server, by metric (METRICS)."""
         self.restarts: dict[str, deque[Restart]] = {}
+        self.transitions: dict[str, deque[Transition]] = {}
+        """State changes seen during the session (the first from the status reply)."""
         self.stats_seen = 0
 
     # -- folding ------------------------------------------------------------------------------
@@ -81,6 +129,7 @@ class FleetModel:
             server["state"] = event.get("state", server.get("state"))
             server["reason"] = event.get("reason")
             server["since"] = event.get("at", server.get("since"))
+            self._transition(name, server)
             return Change(servers={name}, fleet=True)
         if kind == "scale":
             server = self.servers[name]
@@ -107,12 +156,25 @@ class FleetModel:
             self.cache.update(event["cache"])
         change = self._replace_servers(event.get("servers") or [], keep_rates=False)
         for name, server in self.servers.items():
-            calls = self.calls_history.setdefault(name, deque(maxlen=self.history))
-            latency = self.latency_history.setdefault(name, deque(maxlen=self.history))
-            calls.append(_number(server.get("calls_per_s")))
-            latency.append(_number(server.get("p95_ms")))
+            series = self.series.get(name)
+            if series is None:
+                series = self.series[name] = {m: Series(self.history) for m in METRICS}
+            for metric, source in _SOURCE.items():
+                value = server.get(source)
+                series[metric].add(float(value) if isinstance(value, int | float) else None)
         change.fleet = True
         return change
+
+    def _transition(self, name: str, server: dict[str, Any]) -> None:
+        since = server.get("since")
+        seen = self.transitions.setdefault(name, deque(maxlen=RECENT_STATES))
+        entry = Transition(float(since) if isinstance(since, int | float) else None,
+                           str(server.get("state")), str(server.get("reason") or ""))  # fmt: skip
+        if not seen or (seen[-1].state, seen[-1].reason) != (entry.state, entry.reason):
+            seen.append(entry)
+
+    def series_of(self, name: str, metric: str) -> Series | None:
+        return self.series.get(name, {}).get(metric)
 
     def _replace_servers(self, servers: list[Any], *, keep_rates: bool) -> Change:
         change = Change(fleet=True)
@@ -131,11 +193,14 @@ class FleetModel:
             if old != new:
                 change.servers.add(name)
             fresh[name] = new
+            if old is None or (old.get("state"), old.get("reason")) != (new.get("state"), new.get("reason")):
+                self._transition(name, new)
         if list(fresh) != list(self.servers):
             change.membership = True
             for gone in set(self.servers) - set(fresh):
-                self.calls_history.pop(gone, None)
-                self.latency_history.pop(gone, None)
+                self.series.pop(gone, None)
+                self.transitions.pop(gone, None)
+                self.restarts.pop(gone, None)
         self.servers = fresh
         return change
 
@@ -165,5 +230,26 @@ class FleetModel:
         )
 
 
+def matches(server: dict[str, Any], needle: str) -> bool:
+    """The filter: `needle` (lower case) in the name, the state or the reason (`/fail` finds
+    failed servers, `/memory` those whose reason is about memory)."""
+    if not needle:
+        return True
+    return any(needle in str(server.get(key) or "").lower() for key in ("name", "state", "reason"))
+
+
 def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) else 0.0
+    return float(value) if isinstance(value, int | float) else -1.0
+
+
+def sort_key(sort: str, state_order: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """A key for `sorted()`: by name ascending; by state in `state_order` (what needs a look
+    first); by memory, CPU, p95 latency or restarts descending (unknown last); ties by name."""
+    if sort == "state":
+        rank = {state: i for i, state in enumerate(state_order)}
+        return lambda s: (rank.get(str(s.get("state")), len(rank)), s["name"])
+    source = {"memory": "memory_bytes", "cpu": "cpu_percent", "latency": "p95_ms", "restarts": "restarts"}
+    if sort in source:
+        field_name = source[sort]
+        return lambda s: (-_number(s.get(field_name)), s["name"])
+    return lambda s: s["name"]

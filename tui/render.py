@@ -16,16 +16,30 @@ STATE_STYLES: dict[str, str] = {
     "ready": "bold green",
     "starting": "cyan",
     "degraded": "bold yellow",
-    "backoff": "magenta",
-    "stopping": "yellow",
+    "backoff": "bold magenta",
+    "stopping": "dark_cyan",
     "stopped": "dim",
     "failed": "bold red",
-    "unavailable": "red",
+    "unavailable": "dodger_blue1",
 }
-"""Green is the only colour that means "fine"; red means a human should look."""
+"""Green is the only colour that means "fine"; red means a human should look. `unavailable` is
+waiting for configuration (an API key not set), not broken: blue, not red."""
 
-# A stopped, failed or unavailable server is started by `s`; anything else is stopped.
-STARTABLE_STATES = frozenset({"stopped", "failed", "unavailable"})
+STATE_MARKS: dict[str, str] = {
+    "ready": "●",
+    "starting": "◐",
+    "degraded": "◆",
+    "backoff": "↻",
+    "stopping": "◌",
+    "stopped": "○",
+    "failed": "✗",
+    "unavailable": "◇",
+}
+"""A shape per state as well as a colour, for terminals (and people) without colour."""
+
+STATE_ORDER = ("failed", "backoff", "degraded", "unavailable", "starting", "stopping", "ready", "stopped")
+"""Sorting by state: what needs a look first."""
+
 
 
 def fmt_bytes(value: int | float | None) -> str:
@@ -102,8 +116,10 @@ def is_lazy(server: dict[str, object]) -> bool:
 
 
 def state_text(state: str, breaker: str | None = None, *, lazy: bool = False) -> Text:
-    """`● ready`, `● degraded ⊘` (breaker open), `○ stopped` (lazy: not started yet)."""
-    text = Text(f"{'○' if lazy else '●'} {state}", style=STATE_STYLES.get(state, ""))
+    """`● ready`, `◆ degraded ⊘` (breaker open), `○ lazy` (a lazy server not started yet)."""
+    label = "lazy" if lazy else state
+    style = "cyan" if lazy else STATE_STYLES.get(state, "")
+    text = Text(f"{STATE_MARKS.get(state, '?')} {label}", style=style)
     mark = BREAKER_MARKS.get(breaker or "")
     if mark:
         text.append(f" {mark[0]}", style=mark[1])
@@ -118,21 +134,50 @@ def usage_style(ratio: float) -> str:
     return "green"
 
 
-def memory_bar(used: int | None, limit: int | None, width: int = 6) -> Text:
-    """`▇▇▇▁▁▁ 300M/1.0G` against a limit, or just `300M` without one. Eighth-blocks give the bar
-    `width * 8` steps, so a server creeping toward its limit visibly moves."""
-    if used is None:
-        return Text(UNKNOWN)
-    if not limit:
-        return Text(" " * (width + 1) + fmt_bytes(used))
-    ratio = max(0.0, used / limit)
-    eighths = min(width * 8, round(min(ratio, 1.0) * width * 8))
-    full, part = divmod(eighths, 8)
-    bar = "█" * full + ("" if part == 0 else " ▏▎▍▌▋▊▉"[part])
-    bar = bar.ljust(width, "·")
-    return Text.assemble((bar, usage_style(ratio)), " ", f"{fmt_bytes(used)}/{fmt_bytes(limit)}")
-
-
 def retry_delay(attempt: int, base: float = 0.5, cap: float = 5.0) -> float:
     """Reconnect backoff: `base`, doubling per failed attempt, at most `cap` seconds."""
     return float(min(cap, base * (2 ** min(attempt, 30))))
+
+
+def fmt_cpu(percent: float | None) -> str:
+    """Share of one core: `0%`, `0.4%`, `12%`, `180%` (a tree can use more than one core)."""
+    if percent is None:
+        return UNKNOWN
+    if percent == 0:
+        return "0%"
+    if percent < 10:
+        return f"{percent:.1f}%"
+    return f"{percent:.0f}%"
+
+
+def fmt_clock(at: float | None) -> str:
+    """`14:03:27` (UTC, as the daemon's log files stamp lines), or eight spaces when unknown."""
+    if at is None:
+        return " " * 8
+    seconds = int(at) % 86400
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def spark(values: list[float], width: int, top: float | None = None) -> str:
+    """The last `width` values as eighth-block bars scaled to `top` (default: their maximum);
+    padded on the left with spaces while there are fewer values than columns."""
+    shown = values[-width:]
+    top = top if top else max(shown, default=0.0)
+    if not top:
+        return " " * (width - len(shown)) + SPARK[0] * len(shown)
+    bars = "".join(SPARK[min(7, max(0, round(v / top * 7)))] for v in shown)
+    return " " * (width - len(shown)) + bars
+
+
+def limit_bar(used: int | None, limit: int | None, width: int = 6) -> Text:
+    """`███···  58%`: memory against its limit, or nothing without one."""
+    if used is None or not limit:
+        return Text("")
+    ratio = max(0.0, used / limit)
+    eighths = min(width * 8, round(min(ratio, 1.0) * width * 8))
+    full, part = divmod(eighths, 8)
+    bar = ("█" * full + ("" if part == 0 else " ▏▎▍▌▋▊▉"[part])).ljust(width, "·")
+    return Text.assemble((bar, usage_style(ratio)), f" {ratio * 100:3.0f}%")

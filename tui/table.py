@@ -1,114 +1,259 @@
-"""Widgets that redraw only what changed: ServerTable (cells) and LogTail (log lines).
+"""FleetGrid: the fleet table, a Line API widget that redraws only the rows that changed.
 
-ServerTable: a DataTable whose cell updates re-render only the cells that changed.
+Why not Textual's DataTable: with 27 servers and a stats push a second, most rows change every
+second (calls/s, latency, uptime), and DataTable renders a changed row cell by cell through Rich
+with per-cell styles, padding and cursor handling; profiled (`python -m bench.tui_cpu --profile`)
+that was most of the dashboard's CPU even with its caches kept warm. Here a row is one `Text`
+(its cells padded to the column widths and joined), rendered to segments once when it changes and
+kept as a `Strip`; drawing a frame is handing out cached strips, with the cursor or zebra style
+applied once per row and kept too. A change repaints only the changed rows' lines.
 
-Textual's DataTable keys every render cache (cells, rows, lines) on one table-wide update counter
-that `update_cell` bumps, so changing one cell throws away the rendering of every cell. With 27
-servers and a stats push a second, re-rendering ~300 cells through Rich was most of the dashboard's
-CPU (profiled with py-spy: `python -m bench.tui_cpu --profile`), though only uptime, calls/s and
-latency of the busy rows actually change.
-
-`set_cells` writes the values and evicts the cached renders of just those cells, and of the rows
-and lines that show them; the rest of the table is drawn from cache. This leans on DataTable's
-private caches; if a Textual release renames them, `set_cells` falls back to
-`update_cell`, which is always correct, just slower (and `tests/test_tui_app.py` says so).
+What it does: a header line, rows by key, a row cursor (arrows, j/k via the app, page keys,
+home/end, mouse click), scrolling that keeps the cursor in view, and two messages, `Highlighted`
+(the cursor moved to another row) and `Selected` (Enter or a double click).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import ClassVar
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.cache import LRUCache
+from textual import events
+from textual.binding import Binding, BindingType
 from textual.geometry import Size
+from textual.message import Message
 from textual.reactive import Reactive
+from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import DataTable, Log
-from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
-K = TypeVar("K")
+from tui.columns import Column
 
-_CACHES = (
-    "_cell_render_cache",
-    "_row_renderable_cache",
-    "_row_render_cache",
-    "_line_cache",
-    "_row_locations",
-    "_column_locations",
-)
+GAP = " "
+"""Each cell has one column of padding on each side (see `columns.CELL_PADDING`)."""
 
 
-class ServerTable(DataTable[Text]):
-    @property
-    def incremental(self) -> bool:
-        """Whether `set_cells` can keep unchanged cells' renders (this Textual has the caches)."""
-        return isinstance(getattr(self, "_data", None), dict) and all(hasattr(self, c) for c in _CACHES)
-
-    def set_cells(self, changes: Iterable[tuple[str, str, Text]]) -> None:
-        """Set (row key, column key, value) cells; one refresh, and only those cells re-render."""
-        changes = list(changes)
-        if not changes:
-            return
-        if not self.incremental:
-            for row, column, value in changes:
-                self.update_cell(row, column, value)
-            return
-        dirty: set[tuple[Any, Any]] = set()
-        rows: set[Any] = set()
-        for row, column, value in changes:
-            row_key, column_key = RowKey(row), ColumnKey(column)
-            cells = self._data.get(row_key)
-            if cells is None or column_key not in self._column_locations:
-                raise CellDoesNotExist(f"No cell exists for row_key={row!r}, column_key={column!r}.")
-            cells[column_key] = value
-            dirty.add((row, column))
-            rows.add(row)
-        # Every cache below is keyed on what it renders: a (row key, column key) cell, a row key, a
-        # (update count, row index) row, a y line. StringKeys hash and compare as their str.
-        _evict(self._cell_render_cache, lambda key: (key[0], key[1]) in dirty)
-        _evict(self._row_render_cache, lambda key: key[0] in rows)
-        indices = {self._row_locations.get(RowKey(row)) for row in rows}
-        _evict(self._row_renderable_cache, lambda key: key[1] in indices)
-        _evict(self._line_cache, lambda key: self._line_row(key[0]) in rows)
-        self.refresh()
-
-    def _line_row(self, y: int) -> Any:
-        try:
-            return self._get_offsets(y)[0]
-        except LookupError:
-            return None
+def row_text(columns: Sequence[Column], cells: Sequence[Text]) -> Text:
+    """One line: every cell padded (or cut) to its column's width, numbers right-aligned."""
+    line = Text(no_wrap=True, end="")
+    for column, value in zip(columns, cells, strict=True):
+        cell = value.copy()
+        cell.truncate(column.width)
+        pad = " " * (column.width - cell.cell_len)
+        line.append(GAP)
+        if column.right:
+            line.append(pad)
+            line.append_text(cell)
+        else:
+            line.append_text(cell)
+            line.append(pad)
+        line.append(GAP)
+    return line
 
 
-def _evict(cache: LRUCache[K, Any], doomed: Callable[[K], bool]) -> None:
-    for key in [key for key in cache.keys() if doomed(key)]:  # noqa: SIM118 (an LRUCache is not iterable)
-        cache.discard(key)
-
-
-class LogTail(Log):
-    """A Log whose new lines cost a repaint of the log, not a layout of the whole screen.
-
-    Log grows its `virtual_size` per line, and `virtual_size` is a layout reactive: every line
-    until `max_lines` made Textual reflow and repaint the screen, table included (about half the
-    dashboard's CPU while a followed server logs once a second). A Log shows both scrollbars
-    always (`overflow: scroll`), so a new line never moves anything else: updating its own
-    scrollbars is all the layout it needs. And rendered lines are kept (see `_render_line_strip`).
+class FleetGrid(ScrollView, can_focus=True):
+    DEFAULT_CSS = """
+    FleetGrid { overflow-y: auto; overflow-x: hidden; }
+    FleetGrid > .fleet-grid--header { text-style: bold; background: $panel; color: $text; }
+    FleetGrid > .fleet-grid--cursor { background: $block-cursor-background; color: $block-cursor-foreground;
+                                      text-style: $block-cursor-text-style; }
+    FleetGrid > .fleet-grid--even { background: $surface-lighten-1 20%; }
     """
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"fleet-grid--header", "fleet-grid--cursor", "fleet-grid--even"}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select", "detail"),
+        Binding("up", "move(-1)", "up", show=False),
+        Binding("down", "move(1)", "down", show=False),
+        Binding("pageup", "page(-1)", "page up", show=False),
+        Binding("pagedown", "page(1)", "page down", show=False),
+        Binding("home", "move(-1000000)", "first", show=False),
+        Binding("end", "move(1000000)", "last", show=False),
+    ]
 
+    # Rows come and go with a filter or a reload only; a layout then is fine, but not per cell.
     virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
 
-    def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
-        # Log keeps a cache of rendered lines but (Textual 8.2) fills it only while text is
-        # selected, so every visible line went through Rich on every frame. It drops entries
-        # itself when lines change, are pruned, or the style or selection changes.
-        line = super()._render_line_strip(y, rich_style)
-        if self.text_selection is None:
-            self._render_line_cache[y] = line
-        return line
+    class Highlighted(Message):
+        def __init__(self, grid: FleetGrid, key: str | None) -> None:
+            super().__init__()
+            self.grid = grid
+            self.key = key
 
-    def watch_virtual_size(self, size: Size) -> None:
-        if self.styles.overflow_x == "scroll" and self.styles.overflow_y == "scroll":
-            self._scroll_update(size)
-        else:  # scrollbars may appear or go: that does move things
-            self.refresh(layout=True)
+        @property
+        def control(self) -> FleetGrid:
+            return self.grid
+
+    class Selected(Message):
+        def __init__(self, grid: FleetGrid, key: str) -> None:
+            super().__init__()
+            self.grid = grid
+            self.key = key
+
+        @property
+        def control(self) -> FleetGrid:
+            return self.grid
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.columns: list[Column] = []
+        self.keys: list[str] = []
+        self.cells: dict[str, tuple[Text, ...]] = {}
+        self.cursor = 0
+        self._index: dict[str, int] = {}
+        self._lines: dict[str, Strip] = {}
+        """Each row rendered once, unstyled (no cursor, no zebra)."""
+        self._styled: dict[tuple[str, str], Strip] = {}
+        """Each row with its background, by (key, "cursor" | "even" | "odd")."""
+        self._header: Strip | None = None
+        self._width = 0
+        self.resized: Callable[[], None] | None = None
+        """Called after the grid changed size (the app picks the columns for the new width)."""
+
+    # -- content ------------------------------------------------------------------------------
+
+    @property
+    def selected(self) -> str | None:
+        return self.keys[self.cursor] if self.keys else None
+
+    def set_columns(self, columns: Sequence[Column]) -> None:
+        self.columns = list(columns)
+        self.cells.clear()
+        self.keys = []
+        self._forget()
+
+    def set_rows(self, rows: Iterable[tuple[str, tuple[Text, ...]]], *, select: str | None = None) -> None:
+        """Replace every row; keep the cursor on `select` when it is still there."""
+        self.cells = dict(rows)
+        self.keys = list(self.cells)
+        self._index = {key: i for i, key in enumerate(self.keys)}
+        self._forget()
+        self.cursor = self._index.get(select, min(self.cursor, max(0, len(self.keys) - 1))) if select else 0
+        self.virtual_size = Size(self.size.width, len(self.keys) + 1)
+        self._scroll_update(self.virtual_size)
+        self._keep_cursor_visible()
+        self.refresh()
+
+    def set_cells(self, changes: Iterable[tuple[str, str, Text]]) -> None:
+        """Set (row key, column key, value) cells; only their rows are drawn again."""
+        positions = {column.key: i for i, column in enumerate(self.columns)}
+        touched: dict[str, list[Text]] = {}
+        for key, column, value in changes:
+            if key not in self.cells or column not in positions:
+                continue
+            cells = touched.setdefault(key, list(self.cells[key]))
+            cells[positions[column]] = value
+        for key, cells in touched.items():
+            self.cells[key] = tuple(cells)
+            self._lines.pop(key, None)
+            for variant in ("cursor", "even", "odd"):
+                self._styled.pop((key, variant), None)
+            self.refresh_line(self._index[key] + 1)
+
+    def cell_text(self, key: str, column: str) -> str:
+        """What a cell shows (for tests and the app's own checks)."""
+        positions = [c.key for c in self.columns]
+        return self.cells[key][positions.index(column)].plain
+
+    def _forget(self) -> None:
+        self._lines.clear()
+        self._styled.clear()
+        self._header = None
+
+    # -- cursor -------------------------------------------------------------------------------
+
+    def move_to(self, index: int) -> None:
+        if not self.keys:
+            return
+        index = max(0, min(len(self.keys) - 1, index))
+        if index == self.cursor:
+            return
+        old = self.cursor
+        self.cursor = index
+        self.refresh_line(old + 1)
+        self.refresh_line(index + 1)
+        self._keep_cursor_visible()
+        self.post_message(self.Highlighted(self, self.selected))
+
+    def action_move(self, step: int) -> None:
+        self.move_to(self.cursor + step)
+
+    def action_page(self, step: int) -> None:
+        self.move_to(self.cursor + step * max(1, self.size.height - 2))
+
+    def action_select(self) -> None:
+        if self.selected is not None:
+            self.post_message(self.Selected(self, self.selected))
+
+    def _keep_cursor_visible(self) -> None:
+        rows = max(1, self.scrollable_content_region.height - 1)
+        top = round(self.scroll_y)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + rows:
+            self.scroll_to(y=self.cursor - rows + 1, animate=False, immediate=True)
+
+    def on_click(self, event: events.Click) -> None:
+        y = event.y
+        if y < 1:
+            return
+        index = round(self.scroll_y) + y - 1
+        if index < len(self.keys):
+            self.move_to(index)
+            if event.chain >= 2:
+                self.action_select()
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        if width != self._width:
+            self._width = width
+            self._forget()
+        if y == 0:
+            if self._header is None:
+                header = [Text(c.heading) for c in self.columns]
+                self._header = self._strip(row_text(self.columns, header), "fleet-grid--header", width)
+            return self._header
+        index = round(self.scroll_y) + y - 1
+        if index >= len(self.keys):
+            return Strip.blank(width, self.rich_style)
+        key = self.keys[index]
+        variant = "cursor" if index == self.cursor else ("even" if index % 2 else "odd")
+        styled = self._styled.get((key, variant))
+        if styled is None:
+            line = self._lines.get(key)
+            if line is None:
+                line = self._lines[key] = self._segments(row_text(self.columns, self.cells[key]), width)
+            component = {"cursor": "fleet-grid--cursor", "even": "fleet-grid--even", "odd": ""}[variant]
+            base = self.rich_style + (self.get_component_rich_style(component) if component else Style())
+            if variant == "cursor":  # the cursor's colours win over the cells'
+                styled = Strip([Segment(s.text, (s.style or Style()) + base) for s in line], line.cell_length)
+            else:
+                styled = line.apply_style(base)
+            self._styled[(key, variant)] = styled
+        return styled
+
+    def _segments(self, text: Text, width: int) -> Strip:
+        segments = list(text.render(self.app.console))
+        return Strip(segments).crop_extend(0, width, None)
+
+    def _strip(self, text: Text, component: str, width: int) -> Strip:
+        style = self.rich_style + self.get_component_rich_style(component)
+        return self._segments(text, width).apply_style(style)
+
+    def on_focus(self) -> None:
+        self._styled.clear()
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self._styled.clear()
+        self.refresh()
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self.keys) + 1)
+        self._scroll_update(self.virtual_size)
+        self._keep_cursor_visible()
+        if self.resized is not None:
+            self.resized()

@@ -1,9 +1,11 @@
-"""`mcpctl top`: a live dashboard of the fleet (state, memory, load, latency, logs).
+"""`mcpctl top`: a live dashboard of the fleet (state, memory, CPU, load, latency, logs).
 
 Reads only the control socket: a `supervisor/status` snapshot, then the `supervisor/events`
-push stream. Keys: arrows / j k select, r restart, s stop/start, R S A restart/stop/start all
-(asks first), l log tail, / filter, ? help, q quit. If the daemon is not running the dashboard
-says so and reconnects when it comes back.
+push stream. Fits any terminal (columns go by priority as it narrows; the bottom pane shows when
+there is height for it). Keys: arrows / j k select, / filter, s sort, Enter detail, l log view,
+r restart, x stop, g start, R reload, c clear cache (destructive ones ask first), p pane,
+? help, q quit; ctrl+p lists them all. If the daemon is not running the dashboard says so and
+reconnects when it comes back.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 NAME = "top"
-HELP = "live dashboard of every server (state, memory, calls/s, latency, logs)"
+HELP = "live dashboard of every server (state, memory, CPU, calls/s, latency, logs)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
