@@ -1,9 +1,10 @@
 """A server's configuration as the dashboard's detail screen shows it, with secrets masked.
 
 What it shows: how the server is started (command, args, package, cwd, env names), and its
-limits. What it never shows: a credential. An `env` entry whose name looks like one (`secrets_mask.is_secret_name`)
-is shown only as its `${VAR}` reference when that is all it is (the reference is not the secret;
-it says where the value comes from); any other value of such an entry is `***`. Every string also
+limits. What it never shows: a credential. An `env` entry whose name looks like one
+(`secrets_mask.is_secret_name`) is shown only as its `${VAR}` reference when that is all it is
+(the reference is not the secret; it says where the value comes from); any other value of such an
+entry is `***`. Every string also
 goes through `REDACT`, so a token pasted into `args` is masked like it is in the logs.
 """
 

@@ -689,12 +689,16 @@ class Server:
     def child_protocol_error(self, instance: Instance) -> None:
         self.protocol_errors_total += 1
 
-    def child_stderr(self, instance: Instance, line: str) -> None:
+    def _record(self, line: str, level: str) -> None:
+        """One line into this server's log: the ring, its arrival time, the log event."""
         at = time.time()
         self.stderr.append(line)
         self.stderr_at.append(at)
-        level = level_of(line)
         self.ctx.publish({"type": "log", "server": self.name, "line": line, "level": level, "at": at})
+
+    def child_stderr(self, instance: Instance, line: str) -> None:
+        level = level_of(line)
+        self._record(line, level)
         # Into the daemon's own log too, but a chatty child must not flood the journal.
         log_it, held_back = self._stderr_budget.admit(time.monotonic())
         if held_back:
@@ -705,9 +709,7 @@ class Server:
 
     def _note(self, text: str) -> None:
         """A line of our own in this server's log (ring, file, `mcpctl logs`) and the daemon log."""
-        line = REDACT(f"[mcp-supervisor] {text}")
-        self.stderr.append(line)
-        self.ctx.publish({"type": "log", "server": self.name, "line": line})
+        self._record(REDACT(f"[mcp-supervisor] {text}"), "info")
         log.info("%s: %s", self.name, text)
 
     def stderr_times(self, count: int) -> list[float | None]:
