@@ -437,7 +437,10 @@ class ControlConnection:
             self.outbox.push(encode(parse_error(str(exc))))
             return None
         if not isinstance(msg, dict) or not isinstance(msg.get("method"), str):
-            self.outbox.push(encode(error_response(None, INVALID_REQUEST, "Invalid Request")))
+            # The id is the sender's way to match the error, so it is echoed whenever it is one.
+            mid = msg.get("id") if isinstance(msg, dict) and is_valid_id(msg.get("id")) else None
+            self.outbox.push(encode(error_response(mid, INVALID_REQUEST,
+                                                   "Invalid Request: method must be a string")))
             return None
         if "id" in msg and not is_valid_id(msg["id"]):
             self.outbox.push(encode(error_response(

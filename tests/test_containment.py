@@ -23,7 +23,7 @@ from supervisor.errors import DaemonNotRunning
 from supervisor.logs import ChildLogFiles, LineRing
 from supervisor.outbox import Outbox, OutboxOverflow
 
-from .conftest import SERVERS, Daemon, server_toml, wait_for
+from .conftest import ECHO, SERVERS, Daemon, server_toml, wait_for
 from .mcp_raw import RawSession
 
 HOSTILE = SERVERS / "hostile_child.py"
@@ -36,7 +36,7 @@ def _fleet(*extra: str) -> str:
 def _still_serving(daemon: Daemon) -> None:
     """The daemon is alive and a bystander's call is answered correctly."""
     assert daemon.proc is not None and daemon.proc.poll() is None, daemon.log_text()[-3000:]
-    assert daemon.status("echo")["state"] == "ready"
+    daemon.wait_state("echo", "ready")  # the bystander may still be starting on a loaded box
     with RawSession(daemon.socket, "echo") as session:
         reply = session.call_tool("echo", {"text": "still here"}, "bystander")
     assert reply["result"]["content"][0]["text"] == "still here"
@@ -471,3 +471,19 @@ def test_an_http_body_nested_300_deep_is_an_invalid_request(make_daemon):
     assert reply.status_code == 400
     assert reply.json()["error"]["code"] == -32600 and reply.json()["id"] == "deep"
     _still_serving(daemon)
+
+
+def test_a_non_string_method_is_answered_with_its_id(make_daemon):
+    """Regression (found by `python -m bench chaos`): `{"id": 0, "method": 0}` on the control socket
+    was answered -32600 with a null id, so a client could not tell which request it was."""
+    import socket as _socket
+
+    import orjson as _orjson
+
+    daemon = make_daemon(server_toml("echo", ECHO))
+    with _socket.socket(_socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(daemon.socket))
+        sock.sendall(b'{"jsonrpc":"2.0","id":0,"method":0}\n')
+        reply = _orjson.loads(sock.makefile("rb").readline())
+    assert reply["id"] == 0 and reply["error"]["code"] == -32600
