@@ -1221,25 +1221,18 @@ class HttpDoor:
                 return
             await self._listen(target, msg, params, receive, send)
             return
-        owner = self._token_clients.get(self._credential(headers) or b"") or "anonymous:http"
-        if method not in ASKING_METHODS:
-            call = Call(mid, None)
-            call.owner = owner
-            try:
-                with self._batch():
-                    self._stateless_for(target).on_message(msg, call)
-                await self._respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send)
-            except BaseException:
-                _give_back(target, call)
-                raise
-            return
-        book = self.input_required
-        ask = Ask(method, params, meta.get(protocol.META_CLIENT_CAPABILITIES))
+        # Only the methods whose legacy child may ask the client something take part in the
+        # input-required book; every other call is routed as it is.
+        asking = method in ASKING_METHODS
+        book = self.input_required if asking else None
+        ask = Ask(method, params, meta.get(protocol.META_CLIENT_CAPABILITIES)) if asking else None
         call = Call(mid, None, book, ask)
-        call.owner = owner
+        call.owner = self._token_clients.get(self._credential(headers) or b"") or "anonymous:http"
         try:
-            if ("inputResponses" not in params and "requestState" not in params) \
-                    or not book.retry(msg, params, ask, call):
+            retried = (book is not None and ask is not None
+                       and ("inputResponses" in params or "requestState" in params)
+                       and book.retry(msg, params, ask, call))
+            if not retried:
                 with self._batch():
                     self._stateless_for(target).on_message(msg, call)
             await self._respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send)
@@ -1247,7 +1240,8 @@ class HttpDoor:
             _give_back(target, call)
             raise
         finally:
-            book.detach(call, ask)
+            if book is not None and ask is not None:
+                book.detach(call, ask)
 
     def _stateless_for(self, target: Target) -> _Stateless:
         session = self._stateless.get(id(target))
