@@ -9,7 +9,6 @@ capabilities, a retry that never comes).
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +19,16 @@ import pytest
 from mcp import Client, MCPError, StdioServerParameters
 
 from .conftest import MCPCTL, SERVERS, server_toml, wait_for
+from .test_http import ACCEPT, MODERN, free_port
 
 pytestmark = pytest.mark.anyio
 
 CHILD = SERVERS / "conformance_server.py"
-MODERN = "2026-07-28"
-ACCEPT = "application/json, text/event-stream"
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start(make_daemon: Any, **keys: Any) -> tuple[Any, str]:
