@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -73,6 +74,11 @@ class RpcError(Exception):
         self.code = code
         self.message = message
         self.data = data
+
+
+def _named_text(name: str, rid: Any, args: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The numbered filler tools `t0`..`tN`: each answers its own name."""
+    return _text(name)
 
 
 def _text(text: str, *, is_error: bool = False, structured: Any = None) -> dict[str, Any]:
@@ -263,7 +269,7 @@ class Server:
             "grandchild": lambda rid, a, p: _text(str(self.grandchild_pid or "")),
         }
         for i in range(args.tools):
-            self.tool_handlers[f"t{i}"] = lambda rid, a, p, i=i: _text(f"t{i}")
+            self.tool_handlers[f"t{i}"] = functools.partial(_named_text, f"t{i}")
         if args.meta_tool:
             self.tools.append(_tool("meta", "The params._meta of this call, as JSON", _schema(),
                                     annotations={"readOnlyHint": True}))
@@ -469,11 +475,13 @@ class Server:
                 chunk = buf + chunk
             lines = chunk.split(b"\n")
             buf = lines.pop()
-            self.batch = batch = []
+            batch: list[bytes] = []
+            self.batch = batch
             if self.out_of_order:
                 groups: list[list[bytes]] = []
                 for line in lines:
-                    self.batch = group = []
+                    group: list[bytes] = []
+                    self.batch = group
                     handle(line)
                     if group:
                         groups.append(group)
