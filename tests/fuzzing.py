@@ -33,7 +33,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -669,7 +669,8 @@ def _trigger(fleet: FuzzFleet, action: Any) -> None:
         fleet.control([request], prefix=attach).check()
 
 
-DOORS = {
+# Each door's runner takes the examples of its own strategy (fuzz_strategies.DOOR_EXAMPLES[door]).
+DOORS: dict[str, Callable[[FuzzFleet, Any], None]] = {
     "control socket": run_control,
     "control attach": run_attach,
     "mcpctl connect": run_connect,
