@@ -7,17 +7,15 @@ not called" is proven by the child itself, not by the daemon's own counters.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
-from .conftest import ECHO, Daemon, server_toml, wait_for
+from .conftest import ECHO, Daemon, MakeDaemon, server_toml, wait_for
 from .mcp_raw import RawSession
 from .redis_server import RedisServer
-
-MakeDaemon = Callable[..., Daemon]
 
 
 def cached_server(name: str, *args: str, tools: tuple[str, ...] = (), ttl: str | None = None,

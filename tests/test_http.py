@@ -17,7 +17,7 @@ import httpx
 import pytest
 from mcp import Client, MCPError
 
-from .conftest import ECHO, NODE_BIN, server_toml
+from .conftest import ECHO, NODE_BIN, MakeDaemon, server_toml
 
 pytestmark = pytest.mark.anyio
 
@@ -55,7 +55,7 @@ class Door:
         return f"{self.base}/mcp/{name}" if name else f"{self.base}/mcp"
 
 
-async def start_door(make_daemon: Any, servers: str, wait: tuple[str, ...] = ("echo",),
+async def start_door(make_daemon: MakeDaemon, servers: str, wait: tuple[str, ...] = ("echo",),
                      **http_keys: str) -> Door:
     port = free_port()
     daemon = make_daemon(http_toml(port, **http_keys) + servers)
@@ -96,7 +96,7 @@ async def legacy_session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_sdk_per_server_and_aggregate(make_daemon, mode):
+async def test_sdk_per_server_and_aggregate(make_daemon: MakeDaemon, mode: str) -> None:
     servers = server_toml("echo", ECHO) + server_toml("other", ECHO, "--era", "legacy")
     door = await start_door(make_daemon, servers, wait=("echo", "other"))
     progress: list[float] = []
@@ -147,7 +147,7 @@ async def test_sdk_per_server_and_aggregate(make_daemon, mode):
             assert {t.name for t in templates} == {"echo__echo", "other__echo"}
 
 
-async def test_sdk_cancellation_reaches_the_child(make_daemon):
+async def test_sdk_cancellation_reaches_the_child(make_daemon: MakeDaemon) -> None:
     """Cancelling a call in the SDK (legacy: notifications/cancelled; modern: closing the
     stream) must reach the child as notifications/cancelled, and the door keeps serving."""
     door = await start_door(make_daemon, server_toml("echo", ECHO))
@@ -176,7 +176,7 @@ def everything_bin() -> Path:
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_server_everything_over_http(make_daemon, mode):
+async def test_server_everything_over_http(make_daemon: MakeDaemon, mode: str) -> None:
     servers = f'[servers.everything]\ncommand = "{everything_bin()}"\nargs = ["stdio"]\n'
     door = await start_door(make_daemon, servers, wait=("everything",))
     progress: list[float] = []
@@ -215,7 +215,7 @@ async def test_server_everything_over_http(make_daemon, mode):
 # ---- raw HTTP: the protocol edges ------------------------------------------------------------------
 
 
-async def test_bad_input(make_daemon):
+async def test_bad_input(make_daemon: MakeDaemon) -> None:
     door = await start_door(make_daemon, server_toml("echo", ECHO), max_body="64KiB")
     url = door.url("echo")
     async with httpx.AsyncClient(timeout=30) as http:
@@ -282,7 +282,7 @@ async def test_bad_input(make_daemon):
         assert health.json() == {"status": "ok", "ready": 1, "total": 1, "in_flight": 0}
 
 
-async def test_bearer_token(make_daemon):
+async def test_bearer_token(make_daemon: MakeDaemon) -> None:
     door = await start_door(make_daemon, server_toml("echo", ECHO), token="s3cret-token")
     url = door.url("echo")
     body = modern_call(1, "echo", {"text": "x"})
@@ -298,7 +298,7 @@ async def test_bearer_token(make_daemon):
     assert "s3cret-token" not in door.daemon.log_text()
 
 
-async def test_client_disconnect_mid_call_cancels_in_the_child(make_daemon):
+async def test_client_disconnect_mid_call_cancels_in_the_child(make_daemon: MakeDaemon) -> None:
     door = await start_door(make_daemon, server_toml("echo", ECHO))
     url = door.url("echo")
     async with httpx.AsyncClient(timeout=30) as http:
@@ -328,7 +328,7 @@ async def test_client_disconnect_mid_call_cancels_in_the_child(make_daemon):
     assert status["state"] == "ready" and status["in_flight"] == 0
 
 
-async def test_list_changed_reaches_get_stream_and_listen(make_daemon):
+async def test_list_changed_reaches_get_stream_and_listen(make_daemon: MakeDaemon) -> None:
     door = await start_door(make_daemon, server_toml("echo", ECHO))
     url = door.url("echo")
     async with httpx.AsyncClient(timeout=30) as http:
@@ -369,7 +369,7 @@ async def test_list_changed_reaches_get_stream_and_listen(make_daemon):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-async def test_load_500_clients(make_daemon):
+async def test_load_500_clients(make_daemon: MakeDaemon) -> None:
     """500 concurrent HTTP clients x 20 calls on two instances: every call answered with its own
     text, and the only errors allowed are explicit 'server busy' ones. Each client has its own
     connection (httpx's shared pool costs more CPU than the door does at this width)."""
@@ -409,7 +409,7 @@ async def test_load_500_clients(make_daemon):
     assert status["in_flight"] == 0 and status["queued"] == 0
 
 
-async def test_metrics_endpoint_behind_the_token(make_daemon):
+async def test_metrics_endpoint_behind_the_token(make_daemon: MakeDaemon) -> None:
     door = await start_door(make_daemon, server_toml("echo"), token="s3cret-metrics-token")
     auth = {"Authorization": "Bearer s3cret-metrics-token"}
     async with httpx.AsyncClient(timeout=30) as http:
@@ -430,7 +430,7 @@ async def test_metrics_endpoint_behind_the_token(make_daemon):
     assert sum(s.value for s in calls) >= 3
 
 
-async def test_http_client_rate_limit_is_per_token(make_daemon):
+async def test_http_client_rate_limit_is_per_token(make_daemon: MakeDaemon) -> None:
     clients = ('[clients.ci]\ntoken = "ci-token-123456"\nrate_limit = "2/min"\n'
                '[clients.dev]\ntoken = "dev-token-123456"\n')
     door = await start_door(make_daemon, clients + server_toml("echo"))

@@ -18,7 +18,7 @@ import mcp_types as types
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 
-from .conftest import MCPCTL, SERVERS, server_toml, wait_for
+from .conftest import MCPCTL, SERVERS, MakeDaemon, server_toml, wait_for
 from .test_http import ACCEPT, MODERN, free_port
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +31,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def start(make_daemon: Any, **keys: Any) -> tuple[Any, str]:
+def start(make_daemon: MakeDaemon, **keys: Any) -> tuple[Any, str]:
     port = free_port()
     daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("conf", CHILD, **keys))
     daemon.wait_state("conf", "ready")
@@ -53,7 +53,7 @@ async def roots(ctx: Any) -> types.ListRootsResult:
     return types.ListRootsResult(roots=[types.Root(uri="file:///work/project", name="project")])
 
 
-async def test_sdk_client_answers_a_legacy_childs_questions_over_http(make_daemon: Any) -> None:
+async def test_sdk_client_answers_a_legacy_childs_questions_over_http(make_daemon: MakeDaemon) -> None:
     """The SDK's default (2026-07-28) client gets InputRequiredResults for the child's
     elicitation, sampling and roots requests, answers them, and receives the child's final result;
     three requests at once, and two rounds one after the other, both work."""
@@ -77,7 +77,8 @@ async def test_sdk_client_answers_a_legacy_childs_questions_over_http(make_daemo
             assert prompt.messages[0].content.text == "Use this context: answer-to-context"
 
 
-async def test_sdk_client_answers_a_legacy_childs_questions_through_the_bridge(make_daemon: Any) -> None:
+async def test_sdk_client_answers_a_legacy_childs_questions_through_the_bridge(
+        make_daemon: MakeDaemon) -> None:
     """The same rounds through `mcpctl connect` (the SDK's default 2026-07-28 mode over stdio):
     the daemon answers input_required on the bridge's stream, and the retry resumes the child."""
     daemon, _ = start(make_daemon)
@@ -114,7 +115,7 @@ async def call(http: httpx.AsyncClient, url: str, tool: str, capabilities: dict[
     return response.status_code, response.json()
 
 
-async def test_tampered_and_replayed_request_state_is_refused(make_daemon: Any) -> None:
+async def test_tampered_and_replayed_request_state_is_refused(make_daemon: MakeDaemon) -> None:
     """A requestState altered by the client is -32602 and ends nothing: the genuine state still
     completes the call; once used, the same state is refused (its round is over)."""
     _, url = start(make_daemon)
@@ -139,7 +140,7 @@ async def test_tampered_and_replayed_request_state_is_refused(make_daemon: Any) 
         assert replay["error"]["code"] == -32602
 
 
-async def test_undeclared_capability_is_32021_and_frees_the_child(make_daemon: Any) -> None:
+async def test_undeclared_capability_is_32021_and_frees_the_child(make_daemon: MakeDaemon) -> None:
     """A child that needs sampling from a client that did not declare it: the call is answered
     -32021 (HTTP 400) naming the capability, and the child's call is cancelled (no slot held)."""
     daemon, url = start(make_daemon)
@@ -151,7 +152,7 @@ async def test_undeclared_capability_is_32021_and_frees_the_child(make_daemon: A
     wait_for(lambda: daemon.status("conf")["in_flight"] == 0, 10, what="the child's call to end")
 
 
-async def test_missing_answers_are_asked_again(make_daemon: Any) -> None:
+async def test_missing_answers_are_asked_again(make_daemon: MakeDaemon) -> None:
     """A retry that answers only some of the open questions gets a new InputRequiredResult with
     the rest (not an error), and its state carries the call on."""
     _, url = start(make_daemon)
@@ -175,7 +176,7 @@ async def test_missing_answers_are_asked_again(make_daemon: Any) -> None:
         assert "Ann" in done["result"]["content"][0]["text"]
 
 
-async def test_a_retry_that_never_comes_frees_the_child_at_request_timeout(make_daemon: Any) -> None:
+async def test_a_retry_that_never_comes_frees_the_child_at_request_timeout(make_daemon: MakeDaemon) -> None:
     """The parked call keeps the child's slot only until request_timeout; then the state is
     refused and the slot is free."""
     daemon, url = start(make_daemon, request_timeout="1s")
@@ -190,7 +191,7 @@ async def test_a_retry_that_never_comes_frees_the_child_at_request_timeout(make_
         assert late["error"]["code"] == -32602
 
 
-async def test_sdk_client_without_callbacks_gets_an_error_not_a_hang(make_daemon: Any,
+async def test_sdk_client_without_callbacks_gets_an_error_not_a_hang(make_daemon: MakeDaemon,
                                                                       workdir: Path) -> None:
     """A 2026-07-28 client that declares no elicitation capability asks a tool that elicits: a
     -32021 error reaches it promptly."""
@@ -202,7 +203,7 @@ async def test_sdk_client_without_callbacks_gets_an_error_not_a_hang(make_daemon
             assert raised.value.error.code == -32021
 
 
-async def test_retries_reach_the_instance_that_asked_in_a_pool(make_daemon: Any) -> None:
+async def test_retries_reach_the_instance_that_asked_in_a_pool(make_daemon: MakeDaemon) -> None:
     """Two clients at once on a two-instance pool, each through several rounds: every retry goes
     to the child process that asked (the parked call holds its instance), never to the other."""
     daemon, url = start(make_daemon, stateless=True, instances=2)
@@ -222,7 +223,7 @@ async def test_retries_reach_the_instance_that_asked_in_a_pool(make_daemon: Any)
     assert results == ["answer-to-name's favorite color is answer-to-color"] * 6
 
 
-def test_a_2026_call_on_a_session_can_still_be_cancelled(make_daemon: Any) -> None:
+def test_a_2026_call_on_a_session_can_still_be_cancelled(make_daemon: MakeDaemon) -> None:
     """Regression: 2026-07-28 calls on a byte-stream session get their own sink (for the
     translation); notifications/cancelled must still find them and free the child's slot."""
     from .mcp_raw import RawSession

@@ -31,7 +31,7 @@ from supervisor.ops.service_units import render
 from supervisor.policy.counters import RequestStats
 from supervisor.telemetry.logs import REDACT, ChildLogFiles, JournalFormatter, stderr_is_journal
 
-from .conftest import CHAOS, ECHO, MCPCTL, REPO, daemon_env, server_toml, wait_for
+from .conftest import CHAOS, ECHO, MCPCTL, REPO, MakeDaemon, daemon_env, server_toml, wait_for
 
 
 class NotifyListener:
@@ -88,7 +88,8 @@ def value(samples: dict[str, Any], name: str, **labels: str) -> float | None:
 # ---- sd_notify -----------------------------------------------------------------------------------
 
 
-def test_sd_notify_ready_after_servers_settle_watchdog_reload_and_stopping(make_daemon, workdir):
+def test_sd_notify_ready_after_servers_settle_watchdog_reload_and_stopping(make_daemon: MakeDaemon,
+                                                                           workdir: Path) -> None:
     listener = NotifyListener(workdir / "notify.sock")
     try:
         env = daemon_env(workdir, NOTIFY_SOCKET=str(listener.path), WATCHDOG_USEC="300000")
@@ -125,7 +126,7 @@ def test_sd_notify_ready_after_servers_settle_watchdog_reload_and_stopping(make_
         listener.close()
 
 
-def test_notifier_speaks_abstract_sockets_and_is_silent_without_notify_socket():
+def test_notifier_speaks_abstract_sockets_and_is_silent_without_notify_socket() -> None:
     name = f"mcps-test-{uuid.uuid4().hex}"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind("\0" + name)
@@ -154,14 +155,14 @@ def test_notifier_speaks_abstract_sockets_and_is_silent_without_notify_socket():
     ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1234"}, 15.0),
     ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "999"}, None),  # for another process
 ])
-def test_watchdog_interval_is_half_of_watchdog_usec(environ, expected):
+def test_watchdog_interval_is_half_of_watchdog_usec(environ: dict[str, str], expected: float | None) -> None:
     assert sdnotify.watchdog_interval(environ, pid=1234) == expected
 
 
 # ---- metrics -------------------------------------------------------------------------------------
 
 
-def test_metrics_after_calls_errors_a_crash_and_a_restart(make_daemon):
+def test_metrics_after_calls_errors_a_crash_and_a_restart(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo", ECHO, memory_limit="512MiB")
                          + server_toml("crashy", CHAOS, "--crash-after", "2", backoff_initial="100ms"))
     daemon.wait_state("echo", "ready")
@@ -213,7 +214,7 @@ def test_metrics_after_calls_errors_a_crash_and_a_restart(make_daemon):
     assert used and used <= exported, used - exported
 
 
-def test_contrib_files_parse():
+def test_contrib_files_parse() -> None:
     dashboard = json.loads((REPO / "contrib" / "grafana-dashboard.json").read_text())
     assert dashboard["panels"] and all(p["targets"] for p in dashboard["panels"])
     rules = yaml.safe_load((REPO / "contrib" / "prometheus-alerts.yml").read_text())["groups"][0]["rules"]
@@ -222,7 +223,7 @@ def test_contrib_files_parse():
     assert all(rule["expr"] and rule["annotations"]["summary"] for rule in rules)
 
 
-def test_request_stats_bound_the_methods_a_client_can_invent():
+def test_request_stats_bound_the_methods_a_client_can_invent() -> None:
     stats = RequestStats()
     for i in range(500):
         stats.record(f"made/up/{i}", 0, 0.001)
@@ -232,7 +233,8 @@ def test_request_stats_bound_the_methods_a_client_can_invent():
 # ---- logs ----------------------------------------------------------------------------------------
 
 
-def test_logs_follow_prints_lines_written_after_it_started_and_files_keep_them(make_daemon):
+def test_logs_follow_prints_lines_written_after_it_started_and_files_keep_them(
+        make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
     daemon.ctl("call", "echo", "stderr", '{"text": "before following"}')
@@ -267,7 +269,7 @@ def test_logs_follow_prints_lines_written_after_it_started_and_files_keep_them(m
     assert (os.stat(log_file).st_mode & 0o777) == 0o600
 
 
-def test_secrets_never_reach_logs_status_or_the_daemon_log(make_daemon, workdir):
+def test_secrets_never_reach_logs_status_or_the_daemon_log(make_daemon: MakeDaemon, workdir: Path) -> None:
     in_env = "envsecret-" + uuid.uuid4().hex
     required = "required-" + uuid.uuid4().hex
     token = "httptoken-" + uuid.uuid4().hex
@@ -321,7 +323,7 @@ def test_secrets_never_reach_logs_status_or_the_daemon_log(make_daemon, workdir)
         assert set(record) >= {"time", "level", "logger", "message"}
 
 
-def test_child_log_files_rotate_by_size(tmp_path):
+def test_child_log_files_rotate_by_size(tmp_path: Path) -> None:
     files = ChildLogFiles(tmp_path, max_bytes=1000, backups=2)
     for batch in range(5):
         files.write({"srv": [f"batch {batch} line {i} {'x' * 40}\n" for i in range(8)]})
@@ -332,7 +334,7 @@ def test_child_log_files_rotate_by_size(tmp_path):
     assert "batch 3" in (tmp_path / "srv.log.1").read_text()
 
 
-def test_child_log_files_drop_and_count_past_their_bound(tmp_path):
+def test_child_log_files_drop_and_count_past_their_bound(tmp_path: Path) -> None:
     files = ChildLogFiles(tmp_path, max_pending=3)
     for i in range(10):
         files.add("srv", f"line {i}")
@@ -343,7 +345,7 @@ def test_child_log_files_drop_and_count_past_their_bound(tmp_path):
     assert "line 2" in text and "line 3" not in text and "[mcp-supervisor: 7 lines dropped" in text
 
 
-def test_journald_gets_priorities_and_redacted_lines(tmp_path):
+def test_journald_gets_priorities_and_redacted_lines(tmp_path: Path) -> None:
     import logging
 
     with open(tmp_path / "stream", "w") as handle:
@@ -364,7 +366,7 @@ def test_journald_gets_priorities_and_redacted_lines(tmp_path):
 # ---- systemd units -------------------------------------------------------------------------------
 
 
-def test_shipped_units_are_the_rendered_template():
+def test_shipped_units_are_the_rendered_template() -> None:
     assert (REPO / "systemd" / "mcp-supervisor.service").read_text() == render(user=False)
     assert (REPO / "systemd" / "user" / "mcp-supervisor.service").read_text() == render(user=True)
     system = render(user=False)
@@ -377,7 +379,7 @@ def test_shipped_units_are_the_rendered_template():
     assert "MemoryDenyWriteExecute" not in system.replace("#   MemoryDenyWriteExecute", "")  # node's JIT
 
 
-def test_service_install_writes_units_that_systemd_accepts(tmp_path):
+def test_service_install_writes_units_that_systemd_accepts(tmp_path: Path) -> None:
     for flag in ((), ("--user",)):
         unit_dir = tmp_path / ("user" if flag else "system")
         result = subprocess.run([MCPCTL, "service", "install", *flag, "--unit-dir", str(unit_dir)],

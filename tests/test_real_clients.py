@@ -23,7 +23,7 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from .conftest import ECHO, REPO, server_toml
+from .conftest import ECHO, REPO, Daemon, MakeDaemon, server_toml
 
 pytestmark = pytest.mark.anyio
 
@@ -52,7 +52,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def fleet(make_daemon):
+def fleet(make_daemon: MakeDaemon):
     port = free_port()
     daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("echo")
                          + server_toml("other", ECHO, "--era", "legacy"))
@@ -61,7 +61,7 @@ def fleet(make_daemon):
     return daemon
 
 
-def snippet(daemon, *args: str) -> dict[str, Any]:
+def snippet(daemon: Daemon, *args: str) -> dict[str, Any]:
     """The entry `mcpctl config-snippet` prints, run as the user would (their own shell)."""
     proc = daemon.ctl("config-snippet", *args)
     assert proc.returncode == 0, proc.stderr
@@ -77,7 +77,8 @@ TARGETS = [  # (config-snippet args, tool, arguments, expected text)
 ]
 
 
-async def test_python_sdk_with_its_default_environment(fleet, monkeypatch):
+async def test_python_sdk_with_its_default_environment(fleet: Daemon,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """One daemon, every door (bridge, --all, both HTTP URLs): a daemon per door would make this
     the slowest file of the suite for no extra coverage."""
     entries = [(snippet(fleet, *args), tool, arguments, expected)
@@ -116,7 +117,7 @@ def node() -> str:
     return found
 
 
-def test_typescript_sdk_with_its_default_environment(fleet):
+def test_typescript_sdk_with_its_default_environment(fleet: Daemon) -> None:
     env = {"HOME": fleet.env.get("HOME", "/root"), "PATH": f"{os.path.dirname(node())}:{clean_path()}",
            "USER": os.environ.get("USER", "root"), "LOGNAME": os.environ.get("LOGNAME", "root"),
            "SHELL": "/bin/sh", "TERM": "dumb"}

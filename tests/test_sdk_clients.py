@@ -13,7 +13,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from .conftest import ECHO, MCPCTL, NODE_BIN, server_toml
+from .conftest import ECHO, MCPCTL, NODE_BIN, Daemon, MakeDaemon, server_toml
 
 pytestmark = pytest.mark.anyio
 
@@ -23,14 +23,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def bridge(daemon, name: str) -> StdioServerParameters:
+def bridge(daemon: Daemon, name: str) -> StdioServerParameters:
     return StdioServerParameters(command=MCPCTL, args=["--socket", str(daemon.socket), "connect", name],
                                  env=daemon.env)
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 @pytest.mark.parametrize("child_era", ["both", "legacy"])
-async def test_sdk_client_through_connect(make_daemon, mode, child_era):
+async def test_sdk_client_through_connect(make_daemon: MakeDaemon, mode: str, child_era: str) -> None:
     daemon = make_daemon(server_toml("echo", ECHO, "--era", child_era))
     await anyio.to_thread.run_sync(lambda: daemon.wait_state("echo", "ready"))
     with anyio.fail_after(60):
@@ -51,7 +51,7 @@ async def test_sdk_client_through_connect(make_daemon, mode, child_era):
             assert resources.resources
 
 
-async def test_sdk_clients_share_one_child_concurrently(make_daemon):
+async def test_sdk_clients_share_one_child_concurrently(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     entry = await anyio.to_thread.run_sync(lambda: daemon.wait_state("echo", "ready"))
     pids: list[str] = []
@@ -77,7 +77,7 @@ def everything_bin() -> Path:
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_real_third_party_server_everything(make_daemon, mode):
+async def test_real_third_party_server_everything(make_daemon: MakeDaemon, mode: str) -> None:
     daemon = make_daemon(f'[servers.everything]\ncommand = "{everything_bin()}"\nargs = ["stdio"]\n')
     entry = await anyio.to_thread.run_sync(lambda: daemon.wait_state("everything", "ready", timeout=60))
     assert entry["tools"] >= 5
@@ -101,7 +101,7 @@ async def test_real_third_party_server_everything(make_daemon, mode):
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_connect_all_is_the_aggregate(make_daemon, mode):
+async def test_connect_all_is_the_aggregate(make_daemon: MakeDaemon, mode: str) -> None:
     daemon = make_daemon(server_toml("echo", ECHO) + server_toml("other", ECHO, "--era", "legacy"))
     for name in ("echo", "other"):
         await anyio.to_thread.run_sync(lambda n=name: daemon.wait_state(n, "ready"))

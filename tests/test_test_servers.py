@@ -10,8 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import psutil
@@ -149,12 +150,18 @@ class Proc:
                     f.close()
 
 
+class Spawn(Protocol):
+    """The `spawn` fixture: start a test server script; it is closed at teardown."""
+
+    def __call__(self, script: Path, *args: str, cwd: str | None = None) -> Proc: ...
+
+
 @pytest.fixture
-def spawn():
+def spawn() -> Iterator[Spawn]:
     procs: list[Proc] = []
 
-    def start(script: Path, *args: str, **kw: Any) -> Proc:
-        proc = Proc(script, *args, **kw)
+    def start(script: Path, *args: str, cwd: str | None = None) -> Proc:
+        proc = Proc(script, *args, cwd=cwd)
         procs.append(proc)
         return proc
 
@@ -166,7 +173,7 @@ def spawn():
 # --------------------------------------------------------------------------- handshakes
 
 
-def test_legacy_handshake(spawn) -> None:
+def test_legacy_handshake(spawn: Spawn) -> None:
     s = spawn(ECHO, "--name", "alpha")
     r = s.initialize("2024-11-05")["result"]
     assert r["protocolVersion"] == "2024-11-05"
@@ -179,7 +186,7 @@ def test_legacy_handshake(spawn) -> None:
     assert s2.initialize("1999-01-01")["result"]["protocolVersion"] == "2025-11-25"
 
 
-def test_modern_discover(spawn) -> None:
+def test_modern_discover(spawn: Spawn) -> None:
     s = spawn(ECHO, "--name", "beta")
     r = s.call("server/discover", {"_meta": META})["result"]
     assert r["supportedVersions"] == [MODERN]
@@ -208,13 +215,13 @@ def test_modern_discover(spawn) -> None:
     assert err["data"] == {"supported": [MODERN], "requested": "2025-11-25"}
 
 
-def test_requests_before_handshake_are_answered(spawn) -> None:
+def test_requests_before_handshake_are_answered(spawn: Spawn) -> None:
     s = spawn(ECHO)
     assert s.call("ping")["result"] == {}
     assert s.tool("echo", {"text": "early"})["result"]["content"][0]["text"] == "early"
 
 
-def test_era_flags(spawn) -> None:
+def test_era_flags(spawn: Spawn) -> None:
     legacy = spawn(ECHO, "--era", "legacy")
     assert legacy.call("server/discover", {"_meta": META})["error"]["code"] == -32601
     assert legacy.initialize()["result"]["protocolVersion"] == "2025-11-25"
@@ -227,7 +234,7 @@ def test_era_flags(spawn) -> None:
     assert modern.call("server/discover", {"_meta": META})["result"]["supportedVersions"] == [MODERN]
 
 
-def test_errors(spawn) -> None:
+def test_errors(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     s.send_raw(b"{not json\n")
@@ -244,7 +251,7 @@ def test_errors(spawn) -> None:
 # --------------------------------------------------------------------------- lists
 
 
-def test_pagination(spawn) -> None:
+def test_pagination(spawn: Spawn) -> None:
     s = spawn(ECHO, "--tools", "10", "--page-size", "7")
     s.initialize()
     names: list[str] = []
@@ -273,7 +280,7 @@ def test_pagination(spawn) -> None:
     assert tools["notify"]["annotations"]["readOnlyHint"] is False
 
 
-def test_prompts_and_resources(spawn) -> None:
+def test_prompts_and_resources(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     assert [p["name"] for p in s.call("prompts/list")["result"]["prompts"]] == ["greet", "plain"]
@@ -292,7 +299,7 @@ def test_prompts_and_resources(spawn) -> None:
 # --------------------------------------------------------------------------- tools
 
 
-def test_simple_tools(spawn, tmp_path: Path) -> None:
+def test_simple_tools(spawn: Spawn, tmp_path: Path) -> None:
     env_cwd = str(tmp_path)
     s = spawn(ECHO, cwd=env_cwd)
     s.initialize()
@@ -316,7 +323,7 @@ def test_simple_tools(spawn, tmp_path: Path) -> None:
     assert s.tool("calls", {"tool": "env"})["result"]["content"][0]["text"] == "2"
 
 
-def test_notify_log_stderr(spawn) -> None:
+def test_notify_log_stderr(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     seen: list[dict[str, Any]] = []
@@ -333,7 +340,7 @@ def test_notify_log_stderr(spawn) -> None:
     assert s.stderr.count(b"to-stderr\n") == 3
 
 
-def test_slow_call_does_not_block(spawn) -> None:
+def test_slow_call_does_not_block(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     slow = s.request("tools/call", {"name": "sleep", "arguments": {"seconds": 1.0}})
@@ -343,7 +350,7 @@ def test_slow_call_does_not_block(spawn) -> None:
     assert s.recv(5)["id"] == slow
 
 
-def test_cancel(spawn) -> None:
+def test_cancel(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     doomed = s.request("tools/call", {"name": "sleep", "arguments": {"seconds": 0.5}}, rid="doomed")
@@ -363,7 +370,7 @@ def test_cancel(spawn) -> None:
     assert s.tool("calls", {"tool": "sleep"})["result"]["content"][0]["text"] == "1"
 
 
-def test_progress(spawn) -> None:
+def test_progress(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     rid = s.request(
@@ -379,7 +386,7 @@ def test_progress(spawn) -> None:
     assert progress[-1] == seen[-1]["params"]["total"]
 
 
-def test_roots_and_sample_legacy(spawn) -> None:
+def test_roots_and_sample_legacy(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     rid = s.request("tools/call", {"name": "roots", "arguments": {}})
@@ -397,7 +404,7 @@ def test_roots_and_sample_legacy(spawn) -> None:
     assert s.wait_for(rid)["result"]["isError"] is True
 
 
-def test_roots_modern_input_required(spawn) -> None:
+def test_roots_modern_input_required(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.call("server/discover", {"_meta": META})
     r = s.tool("roots", _meta=META)["result"]
@@ -414,7 +421,7 @@ def test_roots_modern_input_required(spawn) -> None:
 # --------------------------------------------------------------------------- chaos
 
 
-def test_chaos_crash_after(spawn) -> None:
+def test_chaos_crash_after(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--crash-after", "2")
     s.initialize()
     assert s.tool("echo", {"text": "1"})["result"]["content"][0]["text"] == "1"
@@ -423,7 +430,7 @@ def test_chaos_crash_after(spawn) -> None:
     assert s.messages.get(timeout=TIMEOUT) is None  # stdout closed without an answer
 
 
-def test_chaos_junk(spawn) -> None:
+def test_chaos_junk(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--junk")
     assert s.initialize()["result"]["serverInfo"]["name"] == "chaos-server"
     assert s.tool("echo", {"text": "through junk"})["result"]["content"][0]["text"] == "through junk"
@@ -431,13 +438,13 @@ def test_chaos_junk(spawn) -> None:
     assert any(not line.strip() for line in s.junk)
 
 
-def test_chaos_exit_before_handshake(spawn) -> None:
+def test_chaos_exit_before_handshake(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--exit-before-handshake", "Error: API_KEY is not set")
     assert s.wait_exit() == 1
     assert b"Error: API_KEY is not set" in s.stderr
 
 
-def test_chaos_out_of_order(spawn) -> None:
+def test_chaos_out_of_order(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--out-of-order")
     s.initialize()
     # one write (< PIPE_BUF, so atomic) -> one read -> one batch answered in reverse
@@ -447,7 +454,7 @@ def test_chaos_out_of_order(spawn) -> None:
     assert [s.recv()["id"] for _ in range(3)] == [12, 11, 10]
 
 
-def test_chaos_exit_code_pidfile_and_crash_on_start(spawn, tmp_path: Path) -> None:
+def test_chaos_exit_code_pidfile_and_crash_on_start(spawn: Spawn, tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     s = spawn(CHAOS, "--exit-code", "1", "--pidfile", str(pidfile))
     s.initialize()
@@ -460,7 +467,7 @@ def test_chaos_exit_code_pidfile_and_crash_on_start(spawn, tmp_path: Path) -> No
     assert s2.wait_exit() == 1
 
 
-def test_chaos_hang_tools(spawn) -> None:
+def test_chaos_hang_tools(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--hang-tools")
     s.initialize()
     hung = s.request("tools/call", {"name": "echo", "arguments": {"text": "never"}})
@@ -471,7 +478,7 @@ def test_chaos_hang_tools(spawn) -> None:
     del hung
 
 
-def test_chaos_ignore_eof(spawn) -> None:
+def test_chaos_ignore_eof(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--ignore-eof")
     s.initialize()
     s.p.stdin.close()
@@ -481,7 +488,7 @@ def test_chaos_ignore_eof(spawn) -> None:
     assert s.wait_exit() == -signal.SIGTERM
 
 
-def test_chaos_ignore_sigterm(spawn) -> None:
+def test_chaos_ignore_sigterm(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--ignore-sigterm")
     s.initialize()
     s.p.send_signal(signal.SIGTERM)
@@ -491,7 +498,7 @@ def test_chaos_ignore_sigterm(spawn) -> None:
     assert s.wait_exit() == -signal.SIGKILL
 
 
-def test_chaos_grandchild(spawn) -> None:
+def test_chaos_grandchild(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--grandchild", "--grandchild-leak-mb", "20")
     s.initialize()
     pid = int(s.tool("grandchild")["result"]["content"][0]["text"])
@@ -569,7 +576,7 @@ async def test_official_sdk_client(mode: str) -> None:
         assert progress == [1, 2, 3]
 
 
-def test_chaos_hang_after(spawn) -> None:
+def test_chaos_hang_after(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--hang-after", "1")
     s.initialize()
     assert s.tool("echo", {"text": "last"})["result"]["content"][0]["text"] == "last"
@@ -579,7 +586,7 @@ def test_chaos_hang_after(spawn) -> None:
     assert s.messages.get(timeout=TIMEOUT) is None
 
 
-def test_chaos_notify_before_reply_and_slow_start(spawn) -> None:
+def test_chaos_notify_before_reply_and_slow_start(spawn: Spawn) -> None:
     t0 = time.monotonic()
     s = spawn(CHAOS, "--notify-before-reply", "--slow-start", "0.3")
     seen: list[dict[str, Any]] = []
@@ -589,7 +596,7 @@ def test_chaos_notify_before_reply_and_slow_start(spawn) -> None:
     assert [m["method"] for m in seen] == ["notifications/message"]
 
 
-def test_chaos_stderr_spam_and_leak(spawn) -> None:
+def test_chaos_stderr_spam_and_leak(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--stderr-spam", "--leak-mb-per-s", "100")
     s.initialize()
     proc = psutil.Process(s.p.pid)
@@ -619,7 +626,7 @@ def _driver(path: str) -> tuple[Any, Any]:
     return sock, sock.makefile("rb")
 
 
-def test_hostile_server_writes_what_it_is_told_and_answers_as_told(spawn, tmp_path: Path) -> None:
+def test_hostile_server_writes_what_it_is_told_and_answers_as_told(spawn: Spawn, tmp_path: Path) -> None:
     """hostile_server.py: `write` lands on stdout verbatim, `answer_next` replaces the next answer
     of that method (id filled in), `seen` lists the ids received, and it still serves normally."""
     path = str(tmp_path / "inject.sock")

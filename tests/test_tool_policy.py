@@ -11,13 +11,14 @@ import json
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 
-from .conftest import ECHO, MCPCTL, SERVERS, alive_pids, server_toml, wait_for
+from .conftest import ECHO, MCPCTL, SERVERS, MakeDaemon, alive_pids, server_toml, wait_for
 from .mcp_raw import RawSession
 from .test_http import free_port, http_toml
 
@@ -74,7 +75,7 @@ async def refused(call: Callable[[], Any], *words: str) -> MCPError:
     return caught.value
 
 
-async def test_server_policy_applies_through_every_door(make_daemon):
+async def test_server_policy_applies_through_every_door(make_daemon: MakeDaemon) -> None:
     """allow/deny/rename/describe of tools, deny of prompts and resources: hidden items are not
     listed and asking for one is refused with -32602 naming the policy, on each of the four doors."""
     port = free_port()
@@ -106,7 +107,7 @@ async def test_server_policy_applies_through_every_door(make_daemon):
     assert "say" in {t["name"] for t in listed} and "fail" not in {t["name"] for t in listed}
 
 
-async def test_reload_applies_a_policy_without_restarting_the_child(make_daemon):
+async def test_reload_applies_a_policy_without_restarting_the_child(make_daemon: MakeDaemon) -> None:
     """A reload that only changes `[servers.NAME.tools]` keeps the child (same pid), and attached
     clients see the new policy."""
     daemon = make_daemon(server_toml("echo", ECHO))
@@ -126,7 +127,7 @@ async def test_reload_applies_a_policy_without_restarting_the_child(make_daemon)
     assert daemon.status("echo")["restarts"] == 0
 
 
-async def test_reload_of_aggregate_naming_reaches_open_aggregate_sessions(make_daemon):
+async def test_reload_of_aggregate_naming_reaches_open_aggregate_sessions(make_daemon: MakeDaemon) -> None:
     """`[aggregate] prefix` changed by a reload: an open aggregate session lists the new names,
     and no child restarts."""
     daemon = make_daemon(server_toml("echo"))
@@ -143,7 +144,7 @@ async def test_reload_of_aggregate_naming_reaches_open_aggregate_sessions(make_d
     assert daemon.status("echo")["pid"] == pid
 
 
-async def test_on_collision_keeps_own_names_and_prefixes_shared_ones(make_daemon):
+async def test_on_collision_keeps_own_names_and_prefixes_shared_ones(make_daemon: MakeDaemon) -> None:
     """`prefix = "on-collision"`: a name one server offers keeps its own name, a shared one is
     prefixed for every party and said in status; the prefixed form always works."""
     port = free_port()
@@ -175,7 +176,7 @@ async def test_on_collision_keeps_own_names_and_prefixes_shared_ones(make_daemon
     assert {"tool": "echo", "servers": ["echo", "other"]} in aggregate["collisions"]
 
 
-async def test_single_server_on_collision_aggregate_is_the_server(make_daemon):
+async def test_single_server_on_collision_aggregate_is_the_server(make_daemon: MakeDaemon) -> None:
     """With one server and `on-collision`, the aggregate lists exactly the server's own names."""
     port = free_port()
     daemon = make_daemon(http_toml(port) + '[aggregate]\nprefix = "on-collision"\n' + server_toml("echo"))
@@ -189,7 +190,7 @@ async def test_single_server_on_collision_aggregate_is_the_server(make_daemon):
                 assert a == b, listing
 
 
-def test_never_collision_is_refused_at_reload_naming_both_servers(make_daemon):
+def test_never_collision_is_refused_at_reload_naming_both_servers(make_daemon: MakeDaemon) -> None:
     """`prefix = "never"` with two servers offering the same tool: the reload is refused with
     file:line:key and both server names, and nothing changes."""
     daemon = make_daemon(server_toml("echo") + server_toml("other"))
@@ -233,7 +234,7 @@ async def as_client(url: str, token: str) -> AsyncIterator[Client]:
         yield client
 
 
-async def test_client_views_through_every_door(make_daemon):
+async def test_client_views_through_every_door(make_daemon: MakeDaemon) -> None:
     """`[clients.NAME] servers/tools`: on `/mcp` and `connect --all --client`, and on the per-server
     doors (HTTP and `connect NAME --client`), the client sees only its view; a tool outside it is
     refused with -32602 naming `clients.NAME.tools`, a server outside it cannot be used at all.
@@ -286,7 +287,8 @@ async def test_client_views_through_every_door(make_daemon):
 # ---- pinned definitions --------------------------------------------------------------------------
 
 
-async def test_changed_definition_is_flagged_blocked_and_approved(make_daemon, workdir):
+async def test_changed_definition_is_flagged_blocked_and_approved(make_daemon: MakeDaemon,
+                                                                  workdir: Path) -> None:
     """A child that rewords a tool after it was pinned (the rug pull): the change is an event in
     status, metrics and the log, `mcpctl tools --diff` shows it, `on_tool_change = "block"` hides the
     tool (on the per-server door and the aggregate) and refuses calls with -32602, and
@@ -327,7 +329,8 @@ async def test_changed_definition_is_flagged_blocked_and_approved(make_daemon, w
     assert nothing.returncode != 0 and "no unapproved change" in nothing.stderr
 
 
-async def test_warn_serves_a_changed_tool_and_a_reload_to_block_hides_it(make_daemon, workdir):
+async def test_warn_serves_a_changed_tool_and_a_reload_to_block_hides_it(make_daemon: MakeDaemon,
+                                                                         workdir: Path) -> None:
     """With `warn` (the default) a change is flagged across a child restart (the pins outlive the
     child) and the tool is still served; a reload to `block` hides it without restarting the child."""
     rug = workdir / "description.txt"
@@ -352,7 +355,7 @@ async def test_warn_serves_a_changed_tool_and_a_reload_to_block_hides_it(make_da
             assert daemon.status("echo")["pid"] == pid
 
 
-def test_never_collision_is_refused_at_start_from_the_pins(make_daemon):
+def test_never_collision_is_refused_at_start_from_the_pins(make_daemon: MakeDaemon) -> None:
     """At start the children have not listed yet: the pins of an earlier run are what the daemon
     knows, and `prefix = "never"` with a collision among them is refused with file:line:key."""
     daemon = make_daemon(server_toml("echo") + server_toml("other"))
@@ -369,7 +372,7 @@ def test_never_collision_is_refused_at_start_from_the_pins(make_daemon):
 # ---- size warnings -------------------------------------------------------------------------------
 
 
-async def test_size_warning_in_status_and_log_per_view(make_daemon):
+async def test_size_warning_in_status_and_log_per_view(make_daemon: MakeDaemon) -> None:
     """More tools than `[aggregate] max_tools` in a view: status and `mcpctl status` say so with the
     count per server, and the aggregate's initialize/tools/list log it; a narrower client view
     under the limit is not warned about."""
@@ -398,7 +401,7 @@ def notes_toml(**keys: Any) -> str:
     return server_toml("notes", SERVERS / "notes_server.py", sharing="per-client", **keys)
 
 
-async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon):
+async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon: MakeDaemon) -> None:
     """`sharing = "per-client"`: two official-SDK clients each get a child of their own (created on
     first use; the aggregate reaches the same one), status says who owns which, a client beyond
     `max_instances` gets -32000 busy with retry_after_ms, and idle instances are stopped (no
