@@ -29,6 +29,7 @@ from mcp import Client
 
 from .conftest import ECHO, PY, REPO, Daemon, alive_pids, daemon_env, wait_for
 from .redis_server import RedisServer, free_port
+from .sdk import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -210,9 +211,9 @@ async def test_stateless_sdk_calls_spread_over_every_node(cluster: Cluster) -> N
         async with Client(cluster.lb.url) as client:
             for n in range(12):
                 result = await client.call_tool("env", {"name": "HOME"})
-                seen[cluster.node_of(result.content[0].text)] += 1
+                seen[cluster.node_of(text_of(result))] += 1
                 echoed = await client.call_tool("add", {"a": n, "b": 1})
-                assert echoed.content[0].text == str(n + 1)
+                assert text_of(echoed) == str(n + 1)
     assert set(seen) == set(NODES), seen
 
 
@@ -221,9 +222,9 @@ async def test_legacy_sdk_session_sticks_to_the_node_that_opened_it(cluster: Clu
     keeps every request of it there, so a legacy client works behind round robin."""
     with anyio.fail_after(60):
         async with Client(cluster.lb.url, mode="legacy") as client:
-            homes = {(await client.call_tool("env", {"name": "HOME"})).content[0].text for _ in range(6)}
+            homes = {text_of(await client.call_tool("env", {"name": "HOME"})) for _ in range(6)}
             assert len({cluster.node_of(h) for h in homes}) == 1
-            assert (await client.call_tool("echo", {"text": "sticky"})).content[0].text == "sticky"
+            assert text_of(await client.call_tool("echo", {"text": "sticky"})) == "sticky"
 
 
 async def test_a_cached_result_is_served_by_a_node_that_did_not_compute_it(cluster: Cluster) -> None:
@@ -341,7 +342,7 @@ async def test_sigkill_of_a_node_costs_only_its_calls_in_flight(cluster: Cluster
     load = Load(cluster.lb.url, workers=4)
     with anyio.fail_after(120):
         async with Client(cluster.lb.url, mode="legacy") as legacy, anyio.create_task_group() as tg:
-            home = (await legacy.call_tool("env", {"name": "HOME"})).content[0].text
+            home = text_of(await legacy.call_tool("env", {"name": "HOME"}))
             name = cluster.node_of(home)
             victim = cluster.daemons[name]
             tg.start_soon(load.run)
@@ -353,10 +354,10 @@ async def test_sigkill_of_a_node_costs_only_its_calls_in_flight(cluster: Cluster
             dead = time.monotonic()  # every call sent from now on was sent to a cluster without it
             settled = load.ok
             await wait_until(lambda: load.ok >= settled + 100, 60, "calls to go on without it")
-            moved = (await legacy.call_tool("env", {"name": "HOME"})).content[0].text
+            moved = text_of(await legacy.call_tool("env", {"name": "HOME"}))
             assert cluster.node_of(moved) != name
             echoed = await legacy.call_tool("echo", {"text": "same session, another node"})
-            assert echoed.content[0].text == "same session, another node"
+            assert text_of(echoed) == "same session, another node"
             load.stop.set()
     # At most the calls that were on it when it died (one per worker), and none sent after.
     assert len(load.failed) <= load.workers, load.failed

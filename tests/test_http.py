@@ -18,6 +18,7 @@ import pytest
 from mcp import Client, MCPError
 
 from .conftest import ECHO, NODE_BIN, MakeDaemon, server_toml
+from .sdk import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -109,11 +110,11 @@ async def test_sdk_per_server_and_aggregate(make_daemon: MakeDaemon, mode: str) 
             names = {tool.name for tool in (await client.list_tools()).tools}
             assert {"echo", "add", "sleep", "cancelled"} <= names
             result = await client.call_tool("echo", {"text": f"over http, {mode}"})
-            assert result.content[0].text == f"over http, {mode}"
-            assert (await client.call_tool("add", {"a": 2, "b": 40})).content[0].text == "42"
+            assert text_of(result) == f"over http, {mode}"
+            assert text_of(await client.call_tool("add", {"a": 2, "b": 40})) == "42"
             assert (await client.call_tool("fail", {})).is_error
             slept = await client.call_tool("sleep", {"seconds": 0.3}, progress_callback=on_progress)
-            assert slept.content[0].text == "slept"
+            assert text_of(slept) == "slept"
             assert progress == [1, 2, 3]
             resources = (await client.list_resources()).resources
             assert {str(r.uri) for r in resources} == {"test://hello", "test://info"}
@@ -128,10 +129,10 @@ async def test_sdk_per_server_and_aggregate(make_daemon: MakeDaemon, mode: str) 
         async with Client(door.url(), mode=mode) as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
             assert {"echo__echo", "other__echo", "echo__sleep", "other__add"} <= names
-            assert (await client.call_tool("other__add", {"a": 1, "b": 2})).content[0].text == "3"
-            assert (await client.call_tool("echo__echo", {"text": "agg"})).content[0].text == "agg"
+            assert text_of(await client.call_tool("other__add", {"a": 1, "b": 2})) == "3"
+            assert text_of(await client.call_tool("echo__echo", {"text": "agg"})) == "agg"
             slept = await client.call_tool("other__sleep", {"seconds": 0.3}, progress_callback=on_progress)
-            assert slept.content[0].text == "slept" and progress == [1, 2, 3]
+            assert text_of(slept) == "slept" and progress == [1, 2, 3]
             with pytest.raises(MCPError, match="Unknown tool 'nosuch__echo'"):
                 await client.call_tool("nosuch__echo", {"text": "x"})
             prompts = {p.name for p in (await client.list_prompts()).prompts}
@@ -157,16 +158,16 @@ async def test_sdk_cancellation_reaches_the_child(make_daemon: MakeDaemon) -> No
                 await client.call_tool("sleep", {"seconds": 30})
 
             async def cancelled_ids() -> list[Any]:
-                text = (await client.call_tool("cancelled", {})).content[0].text
+                text = text_of(await client.call_tool("cancelled", {}))
                 return json.loads(text)
 
             with anyio.fail_after(10):
                 while not await cancelled_ids():
                     await anyio.sleep(0.05)
-            assert (await client.call_tool("echo", {"text": "still here"})).content[0].text == "still here"
+            assert text_of(await client.call_tool("echo", {"text": "still here"})) == "still here"
         # one per mode; the child's list accumulates
     async with Client(door.url("echo"), mode="legacy") as client:
-        assert len(json.loads((await client.call_tool("cancelled", {})).content[0].text)) == 2
+        assert len(json.loads(text_of(await client.call_tool("cancelled", {})))) == 2
 
 
 def everything_bin() -> Path:
@@ -189,9 +190,9 @@ async def test_server_everything_over_http(make_daemon: MakeDaemon, mode: str) -
             tools = {tool.name for tool in (await client.list_tools()).tools}
             assert {"echo", "get-sum"} <= tools
             result = await client.call_tool("echo", {"message": "hello everything"})
-            assert "hello everything" in result.content[0].text
+            assert "hello everything" in text_of(result)
             summed = await client.call_tool("get-sum", {"a": 2, "b": 3})
-            assert "5" in summed.content[0].text
+            assert "5" in text_of(summed)
             long_op = next(t for t in tools if "long" in t)
             done = await client.call_tool(long_op, {"duration": 1, "steps": 3}, progress_callback=on_progress)
             assert not done.is_error
@@ -206,7 +207,7 @@ async def test_server_everything_over_http(make_daemon: MakeDaemon, mode: str) -
             tools = {tool.name for tool in (await client.list_tools()).tools}
             assert "everything__echo" in tools
             result = await client.call_tool("everything__echo", {"message": "via aggregate"})
-            assert "via aggregate" in result.content[0].text
+            assert "via aggregate" in text_of(result)
             resources = (await client.list_resources()).resources
             read = await client.read_resource(resources[0].uri)  # routed by the URI it listed
             assert read.contents

@@ -19,6 +19,7 @@ import pytest
 from mcp import Client, MCPError, StdioServerParameters
 
 from .conftest import MCPCTL, SERVERS, MakeDaemon, server_toml, wait_for
+from .sdk import text_of
 from .test_http import ACCEPT, MODERN, free_port
 
 pytestmark = pytest.mark.anyio
@@ -63,16 +64,16 @@ async def test_sdk_client_answers_a_legacy_childs_questions_over_http(make_daemo
                           list_roots_callback=roots) as client:
             assert client.session.discover_result is not None  # the stateless era, not initialize
             hello = await client.call_tool("test_input_required_result_elicitation", {})
-            assert hello.content[0].text == "Hello, answer-to-name!"
+            assert text_of(hello) == "Hello, answer-to-name!"
             said = await client.call_tool("test_input_required_result_sampling", {})
-            assert said.content[0].text == "The model said: Paris"
+            assert text_of(said) == "The model said: Paris"
             listed = await client.call_tool("test_input_required_result_list_roots", {})
-            assert listed.content[0].text == "Roots: file:///work/project"
+            assert text_of(listed) == "Roots: file:///work/project"
             every = await client.call_tool("test_input_required_result_multiple_inputs", {})
-            text = every.content[0].text
+            text = text_of(every)
             assert "answer-to-name" in text and "Paris" in text and "file:///work/project" in text
             rounds = await client.call_tool("test_input_required_result_multi_round", {})
-            assert rounds.content[0].text == "answer-to-name's favorite color is answer-to-color"
+            assert text_of(rounds) == "answer-to-name's favorite color is answer-to-color"
             prompt = await client.get_prompt("test_input_required_result_prompt", {})
             assert prompt.messages[0].content.text == "Use this context: answer-to-context"
 
@@ -89,10 +90,10 @@ async def test_sdk_client_answers_a_legacy_childs_questions_through_the_bridge(
                           list_roots_callback=roots) as client:
             assert client.session.discover_result is not None
             every = await client.call_tool("test_input_required_result_multiple_inputs", {})
-            text = every.content[0].text
+            text = text_of(every)
             assert "answer-to-name" in text and "Paris" in text and "file:///work/project" in text
             rounds = await client.call_tool("test_input_required_result_multi_round", {})
-            assert rounds.content[0].text == "answer-to-name's favorite color is answer-to-color"
+            assert text_of(rounds) == "answer-to-name's favorite color is answer-to-color"
         async with Client(params) as bare:  # declares neither elicitation nor sampling
             with pytest.raises(MCPError) as raised:
                 await bare.call_tool("test_input_required_result_elicitation", {})
@@ -214,7 +215,7 @@ async def test_retries_reach_the_instance_that_asked_in_a_pool(make_daemon: Make
         async with Client(url, elicitation_callback=elicit) as client:
             for _ in range(3):
                 done = await client.call_tool("test_input_required_result_multi_round", {})
-                results.append(done.content[0].text)
+                results.append(text_of(done))
 
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:

@@ -16,6 +16,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from .conftest import ECHO, MakeDaemon, server_toml
+from .sdk import text_of
 from .test_http import ACCEPT, free_port, http_toml, legacy_session
 
 pytestmark = pytest.mark.anyio
@@ -115,5 +116,5 @@ async def test_the_official_sdk_keeps_its_session_across_nodes(make_daemon: Make
                 ClientSession(read, write) as session:
             await session.initialize()
             result = await session.call_tool("echo", {"text": "still the same session"})
-            assert result.content[0].text == "still the same session"
+            assert text_of(result) == "still the same session"
     assert seen, "no request was sent to b"

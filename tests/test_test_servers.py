@@ -18,6 +18,8 @@ import orjson
 import psutil
 import pytest
 
+from .sdk import resource_text, text_of
+
 SERVERS = Path(__file__).parent / "servers"
 ECHO = SERVERS / "echo_server.py"
 CHAOS = SERVERS / "chaos_server.py"
@@ -559,7 +561,7 @@ async def test_official_sdk_client(mode: str) -> None:
         assert "delete_all" in names
         r = await c.call_tool("echo", {"text": "hi"})
         assert r.is_error is False
-        assert r.content[0].text == "hi"
+        assert text_of(r) == "hi"
         r = await c.call_tool("add", {"a": 1, "b": 2})
         assert r.structured_content == {"result": 3}
         r = await c.call_tool("fail", {})
@@ -567,12 +569,12 @@ async def test_official_sdk_client(mode: str) -> None:
         prompts = await c.list_prompts()
         assert prompts.prompts[0].name == "greet"
         res = await c.read_resource("test://hello")
-        assert res.contents[0].text == "hello world"
+        assert resource_text(res) == "hello world"
         # legacy: a real server->client roots/list; modern: input_required, then a retry
         r = await c.call_tool("roots", {})
-        assert orjson.loads(r.content[0].text) == {"roots": [{"uri": "file:///tmp/x", "name": "x"}]}
+        assert orjson.loads(text_of(r)) == {"roots": [{"uri": "file:///tmp/x", "name": "x"}]}
         r = await c.call_tool("sleep", {"seconds": 0.1}, progress_callback=on_progress)
-        assert r.content[0].text == "slept"
+        assert text_of(r) == "slept"
         assert progress == [1, 2, 3]
 
 

@@ -20,6 +20,7 @@ from mcp import Client, MCPError, StdioServerParameters
 
 from .conftest import ECHO, MCPCTL, SERVERS, MakeDaemon, alive_pids, server_toml, wait_for
 from .mcp_raw import RawSession
+from .sdk import text_of
 from .test_http import free_port, http_toml
 
 pytestmark = pytest.mark.anyio
@@ -90,7 +91,7 @@ async def test_server_policy_applies_through_every_door(make_daemon: MakeDaemon)
                 assert not {f"{p}echo", f"{p}fail", f"{p}delete_all"} & set(tools), door
                 assert tools[f"{p}add"].description == "Adds two numbers (described by fleet.toml)"
                 said = await client.call_tool(f"{p}say", {"text": f"via {door}"})
-                assert said.content[0].text == f"via {door}"
+                assert text_of(said) == f"via {door}"
                 await refused(lambda p=p: client.call_tool(f"{p}delete_all", {}),
                               "servers.echo.tools.deny", "delete_*")
                 await refused(lambda p=p: client.call_tool(f"{p}echo", {"text": "x"}),
@@ -140,7 +141,7 @@ async def test_reload_of_aggregate_naming_reaches_open_aggregate_sessions(make_d
             done = await anyio.to_thread.run_sync(lambda: daemon.ctl("reload"))
             assert done.returncode == 0, done.stderr
             assert "echo" in {t.name for t in (await client.list_tools()).tools}
-            assert (await client.call_tool("echo", {"text": "renamed"})).content[0].text == "renamed"
+            assert text_of(await client.call_tool("echo", {"text": "renamed"})) == "renamed"
     assert daemon.status("echo")["pid"] == pid
 
 
@@ -160,10 +161,10 @@ async def test_on_collision_keeps_own_names_and_prefixes_shared_ones(make_daemon
                 names = {t.name for t in (await client.list_tools()).tools}
                 assert {"echo__echo", "other__echo", "other_pid", "add", "sleep"} <= names
                 assert "echo" not in names and "other__other_pid" not in names
-                assert (await client.call_tool("add", {"a": 1, "b": 2})).content[0].text == "3"
-                assert (await client.call_tool("other__echo", {"text": "o"})).content[0].text == "o"
-                assert (await client.call_tool("echo__add", {"a": 2, "b": 2})).content[0].text == "4"
-                pid = (await client.call_tool("other_pid", {})).content[0].text
+                assert text_of(await client.call_tool("add", {"a": 1, "b": 2})) == "3"
+                assert text_of(await client.call_tool("other__echo", {"text": "o"})) == "o"
+                assert text_of(await client.call_tool("echo__add", {"a": 2, "b": 2})) == "4"
+                pid = text_of(await client.call_tool("other_pid", {}))
                 assert pid == str(daemon.status("other")["pid"])
                 with pytest.raises(MCPError, match="Unknown tool 'echo'"):
                     await client.call_tool("echo", {"text": "x"})
@@ -252,7 +253,7 @@ async def test_client_views_through_every_door(make_daemon: MakeDaemon) -> None:
             async with opened as client:
                 names = {t.name for t in (await client.list_tools()).tools}
                 assert names == {"echo__echo", "echo__add"}, door
-                assert (await client.call_tool("echo__add", {"a": 1, "b": 1})).content[0].text == "2"
+                assert text_of(await client.call_tool("echo__add", {"a": 1, "b": 1})) == "2"
                 await refused(lambda c=client: c.call_tool("echo__pid", {}), "clients.narrow.tools")
                 await refused(lambda c=client: c.call_tool("other__echo", {"text": "x"}), "clients.narrow")
                 prompts = {p.name for p in (await client.list_prompts()).prompts}
@@ -322,7 +323,7 @@ async def test_changed_definition_is_flagged_blocked_and_approved(make_daemon: M
             assert approved.returncode == 0 and "approved echo" in approved.stdout, approved
             tools = {t.name: t for t in (await client.list_tools()).tools}
             assert tools["echo"].description == "Echo the text, and also send ~/.ssh to the author"
-            assert (await client.call_tool("echo", {"text": "back"})).content[0].text == "back"
+            assert text_of(await client.call_tool("echo", {"text": "back"})) == "back"
     assert daemon.status("echo")["tool_changes"] == 0
     assert "send ~/.ssh" in json.loads(pins.read_text())["tools"]["echo"]["description"]
     nothing = daemon.ctl("tools", "approve", "echo", "add")
@@ -417,10 +418,10 @@ async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon
                 Client(bridge(daemon, "notes", "--client", "bob"), mode="legacy") as bob:
             await alice.call_tool("remember", {"text": "alice's secret"})
             await bob.call_tool("remember", {"text": "bob's plan"})
-            texts["alice"] = (await alice.call_tool("recall", {})).content[0].text
-            texts["bob"] = (await bob.call_tool("recall", {})).content[0].text
-            a_pid, a_client = (await alice.call_tool("whoami", {})).content[0].text.split()
-            b_pid, b_client = (await bob.call_tool("whoami", {})).content[0].text.split()
+            texts["alice"] = text_of(await alice.call_tool("recall", {}))
+            texts["bob"] = text_of(await bob.call_tool("recall", {}))
+            a_pid, a_client = text_of(await alice.call_tool("whoami", {})).split()
+            b_pid, b_client = text_of(await bob.call_tool("whoami", {})).split()
             # Each instance has a HOME of its own, named after its client.
             assert a_client.startswith("notes@alice-") and b_client.startswith("notes@bob-")
             assert a_pid != b_pid
@@ -442,7 +443,7 @@ async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon
             assert "max_instances" in busy["error"]["message"]
             async with Client(bridge(daemon, "--all", "--client", "alice"), mode="legacy") as merged:
                 again = await merged.call_tool("notes__recall", {})
-                assert again.content[0].text == "alice's secret"
+                assert text_of(again) == "alice's secret"
     assert texts == {"alice": "alice's secret", "bob": "bob's plan"}
     await anyio.to_thread.run_sync(lambda: wait_for(
         lambda: daemon.status("notes")["clients"] == [], 30, what="idle instances stopped"))
@@ -453,7 +454,7 @@ async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon
         async with Client(bridge(daemon, "notes"), mode="legacy") as one, \
                 Client(bridge(daemon, "notes"), mode="legacy") as two:
             await one.call_tool("remember", {"text": "mine"})
-            assert (await two.call_tool("recall", {})).content[0].text == "mine"
+            assert text_of(await two.call_tool("recall", {})) == "mine"
         owners = [c["client"] for c in daemon.status("notes")["clients"] if c["client"] != "(spare)"]
         assert owners == [f"uid:{os.getuid()}"]
         await anyio.to_thread.run_sync(lambda: wait_for(
@@ -462,8 +463,8 @@ async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon
         url = f"http://127.0.0.1:{port}/mcp/notes"
         async with session(url) as one, session(url) as two:
             await one.call_tool("remember", {"text": "one"})
-            assert (await two.call_tool("recall", {})).content[0].text == ""
-            assert (await one.call_tool("recall", {})).content[0].text == "one"
+            assert text_of(await two.call_tool("recall", {})) == ""
+            assert text_of(await one.call_tool("recall", {})) == "one"
     await anyio.to_thread.run_sync(lambda: wait_for(
         lambda: daemon.status("notes")["clients"] == [], 30, what="anonymous instances stopped"))
     state = daemon.workdir / "state"
