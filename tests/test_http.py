@@ -7,6 +7,7 @@ and `@modelcontextprotocol/server-everything` from npm). Both SDK connect modes:
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 from pathlib import Path
@@ -61,7 +62,7 @@ async def start_door(make_daemon: MakeDaemon, servers: str, wait: tuple[str, ...
     port = free_port()
     daemon = make_daemon(http_toml(port, **http_keys) + servers)
     for name in wait:
-        await anyio.to_thread.run_sync(lambda n=name: daemon.wait_state(n, "ready", timeout=60))
+        await anyio.to_thread.run_sync(functools.partial(daemon.wait_state, name, "ready", timeout=60))
     return Door(daemon, port)
 
 
@@ -100,10 +101,10 @@ async def legacy_session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
 async def test_sdk_per_server_and_aggregate(make_daemon: MakeDaemon, mode: str) -> None:
     servers = server_toml("echo", ECHO) + server_toml("other", ECHO, "--era", "legacy")
     door = await start_door(make_daemon, servers, wait=("echo", "other"))
-    progress: list[float] = []
+    reported: list[float] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append(progress)
 
     with anyio.fail_after(60):
         async with Client(door.url("echo"), mode=mode) as client:
@@ -115,7 +116,7 @@ async def test_sdk_per_server_and_aggregate(make_daemon: MakeDaemon, mode: str) 
             assert (await client.call_tool("fail", {})).is_error
             slept = await client.call_tool("sleep", {"seconds": 0.3}, progress_callback=on_progress)
             assert text_of(slept) == "slept"
-            assert progress == [1, 2, 3]
+            assert reported == [1, 2, 3]
             resources = (await client.list_resources()).resources
             assert {str(r.uri) for r in resources} == {"test://hello", "test://info"}
             read = await client.read_resource("test://hello")
@@ -125,18 +126,18 @@ async def test_sdk_per_server_and_aggregate(make_daemon: MakeDaemon, mode: str) 
             got = await client.get_prompt("greet", {"name": "Ada"})
             assert "Ada" in json.dumps(got.model_dump())
 
-        progress.clear()
+        reported.clear()
         async with Client(door.url(), mode=mode) as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
             assert {"echo__echo", "other__echo", "echo__sleep", "other__add"} <= names
             assert text_of(await client.call_tool("other__add", {"a": 1, "b": 2})) == "3"
             assert text_of(await client.call_tool("echo__echo", {"text": "agg"})) == "agg"
             slept = await client.call_tool("other__sleep", {"seconds": 0.3}, progress_callback=on_progress)
-            assert text_of(slept) == "slept" and progress == [1, 2, 3]
+            assert text_of(slept) == "slept" and reported == [1, 2, 3]
             with pytest.raises(MCPError, match="Unknown tool 'nosuch__echo'"):
                 await client.call_tool("nosuch__echo", {"text": "x"})
-            prompts = {p.name for p in (await client.list_prompts()).prompts}
-            assert {"echo__greet", "other__plain"} <= prompts
+            prompt_names = {p.name for p in (await client.list_prompts()).prompts}
+            assert {"echo__greet", "other__plain"} <= prompt_names
             got = await client.get_prompt("other__greet", {"name": "Grace"})
             assert "Grace" in json.dumps(got.model_dump())
             resources = (await client.list_resources()).resources
@@ -159,7 +160,8 @@ async def test_sdk_cancellation_reaches_the_child(make_daemon: MakeDaemon) -> No
 
             async def cancelled_ids() -> list[Any]:
                 text = text_of(await client.call_tool("cancelled", {}))
-                return json.loads(text)
+                ids: list[Any] = json.loads(text)
+                return ids
 
             with anyio.fail_after(10):
                 while not await cancelled_ids():
@@ -180,10 +182,10 @@ def everything_bin() -> Path:
 async def test_server_everything_over_http(make_daemon: MakeDaemon, mode: str) -> None:
     servers = f'[servers.everything]\ncommand = "{everything_bin()}"\nargs = ["stdio"]\n'
     door = await start_door(make_daemon, servers, wait=("everything",))
-    progress: list[float] = []
+    reported: list[float] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append(progress)
 
     with anyio.fail_after(90):
         async with Client(door.url("everything"), mode=mode) as client:
@@ -196,7 +198,7 @@ async def test_server_everything_over_http(make_daemon: MakeDaemon, mode: str) -
             long_op = next(t for t in tools if "long" in t)
             done = await client.call_tool(long_op, {"duration": 1, "steps": 3}, progress_callback=on_progress)
             assert not done.is_error
-            assert progress, "the long-running operation reported no progress"
+            assert reported, "the long-running operation reported no progress"
             prompts = (await client.list_prompts()).prompts
             assert prompts
             resources = (await client.list_resources()).resources
@@ -317,7 +319,8 @@ async def test_client_disconnect_mid_call_cancels_in_the_child(make_daemon: Make
         async def cancelled() -> list[Any]:
             reply = await http.post(url, headers=modern_headers("tools/call", "cancelled"),
                                     json=modern_call(1, "cancelled", {}))
-            return json.loads(reply.json()["result"]["content"][0]["text"])
+            ids: list[Any] = json.loads(reply.json()["result"]["content"][0]["text"])
+            return ids
 
         with anyio.fail_after(10):
             while len(await cancelled()) < 2:

@@ -17,8 +17,10 @@ import httpx
 import mcp_types as types
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.client import ClientRequestContext
+from pydantic import FileUrl
 
-from .conftest import MCPCTL, SERVERS, MakeDaemon, server_toml, wait_for
+from .conftest import MCPCTL, SERVERS, Daemon, MakeDaemon, server_toml, wait_for
 from .sdk import text_of
 from .test_http import ACCEPT, MODERN, free_port
 
@@ -32,26 +34,27 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def start(make_daemon: MakeDaemon, **keys: Any) -> tuple[Any, str]:
+def start(make_daemon: MakeDaemon, **keys: Any) -> tuple[Daemon, str]:
     port = free_port()
     daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("conf", CHILD, **keys))
     daemon.wait_state("conf", "ready")
     return daemon, f"http://127.0.0.1:{port}/mcp/conf"
 
 
-async def elicit(ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-    schema = params.requested_schema or {}
+async def elicit(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+    schema = (params.requested_schema if isinstance(params, types.ElicitRequestFormParams) else None) or {}
     field = next(iter(schema.get("properties") or {"name": None}))
     return types.ElicitResult(action="accept", content={field: f"answer-to-{field}"})
 
 
-async def sample(ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+async def sample(context: ClientRequestContext,
+                 params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
     return types.CreateMessageResult(role="assistant", model="test-model",
                                      content=types.TextContent(type="text", text="Paris"))
 
 
-async def roots(ctx: Any) -> types.ListRootsResult:
-    return types.ListRootsResult(roots=[types.Root(uri="file:///work/project", name="project")])
+async def roots(context: ClientRequestContext) -> types.ListRootsResult:
+    return types.ListRootsResult(roots=[types.Root(uri=FileUrl("file:///work/project"), name="project")])
 
 
 async def test_sdk_client_answers_a_legacy_childs_questions_over_http(make_daemon: MakeDaemon) -> None:
@@ -75,7 +78,9 @@ async def test_sdk_client_answers_a_legacy_childs_questions_over_http(make_daemo
             rounds = await client.call_tool("test_input_required_result_multi_round", {})
             assert text_of(rounds) == "answer-to-name's favorite color is answer-to-color"
             prompt = await client.get_prompt("test_input_required_result_prompt", {})
-            assert prompt.messages[0].content.text == "Use this context: answer-to-context"
+            content = prompt.messages[0].content
+            assert isinstance(content, types.TextContent), content
+            assert content.text == "Use this context: answer-to-context"
 
 
 async def test_sdk_client_answers_a_legacy_childs_questions_through_the_bridge(
@@ -121,7 +126,7 @@ async def test_tampered_and_replayed_request_state_is_refused(make_daemon: MakeD
     completes the call; once used, the same state is refused (its round is over)."""
     _, url = start(make_daemon)
     tool = "test_input_required_result_request_state"
-    caps = {"elicitation": {}}
+    caps: dict[str, Any] = {"elicitation": {}}
     async with httpx.AsyncClient(timeout=30) as http:
         status, first = await call(http, url, tool, caps)
         assert status == 200
@@ -158,7 +163,7 @@ async def test_missing_answers_are_asked_again(make_daemon: MakeDaemon) -> None:
     the rest (not an error), and its state carries the call on."""
     _, url = start(make_daemon)
     tool = "test_input_required_result_multiple_inputs"
-    caps = {"elicitation": {}, "sampling": {}, "roots": {}}
+    caps: dict[str, Any] = {"elicitation": {}, "sampling": {}, "roots": {}}
     async with httpx.AsyncClient(timeout=30) as http:
         _, first = await call(http, url, tool, caps)
         asked = first["result"]["inputRequests"]

@@ -75,6 +75,11 @@ class Proc:
                 self._stderr_cond.notify_all()
         self.stderr = b"".join(self._stderr_lines)
 
+    def close_stdin(self) -> None:
+        """EOF on the server's stdin."""
+        assert self.p.stdin is not None
+        self.p.stdin.close()
+
     def wait_stderr(self, needle: bytes, timeout: float = TIMEOUT) -> None:
         with self._stderr_cond:
             ok = self._stderr_cond.wait_for(
@@ -337,7 +342,7 @@ def test_notify_log_stderr(spawn: Spawn) -> None:
     assert seen[0]["params"]["level"] == "info"
     assert seen[0]["params"]["data"] == "hello log"
     assert s.tool("stderr", {"text": "to-stderr", "lines": 3})["result"]["isError"] is False
-    s.p.stdin.close()
+    s.close_stdin()
     assert s.wait_exit() == 0
     assert s.stderr.count(b"to-stderr\n") == 3
 
@@ -461,7 +466,7 @@ def test_chaos_exit_code_pidfile_and_crash_on_start(spawn: Spawn, tmp_path: Path
     s = spawn(CHAOS, "--exit-code", "1", "--pidfile", str(pidfile))
     s.initialize()
     assert pidfile.read_text().strip() == str(s.p.pid)
-    s.p.stdin.close()
+    s.close_stdin()
     assert s.wait_exit() == 1
     marker = tmp_path / "broken"
     marker.touch()
@@ -483,7 +488,7 @@ def test_chaos_hang_tools(spawn: Spawn) -> None:
 def test_chaos_ignore_eof(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--ignore-eof")
     s.initialize()
-    s.p.stdin.close()
+    s.close_stdin()
     s.wait_stderr(b"ignoring EOF")
     assert s.p.poll() is None
     s.p.send_signal(signal.SIGTERM)
@@ -534,14 +539,16 @@ def test_chaos_grandchild(spawn: Spawn) -> None:
 async def test_official_sdk_client(mode: str) -> None:
     import mcp_types as types
     from mcp import Client, StdioServerParameters
+    from mcp.client import ClientRequestContext
+    from pydantic import FileUrl
 
-    async def list_roots(ctx: Any) -> types.ListRootsResult:
-        return types.ListRootsResult(roots=[types.Root(uri="file:///tmp/x", name="x")])
+    async def list_roots(context: ClientRequestContext) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri=FileUrl("file:///tmp/x"), name="x")])
 
-    progress: list[float] = []
+    reported: list[float] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append(progress)
 
     params = StdioServerParameters(command=sys.executable, args=[str(ECHO), "--page-size", "5"])
     async with Client(params, mode=mode, list_roots_callback=list_roots) as c:
@@ -575,7 +582,7 @@ async def test_official_sdk_client(mode: str) -> None:
         assert orjson.loads(text_of(r)) == {"roots": [{"uri": "file:///tmp/x", "name": "x"}]}
         r = await c.call_tool("sleep", {"seconds": 0.1}, progress_callback=on_progress)
         assert text_of(r) == "slept"
-        assert progress == [1, 2, 3]
+        assert reported == [1, 2, 3]
 
 
 def test_chaos_hang_after(spawn: Spawn) -> None:
@@ -583,7 +590,7 @@ def test_chaos_hang_after(spawn: Spawn) -> None:
     s.initialize()
     assert s.tool("echo", {"text": "last"})["result"]["content"][0]["text"] == "last"
     s.request("ping")
-    s.p.stdin.close()  # it keeps reading stdin while hung: EOF still ends it, without an answer
+    s.close_stdin()  # it keeps reading stdin while hung: EOF still ends it, without an answer
     assert s.wait_exit() == 0
     assert s.messages.get(timeout=TIMEOUT) is None
 
