@@ -90,7 +90,7 @@ def alive_pids(pids: set[int]) -> set[int]:
     return found
 
 
-def _all_gone(pids: set[int]) -> bool:
+def none_alive(pids: set[int]) -> bool:
     return not alive_pids(pids)
 
 
@@ -130,13 +130,17 @@ class Daemon:
             stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
             env=self.env, cwd=self.workdir, preexec_fn=self._limits if self.nofile else None)
         if wait:
-            wait_for(lambda: self.socket.exists() and self._answers(), 20, what="daemon socket")
+            wait_for(self.socket_answers, 20, what="daemon socket")
         return self
 
     def _limits(self) -> None:
         import resource
         assert self.nofile is not None
         resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
+
+    def socket_answers(self) -> bool:
+        """The control socket is there and answers (a daemon that exited instead fails the test)."""
+        return self.socket.exists() and self._answers()
 
     def _answers(self) -> bool:
         try:
@@ -277,7 +281,7 @@ def make_daemon(workdir: Path) -> Iterator[MakeDaemon]:
         daemon.seen_pids |= daemon.descendants()
         daemon.stop()
         try:
-            wait_for(functools.partial(_all_gone, daemon.seen_pids), 10, what="children to exit")
+            wait_for(functools.partial(none_alive, daemon.seen_pids), 10, what="children to exit")
         except AssertionError:
             left = daemon.kill_leftovers()
             problems.append(f"processes left behind: {sorted(left)}")

@@ -290,7 +290,9 @@ def test_redis_killed_mid_run_then_back(make_daemon: MakeDaemon, redis_server: R
         wait_for(recovered, 20, 0.1, what="the daemon to use Redis again")
         wait_for(lambda: cache_status(daemon)["redis"]["breaker"] == "closed", 5, what="breaker closed")
         key = next(iter(client.scan_iter(match="mcps:echo:*")))
-        assert orjson.loads(client.get(key))["content"][0]["text"].startswith("up")
+        stored = client.get(key)
+        assert isinstance(stored, bytes), stored
+        assert orjson.loads(stored)["content"][0]["text"].startswith("up")
 
 
 def test_redis_slower_than_the_timeout(make_daemon: MakeDaemon, redis_server: RedisServer) -> None:

@@ -10,6 +10,7 @@ node, as they must be for the nodes to share cached results.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -27,7 +28,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from .conftest import ECHO, PY, REPO, Daemon, alive_pids, daemon_env, wait_for
+from .conftest import ECHO, PY, REPO, Daemon, daemon_env, none_alive, wait_for
 from .redis_server import RedisServer, free_port
 from .sdk import text_of
 
@@ -150,7 +151,7 @@ def cluster() -> Iterator[Cluster]:
             daemons[name] = Daemon(workdir / name, fleet(name, ports[name], redis.url),
                                    daemon_env(workdir / name)).start(wait=False)
         for daemon in daemons.values():
-            wait_for(lambda d=daemon: d.socket.exists() and d._answers(), 30, what="daemon socket")
+            wait_for(daemon.socket_answers, 30, what="daemon socket")
             daemon.wait_state("echo", "ready", timeout=60)
             daemon.wait_state("limited", "ready", timeout=60)
         lb = Haproxy(ports)
@@ -178,7 +179,7 @@ def stop_all(daemons: list[Daemon]) -> None:
     left: set[int] = set()
     for daemon in daemons:
         try:
-            wait_for(lambda d=daemon: not alive_pids(d.seen_pids), 10, what="children to exit")
+            wait_for(functools.partial(none_alive, daemon.seen_pids), 10, what="children to exit")
         except AssertionError:
             left |= daemon.kill_leftovers()
     assert not left, f"processes left behind: {sorted(left)}"
@@ -319,10 +320,10 @@ async def test_rolling_restart_under_load_fails_no_call(cluster: Cluster) -> Non
         for node in NODES:
             daemon = cluster.daemons[node]
             before = load.ok
-            drained = await anyio.to_thread.run_sync(lambda d=daemon: d.ctl("drain", "--json"))
+            drained = await anyio.to_thread.run_sync(functools.partial(daemon.ctl, "drain", "--json"))
             assert drained.returncode == 0, drained.stderr
             assert daemon.proc is not None
-            await anyio.to_thread.run_sync(lambda d=daemon: d.proc.wait(40))  # type: ignore[union-attr]
+            await anyio.to_thread.run_sync(daemon.proc.wait, 40)
             assert daemon.proc.returncode == 0, daemon.log_text()[-2000:]
             daemon.stop()  # closes its log file; the process has exited
             await anyio.to_thread.run_sync(daemon.start)

@@ -34,8 +34,11 @@ def test_every_node_is_listed_with_its_servers_and_leaves_when_it_stops(
     b = make_daemon(cluster_toml("b", redis_server.url), subdir="b")
     a.wait_state("echo", "ready")
     b.wait_state("echo", "ready")
-    nodes = wait_for(lambda: (n := listed(a)) and all(e["ready"] == 1 for e in n) and len(n) == 2 and n,
-                     10, what="both nodes ready in the registry")
+    def both_ready() -> list[dict[str, Any]] | None:
+        found = listed(a)
+        return found if len(found) == 2 and all(e["ready"] == 1 for e in found) else None
+
+    nodes = wait_for(both_ready, 10, what="both nodes ready in the registry")
     assert [n["node"] for n in nodes] == ["a", "b"]
     assert nodes[1]["servers"] == {"echo": "ready"} and nodes[1]["draining"] is False
     text = a.ctl("status", "--cluster").stdout

@@ -270,7 +270,7 @@ def test_a_child_that_stops_reading_makes_admission_say_busy_before_its_stdin_bo
         for index in range(8):
             session.send({"jsonrpc": "2.0", "id": index, "method": "tools/call",
                           "params": {"name": "echo", "arguments": {"text": text}}})
-        busy = []
+        busy: list[dict[str, Any]] = []
         while len(busy) < 1:
             reply = session.response()
             if reply.get("error", {}).get("code") == -32000:

@@ -501,8 +501,11 @@ def test_logs_shows_child_stderr(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
     daemon.ctl("call", "echo", "stderr", '{"text": "hello from stderr", "lines": 2}')
-    logs = wait_for(lambda: (r := daemon.ctl("logs", "echo", "-n", "50")).stdout.count("hello from stderr")
-                    >= 2 and r, 10, what="stderr lines")
+    def both_lines() -> subprocess.CompletedProcess[str] | None:
+        shown = daemon.ctl("logs", "echo", "-n", "50")
+        return shown if shown.stdout.count("hello from stderr") >= 2 else None
+
+    logs = wait_for(both_lines, 10, what="stderr lines")
     assert logs.returncode == 0
 
 

@@ -23,7 +23,11 @@ def test_child_stderr_levels_reach_logs_events_and_the_daemon_log(make_daemon: M
     assert levels["[error] the disk is on fire"] == "error"
     assert levels["WARNING:app:low on tea"] == "warning"
     assert levels["plain chatter"] == "info"
-    log = wait_for(lambda: "plain chatter" in (t := daemon.log_text()) and t, 10, what="daemon log")
+    def log_with_chatter() -> str | None:
+        text = daemon.log_text()
+        return text if "plain chatter" in text else None
+
+    log = wait_for(log_with_chatter, 10, what="daemon log")
     assert re.search(r" ERROR mcp_supervisor\.child: echo: \[error\] the disk is on fire", log)
     assert re.search(r" WARNING mcp_supervisor\.child: echo: WARNING:app:low on tea", log)
     assert re.search(r" INFO mcp_supervisor\.child: echo: plain chatter", log)

@@ -74,7 +74,7 @@ def replaced(daemon: Daemon, name: str, old_pid: int, timeout: float = 20) -> di
     def check() -> dict[str, Any] | None:
         s = daemon.status(name)
         return s if s["state"] == "ready" and s["pid"] not in (None, old_pid) else None
-    return wait_for(check, timeout, what=f"{name} replaced")  # type: ignore[no-any-return]
+    return wait_for(check, timeout, what=f"{name} replaced")
 
 
 # ---- hang detection ---------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -31,7 +30,7 @@ from supervisor.ops.service_units import render
 from supervisor.policy.counters import RequestStats
 from supervisor.telemetry.logs import REDACT, ChildLogFiles, JournalFormatter, stderr_is_journal
 
-from .conftest import CHAOS, ECHO, MCPCTL, REPO, MakeDaemon, daemon_env, server_toml, wait_for
+from .conftest import CHAOS, ECHO, MCPCTL, REPO, Daemon, MakeDaemon, daemon_env, server_toml, wait_for
 
 
 class NotifyListener:
@@ -63,7 +62,7 @@ class NotifyListener:
     def wait(self, line: str, after: float = 0.0, timeout: float = 20.0) -> tuple[float, str]:
         found = wait_for(lambda: [(t, m) for t, m in self.with_line(line) if t >= after], timeout,
                          what=f"{line!r} on NOTIFY_SOCKET (got {[m for _, m in self.messages][-5:]})")
-        return found[0]  # type: ignore[no-any-return]
+        return found[0]
 
     def close(self) -> None:
         self._closed = True
@@ -71,18 +70,28 @@ class NotifyListener:
         self.sock.close()
 
 
-def scrape(daemon: Any) -> dict[str, Any]:
+Samples = dict[str, dict[frozenset[tuple[str, str]], float]]
+
+
+def scrape(daemon: Daemon) -> Samples:
     """{sample name: {frozenset(labels.items()): value}} from a real scrape."""
     text = daemon.rpc("supervisor/metrics")["text"]
-    samples: dict[str, Any] = {}
+    samples: Samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples.setdefault(sample.name, {})[frozenset(sample.labels.items())] = sample.value
     return samples
 
 
-def value(samples: dict[str, Any], name: str, **labels: str) -> float | None:
-    return samples.get(name, {}).get(frozenset(labels.items()))  # type: ignore[no-any-return]
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get(name, {}).get(frozenset(labels.items()))
+
+
+def measured(samples: Samples, name: str, **labels: str) -> float:
+    """The sample's value, which must be there."""
+    found = value(samples, name, **labels)
+    assert found is not None, f"no sample {name} {labels}"
+    return found
 
 
 # ---- sd_notify -----------------------------------------------------------------------------------
@@ -193,7 +202,7 @@ def test_metrics_after_calls_errors_a_crash_and_a_restart(make_daemon: MakeDaemo
                       if dict(k)["server"] == "echo" and dict(k)["method"] == "tools/call"))
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
     assert buckets[-1] == (float("inf"), 4)
-    assert 0 < value(samples, "mcp_supervisor_request_duration_seconds_sum", **calls) < 10
+    assert 0 < measured(samples, "mcp_supervisor_request_duration_seconds_sum", **calls) < 10
 
     assert value(samples, "mcp_supervisor_restarts_total", server="crashy", reason="crash") == 1
     assert value(samples, "mcp_supervisor_restarts_total", server="echo", reason="manual") == 1
@@ -201,7 +210,7 @@ def test_metrics_after_calls_errors_a_crash_and_a_restart(make_daemon: MakeDaemo
     assert value(samples, "mcp_supervisor_server_state", server="echo", state="starting") == 0
     assert value(samples, "mcp_supervisor_in_flight", server="echo") == 0
     assert value(samples, "mcp_supervisor_queue_depth", server="echo") == 0
-    assert value(samples, "mcp_supervisor_memory_bytes", server="echo") > 1_000_000
+    assert measured(samples, "mcp_supervisor_memory_bytes", server="echo") > 1_000_000
     assert value(samples, "mcp_supervisor_memory_limit_bytes", server="echo") == 512 * 2**20
     assert value(samples, "mcp_supervisor_memory_limit_bytes", server="crashy") is None
     assert value(samples, "mcp_supervisor_cache_requests_total", backend="memory", result="hit") is not None
@@ -243,7 +252,9 @@ def test_logs_follow_prints_lines_written_after_it_started_and_files_keep_them(
     follow = subprocess.Popen([MCPCTL, "--socket", str(daemon.socket), "logs", "echo", "-n", "5", "-f"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=daemon.env)
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(follow.stdout.readline, "")), daemon=True)
+    out = follow.stdout
+    assert out is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(out.readline, "")), daemon=True)
     reader.start()
     try:
         # The recent lines arrive in the same reply as the subscription: after this, it follows.
@@ -300,7 +311,11 @@ def test_secrets_never_reach_logs_status_or_the_daemon_log(make_daemon: MakeDaem
     got = daemon.ctl("call", "leaky", "env", '{"name": "GITHUB_TOKEN"}')
     assert json.loads(got.stdout)["content"][0]["text"] == in_env
 
-    logs = wait_for(lambda: (r := daemon.ctl("logs", "leaky")).stdout.count("***") >= 3 and r.stdout, 10)
+    def redacted_logs() -> str | None:
+        shown = daemon.ctl("logs", "leaky").stdout
+        return shown if shown.count("***") >= 3 else None
+
+    logs = wait_for(redacted_logs, 10)
     assert "stderr says ***" in logs and "not-a-secret-value" not in logs
     events.settimeout(5)
     stream = b""

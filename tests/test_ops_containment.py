@@ -22,6 +22,7 @@ def test_second_serve_refuses_with_the_first_pid_even_without_the_socket_file(
     refuses it, naming the first daemon's pid, and the first daemon's children live on."""
     daemon = make_daemon(server_toml("echo"))
     child = daemon.wait_state("echo", "ready")["pid"]
+    assert daemon.proc is not None
     daemon.socket.unlink()
     second = subprocess.run(
         [MCPCTL, "--config", str(daemon.config), "--socket", str(daemon.socket), "serve"],
@@ -36,6 +37,7 @@ def test_a_regular_file_at_the_socket_path_is_refused_not_deleted(make_daemon: M
     daemon = make_daemon(server_toml("echo"), start=False)
     daemon.socket.write_text("my notes\n")
     daemon.start(wait=False)
+    assert daemon.proc is not None
     assert daemon.proc.wait(30) == 1
     assert "is a file, not a socket" in daemon.log_text()
     assert daemon.socket.read_text() == "my notes\n"
@@ -55,7 +57,7 @@ def test_an_uncreatable_log_directory_only_costs_the_log_files(make_daemon: Make
     wait_for(lambda: "cannot create the log directory" in daemon.log_text(), 10, what="the warning")
     again = daemon.ctl("call", "echo", "echo", json.dumps({"text": "alive"}))
     assert again.returncode == 0 and "alive" in again.stdout
-    assert daemon.proc.poll() is None
+    assert daemon.proc is not None and daemon.proc.poll() is None
     logs = daemon.ctl("logs", "echo")
     assert "to the log" in logs.stdout  # the in-memory ring still has them
     assert daemon.log_text().count("cannot create the log directory") == 1

@@ -24,6 +24,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from .conftest import ECHO, REPO, Daemon, MakeDaemon, server_toml
+from .sdk import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -52,7 +53,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def fleet(make_daemon: MakeDaemon):
+def fleet(make_daemon: MakeDaemon) -> Daemon:
     port = free_port()
     daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("echo")
                          + server_toml("other", ECHO, "--era", "legacy"))
@@ -65,11 +66,13 @@ def snippet(daemon: Daemon, *args: str) -> dict[str, Any]:
     """The entry `mcpctl config-snippet` prints, run as the user would (their own shell)."""
     proc = daemon.ctl("config-snippet", *args)
     assert proc.returncode == 0, proc.stderr
+    entry: dict[str, Any]
     [entry] = json.loads(proc.stdout)["mcpServers"].values()
-    return entry  # type: ignore[no-any-return]
+    return entry
 
 
-TARGETS = [  # (config-snippet args, tool, arguments, expected text)
+TARGETS: list[tuple[tuple[str, ...], str, dict[str, Any], str]] = [
+    # (config-snippet args, tool, arguments, expected text)
     (("echo",), "echo", {"text": "hi from a client"}, "hi from a client"),
     (("--all",), "other__add", {"a": 2, "b": 40}, "42"),
     (("echo", "--http"), "echo", {"text": "over http"}, "over http"),
@@ -106,7 +109,7 @@ async def test_python_sdk_with_its_default_environment(fleet: Daemon,
                     result = await session.call_tool(tool, arguments)
         assert tool in names, entry
         assert not result.is_error, entry
-        assert result.content[0].text == expected, entry
+        assert text_of(result) == expected, entry
 
 
 def node() -> str:

@@ -16,7 +16,7 @@ def pids(daemon: Daemon) -> dict[str, int]:
     return {s["name"]: s["pid"] for s in daemon.status()["servers"]}
 
 
-def wait_all_ready(daemon: Daemon, names: str) -> dict[str, int]:
+def wait_all_ready(daemon: Daemon, names: list[str]) -> dict[str, int]:
     for name in names:
         daemon.wait_state(name, "ready")
     return pids(daemon)

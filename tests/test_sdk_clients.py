@@ -105,7 +105,7 @@ async def test_real_third_party_server_everything(make_daemon: MakeDaemon, mode:
 async def test_connect_all_is_the_aggregate(make_daemon: MakeDaemon, mode: str) -> None:
     daemon = make_daemon(server_toml("echo", ECHO) + server_toml("other", ECHO, "--era", "legacy"))
     for name in ("echo", "other"):
-        await anyio.to_thread.run_sync(lambda n=name: daemon.wait_state(n, "ready"))
+        await anyio.to_thread.run_sync(daemon.wait_state, name, "ready")
     params = StdioServerParameters(command=MCPCTL, args=["--socket", str(daemon.socket), "connect", "--all"],
                                    env=daemon.env)
     with anyio.fail_after(60):

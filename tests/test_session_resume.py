@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import httpx
+import httpx2
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -105,13 +106,14 @@ async def test_the_official_sdk_keeps_its_session_across_nodes(make_daemon: Make
     a, b = node(make_daemon, "a"), node(make_daemon, "b")
     seen: list[str] = []
 
-    async def to_b(request: httpx.Request) -> None:
+    # The SDK's own HTTP client library (httpx2), as streamable_http_client takes it.
+    async def to_b(request: httpx2.Request) -> None:
         if request.headers.get("mcp-session-id"):
-            request.url = httpx.URL(b)
+            request.url = httpx2.URL(b)
             seen.append(str(request.url))
 
     with anyio.fail_after(60):
-        async with httpx.AsyncClient(timeout=30, event_hooks={"request": [to_b]}) as http, \
+        async with httpx2.AsyncClient(timeout=30, event_hooks={"request": [to_b]}) as http, \
                 streamable_http_client(a, http_client=http) as (read, write), \
                 ClientSession(read, write) as session:
             await session.initialize()

@@ -7,9 +7,10 @@ NAME`), and the bridge onto the aggregate (`mcpctl connect --all [--client NAME]
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import anyio
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 
-from .conftest import ECHO, MCPCTL, SERVERS, MakeDaemon, alive_pids, server_toml, wait_for
+from .conftest import ECHO, MCPCTL, SERVERS, Daemon, MakeDaemon, alive_pids, server_toml, wait_for
 from .mcp_raw import RawSession
 from .sdk import text_of
 from .test_http import free_port, http_toml
@@ -44,17 +45,17 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def bridge(daemon: Any, *args: str) -> StdioServerParameters:
+def bridge(daemon: Daemon, *args: str) -> StdioServerParameters:
     return StdioServerParameters(command=MCPCTL, args=["--socket", str(daemon.socket), "connect", *args],
                                  env=daemon.env)
 
 
-async def ready(daemon: Any, *names: str) -> None:
+async def ready(daemon: Daemon, *names: str) -> None:
     for name in names:
-        await anyio.to_thread.run_sync(lambda n=name: daemon.wait_state(n, "ready", timeout=60))
+        await anyio.to_thread.run_sync(functools.partial(daemon.wait_state, name, "ready", timeout=60))
 
 
-def doors(daemon: Any, port: int, server: str) -> dict[str, Any]:
+def doors(daemon: Daemon, port: int, server: str) -> dict[str, Any]:
     """The per-server doors (HTTP and bridge) and the aggregate doors (HTTP and bridge)."""
     base = f"http://127.0.0.1:{port}/mcp"
     return {"http": f"{base}/{server}", "bridge": bridge(daemon, server),
@@ -67,7 +68,7 @@ async def session(target: Any) -> AsyncIterator[Client]:
         yield client
 
 
-async def refused(call: Callable[[], Any], *words: str) -> MCPError:
+async def refused(call: Callable[[], Awaitable[object]], *words: str) -> MCPError:
     with pytest.raises(MCPError) as caught:
         await call()
     assert caught.value.code == -32602, caught.value
@@ -92,13 +93,13 @@ async def test_server_policy_applies_through_every_door(make_daemon: MakeDaemon)
                 assert tools[f"{p}add"].description == "Adds two numbers (described by fleet.toml)"
                 said = await client.call_tool(f"{p}say", {"text": f"via {door}"})
                 assert text_of(said) == f"via {door}"
-                await refused(lambda p=p: client.call_tool(f"{p}delete_all", {}),
+                await refused(functools.partial(client.call_tool, f"{p}delete_all", {}),
                               "servers.echo.tools.deny", "delete_*")
-                await refused(lambda p=p: client.call_tool(f"{p}echo", {"text": "x"}),
+                await refused(functools.partial(client.call_tool, f"{p}echo", {"text": "x"}),
                               "renamed to 'say'")
                 prompts = {x.name for x in (await client.list_prompts()).prompts}
                 assert prompts == {f"{p}greet"}, door
-                await refused(lambda p=p: client.get_prompt(f"{p}plain"), "servers.echo.prompts.deny")
+                await refused(functools.partial(client.get_prompt, f"{p}plain"), "servers.echo.prompts.deny")
                 uris = {str(r.uri) for r in (await client.list_resources()).resources}
                 assert uris == {"test://hello"}, door
                 await refused(lambda: client.read_resource("test://info"), "servers.echo.resources.deny")
@@ -254,19 +255,20 @@ async def test_client_views_through_every_door(make_daemon: MakeDaemon) -> None:
                 names = {t.name for t in (await client.list_tools()).tools}
                 assert names == {"echo__echo", "echo__add"}, door
                 assert text_of(await client.call_tool("echo__add", {"a": 1, "b": 1})) == "2"
-                await refused(lambda c=client: c.call_tool("echo__pid", {}), "clients.narrow.tools")
-                await refused(lambda c=client: c.call_tool("other__echo", {"text": "x"}), "clients.narrow")
+                await refused(functools.partial(client.call_tool, "echo__pid", {}), "clients.narrow.tools")
+                await refused(functools.partial(client.call_tool, "other__echo", {"text": "x"}),
+                              "clients.narrow")
                 prompts = {p.name for p in (await client.list_prompts()).prompts}
                 assert prompts == {"echo__greet", "echo__plain"}, door
-                await refused(lambda c=client: c.get_prompt("other__plain"), "clients.narrow.servers")
-                await refused(lambda c=client: c.read_resource("other__test://hello"),
+                await refused(functools.partial(client.get_prompt, "other__plain"), "clients.narrow.servers")
+                await refused(functools.partial(client.read_resource, "other__test://hello"),
                               "clients.narrow.servers")
         per_server = (("http", as_client(f"{base}/echo", "narrow-token")), ("bridge", bridged("echo")))
         for door, opened in per_server:
             async with opened as client:
                 names = {t.name for t in (await client.list_tools()).tools}
                 assert names == {"echo", "add"}, door
-                await refused(lambda c=client: c.call_tool("pid", {}), "clients.narrow.tools")
+                await refused(functools.partial(client.call_tool, "pid", {}), "clients.narrow.tools")
         async with as_client(base, "wide-token") as client:
             assert "other__pid" in {t.name for t in (await client.list_tools()).tools}
         async with Client(bridge(daemon, "--all"), mode="legacy") as client:
@@ -455,8 +457,8 @@ async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon
                 Client(bridge(daemon, "notes"), mode="legacy") as two:
             await one.call_tool("remember", {"text": "mine"})
             assert text_of(await two.call_tool("recall", {})) == "mine"
-        owners = [c["client"] for c in daemon.status("notes")["clients"] if c["client"] != "(spare)"]
-        assert owners == [f"uid:{os.getuid()}"]
+        local = [c["client"] for c in daemon.status("notes")["clients"] if c["client"] != "(spare)"]
+        assert local == [f"uid:{os.getuid()}"]
         await anyio.to_thread.run_sync(lambda: wait_for(
             lambda: daemon.status("notes")["clients"] == [], 30, what="the uid instance stopped"))
         # Anonymous HTTP sessions (no token) are each a client of their own.

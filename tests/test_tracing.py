@@ -113,8 +113,11 @@ def test_a_trace_runs_from_the_client_through_the_daemon_into_the_child(
     child_meta = meta_seen_by_child(reply)
     version, trace_id, parent_of_child, flags = child_meta["traceparent"].split("-")
     assert (version, trace_id, flags) == ("00", TRACE_ID, "01")
-    spans = wait_for(lambda: len(found := collector.of_trace(TRACE_ID)) >= 2 and found, 15,
-                     what="both spans exported")
+    def both_spans() -> list[dict[str, Any]] | None:
+        found = collector.of_trace(TRACE_ID)
+        return found if len(found) >= 2 else None
+
+    spans = wait_for(both_spans, 15, what="both spans exported")
     request = next(s for s in spans if s["kind"] == SERVER_KIND)
     child = next(s for s in spans if s["kind"] == CLIENT_KIND)
     assert request["parent"] == CLIENT_SPAN

@@ -201,7 +201,7 @@ def test_filter_matches_name_state_or_reason() -> None:
 
 
 def test_sorts() -> None:
-    servers = [{"name": "b", "state": "ready", "memory_bytes": 5, "restarts": 1},
+    servers: list[dict[str, Any]] = [{"name": "b", "state": "ready", "memory_bytes": 5, "restarts": 1},
                {"name": "a", "state": "failed", "memory_bytes": None, "restarts": 3},
                {"name": "c", "state": "unavailable", "memory_bytes": 9, "restarts": 0}]  # fmt: skip
 
