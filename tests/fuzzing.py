@@ -378,9 +378,9 @@ class FuzzFleet:
             if line is None:
                 self._close_witness()
                 raise AssertionError(f"the bystander session lost its answer to {message['id']!r}")
-            reply = orjson.loads(line)
+            reply: Message = orjson.loads(line)
             if reply.get("id") == message["id"] and "method" not in reply:
-                return reply  # type: ignore[no-any-return]
+                return reply
             assert "method" in reply, f"the bystander session got someone else's answer: {line[:200]!r}"
 
     def _close_witness(self) -> None:
@@ -485,7 +485,8 @@ class FuzzFleet:
                 line = self._driver_reader.next(time.monotonic() + 10)
                 if line is None:
                     raise OSError("the hostile child closed its driver socket")
-                return orjson.loads(line)  # type: ignore[no-any-return]
+                acknowledged: dict[str, Any] = orjson.loads(line)
+                return acknowledged
             except OSError:
                 self._close_driver()
                 if attempt:

@@ -75,7 +75,8 @@ def servers(path: Path, table: tuple[str, ...]) -> dict[str, dict[str, object]]:
     node = json.loads(strip_jsonc(path.read_text()))
     for key in table:
         node = node[key]
-    return node  # type: ignore[no-any-return]
+    found: dict[str, dict[str, object]] = node
+    return found
 
 
 def test_clients_lists_every_config_and_how_each_entry_runs(machine: dict[str, Path]) -> None:

@@ -47,7 +47,8 @@ def _control(path: Path, line: bytes) -> dict[str, Any]:
     sock = connect(path, 10)
     try:
         sock.sendall(line + b"\n")
-        return orjson.loads(read_line(sock, bytearray()))  # type: ignore[no-any-return]
+        reply: dict[str, Any] = orjson.loads(read_line(sock, bytearray()))
+        return reply
     finally:
         sock.close()
 

@@ -306,7 +306,8 @@ def test_connect_hands_its_pipes_to_the_daemon_and_its_death_ends_the_session(
     wait_for(lambda: daemon.status("echo")["in_flight"] == 0, 10, what="slot freed")
     assert bridge.stdout.read() == b""  # the daemon let go of the client's stdout as well
     for stream in (bridge.stdin, bridge.stdout, bridge.stderr):
-        stream.close()  # type: ignore[union-attr]
+        assert stream is not None
+        stream.close()
 
 
 def test_connect_exits_0_when_the_client_closes_stdin(make_daemon: MakeDaemon) -> None:

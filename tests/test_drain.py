@@ -89,7 +89,8 @@ async def test_drain_finishes_calls_in_flight_refuses_new_sessions_then_exits(
         assert answers[0].status_code == 200
         assert answers[0].json()["result"]["content"][0]["text"] == "slept"
     assert daemon.proc is not None
-    assert await anyio.to_thread.run_sync(lambda: daemon.proc.wait(30)) == 0  # type: ignore[union-attr]
+    assert daemon.proc is not None
+    assert await anyio.to_thread.run_sync(daemon.proc.wait, 30) == 0
     assert "drain: no call in flight" in daemon.log_text()
 
 
@@ -122,6 +123,7 @@ async def test_a_second_sigint_cuts_the_drain_short(make_daemon: MakeDaemon) -> 
         assert daemon.proc.poll() is None
         daemon.proc.send_signal(signal.SIGINT)
         with anyio.fail_after(20):
-            assert await anyio.to_thread.run_sync(lambda: daemon.proc.wait(20)) == 0  # type: ignore[union-attr]
+            assert daemon.proc is not None
+            assert await anyio.to_thread.run_sync(daemon.proc.wait, 20) == 0
     assert "SIGINT while draining: stopping now" in daemon.log_text()
     assert answers and "result" not in (answers[0].json() if answers[0].content else {})

@@ -123,7 +123,9 @@ def test_sd_notify_ready_after_servers_settle_watchdog_reload_and_stopping(make_
         reloaded = daemon.ctl("reload")
         assert reloaded.returncode == 0, reloaded.stderr
         t_reloading, reloading = listener.wait("RELOADING=1", after=before)
-        usec = int(re.search(r"MONOTONIC_USEC=(\d+)", reloading).group(1))  # type: ignore[union-attr]
+        stamp = re.search(r"MONOTONIC_USEC=(\d+)", reloading)
+        assert stamp is not None, reloading
+        usec = int(stamp.group(1))
         assert abs(usec / 1e6 - time.clock_gettime(time.CLOCK_MONOTONIC)) < 30
         listener.wait("READY=1", after=t_reloading)
 
@@ -266,8 +268,9 @@ def test_logs_follow_prints_lines_written_after_it_started_and_files_keep_them(
     finally:
         follow.terminate()
         follow.wait(5)
-        follow.stdout.close()  # type: ignore[union-attr]
-        follow.stderr.close()  # type: ignore[union-attr]
+        out.close()
+        assert follow.stderr is not None
+        follow.stderr.close()
 
     unknown = daemon.ctl("logs", "nope", "-f")
     assert unknown.returncode == 2 and "no server named 'nope'" in unknown.stderr

@@ -114,7 +114,8 @@ class Proc:
             raise AssertionError(f"stdout closed; rc={self.p.poll()}")
         return msg
 
-    def wait_for(self, rid: Any, timeout: float = TIMEOUT, seen: list[dict[str, Any]] | None = None) -> Any:
+    def wait_for(self, rid: Any, timeout: float = TIMEOUT,
+                 seen: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Messages until the response to `rid`; the ones before it go to `seen`."""
         deadline = time.monotonic() + timeout
         while True:
@@ -125,7 +126,7 @@ class Proc:
                 seen.append(msg)
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self.wait_for(self.request(method, params))  # type: ignore[no-any-return]
+        return self.wait_for(self.request(method, params))
 
     def tool(self, name: str, args: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
         return self.call("tools/call", {"name": name, "arguments": args or {}, **extra})
@@ -645,7 +646,8 @@ def test_hostile_server_writes_what_it_is_told_and_answers_as_told(spawn: Spawn,
 
     def command(cmd: dict[str, Any]) -> dict[str, Any]:
         sock.sendall(orjson.dumps(cmd) + b"\n")
-        return orjson.loads(replies.readline())  # type: ignore[no-any-return]
+        reply: dict[str, Any] = orjson.loads(replies.readline())
+        return reply
 
     assert command({"write": 'not json\n{"jsonrpc":"2.0","id":{"odd":1},"result":[1]}\n'}) == {"ok": True}
     assert p.recv() == {"jsonrpc": "2.0", "id": {"odd": 1}, "result": [1]}
