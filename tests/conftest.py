@@ -159,13 +159,14 @@ class Daemon:
     def rpc(self, method: str, params: dict[str, Any] | None = None, timeout: float = 30) -> Any:
         return call(self.socket, method, params, timeout)
 
-    def status(self, name: str | None = None) -> Any:
-        result = self.rpc("supervisor/status")
+    def status(self, name: str | None = None) -> dict[str, Any]:
+        """`supervisor/status`, or the entry of server `name` in it (KeyError while it has none)."""
+        result: dict[str, Any] = self.rpc("supervisor/status")
         for server in result["servers"]:
             self.seen_pids.update(server.get("pids") or [])
         if name is None:
             return result
-        found = [s for s in result["servers"] if s["name"] == name]
+        found: list[dict[str, Any]] = [s for s in result["servers"] if s["name"] == name]
         if not found:
             raise KeyError(f"no server {name!r} in status (yet)")
         return found[0]

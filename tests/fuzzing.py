@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import itertools
 import os
 import select
@@ -36,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import orjson
@@ -66,7 +67,7 @@ class DaemonDown(AssertionError):
 class LineReader:
     """Newline-delimited JSON from a socket or pipe fd, with deadlines."""
 
-    def __init__(self, fd: int, recv: Any) -> None:
+    def __init__(self, fd: int, recv: Callable[[], bytes]) -> None:
         self.fd = fd
         self.recv = recv
         self.buffer = bytearray()
@@ -325,7 +326,7 @@ class FuzzFleet:
             return False
         return True
 
-    def _check_serving(self, status: Any) -> None:
+    def _check_serving(self, status: dict[str, Any]) -> None:
         assert {s["name"] for s in status["servers"]} >= {"bystander", "target", "hostile"}
         self._check_witness()
         nonce = f"control-{next(self._ids)}"
@@ -479,7 +480,7 @@ class FuzzFleet:
                     self._driver.settimeout(10)
                     self._driver.connect(str(self.inject_path))
                     driver = self._driver
-                    self._driver_reader = LineReader(driver.fileno(), lambda d=driver: d.recv(1 << 16))
+                    self._driver_reader = LineReader(driver.fileno(), functools.partial(driver.recv, 1 << 16))
                 assert self._driver_reader is not None
                 self._driver.sendall(orjson.dumps(command) + b"\n")
                 line = self._driver_reader.next(time.monotonic() + 10)
@@ -500,7 +501,7 @@ class FuzzFleet:
         self._driver = self._driver_reader = None
 
 
-def _write_all(pipe: Any, data: bytes) -> None:
+def _write_all(pipe: IO[bytes], data: bytes) -> None:
     with contextlib.suppress(OSError, ValueError):
         pipe.write(data)
         pipe.flush()

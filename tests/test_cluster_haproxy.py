@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +270,9 @@ class Load:
         self.misrouted = 0
         self.stop = anyio.Event()
 
+    def answered(self, count: int) -> bool:
+        return self.ok >= count
+
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=30) as http, anyio.create_task_group() as tg:
             for worker in range(self.workers):
@@ -303,7 +306,7 @@ class Load:
         self.failed_started.append(started)
 
 
-async def wait_until(predicate: Any, timeout: float, what: str) -> None:
+async def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
     with anyio.fail_after(timeout):
         while not await anyio.to_thread.run_sync(predicate):
             await anyio.sleep(0.05)
@@ -327,8 +330,8 @@ async def test_rolling_restart_under_load_fails_no_call(cluster: Cluster) -> Non
             assert daemon.proc.returncode == 0, daemon.log_text()[-2000:]
             daemon.stop()  # closes its log file; the process has exited
             await anyio.to_thread.run_sync(daemon.start)
-            await wait_until(lambda n=node: cluster.healthy(n), 60, f"{node} healthy again")
-            await wait_until(lambda b=before: load.ok >= b + 30, 30, "calls to go on")
+            await wait_until(functools.partial(cluster.healthy, node), 60, f"{node} healthy again")
+            await wait_until(functools.partial(load.answered, before + 30), 30, "calls to go on")
         load.stop.set()
     assert load.failed == [], load.failed[:5]
     assert load.misrouted == 0

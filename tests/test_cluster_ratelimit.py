@@ -12,7 +12,7 @@ import pytest
 
 from supervisor.client.control import call
 
-from .conftest import ECHO, MakeDaemon, server_toml, wait_for
+from .conftest import ECHO, Daemon, MakeDaemon, server_toml, wait_for
 from .redis_server import RedisServer
 from .test_http import free_port, http_toml, modern_call, modern_headers
 
@@ -26,7 +26,7 @@ def redis_server() -> Iterator[RedisServer]:
     server.cleanup()
 
 
-def node(make_daemon: MakeDaemon, name: str, url: str, port: int) -> Any:
+def node(make_daemon: MakeDaemon, name: str, url: str, port: int) -> Daemon:
     # A generous timeout: a loaded box must not make a node fall back to its own bucket here.
     text = (f'[cluster]\nnode = "{name}"\nurl = "{url}"\nrate_limit_timeout = "2s"\n' + http_toml(port)
             + '[clients.ci]\ntoken = "ci-token-0123456789"\nrate_limit = "3/min"\n'
@@ -36,7 +36,7 @@ def node(make_daemon: MakeDaemon, name: str, url: str, port: int) -> Any:
     return daemon
 
 
-def tool_call(daemon: Any, text: str) -> dict[str, Any]:
+def tool_call(daemon: Daemon, text: str) -> dict[str, Any]:
     """One call through the control socket; the error (if any) as the daemon answered it."""
     try:
         result = call(daemon.socket, "supervisor/call",

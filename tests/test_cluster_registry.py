@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ECHO, MakeDaemon, server_toml, wait_for
+from .conftest import ECHO, Daemon, MakeDaemon, server_toml, wait_for
 from .redis_server import RedisServer, free_port
 
 
@@ -24,7 +24,7 @@ def cluster_toml(node: str, url: str) -> str:
     return f'[cluster]\nnode = "{node}"\nurl = "{url}"\nheartbeat = "200ms"\n' + server_toml("echo", ECHO)
 
 
-def listed(daemon: Any) -> list[dict[str, Any]]:
+def listed(daemon: Daemon) -> list[dict[str, Any]]:
     return list(daemon.rpc("supervisor/cluster")["nodes"])
 
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from mcp import Client, MCPError
 
-from .conftest import ECHO, NODE_BIN, MakeDaemon, server_toml
+from .conftest import ECHO, NODE_BIN, Daemon, MakeDaemon, server_toml
 from .sdk import text_of
 
 pytestmark = pytest.mark.anyio
@@ -48,7 +48,7 @@ def http_toml(port: int, **keys: str) -> str:
 
 
 class Door:
-    def __init__(self, daemon: Any, port: int) -> None:
+    def __init__(self, daemon: Daemon, port: int) -> None:
         self.daemon = daemon
         self.port = port
         self.base = f"http://127.0.0.1:{port}"

@@ -122,6 +122,7 @@ async def test_connections_beyond_the_cap_are_refused_and_open_ones_keep_working
 async def test_daemon_raises_its_soft_open_file_limit_to_the_hard_one(make_daemon: MakeDaemon) -> None:
     """Regression: the daemon ran with a shell's `ulimit -n 1024` although the hard limit allowed more."""
     door = await door_with(make_daemon, "", nofile=(256, 2048))
+    assert door.daemon.proc is not None
     pid = door.daemon.proc.pid
     assert psutil.Process(pid).rlimit(psutil.RLIMIT_NOFILE) == (2048, 2048)
 
@@ -132,6 +133,7 @@ async def test_running_out_of_file_descriptors_never_ends_the_daemon(make_daemon
     HTTP and control connections than it has descriptors for; it refuses some and lives on."""
     door = await door_with(make_daemon, 'header_timeout = "60s"', nofile=(200, 200))
     daemon = door.daemon
+    assert daemon.proc is not None
     held: list[socket.socket] = []
     try:
         for _ in range(150):

@@ -6,13 +6,14 @@ import contextlib
 import os
 import queue
 import signal
+import socket as socketlib
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import orjson
 import psutil
@@ -620,8 +621,7 @@ def test_chaos_stderr_spam_and_leak(spawn: Spawn) -> None:
 
 # --------------------------------------------------------------------------- hostile server
 
-def _driver(path: str) -> tuple[Any, Any]:
-    import socket as socketlib
+def _driver(path: str) -> tuple[socketlib.socket, BinaryIO]:
     deadline = time.monotonic() + TIMEOUT
     while True:
         sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)

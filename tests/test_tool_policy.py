@@ -63,7 +63,7 @@ def doors(daemon: Daemon, port: int, server: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def session(target: Any) -> AsyncIterator[Client]:
+async def session(target: str | StdioServerParameters) -> AsyncIterator[Client]:
     async with Client(target, mode="legacy") as client:
         yield client
 

@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from .conftest import ECHO, MakeDaemon, daemon_env, server_toml, wait_for
+from .conftest import ECHO, Daemon, MakeDaemon, daemon_env, server_toml, wait_for
 from .mcp_raw import RawSession
 from .test_http import free_port, http_toml, modern_call, modern_headers
 
@@ -87,7 +88,7 @@ def collector() -> Iterator[Collector]:
     found.close()
 
 
-def traced_daemon(make_daemon: MakeDaemon, workdir: Any, collector: Collector | None, port: int) -> Any:
+def traced_daemon(make_daemon: MakeDaemon, workdir: Path, collector: Collector | None, port: int) -> Daemon:
     tracing = (f'[tracing]\nenabled = true\nendpoint = "{collector.url}"\n' if collector else "")
     env = daemon_env(workdir, OTEL_BSP_SCHEDULE_DELAY="100")
     daemon = make_daemon(tracing + http_toml(port) + server_toml("echo", ECHO, "--meta-tool"), env=env)

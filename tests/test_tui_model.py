@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -52,7 +53,7 @@ def test_fmt_duration(seconds: float | None, text: str) -> None:
      (fmt_ms, 0.84, "0.8ms"), (fmt_ms, 45.2, "45ms"), (fmt_ms, 1234, "1.2s"), (fmt_ms, 12_345, "12s"),
      (fmt_pct, None, "—"), (fmt_pct, 0.873, "87%")],
 )  # fmt: skip
-def test_numbers(fn: Any, value: float | None, text: str) -> None:
+def test_numbers(fn: Callable[[float | None], str], value: float | None, text: str) -> None:
     assert fn(value) == text
 
 
@@ -219,7 +220,7 @@ def test_sorts() -> None:
     [(fmt_cpu, None, "—"), (fmt_cpu, 0, "0%"), (fmt_cpu, 0.44, "0.4%"), (fmt_cpu, 180.2, "180%"),
      (fmt_clock, None, "        "), (fmt_clock, 1_767_225_600.0 + 3723, "01:02:03")],
 )  # fmt: skip
-def test_more_numbers(fn: Any, value: float | None, text: str) -> None:
+def test_more_numbers(fn: Callable[[float | None], str], value: float | None, text: str) -> None:
     assert fn(value) == text
 
 
