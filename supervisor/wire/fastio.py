@@ -8,6 +8,9 @@ the daemon's workload, lives here behind a small interface, with contract tests
   asyncio's own. `MCP_SUPERVISOR_LOOP=asyncio` picks asyncio's even then.
 - `tune_gc()`: fewer, cheaper garbage collections for a process whose allocations are almost all
   short-lived per-message dicts, and the start-up heap frozen out of every later collection.
+- `pipe_transport(stream)` / `pipe_sender(transport, high_water)`: the loop transport under
+  anyio's stream to a child's stdin (asyncio's or uvloop's), and a non-blocking write to it for
+  `Outbox`'s direct path: one syscall in the routing callback instead of a pump task's wake-up.
 - `watch_hang_up(receive, callback)` / `hung_up(cycle)`: an HTTP request waiting for its answer
   learns that its client closed the connection from the connection itself, with no task and no
   timer per request.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -68,6 +71,40 @@ def tune_gc() -> None:
     gc.freeze()
 
 
+# ---- a child's stdin: written straight from the routing callback ----------------------------------
+
+
+class WriteBuffered(Protocol):
+    """What a loop write transport offers (asyncio's are `asyncio.WriteTransport`; uvloop's are
+    not subclasses of it, so this is duck-typed)."""
+
+    def write(self, data: bytes) -> None: ...
+    def is_closing(self) -> bool: ...
+    def get_write_buffer_size(self) -> int: ...
+
+
+def pipe_transport(stream: Any) -> WriteBuffered | None:
+    """The transport under anyio's asyncio-backend byte stream to a process's stdin (a
+    `StreamWriterWrapper` around an `asyncio.StreamWriter`), or None when it is not that."""
+    transport = getattr(getattr(stream, "_stream", None), "transport", None)
+    if all(callable(getattr(transport, name, None)) for name in ("write", "is_closing",
+                                                                 "get_write_buffer_size")):
+        return transport
+    return None
+
+
+def pipe_sender(transport: WriteBuffered, high_water: int) -> Callable[[bytes], int]:
+    """A non-blocking write for `Outbox`'s direct path: the transport writes at once when its
+    buffer is empty and buffers in order otherwise. Past `high_water` buffered bytes it takes
+    nothing, so the pump's `send` (which awaits `drain`) applies the back-pressure."""
+    def send(data: bytes) -> int:
+        if transport.is_closing() or transport.get_write_buffer_size() > high_water:
+            return 0
+        transport.write(data)
+        return len(data)
+    return send
+
+
 # ---- uvicorn: the client of a waiting request hung up ---------------------------------------------
 
 _HANG_UP = "_mcp_supervisor_hang_up"
@@ -103,5 +140,5 @@ def hung_up(cycle: Any) -> None:
             callback()
 
 
-__all__ = ["GEN0_THRESHOLD", "LOOP_ENV", "hung_up", "loop_name", "run", "tune_gc", "unwatch_hang_up",
-           "uvloop_installed", "watch_hang_up"]
+__all__ = ["GEN0_THRESHOLD", "LOOP_ENV", "WriteBuffered", "hung_up", "loop_name", "pipe_sender",
+           "pipe_transport", "run", "tune_gc", "unwatch_hang_up", "uvloop_installed", "watch_hang_up"]
