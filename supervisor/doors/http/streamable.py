@@ -1043,8 +1043,10 @@ class HttpDoor:
                 session.on_message(msg)  # a notification, or the client's answer to a server request
             await _send_empty(send, 202)
             return
-        call = Call(msg["id"], session)
-        session.calls[msg["id"]] = call
+        # Taken now: routing rewrites msg["id"] in place to the child's id (no copy per call).
+        client_id = msg["id"]
+        call = Call(client_id, session)
+        session.calls[client_id] = call
         try:
             with self._batch():
                 session.on_message(msg, call)
@@ -1054,8 +1056,8 @@ class HttpDoor:
             raise
         finally:
             # A dropped, unfinished resumable stream keeps its call for the reconnect.
-            if session.calls.get(msg["id"]) is call and (call.replay is None or call.replay.finished):
-                del session.calls[msg["id"]]
+            if session.calls.get(client_id) is call and (call.replay is None or call.replay.finished):
+                del session.calls[client_id]
 
     async def _open_session(self, path: str, target: Target, headers: dict[bytes, bytes],
                             msg: Message, send: Send) -> None:
