@@ -574,7 +574,7 @@ def serve(config_path: Path, socket_path: Path, environ: Mapping[str, str] | Non
         fastio.tune_gc()  # everything imported and configured by now: frozen out of collections
         try:
             with contextlib.suppress(KeyboardInterrupt):
-                fastio.run(daemon.run)
+                fastio.run(daemon.run, env)
         except DoorError as exc:
             print(f"mcpctl serve: {exc}", file=sys.stderr)  # noqa: T201
             return 1

@@ -4,8 +4,10 @@ Every trick that leans on asyncio's, uvloop's or uvicorn's internals, or tunes t
 the daemon's workload, lives here behind a small interface, with contract tests
 (tests/test_fastio.py) that fail when an upgrade changes what a trick relies on:
 
-- `run(main)`: the daemon's event loop: uvloop when it is installed (anyio's `use_uvloop`), else
-  asyncio's own. `MCP_SUPERVISOR_LOOP=asyncio` picks asyncio's even then.
+- `run(main)`: the daemon's event loop: asyncio's own; uvloop (anyio's `use_uvloop`) with
+  `MCP_SUPERVISOR_LOOP=uvloop` when it is installed. Not the default: the outbox batches the writes
+  of many HTTP requests into one only by looking at asyncio's ready queue, which uvloop does not
+  expose, and at 100 and 500 connections that cost more than uvloop saved (BENCHMARKS.md).
 - `tune_gc()`: fewer, cheaper garbage collections for a process whose allocations are almost all
   short-lived per-message dicts, and the start-up heap frozen out of every later collection.
 - `pipe_transport(stream)` / `pipe_sender(transport, high_water)`: the loop transport under
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -47,15 +49,16 @@ def uvloop_installed() -> bool:
     return True
 
 
-def loop_name(environ: dict[str, str] | None = None) -> str:
-    """The event loop `run` uses: "uvloop" when installed (and not turned off), else "asyncio"."""
+def loop_name(environ: Mapping[str, str] | None = None) -> str:
+    """The event loop `run` uses: "uvloop" when `MCP_SUPERVISOR_LOOP=uvloop` and it is installed,
+    else "asyncio"."""
     env = os.environ if environ is None else environ
-    if env.get(LOOP_ENV, "").strip().lower() == "asyncio":
-        return "asyncio"
-    return "uvloop" if uvloop_installed() else "asyncio"
+    if env.get(LOOP_ENV, "").strip().lower() == "uvloop" and uvloop_installed():
+        return "uvloop"
+    return "asyncio"
 
 
-def run(main: Callable[[], Awaitable[Any]], environ: dict[str, str] | None = None) -> Any:
+def run(main: Callable[[], Awaitable[Any]], environ: Mapping[str, str] | None = None) -> Any:
     """Run `main` on the daemon's event loop (`loop_name`) and return what it returns."""
     uvloop = loop_name(environ) == "uvloop"
     return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": uvloop})
