@@ -64,7 +64,8 @@ def test_a_child_stdin_transport_is_found_and_written_directly(name: str) -> Non
     """anyio's process stdin wraps a StreamWriter whose transport `pipe_transport` finds on both
     loops; the sender writes at once, and takes nothing once the buffer is past high water."""
     async def main() -> None:
-        proc = await anyio.open_process([sys.executable, "-c", "import sys; print(sys.stdin.readline().strip())"])
+        echo_line = "import sys; print(sys.stdin.readline().strip())"
+        proc = await anyio.open_process([sys.executable, "-c", echo_line])
         try:
             transport = fastio.pipe_transport(proc.stdin)
             assert transport is not None
