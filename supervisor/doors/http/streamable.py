@@ -114,6 +114,8 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
+# How long a resuming GET waits for the stream it replaces to end before it is refused with 409.
+TAKEOVER_TIMEOUT = 2.0
 SEND_TIMEOUT = 30.0  # one SSE write to a client that stopped reading
 # An idle keep-alive connection is closed after this long. uvicorn's 5 s default races clients
 # that reuse a connection a little later (the close and their next POST cross, and a POST is not
@@ -301,6 +303,10 @@ class HttpSession(Session):
         self.calls: dict[Any, Call] = {}
         self.stream = _Stream()
         self.streaming = False  # a GET stream is open
+        # The open GET stream's scope, and an event set when it has ended: a resuming GET takes
+        # the stream over from one whose client has gone but whose end was not noticed yet.
+        self.stream_scope: anyio.CancelScope | None = None
+        self.stream_ended = anyio.Event()
         self.replay = SessionStreams()  # resumable SSE streams (`sse_replay.py`)
         self.get_replay, _ = self.replay.open()
         self.token: bytes | None = None  # the client token that opened it (None: no tokens set)
@@ -1336,7 +1342,10 @@ class HttpDoor:
 
     async def _stream(self, stream: _Stream, receive: Receive, send: Send,
                       first: list[bytes] | None = None,
-                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
+                      extra: list[tuple[bytes, bytes]] | None = None,
+                      session: HttpSession | None = None) -> None:
+        """`session`: the GET stream's session, which gets the scope that ends this stream cleanly
+        (a resuming GET takes the stream over through it)."""
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + (extra or [])})
 
         async def pump(scope: anyio.CancelScope) -> None:
@@ -1359,6 +1368,8 @@ class HttpDoor:
             scope.cancel()
 
         async with anyio.create_task_group() as tg:
+            if session is not None:
+                session.stream_scope = tg.cancel_scope
             tg.start_soon(pump, tg.cancel_scope)
             while (await receive())["type"] != "http.disconnect":
                 pass
@@ -1383,6 +1394,12 @@ class HttpDoor:
         if stream is not None and resume is not None and stream.call is not None:
             await self._resume_call(session, stream, resume[1], receive, send)
             return
+        if session.streaming and stream is not None and session.stream_scope is not None:
+            # Last-Event-ID of this session's GET stream: the client lost that stream, even if
+            # the daemon has not seen the disconnect yet (it shows only on the next write).
+            session.stream_scope.cancel()
+            with anyio.move_on_after(TAKEOVER_TIMEOUT):
+                await session.stream_ended.wait()
         if session.streaming:
             await _send_error(send, 409, INVALID_REQUEST, "Conflict: this session already has a GET stream")
             return
@@ -1393,10 +1410,14 @@ class HttpDoor:
                 session.stream.take()  # the replay holds these and everything sent since
                 first = replayed
         session.streaming = True
+        session.stream_ended = anyio.Event()
         try:
-            await self._stream(session.stream, receive, send, first=(first or []) + session.list_again())
+            await self._stream(session.stream, receive, send, first=(first or []) + session.list_again(),
+                               session=session)
         finally:
             session.streaming = False
+            session.stream_scope = None
+            session.stream_ended.set()
             if self.sessions.get(session.sid) is session:
                 self.sessions.touch(session, time.monotonic())
 
