@@ -88,6 +88,7 @@ from .server import Server
 from .sessions import Session, Target
 from .socketlock import check_socket_path
 from .stderr_levels import level_of
+from .tasks import TaskBook
 from .views import check_server, view_target
 
 log = logging.getLogger("mcp_supervisor.control")
@@ -128,6 +129,7 @@ class DaemonView(Protocol):
     fleet: Fleet
     bus: EventBus
     aggregate: Aggregate
+    tasks: TaskBook
 
     def info(self) -> dict[str, Any]: ...
     async def cache_status(self) -> dict[str, Any]: ...
@@ -718,6 +720,12 @@ class ControlConnection:
     async def cluster(self, params: dict[str, Any]) -> Any:
         return await self.daemon.cluster_status()
 
+    async def tasks(self, params: dict[str, Any]) -> Any:
+        """`mcpctl tasks`: the tasks this daemon holds (never their results: they belong to the
+        clients that hold the task ids)."""
+        book = self.daemon.tasks
+        return {"tasks": book.rows(), "stats": book.status()}
+
 
 HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]]] = {
     "supervisor/status": ControlConnection.status,
@@ -735,4 +743,5 @@ HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]
     "supervisor/prerequisites": ControlConnection.prerequisites,
     "supervisor/drain": ControlConnection.drain,
     "supervisor/cluster": ControlConnection.cluster,
+    "supervisor/tasks": ControlConnection.tasks,
 }

@@ -43,6 +43,7 @@ from .sdnotify import Notifier
 from .server import FleetContext
 from .socketlock import SocketLock
 from .states import SERVING
+from .tasks import TaskBook
 from .watcher import watch_config
 
 log = logging.getLogger("mcp_supervisor.daemon")
@@ -79,6 +80,7 @@ class Daemon:
         # The cache backend is daemon-level: a change to `[cache]` needs a daemon restart (reload
         # says so), so the hub lives as long as the daemon.
         self.cache = CacheHub(config.cache)
+        self.tasks = self._task_book(config)
         self.ctx = FleetContext(
             environ=self.environ, state_dir=self.state_dir, data_dir=paths.data_dir(environ),
             publish=self._publish, pids=self.pids, resolve_command=_resolver(), cache=self.cache,
@@ -107,6 +109,17 @@ class Daemon:
         self._reload_lock = anyio.Lock()
         self._states_changed = anyio.Event()
         self._settle_event = anyio.Event()
+
+    @staticmethod
+    def _task_book(config: FleetConfig) -> TaskBook:
+        """Tasks run for clients (tasks.py): kept in memory, and in the cache's Redis when there
+        is one, so that any daemon sharing it answers tasks/get. Daemon-level, like the cache."""
+        from . import tasks
+        from .task_store import RedisTaskStore
+
+        store = (RedisTaskStore(config.cache.url, config.cache.timeout)
+                 if config.cache.backend == "redis" else None)
+        return tasks.configure(config.tasks, store, config.cluster.node or socket.gethostname())
 
     @staticmethod
     def _client_limits(config: FleetConfig) -> dict[str, RateLimit]:
@@ -385,6 +398,7 @@ class Daemon:
             tg.start_soon(loop_domain, "memory watch", lambda: memory_loop(self.fleet))
             tg.start_soon(loop_domain, "stats", self._stats_loop)
             tg.start_soon(loop_domain, "settled line", self._settled_loop)
+            tg.start_soon(loop_domain, "tasks", self.tasks.run)
             if self.registry is not None:
                 tg.start_soon(loop_domain, "node registry", self.registry.run)
             if self.ctx.cluster_limits is not None:
