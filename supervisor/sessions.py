@@ -379,6 +379,8 @@ class Session:
                 "supportedVersions": list(protocol.MODERN_VERSIONS),
                 "capabilities": child.capabilities,
                 "resultType": "complete",
+                "ttlMs": 0,  # required by the 2026-07-28 schema; nothing better is known
+                "cacheScope": "private",
                 "_meta": {protocol.META_SERVER_INFO: child.server_info
                           or {"name": self.server.name, "version": "unknown"}},
             }
