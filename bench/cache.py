@@ -36,7 +36,7 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from supervisor.control_client import call, connect, read_line  # noqa: E402
+from supervisor.client.control import call, connect, read_line  # noqa: E402
 
 ECHO = REPO / "tests" / "servers" / "echo_server.py"
 MCPCTL = str(Path(sys.executable).with_name("mcpctl"))

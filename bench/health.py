@@ -30,7 +30,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from supervisor.control_client import ControlError, call  # noqa: E402
+from supervisor.client.control import ControlError, call  # noqa: E402
 from tests.conftest import CHAOS, ECHO, Daemon, alive_pids, daemon_env, server_toml, wait_for  # noqa: E402
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import anyio
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from supervisor import metrics
 from supervisor.config import parse_config
-from supervisor.instance import Pending
-from supervisor.server import FleetContext, Server
+from supervisor.core.instance import Pending
+from supervisor.core.server import FleetContext, Server
+from supervisor.telemetry import metrics
 
 N = 200_000
 

@@ -128,8 +128,9 @@ def _child_pid(daemon: Daemon, server: str) -> int:
 
 def _http_door() -> str | None:
     """Why the daemon has no HTTP door to measure, or None when it has one."""
-    if not (REPO / "supervisor" / "http.py").exists():
-        return "skipped: no HTTP door (supervisor/http.py has not landed on this branch)"
+    # The door moved into supervisor/doors/http/ with the layers; an A/B base may predate either.
+    if not any((REPO / "supervisor" / p).exists() for p in ("http.py", "doors/http")):
+        return "skipped: no HTTP door (it has not landed on this branch)"
     return None
 
 
@@ -243,9 +244,8 @@ async def _aggregate(port: int, settings: Settings, probes: dict[str, int]) -> l
 
 
 async def cache(settings: Settings) -> dict[str, Any]:
-    if not (REPO / "supervisor" / "cache.py").exists():
-        return {"skipped": "skipped: no tool-result cache "
-                           "(supervisor/cache.py has not landed on this branch)"}
+    if not any((REPO / "supervisor" / p).exists() for p in ("cache.py", "core/cache")):
+        return {"skipped": "skipped: no tool-result cache (it has not landed on this branch)"}
     entry = server_entry("echo", ECHO_ARGV, **BENCH_LIMITS)
     cached = entry.replace("[servers.echo]", "[servers.cached]")
     cached += 'cache.tools = ["echo"]\ncache.ttl = "60s"\n'

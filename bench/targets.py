@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from supervisor.control_client import call as control_call
+from supervisor.client.control import call as control_call
 
 from .load import HttpClient, LineClient, Window
 

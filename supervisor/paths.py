@@ -13,7 +13,7 @@ import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from supervisor.errors import SupervisorError
+from .errors import SupervisorError
 
 
 def config_candidates(environ: Mapping[str, str]) -> list[Path]:

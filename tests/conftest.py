@@ -23,7 +23,7 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from supervisor.control_client import call
+from supervisor.client.control import call
 
 # Hypothesis profiles (tests/test_fuzz.py): "ci", the default, is derandomized (the same examples
 # on every run, so a red CI is reproducible) with each test's own small max_examples, and reports

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from supervisor.control_client import connect, read_line
+from supervisor.client.control import connect, read_line
 
 
 class RawSession:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.autoscale import DOWN, REFUSED, UP, Autoscaler, Observation, Policy, memory_refusal
 from supervisor.config import ServerConfig
+from supervisor.policy.autoscale import DOWN, REFUSED, UP, Autoscaler, Observation, Policy, memory_refusal
 
 POLICY = Policy(min_instances=1, max_instances=3, up_queue=10, up_cpu=0.8, down_cpu=0.3,
                 up_window=1.0, down_window=5.0)

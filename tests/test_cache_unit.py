@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from supervisor.cache import Breaker, MemoryCache, RedisCache
-from supervisor.caching import cacheable_tools, fingerprint, result_ttl
 from supervisor.config import ServerCache, ServerConfig
+from supervisor.core.cache.front import cacheable_tools, fingerprint, result_ttl
+from supervisor.core.cache.store import Breaker, MemoryCache, RedisCache
 
 from .redis_server import RedisServer
 

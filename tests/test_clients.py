@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.importer import strip_jsonc
+from supervisor.client_configs.importer import strip_jsonc
 
 from .conftest import MCPCTL
 

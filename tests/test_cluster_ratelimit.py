@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from supervisor.control_client import call
+from supervisor.client.control import call
 
 from .conftest import ECHO, server_toml, wait_for
 from .redis_server import RedisServer

@@ -18,10 +18,10 @@ import anyio.lowlevel
 import orjson
 import pytest
 
-from supervisor.control_client import connect, read_line
+from supervisor.client.control import connect, read_line
 from supervisor.errors import DaemonNotRunning
-from supervisor.logs import ChildLogFiles, LineRing
-from supervisor.outbox import Outbox, OutboxOverflow
+from supervisor.telemetry.logs import ChildLogFiles, LineRing
+from supervisor.wire.outbox import Outbox, OutboxOverflow
 
 from .conftest import ECHO, SERVERS, Daemon, server_toml, wait_for
 from .mcp_raw import RawSession

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import psutil
 
-from supervisor.control_client import connect, read_line
+from supervisor.client.control import connect, read_line
 
 from .conftest import CHAOS, ECHO, MCPCTL, Daemon, alive_pids, server_toml, wait_for
 from .mcp_raw import RawSession

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.envfiles import EnvFileError, parse, quote, read_env_file, write_assignment
+from supervisor.config.envfiles import EnvFileError, parse, quote, read_env_file, write_assignment
 
 from .conftest import daemon_env, server_toml, wait_for
 

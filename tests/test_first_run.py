@@ -33,7 +33,7 @@ def test_log_events_carry_the_level(make_daemon):
     event a `level`."""
     import orjson
 
-    from supervisor.control_client import connect, read_line
+    from supervisor.client.control import connect, read_line
 
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
@@ -86,7 +86,7 @@ def test_a_remembered_era_that_fails_is_probed_again(make_daemon, workdir):
     """The child changed era (a modern-only build): its refused `initialize` leads to the probe,
     it starts, and the new era replaces the old one in the file."""
     from supervisor.config import parse_config
-    from supervisor.eras import era_key
+    from supervisor.core.eras import era_key
 
     toml = server_toml("now-modern", ECHO, "--era", "modern", "--log-requests")
     daemon = make_daemon(toml, start=False)

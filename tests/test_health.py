@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.control_client import ControlError, call
+from supervisor.client.control import ControlError, call
 
 from .conftest import CHAOS, ECHO, Daemon, alive_pids, server_toml, wait_for
 

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from supervisor.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from supervisor.health import Consecutive, idle_due, largest_offender, sample_trees
-from supervisor.states import Exit, RestartTracker, backoff_delay, start_failure_delay
+from supervisor.core.health import Consecutive, idle_due, largest_offender, sample_trees
+from supervisor.policy.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from supervisor.policy.states import Exit, RestartTracker, backoff_delay, start_failure_delay
 
 
 class FakeClock:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from supervisor.config import HttpSettings
-from supervisor.http_policy import allowed_hosts, bearer_token, host_name, wildcard_warning
+from supervisor.doors.http.policy import allowed_hosts, bearer_token, host_name, wildcard_warning
 
 from .conftest import server_toml
 from .test_http import ACCEPT, Door, anyio_backend, free_port, modern_call, modern_headers

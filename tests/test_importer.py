@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.client_configs.importer import split_npm_spec, split_pypi_spec, strip_jsonc
 from supervisor.config import FleetConfig, expand, parse_config
-from supervisor.importer import split_npm_spec, split_pypi_spec, strip_jsonc
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from supervisor.config import ServerConfig, parse_config
-from supervisor.installer import (
+from supervisor.core.installer import (
     MARKER,
     Installer,
     _error_line,

@@ -26,10 +26,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor import sdnotify
-from supervisor.logs import REDACT, ChildLogFiles, JournalFormatter, stderr_is_journal
-from supervisor.metrics import RequestStats
-from supervisor.service_units import render
+from supervisor.ops import sdnotify
+from supervisor.ops.service_units import render
+from supervisor.policy.counters import RequestStats
+from supervisor.telemetry.logs import REDACT, ChildLogFiles, JournalFormatter, stderr_is_journal
 
 from .conftest import CHAOS, ECHO, MCPCTL, REPO, daemon_env, server_toml, wait_for
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import AggregateSettings, ListPolicy, parse_config
+from supervisor.core.pins import ToolPins
 from supervisor.errors import ConfigError
-from supervisor.naming import Naming, never_collisions
-from supervisor.pins import ToolPins
-from supervisor.policy import ItemRules
+from supervisor.policy.naming import Naming, never_collisions
+from supervisor.policy.tool_policy import ItemRules
 
 SERVER = '[servers.echo]\ncommand = "echo-server"\n'
 

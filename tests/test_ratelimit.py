@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from supervisor.config import RateLimit
-from supervisor.ratelimit import ClientLimits, TokenBucket
+from supervisor.policy.ratelimit import ClientLimits, TokenBucket
 
 
 def test_burst_then_refill_exactly():

@@ -1,7 +1,7 @@
 """Secrets and trust boundaries (issue 16): masking, what a child gets, file modes.
 
 The system tests run the real daemon and grep every output and every file it wrote for the secret
-values; the unit tests pin what `supervisor.secrets_mask` counts as a secret.
+values; the unit tests pin what `supervisor.config.secrets_mask` counts as a secret.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import load_config, parse_config
+from supervisor.config.secrets_mask import Masker, is_secret_name, mask_urls, server_secrets, url_passwords
+from supervisor.core.installer import install_steps, parse_package
 from supervisor.errors import ConfigError
-from supervisor.installer import install_steps, parse_package
-from supervisor.secrets_mask import Masker, is_secret_name, mask_urls, server_secrets, url_passwords
 
 from .conftest import CHAOS, ECHO, MCPCTL, PY, daemon_env, server_toml, wait_for
 

@@ -1,4 +1,4 @@
-"""Signed legacy session ids (supervisor.session_ids): what verifies and what never does.
+"""Signed legacy session ids (supervisor.doors.http.session_ids): what verifies and what never does.
 Time is passed in, so expiry is exact."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.session_ids import CLOCK_SKEW, MAX_ID_BYTES, SessionIds, owner_of
+from supervisor.doors.http.session_ids import CLOCK_SKEW, MAX_ID_BYTES, SessionIds, owner_of
 
 SECRET = "0123456789abcdef0123"
 NOW = 1_800_000_000.0

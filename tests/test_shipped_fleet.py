@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import FleetConfig, load_config, referenced_vars
-from supervisor.installer import parse_package
+from supervisor.core.installer import parse_package
 
 FLEET = Path(__file__).resolve().parent.parent / "fleet.toml"
 

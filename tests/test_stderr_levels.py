@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.stderr_levels import level_of
+from supervisor.policy.stderr_levels import level_of
 
 CASES = [
     # Python logging, default basicConfig and common formats

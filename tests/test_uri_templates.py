@@ -1,10 +1,10 @@
-"""The URI template matcher (`supervisor.uri_templates`): RFC 6570 semantics, linear time."""
+"""The URI template matcher (`supervisor.policy.uri_templates`): RFC 6570 semantics, linear time."""
 
 from __future__ import annotations
 
 import pytest
 
-from supervisor.uri_templates import MAX_URI, matches
+from supervisor.policy.uri_templates import MAX_URI, matches
 
 
 @pytest.mark.parametrize(("template", "uri", "expected"), [

@@ -32,7 +32,7 @@ class Failed(Exception):
 def daemon_call(args: argparse.Namespace, method: str, params: dict[str, Any] | None = None,
                 timeout: float = 30.0) -> Any:
     from supervisor import paths
-    from supervisor.control_client import ControlError, call
+    from supervisor.client.control import ControlError, call
     from supervisor.errors import UNKNOWN_SERVER, DaemonNotRunning
 
     try:

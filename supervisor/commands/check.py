@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from supervisor.prerequisites import Prerequisite
+    from supervisor.core.prerequisites import Prerequisite
 
 NAME = "check"
 HELP = "validate the config file (and, with --prerequisites, what each server still needs)"
@@ -44,9 +44,9 @@ def format_table(rows: list[Prerequisite]) -> str:
 def from_daemon(args: argparse.Namespace, path: Path) -> list[Prerequisite] | None:
     """The running daemon's own verdict, when it runs this very file; else None."""
     from supervisor import paths
-    from supervisor.control_client import ControlError, call
+    from supervisor.client.control import ControlError, call
+    from supervisor.core.prerequisites import Prerequisite
     from supervisor.errors import DaemonNotRunning
-    from supervisor.prerequisites import Prerequisite
 
     socket = paths.resolve_socket(getattr(args, "socket", None))
     try:
@@ -64,12 +64,13 @@ def run(args: argparse.Namespace) -> int:
     import orjson
 
     from supervisor import paths
-    from supervisor.commands._client import err, out
-    from supervisor.commands.secret import server_file
     from supervisor.config import load_config
-    from supervisor.envfiles import supervisor_env_file
+    from supervisor.config.envfiles import supervisor_env_file
+    from supervisor.core.prerequisites import daemon_view
     from supervisor.errors import ConfigError
-    from supervisor.prerequisites import daemon_view
+
+    from ._client import err, out
+    from .secret import server_file
 
     path = paths.resolve_config(getattr(args, "config", None))
     try:

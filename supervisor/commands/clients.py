@@ -16,7 +16,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from supervisor.clients import ConfigFile
+    from supervisor.client_configs.known import ConfigFile
 
 NAME = "clients"
 HELP = "list the MCP clients on this machine; link or unlink them to the daemon"
@@ -34,8 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def env_notes(text: str, table: ConfigFile, names: list[str]) -> list[str]:
     """The variables a linked entry set for its server: the daemon needs them now."""
-    from supervisor.clients import servers_of
-    from supervisor.importer import fleet_name
+    from supervisor.client_configs.importer import fleet_name
+    from supervisor.client_configs.known import servers_of
 
     before = servers_of(text, table.table)
     notes: list[str] = []
@@ -50,9 +50,9 @@ def env_notes(text: str, table: ConfigFile, names: list[str]) -> list[str]:
 def mask_entries(diff: str, texts: list[str], tables: list[ConfigFile]) -> str:
     """The diff with every `env` value and secret-looking argument of the entries shown as `***`:
     a client config often holds API keys literally, and a dry run must not print them."""
-    from supervisor.clients import servers_of
-    from supervisor.importer import _looks_secret_value
-    from supervisor.secrets_mask import Masker
+    from supervisor.client_configs.importer import _looks_secret_value
+    from supervisor.client_configs.known import servers_of
+    from supervisor.config.secrets_mask import Masker
 
     values: list[str] = []
     for text in texts:
@@ -75,12 +75,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from supervisor import paths
-    from supervisor.client_entry import stdio_entry
-    from supervisor.clients import CLIENTS, entries, find, link_text, unlink_text, write_atomic
-    from supervisor.commands._client import err, out
+    from supervisor.client_configs.entry import stdio_entry
+    from supervisor.client_configs.jsonc import JsoncError
+    from supervisor.client_configs.known import CLIENTS, entries, find, link_text, unlink_text, write_atomic
     from supervisor.config import load_config
     from supervisor.errors import ConfigError
-    from supervisor.jsonc_spans import JsoncError
+
+    from ._client import err, out
 
     try:
         config = load_config(paths.resolve_config(getattr(args, "config", None)))

@@ -3,7 +3,7 @@
 Prints the `mcpServers` JSON for stdio clients (Claude Desktop, Cursor, ...) on stdout, so it can be
 piped, and the Streamable HTTP URL from `[http] listen` on stderr. The command is this `mcpctl`'s
 absolute path, with `--socket PATH` when a client's scrubbed environment would not find the
-daemon's socket by itself (see `supervisor.client_entry`). `--http` prints the URL form as
+daemon's socket by itself (see `supervisor.client_configs.entry`). `--http` prints the URL form as
 JSON instead. A token from `[http] token` is never printed, only that one is needed.
 """
 
@@ -43,10 +43,11 @@ def run(args: argparse.Namespace) -> int:
     import orjson
 
     from supervisor import paths
-    from supervisor.client_entry import stdio_entry
-    from supervisor.commands._client import err, out
+    from supervisor.client_configs.entry import stdio_entry
     from supervisor.config import load_config
     from supervisor.errors import ConfigError
+
+    from ._client import err, out
 
     if bool(args.name) == bool(args.all):
         err("mcpctl config-snippet: give a server NAME or --all")

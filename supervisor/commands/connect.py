@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from supervisor import paths
-    from supervisor.bridge import bridge
+    from supervisor.client.bridge import bridge
 
     if bool(args.server) == bool(args.all):
         import sys

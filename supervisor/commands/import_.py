@@ -23,7 +23,7 @@ HELP = "convert MCP client configs (Claude Desktop, Cursor, VS Code, Claude Code
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from supervisor.importer import FORMATS
+    from supervisor.client_configs.importer import FORMATS
 
     parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="client config files (default: look in the usual places)")
@@ -43,7 +43,8 @@ def _say(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from supervisor import importer, paths
+    from supervisor import paths
+    from supervisor.client_configs import importer
 
     found: list[tuple[Path, str | None]]
     if args.paths:

@@ -38,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
     import orjson
 
     from supervisor import paths
-    from supervisor.commands._client import err, out
     from supervisor.config import load_config
+    from supervisor.core.installer import format_summary, run_install
     from supervisor.errors import ConfigError
-    from supervisor.installer import format_summary, run_install
+
+    from ._client import err, out
 
     try:
         config = load_config(paths.resolve_config(getattr(args, "config", None)))
@@ -71,9 +72,10 @@ def tell_daemon(args: argparse.Namespace, names: list[str], *, quiet: bool) -> N
     (without this, status kept saying "not installed" until someone ran `mcpctl start`); one
     whose install failed looks again too, so its reason quotes the failure."""
     from supervisor import paths
-    from supervisor.commands._client import describe, err
-    from supervisor.control_client import ControlError, call
+    from supervisor.client.control import ControlError, call
     from supervisor.errors import DaemonNotRunning
+
+    from ._client import describe, err
 
     if not names:
         return

@@ -27,7 +27,7 @@ def _follow(args: argparse.Namespace) -> int:
     import orjson
 
     from supervisor import paths
-    from supervisor.control_client import connect, read_line
+    from supervisor.client.control import connect, read_line
     from supervisor.errors import UNKNOWN_SERVER, DaemonNotRunning
 
     try:

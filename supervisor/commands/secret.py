@@ -51,7 +51,7 @@ def used_vars(server: ServerConfig) -> list[str]:
 
 def _daemon_info(args: argparse.Namespace) -> dict[str, Any] | None:
     from supervisor import paths
-    from supervisor.control_client import ControlError, call
+    from supervisor.client.control import ControlError, call
     from supervisor.errors import DaemonNotRunning
 
     try:
@@ -63,7 +63,7 @@ def _daemon_info(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def daemon_file(config: FleetConfig, info: dict[str, Any] | None) -> Path | None:
     """The daemon-wide file: the running daemon's own when it answers, else this config's."""
-    from supervisor.envfiles import supervisor_env_file
+    from supervisor.config.envfiles import supervisor_env_file
 
     if info is not None and "env_file" in (info.get("daemon") or {}):
         where = info["daemon"]["env_file"]
@@ -91,18 +91,19 @@ def _read_value(var: str, server: str) -> str:
 
 
 def _names(path: Path) -> list[str]:
-    from supervisor.envfiles import read_env_file
+    from supervisor.config.envfiles import read_env_file
 
     return list(read_env_file(path, missing_ok=True))
 
 
 def run(args: argparse.Namespace) -> int:
     from supervisor import paths
-    from supervisor.commands._client import err, out
     from supervisor.config import load_config
-    from supervisor.envfiles import NAME as VAR_NAME
-    from supervisor.envfiles import EnvFileError, update_file
+    from supervisor.config.envfiles import NAME as VAR_NAME
+    from supervisor.config.envfiles import EnvFileError, update_file
     from supervisor.errors import ConfigError
+
+    from ._client import err, out
 
     try:
         config = load_config(paths.resolve_config(getattr(args, "config", None)))
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
 def _tell_daemon(args: argparse.Namespace, name: str, info: dict[str, Any] | None,
                  out: Any) -> int:
     """Start the server now if it was waiting for a key; else say how the new value is used."""
-    from supervisor.commands._client import daemon_call, describe, run_guarded
+    from ._client import daemon_call, describe, run_guarded
 
     if info is None:
         out(f"The daemon reads it when it starts {name} (it is not running now).")

@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from supervisor import paths
-    from supervisor.daemon import serve
+    from supervisor.ops.daemon import serve
 
     return serve(paths.resolve_config(args.config), paths.resolve_socket(args.socket),
                  log_format=args.log_format)

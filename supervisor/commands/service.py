@@ -55,7 +55,7 @@ def _unit_dir(args: argparse.Namespace) -> str:
 
 
 def _next_steps(args: argparse.Namespace, mcpctl: str, config: str | None) -> list[str]:
-    from supervisor.service_units import SERVICE_USER
+    from supervisor.ops.service_units import SERVICE_USER
 
     if args.user:
         fleet = config or "~/.config/mcp-supervisor/fleet.toml"
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from supervisor.service_units import SERVICE_USER, UNIT_NAME, render
+    from supervisor.ops.service_units import SERVICE_USER, UNIT_NAME, render
 
     mcpctl = args.mcpctl or _this_mcpctl()
     config = str(Path(args.config).absolute()) if args.config else None
