@@ -1,0 +1,292 @@
+"""The tasks extension (io.modelcontextprotocol/tasks) run by the daemon on behalf of a legacy child.
+
+Real daemon, real child (tests/servers/conformance_server.py, whose task-supporting tools say
+`execution.taskSupport`), real HTTP requests, the real bridge (`mcpctl connect`), a real
+redis-server for the shared store. The pure table is tested with a fake clock.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from supervisor.core.tasks import EXTENSION
+from supervisor.policy.task_table import COMPLETED, WORKING, TableFull, TaskRecord, TaskTable
+
+from .conftest import MCPCTL, SERVERS, server_toml, wait_for
+from .redis_server import RedisServer
+from .test_http import ACCEPT, MODERN, free_port, http_toml
+
+CHILD = SERVERS / "conformance_server.py"
+WITH_TASKS = {"extensions": {EXTENSION: {}}, "elicitation": {}}
+
+
+def envelope(capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": WITH_TASKS if capabilities is None else capabilities,
+            "io.modelcontextprotocol/clientInfo": {"name": "tasks-test", "version": "1"}}
+
+
+_OPEN: list[Door] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_doors() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().http.close()
+
+
+class Door:
+    """Raw 2026-07-28 requests to one daemon's HTTP door."""
+
+    def __init__(self, port: int, path: str = "/mcp/conformance") -> None:
+        self.url = f"http://127.0.0.1:{port}{path}"
+        self.http = httpx.Client(timeout=30)
+        self.next_id = 0
+        _OPEN.append(self)
+
+    def request(self, method: str, params: dict[str, Any], name: str | None = None,
+                capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.next_id += 1
+        headers = {"accept": ACCEPT, "content-type": "application/json", "mcp-protocol-version": MODERN,
+                   "mcp-method": method}
+        if name is not None:
+            headers["mcp-name"] = name
+        body = {"jsonrpc": "2.0", "id": self.next_id, "method": method,
+                "params": {**params, "_meta": envelope(capabilities)}}
+        reply = self.http.post(self.url, headers=headers, json=body)
+        answer: dict[str, Any] = reply.json()
+        return answer
+
+    def call(self, tool: str, arguments: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        return self.request("tools/call", {"name": tool, "arguments": arguments}, tool, **kw)
+
+    def task(self, method: str, task_id: str, **extra: Any) -> dict[str, Any]:
+        return self.request(method, {"taskId": task_id, **extra}, task_id)
+
+    def created(self, tool: str, arguments: dict[str, Any]) -> str:
+        reply = self.call(tool, arguments)
+        assert reply.get("result", {}).get("resultType") == "task", reply
+        return str(reply["result"]["taskId"])
+
+    def status(self, task_id: str) -> dict[str, Any]:
+        reply = self.task("tasks/get", task_id)
+        assert "result" in reply, reply
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    def settled(self, task_id: str, timeout: float = 20) -> dict[str, Any]:
+        return wait_for(lambda: (s := self.status(task_id))["status"] not in (WORKING, "input_required") and s,
+                        timeout, what=f"task {task_id} to end")
+
+
+def start(make_daemon: Any, extra: str = "", subdir: str | None = None, **keys: Any) -> tuple[Any, Door]:
+    port = free_port()
+    daemon = make_daemon(http_toml(port) + extra + server_toml("conformance", CHILD, **keys),
+                         subdir=subdir)
+    daemon.wait_state("conformance", "ready")
+    return daemon, Door(port)
+
+
+# ---- the pure table ------------------------------------------------------------------------------
+
+def record(task_id: str, created: float, ttl_ms: int = 1000) -> TaskRecord:
+    return TaskRecord(task_id=task_id, server="s", tool="t", owner=None, created_at=created,
+                      ttl_ms=ttl_ms, poll_ms=100)
+
+
+def test_table_expires_a_task_at_its_ttl_and_not_before() -> None:
+    """With a fake clock: a task is there until createdAt + ttlMs, and gone from then on."""
+    table = TaskTable(max_tasks=10, max_bytes=10_000)
+    table.add(record("a", 100.0, ttl_ms=1500), 100.0)
+    assert table.get("a", 101.499) is not None
+    assert table.next_expiry() == 101.5
+    assert table.get("a", 101.5) is None
+    assert table.stats()["expired"] == 1 and len(table) == 0
+
+
+def test_table_refuses_a_task_beyond_max_tasks_unless_one_expired() -> None:
+    table = TaskTable(max_tasks=2, max_bytes=10_000)
+    table.add(record("a", 0.0, ttl_ms=1000), 0.0)
+    table.add(record("b", 0.0, ttl_ms=5000), 0.0)
+    with pytest.raises(TableFull):
+        table.add(record("c", 0.5), 0.5)
+    table.add(record("c", 2.0), 2.0)  # "a" expired at 1.0: its place is free
+    assert set(table.tasks) == {"b", "c"} and table.stats()["refused"] == 1
+
+
+def test_table_over_its_byte_bound_forgets_the_oldest_finished_tasks_first() -> None:
+    table = TaskTable(max_tasks=10, max_bytes=300)
+    running = record("running", 0.0, ttl_ms=10_000)
+    table.add(running, 0.0)
+    done = []
+    for name in ("old", "new"):
+        finished = record(name, 0.0, ttl_ms=10_000)
+        table.add(finished, 0.0)
+        finished.status = COMPLETED
+        finished.result = {"content": [{"type": "text", "text": "x" * 100}]}
+        assert table.changed(finished) == []
+        done.append(finished)
+    running.input_requests = {"k": {"method": "elicitation/create", "params": {"m": "y" * 80}}}
+    evicted = table.changed(running)
+    assert [r.task_id for r in evicted] == ["old"], "the oldest finished task goes, never a running one"
+    assert "running" in table.tasks and table.bytes <= 300
+
+
+def test_a_stored_record_that_is_not_one_is_refused() -> None:
+    """Records read back from Redis are checked for shape: garbage is 'not found', never a crash."""
+    good = record("a", 5.0)
+    assert TaskRecord.from_blob(good.to_blob()) == good
+    for blob in (b"not json", b"[]", b'{"id": 1}',
+                 good.to_blob().replace(b'"working"', b'"exploded"')):
+        assert TaskRecord.from_blob(blob) is None
+
+
+# ---- through the daemon --------------------------------------------------------------------------
+
+def test_discover_advertises_the_extension_and_sync_tools_stay_sync(make_daemon: Any) -> None:
+    _, door = start(make_daemon)
+    discovered = door.request("server/discover", {})
+    assert EXTENSION in discovered["result"]["capabilities"]["extensions"]
+    greet = door.call("greet", {"name": "World"})
+    assert greet["result"]["resultType"] == "complete" and "taskId" not in greet["result"]
+    # A task-supporting tool from a client that did not declare the extension runs synchronously.
+    plain = door.call("slow_compute", {"seconds": 0, "label": "sync"}, capabilities={})
+    assert plain["result"]["content"][0]["text"] == "computed sync after 0s"
+    # ... and a required one is refused with the spec's -32021 and what is missing.
+    refused = door.call("failing_job", {}, capabilities={})
+    assert refused["error"]["code"] == -32021
+    assert EXTENSION in refused["error"]["data"]["requiredCapabilities"]["extensions"]
+
+
+def test_a_task_outlives_its_bridge_client_and_another_client_gets_the_result(
+        make_daemon: Any, workdir: Path) -> None:
+    """The client that created the task goes away (its `mcpctl connect` is killed); a second
+    client of the same user polls `tasks/get` and reads the child's result."""
+    daemon, _ = start(make_daemon)
+
+    def bridge() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([MCPCTL, "--socket", str(daemon.socket), "connect", "conformance"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=daemon.env)
+
+    def ask(proc: subprocess.Popen[bytes], msg_id: int, method: str, params: dict[str, Any]) -> Any:
+        assert proc.stdin is not None and proc.stdout is not None
+        line = {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": {**params, "_meta": envelope()}}
+        proc.stdin.write(json.dumps(line).encode() + b"\n")
+        proc.stdin.flush()
+        return json.loads(proc.stdout.readline())
+
+    first = bridge()
+    created = ask(first, 1, "tools/call", {"name": "slow_compute",
+                                           "arguments": {"seconds": 1, "label": "outlived"}})
+    task_id = created["result"]["taskId"]
+    assert created["result"]["status"] == WORKING
+    first.kill()
+    first.wait(10)
+    first.communicate()  # closes its pipes
+    second = bridge()
+    try:
+        result = wait_for(lambda: (r := ask(second, 2, "tasks/get", {"taskId": task_id})["result"])
+                          ["status"] == COMPLETED and r, 20, interval=0.2, what="the task to complete")
+        assert result["result"]["content"][0]["text"] == "computed outlived after 1s"
+        assert result["resultType"] == "complete"
+    finally:
+        second.communicate(timeout=10)  # closes its input: the bridge ends
+
+
+def test_a_task_expires_at_its_ttl(make_daemon: Any) -> None:
+    """`[tasks] ttl`: the task and its result are there, then `tasks/get` says not found (-32602)."""
+    _, door = start(make_daemon, '[tasks]\nttl = "2s"\npoll_interval = "50ms"\n')
+    task_id = door.created("slow_compute", {"seconds": 0, "label": "short"})
+    first = door.status(task_id)
+    assert first["ttlMs"] == 2000 and first["pollIntervalMs"] == 50
+    wait_for(lambda: door.task("tasks/get", task_id).get("error", {}).get("code") == -32602, 10,
+             interval=0.1, what="the task to expire")
+
+
+def test_cancel_reaches_the_child(make_daemon: Any) -> None:
+    """tasks/cancel acks at once, the task reads cancelled, and the child hears
+    notifications/cancelled for its call (it says so on stderr and stops its work)."""
+    daemon, door = start(make_daemon)
+    task_id = door.created("slow_compute", {"seconds": 60, "label": "doomed"})
+    ack = door.task("tasks/cancel", task_id)
+    assert ack["result"] == {"resultType": "complete"}
+    assert door.status(task_id)["status"] == "cancelled"
+    wait_for(lambda: "slow_compute doomed stopped: cancelled" in daemon.ctl("logs", "conformance").stdout,
+             10, what="the child to hear the cancellation")
+    assert door.task("tasks/cancel", task_id)["result"] == {"resultType": "complete"}  # idempotent
+
+
+def test_input_requests_of_a_task_are_answered_by_tasks_update(make_daemon: Any) -> None:
+    _, door = start(make_daemon)
+    task_id = door.created("confirm_delete", {"filename": "a.txt"})
+    asking = wait_for(lambda: (s := door.status(task_id))["status"] == "input_required" and s, 10,
+                      what="the child's question")
+    assert list(asking["inputRequests"]) == ["confirm_delete"]
+    assert asking["inputRequests"]["confirm_delete"]["method"] == "elicitation/create"
+    ack = door.task("tasks/update", task_id, inputResponses={
+        "confirm_delete": {"action": "accept", "content": {"confirm": True}}, "unknown": {}})
+    assert ack["result"] == {"resultType": "complete"}
+    assert door.settled(task_id)["result"]["content"][0]["text"] == "a.txt: deleted"
+
+
+def test_too_many_tasks_are_refused_with_a_clear_error(make_daemon: Any) -> None:
+    daemon, door = start(make_daemon, "[tasks]\nmax_tasks = 2\n")
+    kept = [door.created("slow_compute", {"seconds": 60, "label": str(i)}) for i in range(2)]
+    refused = door.call("slow_compute", {"seconds": 60, "label": "third"})
+    assert refused["error"]["code"] == -32000, refused
+    assert "too many tasks" in refused["error"]["message"]
+    assert refused["error"]["data"]["max_tasks"] == 2
+    listed = json.loads(daemon.ctl("tasks", "--json").stdout)
+    assert {row["task_id"] for row in listed["tasks"]} == set(kept)
+    assert listed["stats"]["refused"] == 1
+    table = daemon.ctl("tasks").stdout
+    assert "slow_compute" in table and kept[0] in table
+    for task_id in kept:
+        door.task("tasks/cancel", task_id)
+
+
+def test_task_methods_need_the_extension_and_a_known_id(make_daemon: Any) -> None:
+    _, door = start(make_daemon)
+    for method in ("tasks/get", "tasks/update", "tasks/cancel"):
+        reply = door.request(method, {"taskId": "x", "inputResponses": {}}, "x", capabilities={})
+        assert reply["error"]["code"] == -32021, (method, reply)
+    assert door.task("tasks/get", "no-such-task")["error"]["code"] == -32602
+    assert door.request("tasks/list", {})["error"]["code"] == -32601
+    mismatch = door.request("tasks/get", {"taskId": "a"}, name="b")
+    assert mismatch["error"]["code"] == -32020  # Mcp-Name carries the task id
+
+
+def test_tasks_through_the_aggregate(make_daemon: Any) -> None:
+    daemon, _ = start(make_daemon)
+    door = Door(int(daemon.config.read_text().split("127.0.0.1:")[1].split('"')[0]), "/mcp")
+    task_id = door.created("conformance__slow_compute", {"seconds": 0, "label": "agg"})
+    assert door.settled(task_id)["result"]["content"][0]["text"] == "computed agg after 0s"
+
+
+def test_a_second_daemon_answers_tasks_get_from_redis(make_daemon: Any) -> None:
+    """Two daemons share one redis-server (`[cache] backend = "redis"`): a task created on the first
+    is read, running and then finished, through the second; a cancel sent to the second names
+    the node that runs it."""
+    redis = RedisServer().start()
+    try:
+        shared = f'[cache]\nbackend = "redis"\nurl = "{redis.url}"\ntimeout = "1s"\n'
+        _, first = start(make_daemon, shared + '[cluster]\nnode = "node-a"\n', subdir="a")
+        _, second = start(make_daemon, shared + '[cluster]\nnode = "node-b"\n', subdir="b")
+        task_id = first.created("slow_compute", {"seconds": 1, "label": "shared"})
+        seen = second.status(task_id)  # durable before the CreateTaskResult: visible at once
+        assert seen["taskId"] == task_id and seen["status"] == WORKING
+        refused = second.task("tasks/cancel", task_id)
+        assert refused["error"]["code"] == -32602 and refused["error"]["data"]["node"] == "node-a"
+        done = second.settled(task_id)
+        assert done["result"]["content"][0]["text"] == "computed shared after 1s"
+        assert second.task("tasks/get", "unknown-everywhere")["error"]["code"] == -32602
+    finally:
+        redis.cleanup()
