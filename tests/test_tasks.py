@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from supervisor.core.tasks import EXTENSION
-from supervisor.policy.task_table import COMPLETED, WORKING, TableFull, TaskRecord, TaskTable
+from supervisor.policy.task_table import COMPLETED, INPUT_REQUIRED, WORKING, TableFull, TaskRecord, TaskTable
 
-from .conftest import MCPCTL, SERVERS, server_toml, wait_for
+from .conftest import ECHO, MCPCTL, SERVERS, server_toml, wait_for
 from .redis_server import RedisServer
 from .test_http import ACCEPT, MODERN, free_port, http_toml
 
@@ -29,7 +30,8 @@ WITH_TASKS = {"extensions": {EXTENSION: {}}, "elicitation": {}}
 
 def envelope(capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"io.modelcontextprotocol/protocolVersion": MODERN,
-            "io.modelcontextprotocol/clientCapabilities": WITH_TASKS if capabilities is None else capabilities,
+            "io.modelcontextprotocol/clientCapabilities":
+                WITH_TASKS if capabilities is None else capabilities,
             "io.modelcontextprotocol/clientInfo": {"name": "tasks-test", "version": "1"}}
 
 
@@ -83,8 +85,8 @@ class Door:
         return result
 
     def settled(self, task_id: str, timeout: float = 20) -> dict[str, Any]:
-        return wait_for(lambda: (s := self.status(task_id))["status"] not in (WORKING, "input_required") and s,
-                        timeout, what=f"task {task_id} to end")
+        return wait_for(lambda: (s := self.status(task_id))["status"] not in (WORKING, INPUT_REQUIRED)
+                        and s, timeout, what=f"task {task_id} to end")
 
 
 def start(make_daemon: Any, extra: str = "", subdir: str | None = None, **keys: Any) -> tuple[Any, Door]:
@@ -290,3 +292,29 @@ def test_a_second_daemon_answers_tasks_get_from_redis(make_daemon: Any) -> None:
         assert second.task("tasks/get", "unknown-everywhere")["error"]["code"] == -32602
     finally:
         redis.cleanup()
+
+
+def test_a_child_that_runs_its_own_tasks_gets_tasks_get_from_the_instance_that_made_them(
+        make_daemon: Any) -> None:
+    """Passthrough: a modern child declaring the extension answers its own CreateTaskResult, and
+    with two instances each task's tasks/get reaches the process that created it (a task id of
+    the other process would be unknown to it)."""
+    port = free_port()
+    daemon = make_daemon(http_toml(port) + server_toml("own", ECHO, "--era", "modern", "--own-tasks",
+                                                       instances=2))
+    daemon.wait_state("own", "ready")
+    door = Door(port, "/mcp/own")
+    discovered = door.request("server/discover", {})
+    assert EXTENSION in discovered["result"]["capabilities"]["extensions"]
+    replies: list[dict[str, Any]] = []
+    threads = [threading.Thread(target=lambda: replies.append(door.call("job", {"seconds": 0.5})))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    ids = [reply["result"]["taskId"] for reply in replies]
+    assert len({task_id.split("-")[1] for task_id in ids}) == 2, f"both instances made one: {ids}"
+    for task_id in ids:
+        done = door.status(task_id)
+        assert done["result"]["content"][0]["text"] == f"done by {task_id.split('-')[1]}"
