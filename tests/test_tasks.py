@@ -318,3 +318,33 @@ def test_a_child_that_runs_its_own_tasks_gets_tasks_get_from_the_instance_that_m
     for task_id in ids:
         done = door.status(task_id)
         assert done["result"]["content"][0]["text"] == f"done by {task_id.split('-')[1]}"
+
+
+def test_a_listen_stream_gets_notifications_tasks_until_the_task_ends(make_daemon: Any) -> None:
+    """subscriptions/listen with taskIds: the acknowledgement names the task, and a
+    notifications/tasks carrying the completed task (its result inlined) arrives on the stream
+    (at once if it ended before the stream opened)."""
+    _, door = start(make_daemon)
+    task_id = door.created("slow_compute", {"seconds": 1, "label": "watched"})
+    headers = {"accept": ACCEPT, "content-type": "application/json", "mcp-protocol-version": MODERN,
+               "mcp-method": "subscriptions/listen"}
+    body = {"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen",
+            "params": {"notifications": {"taskIds": [task_id, "unknown"]}, "_meta": envelope()}}
+    events: list[dict[str, Any]] = []
+    with door.http.stream("POST", door.url, headers=headers, json=body, timeout=20) as stream:
+        for line in stream.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            event = json.loads(line[5:])
+            events.append(event)
+            if event.get("method") == "notifications/tasks" and event["params"]["status"] == COMPLETED:
+                break
+    ack = events[0]
+    assert ack["method"] == "notifications/subscriptions/acknowledged"
+    assert ack["params"]["notifications"]["taskIds"] == [task_id]
+    final = events[-1]["params"]
+    assert final["taskId"] == task_id and final["result"]["content"][0]["text"] == "computed watched after 1s"
+    assert final["_meta"]["io.modelcontextprotocol/subscriptionId"] == "listen-1"
+    refused = door.request("subscriptions/listen", {"notifications": {"taskIds": [task_id]}},
+                           capabilities={})
+    assert refused["error"]["code"] == -32021

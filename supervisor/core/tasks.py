@@ -49,6 +49,7 @@ from supervisor.wire import protocol
 from supervisor.wire.jsonrpc import Message, error_response
 
 from .input_required import INPUT_METHODS, input_key
+from .perclient import owner_of
 
 if TYPE_CHECKING:
     from supervisor.config import TaskSettings
@@ -142,10 +143,12 @@ class TaskRun:
 
     translates_input = True  # the daemon answers for it: a roots/list is asked too
 
-    def __init__(self, book: TaskBook, record: TaskRecord, target: Any, capabilities: dict[str, Any]) -> None:
+    def __init__(self, book: TaskBook, record: TaskRecord, target: Any, capabilities: dict[str, Any],
+                 owner: str | None) -> None:
         self.book = book
         self.record = record
         self.target = target
+        self.owner = owner  # the creator's identity: its instance of a `sharing = "per-client"` server
         self.client_id = _CHILD_ID_PREFIX + record.task_id
         self.capabilities = capabilities
         self.asked: dict[str, tuple[Instance, Any]] = {}  # input key -> (instance, child's id)
@@ -314,7 +317,8 @@ class TaskBook:
             return
         self.created_total += 1
         capabilities = meta.get(protocol.META_CLIENT_CAPABILITIES)
-        run = TaskRun(self, record, target, capabilities if isinstance(capabilities, dict) else {})
+        run = TaskRun(self, record, target, capabilities if isinstance(capabilities, dict) else {},
+                      owner_of(sink))
         self.runs[record.task_id] = run
         child_params = {key: value for key, value in params.items() if key != "task"}
         child_msg: Message = {"jsonrpc": "2.0", "id": run.client_id, "method": "tools/call",
@@ -483,6 +487,11 @@ class TaskBook:
                 known.append(task_id)
         if known:
             self.watchers[watcher] = set(known)
+            for task_id in known:  # one that already ended will not change again: say how it ended
+                record = self.table.tasks[task_id]
+                if record.terminal:
+                    watcher.task_notification({"jsonrpc": "2.0", "method": "notifications/tasks",
+                                               "params": record.detailed()})
         return known
 
     def unwatch(self, watcher: Watcher) -> None:
