@@ -49,6 +49,7 @@ class Door:
     """Raw 2026-07-28 requests to one daemon's HTTP door."""
 
     def __init__(self, port: int, path: str = "/mcp/conformance") -> None:
+        self.port = port
         self.url = f"http://127.0.0.1:{port}{path}"
         self.http = httpx.Client(timeout=30)
         self.next_id = 0
@@ -153,7 +154,8 @@ def test_a_stored_record_that_is_not_one_is_refused() -> None:
 
 # ---- through the daemon --------------------------------------------------------------------------
 
-def test_discover_advertises_the_extension_and_sync_tools_stay_sync(make_daemon: Any) -> None:
+def test_discover_advertises_the_extension_and_only_task_supporting_tools_become_tasks(
+        make_daemon: Any) -> None:
     _, door = start(make_daemon)
     discovered = door.request("server/discover", {})
     assert EXTENSION in discovered["result"]["capabilities"]["extensions"]
@@ -166,6 +168,17 @@ def test_discover_advertises_the_extension_and_sync_tools_stay_sync(make_daemon:
     refused = door.call("failing_job", {}, capabilities={})
     assert refused["error"]["code"] == -32021
     assert EXTENSION in refused["error"]["data"]["requiredCapabilities"]["extensions"]
+    # tasks/* need the extension declared, a known id, and Mcp-Name carrying that id.
+    for method in ("tasks/get", "tasks/update", "tasks/cancel"):
+        reply = door.request(method, {"taskId": "x", "inputResponses": {}}, "x", capabilities={})
+        assert reply["error"]["code"] == -32021, (method, reply)
+    assert door.task("tasks/get", "no-such-task")["error"]["code"] == -32602
+    assert door.request("tasks/list", {})["error"]["code"] == -32601  # removed by SEP-2663
+    assert door.request("tasks/get", {"taskId": "a"}, name="b")["error"]["code"] == -32020
+    # The aggregate: the same tasks under SERVER__tool names.
+    aggregate = Door(door.port, "/mcp")
+    task_id = aggregate.created("conformance__slow_compute", {"seconds": 0, "label": "agg"})
+    assert aggregate.settled(task_id)["result"]["content"][0]["text"] == "computed agg after 0s"
 
 
 def test_a_task_outlives_its_bridge_client_and_another_client_gets_the_result(
@@ -255,24 +268,6 @@ def test_too_many_tasks_are_refused_with_a_clear_error(make_daemon: Any) -> None
         door.task("tasks/cancel", task_id)
 
 
-def test_task_methods_need_the_extension_and_a_known_id(make_daemon: Any) -> None:
-    _, door = start(make_daemon)
-    for method in ("tasks/get", "tasks/update", "tasks/cancel"):
-        reply = door.request(method, {"taskId": "x", "inputResponses": {}}, "x", capabilities={})
-        assert reply["error"]["code"] == -32021, (method, reply)
-    assert door.task("tasks/get", "no-such-task")["error"]["code"] == -32602
-    assert door.request("tasks/list", {})["error"]["code"] == -32601
-    mismatch = door.request("tasks/get", {"taskId": "a"}, name="b")
-    assert mismatch["error"]["code"] == -32020  # Mcp-Name carries the task id
-
-
-def test_tasks_through_the_aggregate(make_daemon: Any) -> None:
-    daemon, _ = start(make_daemon)
-    door = Door(int(daemon.config.read_text().split("127.0.0.1:")[1].split('"')[0]), "/mcp")
-    task_id = door.created("conformance__slow_compute", {"seconds": 0, "label": "agg"})
-    assert door.settled(task_id)["result"]["content"][0]["text"] == "computed agg after 0s"
-
-
 def test_a_second_daemon_answers_tasks_get_from_redis(make_daemon: Any) -> None:
     """Two daemons share one redis-server (`[cache] backend = "redis"`): a task created on the first
     is read, running and then finished, through the second; a cancel sent to the second names
@@ -348,3 +343,21 @@ def test_a_listen_stream_gets_notifications_tasks_until_the_task_ends(make_daemo
     refused = door.request("subscriptions/listen", {"notifications": {"taskIds": [task_id]}},
                            capabilities={})
     assert refused["error"]["code"] == -32021
+
+
+def test_tasks_globs_make_a_modern_childs_tool_a_task_and_an_oversized_result_fails_it(
+        make_daemon: Any) -> None:
+    """`tasks = [...]` in a server entry: the echo server (a 2026-07-28 child that knows nothing of
+    tasks) has its `big` calls run as tasks; a result larger than `[tasks] max_bytes` is not kept
+    (it would push out every other result): the task fails and says why."""
+    port = free_port()
+    daemon = make_daemon(http_toml(port) + '[tasks]\nmax_bytes = "2KiB"\n'
+                         + server_toml("echo", ECHO, tasks=["big", "ec*"]))
+    daemon.wait_state("echo", "ready")
+    door = Door(port, "/mcp/echo")
+    small = door.created("echo", {"text": "kept"})
+    assert door.settled(small)["result"]["content"][0]["text"] == "kept"
+    big = door.created("big", {"bytes": 5000})
+    failed = door.settled(big)
+    assert failed["status"] == "failed" and "max_bytes" in failed["error"]["message"]
+    assert door.call("add", {"a": 1, "b": 2})["result"]["resultType"] == "complete"  # not listed

@@ -303,8 +303,8 @@ class TaskBook:
                 meta: dict[str, Any], sink: Sink, owner: str | None) -> None:
         now = self.clock()
         settings = self.settings
-        record = TaskRecord(task_id=new_task_id(), server=getattr(target, "name", "") if target is server
-                            else "", tool=str(params.get("name")), owner=owner, created_at=now,
+        record = TaskRecord(task_id=new_task_id(), server=server.name, tool=str(params.get("name")),
+                            owner=owner, created_at=now,
                             ttl_ms=max(1, int(settings.ttl * 1000)),
                             poll_ms=max(1, int(settings.poll_interval * 1000)), node=self.node)
         try:
@@ -442,6 +442,11 @@ class TaskBook:
         record.status_message = message
         record.result = result
         record.error = error
+        if record.measure() > self.table.max_bytes:  # kept, it would push every other result out
+            record.status, record.result = FAILED, None
+            record.error = {"code": INTERNAL_ERROR, "message": f"the result ({record.size} bytes) is "
+                            f"larger than the daemon keeps for a task ([tasks] max_bytes)"}
+            record.status_message = record.error["message"]
         record.updated_at = self.clock()
         self.runs.pop(record.task_id, None)
         self._keys.pop(record.task_id, None)

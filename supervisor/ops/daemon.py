@@ -118,10 +118,10 @@ class Daemon:
         """Tasks run for clients (tasks.py): kept in memory, and in the cache's Redis when there
         is one, so that any daemon sharing it answers tasks/get. Daemon-level, like the cache."""
         from supervisor.core import tasks
-        from supervisor.core.task_store import RedisTaskStore
+        from supervisor.core.task_store import MemoryTaskStore, RedisTaskStore, TaskStore
 
-        store = (RedisTaskStore(config.cache.url, config.cache.timeout)
-                 if config.cache.backend == "redis" else None)
+        store: TaskStore = (RedisTaskStore(config.cache.url, config.cache.timeout)
+                            if config.cache.backend == "redis" else MemoryTaskStore())
         return tasks.configure(config.tasks, store, config.cluster.node or socket.gethostname())
 
     @staticmethod

@@ -39,7 +39,7 @@ def iso(when: float) -> str:
 @dataclass
 class TaskRecord:
     task_id: str
-    server: str  # the door's target: a server name, or "" for the aggregate
+    server: str  # the server whose child runs it (through /mcp/NAME or the aggregate)
     tool: str
     owner: str | None  # the caller it belongs to (an HTTP token's client name), None: anyone
     created_at: float  # wall clock
@@ -91,7 +91,7 @@ class TaskRecord:
 
     def row(self, now: float) -> dict[str, Any]:
         """One line of `mcpctl tasks`: what it is, never what it returned."""
-        return {"task_id": self.task_id, "server": self.server or "(aggregate)", "tool": self.tool,
+        return {"task_id": self.task_id, "server": self.server, "tool": self.tool,
                 "status": self.status, "owner": self.owner, "node": self.node,
                 "created_at": self.created_at, "updated_at": self.updated_at,
                 "expires_in": round(max(0.0, self.expires_at - now), 3), "bytes": self.size,
