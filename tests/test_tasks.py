@@ -48,10 +48,10 @@ def _close_doors() -> Iterator[None]:
 class Door:
     """Raw 2026-07-28 requests to one daemon's HTTP door."""
 
-    def __init__(self, port: int, path: str = "/mcp/conformance") -> None:
+    def __init__(self, port: int, path: str = "/mcp/conformance", token: str | None = None) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}{path}"
-        self.http = httpx.Client(timeout=30)
+        self.http = httpx.Client(timeout=30, headers={"authorization": f"Bearer {token}"} if token else {})
         self.next_id = 0
         _OPEN.append(self)
 
@@ -361,3 +361,20 @@ def test_tasks_globs_make_a_modern_childs_tool_a_task_and_an_oversized_result_fa
     failed = door.settled(big)
     assert failed["status"] == "failed" and "max_bytes" in failed["error"]["message"]
     assert door.call("add", {"a": 1, "b": 2})["result"]["resultType"] == "complete"  # not listed
+
+
+def test_a_task_made_with_one_client_token_is_unknown_to_another(make_daemon: Any) -> None:
+    """Auth binding (SEP-2663 security): with `[clients.NAME] token`s, a task belongs to the client
+    that created it; another client's tasks/get, tasks/update and tasks/cancel say not found, and
+    it cannot follow the task's notifications."""
+    clients = ('[clients.alice]\ntoken = "alice-token-0123456789"\n'
+               '[clients.bob]\ntoken = "bob-token-0123456789"\n')
+    _, anonymous = start(make_daemon, clients)
+    alice = Door(anonymous.port, token="alice-token-0123456789")
+    bob = Door(anonymous.port, token="bob-token-0123456789")
+    task_id = alice.created("slow_compute", {"seconds": 0, "label": "private"})
+    assert alice.settled(task_id)["result"]["content"][0]["text"] == "computed private after 0s"
+    for method in ("tasks/get", "tasks/cancel"):
+        assert bob.task(method, task_id)["error"]["code"] == -32602, method
+    assert bob.task("tasks/update", task_id, inputResponses={})["error"]["code"] == -32602
+    assert alice.status(task_id)["status"] == COMPLETED  # bob's cancel changed nothing

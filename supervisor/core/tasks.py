@@ -121,14 +121,23 @@ def task_support(server: Server, tool: str) -> str | None:
     return None
 
 
+def _unwrap(target: Any) -> Any:
+    """A client's view (`views.py`) of a server or of the aggregate: what it looks at."""
+    inner = getattr(target, "inner", None)
+    return target if inner is None else inner
+
+
 def _is_server(target: Any) -> bool:
+    target = _unwrap(target)
     return getattr(target, "_route_tool", None) is None and hasattr(target, "tools")
 
 
 def resolve(target: Any, name: Any) -> tuple[Server, str] | None:
-    """The server and its own tool name behind a `tools/call` name at a door's target."""
+    """The server and its own tool name behind a `tools/call` name at a door's target (calls
+    still go through the target itself, so a client's view decides what it may call)."""
     if not isinstance(name, str):
         return None
+    target = _unwrap(target)
     route = getattr(target, "_route_tool", None)  # the aggregate: SERVER__tool names
     if route is not None:
         found: tuple[Server, str] | None = route(name)
@@ -368,7 +377,7 @@ class TaskBook:
         if record is not None and record.owner is not None and record.owner != owner:
             record = None  # another caller's task: not found, as the spec's auth binding has it
         if record is None and task_id not in self.runs and _is_server(target) \
-                and child_runs_tasks(target):
+                and child_runs_tasks(_unwrap(target)):
             target.submit(sink, msg, True)  # the child's own task, made before we saw it (queued)
             return
         if record is None:
