@@ -14,22 +14,31 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import anyio
+import orjson
 
 from supervisor.policy.task_table import TaskRecord
 
 log = logging.getLogger("mcp_supervisor.tasks")
 
 KEY_PREFIX = "mcps:task:"
+CONTROL_CHANNEL = "mcps:task-control:"  # + node: tasks/cancel and tasks/update for that node's tasks
+MAX_CONTROL = 1024 * 1024  # bytes of one control message (inputResponses) a node accepts
 MAX_PENDING = 10000  # records waiting for the writer; beyond it the oldest waiting write is dropped
 WRITE_TIMEOUT = 1.0  # seconds a batch of writes (or save_now) may take
+
+
+Control = Callable[[dict[str, Any]], None]
 
 
 class TaskStore(Protocol):
     shared: bool
 
+    def on_control(self, node: str, handler: Control) -> None: ...
+    async def send_control(self, node: str, payload: dict[str, Any]) -> bool: ...
     def save(self, record: TaskRecord) -> None: ...
     async def save_now(self, record: TaskRecord) -> None: ...
     async def load(self, task_id: str) -> TaskRecord | None: ...
@@ -40,6 +49,12 @@ class MemoryTaskStore:
     """Nothing beyond the table: one daemon's tasks."""
 
     shared = False
+
+    def on_control(self, node: str, handler: Control) -> None:
+        return None
+
+    async def send_control(self, node: str, payload: dict[str, Any]) -> bool:
+        return False
 
     def save(self, record: TaskRecord) -> None:
         return None
@@ -74,6 +89,24 @@ class RedisTaskStore:
         self._flushed = anyio.Event()
         self._taken = 0  # batches the writer took
         self._written = 0  # ... and finished (written or failed)
+        self._control: tuple[str, Control] | None = None
+
+    def on_control(self, node: str, handler: Control) -> None:
+        """Messages other daemons send about this node's tasks go to `handler` (see `run`)."""
+        self._control = (node, handler)
+
+    async def send_control(self, node: str, payload: dict[str, Any]) -> bool:
+        """Tell the daemon `node` to cancel or update one of its tasks. False when no daemon of
+        that name listens (it stopped) or Redis cannot be reached."""
+        try:
+            with anyio.fail_after(max(self.timeout, 0.25)):
+                heard = await self._redis.publish(CONTROL_CHANNEL + node, orjson.dumps(payload))
+        except Exception as exc:
+            self.errors += 1
+            log.warning("tasks: could not reach node %s through Redis: %s: %s", node,
+                        type(exc).__name__, exc)
+            return False
+        return isinstance(heard, int) and heard > 0
 
     def save(self, record: TaskRecord) -> None:
         if record.task_id not in self._pending and len(self._pending) >= MAX_PENDING:
@@ -92,6 +125,40 @@ class RedisTaskStore:
                 await self._flushed.wait()
 
     async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            if self._control is not None:
+                tg.start_soon(self._listen, *self._control)
+            await self._writer()
+
+    async def _listen(self, node: str, handler: Control) -> None:
+        """This node's control channel, resubscribed after a Redis failure (1 s later)."""
+        while True:
+            try:
+                pubsub = self._redis.pubsub()
+                try:
+                    await pubsub.subscribe(CONTROL_CHANNEL + node)
+                    while True:
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if message is None or message.get("type") != "message":
+                            continue
+                        data = message.get("data")
+                        if not isinstance(data, bytes) or len(data) > MAX_CONTROL:
+                            continue
+                        try:
+                            payload = orjson.loads(data)
+                        except orjson.JSONDecodeError:
+                            continue
+                        if isinstance(payload, dict):
+                            handler(payload)
+                finally:
+                    with anyio.move_on_after(1, shield=True):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]  # (redis-py)
+            except Exception as exc:  # Redis went away: say so, and listen again shortly
+                self.errors += 1
+                log.warning("tasks: control channel of node %s: %s: %s", node, type(exc).__name__, exc)
+            await anyio.sleep(1.0)
+
+    async def _writer(self) -> None:
         try:
             while True:
                 await self._wake.wait()

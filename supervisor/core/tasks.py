@@ -267,6 +267,8 @@ class TaskBook:
         self._tg: anyio.abc.TaskGroup | None = None
         self._wake = anyio.Event()
         self.created_total = 0
+        if store is not None:
+            store.on_control(node, self._control)
 
     # ---- the doors call these -------------------------------------------------------------------
 
@@ -421,10 +423,28 @@ class TaskBook:
         if record.terminal:  # nothing left to change: the same ack the owner would give
             sink.deliver({"jsonrpc": "2.0", "id": mid, "result": {"resultType": "complete"}})
             return
+        payload: dict[str, Any] = {"op": method, "taskId": task_id}
+        if method == "tasks/update":
+            payload["inputResponses"] = msg["params"]["inputResponses"]
+        if await self.store.send_control(record.node, payload):  # the node that runs it acts on it
+            sink.deliver({"jsonrpc": "2.0", "id": mid, "result": {"resultType": "complete"}})
+            return
         sink.deliver(error_response(
-            mid, INVALID_PARAMS, f"Invalid params: task {task_id} runs on node {record.node!r}; send "
-            f"{method} there (route by the Mcp-Name header, which carries the task id)",
-            {"node": record.node}))
+            mid, INVALID_PARAMS, f"Invalid params: task {task_id} runs on node {record.node!r}, which "
+            "cannot be reached now", {"node": record.node}))
+
+    def _control(self, payload: dict[str, Any]) -> None:
+        """Another daemon passes on a tasks/cancel or tasks/update for one of our tasks (it checked
+        the caller against the task's owner; the payload's shape is checked here)."""
+        task_id = payload.get("taskId")
+        run = self.runs.get(task_id) if isinstance(task_id, str) else None
+        if run is None or run.record.terminal:
+            return
+        if payload.get("op") == "tasks/cancel":
+            run.cancel("the task was cancelled (tasks/cancel, through another daemon)")
+            self.finish(run, CANCELLED, message="cancelled by tasks/cancel")
+        elif payload.get("op") == "tasks/update" and isinstance(payload.get("inputResponses"), dict):
+            run.answer(payload["inputResponses"])
 
     # ---- the task's life --------------------------------------------------------------------------
 
