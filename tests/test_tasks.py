@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from supervisor.config import parse_config
 from supervisor.core.tasks import EXTENSION
+from supervisor.errors import ConfigError
 from supervisor.policy.task_table import COMPLETED, INPUT_REQUIRED, WORKING, TableFull, TaskRecord, TaskTable
 
 from .conftest import ECHO, MCPCTL, SERVERS, server_toml, wait_for
@@ -150,6 +152,18 @@ def test_a_stored_record_that_is_not_one_is_refused() -> None:
     for blob in (b"not json", b"[]", b'{"id": 1}',
                  good.to_blob().replace(b'"working"', b'"exploded"')):
         assert TaskRecord.from_blob(blob) is None
+
+
+def test_tasks_config_is_read_and_checked() -> None:
+    config = parse_config('[tasks]\nttl = "10m"\npoll_interval = "250ms"\nmax_tasks = 5\n'
+                          'max_bytes = "1MiB"\n' + server_toml("s", CHILD, tasks=["build_*"]))
+    assert (config.tasks.ttl, config.tasks.poll_interval, config.tasks.max_tasks) == (600.0, 0.25, 5)
+    assert config.tasks.max_bytes == 1024 * 1024 and config.servers["s"].tasks == ("build_*",)
+    with pytest.raises(ConfigError) as info:
+        parse_config("[tasks]\n\nmax_tasks = 0\n", path="fleet.toml")
+    assert "fleet.toml:3: tasks.max_tasks" in str(info.value)
+    with pytest.raises(ConfigError, match=r"tasks\.tll"):
+        parse_config('[tasks]\ntll = "1h"\n')
 
 
 # ---- through the daemon --------------------------------------------------------------------------
