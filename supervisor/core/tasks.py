@@ -45,6 +45,7 @@ from supervisor.policy.task_table import (
     TaskTable,
     new_task_id,
 )
+from supervisor.policy.tool_policy import origin_of
 from supervisor.wire import protocol
 from supervisor.wire.jsonrpc import Message, error_response
 
@@ -108,17 +109,35 @@ def child_runs_tasks(server: Server) -> bool:
 
 
 def task_support(server: Server, tool: str) -> str | None:
-    """"required", "optional", or None (the tool's calls are never tasks)."""
-    for definition in server.tools:
-        if definition.get("name") == tool:
+    """"required", "optional", or None (the tool's calls are never tasks). On the hot path of every
+    2026-07-28 tools/call: the tools' declarations are read once per tools list (a new list object
+    whenever the child's tools change) and kept with the server's config."""
+    tools, patterns = server.tools, server.config.tasks
+    memo = _SUPPORT.get(server.name)
+    if memo is None or memo[0] is not tools or memo[1] is not patterns:
+        declared: dict[str, str] = {}
+        for definition in tools:
             execution = definition.get("execution")
             support = execution.get("taskSupport") if isinstance(execution, dict) else None
-            if support in ("required", "optional"):
-                return str(support)
-            break
-    if any(fnmatchcase(tool, pattern) for pattern in server.config.tasks):
-        return "optional"
-    return None
+            name = definition.get("name")
+            if support in ("required", "optional") and isinstance(name, str):
+                declared[name] = str(support)
+        if len(_SUPPORT) >= _MAX_SUPPORT_MEMO:
+            _SUPPORT.clear()
+        memo = _SUPPORT[server.name] = (tools, patterns, declared, {})
+    found = memo[2].get(tool)
+    if found is not None or not patterns:
+        return found
+    matched = memo[3].get(tool)
+    if matched is None:
+        matched = any(fnmatchcase(tool, pattern) for pattern in patterns)
+        if len(memo[3]) < _MAX_SUPPORT_MEMO:
+            memo[3][tool] = matched
+    return "optional" if matched else None
+
+
+_SUPPORT: dict[str, tuple[list[dict[str, Any]], tuple[str, ...], dict[str, str], dict[str, bool]]] = {}
+_MAX_SUPPORT_MEMO = 4096
 
 
 def _unwrap(target: Any) -> Any:
@@ -295,7 +314,7 @@ class TaskBook:
                 passthrough = Passthrough(self, sink, server)
                 target.submit(passthrough, msg, True)
                 passthrough.instance = next((inst for inst in server.instances for p in inst.pending.values()
-                                             if p.sink is passthrough), None)
+                                             if origin_of(p.sink) is passthrough), None)
                 return True
             return False
         support = task_support(server, tool)
