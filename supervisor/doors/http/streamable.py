@@ -68,6 +68,7 @@ from prometheus_client import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from supervisor.config import is_loopback_host
+from supervisor.core import tasks
 from supervisor.core.input_required import ASKING_METHODS, Ask, InputRequired, book
 from supervisor.core.server import rate_limited
 from supervisor.core.sessions import Session, Target
@@ -141,7 +142,9 @@ _LIST_AGAIN = {
 _JSON = b"application/json"
 _SSE = b"text/event-stream"
 _ROUTING = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
-_NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+_NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri",
+                 # SEP-2663: Mcp-Name carries the task id, so a balancer can route by it
+                 "tasks/get": "taskId", "tasks/update": "taskId", "tasks/cancel": "taskId"}
 # JSON-RPC error code -> HTTP status for 2026-07-28 answers (what the official SDK server does).
 _MODERN_STATUS = {PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
                   UNSUPPORTED_PROTOCOL_VERSION: 400, MISSING_CLIENT_CAPABILITY: 400,
@@ -401,6 +404,10 @@ class _Listen:
 
     def forward_server_request(self, instance: Instance, message: Message) -> bool:
         return False
+
+    def task_notification(self, message: Message) -> None:
+        """`notifications/tasks` of a task this stream follows (`tasks.TaskBook.watch`)."""
+        self.server_notification(None, message)
 
 
 def _same_owner(owner: bytes | None, caller: bytes | None) -> bool:
@@ -1212,7 +1219,7 @@ class HttpDoor:
                 await _send_error(send, 406, INVALID_REQUEST, "subscriptions/listen needs Accept: "
                                   "text/event-stream", mid)
                 return
-            await self._listen(target, msg, params, receive, send)
+            await self._listen(target, msg, params, receive, send, headers)
             return
         # Only the methods whose legacy child may ask the client something take part in the
         # input-required book; every other call is routed as it is.
@@ -1455,19 +1462,33 @@ class HttpDoor:
         await _send_empty(send, 200)
 
     async def _listen(self, target: Target, msg: Message, params: dict[str, Any], receive: Receive,
-                      send: Send) -> None:
+                      send: Send, headers: dict[bytes, bytes]) -> None:
         wanted = params.get("notifications")
         wanted = wanted if isinstance(wanted, dict) else {}
         handshake = target.handshake
         capabilities = (handshake.capabilities if handshake is not None else None) or {}
-        honoured = {}
+        honoured: dict[str, Any] = {}
         kinds = set()
         for key, method in _Listen.KINDS.items():
             capability = key.removesuffix("ListChanged")
             if wanted.get(key) and capability in capabilities:
                 honoured[key] = True
                 kinds.add(method)
+        book = tasks.book()
+        watched = wanted.get("taskIds")
         listener = _Listen(msg["id"], kinds)
+        if watched is not None and book is not None:
+            if not tasks.declares_tasks(params.get("_meta")):
+                await _send_json(send, 400, tasks.missing_capability(
+                    msg["id"], "task notifications need the tasks extension declared"))
+                return
+            if not isinstance(watched, list):
+                await _send_error(send, 400, INVALID_PARAMS, "Invalid params: taskIds must be a list",
+                                  msg["id"])
+                return
+            honoured["taskIds"] = book.watch(listener, watched, self._token_clients.get(
+                self._credential(headers) or b""))
+            kinds.add("notifications/tasks")
         ack = sse_event({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
                          "params": {"notifications": honoured,
                                     "_meta": {protocol.META_SUBSCRIPTION_ID: msg["id"]}}})
@@ -1478,6 +1499,8 @@ class HttpDoor:
         finally:
             target.sessions.discard(listener)
             self._listeners.discard(listener)
+            if book is not None:
+                book.unwatch(listener)
 
 
 def _give_back(target: Target, call: Call) -> None:
