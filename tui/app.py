@@ -42,12 +42,15 @@ from tui.keys import APP_KEYS, MAIN_KEYS
 from tui.logview import LogLines
 from tui.model import SORTS, Change, FleetModel, matches, sort_key
 from tui.render import (
+    BLOCKED_MARK,
     BREAKER_MARKS,
+    CHANGED_MARK,
     STATE_MARKS,
     STATE_ORDER,
     STATE_STYLES,
     UNKNOWN,
     breaker_state,
+    changed_tools,
     fmt_bytes,
     fmt_cpu,
     fmt_duration,
@@ -59,6 +62,7 @@ from tui.render import (
     retry_delay,
     spark,
     state_text,
+    tools_text,
     usage_style,
 )
 from tui.screens import ConfirmScreen, DetailScreen, HelpScreen, LogScreen
@@ -130,7 +134,9 @@ def cell(column: Column, server: dict[str, Any], model: FleetModel) -> Text:
     if key == "cache":
         return _right(fmt_pct(server.get("cache_hit_rate")))
     if key == "tools":
-        return _right(str(server.get("tools") or 0) if state in ("ready", "degraded") else UNKNOWN)
+        changed, blocked = changed_tools(server)
+        count = str(server.get("tools") or 0) if state in ("ready", "degraded") else UNKNOWN
+        return tools_text(count, len(changed), blocked, column.width)
     reason = str(server.get("reason") or "")
     return Text(
         fit_words(reason, column.width), style="dim" if state == "ready" else STATE_STYLES.get(state, "")
@@ -169,6 +175,13 @@ def header_parts(model: FleetModel, sort: str, filter_text: str) -> list[tuple[i
         for s in ("failed", "backoff", "degraded", "unavailable")
         if counts.get(s)
     )
+    changes = [changed_tools(server) for server in model.servers.values()]
+    changed = sum(len(names) for names, _ in changes)
+    blocked = sum(len(names) for names, block in changes if block)
+    tool_changes = Text.assemble(
+        (f"{CHANGED_MARK}{changed} tool{'s' if changed != 1 else ''} changed", "yellow") if changed else "",
+        (f" ({BLOCKED_MARK}{blocked} blocked)", "bold red") if blocked else "",
+    )
     memory = Text(f"mem {fmt_bytes(t.memory_bytes)}")
     if t.memory_limit:
         memory = Text.assemble(
@@ -181,6 +194,7 @@ def header_parts(model: FleetModel, sort: str, filter_text: str) -> list[tuple[i
         (0, Text("mcp-supervisor", "bold")),
         (0, ready),
         (1, trouble),
+        (1, tool_changes),
         (2, Text.assemble((fmt_rate(t.calls_per_s), "bold"), " calls/s")),
         (3, memory),
         (4, Text(f"sort {sort}", "cyan") if sort != "name" else Text("")),
@@ -279,6 +293,9 @@ class TopApp(App[int]):
         """Tools per server, or why they could not be listed; refetched when the server gets ready."""
         self.details: dict[str, dict[str, Any]] = {}
         """`status {detail: true}` per server, fetched when its detail screen opens."""
+        self.tool_diffs: dict[str, list[dict[str, Any]]] = {}
+        """What changed in each changed tool of a server (`supervisor/tools {diff: true}`), fetched
+        with the detail and again when a `tool_change` event says it moved."""
         self.stderr: dict[str, list[LogLine]] = {}
         """The last stderr lines of the server the pane follows (for its detail screen)."""
         self.columns: list[Column] = []
@@ -382,6 +399,8 @@ class TopApp(App[int]):
                 async with aclosing(self.client.events()) as stream:
                     async for event in stream:
                         self._apply(self.model.apply(event))
+                        if event.get("type") == "tool_change":
+                            self._tools_moved(event.get("server"))
                 reason = "the event stream ended"
             except DaemonUnavailable as exc:
                 reason = exc.reason
@@ -543,7 +562,13 @@ class TopApp(App[int]):
             lines.append(Text(f"  {fmt_duration(now - restart.at)} ago: {restart.reason}{detail}", "yellow"))
         tools = self.tools.get(name)
         count = str(len(tools)) if isinstance(tools, list) else str(server.get("tools", UNKNOWN))
-        lines.append(Text.assemble(("tools ", "dim"), count, ("  enter: detail  l: log", "dim")))
+        changed, blocked = changed_tools(server)
+        if changed:
+            mark, style = (BLOCKED_MARK, "bold red") if blocked else (CHANGED_MARK, "yellow")
+            what = f"{mark} {'blocked' if blocked else 'changed'}: {', '.join(changed)}"
+            lines.append(Text.assemble(("tools ", "dim"), count, "  ", (what, style)))
+        else:
+            lines.append(Text.assemble(("tools ", "dim"), count, ("  enter: detail  l: log", "dim")))
         self._put("#info", Text("\n").join(fit_text(line, width) for line in lines))
         if self.query_one("#charts").has_class("-shown"):
             for metric, fmt in (
@@ -659,6 +684,7 @@ class TopApp(App[int]):
     async def _fetch_detail(self, name: str) -> None:
         try:
             self.details[name] = await self.client.detail(name)
+            self.tool_diffs[name] = await self.client.tool_changes(name)
             backfill = await self.client.logs(name, STDERR_KEPT)
         except (DaemonError, DaemonUnavailable):
             return  # the screen shows what the session saw
@@ -667,6 +693,19 @@ class TopApp(App[int]):
         if name != self._logs_for:
             self.stderr[name] = backfill
         self._refresh_detail_screen(name)
+
+    def _tools_moved(self, name: object) -> None:
+        """A tool of `name` changed or was approved: what was fetched about its tools is stale."""
+        if not isinstance(name, str) or name not in self.model.servers:
+            return
+        self.tools.pop(name, None)
+        self.tool_diffs.pop(name, None)
+        screen = self.screen
+        if isinstance(screen, DetailScreen) and screen.server == name:
+            self._fetch_tools(name)
+            self._fetch_detail(name)
+        elif name == self.selected and self.pane_shown:
+            self._fetch_tools(name)
 
     def _refresh_detail_screen(self, name: str) -> None:
         screen = self.screen

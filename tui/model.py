@@ -136,6 +136,8 @@ class FleetModel:
             server["last_scale"] = {k: event.get(k) for k in ("direction", "reason", "from", "to", "at")}
             server["target_instances"] = event.get("to", server.get("target_instances"))
             return Change(servers={name})
+        if kind == "tool_change":
+            return self._tool_change(self.servers[name], event)
         if kind == "restart":
             at = event.get("at")
             self.restarts.setdefault(name, deque(maxlen=RECENT_RESTARTS)).append(
@@ -147,6 +149,23 @@ class FleetModel:
             )
             return Change(servers={name})
         return Change()
+
+    def _tool_change(self, server: dict[str, Any], event: dict[str, Any]) -> Change:
+        """A tool's definition changed since it was pinned (`blocked` or `warned`), or changes were
+        approved: the marker moves now, not at the next stats push (which then says the same)."""
+        names = server.get("changed_tools")
+        changed = {n for n in names if isinstance(n, str)} if isinstance(names, list) else set()
+        action, tool = event.get("action"), event.get("tool")
+        if action in ("blocked", "warned") and isinstance(tool, str):
+            changed.add(tool)
+            server["on_tool_change"] = "block" if action == "blocked" else "warn"
+        elif action == "approved" and isinstance(event.get("approved"), list):
+            changed -= {n for n in event["approved"] if isinstance(n, str)}
+        else:
+            return Change()
+        server["changed_tools"] = sorted(changed)
+        server["tool_changes"] = len(changed)
+        return Change(servers={str(server["name"])}, fleet=True)
 
     def _apply_stats(self, event: dict[str, Any]) -> Change:
         self.stats_seen += 1

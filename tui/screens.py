@@ -15,12 +15,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Label, Sparkline, Static
 
+from tui.columns import fit_words
 from tui.keys import APP_KEYS, DETAIL_KEYS, LOG_KEYS, MAIN_KEYS, Key
 from tui.logview import LogLines
 from tui.render import (
+    BLOCKED_MARK,
+    CHANGED_MARK,
     STATE_MARKS,
     STATE_STYLES,
     UNKNOWN,
+    changed_tools,
     fmt_bytes,
     fmt_clock,
     fmt_cpu,
@@ -123,6 +127,7 @@ class DetailScreen(Screen[None]):
                     yield Static(id="d-states")
                     yield Static(id="d-restarts")
                 with Vertical(id="d-right"):
+                    yield Static(id="d-changes")
                     for metric, _, _ in self.CHARTS:
                         yield Label(id=f"d-{metric}-label")
                         yield Sparkline([], id=f"d-{metric}-chart")
@@ -192,7 +197,10 @@ class DetailScreen(Screen[None]):
                 )
             )
             self.query_one(f"#d-{metric}-chart", Sparkline).data = values
-        self.query_one("#d-tools", Static).update(self._tools())
+        changes = self.query_one("#d-changes", Static)
+        changes.display = bool(changed_tools(server)[0])
+        changes.update(self._tool_changes(server))
+        self.query_one("#d-tools", Static).update(self._tools(server))
         self.query_one("#d-stderr", Static).update(self._stderr())
 
     def _states(self, detail: dict[str, Any], server: dict[str, Any]) -> Text:
@@ -255,7 +263,36 @@ class DetailScreen(Screen[None]):
             lines.append(Text.assemble(("  last exit ", "dim"), (str(last_exit), "red")))
         return Text("\n").join(lines)
 
-    def _tools(self) -> Text:
+    def _tool_changes(self, server: dict[str, Any]) -> Text:
+        """Which tools changed since they were pinned, whether clients still get them, what changed
+        and how to accept it."""
+        changed, blocked = changed_tools(server)
+        if not changed:
+            return Text("")
+        how = "held back from clients" if blocked else "still served"
+        lines = [_section("TOOL CHANGES", f"{len(changed)} since pinned, {how}")]
+        entries = {str(e["tool"]): e for e in self.top.tool_diffs.get(self.server, [])}
+        for name in changed:
+            entry = entries.get(name, {})
+            mark, style, what = (
+                (BLOCKED_MARK, "bold red", "blocked") if blocked else (CHANGED_MARK, "yellow", "warned")
+            )
+            since = entry.get("since")
+            lines.append(
+                Text.assemble(
+                    "  ",
+                    (f"{mark} {name}", style),
+                    f"  {what}",
+                    (f"  since {fmt_clock(since)}" if isinstance(since, int | float) else "", "dim"),
+                )
+            )
+            lines += [Text.assemble("      ", line) for line in change_summary(entry)]
+        lines.append(Text(f"  approve: mcpctl tools approve {self.server} [TOOL]", "dim"))
+        lines.append(Text(f"  the whole diff: mcpctl tools --diff {self.server}", "dim"))
+        return Text("\n").join(lines)
+
+    def _tools(self, server: dict[str, Any]) -> Text:
+        changed = set(changed_tools(server)[0])
         tools = self.top.tools.get(self.server)
         if tools is None:
             return Text.assemble(_section("TOOLS"), ("\n  asking…", "dim"))
@@ -264,7 +301,9 @@ class DetailScreen(Screen[None]):
         lines = [_section("TOOLS", str(len(tools)))]
         lines += [
             Text.assemble(
-                "  ", (str(t.get("name", "?")), "cyan"), ("  " + str(t.get("description") or ""), "dim")
+                (f"{CHANGED_MARK} ", "yellow") if t.get("name") in changed else "  ",
+                (str(t.get("name", "?")), "cyan"),
+                ("  " + str(t.get("description") or ""), "dim"),
             )
             for t in tools[:40]
         ]
@@ -286,6 +325,43 @@ class DetailScreen(Screen[None]):
 
     def action_close(self) -> None:
         self.top.close_detail(self)
+
+
+SCHEMAS = ("inputSchema", "outputSchema")
+
+
+def change_summary(entry: dict[str, Any], width: int = 34) -> list[Text]:
+    """What differs between a tool's pinned and current definition, a line or two per field:
+    text fields as `− before` / `+ after`, schemas as the arguments added and removed, anything
+    else by name (the full diff is `mcpctl tools --diff`)."""
+    pinned, current = entry.get("pinned"), entry.get("current")
+    if not isinstance(pinned, dict) or not isinstance(current, dict):
+        return []
+    lines: list[Text] = []
+    for field in sorted(set(pinned) | set(current)):
+        before, after = pinned.get(field), current.get(field)
+        if before == after:
+            continue
+        if isinstance(before, str | None) and isinstance(after, str | None):
+            was, now = fit_words(str(before or ""), width), fit_words(str(after or ""), width)
+            lines.append(Text.assemble((f"{field}: ", "dim"), (f"− {was}", "red")))
+            lines.append(Text.assemble(" " * (len(field) + 2), (f"+ {now}", "green")))
+            continue
+        old = _properties(before) if field in SCHEMAS else None
+        new = _properties(after) if field in SCHEMAS else None
+        if old is not None and new is not None and old != new:
+            added, removed = sorted(new - old), sorted(old - new)
+            parts: list[str | tuple[str, str]] = [(f"{field}: arguments ", "dim")]
+            parts += [(f"+{name} ", "green") for name in added] + [(f"−{name} ", "red") for name in removed]
+            lines.append(Text.assemble(*parts))
+        else:
+            lines.append(Text.assemble((field, "dim"), " changed"))
+    return lines
+
+
+def _properties(schema: object) -> set[str] | None:
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    return {str(name) for name in props} if isinstance(props, dict) else None
 
 
 def config_text(config: object) -> Text:
