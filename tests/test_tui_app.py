@@ -479,3 +479,62 @@ async def test_an_unexpected_client_error_is_a_message_not_a_traceback() -> None
     async with app.run_test(size=SIZE):
         await wait_until(lambda: "unexpected RuntimeError: boom" in gone_text(app))
         assert app.is_running
+
+
+async def test_changed_tools_are_marked_in_the_tools_column_the_header_and_the_pane() -> None:
+    """github serves a tool that changed since it was pinned (warn), fetch holds two back (block):
+    each row says so in its tools cell, the header counts them, the pane names them."""
+    app = RecordingApp(FakeDaemonClient())
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        assert cell(app, "github", "tools") == "8 Δ1"
+        assert cell(app, "fetch", "tools") == "4 ⊘2"  # the count is what clients see
+        assert cell(app, "git", "tools") == "14"
+        assert "Δ3 tools changed (⊘2 blocked)" in header(app)
+        await pilot.press(*["j"] * 8)
+        assert app.selected == "fetch"
+        info = str(app.query_one("#info", Static).render())
+        assert "tools 4  ⊘2 blocked: get_fetch_0…" in info  # cut at a word, in a 44-column pane
+
+
+async def test_a_tool_change_event_marks_the_row_at_once_and_approval_clears_it() -> None:
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE):
+        await loaded(app)
+        fake.push({"type": "tool_change", "server": "git", "tool": "get_git_0", "action": "warned", "at": NOW})
+        await wait_until(lambda: cell(app, "git", "tools") == "14 Δ1")
+        assert "Δ4 tools changed" in header(app)
+        fake.push({"type": "tool_change", "server": "git", "tool": None, "action": "approved",
+                   "approved": ["get_git_0"], "at": NOW})  # fmt: skip
+        await wait_until(lambda: cell(app, "git", "tools") == "14")
+
+
+async def test_detail_screen_says_which_tools_changed_what_differs_and_how_to_approve() -> None:
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        await pilot.press(*["j"] * 8, "enter")
+        assert isinstance(app.screen, DetailScreen) and app.screen.server == "fetch"
+        await wait_until(lambda: "fetch" in app.tool_diffs and isinstance(app.tools.get("fetch"), list))
+        await pilot.pause()
+        changes = str(app.screen.query_one("#d-changes", Static).render())
+        assert "TOOL CHANGES  2 since pinned, held back from clients" in changes
+        assert "⊘ get_fetch_0  blocked" in changes and "⊘ list_fetch_1  blocked" in changes
+        assert "inputSchema: arguments +upload_to" in changes  # a new argument
+        assert "description: − tool 1 of fetch" in changes and "+ tool 1 of fetch; also" in changes
+        assert "mcpctl tools approve fetch [TOOL]" in changes
+        assert ("tool_changes", "fetch") in fake.calls
+        tools = str(app.screen.query_one("#d-tools", Static).render())
+        assert "get_fetch_0" not in tools  # held back: not among the tools clients get
+        await pilot.press("escape", "k", "k", "k", "k", "k", "k", "enter")
+        assert isinstance(app.screen, DetailScreen) and app.screen.server == "github"
+        await wait_until(lambda: "github" in app.tool_diffs)
+        await pilot.pause()
+        changes = str(app.screen.query_one("#d-changes", Static).render())
+        assert "still served" in changes and "Δ create_github_3  warned" in changes
+        assert "Δ create_github_3" in str(app.screen.query_one("#d-tools", Static).render())
+        await pilot.press("escape", "j", "enter")
+        assert isinstance(app.screen, DetailScreen) and app.screen.server == "gitlab"
+        assert not app.screen.query_one("#d-changes", Static).display  # nothing changed: no section

@@ -565,7 +565,7 @@ class TopApp(App[int]):
         changed, blocked = changed_tools(server)
         if changed:
             mark, style = (BLOCKED_MARK, "bold red") if blocked else (CHANGED_MARK, "yellow")
-            what = f"{mark} {'blocked' if blocked else 'changed'}: {', '.join(changed)}"
+            what = f"{mark}{len(changed)} {'blocked' if blocked else 'changed'}: {', '.join(changed)}"
             lines.append(Text.assemble(("tools ", "dim"), count, "  ", (what, style)))
         else:
             lines.append(Text.assemble(("tools ", "dim"), count, ("  enter: detail  l: log", "dim")))
