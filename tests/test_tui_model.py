@@ -271,3 +271,22 @@ def test_tools_cell_keeps_the_marker_when_the_count_does_not_fit(
     text = tools_text(count, changed, blocked, width=6)
     assert text.plain == shown and text.cell_len <= 6
     assert [str(span.style) for span in text.spans] == ([style] if style else [])
+
+
+def test_each_cell_reads_only_the_status_fields_its_column_lists() -> None:
+    """`_changed_cells` recomputes a column only when one of its CELL_SOURCES changed: a field
+    a cell reads but its column does not list would leave that cell stale. Changing any other
+    field of any fake server must leave every non-history cell as it was."""
+    from tui.app import CELL_SOURCES, cell
+
+    model, fake = loaded_model()
+    model.apply(fake.stats_event(0))
+    columns = [c for c in COLUMNS if not c.history]
+    assert {c.key for c in COLUMNS} == set(CELL_SOURCES)
+    for name, server in model.servers.items():
+        for column in columns:
+            before = cell(column, server, model)
+            for key in set(server) - CELL_SOURCES[column.key]:
+                for other in (None, 7.5, {"state": "open"}):
+                    changed = dict(server, **{key: other})
+                    assert cell(column, changed, model) == before, (name, column.key, key, other)

@@ -34,6 +34,9 @@ class Change:
 
     servers: set[str] = field(default_factory=set)
     """Rows whose values changed."""
+    fields: dict[str, set[str]] = field(default_factory=dict)
+    """Of a server in `servers`, the status fields that changed, when known (absent: any of them),
+    so only the cells that show them are computed again."""
     membership: bool = False
     """Servers appeared or disappeared, so the table's rows must be rebuilt."""
     fleet: bool = False
@@ -130,12 +133,12 @@ class FleetModel:
             server["reason"] = event.get("reason")
             server["since"] = event.get("at", server.get("since"))
             self._transition(name, server)
-            return Change(servers={name}, fleet=True)
+            return Change(servers={name}, fields={name: {"state", "reason", "since"}}, fleet=True)
         if kind == "scale":
             server = self.servers[name]
             server["last_scale"] = {k: event.get(k) for k in ("direction", "reason", "from", "to", "at")}
             server["target_instances"] = event.get("to", server.get("target_instances"))
-            return Change(servers={name})
+            return Change(servers={name}, fields={name: {"last_scale", "target_instances"}})
         if kind == "tool_change":
             return self._tool_change(self.servers[name], event)
         if kind == "restart":
@@ -147,7 +150,7 @@ class FleetModel:
                     detail=str(event.get("detail") or ""),
                 )
             )
-            return Change(servers={name})
+            return Change(servers={name}, fields={name: set()})  # the pane's timeline, not a cell
         return Change()
 
     def _tool_change(self, server: dict[str, Any], event: dict[str, Any]) -> Change:
@@ -165,7 +168,9 @@ class FleetModel:
             return Change()
         server["changed_tools"] = sorted(changed)
         server["tool_changes"] = len(changed)
-        return Change(servers={str(server["name"])}, fleet=True)
+        name = str(server["name"])
+        return Change(servers={name}, fields={name: {"changed_tools", "tool_changes", "on_tool_change"}},
+                      fleet=True)  # fmt: skip
 
     def _apply_stats(self, event: dict[str, Any]) -> Change:
         self.stats_seen += 1
@@ -211,6 +216,8 @@ class FleetModel:
                         new[key] = old[key]
             if old != new:
                 change.servers.add(name)
+                if old is not None:
+                    change.fields[name] = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
             fresh[name] = new
             if old is None or (old.get("state"), old.get("reason")) != (new.get("state"), new.get("reason")):
                 self._transition(name, new)

@@ -43,6 +43,10 @@ def keys_text(title: str, *tables: tuple[str, tuple[Key, ...]]) -> Text:
         parts.append((f"\n{heading}\n", "bold underline"))
         for key in keys:
             parts += [(f"{key.shown or key.keys:>12}  ", "bold cyan"), f"{key.help}\n"]
+    parts.append(("\nmarks\n", "bold underline"))
+    parts += [" ".join(f"{STATE_MARKS[state]} {state}" for state in STATE_MARKS), "\n"]
+    parts += [(f"{CHANGED_MARK}n", "yellow"), " tools changed since pinned, still served   ",
+              (f"{BLOCKED_MARK}n", "bold red"), " changed and held back until approved\n"]  # fmt: skip
     parts.append(("\nctrl+p: every action in the command palette · esc ? q closes this", "dim"))
     return Text.assemble(*parts)
 
@@ -113,6 +117,13 @@ class DetailScreen(Screen[None]):
         super().__init__()
         self.server = name
         self._drawn = False
+        self._shown: dict[str, Text] = {}
+
+    def _put(self, selector: str, content: Text) -> None:
+        """Update a Static only when what it shows changes (this screen is redrawn every second)."""
+        if self._shown.get(selector) != content:
+            self._shown[selector] = content
+            self.query_one(selector, Static).update(content)
 
     @property
     def top(self) -> TopApp:
@@ -146,16 +157,15 @@ class DetailScreen(Screen[None]):
         app = self.top
         server = app.model.servers.get(self.server)
         if server is None:
-            self.query_one("#d-head", Static).update(
-                Text(f"{self.server}: no longer in the fleet", "bold red")
-            )
+            self._put("#d-head", Text(f"{self.server}: no longer in the fleet", "bold red"))
             return
         detail = app.details.get(self.server, {})
         now = app.clock()
         state = str(server.get("state"))
         since = server.get("since")
         held = f" for {fmt_duration(now - since)}" if isinstance(since, int | float) else ""
-        self.query_one("#d-head", Static).update(
+        self._put(
+            "#d-head",
             Text.assemble(
                 (self.server, "bold"),
                 "  ",
@@ -178,15 +188,16 @@ class DetailScreen(Screen[None]):
                 str(server.get("errors_total", 0)),
             )
         )
-        self.query_one("#d-config", Static).update(config_text(detail.get("config")))
-        self.query_one("#d-states", Static).update(self._states(detail, server))
-        self.query_one("#d-restarts", Static).update(self._restarts(detail, server))
+        self._put("#d-config", config_text(detail.get("config")))
+        self._put("#d-states", self._states(detail, server))
+        self._put("#d-restarts", self._restarts(detail, server))
         for metric, label, fmt in self.CHARTS:
             series = app.model.series_of(self.server, metric)
             values = list(series.buckets) if series else []
             peak = max(values, default=None)
             now_value = series.last if series else None
-            self.query_one(f"#d-{metric}-label", Label).update(
+            self._put(
+                f"#d-{metric}-label",
                 Text.assemble(
                     (label, "bold"),
                     ("  now ", "dim"),
@@ -196,12 +207,13 @@ class DetailScreen(Screen[None]):
                     ("  (session, 10 s per bar)", "dim"),
                 )
             )
-            self.query_one(f"#d-{metric}-chart", Sparkline).data = values
-        changes = self.query_one("#d-changes", Static)
-        changes.display = bool(changed_tools(server)[0])
-        changes.update(self._tool_changes(server))
-        self.query_one("#d-tools", Static).update(self._tools(server))
-        self.query_one("#d-stderr", Static).update(self._stderr())
+            chart = self.query_one(f"#d-{metric}-chart", Sparkline)
+            if chart.data != values:  # a bar is 10 s: most seconds change none
+                chart.data = values
+        self.query_one("#d-changes", Static).display = bool(changed_tools(server)[0])
+        self._put("#d-changes", self._tool_changes(server))
+        self._put("#d-tools", self._tools(server))
+        self._put("#d-stderr", self._stderr())
 
     def _states(self, detail: dict[str, Any], server: dict[str, Any]) -> Text:
         history = detail.get("state_history")
