@@ -308,6 +308,26 @@ async def test_command_palette_lists_the_dashboard_actions() -> None:
             assert wanted in titles
 
 
+async def test_an_action_chosen_in_the_command_palette_runs_and_still_asks_first() -> None:
+    """ctrl+p, type, Enter: the palette runs the dashboard's own action, confirmation included."""
+    from textual.command import CommandList, CommandPalette
+
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        await pilot.press("j", "ctrl+p")
+        await wait_until(lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"restart the selected")
+        palette = app.screen
+        await wait_until(lambda: palette.query_one(CommandList).option_count > 0)
+        await pilot.press("enter")
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen))
+        assert not any(c[0] == "restart" for c in fake.calls)
+        await pilot.press("y")
+        await wait_until(lambda: ("restart", ["git"]) in fake.calls)
+
+
 async def test_r_restarts_only_after_yes() -> None:
     fake = FakeDaemonClient()
     app = RecordingApp(fake)
