@@ -14,6 +14,11 @@ name and state always), and the bottom pane (detail and log tail of the selected
 only when the height leaves room for it after every row (`pane_height`); `p` shows or hides it
 anyway, `l` opens the full log view and Enter the detail screen at any size.
 
+Cheap (`python -m bench.tui_cpu`). A stats push recomputes only the cells whose status fields
+changed (`CELL_SOURCES`), the grid renders only changed cells (`tui.table`), the pane's log tail
+is drawn with the stats push rather than per line, nothing is drawn for the fleet while a full
+screen covers it, and `mcpctl top` freezes its start-up heap out of the collector's full passes.
+
 Failure. Any `DaemonUnavailable` from the feed hides the table and shows "daemon not running at
 PATH — retrying", then retries with capped exponential backoff. Workers catch everything they can
 raise, so the user never sees a traceback.
