@@ -284,7 +284,7 @@ class DetailScreen(Screen[None]):
         how = "held back from clients" if blocked else "still served"
         lines = [_section("TOOL CHANGES", f"{len(changed)} since pinned, {how}")]
         entries = {str(e["tool"]): e for e in self.top.tool_diffs.get(self.server, [])}
-        for name in changed:
+        for name in changed[:SHOWN_CHANGES]:
             entry = entries.get(name, {})
             mark, style, what = (
                 (BLOCKED_MARK, "bold red", "blocked") if blocked else (CHANGED_MARK, "yellow", "warned")
@@ -299,6 +299,8 @@ class DetailScreen(Screen[None]):
                 )
             )
             lines += [Text.assemble("      ", line) for line in change_summary(entry)]
+        if len(changed) > SHOWN_CHANGES:
+            lines.append(Text(f"  … {len(changed) - SHOWN_CHANGES} more", "dim"))
         lines.append(Text(f"  approve: mcpctl tools approve {self.server} [TOOL]", "dim"))
         lines.append(Text(f"  the whole diff: mcpctl tools --diff {self.server}", "dim"))
         return Text("\n").join(lines)
@@ -340,6 +342,10 @@ class DetailScreen(Screen[None]):
 
 
 SCHEMAS = ("inputSchema", "outputSchema")
+SHOWN_CHANGES = 20
+"""Changed tools listed on the detail screen (the rest counted): a peer's list is bounded here."""
+SHOWN_ARGUMENTS = 6
+"""Arguments added (and removed) named per changed schema."""
 
 
 def change_summary(entry: dict[str, Any], width: int = 34) -> list[Text]:
@@ -364,7 +370,10 @@ def change_summary(entry: dict[str, Any], width: int = 34) -> list[Text]:
         if old is not None and new is not None and old != new:
             added, removed = sorted(new - old), sorted(old - new)
             parts: list[str | tuple[str, str]] = [(f"{field}: arguments ", "dim")]
-            parts += [(f"+{name} ", "green") for name in added] + [(f"−{name} ", "red") for name in removed]
+            parts += [(f"+{fit_words(name, 24)} ", "green") for name in added[:SHOWN_ARGUMENTS]]
+            parts += [(f"−{fit_words(name, 24)} ", "red") for name in removed[:SHOWN_ARGUMENTS]]
+            if len(added) > SHOWN_ARGUMENTS or len(removed) > SHOWN_ARGUMENTS:
+                parts.append(("…", "dim"))
             lines.append(Text.assemble(*parts))
         else:
             lines.append(Text.assemble((field, "dim"), " changed"))
