@@ -30,8 +30,7 @@ from supervisor.errors import (
     UpstreamGone,
     UpstreamTimeout,
 )
-from supervisor.policy.breaker import CANCELLED, CRASH, INTERNAL
-from supervisor.policy.counters import ERROR, GONE
+from supervisor.policy.outcome import Outcome
 from supervisor.telemetry import tracing
 from supervisor.telemetry.logs import REDACT, LineRing
 from supervisor.wire import protocol
@@ -63,10 +62,8 @@ PROBE_TIMEOUT = 3.0
 class InstanceOwner(Protocol):
     """The callbacks an instance makes into its `Server`."""
 
-    def request_done(self, instance: Instance, pending: Pending, ok: bool,
-                     outcome: int = ..., fault: str | None = None) -> None:
-        """`outcome`: a `metrics` outcome for the counters; `fault`: None when the child answered
-        or the caller is to blame, else one of the `breaker` constants."""
+    def request_done(self, instance: Instance, pending: Pending, outcome: Outcome = ...) -> None:
+        """`pending` ended: how (`Outcome`) decides the counters, the breaker and the span."""
     def child_notification(self, instance: Instance, message: Message) -> None: ...
     def child_request(self, instance: Instance, message: Message) -> None: ...
     def child_stderr(self, instance: Instance, line: str) -> None: ...
@@ -335,10 +332,10 @@ class Instance:
                 protocol.modernize_result(msg, pending.method)
             pending.sink.deliver(msg)
             if error is None:
-                self.owner.request_done(self, pending, True)
+                self.owner.request_done(self, pending, Outcome.OK)
             else:  # an internal error says the server is in trouble; others are the caller's
-                self.owner.request_done(self, pending, False, ERROR,
-                                        INTERNAL if error["code"] == INTERNAL_ERROR else None)
+                self.owner.request_done(self, pending, Outcome.INTERNAL
+                                        if error["code"] == INTERNAL_ERROR else Outcome.ERROR)
         elif method.__class__ is not str:
             self._protocol_error(f"a message whose method {_short(method)} is not a string")
         elif (params := msg.get("params")) is not None and params.__class__ is not dict:
@@ -367,7 +364,7 @@ class Instance:
             pending.client_id, INTERNAL_ERROR,
             f"server '{self.server}' sent an invalid answer to {pending.method}: {what}",
             {"server": self.server}))
-        self.owner.request_done(self, pending, False, ERROR, INTERNAL)
+        self.owner.request_done(self, pending, Outcome.INTERNAL)
 
     def _answer_unusable(self, cid: int, what: str) -> None:
         pending = self.pending.pop(cid, None)
@@ -389,7 +386,7 @@ class Instance:
             f"server '{self.server}' answered {pending.method} with {line.size} bytes, over the "
             f"{self.max_message}-byte message limit",
             {"server": self.server, "size": line.size, "limit": self.max_message}))
-        self.owner.request_done(self, pending, False, ERROR)
+        self.owner.request_done(self, pending, Outcome.ERROR)
 
     def _junk(self, line: bytes) -> None:
         self.junk_lines += 1
@@ -599,10 +596,11 @@ class Instance:
         else:
             reason = f"server '{self.server}' exited while handling the request; it is being restarted"
         # One crash is one failure for the circuit breaker, however many requests it took along.
-        fault = CANCELLED if self.restart_reason is not None or self._stop_requested else CRASH
+        outcome = (Outcome.GONE if self.restart_reason is not None or self._stop_requested
+                   else Outcome.CRASHED)
         for pending in self.fail_all(reason):
-            self.owner.request_done(self, pending, False, GONE, fault)
-            fault = CANCELLED
+            self.owner.request_done(self, pending, outcome)
+            outcome = Outcome.GONE
 
     async def _watch_exit(self, proc: anyio.abc.Process) -> None:
         """A grandchild can hold stdout open after the child died, so the exit itself counts too."""

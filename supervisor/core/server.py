@@ -40,7 +40,8 @@ from supervisor.errors import (
 from supervisor.paths import private_dir
 from supervisor.policy import counters
 from supervisor.policy.autoscale import DOWN, UP, Autoscaler, Observation, Policy, Verdict
-from supervisor.policy.breaker import CANCELLED, CLOSED, TIMEOUT, CircuitBreaker
+from supervisor.policy.breaker import CLOSED, CircuitBreaker
+from supervisor.policy.outcome import Outcome
 from supervisor.policy.ratelimit import ClientLimits, TokenBucket
 from supervisor.policy.states import SERVING, Exit, RestartTracker, State
 from supervisor.policy.stderr_levels import level_of, logging_level
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from .eras import EraMemory
     from .process import PidRegistry, ProcessRecord
 
+OK = Outcome.OK  # a module global: `outcome is OK` on the hot path
 log = logging.getLogger("mcp_supervisor.server")
 stderr_log = logging.getLogger("mcp_supervisor.child")
 
@@ -406,7 +408,7 @@ class Server:
                     or (self._idle_stopped and self.state in (State.STOPPED, State.STOPPING))):
                 self.start()  # this request waits in the queue until the child is ready
             else:
-                self.stats.refused(message["method"], counters.UNAVAILABLE)
+                self.stats.refused(message["method"], Outcome.UNAVAILABLE)
                 sink.deliver(error_response(
                     message["id"], SERVER_UNAVAILABLE,
                     f"server '{self.name}' is {self.state}: {self.reason}",
@@ -422,7 +424,7 @@ class Server:
 
     def _refuse_busy(self, sink: Sink, message: Message, why: str) -> None:
         self.busy_total += 1
-        self.stats.refused(message["method"], counters.BUSY)
+        self.stats.refused(message["method"], Outcome.BUSY)
         retry_ms = self._retry_after_ms()
         sink.deliver(error_response(
             message["id"], SERVER_BUSY, f"server busy: {why}; retry after {retry_ms} ms",
@@ -498,23 +500,19 @@ class Server:
             item = queue.popleft()
             inst.forward(item.sink, item.message, item.deadline, item.client_modern)
 
-    def request_done(self, instance: Instance, pending: Pending, ok: bool,
-                     outcome: int = counters.ERROR, fault: str | None = None) -> None:
+    def request_done(self, instance: Instance, pending: Pending, outcome: Outcome = OK) -> None:
         if pending.span is not None and tracing.active is not None:
-            tracing.active.end(pending.span, None, None if ok else counters.OUTCOMES[outcome])
+            tracing.active.end(pending.span, None, None if outcome is OK else outcome.label)
         if not isinstance(pending.sink, Waiter):  # the daemon's own requests are not traffic
             now = time.monotonic()
             self.calls_total += 1
             self.last_active = now
             elapsed = now - pending.started
             self.latencies.append(elapsed)
-            if ok:
-                self.stats.record(pending.method, counters.OK, elapsed)
-            else:
+            self.stats.record(pending.method, outcome, elapsed)
+            if outcome is not OK:
                 self.errors_total += 1
-                self.stats.record(pending.method, outcome, elapsed)
-            if fault is not None:
-                self._fault(pending, fault)
+                self._settle(pending, outcome)
             elif self.breaker.state is not CLOSED and self.breaker.success():
                 log.info("%s: circuit breaker closed: a trial call succeeded", self.name)
                 self._refresh_serving()
@@ -523,14 +521,16 @@ class Server:
         if self.queue:
             self._dispatch_queue()
 
-    def _fault(self, pending: Pending, fault: str) -> None:
-        if fault is CANCELLED:
-            self.breaker.neutral()
-            return
-        if fault is TIMEOUT:
+    def _settle(self, pending: Pending, outcome: Outcome) -> None:
+        """A call that did not end OK, told to the breaker (which opens or, for a trial that got an
+        answer, closes)."""
+        if outcome is Outcome.TIMEOUT:
             self._probe_soon.set()  # is the child hung? do not wait for the next health round
-        if self.breaker.failure(f"{_shown(pending.method)} {fault}"):
-            log.warning("%s: %s", self.name, self.breaker.describe())
+        if self.breaker.settle(outcome, _shown(pending.method)):
+            if self.breaker.state is CLOSED:
+                log.info("%s: circuit breaker closed: a trial call succeeded", self.name)
+            else:
+                log.warning("%s: %s", self.name, self.breaker.describe())
             self._refresh_serving()
 
     def cancel(self, sink: Sink, client_id: Any, reason: str = "cancelled by the client") -> bool:
@@ -554,7 +554,7 @@ class Server:
             for cid, pending in list(inst.pending.items()):
                 if origin_of(pending.sink) is sink and pending.client_id == client_id:
                     inst.cancel(cid, reason)
-                    self.request_done(inst, pending, False, counters.CANCELLED, CANCELLED)
+                    self.request_done(inst, pending, Outcome.CANCELLED)
                     return True
         return left_flight
 
@@ -575,7 +575,7 @@ class Server:
             for cid, pending in list(inst.pending.items()):
                 if origin_of(pending.sink) is sink:
                     inst.cancel(cid, "the client disconnected")
-                    self.request_done(inst, pending, False, counters.CANCELLED, CANCELLED)
+                    self.request_done(inst, pending, Outcome.CANCELLED)
                     dropped += 1
         return dropped
 
@@ -604,14 +604,14 @@ class Server:
         for inst in list(self.instances):
             for pending in inst.expire(now):
                 self.timeouts_total += 1
-                self.request_done(inst, pending, False, counters.TIMEOUT, TIMEOUT)
+                self.request_done(inst, pending, Outcome.TIMEOUT)
         if self.queue and any(item.deadline <= now for item in self.queue):
             kept: collections.deque[Queued] = collections.deque()
             for item in self.queue:
                 if item.deadline <= now:
                     self.timeouts_total += 1
                     self.errors_total += 1
-                    self.stats.refused(item.message["method"], counters.TIMEOUT)
+                    self.stats.refused(item.message["method"], Outcome.TIMEOUT)
                     # A server that is up but cannot keep up is failing; one still starting is not.
                     if self.state in SERVING and self.breaker.failure(
                             f"{_shown(item.message['method'])} timed out in the queue"):
@@ -631,7 +631,7 @@ class Server:
             if only_unsafe and item.message.get("method") in protocol.RETRY_SAFE_METHODS:
                 kept.append(item)
                 continue
-            self.stats.refused(item.message["method"], counters.UNAVAILABLE)
+            self.stats.refused(item.message["method"], Outcome.UNAVAILABLE)
             item.sink.deliver(error_response(item.message["id"], SERVER_UNAVAILABLE, reason,
                                              {"server": self.name}))
         self.queue = kept
