@@ -24,11 +24,12 @@ from supervisor.errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     MESSAGE_TOO_LARGE,
-    REQUEST_TIMEOUT,
     SpawnError,
     SupervisorError,
     UpstreamGone,
     UpstreamTimeout,
+    gone,
+    timed_out,
 )
 from supervisor.policy.outcome import Outcome
 from supervisor.telemetry import tracing
@@ -459,10 +460,10 @@ class Instance:
             if pending is None:
                 continue
             waited = now - pending.started
-            pending.sink.deliver(error_response(
-                pending.client_id, REQUEST_TIMEOUT,
+            pending.sink.deliver(timed_out(
+                pending.client_id, self.server,
                 f"server '{self.server}' did not answer {pending.method} within {waited:.1f}s; "
-                "the request was cancelled", {"server": self.server, "timeout_s": round(waited, 3)}))
+                "the request was cancelled", waited))
             done.append(pending)
         return done
 
@@ -471,8 +472,7 @@ class Instance:
         pendings = list(self.pending.values())
         self.pending.clear()
         for pending in pendings:
-            pending.sink.deliver(error_response(
-                pending.client_id, UpstreamGone.code, reason, {"server": self.server}))
+            pending.sink.deliver(gone(pending.client_id, self.server, reason))
         return pendings
 
     # ---- the daemon's own requests --------------------------------------------------------------

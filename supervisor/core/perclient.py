@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from supervisor.errors import SERVER_BUSY
+from supervisor.errors import busy
 from supervisor.policy.states import SERVING, State
 from supervisor.policy.tool_policy import origin_of
 from supervisor.wire import protocol
-from supervisor.wire.jsonrpc import Message, error_response
+from supervisor.wire.jsonrpc import Message
 
 if TYPE_CHECKING:
     from supervisor.wire.jsonrpc import Sink
@@ -207,12 +207,10 @@ class ClientInstances:
         server = self.instance_for(owner) if owner is not None else self.any_instance()
         if server is None:
             self.busy_total += 1
-            retry_ms = self.retry_after_ms()
-            sink.deliver(error_response(
-                message["id"], SERVER_BUSY,
-                f"server busy: '{self.parent.name}' runs one instance per client and all "
-                f"{self.cap} (max_instances) are taken; retry after {retry_ms} ms",
-                {"server": self.parent.name, "retry_after_ms": retry_ms}))
+            sink.deliver(busy(
+                message["id"], self.parent.name,
+                f"'{self.parent.name}' runs one instance per client and all {self.cap} "
+                "(max_instances) are taken", self.retry_after_ms()))
             return
         attached = attached_of(sink)
         if attached is not None and attached not in server.sessions:

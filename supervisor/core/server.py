@@ -11,7 +11,6 @@ import collections
 import contextlib
 import dataclasses
 import logging
-import math
 import os
 import shutil
 import time
@@ -22,20 +21,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from supervisor import errors
 from supervisor.config import ServerConfig, expand
 from supervisor.config.summary import summarize
 from supervisor.domains import domain, loop_domain
 from supervisor.errors import (
-    CIRCUIT_OPEN,
     METHOD_NOT_FOUND,
-    RATE_LIMITED,
-    REQUEST_TIMEOUT,
-    SERVER_BUSY,
-    SERVER_UNAVAILABLE,
     SpawnError,
     SupervisorError,
     UpstreamGone,
     UpstreamTimeout,
+    rate_limited,
 )
 from supervisor.paths import private_dir
 from supervisor.policy import counters
@@ -88,16 +84,6 @@ def missing_reason(server: str, missing: list[str], problems: tuple[str, ...] = 
                                                              if len(missing) > 1 else "")
     text = f"{names} {verb} not set (required by requires_env): {fix}"
     return text + "".join(f"; {problem}" for problem in problems)
-
-
-def rate_limited(msg_id: Any, who: str, retry_after: float, server: str | None = None) -> Message:
-    """Over a rate limit: said at once, never a delay past the caller's deadline."""
-    retry_ms = max(1, math.ceil(retry_after * 1000))
-    data: dict[str, Any] = {"retry_after_ms": retry_ms}
-    if server:
-        data["server"] = server
-    return error_response(msg_id, RATE_LIMITED,
-                          f"rate limit exceeded: {who}; retry after {retry_ms} ms", data)
 
 
 def _shown(method: str) -> str:
@@ -409,10 +395,9 @@ class Server:
                 self.start()  # this request waits in the queue until the child is ready
             else:
                 self.stats.refused(message["method"], Outcome.UNAVAILABLE)
-                sink.deliver(error_response(
-                    message["id"], SERVER_UNAVAILABLE,
-                    f"server '{self.name}' is {self.state}: {self.reason}",
-                    {"server": self.name, "state": str(self.state), "reason": self.reason}))
+                sink.deliver(errors.unavailable(
+                    message["id"], self.name, f"server '{self.name}' is {self.state}: {self.reason}",
+                    state=str(self.state), reason=self.reason))
                 return
         if len(self.queue) >= self.config.max_queue:
             self._refuse_busy(sink, message, f"'{self.name}' has {self.in_flight} requests in "
@@ -425,10 +410,7 @@ class Server:
     def _refuse_busy(self, sink: Sink, message: Message, why: str) -> None:
         self.busy_total += 1
         self.stats.refused(message["method"], Outcome.BUSY)
-        retry_ms = self._retry_after_ms()
-        sink.deliver(error_response(
-            message["id"], SERVER_BUSY, f"server busy: {why}; retry after {retry_ms} ms",
-            {"server": self.name, "retry_after_ms": retry_ms}))
+        sink.deliver(errors.busy(message["id"], self.name, why, self._retry_after_ms()))
 
     def refuse_rate_limited(self, sink: Sink, message: Message, retry_after: float) -> None:
         self.rate_limited_total += 1
@@ -458,12 +440,11 @@ class Server:
             self._refresh_serving()  # open → half-open: the reason now says a trial is under way
             return True
         retry_ms = breaker.retry_after_ms()
-        sink.deliver(error_response(
-            message["id"], CIRCUIT_OPEN,
+        sink.deliver(errors.circuit_open(
+            message["id"], self.name,
             f"server '{self.name}' is failing fast: its circuit breaker opened after "
             f"{breaker.errors} failures within {breaker.window:g}s (last: {breaker.last_failure}); "
-            f"it lets a trial call through in {retry_ms} ms",
-            {"server": self.name, "retry_after_ms": retry_ms, "breaker": breaker.current()}))
+            f"it lets a trial call through in {retry_ms} ms", retry_ms, breaker.current()))
         return False
 
     def _least_loaded(self, ready: list[Instance], limit: int) -> Instance | None:
@@ -616,11 +597,10 @@ class Server:
                     if self.state in SERVING and self.breaker.failure(
                             f"{_shown(item.message['method'])} timed out in the queue"):
                         self._refresh_serving()
-                    item.sink.deliver(error_response(
-                        item.message["id"], REQUEST_TIMEOUT,
+                    item.sink.deliver(errors.timed_out(
+                        item.message["id"], self.name,
                         f"server '{self.name}' could not take the request within "
-                        f"{now - item.enqueued:.1f}s ({self.state}: {self.reason or 'busy'})",
-                        {"server": self.name}))
+                        f"{now - item.enqueued:.1f}s ({self.state}: {self.reason or 'busy'})"))
                 else:
                     kept.append(item)
             self.queue = kept
@@ -632,8 +612,7 @@ class Server:
                 kept.append(item)
                 continue
             self.stats.refused(item.message["method"], Outcome.UNAVAILABLE)
-            item.sink.deliver(error_response(item.message["id"], SERVER_UNAVAILABLE, reason,
-                                             {"server": self.name}))
+            item.sink.deliver(errors.unavailable(item.message["id"], self.name, reason))
         self.queue = kept
 
     # ---- notifications and requests from the child ----------------------------------------------
