@@ -32,6 +32,7 @@ from supervisor.errors import (
     timed_out,
 )
 from supervisor.policy.outcome import Outcome
+from supervisor.policy.samples import BAD_SAMPLES, Consecutive, cpu_share
 from supervisor.telemetry import tracing
 from supervisor.telemetry.logs import REDACT, LineRing
 from supervisor.wire import protocol
@@ -51,7 +52,6 @@ from supervisor.wire.jsonrpc import (
 from supervisor.wire.outbox import DEFAULT_LIMIT, Outbox, OutboxOverflow, batch
 
 from . import process
-from .health import BAD_SAMPLES, Consecutive
 
 log = logging.getLogger("mcp_supervisor.instance")
 
@@ -195,7 +195,7 @@ class Instance:
         self.memory_precise = False  # memory_bytes is PSS (read because RSS was over a limit)
         self.process_count = 0
         # CPU of the whole tree: the last reading and the share of a core
-        # between the last two (health.cpu_sample).
+        # between the last two (`took_sample`).
         self.cpu_seconds: float | None = None
         self.cpu_at: float | None = None
         self.cpu_share: float | None = None
@@ -225,6 +225,19 @@ class Instance:
         self._process: anyio.abc.Process | None = None
         self._stop_requested = False
         self._envelope = protocol.modern_envelope()
+
+    def took_sample(self, memory: int, processes: int, precise: bool, cpu_seconds: float | None,
+                    now: float) -> None:
+        """A sample of this child's process tree (from the health loop, through its server):
+        memory, process count, and its CPU seconds so far, which the previous reading makes a
+        share of a core."""
+        self.memory_bytes, self.process_count, self.memory_precise = memory, processes, precise
+        if cpu_seconds is not None:
+            share = cpu_share(self.cpu_seconds, self.cpu_at, cpu_seconds, now)
+            if share is not None:
+                self.cpu_share = share
+            self.cpu_seconds = cpu_seconds
+            self.cpu_at = now
 
     # ---- the hot path -------------------------------------------------------------------------
 

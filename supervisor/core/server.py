@@ -39,6 +39,7 @@ from supervisor.policy.autoscale import DOWN, UP, Autoscaler, Observation, Polic
 from supervisor.policy.breaker import CLOSED, CircuitBreaker
 from supervisor.policy.outcome import Outcome
 from supervisor.policy.ratelimit import ClientLimits, TokenBucket
+from supervisor.policy.samples import Consecutive, idle_due
 from supervisor.policy.states import SERVING, Exit, RestartTracker, State
 from supervisor.policy.stderr_levels import level_of, logging_level
 from supervisor.policy.tool_policy import ServerGate, origin_of
@@ -48,7 +49,6 @@ from supervisor.units import format_duration, format_size
 from supervisor.wire import protocol
 from supervisor.wire.jsonrpc import Message, Sink, error_response
 
-from .health import Consecutive, idle_due
 from .instance import ExitInfo, Instance, Pending, Waiter
 from .perclient import ClientInstances
 from .pins import ToolPins
@@ -199,7 +199,7 @@ class Server:
         self.protocol_errors_total = 0  # invalid MCP from any of its children, dropped
         self._stderr_budget = LogBudget(STDERR_LOG_PER_SECOND)
         self._message_budget = LogBudget(STDERR_LOG_PER_SECOND)
-        self.cache = ctx.cache.front(self) if ctx.cache is not None else None
+        self.cache = ctx.cache.front(config, self.route) if ctx.cache is not None else None
         self.pins = ToolPins(ctx.state_dir / "tool-pins" / f"{self.name}.json")
         self.tool_changes_total = 0  # definition changes seen (approved or not)
         self.blocked: set[str] = set()  # tools held back by on_tool_change = "block"
@@ -519,14 +519,13 @@ class Server:
         if self.clients is not None:
             return self.clients.cancel(sink, client_id, reason)
         left_flight = False
-        if self.cache is not None and self.cache.flights:
-            flight = self.cache.leave(sink, client_id)
-            if flight is not None:
-                if flight.waiters:
+        if self.cache is not None:
+            held, orphan = self.cache.withdraw(sink, client_id)
+            if held:
+                if orphan is None:
                     return True  # others still wait for the same answer: the child keeps working
-                # Nobody waits any more: cancel the shared request itself (if it reached the child;
-                # a flight still waiting for Redis is dropped by the cache worker).
-                sink, client_id, left_flight = flight, flight.routed_id, True
+                # Nobody waits any more: cancel the shared request itself.
+                sink, client_id, left_flight = orphan, orphan.routed_id, True
         for item in self.queue:
             if origin_of(item.sink) is sink and item.message.get("id") == client_id:
                 self.queue.remove(item)
@@ -544,7 +543,7 @@ class Server:
         if self.clients is not None:
             return self.clients.drop_sink(sink)
         dropped = 0
-        if self.cache is not None and self.cache.flights:
+        if self.cache is not None:
             for flight in self.cache.leave_all(sink):
                 if self.cancel(flight, flight.routed_id, "the client disconnected"):
                     dropped += 1
@@ -1259,8 +1258,11 @@ class Server:
             log.warning("%s: pid %s did not answer a health probe within %gs (%d/%d)", self.name,
                         inst.pid, timeout, failures, inst.unhealthy.threshold)
 
-    def memory_sample(self, inst: Instance) -> None:
-        """A new memory sample for `inst` (from health.MemoryWatch): enforce `memory_limit`."""
+    def memory_sample(self, inst: Instance, sample: tuple[int, int, bool], cpu_seconds: float | None,
+                      now: float) -> None:
+        """A sample of `inst`'s tree (from health.MemoryWatch: bytes, processes, whether the bytes are
+        PSS; CPU seconds): the instance keeps it, and `memory_limit` is enforced."""
+        inst.took_sample(*sample, cpu_seconds, now)
         limit = self.config.memory_limit
         size = inst.memory_bytes or 0
         if not limit or inst.restart_kind is not None:
