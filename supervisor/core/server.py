@@ -50,7 +50,6 @@ from supervisor.wire import protocol
 from supervisor.wire.jsonrpc import Message, Sink, error_response
 
 from .instance import ExitInfo, Instance, Pending, Waiter
-from .perclient import ClientInstances
 from .pins import ToolPins
 from .subscriptions import Subscriptions
 
@@ -98,6 +97,26 @@ class Attached(Protocol):
     def forward_server_request(self, instance: Instance, message: Message) -> bool: ...
 
 
+class ClientSet(Protocol):
+    """`sharing = "per-client"`: the instances a server keeps for its clients (`perclient`), as
+    the server uses them. Declared here, made by `perclient`, so neither imports the other's
+    module for the other way round."""
+
+    @property
+    def servers(self) -> list[Server]: ...
+    @property
+    def taken(self) -> int: ...
+    @property
+    def cap(self) -> int: ...
+    def submit(self, sink: Sink, message: Message, client_modern: bool) -> None: ...
+    def cancel(self, sink: Sink, client_id: Any, reason: str) -> bool: ...
+    def drop_sink(self, sink: Sink) -> int: ...
+    def stop_all(self, why: str) -> None: ...
+    def any_instance(self) -> Server | None: ...
+    async def run(self) -> None: ...
+    def status(self) -> list[dict[str, Any]]: ...
+
+
 @dataclass
 class FleetContext:
     """What servers share: the daemon's environment, directories, pid records, event bus."""
@@ -132,7 +151,10 @@ class Queued:
 
 
 class Server:
-    def __init__(self, config: ServerConfig, ctx: FleetContext) -> None:
+    def __init__(self, config: ServerConfig, ctx: FleetContext,
+                 per_client: Callable[[Server], ClientSet] | None = None) -> None:
+        """`per_client` makes the client instances of a `sharing = "per-client"` server (the
+        fleet passes `perclient.ClientInstances`); without it the server runs its own children."""
         self.config = config
         self.name = config.name
         self.ctx = ctx
@@ -208,7 +230,7 @@ class Server:
         self._visible: tuple[int, int, list[dict[str, Any]]] | None = None
         self._rebuild_gate()
         # sharing = "per-client": this server runs no child itself, one per client instead.
-        self.clients = ClientInstances(self) if config.sharing == "per-client" else None
+        self.clients = per_client(self) if per_client is not None else None
         self.owner_of: Server | None = None  # on a per-client instance: the configured server
         self.owner: str | None = None  # ... and the client it belongs to
         self.retired = False  # a per-client instance on its way out
@@ -217,6 +239,26 @@ class Server:
         self.environ: Mapping[str, str] = ctx.environ
         self._secret_problems: tuple[str, ...] = ()
         self._env_file_error: str | None = None
+
+    def succeed(self, old: Server) -> None:
+        """A changed entry replaces `old`: the same server with a new config, so its restart
+        count goes on (this is one more, for "config") and its log lines stay."""
+        self.restarts = old.restarts + 1
+        self.restart_reasons = old.restart_reasons.copy()
+        self.restart_reasons["config"] += 1
+        self.stderr.extend(old.stderr)
+
+    def config_comments_changed(self, config: ServerConfig) -> None:
+        """A reload whose entry has the same fingerprint (only comments or order differ): keep
+        the new text of the config, change nothing else."""
+        self.config = config
+
+    def latency_quantiles(self, *quantiles: float) -> tuple[float | None, ...]:
+        """Of the recent latencies (seconds): one value per quantile, None before any call."""
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return tuple(None for _ in quantiles)
+        return tuple(ordered[min(len(ordered) - 1, int(len(ordered) * q))] for q in quantiles)
 
     # ---- tool policy ----------------------------------------------------------------------------
 
@@ -1002,7 +1044,7 @@ class Server:
             await self._poke.wait()
         self._poke = anyio.Event()
 
-    async def _run_per_client(self, clients: ClientInstances) -> None:
+    async def _run_per_client(self, clients: ClientSet) -> None:
         """A per-client server: ready at once (its instances start on first use), until stopped."""
         while True:
             if not self._desired:
