@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -52,6 +51,7 @@ from supervisor.wire.jsonrpc import (
 from supervisor.wire.outbox import DEFAULT_LIMIT, Outbox, OutboxOverflow, batch
 
 from . import process
+from .clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("mcp_supervisor.instance")
 
@@ -162,8 +162,10 @@ class Instance:
                  cwd: str | None, owner: InstanceOwner, init_timeout: float, stop_timeout: float,
                  max_message: int, roots: tuple[str, ...] = (), era_hint: str | None = None,
                  on_spawn: Callable[[process.ProcessRecord], None] | None = None,
-                 on_reaped: Callable[[int], None] | None = None) -> None:
+                 on_reaped: Callable[[int], None] | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.server = server
+        self.clock = clock
+        self._monotonic = clock.monotonic
         self.index = index
         self.argv = argv
         self.env = env
@@ -298,7 +300,7 @@ class Instance:
                                         f"Invalid Request: cannot be forwarded to the server: {exc}"))
             return cid
         pending = self.pending[cid] = Pending(sink, client_id, message["method"], deadline, token, tool,
-                                              time.monotonic(), client_modern and not self.modern)
+                                              self._monotonic(), client_modern and not self.modern)
         pending.span = span
         self._stdin.push(line)
         return cid
@@ -498,7 +500,7 @@ class Instance:
         msg: Message = {"jsonrpc": "2.0", "id": 0, "method": method}
         if params is not None:
             msg["params"] = params
-        cid = self.forward(waiter, msg, time.monotonic() + timeout + 1.0, client_modern=False)
+        cid = self.forward(waiter, msg, self._monotonic() + timeout + 1.0, client_modern=False)
         with anyio.move_on_after(timeout):
             await waiter.event.wait()
         if waiter.message is None:
@@ -580,7 +582,7 @@ class Instance:
                 died_first = self._gone.is_set()
                 if error is None and not self._gone.is_set():
                     self.ready = True
-                    self.started_at = time.time()
+                    self.started_at = self.clock.time()
                     on_ready(self)
                 if error is None:
                     await self._gone.wait()
@@ -640,14 +642,14 @@ class Instance:
         discover = _Answer(progress)
         self.forward(discover, {"jsonrpc": "2.0", "id": 0, "method": "server/discover",
                                 "params": {"_meta": self._envelope}},
-                     time.monotonic() + self.init_timeout, client_modern=True)
+                     self._monotonic() + self.init_timeout, client_modern=True)
         with anyio.move_on_after(min(PROBE_TIMEOUT, self.init_timeout / 2)):
             await discover.event.wait()
         if self._adopt_discover(discover.message):
             await self._read_tools(deadline)
             return
         initialize = _Answer(progress)
-        self.forward(initialize, self._initialize_message(), time.monotonic() + self.init_timeout,
+        self.forward(initialize, self._initialize_message(), self._monotonic() + self.init_timeout,
                      client_modern=False)
         while True:
             if self._adopt_discover(discover.message):
@@ -695,7 +697,7 @@ class Instance:
         """The child spoke `initialize` last time: send it alone, no probe. False when it is
         refused (the child changed era): the caller then probes as for an unknown child."""
         answer = _Answer(anyio.Event())
-        self.forward(answer, self._initialize_message(), time.monotonic() + self.init_timeout,
+        self.forward(answer, self._initialize_message(), self._monotonic() + self.init_timeout,
                      client_modern=False)
         await answer.event.wait()  # a child that dies fails its pending requests: this wakes too
         assert answer.message is not None

@@ -32,7 +32,6 @@ import logging
 import math
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -219,7 +218,7 @@ class ClientInstances:
 
     def retry_after_ms(self) -> int:
         """When the soonest idle instance will be stopped (at least a second)."""
-        now = time.monotonic()
+        now = self.parent.clock.monotonic()
         idle = self.parent.config.idle_timeout
         waits = [idle - (now - s.last_active) for s in self.owners.values()
                  if not s.in_flight and not s.queue]
@@ -249,7 +248,7 @@ class ClientInstances:
             while not self._stop.is_set():
                 with anyio.move_on_after(max(0.05, min(idle / 4, 30.0))):
                     await self._stop.wait()
-                now = time.monotonic()
+                now = self.parent.clock.monotonic()
                 for owner, server in list(self.owners.items()):
                     if self._stop.is_set():
                         tg.start_soon(self._retire, owner, server, self._stop_reason)
@@ -263,7 +262,7 @@ class ClientInstances:
         self._stop.set()
 
     def status(self) -> list[dict[str, Any]]:
-        now = time.monotonic()
+        now = self.parent.clock.monotonic()
         return [{"client": owner, "name": s.name, "state": str(s.state), "pid": s.status()["pid"],
                  "idle_s": round(now - s.last_active, 3), "in_flight": s.in_flight,
                  "calls_total": s.calls_total}

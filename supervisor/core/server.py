@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +48,7 @@ from supervisor.units import format_duration, format_size
 from supervisor.wire import protocol
 from supervisor.wire.jsonrpc import Message, Sink, error_response
 
+from .clock import SYSTEM_CLOCK, Clock
 from .instance import ExitInfo, Instance, Pending, Waiter
 from .pins import ToolPins
 from .subscriptions import Subscriptions
@@ -117,6 +117,16 @@ class ClientSet(Protocol):
     def status(self) -> list[dict[str, Any]]: ...
 
 
+class InstanceFactory(Protocol):
+    """Makes the `Instance` a slot runs: `Instance` itself, or a test's fake child."""
+
+    def __call__(self, *, server: str, index: int, argv: list[str], env: dict[str, str],
+                 cwd: str | None, owner: Server, init_timeout: float, stop_timeout: float,
+                 max_message: int, roots: tuple[str, ...], era_hint: str | None,
+                 on_spawn: Callable[[ProcessRecord], None], on_reaped: Callable[[int], None],
+                 clock: Clock) -> Instance: ...
+
+
 @dataclass
 class FleetContext:
     """What servers share: the daemon's environment, directories, pid records, event bus."""
@@ -136,6 +146,8 @@ class FleetContext:
     secrets_seen: Callable[[Iterable[str]], None] = lambda values: None  # mask these from now on
     eras: EraMemory | None = None  # the era each server spoke last (state dir), spoken first
     cluster_limits: ClusterLimiter | None = None  # with [cluster]: buckets shared by every node
+    clock: Clock = SYSTEM_CLOCK  # every time a server and its children read (tests pass their own)
+    new_instance: InstanceFactory = Instance  # how a slot makes its child (tests pass fakes)
 
 
 class Queued:
@@ -158,9 +170,11 @@ class Server:
         self.config = config
         self.name = config.name
         self.ctx = ctx
+        self.clock = ctx.clock
+        self._monotonic = ctx.clock.monotonic  # bound once: the hot path reads it per request
         self.state = State.STOPPED
         self.reason = "not started yet"
-        self.since = time.time()
+        self.since = self.clock.time()
         self.restarts = 0
         self.restart_reasons: collections.Counter[str] = collections.Counter()
         # The dashboard's detail screen: the last state changes and restarts, with times.
@@ -186,12 +200,12 @@ class Server:
 
         self.last_stderr: list[str] = []  # the last lines of the child that exited last
         self.breaker = CircuitBreaker(config.breaker_errors, config.breaker_window,
-                                      config.breaker_cooldown)
+                                      config.breaker_cooldown, self._monotonic)
         self.tracker = RestartTracker(
             max_restarts=config.max_restarts, restart_window=config.restart_window,
             max_start_failures=config.max_start_failures, backoff_initial=config.backoff_initial,
             backoff_max=config.backoff_max, stable_after=config.stable_after)
-        self.last_active = time.monotonic()  # when a client request last finished (idle stop)
+        self.last_active = self._monotonic()  # when a client request last finished (idle stop)
 
         self._desired = config.start == "eager"
         self._failed = False
@@ -215,7 +229,7 @@ class Server:
         self.autoscaler = Autoscaler(self.policy) if self.policy is not None else None
         self.scale_events: collections.Counter[str] = collections.Counter()
         self.last_scale: dict[str, Any] | None = None
-        self._bucket = (TokenBucket.for_limit(config.rate_limit, time.monotonic())
+        self._bucket = (TokenBucket.for_limit(config.rate_limit, self._monotonic())
                         if config.rate_limit is not None else None)
         self.rate_limited_total = 0
         self.protocol_errors_total = 0  # invalid MCP from any of its children, dropped
@@ -324,7 +338,7 @@ class Server:
                         self.name, name, "hidden until approved" if block else "still served",
                         self.name)
             self.ctx.publish({"type": "tool_change", "server": self.name, "tool": name,
-                              "action": "blocked" if block else "warned", "at": time.time()})
+                              "action": "blocked" if block else "warned", "at": self.clock.time()})
         if block and self.blocked != set(self.pins.changes):
             self._rebuild_gate()
         elif not block and self.gate is not None and newly:
@@ -336,7 +350,7 @@ class Server:
         if approved:
             log.info("%s: approved the current definition of %s", self.name, ", ".join(approved))
             self.ctx.publish({"type": "tool_change", "server": self.name, "tool": tool,
-                              "action": "approved", "approved": approved, "at": time.time()})
+                              "action": "approved", "approved": approved, "at": self.clock.time()})
             self._rebuild_gate()
             self._tell_sessions("tools")
             for server in self.clients.servers if self.clients is not None else ():
@@ -396,8 +410,8 @@ class Server:
                 shared.check(f"server:{self.name}:{self.config.rate_limit.text}", self.config.rate_limit,
                              bucket, lambda wait: self._rate_checked(sink, message, client_modern, wait))
                 return
-            if not bucket.take(time.monotonic()):
-                self.refuse_rate_limited(sink, message, bucket.retry_after(time.monotonic()))
+            if not bucket.take(self._monotonic()):
+                self.refuse_rate_limited(sink, message, bucket.retry_after(self._monotonic()))
                 return
         self._admit(sink, message, client_modern)
 
@@ -420,7 +434,7 @@ class Server:
                 inst = only
         elif ready:
             inst = self._least_loaded(ready, limit)
-        now = time.monotonic()
+        now = self._monotonic()
         if inst is not None and inst.stdin_backlog > inst.stdin_busy_at:
             self._refuse_busy(sink, message, f"'{self.name}' has {inst.stdin_backlog} bytes "
                               "waiting for it to read")
@@ -527,7 +541,7 @@ class Server:
         if pending.span is not None and tracing.active is not None:
             tracing.active.end(pending.span, None, None if outcome is OK else outcome.label)
         if not isinstance(pending.sink, Waiter):  # the daemon's own requests are not traffic
-            now = time.monotonic()
+            now = self._monotonic()
             self.calls_total += 1
             self.last_active = now
             elapsed = now - pending.started
@@ -620,7 +634,7 @@ class Server:
                     await self._work.wait()
                 continue
             await anyio.sleep(SWEEP_INTERVAL)
-            self.expire(time.monotonic())
+            self.expire(self._monotonic())
 
     def expire(self, now: float) -> None:
         for inst in list(self.instances):
@@ -681,7 +695,7 @@ class Server:
 
     def _log_message(self, params: dict[str, Any]) -> None:
         """A child's log message into the daemon's log: rate-limited like its stderr, cut short."""
-        log_it, held_back = self._message_budget.admit(time.monotonic())
+        log_it, held_back = self._message_budget.admit(self._monotonic())
         if held_back:
             log.info("%s: (%d more log messages in the last second not logged)", self.name, held_back)
         if log_it:
@@ -714,7 +728,7 @@ class Server:
 
     def _record(self, line: str, level: str) -> None:
         """One line into this server's log: the ring, its arrival time, the log event."""
-        at = time.time()
+        at = self.clock.time()
         self.stderr.append(line)
         self.stderr_at.append(at)
         self.ctx.publish({"type": "log", "server": self.name, "line": line, "level": level, "at": at})
@@ -723,7 +737,7 @@ class Server:
         level = level_of(line)
         self._record(line, level)
         # Into the daemon's own log too, but a chatty child must not flood the journal.
-        log_it, held_back = self._stderr_budget.admit(time.monotonic())
+        log_it, held_back = self._stderr_budget.admit(self._monotonic())
         if held_back:
             stderr_log.info("%s: (%d more stderr lines in the last second not logged; "
                             "see mcpctl logs %s)", self.name, held_back, self.name)
@@ -852,7 +866,7 @@ class Server:
     def _count_restart(self, kind: str, reason: str) -> None:
         self.restarts += 1
         self.restart_reasons[kind] += 1
-        at = time.time()
+        at = self.clock.time()
         self.restart_history.append({"at": at, "kind": kind, "detail": REDACT(reason)})
         self.ctx.publish({"type": "restart", "server": self.name, "reason": kind, "detail": reason,
                           "at": at})
@@ -878,7 +892,7 @@ class Server:
             return
         self.state = state
         self.reason = reason
-        self.since = time.time()
+        self.since = self.clock.time()
         self.state_history.append({"at": self.since, "state": str(state), "reason": reason})
         self._state_changed.set()
         self._state_changed = anyio.Event()
@@ -1113,12 +1127,12 @@ class Server:
                 self._give_up(self.check_prerequisites() or "command not found", State.UNAVAILABLE)
                 return
             cwd = self._expand(self.config.cwd) if self.config.cwd else self._default_cwd()
-            inst = Instance(
+            inst = self.ctx.new_instance(
                 server=self.name, index=index, argv=argv, env=self._spawn_env(), cwd=cwd, owner=self,
                 init_timeout=self.config.init_timeout, stop_timeout=self.config.stop_timeout,
                 max_message=self.ctx.max_message, roots=self.config.roots,
                 era_hint=self.ctx.eras.get(self.config) if self.ctx.eras is not None else None,
-                on_spawn=self._record_spawn, on_reaped=self._record_reaped)
+                on_spawn=self._record_spawn, on_reaped=self._record_reaped, clock=self.clock)
             inst.unhealthy = Consecutive(self.config.unhealthy_after)
             self.instances.append(inst)
             self._set_slot(index, State.STARTING, "waiting for the MCP handshake")
@@ -1147,7 +1161,7 @@ class Server:
             if index in self._retiring:
                 log.info("%s: pid %s stopped (autoscaled down)", self.name, inst.pid)
                 return
-            now = time.monotonic()
+            now = self._monotonic()
             if inst.restart_kind is not None:
                 # Replaced on purpose (unresponsive, memory): counted, and at once.
                 kind = Exit(inst.restart_kind)
@@ -1174,7 +1188,7 @@ class Server:
                     self._give_up(f"{reason} ({decision.why})")
                     return
             else:
-                uptime = time.time() - (inst.started_at or time.time())
+                uptime = self.clock.time() - (inst.started_at or self.clock.time())
                 reason = f"crashed: {info.describe()}"
                 if info.last_stderr:
                     reason += f": {info.last_stderr[-1].strip()}"
@@ -1204,7 +1218,7 @@ class Server:
             self.owner_of._adopt(inst)
         if self.cache is not None:
             self.cache.child_ready(inst)
-        self.last_active = time.monotonic()
+        self.last_active = self._monotonic()
         self._set_slot(inst.index, State.READY, "")
         self._dispatch_queue()
 
@@ -1261,10 +1275,10 @@ class Server:
                 await self._probe_soon.wait()
             if self._probe_soon.is_set():
                 self._probe_soon = anyio.Event()
-                wait = last + min(PROBE_SPACING, interval) - time.monotonic()
+                wait = last + min(PROBE_SPACING, interval) - self._monotonic()
                 if wait > 0:
                     await anyio.sleep(wait)
-            last = time.monotonic()
+            last = self._monotonic()
             targets = [inst for inst in self.ready_instances if inst.restart_kind is None]
             if len(targets) == 1:
                 await self._probe(targets[0])
@@ -1324,13 +1338,20 @@ class Server:
         check = max(0.05, min(after / 4, IDLE_RECHECK))
         while True:
             await anyio.sleep(check)
-            if self.state in SERVING and idle_due(self.last_active, time.monotonic(), after,
-                                                  self.in_flight + len(self.queue)):
-                log.info("%s: idle for %s; stopping it until the next request", self.name,
-                         format_duration(after))
-                self.stop(f"idle: no requests for {format_duration(after)}; "
-                          "starts again on the next request")
-                self._idle_stopped = True
+            self.idle_check(after)
+
+    def idle_check(self, after: float) -> bool:
+        """One look by the idle watch: stop a serving server with nothing to do for `after`
+        seconds (the next request starts it again). True when it stopped it."""
+        if self.state in SERVING and idle_due(self.last_active, self._monotonic(), after,
+                                              self.in_flight + len(self.queue)):
+            log.info("%s: idle for %s; stopping it until the next request", self.name,
+                     format_duration(after))
+            self.stop(f"idle: no requests for {format_duration(after)}; "
+                      "starts again on the next request")
+            self._idle_stopped = True
+            return True
+        return False
 
     def _record_spawn(self, record: ProcessRecord) -> None:
         self.ctx.direct_children.add(record.pid)
@@ -1381,7 +1402,7 @@ class Server:
             log.warning("%s: %s", self.name, verdict.reason)
         self.scale_events[verdict.direction] += 1
         self.last_scale = {"direction": verdict.direction, "reason": verdict.reason,
-                           "from": before, "to": self.target_instances, "at": time.time()}
+                           "from": before, "to": self.target_instances, "at": self.clock.time()}
         self.ctx.publish({"type": "scale", "server": self.name, **self.last_scale})
         if self.state in SERVING:
             self._derive_state()
@@ -1428,7 +1449,7 @@ class Server:
             "pids": pids,
             "restarts": self.restarts,
             "restart_reasons": dict(self.restart_reasons),
-            "uptime_s": round(time.time() - started, 3) if started else None,
+            "uptime_s": round(self.clock.time() - started, 3) if started else None,
             "memory_bytes": sum(memory) if memory else None,
             "memory_limit": self.config.memory_limit,
             "in_flight": self.in_flight,
