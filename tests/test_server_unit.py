@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.core.server.admission import retry_after_ms
+from supervisor.core.server.derived import derive_state
 from supervisor.errors import CIRCUIT_OPEN, REQUEST_TIMEOUT, SERVER_BUSY, SERVER_UNAVAILABLE, UPSTREAM_GONE
 from supervisor.policy.states import State
 
@@ -368,3 +370,30 @@ async def test_a_quiet_server_scales_down_to_its_floor_draining_the_least_busy(
         assert server.scale_events["down"] == 1 and server.target_instances == 1
         await until(lambda: len(server.instances) == 1, "the retired one stopped")
         assert server.instances[0] is children.made[0]  # the newest went on a tie
+
+
+# ---- the pure parts, as tables ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("slots", "breaker", "ready_count", "target", "expected"), [
+    ([], None, 0, 1, None),
+    ([(State.BACKOFF, "next start in 1.0s")], None, 0, 1, (State.BACKOFF, "next start in 1.0s")),
+    ([(State.BACKOFF, "b"), (State.STARTING, "s")], None, 0, 2, (State.STARTING, "s")),
+    ([(State.STARTING, "s"), (State.READY, "")], None, 1, 2, (State.READY, "1/2 instances ready")),
+    ([(State.READY, ""), (State.READY, "")], None, 2, 2, (State.READY, "")),
+    ([(State.READY, "")], "circuit breaker open", 1, 1, (State.DEGRADED, "circuit breaker open")),
+    ([(State.STARTING, "s")], "circuit breaker open", 0, 1, (State.STARTING, "s")),
+])
+def test_derive_state(slots: list[tuple[State, str]], breaker: str | None, ready_count: int, target: int,
+                      expected: tuple[State, str] | None) -> None:
+    assert derive_state(slots, breaker, ready_count, target) == expected
+
+
+@pytest.mark.parametrize(("max_in_flight", "ready_count", "queued", "latencies", "expected"), [
+    (4, 1, 0, [], 50),  # no calls yet: 50 ms is the typical call
+    (4, 1, 8, [0.1, 0.1, 0.1], 300),  # two capacities' worth ahead of it: three calls' time
+    (4, 2, 8, [0.1], 200),
+    (1, 1, 0, [0.001], 10),  # never under 10 ms
+])
+def test_retry_after_ms(max_in_flight: int, ready_count: int, queued: int, latencies: list[float],
+                        expected: int) -> None:
+    assert retry_after_ms(max_in_flight, ready_count, queued, latencies) == expected

@@ -1,27 +1,18 @@
-"""One configured server: its instances, its state, its restart policy, and admission of requests.
-
-Admission is synchronous: a request either goes straight to the least-loaded ready instance, waits
-in a bounded queue, or is refused at once ("server busy"), so an overloaded server never makes a
-caller hang. Deadlines are enforced by one sweeper task per server, not a timer per request.
-"""
+"""The `Server` facade: one configured server, tying its parts together (see the package docstring)."""
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import logging
-import os
-import shutil
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
 from supervisor import errors
-from supervisor.config import ServerConfig, expand
+from supervisor.config import ServerConfig
 from supervisor.config.summary import summarize
 from supervisor.domains import domain, loop_domain
 from supervisor.errors import (
@@ -32,15 +23,13 @@ from supervisor.errors import (
     UpstreamTimeout,
     rate_limited,
 )
-from supervisor.paths import private_dir
 from supervisor.policy import counters
-from supervisor.policy.autoscale import DOWN, UP, Autoscaler, Observation, Policy, Verdict
+from supervisor.policy.autoscale import DOWN, UP, Autoscaler, Policy, Verdict
 from supervisor.policy.breaker import CLOSED, CircuitBreaker
 from supervisor.policy.outcome import Outcome
-from supervisor.policy.ratelimit import ClientLimits, TokenBucket
+from supervisor.policy.ratelimit import TokenBucket
 from supervisor.policy.samples import Consecutive, idle_due
 from supervisor.policy.states import SERVING, Exit, RestartTracker, State
-from supervisor.policy.stderr_levels import level_of, logging_level
 from supervisor.policy.tool_policy import ServerGate, origin_of
 from supervisor.telemetry import tracing
 from supervisor.telemetry.logs import REDACT, LineRing, LogBudget
@@ -48,46 +37,27 @@ from supervisor.units import format_duration, format_size
 from supervisor.wire import protocol
 from supervisor.wire.jsonrpc import Message, Sink, error_response
 
-from .clock import SYSTEM_CLOCK, Clock
-from .instance import ExitInfo, Instance, Pending, Waiter
-from .pins import ToolPins
-from .subscriptions import Subscriptions
+from ..instance import ExitInfo, Instance, Pending, Waiter
+from ..pins import ToolPins
+from ..subscriptions import Subscriptions
+from .admission import Queued, least_loaded, retry_after_ms, shown, timeout_for
+from .childlog import STDERR_LOG_PER_SECOND, STDERR_RING, STDERR_RING_BYTES, ChildLog
+from .context import FleetContext
+from .derived import derive_state
+from .launch import Launch
+from .scaling import observation, scale_down_victim
 
 if TYPE_CHECKING:
-    from .cache.front import CacheHub
-    from .cluster_limits import ClusterLimiter
-    from .eras import EraMemory
-    from .process import PidRegistry, ProcessRecord
+    from ..process import ProcessRecord
 
 OK = Outcome.OK  # a module global: `outcome is OK` on the hot path
 log = logging.getLogger("mcp_supervisor.server")
-stderr_log = logging.getLogger("mcp_supervisor.child")
 
 SWEEP_INTERVAL = 0.05
 PROBE_SPACING = 1.0  # at most one extra probe per second when real requests time out
 IDLE_RECHECK = 30.0
-STDERR_RING = 2000
-STDERR_RING_BYTES = 1024 * 1024
-LOG_MESSAGE_CHARS = 2000  # of a child's notifications/message data, in the daemon's log
 HISTORY = 50  # state changes and restarts kept for `supervisor/status {detail: true}`
 LATENCY_SAMPLES = 2048
-STDERR_LOG_PER_SECOND = 50
-
-
-def missing_reason(server: str, missing: list[str], problems: tuple[str, ...] = ()) -> str:
-    """`BRAVE_API_KEY is not set (required by requires_env): run 'mcpctl secret set brave
-    BRAVE_API_KEY'`, plus why a secrets file was not read when one was refused."""
-    names = ", ".join(missing)
-    verb = "is" if len(missing) == 1 else "are"
-    fix = f"run 'mcpctl secret set {server} {missing[0]}'" + (" (and each of the others)"
-                                                             if len(missing) > 1 else "")
-    text = f"{names} {verb} not set (required by requires_env): {fix}"
-    return text + "".join(f"; {problem}" for problem in problems)
-
-
-def _shown(method: str) -> str:
-    """A client's method name as shown in reasons and errors: bounded like its metric label."""
-    return method if len(method) <= counters.MAX_METHOD_LENGTH else method[:counters.MAX_METHOD_LENGTH] + "…"
 
 
 class Attached(Protocol):
@@ -117,52 +87,9 @@ class ClientSet(Protocol):
     def status(self) -> list[dict[str, Any]]: ...
 
 
-class InstanceFactory(Protocol):
-    """Makes the `Instance` a slot runs: `Instance` itself, or a test's fake child."""
+class Server(Launch, ChildLog):
+    """One configured server (see the package docstring for its parts)."""
 
-    def __call__(self, *, server: str, index: int, argv: list[str], env: dict[str, str],
-                 cwd: str | None, owner: Server, init_timeout: float, stop_timeout: float,
-                 max_message: int, roots: tuple[str, ...], era_hint: str | None,
-                 on_spawn: Callable[[ProcessRecord], None], on_reaped: Callable[[int], None],
-                 clock: Clock) -> Instance: ...
-
-
-@dataclass
-class FleetContext:
-    """What servers share: the daemon's environment, directories, pid records, event bus."""
-
-    environ: Mapping[str, str]
-    state_dir: Path
-    data_dir: Path
-    publish: Callable[[dict[str, Any]], None] = lambda event: None
-    pids: PidRegistry | None = None
-    max_message: int = 16 * 1024 * 1024
-    resolve_command: Callable[[ServerConfig, Path, Mapping[str, str]], list[str] | None] | None = None
-    direct_children: set[int] = field(default_factory=set)
-    cache: CacheHub | None = None
-    client_limits: ClientLimits = field(default_factory=lambda: ClientLimits({}))
-    env_file: Path | None = None  # `[supervisor] env_file` (resolved), read at every spawn
-    config_dir: Path | None = None  # a relative per-server env_file is relative to fleet.toml
-    secrets_seen: Callable[[Iterable[str]], None] = lambda values: None  # mask these from now on
-    eras: EraMemory | None = None  # the era each server spoke last (state dir), spoken first
-    cluster_limits: ClusterLimiter | None = None  # with [cluster]: buckets shared by every node
-    clock: Clock = SYSTEM_CLOCK  # every time a server and its children read (tests pass their own)
-    new_instance: InstanceFactory = Instance  # how a slot makes its child (tests pass fakes)
-
-
-class Queued:
-    __slots__ = ("client_modern", "deadline", "enqueued", "message", "sink")
-
-    def __init__(self, sink: Sink, message: Message, deadline: float, client_modern: bool,
-                 enqueued: float) -> None:
-        self.sink = sink
-        self.message = message
-        self.deadline = deadline
-        self.client_modern = client_modern
-        self.enqueued = enqueued
-
-
-class Server:
     def __init__(self, config: ServerConfig, ctx: FleetContext,
                  per_client: Callable[[Server], ClientSet] | None = None) -> None:
         """`per_client` makes the client instances of a `sharing = "per-client"` server (the
@@ -433,14 +360,14 @@ class Server:
             if len(only.pending) < limit and not only.draining:
                 inst = only
         elif ready:
-            inst = self._least_loaded(ready, limit)
+            inst = least_loaded(ready, limit)
         now = self._monotonic()
         if inst is not None and inst.stdin_backlog > inst.stdin_busy_at:
             self._refuse_busy(sink, message, f"'{self.name}' has {inst.stdin_backlog} bytes "
                               "waiting for it to read")
             return
         if inst is not None and not self.queue:
-            inst.forward(sink, message, now + self._timeout_for(message), client_modern)
+            inst.forward(sink, message, now + timeout_for(self.config, message), client_modern)
             if self._sweeper_idle:
                 self._wake_sweeper()
             return
@@ -459,14 +386,16 @@ class Server:
             self._refuse_busy(sink, message, f"'{self.name}' has {self.in_flight} requests in "
                               f"flight and {len(self.queue)} queued")
             return
-        self.queue.append(Queued(sink, message, now + self._timeout_for(message), client_modern, now))
+        self.queue.append(Queued(sink, message, now + timeout_for(self.config, message), client_modern, now))
         if self._sweeper_idle:
             self._wake_sweeper()
 
     def _refuse_busy(self, sink: Sink, message: Message, why: str) -> None:
         self.busy_total += 1
         self.stats.refused(message["method"], Outcome.BUSY)
-        sink.deliver(errors.busy(message["id"], self.name, why, self._retry_after_ms()))
+        retry_ms = retry_after_ms(self.config.max_in_flight, len(self.ready_instances), len(self.queue),
+                                  self.latencies)
+        sink.deliver(errors.busy(message["id"], self.name, why, retry_ms))
 
     def refuse_rate_limited(self, sink: Sink, message: Message, retry_after: float) -> None:
         self.rate_limited_total += 1
@@ -503,35 +432,11 @@ class Server:
             f"it lets a trial call through in {retry_ms} ms", retry_ms, breaker.current()))
         return False
 
-    def _least_loaded(self, ready: list[Instance], limit: int) -> Instance | None:
-        best = None
-        best_load = limit
-        for inst in ready:
-            load = len(inst.pending)
-            if load < best_load and not inst.draining and inst.stdin_backlog <= inst.stdin_busy_at:
-                best = inst
-                best_load = load
-        return best
-
-    def _timeout_for(self, message: Message) -> float:
-        overrides = self.config.tool_timeouts
-        if overrides and message.get("method") == "tools/call":
-            params = message.get("params")
-            name = params.get("name") if isinstance(params, dict) else None
-            if isinstance(name, str) and name in overrides:
-                return overrides[name]
-        return self.config.request_timeout
-
-    def _retry_after_ms(self) -> int:
-        capacity = max(1, self.config.max_in_flight * max(1, len(self.ready_instances)))
-        typical = sorted(self.latencies)[len(self.latencies) // 2] if self.latencies else 0.05
-        return max(10, int(1000 * typical * (len(self.queue) / capacity + 1)))
-
     def _dispatch_queue(self) -> None:
         queue = self.queue
         limit = self.config.max_in_flight
         while queue:
-            inst = self._least_loaded(self.ready_instances, limit)
+            inst = least_loaded(self.ready_instances, limit)
             if inst is None:
                 return
             item = queue.popleft()
@@ -563,7 +468,7 @@ class Server:
         answer, closes)."""
         if outcome is Outcome.TIMEOUT:
             self._probe_soon.set()  # is the child hung? do not wait for the next health round
-        if self.breaker.settle(outcome, _shown(pending.method)):
+        if self.breaker.settle(outcome, shown(pending.method)):
             if self.breaker.state is CLOSED:
                 log.info("%s: circuit breaker closed: a trial call succeeded", self.name)
             else:
@@ -650,7 +555,7 @@ class Server:
                     self.stats.refused(item.message["method"], Outcome.TIMEOUT)
                     # A server that is up but cannot keep up is failing; one still starting is not.
                     if self.state in SERVING and self.breaker.failure(
-                            f"{_shown(item.message['method'])} timed out in the queue"):
+                            f"{shown(item.message['method'])} timed out in the queue"):
                         self._refresh_serving()
                     item.sink.deliver(errors.timed_out(
                         item.message["id"], self.name,
@@ -693,17 +598,6 @@ class Server:
         for session in list(self.sessions):
             session.server_notification(self, message)
 
-    def _log_message(self, params: dict[str, Any]) -> None:
-        """A child's log message into the daemon's log: rate-limited like its stderr, cut short."""
-        log_it, held_back = self._message_budget.admit(self._monotonic())
-        if held_back:
-            log.info("%s: (%d more log messages in the last second not logged)", self.name, held_back)
-        if log_it:
-            text = str(params.get("data"))
-            if len(text) > LOG_MESSAGE_CHARS:
-                text = text[:LOG_MESSAGE_CHARS] + " [cut]"
-            log.info("%s: [%s] %s", self.name, str(params.get("level", "info"))[:20], text)
-
     def child_request(self, instance: Instance, message: Message) -> None:
         """The child asks its client something: the one client whose call can have caused it
         gets it (a call parked for its client's retry waits on that client, so it is not asking)."""
@@ -725,35 +619,6 @@ class Server:
 
     def child_protocol_error(self, instance: Instance) -> None:
         self.protocol_errors_total += 1
-
-    def _record(self, line: str, level: str) -> None:
-        """One line into this server's log: the ring, its arrival time, the log event."""
-        at = self.clock.time()
-        self.stderr.append(line)
-        self.stderr_at.append(at)
-        self.ctx.publish({"type": "log", "server": self.name, "line": line, "level": level, "at": at})
-
-    def child_stderr(self, instance: Instance, line: str) -> None:
-        level = level_of(line)
-        self._record(line, level)
-        # Into the daemon's own log too, but a chatty child must not flood the journal.
-        log_it, held_back = self._stderr_budget.admit(self._monotonic())
-        if held_back:
-            stderr_log.info("%s: (%d more stderr lines in the last second not logged; "
-                            "see mcpctl logs %s)", self.name, held_back, self.name)
-        if log_it:
-            stderr_log.log(logging_level(level), "%s: %s", self.name, line)
-
-    def _note(self, text: str) -> None:
-        """A line of our own in this server's log (ring, file, `mcpctl logs`) and the daemon log."""
-        self._record(REDACT(f"[mcp-supervisor] {text}"), "info")
-        log.info("%s: %s", self.name, text)
-
-    def stderr_times(self, count: int) -> list[float | None]:
-        """Arrival times of the last `count` lines of `stderr`; None for lines older than the
-        times kept (a config change carries the lines of the old server over, not their times)."""
-        times = list(self.stderr_at)[-count:] if count > 0 else []
-        return [*([None] * (count - len(times))), *times]
 
     async def _refresh_tools(self, instance: Instance) -> None:
         try:
@@ -899,111 +764,6 @@ class Server:
         log.info("%s: %s%s", self.name, state, f" ({reason})" if reason else "")
         self.ctx.publish({"type": "state", "server": self.name, "state": str(state),
                           "reason": reason, "at": self.since})
-
-    def check_prerequisites(self) -> str | None:
-        """Why this server cannot start, or None. Never spawns anything."""
-        if self._env_file_error:
-            return self._env_file_error
-        missing = [v for v in self.config.requires_env if not self.environ.get(v)]
-        if missing:
-            return missing_reason(self.name, missing, self._secret_problems)
-        if self.config.cwd and not Path(self._expand(self.config.cwd)).is_dir():
-            return f"working directory {self.config.cwd} does not exist"
-        if self._argv() is None:
-            if self.config.package:
-                from .installer import last_failure
-                failed = last_failure(self.ctx.data_dir, self.config)
-                if failed:
-                    return f"not installed: the last 'mcpctl install {self.name}' failed: {failed}"
-                return f"not installed: run 'mcpctl install {self.name}' ({self.config.package})"
-            return f"command not found: {self.config.command}"
-        return None
-
-    def server_env_file(self) -> Path | None:
-        if not self.config.env_file:
-            return None
-        path = Path(expand(self.config.env_file, self.ctx.environ)).expanduser()
-        if not path.is_absolute() and self.ctx.config_dir is not None:
-            path = self.ctx.config_dir / path
-        return path
-
-    async def load_secrets(self) -> None:
-        """Read the env files and credentials again (a worker thread): a key set since the last
-        spawn is used by this one."""
-        from supervisor.config.envfiles import EnvFileError, load
-        try:
-            server_file = self.server_env_file()
-            loaded = await anyio.to_thread.run_sync(load, self.ctx.environ, self.ctx.env_file, server_file)
-        except (EnvFileError, ValueError) as exc:
-            self._env_file_error = str(exc)
-            self.environ = self.ctx.environ
-            return
-        self._env_file_error = None
-        self._secret_problems = loaded.problems
-        self.ctx.secrets_seen(loaded.values.values())
-        self.environ = {**self.ctx.environ, **loaded.values} if loaded.values else self.ctx.environ
-
-    def _expand(self, value: str) -> str:
-        return expand(value, self.environ)
-
-    def variables(self) -> dict[str, list[str]]:
-        """Names (never values) of the variables this entry uses, split by whether they are set:
-        its `env` keys (set when they expand to something), `requires_env`, and every `${NAME}` in
-        command, args, env and cwd. Lets a user debug "why is it unavailable" without a secret."""
-        from supervisor.config import references
-
-        env = self.ctx.environ
-        state: dict[str, bool] = {}
-        for raw in (self.config.command, *self.config.args, *self.config.env.values(),
-                    *([self.config.cwd] if self.config.cwd else [])):
-            with contextlib.suppress(ValueError):
-                for name, _default in references(raw):
-                    state.setdefault(name, bool(env.get(name)))
-        for name in self.config.requires_env:
-            state[name] = bool(env.get(name))
-        for key, raw in self.config.env.items():
-            with contextlib.suppress(ValueError):
-                state[key] = bool(self._expand(raw))
-        return {"set": sorted(n for n, on in state.items() if on),
-                "unset": sorted(n for n, on in state.items() if not on)}
-
-    def describe_variables(self) -> str:
-        """`variables set: A, B; unset: C` for logs (names only)."""
-        names = self.variables()
-        text = "variables set: " + (", ".join(names["set"]) or "none")
-        return text + (f"; unset: {', '.join(names['unset'])}" if names["unset"] else "")
-
-    def _argv(self) -> list[str] | None:
-        if self.ctx.resolve_command is not None:
-            resolved = self.ctx.resolve_command(self.config, self.ctx.data_dir, self.environ)
-            if resolved is None:
-                return None
-            return [resolved[0], *(self._expand(a) for a in resolved[1:])]
-        command = self._expand(self.config.command)
-        path = command if "/" in command else shutil.which(command, path=self.environ.get("PATH"))
-        if path is None or not os.access(path, os.X_OK):
-            return None
-        return [path, *(self._expand(a) for a in self.config.args)]
-
-    def _default_cwd(self) -> str | None:
-        """Without `cwd`, an isolated child starts in its own HOME: never in the daemon's working
-        directory, which is `/` under systemd and whatever the shell had otherwise."""
-        if not self.config.isolate_home:
-            return None
-        return str(private_dir(self.ctx.state_dir / "home" / self.name))
-
-    def _spawn_env(self) -> dict[str, str]:
-        from .process import child_environment
-        # An entry that expands to "" is left unset: `${AWS_PROFILE:-}` passes the variable
-        # through only when the daemon has it (an empty AWS_PROFILE is not "no profile").
-        extra = {key: value for key, raw in self.config.env.items() if (value := self._expand(raw))}
-        env = child_environment(self.environ, {})
-        if self.config.isolate_home:
-            # 0700: what a child keeps in its HOME (the memory server's graph) is not for other users.
-            env["HOME"] = str(private_dir(self.ctx.state_dir / "home" / self.name))
-            env["TMPDIR"] = str(private_dir(self.ctx.state_dir / "tmp" / self.name))
-        env.update(extra)
-        return env
 
     async def run(self) -> None:
         """The server's whole life: start when wanted, supervise, stop when told."""
@@ -1245,20 +1005,13 @@ class Server:
             self._derive_state()
 
     def _derive_state(self) -> None:
-        """The server's state from its slots' (best first) and its breaker's."""
-        states = list(self._slot_states.values())
-        for wanted in (State.READY, State.STARTING, State.BACKOFF):
-            for slot_state, slot_reason in states:
-                if slot_state == wanted:
-                    if wanted == State.READY:
-                        if self.breaker.state is not CLOSED:
-                            self._set_state(State.DEGRADED, self.breaker.describe())
-                            return
-                        target = self.target_instances
-                        if len(self.ready_instances) < target:
-                            slot_reason = f"{len(self.ready_instances)}/{target} instances ready"
-                    self._set_state(wanted, slot_reason)
-                    return
+        """The server's state from its slots' (best first) and its breaker's (see `derived`)."""
+        breaker = self.breaker
+        derived = derive_state(self._slot_states.values(),
+                               None if breaker.state is CLOSED else breaker.describe(),
+                               len(self.ready_instances), self.target_instances)
+        if derived is not None:
+            self._set_state(*derived)
 
     # ---- health ---------------------------------------------------------------------------------
 
@@ -1371,15 +1124,8 @@ class Server:
         if scaler is None or self._slot_group is None or self._stopping or self.state not in SERVING:
             return
         ready = [inst for inst in self.ready_instances if not inst.draining]
-        shares = [inst.cpu_share for inst in ready if inst.cpu_share is not None]
-        sizes = [inst.memory_bytes for inst in ready if inst.memory_bytes]
-        in_flight = sum(len(inst.pending) for inst in ready)
-        obs = Observation(
-            instances=self.target_instances, ready=len(ready), queue=len(self.queue),
-            in_flight=in_flight, capacity=len(ready) * self.config.max_in_flight,
-            cpu=sum(shares) / len(shares) if shares and len(shares) == len(ready) else None,
-            fleet_memory=fleet_memory, memory_limit=memory_limit,
-            instance_memory=sum(sizes) // len(sizes) if sizes else None)
+        obs = observation(ready, self.target_instances, len(self.queue), self.config.max_in_flight,
+                          fleet_memory, memory_limit)
         verdict = scaler.observe(now, obs)
         if verdict is not None:
             self._apply_scale(verdict, ready)
@@ -1390,11 +1136,9 @@ class Server:
             self._add_slot()
             log.info("%s: scaling up: %s", self.name, verdict.reason)
         elif verdict.direction == DOWN:
-            candidates = [inst for inst in ready if inst.restart_kind is None]
-            if len(candidates) <= 1:
+            victim = scale_down_victim(ready)
+            if victim is None:
                 return
-            # The least busy goes (the newest on a tie), so the drain is short.
-            victim = min(candidates, key=lambda inst: (len(inst.pending), -inst.index))
             self._retire(victim)
             log.info("%s: scaling down: %s; draining pid %s (%d in flight)", self.name,
                      verdict.reason, victim.pid, len(victim.pending))
