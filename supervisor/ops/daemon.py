@@ -502,9 +502,9 @@ class Daemon:
                 calls, errors = last.get(server.name, (server.calls_total, server.errors_total))
                 entry["calls_per_s"] = (server.calls_total - calls) / STATS_INTERVAL
                 entry["errors_per_s"] = (server.errors_total - errors) / STATS_INTERVAL
-                lat = sorted(server.latencies)
-                entry["p50_ms"] = round(lat[len(lat) // 2] * 1000, 3) if lat else None
-                entry["p95_ms"] = round(lat[int(len(lat) * 0.95)] * 1000, 3) if lat else None
+                p50, p95 = server.latency_quantiles(0.5, 0.95)
+                entry["p50_ms"] = round(p50 * 1000, 3) if p50 is not None else None
+                entry["p95_ms"] = round(p95 * 1000, 3) if p95 is not None else None
                 entry["cache_hit_rate"] = None
                 if server.cache is not None and (server.cache.hits or server.cache.misses):
                     hits = server.cache.hits

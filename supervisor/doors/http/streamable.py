@@ -70,7 +70,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from supervisor.config import is_loopback_host
 from supervisor.core import tasks
 from supervisor.core.input_required import ASKING_METHODS, Ask, InputRequired, book
-from supervisor.core.server import rate_limited
 from supervisor.core.sessions import Session, Target
 from supervisor.core.views import NotInView, check_server, view_target
 from supervisor.domains import domain
@@ -88,6 +87,7 @@ from supervisor.errors import (
     UNKNOWN_SERVER,
     UNSUPPORTED_PROTOCOL_VERSION,
     SupervisorError,
+    rate_limited,
 )
 from supervisor.policy.states import SERVING
 from supervisor.telemetry import tracing
