@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from supervisor.ops import sdnotify
 from supervisor.ops.service_units import render
 from supervisor.policy.counters import RequestStats
+from supervisor.policy.outcome import Outcome
 from supervisor.telemetry.logs import REDACT, ChildLogFiles, JournalFormatter, stderr_is_journal
 
 from .conftest import CHAOS, ECHO, MCPCTL, REPO, Daemon, MakeDaemon, daemon_env, server_toml, wait_for
@@ -237,7 +238,7 @@ def test_contrib_files_parse() -> None:
 def test_request_stats_bound_the_methods_a_client_can_invent() -> None:
     stats = RequestStats()
     for i in range(500):
-        stats.record(f"made/up/{i}", 0, 0.001)
+        stats.record(f"made/up/{i}", Outcome.OK, 0.001)
     assert len(stats.methods) <= 41 and stats.methods["other"].outcomes[0] == 500 - 40
 
 
