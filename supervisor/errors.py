@@ -9,8 +9,9 @@
      ├── CircuitOpen(retry_after_ms)    too many recent failures; failing fast
      ├── UpstreamTimeout                the child did not answer within the deadline
      ├── UpstreamGone                   the child exited while the request was in flight
-     ├── UnknownServer                  no server by that name
-     └── DaemonNotRunning               (client side) nothing listens on the control socket
+     └── UnknownServer                  no server by that name
+
+The client side (`mcpctl` verbs, the dashboard) has its own two, in `supervisor.client.errors`.
 
 Every error a client can see is built by `to_jsonrpc_error`, so codes live in exactly one place.
 """
@@ -108,10 +109,6 @@ class UpstreamGone(SupervisorError):
 
 class UnknownServer(SupervisorError):
     code = UNKNOWN_SERVER
-
-
-class DaemonNotRunning(SupervisorError):
-    """Client side: nothing answers on the control socket."""
 
 
 def to_jsonrpc_error(exc: SupervisorError) -> dict[str, Any]:
