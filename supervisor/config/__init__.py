@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from supervisor.config.package import PackageSpec, PackageSpecError
 from supervisor.errors import ConfigError
 from supervisor.units import parse_duration, parse_size
 
@@ -999,24 +1000,12 @@ def _root(value: Any) -> str:
     return text
 
 
-_NPM = re.compile(r"npm:((?:@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*)(?:@(.*))?", re.IGNORECASE)
-_PYPI = re.compile(r"pypi:([A-Za-z0-9][A-Za-z0-9._-]*(?:\[[A-Za-z0-9._,\s-]+\])?)(?:\s*==\s*(.*))?")
-_PIN = re.compile(r"\d[0-9A-Za-z.+_-]*")
-
-
 def _package(value: Any) -> str:
     text: str = _string()(value)
-    npm, pypi = _NPM.fullmatch(text), _PYPI.fullmatch(text)
-    if npm:
-        if not npm.group(2) or not _PIN.fullmatch(npm.group(2)):
-            raise _Bad(f'npm package "{npm.group(1)}" must pin an exact version, '
-                       f'like "npm:{npm.group(1)}@1.2.3", got {_show(value)}')
-    elif pypi:
-        if not pypi.group(2) or not _PIN.fullmatch(pypi.group(2)):
-            raise _Bad(f'pypi package "{pypi.group(1)}" must pin an exact version, '
-                       f'like "pypi:{pypi.group(1)}==1.2.3", got {_show(value)}')
-    else:
-        raise _Bad(f'expected "npm:NAME@VERSION" or "pypi:NAME==VERSION", got {_show(value)}')
+    try:
+        PackageSpec.parse(text)
+    except PackageSpecError as exc:
+        raise _Bad(f"{exc}, got {_show(value)}") from None
     return text
 
 
