@@ -131,16 +131,11 @@ STREAM_BACKLOG = 1000
 STREAM_BACKLOG_BYTES = 4 * 1024 * 1024
 # A session without a GET stream does not queue server notifications; when it opens one it is
 # told to list again instead (one notification per kind it missed).
-_LIST_AGAIN = {
-    "notifications/tools/list_changed": "notifications/tools/list_changed",
-    "notifications/prompts/list_changed": "notifications/prompts/list_changed",
-    "notifications/resources/list_changed": "notifications/resources/list_changed",
-    "notifications/resources/updated": "notifications/resources/list_changed",
-}
+_LIST_AGAIN = {**{changed: changed for changed in protocol.LIST_CHANGED},
+               "notifications/resources/updated": "notifications/resources/list_changed"}
 
 _JSON = b"application/json"
 _SSE = b"text/event-stream"
-_ROUTING = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
 _NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 # JSON-RPC error code -> HTTP status for 2026-07-28 answers (what the official SDK server does).
 _MODERN_STATUS = {PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
