@@ -73,6 +73,7 @@ from supervisor.errors import (
     to_jsonrpc_error,
 )
 from supervisor.policy.stderr_levels import level_of
+from supervisor.wire.first_answer import FirstAnswer
 from supervisor.wire.jsonrpc import (
     DEFAULT_MAX_MESSAGE,
     LineSplitter,
@@ -137,19 +138,6 @@ class DaemonView(Protocol):
     def metrics_text(self) -> bytes: ...
     def begin_drain(self, why: str) -> dict[str, Any]: ...
     async def cluster_status(self) -> dict[str, Any]: ...
-
-
-class CallSink:
-    """Collects the single answer to a control-socket `supervisor/call`."""
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.message: Message | None = None
-
-    def deliver(self, message: Message) -> None:
-        if "method" not in message and self.message is None:
-            self.message = message
-            self.event.set()
 
 
 def _names(params: dict[str, Any]) -> list[str] | None:
@@ -646,7 +634,7 @@ class ControlConnection:
         if not isinstance(arguments, dict):
             raise InvalidParams("params.arguments must be an object")
         timeout = _number(params, "timeout") or server.config.request_timeout + 5
-        sink = CallSink()
+        sink = FirstAnswer()
         server.submit(sink, {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                              "params": {"name": tool, "arguments": arguments}}, False)
         with anyio.move_on_after(timeout):
