@@ -77,3 +77,33 @@ def test_official_suite_passes_through_the_http_door(door: str, workdir: Path, v
     text = result.stdout + result.stderr
     assert result.returncode == 0, summary(text)
     assert re.search(r"Total: \d+ passed", text), summary(text)
+
+
+# The suite's tasks-extension scenarios (io.modelcontextprotocol/tasks, SEP-2663). They are not part
+# of `--requirements 2026-07-28` (an extension is opt-in), so each is run by name. The child
+# implements no tasks: every one that passes is passed by the daemon's own tasks (supervisor/core/
+# tasks.py). tasks-status-notifications is left out: the suite skips it (no checks yet).
+TASK_SCENARIOS = ["tasks-lifecycle", "tasks-capability-negotiation", "tasks-wire-fields",
+                  "tasks-request-state-removal", "tasks-mrtr-input", "tasks-request-headers",
+                  "tasks-dispatch-and-envelope", "tasks-required-task-error", "tasks-mrtr-composition"]
+
+
+def test_tasks_extension_scenarios_pass_through_the_http_door(door: str, workdir: Path) -> None:
+    """Every tasks-* scenario of 0.2.0-alpha.12 passes through /mcp/conformance in front of a child
+    that knows nothing of tasks, except those in the tasks baseline (each with its reason)."""
+    version = "0.2.0-alpha.12"
+    if not NODE22.exists() or not suite_cli(version).exists():
+        pytest.fail("the conformance suite is not installed: run `make node` (make test does)")
+    baseline = BASELINES / f"expected-failures-{version}-tasks.yaml"
+    failed = {}
+    for scenario in TASK_SCENARIOS:
+        out = workdir / scenario
+        out.mkdir()
+        result = subprocess.run(
+            [str(NODE22), str(suite_cli(version)), "server", "--url", door, "--scenario", scenario,
+             "--expected-failures", str(baseline), "-o", str(out)],
+            capture_output=True, text=True, timeout=120, cwd=out)
+        text = result.stdout + result.stderr
+        if result.returncode != 0 or not re.search(r"Passed: \d+/\d+", text):
+            failed[scenario] = text[-3000:]
+    assert not failed, "\n\n".join(f"== {name}\n{text}" for name, text in failed.items())

@@ -42,6 +42,7 @@ from supervisor.config.model import (
     ServerCache,
     ServerConfig,
     SupervisorSettings,
+    TaskSettings,
     TracingSettings,
     is_loopback_host,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "ServerCache",
     "ServerConfig",
     "SupervisorSettings",
+    "TaskSettings",
     "TracingSettings",
     "expand",
     "is_loopback_host",

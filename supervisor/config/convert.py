@@ -372,6 +372,7 @@ _SERVER_SCHEMA: dict[str, _Conv] = {
     "scale_up_window": _duration(),
     "scale_down_window": _duration(),
     "cache": _sub_table(_SERVER_CACHE_SCHEMA),
+    "tasks": _array(_string()),
     "tools": _list_policy("tools"),
     "prompts": _list_policy("prompts"),
     "resources": _list_policy("resources"),
@@ -388,7 +389,7 @@ _SERVER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 MAX_NAME_LENGTH = 64
 
 _TOP_LEVEL = ("supervisor", "http", "cache", "cluster", "tracing", "defaults", "servers", "clients",
-              "aggregate")
+              "aggregate", "tasks")
 
 
 def name_problem(name: str, kind: str = "server") -> str | None:

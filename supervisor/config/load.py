@@ -54,6 +54,7 @@ from supervisor.config.model import (
     ServerCache,
     ServerConfig,
     SupervisorSettings,
+    TaskSettings,
     TracingSettings,
 )
 from supervisor.errors import ConfigError
@@ -119,6 +120,12 @@ class _Loader:
             "ttl": _duration(),
         }))
         cluster = self.cluster(doc)
+        tasks = TaskSettings(**self.section(("tasks",), doc.get("tasks", {}), {
+            "ttl": _duration(),
+            "poll_interval": _duration(),
+            "max_tasks": _integer(1),
+            "max_bytes": _size,
+        }))
         tracing = TracingSettings(**self.section(("tracing",), doc.get("tracing", {}), {
             "enabled": _boolean,
             "endpoint": _expanded(env),
@@ -156,6 +163,7 @@ class _Loader:
             clients=MappingProxyType(clients),
             defaults=MappingProxyType(dict(raw_defaults)),
             aggregate=aggregate,
+            tasks=tasks,
             lines=MappingProxyType(self.index.lines),
         )
 

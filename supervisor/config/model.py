@@ -191,6 +191,9 @@ class ServerConfig:
     """Seconds the server must stay quiet (empty queue, low CPU) before an instance is removed."""
     cache: ServerCache = ServerCache()
     """Tool result caching for this server."""
+    tasks: tuple[str, ...] = ()
+    """Glob patterns of tools whose calls become tasks for clients that declare the tasks
+    extension (besides tools whose definition says `execution.taskSupport`)."""
     tools: ListPolicy = ListPolicy()
     """`[servers.NAME.tools]`: allow/deny/rename/describe of the child's tools."""
     prompts: ListPolicy = ListPolicy()
@@ -350,6 +353,21 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskSettings:
+    """`[tasks]`: tasks the daemon runs on behalf of children (the io.modelcontextprotocol/tasks
+    extension, see `supervisor/tasks.py`)."""
+
+    ttl: float = 3600.0
+    """Seconds a task (and its result) is kept after it was created."""
+    poll_interval: float = 1.0
+    """The polling interval suggested to clients."""
+    max_tasks: int = 1000
+    """Tasks kept at once, running or finished; a call beyond it is refused (-32000)."""
+    max_bytes: int = 64 * _MiB
+    """Bytes of results kept; past it the oldest finished tasks are forgotten first."""
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterSettings:
     """`[cluster]`: this daemon is one of several behind a load balancer (docs/scaling.md)."""
 
@@ -441,6 +459,8 @@ class FleetConfig:
     """The raw `[defaults]` table, for diagnostics (already merged into `servers`)."""
     aggregate: AggregateSettings = AggregateSettings()
     """`[aggregate]`."""
+    tasks: TaskSettings = TaskSettings()
+    """`[tasks]`."""
     lines: Mapping[tuple[str, ...], int] = field(default_factory=dict, compare=False, repr=False)
     """Key path → line in the file, for errors found after loading (see `error_at`)."""
 

@@ -43,8 +43,7 @@ LOOP_ENV = "MCP_SUPERVISOR_LOOP"
 
 
 def uvloop_installed() -> bool:
-    # find_spec, not an import: mypy --strict checks this module where uvloop (the bench extra)
-    # is absent, and an import of a missing module is an error there.
+    # find_spec, not import: asking must not load the loop (nor need its stubs to type-check).
     return importlib.util.find_spec("uvloop") is not None
 
 

@@ -24,6 +24,7 @@ from supervisor.core.aggregate import Aggregate
 from supervisor.core.events import EventBus
 from supervisor.core.fleet import Fleet
 from supervisor.core.server import Server
+from supervisor.core.tasks import TaskBook
 from supervisor.errors import INTERNAL_ERROR, InvalidParams, SupervisorError
 from supervisor.policy.stderr_levels import level_of
 from supervisor.wire.first_answer import FirstAnswer
@@ -39,6 +40,7 @@ class DaemonView(Protocol):
     fleet: Fleet
     bus: EventBus
     aggregate: Aggregate
+    tasks: TaskBook
 
     def info(self) -> dict[str, Any]: ...
     async def cache_status(self) -> dict[str, Any]: ...
@@ -344,6 +346,13 @@ async def cluster(caller: Caller, params: Params) -> Any:
     return await caller.daemon.cluster_status()
 
 
+async def tasks(caller: Caller, params: Params) -> Any:
+    """`supervisor/tasks` `{}` → `{tasks: [row..], stats}`: the tasks this daemon holds (`mcpctl
+    tasks`), never their results: those belong to the clients that hold the task ids."""
+    book = caller.daemon.tasks
+    return {"tasks": book.rows(), "stats": book.status()}
+
+
 Handler = Callable[[Caller, Params], Awaitable[Any]]
 
 HANDLERS: dict[str, Handler] = {
@@ -362,4 +371,5 @@ HANDLERS: dict[str, Handler] = {
     "supervisor/prerequisites": prerequisites,
     "supervisor/drain": drain,
     "supervisor/cluster": cluster,
+    "supervisor/tasks": tasks,
 }

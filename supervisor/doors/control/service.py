@@ -5,7 +5,7 @@ answered -32700 / -32600 / -32602 with its own id where it has one) and answers 
 order through its outbox. Methods:
 
     supervisor/status  start  stop  restart  logs  tools  tools/approve  call  reload
-    supervisor/cache/clear  events  metrics  prerequisites  drain  cluster
+    supervisor/cache/clear  events  metrics  prerequisites  drain  cluster  tasks
 
 are one function each in `supervisor.doors.control.methods`, and each function's docstring is that
 method's reference (params → result); `methods.HANDLERS` maps the names. One more method belongs

@@ -136,6 +136,10 @@ class HttpSession(Session):
         self.calls: dict[Any, Call] = {}
         self.stream = _Stream()
         self.streaming = False  # a GET stream is open
+        # The open GET stream's scope, and an event set when it has ended: a resuming GET takes
+        # the stream over from one whose client has gone but whose end was not noticed yet.
+        self.stream_scope: anyio.CancelScope | None = None
+        self.stream_ended = anyio.Event()
         self.replay = SessionStreams()  # resumable SSE streams (`sse_replay.py`)
         self.get_replay, _ = self.replay.open()
         self.token: bytes | None = None  # the client token that opened it (None: no tokens set)
@@ -230,6 +234,10 @@ class _Listen:
 
     def forward_server_request(self, instance: Instance, message: Message) -> bool:
         return False
+
+    def task_notification(self, message: Message) -> None:
+        """`notifications/tasks` of a task this stream follows (`tasks.TaskBook.watch`)."""
+        self.server_notification(None, message)
 
 
 def _same_owner(owner: bytes | None, caller: bytes | None) -> bool:
