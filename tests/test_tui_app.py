@@ -287,6 +287,11 @@ async def test_help_lists_every_key_and_closes() -> None:
         assert isinstance(app.screen, HelpScreen)
         text = str(app.screen.query_one(Static).render())
         assert all(key.help in text for key in (*MAIN_KEYS, *APP_KEYS))
+        await pilot.pause()
+        # It is on screen too: an auto-sized scroll container once collapsed it to nothing.
+        shown = app.screen.query_one(Static).size
+        assert shown.width >= 80 and shown.height >= 30, shown
+        assert "Δn tools changed since pinned" in text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
         await pilot.press("q")
@@ -301,6 +306,26 @@ async def test_command_palette_lists_the_dashboard_actions() -> None:
         for wanted in ("Restart the selected server (asks first)", "Reload fleet.toml (asks first)",
                        "Cycle the sort: name, state, memory, CPU, latency, restarts"):
             assert wanted in titles
+
+
+async def test_an_action_chosen_in_the_command_palette_runs_and_still_asks_first() -> None:
+    """ctrl+p, type, Enter: the palette runs the dashboard's own action, confirmation included."""
+    from textual.command import CommandList, CommandPalette
+
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        await pilot.press("j", "ctrl+p")
+        await wait_until(lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"restart the selected")
+        palette = app.screen
+        await wait_until(lambda: palette.query_one(CommandList).option_count > 0)
+        await pilot.press("enter")
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen))
+        assert not any(c[0] == "restart" for c in fake.calls)
+        await pilot.press("y")
+        await wait_until(lambda: ("restart", ["git"]) in fake.calls)
 
 
 async def test_r_restarts_only_after_yes() -> None:
@@ -479,3 +504,132 @@ async def test_an_unexpected_client_error_is_a_message_not_a_traceback() -> None
     async with app.run_test(size=SIZE):
         await wait_until(lambda: "unexpected RuntimeError: boom" in gone_text(app))
         assert app.is_running
+
+
+async def test_changed_tools_are_marked_in_the_tools_column_the_header_and_the_pane() -> None:
+    """github serves a tool that changed since it was pinned (warn), fetch holds two back (block):
+    each row says so in its tools cell, the header counts them, the pane names them."""
+    app = RecordingApp(FakeDaemonClient())
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        assert cell(app, "github", "tools") == "8 Δ1"
+        assert cell(app, "fetch", "tools") == "4 ⊘2"  # the count is what clients see
+        assert cell(app, "git", "tools") == "14"
+        assert "Δ1 ⊘2 tools" in header(app)  # changed: served with a warning, held back
+        await pilot.press(*["j"] * 8)
+        assert app.selected == "fetch"
+        info = str(app.query_one("#info", Static).render())
+        assert "tools 4  ⊘2 blocked: get_fetch_0…" in info  # cut at a word, in a 44-column pane
+
+
+async def test_a_tool_change_event_marks_the_row_at_once_and_approval_clears_it() -> None:
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE):
+        await loaded(app)
+        fake.push({"type": "tool_change", "server": "git", "tool": "get_git_0", "action": "warned"})
+        await wait_until(lambda: cell(app, "git", "tools") == "14 Δ1")
+        assert "Δ2 ⊘2 tools" in header(app)
+        fake.push({"type": "tool_change", "server": "git", "tool": None, "action": "approved",
+                   "approved": ["get_git_0"], "at": NOW})  # fmt: skip
+        await wait_until(lambda: cell(app, "git", "tools") == "14")
+
+
+async def test_detail_screen_says_which_tools_changed_what_differs_and_how_to_approve() -> None:
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        await pilot.press(*["j"] * 8, "enter")
+        assert isinstance(app.screen, DetailScreen) and app.screen.server == "fetch"
+        await wait_until(lambda: "fetch" in app.tool_diffs and isinstance(app.tools.get("fetch"), list))
+        await pilot.pause()
+        changes = str(app.screen.query_one("#d-changes", Static).render())
+        assert "TOOL CHANGES  2 since pinned, held back from clients" in changes
+        assert "⊘ get_fetch_0  blocked" in changes and "⊘ list_fetch_1  blocked" in changes
+        assert "inputSchema: arguments +upload_to" in changes  # a new argument
+        assert "description: − tool 1 of fetch" in changes and "+ tool 1 of fetch; also" in changes
+        assert "mcpctl tools approve fetch [TOOL]" in changes
+        assert ("tool_changes", "fetch") in fake.calls
+        tools = str(app.screen.query_one("#d-tools", Static).render())
+        assert "get_fetch_0" not in tools  # held back: not among the tools clients get
+        await pilot.press("escape", "k", "k", "k", "k", "k", "k", "enter")
+        assert isinstance(app.screen, DetailScreen) and app.screen.server == "github"
+        await wait_until(lambda: "github" in app.tool_diffs)
+        await pilot.pause()
+        changes = str(app.screen.query_one("#d-changes", Static).render())
+        assert "still served" in changes and "Δ create_github_3  warned" in changes
+        assert "Δ create_github_3" in str(app.screen.query_one("#d-tools", Static).render())
+        await pilot.press("escape", "j", "enter")
+        assert isinstance(app.screen, DetailScreen) and app.screen.server == "gitlab"
+        assert not app.screen.query_one("#d-changes", Static).display  # nothing changed: no section
+
+
+async def test_a_full_screen_over_the_fleet_stops_table_work_until_it_closes() -> None:
+    """While the detail screen covers the fleet, stats pushes change no table cell (nobody sees
+    them); back on the fleet, every cell is what a fresh computation from the model says."""
+    from tui.app import cell as cell_of
+
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        fake.push_stats()
+        await wait_until(lambda: app.model.stats_seen == 1)
+        shown = dict(grid(app).cells)
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen)
+        for _ in range(3):
+            fake.push_stats()
+        await wait_until(lambda: app.model.stats_seen == 4)
+        assert grid(app).cells == shown  # covered: not touched
+        await pilot.press("escape")
+        assert not isinstance(app.screen, DetailScreen)
+        for name, server in app.model.servers.items():
+            for column in app.columns:
+                assert cell(app, name, column.key) == cell_of(column, server, app.model).plain.strip()
+        assert grid(app).cells != shown
+
+
+async def test_the_pane_draws_new_tail_lines_with_the_next_stats_push() -> None:
+    """A log line costs no frame of its own: the pane's tail takes it with the next stats push,
+    or within PANE_LOG_EVERY when no push comes."""
+    from tui.app import PANE_LOG_EVERY
+
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake)
+    async with app.run_test(size=SIZE):
+        await loaded(app)
+        await wait_until(lambda: len(log_lines(app)) == 40)
+        fake.push({"type": "log", "server": "filesystem", "line": "waits for the stats", "at": NOW})
+        await wait_until(lambda: app.stderr["filesystem"][-1].line == "waits for the stats")
+        assert "waits for the stats" not in log_lines(app)
+        fake.push_stats()
+        await wait_until(lambda: "waits for the stats" in log_lines(app))
+        fake.push({"type": "log", "server": "filesystem", "line": "no stats came", "at": NOW})
+        await wait_until(lambda: "no stats came" in log_lines(app), within=PANE_LOG_EVERY + 2)
+
+
+async def test_the_startup_heap_is_frozen_once_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mcpctl top` freezes the start-up heap once (`freeze_startup_heap`), not per reconnect; a
+    plain TopApp (as in these tests) never does."""
+    import tui.app
+
+    calls: list[None] = []
+    monkeypatch.setattr(tui.app, "freeze_startup_heap", lambda: calls.append(None))
+    fake = FakeDaemonClient()
+    app = RecordingApp(fake, retry_base=0.01, retry_cap=0.05, freeze_heap=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(app)
+        await wait_until(lambda: len(calls) == 1)
+        fake.go_away()
+        await wait_until(lambda: not app.connected)
+        fake.come_back()
+        await loaded(app)
+        await pilot.pause()
+        assert len(calls) == 1
+    plain = RecordingApp(FakeDaemonClient())
+    async with plain.run_test(size=SIZE) as pilot:
+        await loaded(plain)
+        await pilot.pause()
+    assert len(calls) == 1

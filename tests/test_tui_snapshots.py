@@ -117,6 +117,20 @@ def test_detail_screen(snap_compare: SnapCompare) -> None:
     assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
 
 
+def test_detail_screen_with_blocked_tools(snap_compare: SnapCompare) -> None:
+    """Tools changed since pinned and held back: which, since when, what differs, how to approve."""
+    app = app_with(FakeDaemonClient(history=60))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled(app, "filesystem")
+        await pilot.press(*["j"] * 8)
+        await settled(app, "fetch")
+        await pilot.press("enter")
+        await wait_until(lambda: "fetch" in app.tool_diffs and len(app.stderr.get("fetch", [])) >= 40)
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+
+
 def test_log_view_with_a_search(snap_compare: SnapCompare) -> None:
     """Times, coloured levels, the matches highlighted and the current one reversed."""
     app = app_with(FakeDaemonClient(history=60))

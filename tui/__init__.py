@@ -8,7 +8,7 @@ The dashboard talks to the daemon only through its control socket:
                 per-metric history (Series), filter and sort keys; pure and Textual-free
     columns.py  which table columns fit a width (fixed priority), text cut at word boundaries
     levels.py   the level of a stderr line (when the daemon does not send one)
-    render.py   pure formatting: bytes, durations, CPU, state marks and colours, sparklines
+    render.py   pure formatting: bytes, durations, CPU, state and changed-tool marks, sparklines
     keys.py     every key once: bindings, footer, help overlay and command palette
     table.py    FleetGrid, the fleet table that redraws only changed rows
     logview.py  LogLines, the searchable, following log widget

@@ -106,6 +106,11 @@ class DaemonClient(Protocol):
         """The tools one server advertises (objects with at least `name` and `description`)."""
         ...
 
+    async def tool_changes(self, name: str) -> list[dict[str, Any]]:
+        """The tools of one server whose definition differs from its pin: objects with `tool`,
+        `since`, `blocked`, `pinned`, `current` (definitions) and `diff` (unified, as text)."""
+        ...
+
     async def detail(self, name: str) -> dict[str, Any]:
         """One server's status entry with `state_history`, `restart_history` and `config` (an
         older daemon leaves them out)."""
@@ -254,11 +259,31 @@ class SocketDaemonClient:
         found = servers[0] if isinstance(servers, list) and servers else None
         return found if isinstance(found, dict) else {}
 
+    async def tool_changes(self, name: str) -> list[dict[str, Any]]:
+        result = await self._call("supervisor/tools", {"server": name, "diff": True})
+        return tool_change_entries(name, result)
+
     async def tools(self, name: str) -> list[dict[str, Any]]:
         result = await self._call("supervisor/tools", {"server": name})
         servers = result.get("servers", {}) if isinstance(result, dict) else {}
         found = servers.get(name, []) if isinstance(servers, dict) else []
         return [tool for tool in found if isinstance(tool, dict)]
+
+
+def tool_change_entries(name: str, result: object) -> list[dict[str, Any]]:
+    """A `supervisor/tools {diff: true}` reply: the change entries of `name` that have the shape the
+    detail screen reads (a tool name; definitions as objects; a diff as text)."""
+    servers = result.get("servers") if isinstance(result, dict) else None
+    found = servers.get(name) if isinstance(servers, dict) else None
+    return [
+        entry
+        for entry in (found if isinstance(found, list) else [])
+        if isinstance(entry, dict)
+        and isinstance(entry.get("tool"), str)
+        and isinstance(entry.get("pinned", {}), dict)
+        and isinstance(entry.get("current", {}), dict)
+        and isinstance(entry.get("diff", ""), str)
+    ]
 
 
 def log_lines(name: str, result: object) -> list[LogLine]:

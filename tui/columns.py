@@ -54,7 +54,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("p95", "P95", 6, 4),
     Column("p95_hist", "P95 HISTORY", SPARK_WIDTH, 16, right=False, history=True),
     Column("cache", "CACHE", 5, 17),
-    Column("tools", "TOOLS", 5, 8),
+    Column("tools", "TOOLS", 6, 8),
     Column(REASON, "REASON", 24, 6, right=False),
 )
 """Display order. Widths are fixed, so a cell update never re-measures the table."""

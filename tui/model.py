@@ -34,6 +34,9 @@ class Change:
 
     servers: set[str] = field(default_factory=set)
     """Rows whose values changed."""
+    fields: dict[str, set[str]] = field(default_factory=dict)
+    """Of a server in `servers`, the status fields that changed, when known (absent: any of them),
+    so only the cells that show them are computed again."""
     membership: bool = False
     """Servers appeared or disappeared, so the table's rows must be rebuilt."""
     fleet: bool = False
@@ -130,12 +133,14 @@ class FleetModel:
             server["reason"] = event.get("reason")
             server["since"] = event.get("at", server.get("since"))
             self._transition(name, server)
-            return Change(servers={name}, fleet=True)
+            return Change(servers={name}, fields={name: {"state", "reason", "since"}}, fleet=True)
         if kind == "scale":
             server = self.servers[name]
             server["last_scale"] = {k: event.get(k) for k in ("direction", "reason", "from", "to", "at")}
             server["target_instances"] = event.get("to", server.get("target_instances"))
-            return Change(servers={name})
+            return Change(servers={name}, fields={name: {"last_scale", "target_instances"}})
+        if kind == "tool_change":
+            return self._tool_change(self.servers[name], event)
         if kind == "restart":
             at = event.get("at")
             self.restarts.setdefault(name, deque(maxlen=RECENT_RESTARTS)).append(
@@ -145,8 +150,27 @@ class FleetModel:
                     detail=str(event.get("detail") or ""),
                 )
             )
-            return Change(servers={name})
+            return Change(servers={name}, fields={name: set()})  # the pane's timeline, not a cell
         return Change()
+
+    def _tool_change(self, server: dict[str, Any], event: dict[str, Any]) -> Change:
+        """A tool's definition changed since it was pinned (`blocked` or `warned`), or changes were
+        approved: the marker moves now, not at the next stats push (which then says the same)."""
+        names = server.get("changed_tools")
+        changed = {n for n in names if isinstance(n, str)} if isinstance(names, list) else set()
+        action, tool = event.get("action"), event.get("tool")
+        if action in ("blocked", "warned") and isinstance(tool, str):
+            changed.add(tool)
+            server["on_tool_change"] = "block" if action == "blocked" else "warn"
+        elif action == "approved" and isinstance(event.get("approved"), list):
+            changed -= {n for n in event["approved"] if isinstance(n, str)}
+        else:
+            return Change()
+        server["changed_tools"] = sorted(changed)
+        server["tool_changes"] = len(changed)
+        name = str(server["name"])
+        return Change(servers={name}, fields={name: {"changed_tools", "tool_changes", "on_tool_change"}},
+                      fleet=True)  # fmt: skip
 
     def _apply_stats(self, event: dict[str, Any]) -> Change:
         self.stats_seen += 1
@@ -192,6 +216,8 @@ class FleetModel:
                         new[key] = old[key]
             if old != new:
                 change.servers.add(name)
+                if old is not None:
+                    change.fields[name] = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
             fresh[name] = new
             if old is None or (old.get("state"), old.get("reason")) != (new.get("state"), new.get("reason")):
                 self._transition(name, new)

@@ -181,3 +181,27 @@ def limit_bar(used: int | None, limit: int | None, width: int = 6) -> Text:
     full, part = divmod(eighths, 8)
     bar = ("█" * full + ("" if part == 0 else " ▏▎▍▌▋▊▉"[part])).ljust(width, "·")
     return Text.assemble((bar, usage_style(ratio)), f" {ratio * 100:3.0f}%")
+
+
+CHANGED_MARK, BLOCKED_MARK = "Δ", "⊘"
+"""Tools whose definition differs from the pinned one: served with a warning (Δ, yellow) or held
+back from clients until approved (⊘, red; `on_tool_change = "block"`)."""
+
+
+def changed_tools(server: dict[str, object]) -> tuple[list[str], bool]:
+    """(the names of the tools that changed since they were pinned, whether they are blocked)
+    from a status entry; an older daemon sends neither field: no changes."""
+    names = server.get("changed_tools")
+    changed = [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+    return changed, bool(changed) and server.get("on_tool_change") == "block"
+
+
+def tools_text(count: str, changed: int, blocked: bool, width: int) -> Text:
+    """The tools cell: `12`, `12 Δ1` (changed, still served), `9 ⊘2` (changed, held back); when
+    that is wider than the cell the count goes and the marker stays."""
+    if not changed:
+        return Text(count, justify="right")
+    mark = Text(f"{BLOCKED_MARK if blocked else CHANGED_MARK}{changed}", "bold red" if blocked else "yellow")
+    if len(count) + 1 + mark.cell_len > width:
+        return Text.assemble(mark, justify="right")
+    return Text.assemble(count, " ", mark, justify="right")

@@ -15,12 +15,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Label, Sparkline, Static
 
+from tui.columns import fit_words
 from tui.keys import APP_KEYS, DETAIL_KEYS, LOG_KEYS, MAIN_KEYS, Key
 from tui.logview import LogLines
 from tui.render import (
+    BLOCKED_MARK,
+    CHANGED_MARK,
     STATE_MARKS,
     STATE_STYLES,
     UNKNOWN,
+    changed_tools,
     fmt_bytes,
     fmt_clock,
     fmt_cpu,
@@ -39,6 +43,10 @@ def keys_text(title: str, *tables: tuple[str, tuple[Key, ...]]) -> Text:
         parts.append((f"\n{heading}\n", "bold underline"))
         for key in keys:
             parts += [(f"{key.shown or key.keys:>12}  ", "bold cyan"), f"{key.help}\n"]
+    parts.append(("\nmarks\n", "bold underline"))
+    parts += [" ".join(f"{STATE_MARKS[state]} {state}" for state in STATE_MARKS), "\n"]
+    parts += [(f"{CHANGED_MARK}n", "yellow"), " tools changed since pinned, still served   ",
+              (f"{BLOCKED_MARK}n", "bold red"), " changed and held back until approved\n"]  # fmt: skip
     parts.append(("\nctrl+p: every action in the command palette · esc ? q closes this", "dim"))
     return Text.assemble(*parts)
 
@@ -109,6 +117,13 @@ class DetailScreen(Screen[None]):
         super().__init__()
         self.server = name
         self._drawn = False
+        self._shown: dict[str, Text] = {}
+
+    def _put(self, selector: str, content: Text) -> None:
+        """Update a Static only when what it shows changes (this screen is redrawn every second)."""
+        if self._shown.get(selector) != content:
+            self._shown[selector] = content
+            self.query_one(selector, Static).update(content)
 
     @property
     def top(self) -> TopApp:
@@ -123,6 +138,7 @@ class DetailScreen(Screen[None]):
                     yield Static(id="d-states")
                     yield Static(id="d-restarts")
                 with Vertical(id="d-right"):
+                    yield Static(id="d-changes")
                     for metric, _, _ in self.CHARTS:
                         yield Label(id=f"d-{metric}-label")
                         yield Sparkline([], id=f"d-{metric}-chart")
@@ -141,16 +157,15 @@ class DetailScreen(Screen[None]):
         app = self.top
         server = app.model.servers.get(self.server)
         if server is None:
-            self.query_one("#d-head", Static).update(
-                Text(f"{self.server}: no longer in the fleet", "bold red")
-            )
+            self._put("#d-head", Text(f"{self.server}: no longer in the fleet", "bold red"))
             return
         detail = app.details.get(self.server, {})
         now = app.clock()
         state = str(server.get("state"))
         since = server.get("since")
         held = f" for {fmt_duration(now - since)}" if isinstance(since, int | float) else ""
-        self.query_one("#d-head", Static).update(
+        self._put(
+            "#d-head",
             Text.assemble(
                 (self.server, "bold"),
                 "  ",
@@ -173,15 +188,16 @@ class DetailScreen(Screen[None]):
                 str(server.get("errors_total", 0)),
             )
         )
-        self.query_one("#d-config", Static).update(config_text(detail.get("config")))
-        self.query_one("#d-states", Static).update(self._states(detail, server))
-        self.query_one("#d-restarts", Static).update(self._restarts(detail, server))
+        self._put("#d-config", config_text(detail.get("config")))
+        self._put("#d-states", self._states(detail, server))
+        self._put("#d-restarts", self._restarts(detail, server))
         for metric, label, fmt in self.CHARTS:
             series = app.model.series_of(self.server, metric)
             values = list(series.buckets) if series else []
             peak = max(values, default=None)
             now_value = series.last if series else None
-            self.query_one(f"#d-{metric}-label", Label).update(
+            self._put(
+                f"#d-{metric}-label",
                 Text.assemble(
                     (label, "bold"),
                     ("  now ", "dim"),
@@ -191,9 +207,13 @@ class DetailScreen(Screen[None]):
                     ("  (session, 10 s per bar)", "dim"),
                 )
             )
-            self.query_one(f"#d-{metric}-chart", Sparkline).data = values
-        self.query_one("#d-tools", Static).update(self._tools())
-        self.query_one("#d-stderr", Static).update(self._stderr())
+            chart = self.query_one(f"#d-{metric}-chart", Sparkline)
+            if chart.data != values:  # a bar is 10 s: most seconds change none
+                chart.data = values
+        self.query_one("#d-changes", Static).display = bool(changed_tools(server)[0])
+        self._put("#d-changes", self._tool_changes(server))
+        self._put("#d-tools", self._tools(server))
+        self._put("#d-stderr", self._stderr())
 
     def _states(self, detail: dict[str, Any], server: dict[str, Any]) -> Text:
         history = detail.get("state_history")
@@ -255,7 +275,38 @@ class DetailScreen(Screen[None]):
             lines.append(Text.assemble(("  last exit ", "dim"), (str(last_exit), "red")))
         return Text("\n").join(lines)
 
-    def _tools(self) -> Text:
+    def _tool_changes(self, server: dict[str, Any]) -> Text:
+        """Which tools changed since they were pinned, whether clients still get them, what changed
+        and how to accept it."""
+        changed, blocked = changed_tools(server)
+        if not changed:
+            return Text("")
+        how = "held back from clients" if blocked else "still served"
+        lines = [_section("TOOL CHANGES", f"{len(changed)} since pinned, {how}")]
+        entries = {str(e["tool"]): e for e in self.top.tool_diffs.get(self.server, [])}
+        for name in changed[:SHOWN_CHANGES]:
+            entry = entries.get(name, {})
+            mark, style, what = (
+                (BLOCKED_MARK, "bold red", "blocked") if blocked else (CHANGED_MARK, "yellow", "warned")
+            )
+            since = entry.get("since")
+            lines.append(
+                Text.assemble(
+                    "  ",
+                    (f"{mark} {name}", style),
+                    f"  {what}",
+                    (f"  since {fmt_clock(since)}" if isinstance(since, int | float) else "", "dim"),
+                )
+            )
+            lines += [Text.assemble("      ", line) for line in change_summary(entry)]
+        if len(changed) > SHOWN_CHANGES:
+            lines.append(Text(f"  … {len(changed) - SHOWN_CHANGES} more", "dim"))
+        lines.append(Text(f"  approve: mcpctl tools approve {self.server} [TOOL]", "dim"))
+        lines.append(Text(f"  the whole diff: mcpctl tools --diff {self.server}", "dim"))
+        return Text("\n").join(lines)
+
+    def _tools(self, server: dict[str, Any]) -> Text:
+        changed = set(changed_tools(server)[0])
         tools = self.top.tools.get(self.server)
         if tools is None:
             return Text.assemble(_section("TOOLS"), ("\n  asking…", "dim"))
@@ -264,7 +315,9 @@ class DetailScreen(Screen[None]):
         lines = [_section("TOOLS", str(len(tools)))]
         lines += [
             Text.assemble(
-                "  ", (str(t.get("name", "?")), "cyan"), ("  " + str(t.get("description") or ""), "dim")
+                (f"{CHANGED_MARK} ", "yellow") if t.get("name") in changed else "  ",
+                (str(t.get("name", "?")), "cyan"),
+                ("  " + str(t.get("description") or ""), "dim"),
             )
             for t in tools[:40]
         ]
@@ -286,6 +339,50 @@ class DetailScreen(Screen[None]):
 
     def action_close(self) -> None:
         self.top.close_detail(self)
+
+
+SCHEMAS = ("inputSchema", "outputSchema")
+SHOWN_CHANGES = 20
+"""Changed tools listed on the detail screen (the rest counted): a peer's list is bounded here."""
+SHOWN_ARGUMENTS = 6
+"""Arguments added (and removed) named per changed schema."""
+
+
+def change_summary(entry: dict[str, Any], width: int = 34) -> list[Text]:
+    """What differs between a tool's pinned and current definition, a line or two per field:
+    text fields as `− before` / `+ after`, schemas as the arguments added and removed, anything
+    else by name (the full diff is `mcpctl tools --diff`)."""
+    pinned, current = entry.get("pinned"), entry.get("current")
+    if not isinstance(pinned, dict) or not isinstance(current, dict):
+        return []
+    lines: list[Text] = []
+    for field in sorted(set(pinned) | set(current)):
+        before, after = pinned.get(field), current.get(field)
+        if before == after:
+            continue
+        if isinstance(before, str | None) and isinstance(after, str | None):
+            was, now = fit_words(str(before or ""), width), fit_words(str(after or ""), width)
+            lines.append(Text.assemble((f"{field}: ", "dim"), (f"− {was}", "red")))
+            lines.append(Text.assemble(" " * (len(field) + 2), (f"+ {now}", "green")))
+            continue
+        old = _properties(before) if field in SCHEMAS else None
+        new = _properties(after) if field in SCHEMAS else None
+        if old is not None and new is not None and old != new:
+            added, removed = sorted(new - old), sorted(old - new)
+            parts: list[str | tuple[str, str]] = [(f"{field}: arguments ", "dim")]
+            parts += [(f"+{fit_words(name, 24)} ", "green") for name in added[:SHOWN_ARGUMENTS]]
+            parts += [(f"−{fit_words(name, 24)} ", "red") for name in removed[:SHOWN_ARGUMENTS]]
+            if len(added) > SHOWN_ARGUMENTS or len(removed) > SHOWN_ARGUMENTS:
+                parts.append(("…", "dim"))
+            lines.append(Text.assemble(*parts))
+        else:
+            lines.append(Text.assemble((field, "dim"), " changed"))
+    return lines
+
+
+def _properties(schema: object) -> set[str] | None:
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    return {str(name) for name in props} if isinstance(props, dict) else None
 
 
 def config_text(config: object) -> Text:

@@ -4,9 +4,10 @@ Why not Textual's DataTable: with 27 servers and a stats push a second, most row
 second (calls/s, latency, uptime), and DataTable renders a changed row cell by cell through Rich
 with per-cell styles, padding and cursor handling; profiled (`python -m bench.tui_cpu --profile`)
 that was most of the dashboard's CPU even with its caches kept warm. Here a row is one `Text`
-(its cells padded to the column widths and joined), rendered to segments once when it changes and
-kept as a `Strip`; drawing a frame is handing out cached strips, with the cursor or zebra style
-applied once per row and kept too. A change repaints only the changed rows' lines.
+(its cells padded to the column widths and joined) drawn from segments rendered once per distinct
+cell and background (a stats push changes a few numbers per row; the other cells of the row are
+cache hits), kept as a `Strip` per row and background (cursor, zebra); drawing a frame is handing
+out cached strips. A change repaints only the changed rows' lines.
 
 What it does: a header line, rows by key, a row cursor (arrows, j/k via the app, page keys,
 home/end, mouse click), scrolling that keeps the cursor in view, and two messages, `Highlighted`
@@ -23,7 +24,8 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import Reactive
 from textual.scroll_view import ScrollView
@@ -33,6 +35,8 @@ from tui.columns import Column
 
 GAP = " "
 """Each cell has one column of padding on each side (see `columns.CELL_PADDING`)."""
+CELL_CACHE = 4096
+"""Rendered cells kept: a 27-server fleet shows about 450 at a time, most unchanged for minutes."""
 
 
 def row_text(columns: Sequence[Column], cells: Sequence[Text]) -> Text:
@@ -102,8 +106,10 @@ class FleetGrid(ScrollView, can_focus=True):
         self.cells: dict[str, tuple[Text, ...]] = {}
         self.cursor = 0
         self._index: dict[str, int] = {}
-        self._lines: dict[str, Strip] = {}
-        """Each row rendered once, unstyled (no cursor, no zebra)."""
+        self._cells: LRUCache[tuple[object, ...], list[Segment]] = LRUCache(CELL_CACHE)
+        """Each distinct cell rendered once per background (see `_cell`)."""
+        self._bases: dict[str, Style] = {}
+        """The row background of each variant, from the CSS (until focus, size or theme change)."""
         self._styled: dict[tuple[str, str], Strip] = {}
         """Each row with its background, by (key, "cursor" | "even" | "odd")."""
         self._header: Strip | None = None
@@ -144,12 +150,16 @@ class FleetGrid(ScrollView, can_focus=True):
                 continue
             cells = touched.setdefault(key, list(self.cells[key]))
             cells[positions[column]] = value
+        if not touched:
+            return
+        top, width = round(self.scroll_y), max(self.virtual_size.width, self.size.width)
+        lines = []
         for key, cells in touched.items():
             self.cells[key] = tuple(cells)
-            self._lines.pop(key, None)
             for variant in ("cursor", "even", "odd"):
                 self._styled.pop((key, variant), None)
-            self.refresh_line(self._index[key] + 1)
+            lines.append(Region(0, self._index[key] + 1 - top, width, 1))
+        self.refresh(*lines)  # one refresh for every changed row, not one per row
 
     def cell_text(self, key: str, column: str) -> str:
         """What a cell shows (for tests and the app's own checks)."""
@@ -157,7 +167,8 @@ class FleetGrid(ScrollView, can_focus=True):
         return self.cells[key][positions.index(column)].plain
 
     def _forget(self) -> None:
-        self._lines.clear()
+        self._cells.clear()
+        self._bases.clear()
         self._styled.clear()
         self._header = None
 
@@ -223,17 +234,41 @@ class FleetGrid(ScrollView, can_focus=True):
         variant = "cursor" if index == self.cursor else ("even" if index % 2 else "odd")
         styled = self._styled.get((key, variant))
         if styled is None:
-            line = self._lines.get(key)
-            if line is None:
-                line = self._lines[key] = self._segments(row_text(self.columns, self.cells[key]), width)
+            styled = self._styled[(key, variant)] = self._row(self.cells[key], variant, width)
+        return styled
+
+    def _row(self, cells: Sequence[Text], variant: str, width: int) -> Strip:
+        """One row: each cell's segments (rendered once per distinct cell and background, see
+        `_cell`) one after the other, cut or padded to the width in the row's background."""
+        base = self._bases.get(variant)
+        if base is None:
             component = {"cursor": "fleet-grid--cursor", "even": "fleet-grid--even", "odd": ""}[variant]
             base = self.rich_style + (self.get_component_rich_style(component) if component else Style())
-            if variant == "cursor":  # the cursor's colours win over the cells'
-                styled = Strip([Segment(s.text, (s.style or Style()) + base) for s in line], line.cell_length)
+            self._bases[variant] = base
+        segments: list[Segment] = []
+        used = 0
+        for column, value in zip(self.columns, cells, strict=True):
+            segments += self._cell(column, value, variant, base)
+            used += column.width + 2 * len(GAP)
+        if used < width:
+            segments.append(Segment(" " * (width - used), base))
+            return Strip(segments, width)
+        return Strip(segments, used).crop(0, width) if used > width else Strip(segments, width)
+
+    def _cell(self, column: Column, value: Text, variant: str, base: Style) -> list[Segment]:
+        """The segments of one padded cell on one background. A stats push changes a few numbers
+        per row; every other cell of the row is this cache's hit, not a Rich render."""
+        key = (column.width, column.right, variant, value.plain, value.style, tuple(value.spans))
+        found = self._cells.get(key)
+        if found is None:
+            line = row_text([column], [value])
+            plain = list(line.render(self.app.console))
+            if variant == "cursor":  # the cursor's colours win over the cell's
+                found = [Segment(s.text, (s.style or Style()) + base) for s in plain]
             else:
-                styled = line.apply_style(base)
-            self._styled[(key, variant)] = styled
-        return styled
+                found = [Segment(s.text, base + s.style if s.style else base) for s in plain]
+            self._cells[key] = found
+        return found
 
     def _segments(self, text: Text, width: int) -> Strip:
         segments = list(text.render(self.app.console))
@@ -243,12 +278,17 @@ class FleetGrid(ScrollView, can_focus=True):
         style = self.rich_style + self.get_component_rich_style(component)
         return self._segments(text, width).apply_style(style)
 
+    def notify_style_update(self) -> None:
+        """The CSS changed (a theme, a pseudo-class): every cached background may be stale."""
+        super().notify_style_update()
+        self._forget()
+
     def on_focus(self) -> None:
-        self._styled.clear()
+        self._forget()
         self.refresh()
 
     def on_blur(self) -> None:
-        self._styled.clear()
+        self._forget()
         self.refresh()
 
     def on_resize(self) -> None:

@@ -33,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
     from tui.client import SocketDaemonClient
 
     client = SocketDaemonClient(resolve_socket(getattr(args, "socket", None)))
-    result = TopApp(client, retry_cap=max(0.5, args.retry_max)).run()
+    result = TopApp(client, retry_cap=max(0.5, args.retry_max), freeze_heap=True).run()
     return result if isinstance(result, int) else 0
