@@ -52,28 +52,37 @@ def summary(output: str) -> str:
     return output[output.find("=== SUMMARY ==="):] if "=== SUMMARY ===" in output else output[-4000:]
 
 
+# The two doors: the per-server door, and the aggregate of a fleet whose only server is the
+# conformance child, with names kept as the child gives them where nothing collides.
+DOORS = [pytest.param("/mcp/conformance", id="per-server"), pytest.param("/mcp", id="aggregate")]
+
+
 @pytest.fixture
-def door(make_daemon: Any, workdir: Path) -> str:
+def http_port(make_daemon: Any, workdir: Path) -> int:
     import socket
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n'
+                         '[aggregate]\nprefix = "on-collision"\n'
                          + server_toml("conformance", CONFORMANCE_CHILD))
     daemon.wait_state("conformance", "ready")
-    return f"http://127.0.0.1:{port}/mcp/conformance"
+    return int(port)
 
 
+@pytest.mark.parametrize("door", DOORS)
 @pytest.mark.parametrize(("version", "extra"), SUITES)
-def test_official_suite_passes_through_the_http_door(door: str, workdir: Path, version: str,
-                                                     extra: list[str]) -> None:
+def test_official_suite_passes_through_the_http_door(http_port: int, workdir: Path, version: str,
+                                                     extra: list[str], door: str) -> None:
     """Every scenario of the suite that a stdio-backed gateway can pass does pass through
-    /mcp/conformance, and the expected-failures baseline is not stale."""
+    /mcp/conformance and through the aggregate /mcp, and the expected-failures baseline is not
+    stale."""
     if not NODE22.exists() or not suite_cli(version).exists():
         pytest.fail("the conformance suite is not installed: run `make node` (make test does)")
     out = workdir / f"conformance-{version}"
     out.mkdir()
-    result = run_suite(version, extra, door, out)
+    result = run_suite(version, extra, f"http://127.0.0.1:{http_port}{door}", out)
     text = result.stdout + result.stderr
     assert result.returncode == 0, summary(text)
     assert re.search(r"Total: \d+ passed", text), summary(text)
+    print(summary(text))
