@@ -269,3 +269,27 @@ def test_a_2026_call_on_a_session_can_still_be_cancelled(make_daemon: Any) -> No
         raw.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
                   "params": {"requestId": 41, "reason": "changed my mind"}})
         wait_for(lambda: daemon.status("conf")["in_flight"] == 0, 5, what="the cancel to free the slot")
+
+
+async def test_abandoned_rounds_hold_no_slot_and_do_not_open_the_breaker(make_daemon: Any) -> None:
+    """Regression (found running the suite twice against one daemon): calls answered
+    input_required whose client never retries held their slots in the child until
+    request_timeout, so a handful of abandoned rounds made every later call queue; and their
+    expiry counted as child failures, opening the circuit breaker. Now a parked call waits on its
+    client without a slot, and its end is neutral for the breaker."""
+    daemon, url = start(make_daemon, "/mcp", max_in_flight=2, request_timeout="2s")
+    caps = {"elicitation": {}}
+    async with httpx.AsyncClient(timeout=30) as http:
+        for _ in range(6):  # three times the child's slots, never retried
+            _, first = await call(http, url, "test_input_required_result_elicitation", caps)
+            assert first["result"]["resultType"] == "input_required"
+        assert daemon.status("conf")["in_flight"] == 6
+        with anyio.fail_after(1.5):  # before any parked call expires: not queued behind them
+            _, plain = await call(http, url, "test_simple_text", {})
+        assert plain["result"]["content"][0]["text"]
+        wait_for(lambda: daemon.status("conf")["in_flight"] == 0, 10, what="the parked calls to expire")
+        status = daemon.status("conf")
+        assert status["breaker"]["state"] == "closed" and status["breaker"]["failures"] == 0, status
+        assert status["state"] == "ready"
+        _, again = await call(http, url, "test_simple_text", {})
+        assert "result" in again

@@ -386,7 +386,7 @@ class Server:
         inst = None
         if len(ready) == 1:
             only = ready[0]
-            if len(only.pending) < limit and not only.draining:
+            if len(only.pending) - only.parked < limit and not only.draining:
                 inst = only
         elif ready:
             inst = self._least_loaded(ready, limit)
@@ -468,7 +468,7 @@ class Server:
         best = None
         best_load = limit
         for inst in ready:
-            load = len(inst.pending)
+            load = len(inst.pending) - inst.parked  # a parked call holds no slot
             if load < best_load and not inst.draining and inst.stdin_backlog <= inst.stdin_busy_at:
                 best = inst
                 best_load = load
@@ -523,8 +523,16 @@ class Server:
         if self.queue:
             self._dispatch_queue()
 
+    def slot_freed(self) -> None:
+        """A call in a child stopped holding its slot without ending (parked for its client's
+        input_required retry): a queued request may take it."""
+        if self.queue:
+            self._dispatch_queue()
+
     def _fault(self, pending: Pending, fault: str) -> None:
-        if fault is CANCELLED:
+        if fault is CANCELLED or getattr(pending.sink, "awaiting_client", False):
+            # Cancelled, or parked for an input_required retry that never came (the call timed
+            # out, or the child gave up waiting for the answer): the client left, the child is fine.
             self.breaker.neutral()
             return
         if fault is TIMEOUT:
