@@ -275,8 +275,9 @@ async def test_abandoned_rounds_hold_no_slot_and_do_not_open_the_breaker(make_da
     """Regression (found running the suite twice against one daemon): calls answered
     input_required whose client never retries held their slots in the child until
     request_timeout, so a handful of abandoned rounds made every later call queue; and their
-    expiry counted as child failures, opening the circuit breaker. Now a parked call waits on its
-    client without a slot, and its end is neutral for the breaker."""
+    expiry counted as child failures, opening the circuit breaker, and a stop waited
+    drain_timeout for them. Now a parked call waits on its client without a slot, its end is
+    neutral for the breaker, and a drain does not wait for it."""
     daemon, url = start(make_daemon, "/mcp", max_in_flight=2, request_timeout="2s")
     caps = {"elicitation": {}}
     async with httpx.AsyncClient(timeout=30) as http:
@@ -284,6 +285,10 @@ async def test_abandoned_rounds_hold_no_slot_and_do_not_open_the_breaker(make_da
             _, first = await call(http, url, "test_input_required_result_elicitation", caps)
             assert first["result"]["resultType"] == "input_required"
         assert daemon.status("conf")["in_flight"] == 6
+        # What a drain waits for (and /healthz shows) leaves them out: their clients may never
+        # come back, so a stop does not hold on to them for drain_timeout.
+        health = await http.get(url.rsplit("/mcp", 1)[0] + "/healthz")
+        assert health.json()["in_flight"] == 0
         with anyio.fail_after(1.5):  # before any parked call expires: not queued behind them
             _, plain = await call(http, url, "test_simple_text", {})
         assert plain["result"]["content"][0]["text"]

@@ -591,6 +591,11 @@ class Server:
     def in_flight(self) -> int:
         return sum(len(inst.pending) for inst in self.instances)
 
+    @property
+    def awaiting_input(self) -> int:
+        """Of `in_flight`, the calls parked for their client's input_required retry."""
+        return sum(inst.parked for inst in self.instances)
+
     # ---- deadlines ------------------------------------------------------------------------------
 
     def _wake_sweeper(self) -> None:
