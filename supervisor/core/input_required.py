@@ -131,7 +131,9 @@ class Parked:
     Between rounds the child waits on the client, who may never come back (a stateless client
     does not say it gave up): the call then holds no slot of the child's `max_in_flight`
     (`Instance.parked` counts it), so abandoned rounds cannot starve other clients; their number
-    is bounded by `MAX_PARKED` and their life by `request_timeout`."""
+    is bounded by `MAX_PARKED` and their life by `request_timeout`. A retry takes the slot back
+    even when others filled the child meanwhile: the child holds the call already, it cannot
+    queue."""
 
     translates_input = True
 
