@@ -130,7 +130,8 @@ class Parked:
 
     Between rounds the child waits on the client, who may never come back (a stateless client
     does not say it gave up): the call then holds no slot of the child's `max_in_flight`
-    (`Instance.parked` counts it), so abandoned rounds cannot starve other clients; their number
+    (`Instance.parked` counts it), so abandoned rounds cannot starve other clients (except on a
+    child with `max_in_flight = 1`: one call at a time stays one call, parked or not); their number
     is bounded by `MAX_PARKED` and their life by `request_timeout`. A retry takes the slot back
     even when others filled the child meanwhile: the child holds the call already, it cannot
     queue."""

@@ -386,7 +386,7 @@ class Server:
         inst = None
         if len(ready) == 1:
             only = ready[0]
-            if len(only.pending) - only.parked < limit and not only.draining:
+            if len(only.pending) - (only.parked if limit > 1 else 0) < limit and not only.draining:
                 inst = only
         elif ready:
             inst = self._least_loaded(ready, limit)
@@ -468,7 +468,10 @@ class Server:
         best = None
         best_load = limit
         for inst in ready:
-            load = len(inst.pending) - inst.parked  # a parked call holds no slot
+            # A call parked for its client's input_required retry holds no slot, except where
+            # one call at a time is the promise (max_in_flight = 1): there it keeps the child,
+            # which is also what tells whose call the child's next question belongs to.
+            load = len(inst.pending) - (inst.parked if limit > 1 else 0)
             if load < best_load and not inst.draining and inst.stdin_backlog <= inst.stdin_busy_at:
                 best = inst
                 best_load = load
@@ -1342,7 +1345,7 @@ class Server:
         ready = [inst for inst in self.ready_instances if not inst.draining]
         shares = [inst.cpu_share for inst in ready if inst.cpu_share is not None]
         sizes = [inst.memory_bytes for inst in ready if inst.memory_bytes]
-        in_flight = sum(len(inst.pending) for inst in ready)
+        in_flight = sum(len(inst.pending) - inst.parked for inst in ready)  # parked: no load
         obs = Observation(
             instances=self.target_instances, ready=len(ready), queue=len(self.queue),
             in_flight=in_flight, capacity=len(ready) * self.config.max_in_flight,
