@@ -1,7 +1,9 @@
 """`python -m bench [--quick | --full] [SCENARIO ...]`: run the benchmark, write JSON + Markdown + PNG.
 
 Scenarios: loadgen, core (direct stdio / mcpctl connect / control socket session), http, cache,
-everything, fleet, peers; --full adds load (the report's load protocol) and stress (0→1000 ramp).
+everything, fleet, peers; --full adds load (the report's load protocol), stress (0→1000 ramp over
+the control socket) and stress-http (the same ramp as HTTP sessions, every answer checked; goal:
+p95 < 50 ms at every step, nothing lost or misrouted).
 Results go to bench/results/<timestamp>.{json,md,png} (gitignored); --publish also copies the plot to
 bench/latest.png and the table to bench/latest.md for BENCHMARKS.md. `autoscale` (20 ms calls, one
 instance vs autoscaled to four) runs only when named.
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"any of: {', '.join(SCENARIOS)} (default: the mode's set)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="short windows, no fleet (under two minutes)")
-    mode.add_argument("--full", action="store_true", help="longer windows, plus load and stress")
+    mode.add_argument("--full", action="store_true", help="longer windows, plus load, stress and stress-http")
     parser.add_argument("--duration", type=float, help="measured seconds per point")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per point")
     parser.add_argument("--levels", help="concurrency levels, e.g. 1,10,100")

@@ -77,10 +77,13 @@ def _echoed(msg: Any) -> str | None:
 class LineClient(asyncio.Protocol):
     """One newline-delimited JSON-RPC connection (socket or a pair of pipes), driven closed-loop."""
 
-    def __init__(self, number: int, window: Window, arg_name: str = "text") -> None:
+    def __init__(self, number: int, window: Window, arg_name: str = "text", keys: int = 0) -> None:
         self.number = number
         self.window = window
         self.arg = arg_name.encode()
+        # 0: every request's arguments are its own; N: they cycle through N per connection, so a
+        # cache in between answers all but the first N (the echoed text is checked against the key)
+        self.keys = keys
         self.tally = Tally()
         self.writer: Any = None  # the transport we write to (differs from the reader for pipes)
         self.transports: list[Any] = []
@@ -135,7 +138,7 @@ class LineClient(asyncio.Protocol):
                 text = _echoed(msg)
                 if text is None:
                     tally.errors[_classify(msg)] += 1
-                elif not text.endswith(f"c{self.number}-{mid}"):
+                elif not text.endswith(f"c{self.number}-{mid % self.keys if self.keys else mid}"):
                     tally.errors["misrouted"] += 1
                 else:
                     tally.latencies.append(now - t0)
@@ -153,7 +156,7 @@ class LineClient(asyncio.Protocol):
         self._next = mid + 1
         self._sent_at[mid] = _now()
         self.tally.sent += 1
-        return ECHO_CALL % (mid, self.arg, self.number, mid)
+        return ECHO_CALL % (mid, self.arg, self.number, mid % self.keys if self.keys else mid)
 
     def start(self, depth: int) -> None:
         self.writer.write(b"".join(self._request() for _ in range(depth)))

@@ -122,6 +122,7 @@ BASELINES = {
     "peers": None,
     "load": None,
     "stress": None,
+    "stress-http": None,
     "autoscale": "one instance (socket session)",
 }
 
@@ -165,7 +166,7 @@ def plot(run: dict[str, Any], path: Path) -> bool:
         return False
     series: dict[str, list[dict[str, Any]]] = {}
     for name, result in run["scenarios"].items():
-        if name in ("load", "stress"):
+        if name in ("load", "stress", "stress-http"):
             continue
         for p in result.get("points") or []:
             series.setdefault(p["path"], []).append(p)

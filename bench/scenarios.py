@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -106,10 +107,11 @@ def _pipe_opener(argv: list[str], arg_name: str = "text") -> Opener:
     return opener
 
 
-def _socket_opener(daemon: Daemon, server: str, arg_name: str = "text", per_user: bool = False) -> Opener:
+def _socket_opener(daemon: Daemon, server: str, arg_name: str = "text", per_user: bool = False,
+                   keys: int = 0) -> Opener:
     async def opener(level: int) -> tuple[Clients, list[subprocess.Popen[bytes]]]:
         count = level if per_user else 1
-        clients = [await open_socket_session(daemon.socket, server, n, arg_name) for n in range(count)]
+        clients = [await open_socket_session(daemon.socket, server, n, arg_name, keys) for n in range(count)]
         return clients, []
     return opener
 
@@ -242,6 +244,8 @@ async def _aggregate(port: int, settings: Settings, probes: dict[str, int]) -> l
 
 # ---- 4: cache -------------------------------------------------------------------------------------
 
+CACHE_KEYS = 64
+
 
 async def cache(settings: Settings) -> dict[str, Any]:
     if not any((REPO / "supervisor" / p).exists() for p in ("cache.py", "core/cache")):
@@ -255,7 +259,12 @@ async def cache(settings: Settings) -> dict[str, Any]:
                                settings.levels, settings, probes)
         points += await measure("cached, memory (socket session)", _socket_opener(daemon, "cached"),
                                 settings.levels, settings, probes)
-    return {"points": points, "note": "every request has distinct arguments unless cached keys repeat"}
+        points += await measure("cached, memory hits (socket session)",
+                                _socket_opener(daemon, "cached", keys=CACHE_KEYS), settings.levels,
+                                settings, probes)
+    return {"points": points, "note": "uncached and `cached, memory`: every request has distinct "
+                                      "arguments (a miss and a store each); `hits`: arguments cycle "
+                                      f"through {CACHE_KEYS} per connection, stored during the warm-up"}
 
 
 # ---- 5: server-everything -------------------------------------------------------------------------
@@ -404,15 +413,45 @@ async def load_protocol(settings: Settings) -> dict[str, Any]:
 
 
 async def stress(settings: Settings) -> dict[str, Any]:
-    """Ramp 0 → 1000 sessions in steps of 50, each keeping one call in flight; find the knee."""
+    """Ramp 0 → 1000 sessions in steps of 50 over the control socket, each keeping one call in
+    flight; find the knee."""
+    with running_daemon(server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), wait_ready=["echo"]) as daemon:
+        return await _ramp(daemon, "stress ramp (control socket)", settings,
+                           lambda n: open_socket_session(daemon.socket, "echo", n))
+
+
+async def stress_http(settings: Settings) -> dict[str, Any]:
+    """The seed's stress protocol over HTTP: legacy sessions on `/mcp/echo` (one keep-alive
+    connection each, `initialize` first), ramped 0 → 1000 in steps of 50, one call in flight per
+    session, every answer checked. Goal (issue 22): nothing lost or misrouted, p95 < 50 ms at
+    every step."""
+    reason = _http_door()
+    if reason:
+        return {"skipped": reason}
+    port = free_port()
+    with running_daemon(server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), wait_ready=["echo"],
+                        http_port=port) as daemon:
+        result = await _ramp(daemon, "stress ramp (HTTP /mcp/echo sessions)", settings,
+                             lambda n: open_http("127.0.0.1", port, "/mcp/echo", n))
+    steps = result["points"]
+    result["goal"] = "every step up to 1000 sessions: p95 < 50 ms, nothing lost or misrouted"
+    result["met"] = bool(steps and all(s["p95_ms"] is not None and s["p95_ms"] < 50 for s in steps)
+                         and not result["lost"] and not result["misrouted"]
+                         and not any(s["errors"] for s in steps))
+    return result
+
+
+async def _ramp(daemon: Daemon, path: str, settings: Settings,
+                open_one: Callable[[int], Awaitable[LineClient | HttpClient]]) -> dict[str, Any]:
+    """Add 50 sessions at a time up to 1000, each keeping one call in flight; measure each step."""
     step_s = 1.0 if settings.quick else 3.0
     steps: list[dict[str, Any]] = []
-    with running_daemon(server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), wait_ready=["echo"]) as daemon:
-        window = Window(start=float("-inf"), end=float("inf"))
-        clients: list[LineClient] = []
-        total = Tally()
+    window = Window(start=float("-inf"), end=float("inf"))
+    clients: list[LineClient | HttpClient] = []
+    total = Tally()
+    try:
         for users in range(50, 1001, 50):
-            fresh = [await open_socket_session(daemon.socket, "echo", n) for n in range(len(clients), users)]
+            fresh = [await open_one(n) for n in range(len(clients), users)]
             await asyncio.gather(*(c.initialize() for c in fresh))
             for client in fresh:
                 client.window = window
@@ -433,15 +472,18 @@ async def stress(settings: Settings) -> dict[str, Any]:
                 client.tally = Tally()
             total.merge(tally)
             point = RunResult(users, users, elapsed, tally, {"daemon": used}).summary()
-            point["path"] = "stress ramp (control socket)"
+            point["path"] = path
             point["daemon_rss_bytes"] = rss_bytes(daemon.pid)
             steps.append(point)
+            print(f"  {path} {users:>5} sessions {point['ops_per_s']:>9,.0f}/s p95 {point['p95_ms']} ms "
+                  f"errors {sum(point['errors'].values())}", file=sys.stderr, flush=True)
         window.stopping = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(15):
                 for client in clients:
                     if client.in_flight:
                         await client.drained.wait()
+    finally:
         for client in clients:
             client.give_up()
             total.merge(client.tally)
@@ -543,10 +585,11 @@ SCENARIOS: dict[str, Callable[[Settings], Awaitable[dict[str, Any]]]] = {
     "peers": peers,
     "load": load_protocol,
     "stress": stress,
+    "stress-http": stress_http,
     "autoscale": autoscale,
 }
 QUICK = ("loadgen", "core", "http", "cache", "everything", "peers")
-FULL_ONLY = ("load", "stress")
+FULL_ONLY = ("load", "stress", "stress-http")
 DEFAULT = ("loadgen", "core", "http", "cache", "everything", "fleet", "peers")
 
 __all__ = ["DEFAULT", "FULL_ONLY", "QUICK", "SCENARIOS", "Settings", "install_peers"]

@@ -222,10 +222,12 @@ async def open_pipes(argv: list[str], number: int, arg_name: str = "text",
     return client, proc
 
 
-async def open_socket_session(path: Path, server: str, number: int, arg_name: str = "text") -> LineClient:
-    """Attach an MCP session over the control socket, as `mcpctl connect` does, minus the bridge."""
+async def open_socket_session(path: Path, server: str, number: int, arg_name: str = "text",
+                              keys: int = 0) -> LineClient:
+    """Attach an MCP session over the control socket, as `mcpctl connect` does, minus the bridge
+    (`keys`: see `LineClient`)."""
     loop = asyncio.get_running_loop()
-    client = LineClient(number, Window(), arg_name)
+    client = LineClient(number, Window(), arg_name, keys)
     await loop.create_unix_connection(lambda: client, str(path))
     reply = await client.call({"jsonrpc": "2.0", "id": "attach", "method": "supervisor/attach",
                                "params": {"server": server, "client": "bench"}})

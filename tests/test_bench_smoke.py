@@ -34,3 +34,32 @@ def test_quick_core_writes_the_expected_json(tmp_path: Path) -> None:
             assert "daemon" in point["cpu_us_per_call"]
     assert {"cpu_percent", "rss_bytes"} <= core["daemon_idle"].keys()
     assert (out / result.name.replace(".json", ".md")).read_text().startswith("# mcp-supervisor benchmark")
+
+
+def test_a_client_with_repeating_keys_checks_each_answer_against_its_key() -> None:
+    """`LineClient(keys=N)` (the bench's cache-hit path) cycles its arguments through N keys and
+    still checks every echoed text against the key it asked with: a wrong one is `misrouted`."""
+    import asyncio
+    import socket
+
+    from bench.load import LineClient, Window, drive
+    from bench.scenarios import _Responder
+
+    class Shifted(_Responder):
+        def data_received(self, data: bytes) -> None:  # answers every request with the next key
+            super().data_received(data.replace(b'-', b'-1'))
+
+    async def run(responder: type[_Responder]) -> tuple[int, dict[str, int]]:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        await loop.create_unix_connection(responder, sock=b)
+        client = LineClient(0, Window(), keys=4)
+        await loop.create_unix_connection(lambda: client, sock=a)
+        result = await drive([client], 8, 0.05, 0.3)
+        client.close()
+        return len(result.tally.latencies), dict(result.tally.errors)
+
+    answered, errors = asyncio.run(run(_Responder))
+    assert answered > 0 and errors == {}
+    answered, errors = asyncio.run(run(Shifted))
+    assert answered == 0 and errors.get("misrouted", 0) > 0

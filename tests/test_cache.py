@@ -90,6 +90,28 @@ def test_opted_in_tool_is_answered_from_the_cache(make_daemon: MakeDaemon) -> No
         assert status["entries"] >= 2 and status["errors"] == 0
 
 
+def test_a_hit_is_the_stored_answer_under_the_callers_id_for_short_and_long_params(
+        make_daemon: MakeDaemon) -> None:
+    """A memory hit is framed around the result's stored JSON (not encoded again), and params up
+    to RAW_KEY_BYTES are their own key while longer ones are hashed: both kinds hit, each answer
+    is the stored result under the asking request's own id (integer or string), and a long
+    argument never answers for a short one."""
+    daemon = make_daemon(cached_server("echo", tools=("echo",)))
+    daemon.wait_state("echo", "ready")
+    long_text = "L" * 400
+    with session(daemon) as raw:
+        for msg_id, arg in ((1, "short"), (2, long_text)):
+            assert text(raw.call_tool("echo", {"text": arg}, msg_id)) == arg
+        assert calls(raw, "echo") == 2
+        for msg_id, arg in ((3, "short"), ("s-4", long_text), ("s-5", "short"), (6, long_text)):
+            raw.send({"jsonrpc": "2.0", "id": msg_id, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"text": arg}}})
+            answer = raw.response()
+            assert answer["id"] == msg_id and answer["jsonrpc"] == "2.0", answer
+            assert answer["result"]["content"][0]["text"] == arg
+        assert calls(raw, "echo") == 2, "every repeat was a hit"
+
+
 def test_not_opted_in_error_destructive_and_input_required_never_cached(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(cached_server("echo", tools=("echo", "fail", "del*", "sample")))
     daemon.wait_state("echo", "ready")

@@ -200,6 +200,33 @@ async def test_one_token_cannot_fill_the_session_table(make_daemon):
             assert [await tools_list(theirs, h) for h in others] == [200, 200, 200]
 
 
+async def test_a_session_whose_calls_were_answered_is_idle_and_can_make_room(make_daemon):
+    """Regression: routing rewrites a request's id in place to the child's id, and the door then
+    looked its call up under the rewritten id to forget it: every answered tools/call stayed in
+    its session forever (a leak per call), and every session that had made one looked busy, so
+    newcomers evicted each other (the bench's aggregate at 500 connections: "unknown or expired
+    session") or were refused once the table was full of them."""
+    door = await door_with(make_daemon, "max_sessions_per_token = 2")
+    url = door.url("echo")
+
+    async def echo(http: httpx.AsyncClient, headers: dict[str, str], msg_id: int) -> int:
+        reply = await http.post(url, headers=headers, json={
+            "jsonrpc": "2.0", "id": msg_id, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": f"t{msg_id}"}}})
+        if reply.status_code == 200:
+            assert reply.json()["result"]["content"][0]["text"].endswith(f"t{msg_id}")
+        return reply.status_code
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        first = await legacy_session(http, url)
+        second = await legacy_session(http, url)
+        assert [await echo(http, first, 1), await echo(http, second, 1)] == [200, 200]
+        third = await legacy_session(http, url)  # room is made by ending `first`, idle and oldest
+        assert await echo(http, third, 1) == 200
+        assert await echo(http, second, 2) == 200
+        assert await echo(http, first, 2) == 404
+
+
 async def test_notifications_go_only_to_sessions_with_an_open_stream(make_daemon):
     """Regression: every child notification was copied into every idle session's backlog (five
     10 KB notifications: 71 -> 557 MB). A session without a GET stream now keeps nothing and is

@@ -34,7 +34,7 @@ from supervisor.policy.breaker import CANCELLED, CRASH, INTERNAL
 from supervisor.policy.counters import ERROR, GONE
 from supervisor.telemetry import tracing
 from supervisor.telemetry.logs import REDACT, LineRing
-from supervisor.wire import protocol
+from supervisor.wire import fastio, protocol
 from supervisor.wire.jsonrpc import (
     MAX_DEPTH,
     LineSplitter,
@@ -217,7 +217,7 @@ class Instance:
         # restarts this child.
         self._stdin = Outbox(max(DEFAULT_LIMIT, 4 * max_message))
         self.stdin_busy_at = self._stdin.limit - max_message
-        self._stdin_transport: asyncio.WriteTransport | None = None
+        self._stdin_transport: fastio.WriteBuffered | None = None
         self.protocol_errors = 0
         self.overflow: str | None = None
         self._stdout_closed = anyio.Event()
@@ -731,11 +731,10 @@ class Instance:
     async def _pump_stdin(self, stdin: anyio.abc.ByteSendStream) -> None:
         # The child may close stdin or die; the stdout reader and exit watcher notice that.
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            transport = getattr(getattr(stdin, "_stream", None), "transport", None)
-            if isinstance(transport, asyncio.WriteTransport):
-                self._stdin_transport = transport
+            transport = self._stdin_transport = fastio.pipe_transport(stdin)
             try:
-                await self._stdin.pump(stdin, _pipe_sender(stdin))
+                await self._stdin.pump(stdin, fastio.pipe_sender(transport, PIPE_HIGH_WATER)
+                                       if transport is not None else None)
             except OutboxOverflow as exc:  # the child stopped reading: this child ends, not the daemon
                 self.overflow = f"stopped reading its stdin: {exc}"
                 log.warning("%s: pid %s %s; ending it", self.server, self.pid, self.overflow)
@@ -903,24 +902,3 @@ async def _read_pipe_with_callback(stdout: anyio.abc.ByteReceiveStream, splitter
     if proto.failure is not None:
         raise proto.failure
     return True
-
-
-def _pipe_sender(stdin: anyio.abc.ByteSendStream) -> Callable[[bytes], int] | None:
-    """A non-blocking write to the child's stdin for `Outbox`'s direct path, or None.
-
-    On anyio's asyncio backend the stream wraps an asyncio StreamWriter whose transport writes at
-    once when its buffer is empty and buffers in order otherwise. Past the high-water mark we take
-    nothing, so the pump's `send` (which awaits `drain`) applies the back-pressure as before.
-    """
-    writer = getattr(stdin, "_stream", None)
-    transport = getattr(writer, "transport", None)
-    if not isinstance(transport, asyncio.WriteTransport):
-        return None
-
-    def send(data: bytes) -> int:
-        if transport.is_closing() or transport.get_write_buffer_size() > PIPE_HIGH_WATER:
-            return 0
-        transport.write(data)
-        return len(data)
-
-    return send

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import orjson
 
 from supervisor.domains import MessageFailed
 from supervisor.errors import (
@@ -125,6 +126,18 @@ class Session:
             if not self._open and self._idle is not None:
                 self._idle.set()
         self.outbox.push(encode(message))
+
+    def deliver_result_json(self, msg_id: Any, result_json: bytes) -> None:
+        """A successful answer whose result is JSON text already (a memory cache hit): framed
+        around it, not decoded and encoded again."""
+        if self._spans and msg_id in self._spans:  # a traced request ends its span with the answer
+            self.deliver({"jsonrpc": "2.0", "id": msg_id, "result": orjson.loads(result_json)})
+            return
+        if self._open:
+            self._open.discard(msg_id)
+            if not self._open and self._idle is not None:
+                self._idle.set()
+        self.outbox.push(b'{"jsonrpc":"2.0","id":%b,"result":%b}\n' % (orjson.dumps(msg_id), result_json))
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most `timeout`) until every request routed for this session is answered: a

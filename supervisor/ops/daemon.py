@@ -44,6 +44,7 @@ from supervisor.telemetry.logs import (
     RedactingHandler,
     stderr_is_journal,
 )
+from supervisor.wire import fastio
 
 from .sdnotify import Notifier
 from .watcher import watch_config
@@ -571,9 +572,10 @@ def serve(config_path: Path, socket_path: Path, environ: Mapping[str, str] | Non
             print(f"mcpctl serve: invalid config: {collision}", file=sys.stderr)  # noqa: T201
             return 2
         from supervisor.doors.http.streamable import DoorError
+        fastio.tune_gc()  # everything imported and configured by now: frozen out of collections
         try:
             with contextlib.suppress(KeyboardInterrupt):
-                anyio.run(daemon.run)
+                fastio.run(daemon.run, env)
         except DoorError as exc:
             print(f"mcpctl serve: {exc}", file=sys.stderr)  # noqa: T201
             return 1

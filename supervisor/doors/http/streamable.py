@@ -19,9 +19,9 @@ session) or the client accepts only SSE; then it becomes an SSE stream ending wi
 
 Hot path: one POST is one ASGI call on uvicorn's own task: read the body, hand the message to the
 session (which routes it to a child without awaiting), wait on one event, write one JSON body. No
-extra task per request: a single ticker task notices calls that take longer than `GRACE`, and only
-those get a second task that watches for the client going away (which cancels the call in the
-child with `notifications/cancelled`).
+extra task and no timer per request: the connection itself tells a waiting call that its client
+went away (`fastio.watch_hang_up`), which cancels the call in the child with
+`notifications/cancelled`. Only a call that streams (SSE) gets a second task watching for that.
 
 Security: a foreign `Host` or `Origin` is 403 (DNS rebinding) and a duplicated `Authorization`,
 `Origin`, `Host` or `Mcp-Session-Id` is 400, on every path (`supervisor.doors.http.policy`); a legacy
@@ -90,7 +90,7 @@ from supervisor.errors import (
 )
 from supervisor.policy.states import SERVING
 from supervisor.telemetry import tracing
-from supervisor.wire import protocol
+from supervisor.wire import fastio, protocol
 from supervisor.wire.jsonrpc import Message, TooDeep, error_response, is_valid_id, loads, notification
 from supervisor.wire.outbox import Outbox, batch
 
@@ -115,8 +115,6 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-GRACE = 0.1  # a call unanswered this long gets a watcher for client disconnects
-TICK = 0.05
 SEND_TIMEOUT = 30.0  # one SSE write to a client that stopped reading
 # An idle keep-alive connection is closed after this long. uvicorn's 5 s default races clients
 # that reuse a connection a little later (the close and their next POST cross, and a POST is not
@@ -189,7 +187,7 @@ class Call:
     check (a getpid syscall on Python 3.11) for every request."""
 
     __slots__ = ("ask", "book", "client_id", "events", "gone", "owner", "replay", "response", "session",
-                 "slow", "span", "started", "wake")
+                 "span", "wake")
 
     def __init__(self, client_id: Any, session: HttpSession | None, book: InputRequired | None = None,
                  ask: Ask | None = None) -> None:
@@ -202,9 +200,7 @@ class Call:
         self.response: Message | None = None
         self.events: list[Message] = []
         self.wake: asyncio.Future[None] | None = None
-        self.slow = False
-        self.gone = False
-        self.started = 0.0
+        self.gone = False  # the client hung up before the answer
         self.span: Any = None  # the request's trace span, with [tracing] on
 
     def deliver(self, message: Message) -> None:
@@ -222,6 +218,11 @@ class Call:
     def keep_span(self, span: Any) -> None:
         """Hold the request's trace span until the answer arrives (`deliver` ends it)."""
         self.span = span
+
+    def hang_up(self) -> None:
+        """The client closed the connection this call waits on (`fastio.watch_hang_up`)."""
+        self.gone = True
+        self.set()
 
     def set(self) -> None:
         wake = self.wake
@@ -554,6 +555,7 @@ def _http_protocol(door: HttpDoor) -> type[HttpToolsProtocol]:
         def connection_lost(self, exc: Exception | None) -> None:
             if not self._refused:
                 super().connection_lost(exc)
+                fastio.hung_up(self.cycle)
 
         def data_received(self, data: bytes) -> None:
             # The parser's own callbacks are left alone (each override costs a Python frame per
@@ -651,9 +653,6 @@ class HttpDoor:
         self._opened = anyio.Event()
         self._stateless: dict[int, _Stateless] = {}
         self.input_required: InputRequired = book()
-        self._waiting: set[Call] = set()
-        self._ticker_idle = True
-        self._tick = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         self._server: _Server | None = None
         self._flushing: contextlib.AbstractContextManager[None] | None = None
@@ -706,7 +705,7 @@ class HttpDoor:
         self._connections = self._server.server_state.connections
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            tg.start_soon(self._ticker)
+            tg.start_soon(self._sweep_sessions)
             tg.start_soon(self._deadlines)
             log.info("Streamable HTTP on http://%s/mcp (aggregate) and /mcp/NAME", self.settings.listen)
             task_status.started()
@@ -761,31 +760,14 @@ class HttpDoor:
         if self._server is not None:
             self._server.should_exit = True
 
-    async def _ticker(self) -> None:
-        """Marks calls unanswered for `GRACE` as slow (they then watch for disconnects), and
-        forgets idle legacy sessions. Sleeps while nothing waits."""
-        last_sweep = time.monotonic()
+    async def _sweep_sessions(self) -> None:
+        """Forgets legacy sessions idle for `SESSION_IDLE`, every `SESSION_SWEEP`."""
         while True:
-            if not self._waiting:
-                self._ticker_idle = True
-                self._tick = anyio.Event()
-                with anyio.move_on_after(SESSION_SWEEP):
-                    await self._tick.wait()
-            else:
-                await anyio.sleep(TICK)
-            now = time.monotonic()
-            if self._waiting:
-                cutoff = now - GRACE
-                for call in [c for c in self._waiting if c.started <= cutoff]:
-                    self._waiting.discard(call)
-                    call.slow = True
-                    call.set()
-            if now - last_sweep >= SESSION_SWEEP:
-                last_sweep = now
-                for session in self.sessions.idle_since(now - SESSION_IDLE):
-                    log.info("forgetting idle HTTP session %s…", session.sid[-8:])
-                    self.sessions.pop(session.sid)
-                    session.close()
+            await anyio.sleep(SESSION_SWEEP)
+            for session in self.sessions.idle_since(time.monotonic() - SESSION_IDLE):
+                log.info("forgetting idle HTTP session %s…", session.sid[-8:])
+                self.sessions.pop(session.sid)
+                session.close()
 
     # ---- ASGI -------------------------------------------------------------------------------
 
@@ -1063,8 +1045,10 @@ class HttpDoor:
                 session.on_message(msg)  # a notification, or the client's answer to a server request
             await _send_empty(send, 202)
             return
-        call = Call(msg["id"], session)
-        session.calls[msg["id"]] = call
+        # Taken now: routing rewrites msg["id"] in place to the child's id (no copy per call).
+        client_id = msg["id"]
+        call = Call(client_id, session)
+        session.calls[client_id] = call
         try:
             with self._batch():
                 session.on_message(msg, call)
@@ -1074,8 +1058,8 @@ class HttpDoor:
             raise
         finally:
             # A dropped, unfinished resumable stream keeps its call for the reconnect.
-            if session.calls.get(msg["id"]) is call and (call.replay is None or call.replay.finished):
-                del session.calls[msg["id"]]
+            if session.calls.get(client_id) is call and (call.replay is None or call.replay.finished):
+                del session.calls[client_id]
 
     async def _open_session(self, path: str, target: Target, headers: dict[bytes, bytes],
                             msg: Message, send: Send) -> None:
@@ -1264,14 +1248,16 @@ class HttpDoor:
 
     async def _respond(self, call: Call, target: Target, json_ok: bool, sse_ok: bool, status: int,
                        statuses: dict[int, int] | None, receive: Receive, send: Send) -> None:
-        if call.response is None and not call.events:
-            call.started = time.monotonic()
-            self._waiting.add(call)
-            if self._ticker_idle:
-                self._ticker_idle = False
-                self._tick.set()
-            await call.wait()
-            self._waiting.discard(call)
+        # Waiting for the answer costs nothing per call but a future: the connection says when
+        # its client hangs up. (Where it cannot, the watcher task of the slow path below does.)
+        if call.response is None and not call.events and fastio.watch_hang_up(receive, call.hang_up):
+            try:
+                await call.wait()
+            finally:
+                fastio.unwatch_hang_up(receive)
+            if call.gone and call.response is None:
+                target.cancel(call, call.client_id, "the HTTP client closed the connection")
+                return
         if call.response is not None and not call.events and json_ok:
             response = call.response
             if statuses is not None and "error" in response:
