@@ -39,9 +39,9 @@ def session_polls(requested_version: Any) -> bool:
     return protocol.negotiate_legacy(requested_version) in POLLING_VERSIONS
 
 
-def poll_deadline(after: float, session: Any, started: float) -> float | None:
-    """The monotonic time at which a call's POST connection is let go, or None when it is held
-    until the answer (polling off, a stateless call, or a session that cannot reconnect)."""
-    if after <= 0 or session is None or not getattr(session, "polls", False):
+def poll_deadline(after: float, session: Any) -> float | None:
+    """The monotonic time at which a call arriving now has its POST connection let go, or None
+    when it is held until the answer (polling off, or a session that cannot reconnect)."""
+    if after <= 0 or not getattr(session, "polls", False):
         return None
-    return (started or time.monotonic()) + after
+    return time.monotonic() + after

@@ -1250,9 +1250,16 @@ class HttpDoor:
                        statuses: dict[int, int] | None, receive: Receive, send: Send) -> None:
         # Waiting for the answer costs nothing per call but a future: the connection says when
         # its client hangs up. (Where it cannot, the watcher task of the slow path below does.)
+        # SSE polling: a 2025-11-25 session's call still unanswered at `poll_at` is let go.
+        poll_at = (poll_deadline(self.settings.sse_poll_after, call.session)
+                   if sse_ok and call.session is not None else None)
         if call.response is None and not call.events and fastio.watch_hang_up(receive, call.hang_up):
             try:
-                await call.wait()
+                if poll_at is None:
+                    await call.wait()
+                else:
+                    with anyio.move_on_after(poll_at - time.monotonic()):
+                        await call.wait()
             finally:
                 fastio.unwatch_hang_up(receive)
             if call.gone and call.response is None:
@@ -1272,7 +1279,7 @@ class HttpDoor:
         # Slow, streaming or big: watch for the client leaving while we wait and write.
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_disconnect, receive, call, tg.cancel_scope)
-            await self._respond_slow(call, json_ok, sse_ok, status, statuses, send)
+            await self._respond_slow(call, json_ok, sse_ok, status, statuses, send, poll_at)
             tg.cancel_scope.cancel()
         if call.replay is not None and not call.replay.finished:
             return  # a legacy session's stream: the client may resume it (Last-Event-ID)
@@ -1281,8 +1288,8 @@ class HttpDoor:
             target.cancel(call, call.client_id, "the HTTP client closed the response stream")
 
     async def _respond_slow(self, call: Call, json_ok: bool, sse_ok: bool, status: int,
-                            statuses: dict[int, int] | None, send: Send) -> None:
-        poll_at = poll_deadline(self.settings.sse_poll_after, call.session, call.started) if sse_ok else None
+                            statuses: dict[int, int] | None, send: Send,
+                            poll_at: float | None = None) -> None:
         while call.response is None and not (call.events and sse_ok):
             if not sse_ok:
                 # A JSON-only client: what the child streams before the answer cannot reach it
