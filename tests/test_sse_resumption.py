@@ -127,3 +127,47 @@ async def test_the_session_get_stream_resumes_after_the_last_event_id(make_daemo
                     if replayed:
                         break
             assert [e["id"] for e in replayed] == [seen[1]["id"]]
+
+
+async def test_a_resuming_get_takes_over_a_stream_whose_loss_the_daemon_has_not_seen(
+        make_daemon: Any) -> None:
+    """Regression (flaky resumption test, session 3): a client that lost its GET stream
+    reconnects with Last-Event-ID before the daemon has noticed the old connection is gone. The
+    resumption takes the stream over (replay, then live) instead of a 409; here the first stream
+    is still open on the client side, so the takeover is what must end it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("conf", CHILD))
+    daemon.wait_state("conf", "ready")
+    url = f"http://127.0.0.1:{port}/mcp/conf"
+    with anyio.fail_after(30):
+        async with httpx.AsyncClient(timeout=20) as http, httpx.AsyncClient(timeout=20) as other:
+            headers = await session(http, url)
+            get_headers = {**headers, "Accept": "text/event-stream"}
+            async with http.stream("GET", url, headers=get_headers) as first:
+                for n in range(2):
+                    await http.post(url, headers=headers, json={
+                        "jsonrpc": "2.0", "id": 10 + n, "method": "tools/call",
+                        "params": {"name": "test_trigger_tool_change", "arguments": {}}})
+                buffer, seen = "", []
+                chunks = first.aiter_text()
+                async for chunk in chunks:
+                    buffer += chunk
+                    seen = [e for e in events(buffer) if e.get("data")]
+                    if len(seen) >= 2:
+                        break
+                # The first stream stays open here while a second connection resumes it.
+                async with other.stream("GET", url, headers={**get_headers, "Last-Event-ID": seen[0]["id"]}
+                                        ) as again:
+                    assert again.status_code == 200
+                    buffer = ""
+                    replayed: list[dict[str, str]] = []
+                    async for chunk in again.aiter_text():
+                        buffer += chunk
+                        replayed = [e for e in events(buffer) if e.get("data")]
+                        if replayed:
+                            break
+                    assert [e["id"] for e in replayed] == [seen[1]["id"]]
+                rest = "".join([chunk async for chunk in chunks])  # the old stream was ended
+                assert not [e for e in events(rest) if e.get("data")]

@@ -342,6 +342,9 @@ class ServerConfig:
     """Seconds the server must stay quiet (empty queue, low CPU) before an instance is removed."""
     cache: ServerCache = ServerCache()
     """Tool result caching for this server."""
+    tasks: tuple[str, ...] = ()
+    """Glob patterns of tools whose calls become tasks for clients that declare the tasks
+    extension (besides tools whose definition says `execution.taskSupport`)."""
     tools: ListPolicy = ListPolicy()
     """`[servers.NAME.tools]`: allow/deny/rename/describe of the child's tools."""
     prompts: ListPolicy = ListPolicy()
@@ -505,6 +508,21 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskSettings:
+    """`[tasks]`: tasks the daemon runs on behalf of children (the io.modelcontextprotocol/tasks
+    extension, see `supervisor/tasks.py`)."""
+
+    ttl: float = 3600.0
+    """Seconds a task (and its result) is kept after it was created."""
+    poll_interval: float = 1.0
+    """The polling interval suggested to clients."""
+    max_tasks: int = 1000
+    """Tasks kept at once, running or finished; a call beyond it is refused (-32000)."""
+    max_bytes: int = 64 * _MiB
+    """Bytes of results kept; past it the oldest finished tasks are forgotten first."""
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterSettings:
     """`[cluster]`: this daemon is one of several behind a load balancer (docs/scaling.md)."""
 
@@ -596,6 +614,8 @@ class FleetConfig:
     """The raw `[defaults]` table, for diagnostics (already merged into `servers`)."""
     aggregate: AggregateSettings = AggregateSettings()
     """`[aggregate]`."""
+    tasks: TaskSettings = TaskSettings()
+    """`[tasks]`."""
     lines: Mapping[tuple[str, ...], int] = field(default_factory=dict, compare=False, repr=False)
     """Key path → line in the file, for errors found after loading (see `error_at`)."""
 
@@ -1157,6 +1177,7 @@ _SERVER_SCHEMA: dict[str, _Conv] = {
     "scale_up_window": _duration(),
     "scale_down_window": _duration(),
     "cache": _sub_table(_SERVER_CACHE_SCHEMA),
+    "tasks": _array(_string()),
     "tools": _list_policy("tools"),
     "prompts": _list_policy("prompts"),
     "resources": _list_policy("resources"),
@@ -1173,7 +1194,7 @@ _SERVER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 MAX_NAME_LENGTH = 64
 
 _TOP_LEVEL = ("supervisor", "http", "cache", "cluster", "tracing", "defaults", "servers", "clients",
-              "aggregate")
+              "aggregate", "tasks")
 
 
 def name_problem(name: str, kind: str = "server") -> str | None:
@@ -1309,6 +1330,12 @@ class _Loader:
             "ttl": _duration(),
         }))
         cluster = self.cluster(doc)
+        tasks = TaskSettings(**self.section(("tasks",), doc.get("tasks", {}), {
+            "ttl": _duration(),
+            "poll_interval": _duration(),
+            "max_tasks": _integer(1),
+            "max_bytes": _size,
+        }))
         tracing = TracingSettings(**self.section(("tracing",), doc.get("tracing", {}), {
             "enabled": _boolean,
             "endpoint": _expanded(env),
@@ -1346,6 +1373,7 @@ class _Loader:
             clients=MappingProxyType(clients),
             defaults=MappingProxyType(dict(raw_defaults)),
             aggregate=aggregate,
+            tasks=tasks,
             lines=MappingProxyType(self.index.lines),
         )
 

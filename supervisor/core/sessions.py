@@ -39,6 +39,7 @@ from supervisor.wire.jsonrpc import (
 )
 from supervisor.wire.outbox import Outbox
 
+from . import tasks
 from .input_required import ASKING_METHODS, session_request
 from .server import rate_limited
 
@@ -236,6 +237,10 @@ class Session:
                 return
         if method in _SUBSCRIPTION_METHODS and not self.modern and self._subscription(method, msg, out):
             return
+        if self.modern and params is not None and (method == "tools/call" or method.startswith("tasks/")):
+            book = tasks.book()
+            if book is not None and book.intercept(self.server, msg, params, out, _task_owner(out)):
+                return  # the tasks extension took it (tasks.py)
         if out is self:
             self._open.add(mid)
             if self.modern and method in ASKING_METHODS and params is not None:
@@ -392,6 +397,8 @@ class Session:
                 "supportedVersions": list(protocol.MODERN_VERSIONS),
                 "capabilities": child.capabilities,
                 "resultType": "complete",
+                "ttlMs": 0,  # required by the 2026-07-28 schema; nothing better is known
+                "cacheScope": "private",
                 "_meta": {protocol.META_SERVER_INFO: child.server_info
                           or {"name": self.server.name, "version": "unknown"}},
             }
@@ -399,7 +406,8 @@ class Session:
                 result["instructions"] = instr
             return result
 
-        self._when_handshake_known(out, msg, answer)
+        self._when_handshake_known(out, msg, answer if tasks.book() is None
+                                   else lambda child: tasks.advertise(answer(child)))
 
     def _when_handshake_known(self, out: Sink, msg: Message, build: Any) -> None:
         """Answer from the child's handshake; if no child has finished one yet, wait for it."""
@@ -444,6 +452,12 @@ class Session:
         if dropped:
             log.info("%s: client left with %d requests outstanding; cancelled them",
                      self.server.name, dropped)
+
+
+def _task_owner(out: Any) -> str | None:
+    """Whose task it is: an HTTP client known by its token; anyone else holds it by its id."""
+    owner = getattr(out, "owner", None)
+    return owner if isinstance(owner, str) and not owner.startswith("anonymous") else None
 
 
 def _instructions(child: Instance) -> str | None:

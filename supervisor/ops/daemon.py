@@ -28,6 +28,7 @@ from supervisor.core.events import EventBus
 from supervisor.core.fleet import Fleet
 from supervisor.core.health import memory_loop
 from supervisor.core.server import FleetContext
+from supervisor.core.tasks import TaskBook
 from supervisor.domains import loop_domain
 from supervisor.doors import fdlimit
 from supervisor.doors.control.service import ControlServer
@@ -83,6 +84,7 @@ class Daemon:
         # The cache backend is daemon-level: a change to `[cache]` needs a daemon restart (reload
         # says so), so the hub lives as long as the daemon.
         self.cache = CacheHub(config.cache)
+        self.tasks = self._task_book(config)
         self.ctx = FleetContext(
             environ=self.environ, state_dir=self.state_dir, data_dir=paths.data_dir(environ),
             publish=self._publish, pids=self.pids, resolve_command=_resolver(), cache=self.cache,
@@ -111,6 +113,17 @@ class Daemon:
         self._reload_lock = anyio.Lock()
         self._states_changed = anyio.Event()
         self._settle_event = anyio.Event()
+
+    @staticmethod
+    def _task_book(config: FleetConfig) -> TaskBook:
+        """Tasks run for clients (tasks.py): kept in memory, and in the cache's Redis when there
+        is one, so that any daemon sharing it answers tasks/get. Daemon-level, like the cache."""
+        from supervisor.core import tasks
+        from supervisor.core.task_store import MemoryTaskStore, RedisTaskStore, TaskStore
+
+        store: TaskStore = (RedisTaskStore(config.cache.url, config.cache.timeout)
+                            if config.cache.backend == "redis" else MemoryTaskStore())
+        return tasks.configure(config.tasks, store, config.cluster.node or socket.gethostname())
 
     @staticmethod
     def _client_limits(config: FleetConfig) -> dict[str, RateLimit]:
@@ -390,6 +403,7 @@ class Daemon:
             tg.start_soon(loop_domain, "memory watch", lambda: memory_loop(self.fleet))
             tg.start_soon(loop_domain, "stats", self._stats_loop)
             tg.start_soon(loop_domain, "settled line", self._settled_loop)
+            tg.start_soon(loop_domain, "tasks", self.tasks.run)
             if self.registry is not None:
                 tg.start_soon(loop_domain, "node registry", self.registry.run)
             if self.ctx.cluster_limits is not None:

@@ -21,6 +21,7 @@ the daemon's workload, lives here behind a small interface, with contract tests
 from __future__ import annotations
 
 import gc
+import importlib.util
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -42,11 +43,8 @@ LOOP_ENV = "MCP_SUPERVISOR_LOOP"
 
 
 def uvloop_installed() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    # find_spec, not import: asking must not load the loop (nor need its stubs to type-check).
+    return importlib.util.find_spec("uvloop") is not None
 
 
 def loop_name(environ: Mapping[str, str] | None = None) -> str:

@@ -111,6 +111,9 @@ def build_parser(chaos: bool) -> argparse.ArgumentParser:
     p.add_argument("--capabilities", default=None, metavar="LIST",
                    help="declare only these capabilities, e.g. 'tools' (default: all)")
     p.add_argument("--log-requests", action="store_true", help="write 'request METHOD' to stderr per request")
+    p.add_argument("--own-tasks", action="store_true",
+                   help="declare the io.modelcontextprotocol/tasks extension: tool `job` makes a task "
+                   "(its id names this process) that tasks/get of the same process finds")
     if not chaos:
         return p
     p.add_argument(
@@ -264,6 +267,10 @@ class Server:
         }
         for i in range(args.tools):
             self.tool_handlers[f"t{i}"] = lambda rid, a, p, i=i: _text(f"t{i}")
+        if getattr(args, "own_tasks", False):
+            self.capabilities = {**self.capabilities, "extensions": {"io.modelcontextprotocol/tasks": {}}}
+            self.tool_handlers["job"] = self.t_job
+            self.handlers_extra = {"tasks/get": self.m_own_task}
         if args.meta_tool:
             self.tools.append(_tool("meta", "The params._meta of this call, as JSON", _schema(),
                                     annotations={"readOnlyHint": True}))
@@ -285,6 +292,7 @@ class Server:
             "completion/complete": lambda rid, p: {
                 "completion": {"values": [], "total": 0, "hasMore": False}
             },
+            **getattr(self, "handlers_extra", {}),
         }
 
     # ------------------------------------------------------------------ definitions
@@ -833,6 +841,32 @@ class Server:
 
         threading.Thread(target=run, daemon=True, name=f"{name}-{rid}").start()
         return DEFERRED
+
+    def t_job(self, rid: Any, args: dict[str, Any], params: dict[str, Any]) -> Any:
+        """--own-tasks: a task of this process, created after `seconds` (so that concurrent calls
+        spread over instances)."""
+        seconds = float(args.get("seconds", 0.0))
+
+        def work(cancel: threading.Event) -> dict[str, Any]:
+            if cancel.wait(seconds):
+                raise _Cancelled
+            with self.state_lock:
+                self.next_server_request += 1
+                task_id = f"own-{os.getpid()}-{self.next_server_request}"
+            return {"resultType": "task", "taskId": task_id, "status": "working",
+                    "createdAt": "2026-01-01T00:00:00Z", "lastUpdatedAt": "2026-01-01T00:00:00Z",
+                    "ttlMs": 60000}
+
+        return self._in_thread(rid, "job", work)
+
+    def m_own_task(self, rid: Any, params: dict[str, Any]) -> dict[str, Any]:
+        task_id = str(params.get("taskId"))
+        if not task_id.startswith(f"own-{os.getpid()}-"):
+            raise RpcError(INVALID_PARAMS,
+                           f"Failed to retrieve task: {task_id} is not a task of {os.getpid()}")
+        return {"resultType": "complete", "taskId": task_id, "status": "completed",
+                "createdAt": "2026-01-01T00:00:00Z", "lastUpdatedAt": "2026-01-01T00:00:00Z",
+                "ttlMs": 60000, "result": {"content": [{"type": "text", "text": f"done by {os.getpid()}"}]}}
 
     def t_sleep(self, rid: Any, args: dict[str, Any], params: dict[str, Any]) -> Any:
         seconds = float(args.get("seconds", 1.0))

@@ -65,6 +65,11 @@ def _tool(name: str, description: str, schema: dict[str, Any] | None = None) -> 
     return {"name": name, "description": description, "inputSchema": schema or EMPTY}
 
 
+def _task_tool(name: str, description: str, support: str,
+               schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {**_tool(name, description, schema), "execution": {"taskSupport": support}}
+
+
 def _string_args(*names: str) -> dict[str, Any]:
     return {"type": "object", "properties": {n: {"type": "string"} for n in names}, "required": list(names)}
 
@@ -98,6 +103,18 @@ TOOLS = [
     _tool("test_input_required_result_multi_round", "Asks two things, one after the other"),
     _tool("test_input_required_result_tampered_state", "Asks for a confirmation"),
     _tool("test_input_required_result_capabilities", "Asks for sampling"),
+    # The tasks extension's fixtures (SEP-2663 scenarios). `execution.taskSupport` is the
+    # 2025-11-25 tool field; the daemon runs such calls as tasks for clients that declare it.
+    _tool("greet", "Says hello (never a task)", NAME_SCHEMA),
+    _task_tool("slow_compute", "Sleeps `seconds`, then answers (stops when cancelled)", "optional",
+               {"type": "object", "properties": {"seconds": {"type": "number"},
+                                                 "label": {"type": "string"}}}),
+    _task_tool("failing_job", "Ends with a tool error after a moment", "required"),
+    _task_tool("protocol_error_job", "Ends with a JSON-RPC error", "optional"),
+    _task_tool("confirm_delete", "Asks for a confirmation, then answers", "optional",
+               _string_args("filename")),
+    _task_tool("multi_input", "Asks two things at once", "optional"),
+    _task_tool("test_tool_with_task", "Asks the user's name, then greets", "required"),
 ]
 EXTRA_TOOL = _tool("test_added_tool", "Appears after test_trigger_tool_change")
 
@@ -154,6 +171,8 @@ class Server:
         self.subscriptions: set[str] = set()
         self.extra_tool = False
         self.extra_prompt = False
+        self.cancels: dict[Any, threading.Event] = {}  # request id -> set by notifications/cancelled
+        self.current = threading.local()  # the request id a handler thread answers
 
     # ---- wire -------------------------------------------------------------------------------
 
@@ -218,15 +237,26 @@ class Server:
                 waiter[0].set()
             return
         if "id" not in msg:
-            return  # notifications (initialized, cancelled) need nothing from us
+            if method == "notifications/cancelled" and isinstance(msg.get("params"), dict):
+                rid = msg["params"].get("requestId")
+                self.cancel_event(rid).set()
+                sys.stderr.write(f"cancelled request {rid}\n")
+                sys.stderr.flush()
+            return  # other notifications (initialized) need nothing from us
         params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
         if method in BLOCKING_TOOLS_METHODS and (method != "tools/call" or params.get("name") in BLOCKING):
             threading.Thread(target=self.answer, args=(msg, method, params), daemon=True).start()
         else:
             self.answer(msg, method, params)
 
+    def cancel_event(self, rid: Any) -> threading.Event:
+        with self.lock:
+            return self.cancels.setdefault(rid if isinstance(rid, int | str) else repr(rid),
+                                           threading.Event())
+
     def answer(self, msg: dict[str, Any], method: str, params: dict[str, Any]) -> None:
         handler = HANDLERS.get(method)
+        self.current.rid = msg["id"]
         try:
             if handler is None:
                 raise RpcError(-32601, f"Method not found: {method}")
@@ -473,6 +503,56 @@ class Server:
         color = second["content"].get("color") if isinstance(second.get("content"), dict) else None
         return text(f"{name}'s favorite color is {color}")
 
+    # ---- the tasks extension's fixtures ----------------------------------------------------
+
+    def t_greet(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        return text(f"Hello, {args.get('name', 'World')}!")
+
+    def t_slow(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        seconds = args.get("seconds", 1)
+        seconds = float(seconds) if isinstance(seconds, int | float) else 1.0
+        label = str(args.get("label", ""))
+        if self.cancel_event(self.current.rid).wait(min(max(seconds, 0.0), 3600.0)):
+            sys.stderr.write(f"slow_compute {label} stopped: cancelled\n")
+            sys.stderr.flush()
+            raise RpcError(-32800, "cancelled")  # written after a cancel: the gateway drops it
+        return text(f"computed {label} after {seconds:g}s")
+
+    def t_failing(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(0.3)
+        return text("failing_job failed: the job could not finish", isError=True)
+
+    def t_protocol_error(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(0.1)
+        raise RpcError(-32603, "protocol_error_job failed on purpose")
+
+    def t_confirm_delete(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        filename = str(args.get("filename", "file"))
+        result = self.ask("elicitation/create", {
+            "message": f"Delete {filename}?", "requestedSchema": {
+                "type": "object", "properties": {"confirm": {"type": "boolean"}}, "required": ["confirm"]}},
+            "confirm_delete")
+        content = result.get("content") if isinstance(result.get("content"), dict) else {}
+        done = result.get("action") == "accept" and content.get("confirm") is True
+        return text(f"{filename}: {'deleted' if done else 'kept'}")
+
+    def t_multi_input(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        answers: dict[str, Any] = {}
+
+        def one(key: str) -> None:
+            try:
+                answers[key] = self.ask("elicitation/create", {
+                    "message": f"Your {key}?", "requestedSchema": NAME_SCHEMA}, key)
+            except RpcError as exc:
+                answers[key] = {"error": exc.message}
+
+        threads = [threading.Thread(target=one, args=(k,), daemon=True) for k in ("first", "second")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT + 1)
+        return text(f"Both inputs received: {orjson.dumps(answers).decode()}")
+
     # ---- prompts ----------------------------------------------------------------------------
 
     def prompts_list(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -587,11 +667,18 @@ TOOL_HANDLERS = {
     "test_input_required_result_multi_round": Server.ir_multi_round,
     "test_input_required_result_tampered_state": Server.ir_confirm,
     "test_input_required_result_capabilities": Server.ir_sampling,
+    "greet": Server.t_greet,
+    "slow_compute": Server.t_slow,
+    "failing_job": Server.t_failing,
+    "protocol_error_job": Server.t_protocol_error,
+    "confirm_delete": Server.t_confirm_delete,
+    "multi_input": Server.t_multi_input,
+    "test_tool_with_task": Server.ir_elicitation,
 }
 # Calls that sleep or wait on the client run in their own thread; the rest answer inline.
 BLOCKING = frozenset(TOOL_HANDLERS) - {"test_simple_text", "test_image_content", "test_audio_content",
                                         "test_embedded_resource", "test_multiple_content_types",
-                                        "test_error_handling", "json_schema_2020_12_tool"}
+                                        "test_error_handling", "json_schema_2020_12_tool", "greet"}
 BLOCKING_TOOLS_METHODS = frozenset({"tools/call", "prompts/get"})
 
 HANDLERS = {

@@ -61,6 +61,7 @@ from supervisor.core.events import EventBus
 from supervisor.core.fleet import Fleet
 from supervisor.core.server import Server
 from supervisor.core.sessions import Session, Target
+from supervisor.core.tasks import TaskBook
 from supervisor.core.views import check_server, view_target
 from supervisor.domains import MessageFailed, domain
 from supervisor.errors import (
@@ -129,6 +130,7 @@ class DaemonView(Protocol):
     fleet: Fleet
     bus: EventBus
     aggregate: Aggregate
+    tasks: TaskBook
 
     def info(self) -> dict[str, Any]: ...
     async def cache_status(self) -> dict[str, Any]: ...
@@ -719,6 +721,12 @@ class ControlConnection:
     async def cluster(self, params: dict[str, Any]) -> Any:
         return await self.daemon.cluster_status()
 
+    async def tasks(self, params: dict[str, Any]) -> Any:
+        """`mcpctl tasks`: the tasks this daemon holds (never their results: they belong to the
+        clients that hold the task ids)."""
+        book = self.daemon.tasks
+        return {"tasks": book.rows(), "stats": book.status()}
+
 
 HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]]] = {
     "supervisor/status": ControlConnection.status,
@@ -736,4 +744,5 @@ HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]
     "supervisor/prerequisites": ControlConnection.prerequisites,
     "supervisor/drain": ControlConnection.drain,
     "supervisor/cluster": ControlConnection.cluster,
+    "supervisor/tasks": ControlConnection.tasks,
 }

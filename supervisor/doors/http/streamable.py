@@ -68,6 +68,7 @@ from prometheus_client import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from supervisor.config import is_loopback_host
+from supervisor.core import tasks
 from supervisor.core.input_required import ASKING_METHODS, Ask, InputRequired, book
 from supervisor.core.server import rate_limited
 from supervisor.core.sessions import Session, Target
@@ -115,6 +116,8 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
+# How long a resuming GET waits for the stream it replaces to end before it is refused with 409.
+TAKEOVER_TIMEOUT = 2.0
 SEND_TIMEOUT = 30.0  # one SSE write to a client that stopped reading
 # An idle keep-alive connection is closed after this long. uvicorn's 5 s default races clients
 # that reuse a connection a little later (the close and their next POST cross, and a POST is not
@@ -140,7 +143,9 @@ _LIST_AGAIN = {
 _JSON = b"application/json"
 _SSE = b"text/event-stream"
 _ROUTING = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
-_NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+_NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri",
+                 # SEP-2663: Mcp-Name carries the task id, so a balancer can route by it
+                 "tasks/get": "taskId", "tasks/update": "taskId", "tasks/cancel": "taskId"}
 # JSON-RPC error code -> HTTP status for 2026-07-28 answers (what the official SDK server does).
 _MODERN_STATUS = {PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
                   UNSUPPORTED_PROTOCOL_VERSION: 400, MISSING_CLIENT_CAPABILITY: 400,
@@ -302,6 +307,10 @@ class HttpSession(Session):
         self.calls: dict[Any, Call] = {}
         self.stream = _Stream()
         self.streaming = False  # a GET stream is open
+        # The open GET stream's scope, and an event set when it has ended: a resuming GET takes
+        # the stream over from one whose client has gone but whose end was not noticed yet.
+        self.stream_scope: anyio.CancelScope | None = None
+        self.stream_ended = anyio.Event()
         self.replay = SessionStreams()  # resumable SSE streams (`sse_replay.py`)
         self.get_replay, _ = self.replay.open()
         self.token: bytes | None = None  # the client token that opened it (None: no tokens set)
@@ -397,6 +406,10 @@ class _Listen:
 
     def forward_server_request(self, instance: Instance, message: Message) -> bool:
         return False
+
+    def task_notification(self, message: Message) -> None:
+        """`notifications/tasks` of a task this stream follows (`tasks.TaskBook.watch`)."""
+        self.server_notification(None, message)
 
 
 def _same_owner(owner: bytes | None, caller: bytes | None) -> bool:
@@ -1211,7 +1224,7 @@ class HttpDoor:
                 await _send_error(send, 406, INVALID_REQUEST, "subscriptions/listen needs Accept: "
                                   "text/event-stream", mid)
                 return
-            await self._listen(target, msg, params, receive, send)
+            await self._listen(target, msg, params, receive, send, headers)
             return
         # Only the methods whose legacy child may ask the client something take part in the
         # input-required book; every other call is routed as it is.
@@ -1366,7 +1379,10 @@ class HttpDoor:
 
     async def _stream(self, stream: _Stream, receive: Receive, send: Send,
                       first: list[bytes] | None = None,
-                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
+                      extra: list[tuple[bytes, bytes]] | None = None,
+                      session: HttpSession | None = None) -> None:
+        """`session`: the GET stream's session, which gets the scope that ends this stream cleanly
+        (a resuming GET takes the stream over through it)."""
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + (extra or [])})
 
         async def pump(scope: anyio.CancelScope) -> None:
@@ -1389,6 +1405,8 @@ class HttpDoor:
             scope.cancel()
 
         async with anyio.create_task_group() as tg:
+            if session is not None:
+                session.stream_scope = tg.cancel_scope
             tg.start_soon(pump, tg.cancel_scope)
             while (await receive())["type"] != "http.disconnect":
                 pass
@@ -1413,6 +1431,12 @@ class HttpDoor:
         if stream is not None and resume is not None and stream.call is not None:
             await self._resume_call(session, stream, resume[1], receive, send)
             return
+        if session.streaming and stream is not None and session.stream_scope is not None:
+            # Last-Event-ID of this session's GET stream: the client lost that stream, even if
+            # the daemon has not seen the disconnect yet (it shows only on the next write).
+            session.stream_scope.cancel()
+            with anyio.move_on_after(TAKEOVER_TIMEOUT):
+                await session.stream_ended.wait()
         if session.streaming:
             await _send_error(send, 409, INVALID_REQUEST, "Conflict: this session already has a GET stream")
             return
@@ -1423,10 +1447,14 @@ class HttpDoor:
                 session.stream.take()  # the replay holds these and everything sent since
                 first = replayed
         session.streaming = True
+        session.stream_ended = anyio.Event()
         try:
-            await self._stream(session.stream, receive, send, first=(first or []) + session.list_again())
+            await self._stream(session.stream, receive, send, first=(first or []) + session.list_again(),
+                               session=session)
         finally:
             session.streaming = False
+            session.stream_scope = None
+            session.stream_ended.set()
             if self.sessions.get(session.sid) is session:
                 self.sessions.touch(session, time.monotonic())
 
@@ -1464,19 +1492,33 @@ class HttpDoor:
         await _send_empty(send, 200)
 
     async def _listen(self, target: Target, msg: Message, params: dict[str, Any], receive: Receive,
-                      send: Send) -> None:
+                      send: Send, headers: dict[bytes, bytes]) -> None:
         wanted = params.get("notifications")
         wanted = wanted if isinstance(wanted, dict) else {}
         handshake = target.handshake
         capabilities = (handshake.capabilities if handshake is not None else None) or {}
-        honoured = {}
+        honoured: dict[str, Any] = {}
         kinds = set()
         for key, method in _Listen.KINDS.items():
             capability = key.removesuffix("ListChanged")
             if wanted.get(key) and capability in capabilities:
                 honoured[key] = True
                 kinds.add(method)
+        book = tasks.book()
+        watched = wanted.get("taskIds")
         listener = _Listen(msg["id"], kinds)
+        if watched is not None and book is not None:
+            if not tasks.declares_tasks(params.get("_meta")):
+                await _send_json(send, 400, tasks.missing_capability(
+                    msg["id"], "task notifications need the tasks extension declared"))
+                return
+            if not isinstance(watched, list):
+                await _send_error(send, 400, INVALID_PARAMS, "Invalid params: taskIds must be a list",
+                                  msg["id"])
+                return
+            honoured["taskIds"] = book.watch(listener, watched, self._token_clients.get(
+                self._credential(headers) or b""))
+            kinds.add("notifications/tasks")
         ack = sse_event({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
                          "params": {"notifications": honoured,
                                     "_meta": {protocol.META_SUBSCRIPTION_ID: msg["id"]}}})
@@ -1487,6 +1529,8 @@ class HttpDoor:
         finally:
             target.sessions.discard(listener)
             self._listeners.discard(listener)
+            if book is not None:
+                book.unwatch(listener)
 
 
 def _give_back(target: Target, call: Call) -> None:
