@@ -468,6 +468,10 @@ class HttpSettings:
     """Legacy (`Mcp-Session-Id`) sessions at most; when full, the longest idle one is ended."""
     max_sessions_per_token: int = 1000
     """Legacy sessions one bearer token (or, with no token, everyone) may hold; same eviction."""
+    sse_poll_after: float = 0.0
+    """Seconds a call of a 2025-11-25 session may hold its POST response open; then the daemon
+    closes that connection after a priming event with `retry`, and the client resumes with GET +
+    Last-Event-ID (SSE polling). 0: the POST response stays open until the answer."""
 
     @property
     def enabled(self) -> bool:
@@ -1313,6 +1317,7 @@ class _Loader:
             "max_connections": _integer(1),
             "max_sessions": _integer(1),
             "max_sessions_per_token": _integer(1),
+            "sse_poll_after": _duration(positive=False),
         }))
         if not http.is_loopback() and http.token is None:
             raise self.error(("http", "listen"), f'"{http.listen}" is not a loopback address; set http.token')

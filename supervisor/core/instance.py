@@ -227,6 +227,9 @@ class Instance:
         self._process: anyio.abc.Process | None = None
         self._stop_requested = False
         self._envelope = protocol.modern_envelope()
+        # Of `pending`, the calls parked for their client's input_required retry: the child waits
+        # on the client there, so they hold no slot (`max_in_flight`); `input_required.py` counts.
+        self.parked = 0
 
     def took_sample(self, memory: int, processes: int, precise: bool, cpu_seconds: float | None,
                     now: float) -> None:
