@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from supervisor.config import parse_config
 from supervisor.core.instance import Pending
 from supervisor.core.server import FleetContext, Server
-from supervisor.telemetry import metrics
+from supervisor.policy.counters import BUCKETS
+from supervisor.policy.outcome import Outcome
 
 N = 200_000
 
@@ -30,10 +31,19 @@ class NullSink:
         pass
 
 
+class IdleInstance:
+    """What request_done reads of the instance: not draining, nothing else pending."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.pending: dict[int, Pending] = {}
+
+
 def _time(func: Callable[..., None], pendings: list[Pending]) -> float:
     start = time.perf_counter()
+    instance = IdleInstance()
     for pending in pendings:
-        func(None, pending, True)
+        func(instance, pending, Outcome.OK)
     return (time.perf_counter() - start) / len(pendings) * 1e6
 
 
@@ -44,23 +54,23 @@ async def main() -> None:
     now = time.monotonic()
     pendings = [Pending(NullSink(), i, "tools/call", now + 60, None, "echo", now, False) for i in range(N)]
 
-    def bare(instance: object, pending: Pending, ok: bool) -> None:
+    def bare(instance: object, pending: Pending, outcome: Outcome) -> None:
         server.calls_total += 1
         elapsed = time.monotonic() - pending.started
         server.latencies.append(elapsed)
-        if not ok:
+        if outcome is not Outcome.OK:
             server.errors_total += 1
         if server.queue:
             server._dispatch_queue()
 
     registry = CollectorRegistry()
     counter = Counter("r", "r", ["server", "method", "outcome"], registry=registry)
-    histogram = Histogram("d", "d", ["server", "method"], registry=registry, buckets=metrics.BUCKETS)
+    histogram = Histogram("d", "d", ["server", "method"], registry=registry, buckets=BUCKETS)
     ok_child = counter.labels("bench", "tools/call", "ok")
     duration_child = histogram.labels("bench", "tools/call")
 
-    def prometheus(instance: object, pending: Pending, ok: bool) -> None:
-        bare(instance, pending, ok)
+    def prometheus(instance: object, pending: Pending, outcome: Outcome) -> None:
+        bare(instance, pending, outcome)
         ok_child.inc()
         duration_child.observe(0.003)
 

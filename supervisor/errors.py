@@ -4,20 +4,22 @@
      ├── ConfigError(path, key, line)   fleet.toml is invalid; nothing was changed
      ├── InvalidParams                  a request's params have the wrong type or shape
      ├── SpawnError                     a child could not be started
-     ├── ServerUnavailable(reason)      not running: missing prerequisite, failed, stopped
-     ├── Overloaded(retry_after_ms)     queue full or rate limited; try again later
-     ├── CircuitOpen(retry_after_ms)    too many recent failures; failing fast
      ├── UpstreamTimeout                the child did not answer within the deadline
      ├── UpstreamGone                   the child exited while the request was in flight
      └── UnknownServer                  no server by that name
 
 The client side (`mcpctl` verbs, the dashboard) has its own two, in `supervisor.client.errors`.
 
-Every error a client can see is built by `to_jsonrpc_error`, so codes live in exactly one place.
+Every error a client can see is built here, so codes and the shape of their `data` live in one
+place: an exception becomes an error object with `to_jsonrpc_error`; the refusals a request meets
+on its way to a child (busy, unavailable, circuit open, rate limited, timed out, gone) are whole
+JSON-RPC responses from the builders at the bottom. This module is the lowest layer: it builds the
+response dicts itself rather than importing `wire.jsonrpc`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 # JSON-RPC 2.0 and MCP codes.
@@ -79,26 +81,6 @@ class SpawnError(SupervisorError):
     code = SERVER_UNAVAILABLE
 
 
-class ServerUnavailable(SupervisorError):
-    code = SERVER_UNAVAILABLE
-
-
-class Overloaded(SupervisorError):
-    code = SERVER_BUSY
-
-    def __init__(self, message: str, *, retry_after_ms: int) -> None:
-        super().__init__(message, data={"retry_after_ms": retry_after_ms})
-        self.retry_after_ms = retry_after_ms
-
-
-class CircuitOpen(SupervisorError):
-    code = CIRCUIT_OPEN
-
-    def __init__(self, message: str, *, retry_after_ms: int) -> None:
-        super().__init__(message, data={"retry_after_ms": retry_after_ms})
-        self.retry_after_ms = retry_after_ms
-
-
 class UpstreamTimeout(SupervisorError):
     code = REQUEST_TIMEOUT
 
@@ -117,3 +99,56 @@ def to_jsonrpc_error(exc: SupervisorError) -> dict[str, Any]:
     if exc.data is not None:
         err["data"] = exc.data
     return err
+
+
+# ---- refusals: the answers a request gets instead of the child's ------------------------------
+
+
+def _refusal(msg_id: Any, code: int, message: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message, "data": data}}
+
+
+def busy(msg_id: Any, server: str, why: str, retry_after_ms: int) -> dict[str, Any]:
+    """No room now (every instance full and the queue too, or a child not reading): try again later."""
+    return _refusal(msg_id, SERVER_BUSY, f"server busy: {why}; retry after {retry_after_ms} ms",
+                    {"server": server, "retry_after_ms": retry_after_ms})
+
+
+def unavailable(msg_id: Any, server: str, message: str, *, state: str | None = None,
+                reason: str | None = None) -> dict[str, Any]:
+    """The server cannot take it (stopped, failed, missing a prerequisite); with its state when
+    that is why."""
+    data: dict[str, Any] = {"server": server}
+    if state is not None:
+        data["state"] = state
+        data["reason"] = reason
+    return _refusal(msg_id, SERVER_UNAVAILABLE, message, data)
+
+
+def circuit_open(msg_id: Any, server: str, message: str, retry_after_ms: int,
+                 breaker: str) -> dict[str, Any]:
+    """Failing fast: the server's breaker is open; `breaker` is its state as a caller finds it."""
+    return _refusal(msg_id, CIRCUIT_OPEN, message,
+                    {"server": server, "retry_after_ms": retry_after_ms, "breaker": breaker})
+
+
+def rate_limited(msg_id: Any, who: str, retry_after: float, server: str | None = None) -> dict[str, Any]:
+    """Over a rate limit: said at once, never a delay past the caller's deadline."""
+    retry_ms = max(1, math.ceil(retry_after * 1000))
+    data: dict[str, Any] = {"retry_after_ms": retry_ms}
+    if server:
+        data["server"] = server
+    return _refusal(msg_id, RATE_LIMITED, f"rate limit exceeded: {who}; retry after {retry_ms} ms", data)
+
+
+def timed_out(msg_id: Any, server: str, message: str, timeout_s: float | None = None) -> dict[str, Any]:
+    """No answer within the request's deadline (in the queue, or from the child)."""
+    data: dict[str, Any] = {"server": server}
+    if timeout_s is not None:
+        data["timeout_s"] = round(timeout_s, 3)
+    return _refusal(msg_id, REQUEST_TIMEOUT, message, data)
+
+
+def gone(msg_id: Any, server: str, reason: str) -> dict[str, Any]:
+    """The child exited (or was stopped) while the request was in flight."""
+    return _refusal(msg_id, UPSTREAM_GONE, reason, {"server": server})

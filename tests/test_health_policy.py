@@ -7,8 +7,9 @@ import random
 
 import pytest
 
-from supervisor.core.health import Consecutive, idle_due, largest_offender, sample_trees
+from supervisor.core.health import sample_trees
 from supervisor.policy.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from supervisor.policy.samples import Consecutive, cpu_share, idle_due, largest_offender
 from supervisor.policy.states import Exit, RestartTracker, backoff_delay, start_failure_delay
 
 
@@ -258,3 +259,15 @@ def test_sample_trees_measures_ourselves_and_skips_the_dead() -> None:
     # Over a (tiny) limit: measured again by PSS, which is never more than RSS.
     pss, _, precise = sample_trees({os.getpid(): 1}, keep=set())[os.getpid()]
     assert precise and 0 < pss <= rss * 1.5
+
+
+@pytest.mark.parametrize(("before", "before_at", "seconds", "now", "share"), [
+    (None, None, 5.0, 10.0, None),  # the first reading: no share yet
+    (1.0, 10.0, 1.5, 11.0, 0.5),  # half a core over one second
+    (1.0, 10.0, 3.0, 11.0, 2.0),  # a tree can use more than one core
+    (2.0, 10.0, 1.0, 11.0, 0.0),  # processes exited, the tree's total went down: idle
+    (1.0, 10.0, 2.0, 10.0, None),  # no time passed
+])
+def test_cpu_share(before: float | None, before_at: float | None, seconds: float, now: float,
+                   share: float | None) -> None:
+    assert cpu_share(before, before_at, seconds, now) == share

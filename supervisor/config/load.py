@@ -108,6 +108,7 @@ class _Loader:
             "max_connections": _integer(1),
             "max_sessions": _integer(1),
             "max_sessions_per_token": _integer(1),
+            "sse_poll_after": _duration(positive=False),
         }))
         if not http.is_loopback() and http.token is None:
             raise self.error(("http", "listen"), f'"{http.listen}" is not a loopback address; set http.token')

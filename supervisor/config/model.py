@@ -317,6 +317,10 @@ class HttpSettings:
     """Legacy (`Mcp-Session-Id`) sessions at most; when full, the longest idle one is ended."""
     max_sessions_per_token: int = 1000
     """Legacy sessions one bearer token (or, with no token, everyone) may hold; same eviction."""
+    sse_poll_after: float = 0.0
+    """Seconds a call of a 2025-11-25 session may hold its POST response open; then the daemon
+    closes that connection after a priming event with `retry`, and the client resumes with GET +
+    Last-Event-ID (SSE polling). 0: the POST response stays open until the answer."""
 
     @property
     def enabled(self) -> bool:

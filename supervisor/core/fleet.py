@@ -9,13 +9,19 @@ from typing import Any
 
 import anyio
 
-from supervisor.config import FleetConfig
+from supervisor.config import FleetConfig, ServerConfig
 from supervisor.domains import loop_domain
 from supervisor.errors import UnknownServer
 
+from .perclient import ClientInstances
 from .server import FleetContext, Server
 
 log = logging.getLogger("mcp_supervisor.fleet")
+
+
+def new_server(config: ServerConfig, ctx: FleetContext) -> Server:
+    """The one place a configured server is made: a per-client one gets its client instances."""
+    return Server(config, ctx, ClientInstances if config.sharing == "per-client" else None)
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ class Fleet:
     def __init__(self, config: FleetConfig, ctx: FleetContext) -> None:
         self.config = config
         self.ctx = ctx
-        self.servers: dict[str, Server] = {name: Server(sc, ctx) for name, sc in config.servers.items()}
+        self.servers: dict[str, Server] = {name: new_server(sc, ctx) for name, sc in config.servers.items()}
         self.started = time.time()
         self._tg: anyio.abc.TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -152,14 +158,11 @@ class Fleet:
                 if name in plan.policy:
                     server.apply_policy(server_config)  # what clients see; the children stay
                 else:
-                    server.config = server_config  # same fingerprint: only comments may differ
+                    server.config_comments_changed(server_config)
             else:
-                server = Server(server_config, self.ctx)
+                server = new_server(server_config, self.ctx)
                 if name in history:  # a changed entry: same server, new config, counted as a restart
-                    server.restarts = history[name].restarts + 1
-                    server.restart_reasons = history[name].restart_reasons.copy()
-                    server.restart_reasons["config"] += 1
-                    server.stderr.extend(history[name].stderr)
+                    server.succeed(history[name])
                 self._launch(server)
             ordered[name] = server
         self.servers = ordered

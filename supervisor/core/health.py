@@ -2,7 +2,8 @@
 
 psutil walks /proc and blocks, so each sampling round runs in one worker thread for the whole fleet
 and the event loop only copies the numbers back and applies the rules. The rules themselves are
-pure (`Consecutive`, `largest_offender`) and tested as tables.
+pure (`policy.samples`: `Consecutive`, `largest_offender`) and tested as tables. The watch never
+writes an instance's fields: it hands each sample to the instance's server (`memory_sample`).
 
 Cost: a round reads every process's parent once (one pass over /proc/*/stat, not one per server,
 and not through psutil, which costs ~5x more) and then `statm` for each member of each tree: about
@@ -20,12 +21,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
 import psutil
 
+from supervisor.policy.samples import BAD_SAMPLES, Consecutive, largest_offender
 from supervisor.policy.states import Exit
 from supervisor.units import format_size
 
@@ -33,52 +35,11 @@ from . import process
 
 if TYPE_CHECKING:
     from .fleet import Fleet
-    from .instance import Instance
 
 log = logging.getLogger("mcp_supervisor.health")
 
-BAD_SAMPLES = 3  # consecutive samples over a memory limit before a restart (circus-style)
 MIN_TICK = 0.05
 MAX_TICK = 5.0
-
-
-class Consecutive:
-    """Counts consecutive bad observations; `observe` is True when `threshold` is reached.
-
-    A good observation resets the count, so one spike (a big response being built) never restarts
-    anything; only a level that stays bad does.
-    """
-
-    __slots__ = ("count", "threshold")
-
-    def __init__(self, threshold: int) -> None:
-        self.threshold = max(1, threshold)
-        self.count = 0
-
-    def observe(self, bad: bool) -> bool:
-        if not bad:
-            self.count = 0
-            return False
-        self.count += 1
-        return self.count >= self.threshold
-
-    def reset(self) -> None:
-        self.count = 0
-
-
-def largest_offender(sizes: Iterable[tuple[str, int]]) -> str | None:
-    """The key with the most memory (first wins a tie), or None."""
-    best: tuple[str, int] | None = None
-    for key, size in sizes:
-        if best is None or size > best[1]:
-            best = (key, size)
-    return best[0] if best else None
-
-
-def idle_due(last_active: float, now: float, idle_after: float, busy: int) -> bool:
-    """Stop an idle server? Only with nothing in flight or queued, `idle_after` after the last
-    request finished (or the child became ready)."""
-    return busy == 0 and now - last_active >= idle_after
 
 
 # ---- sampling (worker thread) -------------------------------------------------------------------
@@ -182,15 +143,6 @@ def sample_fleet(limits: dict[int, int | None], keep: set[int], cpu_roots: froze
     return result, cpu
 
 
-def cpu_sample(inst: Instance, seconds: float, now: float) -> None:
-    """A tree's CPU seconds at `now`: the share of a core since the previous sample (a tree whose
-    processes exited can go backwards; that counts as idle, not negative)."""
-    if inst.cpu_seconds is not None and inst.cpu_at is not None and now > inst.cpu_at:
-        inst.cpu_share = max(0.0, seconds - inst.cpu_seconds) / (now - inst.cpu_at)
-    inst.cpu_seconds = seconds
-    inst.cpu_at = now
-
-
 # ---- the loop -----------------------------------------------------------------------------------
 
 class MemoryWatch:
@@ -231,11 +183,8 @@ class MemoryWatch:
                 sample = sizes.get(inst.pid) if inst.pid is not None else None
                 if sample is None:
                     continue
-                inst.memory_bytes, inst.process_count, inst.memory_precise = sample
-                seconds = cpu.get(inst.pid) if inst.pid is not None else None
-                if seconds is not None:
-                    cpu_sample(inst, seconds, now)
-                server.memory_sample(inst)
+                server.memory_sample(inst, sample, cpu.get(inst.pid) if inst.pid is not None else None,
+                                     now)
         names = {server.name for server in supervised}
         for name in list(self.next_due):
             if name not in names:

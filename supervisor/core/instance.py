@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -24,14 +23,15 @@ from supervisor.errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     MESSAGE_TOO_LARGE,
-    REQUEST_TIMEOUT,
     SpawnError,
     SupervisorError,
     UpstreamGone,
     UpstreamTimeout,
+    gone,
+    timed_out,
 )
-from supervisor.policy.breaker import CANCELLED, CRASH, INTERNAL
-from supervisor.policy.counters import ERROR, GONE
+from supervisor.policy.outcome import Outcome
+from supervisor.policy.samples import BAD_SAMPLES, Consecutive, cpu_share
 from supervisor.telemetry import tracing
 from supervisor.telemetry.logs import REDACT, LineRing
 from supervisor.wire import fastio, protocol
@@ -52,7 +52,7 @@ from supervisor.wire.jsonrpc import (
 from supervisor.wire.outbox import DEFAULT_LIMIT, Outbox, OutboxOverflow, batch
 
 from . import process
-from .health import BAD_SAMPLES, Consecutive
+from .clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("mcp_supervisor.instance")
 
@@ -64,10 +64,8 @@ PROBE_TIMEOUT = 3.0
 class InstanceOwner(Protocol):
     """The callbacks an instance makes into its `Server`."""
 
-    def request_done(self, instance: Instance, pending: Pending, ok: bool,
-                     outcome: int = ..., fault: str | None = None) -> None:
-        """`outcome`: a `metrics` outcome for the counters; `fault`: None when the child answered
-        or the caller is to blame, else one of the `breaker` constants."""
+    def request_done(self, instance: Instance, pending: Pending, outcome: Outcome = ...) -> None:
+        """`pending` ended: how (`Outcome`) decides the counters, the breaker and the span."""
     def child_notification(self, instance: Instance, message: Message) -> None: ...
     def child_request(self, instance: Instance, message: Message) -> None: ...
     def child_stderr(self, instance: Instance, line: str) -> None: ...
@@ -157,8 +155,10 @@ class Instance:
                  cwd: str | None, owner: InstanceOwner, init_timeout: float, stop_timeout: float,
                  max_message: int, roots: tuple[str, ...] = (), era_hint: str | None = None,
                  on_spawn: Callable[[process.ProcessRecord], None] | None = None,
-                 on_reaped: Callable[[int], None] | None = None) -> None:
+                 on_reaped: Callable[[int], None] | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.server = server
+        self.clock = clock
+        self._monotonic = clock.monotonic
         self.index = index
         self.argv = argv
         self.env = env
@@ -190,7 +190,7 @@ class Instance:
         self.memory_precise = False  # memory_bytes is PSS (read because RSS was over a limit)
         self.process_count = 0
         # CPU of the whole tree: the last reading and the share of a core
-        # between the last two (health.cpu_sample).
+        # between the last two (`took_sample`).
         self.cpu_seconds: float | None = None
         self.cpu_at: float | None = None
         self.cpu_share: float | None = None
@@ -220,6 +220,22 @@ class Instance:
         self._process: anyio.abc.Process | None = None
         self._stop_requested = False
         self._envelope = protocol.modern_envelope()
+        # Of `pending`, the calls parked for their client's input_required retry: the child waits
+        # on the client there, so they hold no slot (`max_in_flight`); `input_required.py` counts.
+        self.parked = 0
+
+    def took_sample(self, memory: int, processes: int, precise: bool, cpu_seconds: float | None,
+                    now: float) -> None:
+        """A sample of this child's process tree (from the health loop, through its server):
+        memory, process count, and its CPU seconds so far, which the previous reading makes a
+        share of a core."""
+        self.memory_bytes, self.process_count, self.memory_precise = memory, processes, precise
+        if cpu_seconds is not None:
+            share = cpu_share(self.cpu_seconds, self.cpu_at, cpu_seconds, now)
+            if share is not None:
+                self.cpu_share = share
+            self.cpu_seconds = cpu_seconds
+            self.cpu_at = now
 
     # ---- the hot path -------------------------------------------------------------------------
 
@@ -280,7 +296,7 @@ class Instance:
                                         f"Invalid Request: cannot be forwarded to the server: {exc}"))
             return cid
         pending = self.pending[cid] = Pending(sink, client_id, message["method"], deadline, token, tool,
-                                              time.monotonic(), client_modern and not self.modern)
+                                              self._monotonic(), client_modern and not self.modern)
         pending.span = span
         self._stdin.push(line)
         return cid
@@ -328,10 +344,10 @@ class Instance:
                 protocol.modernize_result(msg, pending.method)
             pending.sink.deliver(msg)
             if error is None:
-                self.owner.request_done(self, pending, True)
+                self.owner.request_done(self, pending, Outcome.OK)
             else:  # an internal error says the server is in trouble; others are the caller's
-                self.owner.request_done(self, pending, False, ERROR,
-                                        INTERNAL if error["code"] == INTERNAL_ERROR else None)
+                self.owner.request_done(self, pending, Outcome.INTERNAL
+                                        if error["code"] == INTERNAL_ERROR else Outcome.ERROR)
         elif method.__class__ is not str:
             self._protocol_error(f"a message whose method {_short(method)} is not a string")
         elif (params := msg.get("params")) is not None and params.__class__ is not dict:
@@ -360,7 +376,7 @@ class Instance:
             pending.client_id, INTERNAL_ERROR,
             f"server '{self.server}' sent an invalid answer to {pending.method}: {what}",
             {"server": self.server}))
-        self.owner.request_done(self, pending, False, ERROR, INTERNAL)
+        self.owner.request_done(self, pending, Outcome.INTERNAL)
 
     def _answer_unusable(self, cid: int, what: str) -> None:
         pending = self.pending.pop(cid, None)
@@ -382,7 +398,7 @@ class Instance:
             f"server '{self.server}' answered {pending.method} with {line.size} bytes, over the "
             f"{self.max_message}-byte message limit",
             {"server": self.server, "size": line.size, "limit": self.max_message}))
-        self.owner.request_done(self, pending, False, ERROR)
+        self.owner.request_done(self, pending, Outcome.ERROR)
 
     def _junk(self, line: bytes) -> None:
         self.junk_lines += 1
@@ -455,10 +471,10 @@ class Instance:
             if pending is None:
                 continue
             waited = now - pending.started
-            pending.sink.deliver(error_response(
-                pending.client_id, REQUEST_TIMEOUT,
+            pending.sink.deliver(timed_out(
+                pending.client_id, self.server,
                 f"server '{self.server}' did not answer {pending.method} within {waited:.1f}s; "
-                "the request was cancelled", {"server": self.server, "timeout_s": round(waited, 3)}))
+                "the request was cancelled", waited))
             done.append(pending)
         return done
 
@@ -467,8 +483,7 @@ class Instance:
         pendings = list(self.pending.values())
         self.pending.clear()
         for pending in pendings:
-            pending.sink.deliver(error_response(
-                pending.client_id, UpstreamGone.code, reason, {"server": self.server}))
+            pending.sink.deliver(gone(pending.client_id, self.server, reason))
         return pendings
 
     # ---- the daemon's own requests --------------------------------------------------------------
@@ -481,7 +496,7 @@ class Instance:
         msg: Message = {"jsonrpc": "2.0", "id": 0, "method": method}
         if params is not None:
             msg["params"] = params
-        cid = self.forward(waiter, msg, time.monotonic() + timeout + 1.0, client_modern=False)
+        cid = self.forward(waiter, msg, self._monotonic() + timeout + 1.0, client_modern=False)
         with anyio.move_on_after(timeout):
             await waiter.event.wait()
         if waiter.message is None:
@@ -563,7 +578,7 @@ class Instance:
                 died_first = self._gone.is_set()
                 if error is None and not self._gone.is_set():
                     self.ready = True
-                    self.started_at = time.time()
+                    self.started_at = self.clock.time()
                     on_ready(self)
                 if error is None:
                     await self._gone.wait()
@@ -592,10 +607,11 @@ class Instance:
         else:
             reason = f"server '{self.server}' exited while handling the request; it is being restarted"
         # One crash is one failure for the circuit breaker, however many requests it took along.
-        fault = CANCELLED if self.restart_reason is not None or self._stop_requested else CRASH
+        outcome = (Outcome.GONE if self.restart_reason is not None or self._stop_requested
+                   else Outcome.CRASHED)
         for pending in self.fail_all(reason):
-            self.owner.request_done(self, pending, False, GONE, fault)
-            fault = CANCELLED
+            self.owner.request_done(self, pending, outcome)
+            outcome = Outcome.GONE
 
     async def _watch_exit(self, proc: anyio.abc.Process) -> None:
         """A grandchild can hold stdout open after the child died, so the exit itself counts too."""
@@ -622,14 +638,14 @@ class Instance:
         discover = _Answer(progress)
         self.forward(discover, {"jsonrpc": "2.0", "id": 0, "method": "server/discover",
                                 "params": {"_meta": self._envelope}},
-                     time.monotonic() + self.init_timeout, client_modern=True)
+                     self._monotonic() + self.init_timeout, client_modern=True)
         with anyio.move_on_after(min(PROBE_TIMEOUT, self.init_timeout / 2)):
             await discover.event.wait()
         if self._adopt_discover(discover.message):
             await self._read_tools(deadline)
             return
         initialize = _Answer(progress)
-        self.forward(initialize, self._initialize_message(), time.monotonic() + self.init_timeout,
+        self.forward(initialize, self._initialize_message(), self._monotonic() + self.init_timeout,
                      client_modern=False)
         while True:
             if self._adopt_discover(discover.message):
@@ -677,7 +693,7 @@ class Instance:
         """The child spoke `initialize` last time: send it alone, no probe. False when it is
         refused (the child changed era): the caller then probes as for an unknown child."""
         answer = _Answer(anyio.Event())
-        self.forward(answer, self._initialize_message(), time.monotonic() + self.init_timeout,
+        self.forward(answer, self._initialize_message(), self._monotonic() + self.init_timeout,
                      client_modern=False)
         await answer.event.wait()  # a child that dies fails its pending requests: this wakes too
         assert answer.message is not None

@@ -32,17 +32,16 @@ import logging
 import math
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from supervisor.errors import SERVER_BUSY
+from supervisor.errors import busy
 from supervisor.policy.states import SERVING, State
 from supervisor.policy.tool_policy import origin_of
 from supervisor.wire import protocol
-from supervisor.wire.jsonrpc import Message, error_response
+from supervisor.wire.jsonrpc import Message
 
 if TYPE_CHECKING:
     from supervisor.wire.jsonrpc import Sink
@@ -207,12 +206,10 @@ class ClientInstances:
         server = self.instance_for(owner) if owner is not None else self.any_instance()
         if server is None:
             self.busy_total += 1
-            retry_ms = self.retry_after_ms()
-            sink.deliver(error_response(
-                message["id"], SERVER_BUSY,
-                f"server busy: '{self.parent.name}' runs one instance per client and all "
-                f"{self.cap} (max_instances) are taken; retry after {retry_ms} ms",
-                {"server": self.parent.name, "retry_after_ms": retry_ms}))
+            sink.deliver(busy(
+                message["id"], self.parent.name,
+                f"'{self.parent.name}' runs one instance per client and all {self.cap} "
+                "(max_instances) are taken", self.retry_after_ms()))
             return
         attached = attached_of(sink)
         if attached is not None and attached not in server.sessions:
@@ -221,7 +218,7 @@ class ClientInstances:
 
     def retry_after_ms(self) -> int:
         """When the soonest idle instance will be stopped (at least a second)."""
-        now = time.monotonic()
+        now = self.parent.clock.monotonic()
         idle = self.parent.config.idle_timeout
         waits = [idle - (now - s.last_active) for s in self.owners.values()
                  if not s.in_flight and not s.queue]
@@ -251,7 +248,7 @@ class ClientInstances:
             while not self._stop.is_set():
                 with anyio.move_on_after(max(0.05, min(idle / 4, 30.0))):
                     await self._stop.wait()
-                now = time.monotonic()
+                now = self.parent.clock.monotonic()
                 for owner, server in list(self.owners.items()):
                     if self._stop.is_set():
                         tg.start_soon(self._retire, owner, server, self._stop_reason)
@@ -265,7 +262,7 @@ class ClientInstances:
         self._stop.set()
 
     def status(self) -> list[dict[str, Any]]:
-        now = time.monotonic()
+        now = self.parent.clock.monotonic()
         return [{"client": owner, "name": s.name, "state": str(s.state), "pid": s.status()["pid"],
                  "idle_s": round(now - s.last_active, 3), "in_flight": s.in_flight,
                  "calls_total": s.calls_total}

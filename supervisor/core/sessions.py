@@ -18,8 +18,9 @@ from supervisor.domains import MessageFailed
 from supervisor.errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
-    SERVER_UNAVAILABLE,
     UNSUPPORTED_PROTOCOL_VERSION,
+    rate_limited,
+    unavailable,
 )
 from supervisor.policy.states import SERVING
 from supervisor.telemetry import tracing
@@ -41,7 +42,6 @@ from supervisor.wire.outbox import Outbox
 
 from . import tasks
 from .input_required import ASKING_METHODS, session_request
-from .server import rate_limited
 
 if TYPE_CHECKING:
     from supervisor.policy.ratelimit import ClientLimits
@@ -427,9 +427,9 @@ class Session:
 
     def _unavailable(self, out: Sink, msg: Message) -> None:
         server = self.server
-        out.deliver(error_response(
-            msg["id"], SERVER_UNAVAILABLE, f"server '{server.name}' is {server.state}: {server.reason}",
-            {"server": server.name, "state": str(server.state), "reason": server.reason}))
+        out.deliver(unavailable(
+            msg["id"], server.name, f"server '{server.name}' is {server.state}: {server.reason}",
+            state=str(server.state), reason=server.reason))
 
     # ---- end --------------------------------------------------------------------------------------
 

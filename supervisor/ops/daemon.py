@@ -194,8 +194,9 @@ class Daemon:
         return all(not s.transitional for s in self.fleet.servers.values() if s.config.start == "eager")
 
     def in_flight(self) -> int:
-        """Calls the fleet is working on or holding in a queue: what a drain waits for."""
-        return sum(s.in_flight + len(s.queue) for s in self.fleet.servers.values())
+        """Calls the fleet is working on or holding in a queue: what a drain waits for. Not the
+        calls parked for a client's input_required retry: that client may never come back."""
+        return sum(s.in_flight - s.awaiting_input + len(s.queue) for s in self.fleet.servers.values())
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """What /healthz answers a load balancer: 200 only while this node should get traffic.
@@ -502,9 +503,9 @@ class Daemon:
                 calls, errors = last.get(server.name, (server.calls_total, server.errors_total))
                 entry["calls_per_s"] = (server.calls_total - calls) / STATS_INTERVAL
                 entry["errors_per_s"] = (server.errors_total - errors) / STATS_INTERVAL
-                lat = sorted(server.latencies)
-                entry["p50_ms"] = round(lat[len(lat) // 2] * 1000, 3) if lat else None
-                entry["p95_ms"] = round(lat[int(len(lat) * 0.95)] * 1000, 3) if lat else None
+                p50, p95 = server.latency_quantiles(0.5, 0.95)
+                entry["p50_ms"] = round(p50 * 1000, 3) if p50 is not None else None
+                entry["p95_ms"] = round(p95 * 1000, 3) if p95 is not None else None
                 entry["cache_hit_rate"] = None
                 if server.cache is not None and (server.cache.hits or server.cache.misses):
                     hits = server.cache.hits

@@ -41,7 +41,7 @@ from prometheus_client.registry import Collector
 
 from supervisor import domains
 from supervisor.core.server import Server
-from supervisor.policy.counters import BUCKETS, OUTCOMES
+from supervisor.policy.counters import BUCKETS
 from supervisor.policy.states import State
 
 PREFIX = "mcp_supervisor_"
@@ -100,9 +100,8 @@ class FleetCollector(Collector):
             for direction, count in server.scale_events.items():
                 scale.add_metric([name, direction], count)
             for method, stats in list(server.stats.methods.items()):
-                for index, count in enumerate(stats.outcomes):
-                    if count:
-                        requests.add_metric([name, method, OUTCOMES[index]], count)
+                for label, count in stats.by_label().items():
+                    requests.add_metric([name, method, label], count)
                 cumulative = 0
                 buckets = []
                 for label, count in zip(_BUCKET_LABELS, stats.buckets, strict=True):

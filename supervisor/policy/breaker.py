@@ -25,16 +25,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .outcome import Outcome
+
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half-open"
-
-# How a request ended without an answer (`InstanceOwner.request_done`'s `fault`). The first three
-# are failures; CANCELLED (the client gave up, or the supervisor ended the child on purpose) is not.
-TIMEOUT = "timed out"
-CRASH = "lost in a crash"
-INTERNAL = "internal error"
-CANCELLED = "cancelled"
 
 Clock = Callable[[], float]
 
@@ -92,6 +87,16 @@ class CircuitBreaker:
             return False  # closed: nothing to do; open: a late answer does not end the cooldown
         self.reset()
         return True
+
+    def settle(self, outcome: Outcome, what: str) -> bool:
+        """How one call to `what` ended (see `Outcome`): True when that opened or closed the breaker."""
+        failure = outcome.failure
+        if failure is not None:
+            return self.failure(f"{what} {failure}")
+        if outcome.neutral:
+            self.neutral()
+            return False
+        return self.success()
 
     def neutral(self) -> None:
         """The trial call ended without a verdict (cancelled by its client): let another through."""

@@ -3,8 +3,8 @@
 Why not `Counter.labels(...).inc()` per request: prometheus_client takes a lock per `inc()` and
 per `observe()`, about 5 µs for the pair even with pre-bound children, against 0.6 µs for the plain
 ints below (bench/metrics_overhead.py). The hot path is single-threaded, so it needs no lock. So
-each server keeps a `RequestStats` of plain ints (an index into a list per outcome, `bisect` into
-fixed buckets for the histogram); `supervisor.ops.metrics` turns them into metric families when
+each server keeps a `RequestStats` of plain ints (an `Outcome` indexes a list, `bisect` finds one
+of fixed buckets for the histogram); `supervisor.ops.metrics` turns them into metric families when
 someone scrapes.
 """
 
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-# Outcomes are list indices on the hot path; their label values are the names below.
-OK, ERROR, TIMEOUT, CANCELLED, GONE, BUSY, UNAVAILABLE = range(7)
-OUTCOMES = ("ok", "error", "timeout", "cancelled", "gone", "busy", "unavailable")
+from .outcome import LABELS, Outcome
 
 # Upper bounds in seconds: MCP calls range from sub-millisecond cache-like answers to minutes-long tools.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -33,9 +31,18 @@ class MethodStats:
     __slots__ = ("buckets", "outcomes", "seconds")
 
     def __init__(self) -> None:
-        self.outcomes = [0] * len(OUTCOMES)
+        self.outcomes = [0] * len(Outcome)
         self.buckets = [0] * (len(BUCKETS) + 1)
         self.seconds = 0.0
+
+    def by_label(self) -> dict[str, int]:
+        """Counts per metrics label (two outcomes share a label: INTERNAL is an error, CRASHED gone)."""
+        totals: dict[str, int] = {}
+        for outcome, count in enumerate(self.outcomes):
+            if count:
+                label = LABELS[outcome]
+                totals[label] = totals.get(label, 0) + count
+        return totals
 
 
 class RequestStats:
@@ -46,7 +53,7 @@ class RequestStats:
     def __init__(self) -> None:
         self.methods: dict[str, MethodStats] = {}
 
-    def record(self, method: str, outcome: int, seconds: float) -> None:
+    def record(self, method: str, outcome: Outcome, seconds: float) -> None:
         stats = self.methods.get(method)
         if stats is None:
             stats = self._add(method)
@@ -54,7 +61,7 @@ class RequestStats:
         stats.buckets[bisect_left(BUCKETS, seconds)] += 1
         stats.seconds += seconds
 
-    def refused(self, method: str, outcome: int) -> None:
+    def refused(self, method: str, outcome: Outcome) -> None:
         """A request answered at admission (busy, unavailable): counted, but no duration."""
         stats = self.methods.get(method)
         if stats is None:

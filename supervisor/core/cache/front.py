@@ -46,6 +46,7 @@ import collections
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
@@ -60,8 +61,10 @@ from .store import KEY_ROOT, Clock, MemoryCache, RedisCache
 
 if TYPE_CHECKING:
     from supervisor.core.instance import Instance
-    from supervisor.core.server import Server
     from supervisor.wire.jsonrpc import Sink
+
+Route = Callable[["Sink", Message, bool], None]
+"""How a miss reaches the child: the server's admission (`Server.route`), past the cache."""
 
 log = logging.getLogger("mcp_supervisor.caching")
 
@@ -173,10 +176,11 @@ class Flight:
 class CacheFront:
     """One server's view of the cache: its key prefix, its tool policy, its flights and worker."""
 
-    def __init__(self, hub: CacheHub, server: Server) -> None:
+    def __init__(self, hub: CacheHub, config: ServerConfig, route: Route) -> None:
         self.hub = hub
-        self.server = server
-        self.name = server.name
+        self.config = config  # what it caches never changes without a new server (and front)
+        self.route = route
+        self.name = config.name
         self.methods: frozenset[str] = frozenset()
         self.flights: dict[str, Flight] = {}
         self.epoch = 0
@@ -198,7 +202,7 @@ class CacheFront:
     # ---- policy -------------------------------------------------------------------------------
 
     def configure(self, tools: list[dict[str, Any]]) -> None:
-        config = self.server.config
+        config = self.config
         self.prefix = f"{KEY_ROOT}{self.name}:{fingerprint(config, tools)}:"
         self.tools = cacheable_tools(tools, config.cache.tools)
         self.tool_ttl = config.cache.ttl if config.cache.ttl is not None else self.hub.settings.ttl
@@ -319,6 +323,18 @@ class CacheFront:
 
     # ---- leaving --------------------------------------------------------------------------------
 
+    def withdraw(self, sink: Sink, client_id: Any) -> tuple[bool, Flight | None]:
+        """A client cancelled `client_id`: (held, orphan). `held` when a flight held it; `orphan`
+        is that flight once nobody waits for it any more: the caller cancels the shared request
+        (queued or in the child) by the flight and its `routed_id`. A flight still waiting for
+        Redis is dropped by the worker."""
+        if not self.flights:
+            return False, None
+        flight = self.leave(sink, client_id)
+        if flight is None:
+            return False, None
+        return True, None if flight.waiters else flight
+
     def leave(self, sink: Sink, client_id: Any) -> Flight | None:
         """Take one waiter out of whichever flight holds it; the flight, or None."""
         for flight in self.flights.values():
@@ -332,7 +348,9 @@ class CacheFront:
 
     def leave_all(self, sink: Sink) -> list[Flight]:
         """A client went away: take it out of every flight; the flights nobody waits for now."""
-        emptied = []
+        emptied: list[Flight] = []
+        if not self.flights:
+            return emptied
         for flight in list(self.flights.values()):
             flight.waiters = [(w, wid) for w, wid in flight.waiters if w is not sink]
             if not flight.waiters:
@@ -374,7 +392,7 @@ class CacheFront:
             lookups, self._lookups = self._lookups, collections.deque()
             for flight, message, client_modern in lookups:
                 if flight.waiters:
-                    self.server.route(flight, message, client_modern)
+                    self.route(flight, message, client_modern)
 
     async def _lookup(self, batch: list[tuple[Flight, Message, bool]], redis: RedisCache) -> None:
         stale = tuple(self._deletes)  # invalidated but not yet deleted in Redis: never read those
@@ -390,7 +408,7 @@ class CacheFront:
                 flight.answer(value)
             else:
                 self.misses += 1
-                self.server.route(flight, message, client_modern)
+                self.route(flight, message, client_modern)
 
     def status(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "coalesced": self.coalesced}
@@ -407,12 +425,13 @@ class CacheHub:
         self.fronts: dict[str, CacheFront] = {}
         self._retired = collections.Counter[str]()
 
-    def front(self, server: Server) -> CacheFront:
-        old = self.fronts.get(server.name)
+    def front(self, config: ServerConfig, route: Route) -> CacheFront:
+        """A new front for the server `config` describes; a miss goes to `route`."""
+        old = self.fronts.get(config.name)
         if old is not None:
             self.retire(old)
-        front = CacheFront(self, server)
-        self.fronts[server.name] = front
+        front = CacheFront(self, config, route)
+        self.fronts[config.name] = front
         return front
 
     def retire(self, front: CacheFront) -> None:

@@ -144,6 +144,7 @@ class HttpSession(Session):
         self.get_replay, _ = self.replay.open()
         self.token: bytes | None = None  # the client token that opened it (None: no tokens set)
         self.missed: set[str] = set()  # list_changed methods to send when a stream opens
+        self.polls = False  # 2025-11-25 or later: a slow call's POST stream may be let go (`sse_polling.py`)
 
     @property
     def busy(self) -> bool:

@@ -82,7 +82,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from supervisor.config import is_loopback_host
 from supervisor.core import tasks
 from supervisor.core.input_required import ASKING_METHODS, Ask, InputRequired, book
-from supervisor.core.server import rate_limited
 from supervisor.core.sessions import Target
 from supervisor.core.views import NotInView, check_server, view_target
 from supervisor.domains import domain
@@ -100,6 +99,7 @@ from supervisor.errors import (
     UNKNOWN_SERVER,
     UNSUPPORTED_PROTOCOL_VERSION,
     SupervisorError,
+    rate_limited,
 )
 from supervisor.policy.states import SERVING
 from supervisor.wire import fastio, protocol
@@ -112,6 +112,7 @@ from .replies import _JSON, Receive, Scope, Send, _closing, _send_empty, _send_e
 from .session_ids import SessionIds, owner_of
 from .session_table import SessionTable
 from .sse import _SSE_HEADERS, PING_INTERVAL, _Stream, sse_event
+from .sse_polling import RETRY_FRAME, poll_deadline, session_polls
 from .sse_replay import ReplayStream, parse_event_id
 
 if TYPE_CHECKING:
@@ -811,6 +812,8 @@ class HttpDoor:
         opened.owner = (self._token_clients.get(self._credential(headers) or b"")
                         or f"anonymous:http-{sid}")
         opened.token = self._credential(headers)
+        params = msg.get("params")
+        opened.polls = session_polls(params.get("protocolVersion") if params.__class__ is dict else None)
         call = Call(msg["id"], opened)
         try:
             with self._batch():
@@ -883,6 +886,7 @@ class HttpDoor:
         session.owner = client or f"anonymous:http-{sid}"
         session.client_capabilities = claims["c"]
         session.client_info = claims["i"]
+        session.polls = session_polls(claims.get("v"))
         session.initialized = True
         session.token = self._credential(headers)
         self.sessions.add(session, claims["o"])
@@ -974,9 +978,16 @@ class HttpDoor:
                        statuses: dict[int, int] | None, receive: Receive, send: Send) -> None:
         # Waiting for the answer costs nothing per call but a future: the connection says when
         # its client hangs up. (Where it cannot, the watcher task of the slow path below does.)
+        # SSE polling: a 2025-11-25 session's call still unanswered at `poll_at` is let go.
+        poll_at = (poll_deadline(self.settings.sse_poll_after, call.session)
+                   if sse_ok and call.session is not None else None)
         if call.response is None and not call.events and fastio.watch_hang_up(receive, call.hang_up):
             try:
-                await call.wait()
+                if poll_at is None:
+                    await call.wait()
+                else:
+                    with anyio.move_on_after(poll_at - time.monotonic()):
+                        await call.wait()
             finally:
                 fastio.unwatch_hang_up(receive)
             if call.gone and call.response is None:
@@ -996,7 +1007,7 @@ class HttpDoor:
         # Slow, streaming or big: watch for the client leaving while we wait and write.
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_disconnect, receive, call, tg.cancel_scope)
-            await self._respond_slow(call, json_ok, sse_ok, status, statuses, send)
+            await self._respond_slow(call, json_ok, sse_ok, status, statuses, send, poll_at)
             tg.cancel_scope.cancel()
         if call.replay is not None and not call.replay.finished:
             return  # a legacy session's stream: the client may resume it (Last-Event-ID)
@@ -1005,9 +1016,20 @@ class HttpDoor:
             target.cancel(call, call.client_id, "the HTTP client closed the response stream")
 
     async def _respond_slow(self, call: Call, json_ok: bool, sse_ok: bool, status: int,
-                            statuses: dict[int, int] | None, send: Send) -> None:
+                            statuses: dict[int, int] | None, send: Send,
+                            poll_at: float | None = None) -> None:
         while call.response is None and not (call.events and sse_ok):
-            await call.wait()
+            if not sse_ok:
+                # A JSON-only client: what the child streams before the answer cannot reach it
+                # (and a kept event would make `wait` return at once, spinning the loop).
+                call.events.clear()
+            if poll_at is None:
+                await call.wait()
+                continue
+            with anyio.move_on_after(poll_at - time.monotonic()):
+                await call.wait()
+            if time.monotonic() >= poll_at:
+                break  # SSE polling: prime the stream, then let the connection go
         if call.response is not None and (not call.events or not sse_ok) and json_ok:
             response = call.response
             if statuses is not None and "error" in response:
@@ -1020,11 +1042,13 @@ class HttpDoor:
         if call.session is not None:
             call.replay = call.session.resumable(call)
             first.append(call.replay.prime())
-        await self._pump_call(call, send, first)
+        await self._pump_call(call, send, first, poll_at if call.replay is not None else None)
 
-    async def _pump_call(self, call: Call, send: Send, first: list[bytes]) -> None:
+    async def _pump_call(self, call: Call, send: Send, first: list[bytes],
+                         poll_at: float | None = None) -> None:
         """Write a call's events and then its answer to an open SSE response (numbered and kept
-        for a reconnect when the call has a replay stream)."""
+        for a reconnect when the call has a replay stream). At `poll_at`, an unfinished stream
+        is closed with a `retry` hint for the client to resume it (`sse_polling.py`)."""
         replay = call.replay
         render = replay.frame if replay is not None else sse_event
         frames = first
@@ -1045,9 +1069,14 @@ class HttpDoor:
             if final is not None:
                 return
             frames = []
-            with anyio.move_on_after(PING_INTERVAL) as quiet:
+            if poll_at is not None and time.monotonic() >= poll_at:
+                with anyio.move_on_after(SEND_TIMEOUT):
+                    await send({"type": "http.response.body", "body": RETRY_FRAME, "more_body": False})
+                return
+            wait = PING_INTERVAL if poll_at is None else min(PING_INTERVAL, poll_at - time.monotonic())
+            with anyio.move_on_after(wait) as quiet:
                 await call.wait()
-            if quiet.cancelled_caught:
+            if quiet.cancelled_caught and (poll_at is None or time.monotonic() < poll_at):
                 await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
 
     async def _watch_disconnect(self, receive: Receive, call: Call, scope: anyio.CancelScope) -> None:

@@ -1,49 +1,35 @@
-"""One configured server: its instances, its state, its restart policy, and admission of requests.
-
-Admission is synchronous: a request either goes straight to the least-loaded ready instance, waits
-in a bounded queue, or is refused at once ("server busy"), so an overloaded server never makes a
-caller hang. Deadlines are enforced by one sweeper task per server, not a timer per request.
-"""
+"""The `Server` facade: one configured server, tying its parts together (see the package docstring)."""
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import logging
-import math
-import os
-import shutil
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from supervisor.config import ServerConfig, expand
+from supervisor import errors
+from supervisor.config import ServerConfig
 from supervisor.config.summary import summarize
 from supervisor.domains import domain, loop_domain
 from supervisor.errors import (
-    CIRCUIT_OPEN,
     METHOD_NOT_FOUND,
-    RATE_LIMITED,
-    REQUEST_TIMEOUT,
-    SERVER_BUSY,
-    SERVER_UNAVAILABLE,
     SpawnError,
     SupervisorError,
     UpstreamGone,
     UpstreamTimeout,
+    rate_limited,
 )
-from supervisor.paths import private_dir
 from supervisor.policy import counters
-from supervisor.policy.autoscale import DOWN, UP, Autoscaler, Observation, Policy, Verdict
-from supervisor.policy.breaker import CANCELLED, CLOSED, TIMEOUT, CircuitBreaker
-from supervisor.policy.ratelimit import ClientLimits, TokenBucket
+from supervisor.policy.autoscale import DOWN, UP, Autoscaler, Policy, Verdict
+from supervisor.policy.breaker import CLOSED, CircuitBreaker
+from supervisor.policy.outcome import Outcome
+from supervisor.policy.ratelimit import TokenBucket
+from supervisor.policy.samples import Consecutive, idle_due
 from supervisor.policy.states import SERVING, Exit, RestartTracker, State
-from supervisor.policy.stderr_levels import level_of, logging_level
 from supervisor.policy.tool_policy import ServerGate, origin_of
 from supervisor.telemetry import tracing
 from supervisor.telemetry.logs import REDACT, LineRing, LogBudget
@@ -51,56 +37,27 @@ from supervisor.units import format_duration, format_size
 from supervisor.wire import protocol
 from supervisor.wire.jsonrpc import Message, Sink, error_response
 
-from .health import Consecutive, idle_due
-from .instance import ExitInfo, Instance, Pending, Waiter
-from .perclient import ClientInstances
-from .pins import ToolPins
-from .subscriptions import Subscriptions
+from ..instance import ExitInfo, Instance, Pending, Waiter
+from ..pins import ToolPins
+from ..subscriptions import Subscriptions
+from .admission import Queued, least_loaded, retry_after_ms, shown, timeout_for
+from .childlog import STDERR_LOG_PER_SECOND, STDERR_RING, STDERR_RING_BYTES, ChildLog
+from .context import FleetContext
+from .derived import derive_state
+from .launch import Launch
+from .scaling import observation, scale_down_victim
 
 if TYPE_CHECKING:
-    from .cache.front import CacheHub
-    from .cluster_limits import ClusterLimiter
-    from .eras import EraMemory
-    from .process import PidRegistry, ProcessRecord
+    from ..process import ProcessRecord
 
+OK = Outcome.OK  # a module global: `outcome is OK` on the hot path
 log = logging.getLogger("mcp_supervisor.server")
-stderr_log = logging.getLogger("mcp_supervisor.child")
 
 SWEEP_INTERVAL = 0.05
 PROBE_SPACING = 1.0  # at most one extra probe per second when real requests time out
 IDLE_RECHECK = 30.0
-STDERR_RING = 2000
-STDERR_RING_BYTES = 1024 * 1024
-LOG_MESSAGE_CHARS = 2000  # of a child's notifications/message data, in the daemon's log
 HISTORY = 50  # state changes and restarts kept for `supervisor/status {detail: true}`
 LATENCY_SAMPLES = 2048
-STDERR_LOG_PER_SECOND = 50
-
-
-def missing_reason(server: str, missing: list[str], problems: tuple[str, ...] = ()) -> str:
-    """`BRAVE_API_KEY is not set (required by requires_env): run 'mcpctl secret set brave
-    BRAVE_API_KEY'`, plus why a secrets file was not read when one was refused."""
-    names = ", ".join(missing)
-    verb = "is" if len(missing) == 1 else "are"
-    fix = f"run 'mcpctl secret set {server} {missing[0]}'" + (" (and each of the others)"
-                                                             if len(missing) > 1 else "")
-    text = f"{names} {verb} not set (required by requires_env): {fix}"
-    return text + "".join(f"; {problem}" for problem in problems)
-
-
-def rate_limited(msg_id: Any, who: str, retry_after: float, server: str | None = None) -> Message:
-    """Over a rate limit: said at once, never a delay past the caller's deadline."""
-    retry_ms = max(1, math.ceil(retry_after * 1000))
-    data: dict[str, Any] = {"retry_after_ms": retry_ms}
-    if server:
-        data["server"] = server
-    return error_response(msg_id, RATE_LIMITED,
-                          f"rate limit exceeded: {who}; retry after {retry_ms} ms", data)
-
-
-def _shown(method: str) -> str:
-    """A client's method name as shown in reasons and errors: bounded like its metric label."""
-    return method if len(method) <= counters.MAX_METHOD_LENGTH else method[:counters.MAX_METHOD_LENGTH] + "…"
 
 
 class Attached(Protocol):
@@ -110,47 +67,41 @@ class Attached(Protocol):
     def forward_server_request(self, instance: Instance, message: Message) -> bool: ...
 
 
-@dataclass
-class FleetContext:
-    """What servers share: the daemon's environment, directories, pid records, event bus."""
+class ClientSet(Protocol):
+    """`sharing = "per-client"`: the instances a server keeps for its clients (`perclient`), as
+    the server uses them. Declared here, made by `perclient`, so neither imports the other's
+    module for the other way round."""
 
-    environ: Mapping[str, str]
-    state_dir: Path
-    data_dir: Path
-    publish: Callable[[dict[str, Any]], None] = lambda event: None
-    pids: PidRegistry | None = None
-    max_message: int = 16 * 1024 * 1024
-    resolve_command: Callable[[ServerConfig, Path, Mapping[str, str]], list[str] | None] | None = None
-    direct_children: set[int] = field(default_factory=set)
-    cache: CacheHub | None = None
-    client_limits: ClientLimits = field(default_factory=lambda: ClientLimits({}))
-    env_file: Path | None = None  # `[supervisor] env_file` (resolved), read at every spawn
-    config_dir: Path | None = None  # a relative per-server env_file is relative to fleet.toml
-    secrets_seen: Callable[[Iterable[str]], None] = lambda values: None  # mask these from now on
-    eras: EraMemory | None = None  # the era each server spoke last (state dir), spoken first
-    cluster_limits: ClusterLimiter | None = None  # with [cluster]: buckets shared by every node
-
-
-class Queued:
-    __slots__ = ("client_modern", "deadline", "enqueued", "message", "sink")
-
-    def __init__(self, sink: Sink, message: Message, deadline: float, client_modern: bool,
-                 enqueued: float) -> None:
-        self.sink = sink
-        self.message = message
-        self.deadline = deadline
-        self.client_modern = client_modern
-        self.enqueued = enqueued
+    @property
+    def servers(self) -> list[Server]: ...
+    @property
+    def taken(self) -> int: ...
+    @property
+    def cap(self) -> int: ...
+    def submit(self, sink: Sink, message: Message, client_modern: bool) -> None: ...
+    def cancel(self, sink: Sink, client_id: Any, reason: str) -> bool: ...
+    def drop_sink(self, sink: Sink) -> int: ...
+    def stop_all(self, why: str) -> None: ...
+    def any_instance(self) -> Server | None: ...
+    async def run(self) -> None: ...
+    def status(self) -> list[dict[str, Any]]: ...
 
 
-class Server:
-    def __init__(self, config: ServerConfig, ctx: FleetContext) -> None:
+class Server(Launch, ChildLog):
+    """One configured server (see the package docstring for its parts)."""
+
+    def __init__(self, config: ServerConfig, ctx: FleetContext,
+                 per_client: Callable[[Server], ClientSet] | None = None) -> None:
+        """`per_client` makes the client instances of a `sharing = "per-client"` server (the
+        fleet passes `perclient.ClientInstances`); without it the server runs its own children."""
         self.config = config
         self.name = config.name
         self.ctx = ctx
+        self.clock = ctx.clock
+        self._monotonic = ctx.clock.monotonic  # bound once: the hot path reads it per request
         self.state = State.STOPPED
         self.reason = "not started yet"
-        self.since = time.time()
+        self.since = self.clock.time()
         self.restarts = 0
         self.restart_reasons: collections.Counter[str] = collections.Counter()
         # The dashboard's detail screen: the last state changes and restarts, with times.
@@ -176,12 +127,12 @@ class Server:
 
         self.last_stderr: list[str] = []  # the last lines of the child that exited last
         self.breaker = CircuitBreaker(config.breaker_errors, config.breaker_window,
-                                      config.breaker_cooldown)
+                                      config.breaker_cooldown, self._monotonic)
         self.tracker = RestartTracker(
             max_restarts=config.max_restarts, restart_window=config.restart_window,
             max_start_failures=config.max_start_failures, backoff_initial=config.backoff_initial,
             backoff_max=config.backoff_max, stable_after=config.stable_after)
-        self.last_active = time.monotonic()  # when a client request last finished (idle stop)
+        self.last_active = self._monotonic()  # when a client request last finished (idle stop)
 
         self._desired = config.start == "eager"
         self._failed = False
@@ -205,13 +156,13 @@ class Server:
         self.autoscaler = Autoscaler(self.policy) if self.policy is not None else None
         self.scale_events: collections.Counter[str] = collections.Counter()
         self.last_scale: dict[str, Any] | None = None
-        self._bucket = (TokenBucket.for_limit(config.rate_limit, time.monotonic())
+        self._bucket = (TokenBucket.for_limit(config.rate_limit, self._monotonic())
                         if config.rate_limit is not None else None)
         self.rate_limited_total = 0
         self.protocol_errors_total = 0  # invalid MCP from any of its children, dropped
         self._stderr_budget = LogBudget(STDERR_LOG_PER_SECOND)
         self._message_budget = LogBudget(STDERR_LOG_PER_SECOND)
-        self.cache = ctx.cache.front(self) if ctx.cache is not None else None
+        self.cache = ctx.cache.front(config, self.route) if ctx.cache is not None else None
         self.pins = ToolPins(ctx.state_dir / "tool-pins" / f"{self.name}.json")
         self.tool_changes_total = 0  # definition changes seen (approved or not)
         self.blocked: set[str] = set()  # tools held back by on_tool_change = "block"
@@ -220,7 +171,7 @@ class Server:
         self._visible: tuple[int, int, list[dict[str, Any]]] | None = None
         self._rebuild_gate()
         # sharing = "per-client": this server runs no child itself, one per client instead.
-        self.clients = ClientInstances(self) if config.sharing == "per-client" else None
+        self.clients = per_client(self) if per_client is not None else None
         self.owner_of: Server | None = None  # on a per-client instance: the configured server
         self.owner: str | None = None  # ... and the client it belongs to
         self.retired = False  # a per-client instance on its way out
@@ -229,6 +180,26 @@ class Server:
         self.environ: Mapping[str, str] = ctx.environ
         self._secret_problems: tuple[str, ...] = ()
         self._env_file_error: str | None = None
+
+    def succeed(self, old: Server) -> None:
+        """A changed entry replaces `old`: the same server with a new config, so its restart
+        count goes on (this is one more, for "config") and its log lines stay."""
+        self.restarts = old.restarts + 1
+        self.restart_reasons = old.restart_reasons.copy()
+        self.restart_reasons["config"] += 1
+        self.stderr.extend(old.stderr)
+
+    def config_comments_changed(self, config: ServerConfig) -> None:
+        """A reload whose entry has the same fingerprint (only comments or order differ): keep
+        the new text of the config, change nothing else."""
+        self.config = config
+
+    def latency_quantiles(self, *quantiles: float) -> tuple[float | None, ...]:
+        """Of the recent latencies (seconds): one value per quantile, None before any call."""
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return tuple(None for _ in quantiles)
+        return tuple(ordered[min(len(ordered) - 1, int(len(ordered) * q))] for q in quantiles)
 
     # ---- tool policy ----------------------------------------------------------------------------
 
@@ -294,7 +265,7 @@ class Server:
                         self.name, name, "hidden until approved" if block else "still served",
                         self.name)
             self.ctx.publish({"type": "tool_change", "server": self.name, "tool": name,
-                              "action": "blocked" if block else "warned", "at": time.time()})
+                              "action": "blocked" if block else "warned", "at": self.clock.time()})
         if block and self.blocked != set(self.pins.changes):
             self._rebuild_gate()
         elif not block and self.gate is not None and newly:
@@ -306,7 +277,7 @@ class Server:
         if approved:
             log.info("%s: approved the current definition of %s", self.name, ", ".join(approved))
             self.ctx.publish({"type": "tool_change", "server": self.name, "tool": tool,
-                              "action": "approved", "approved": approved, "at": time.time()})
+                              "action": "approved", "approved": approved, "at": self.clock.time()})
             self._rebuild_gate()
             self._tell_sessions("tools")
             for server in self.clients.servers if self.clients is not None else ():
@@ -366,8 +337,8 @@ class Server:
                 shared.check(f"server:{self.name}:{self.config.rate_limit.text}", self.config.rate_limit,
                              bucket, lambda wait: self._rate_checked(sink, message, client_modern, wait))
                 return
-            if not bucket.take(time.monotonic()):
-                self.refuse_rate_limited(sink, message, bucket.retry_after(time.monotonic()))
+            if not bucket.take(self._monotonic()):
+                self.refuse_rate_limited(sink, message, bucket.retry_after(self._monotonic()))
                 return
         self._admit(sink, message, client_modern)
 
@@ -386,17 +357,17 @@ class Server:
         inst = None
         if len(ready) == 1:
             only = ready[0]
-            if len(only.pending) < limit and not only.draining:
+            if len(only.pending) - (only.parked if limit > 1 else 0) < limit and not only.draining:
                 inst = only
         elif ready:
-            inst = self._least_loaded(ready, limit)
-        now = time.monotonic()
+            inst = least_loaded(ready, limit)
+        now = self._monotonic()
         if inst is not None and inst.stdin_backlog > inst.stdin_busy_at:
             self._refuse_busy(sink, message, f"'{self.name}' has {inst.stdin_backlog} bytes "
                               "waiting for it to read")
             return
         if inst is not None and not self.queue:
-            inst.forward(sink, message, now + self._timeout_for(message), client_modern)
+            inst.forward(sink, message, now + timeout_for(self.config, message), client_modern)
             if self._sweeper_idle:
                 self._wake_sweeper()
             return
@@ -406,27 +377,25 @@ class Server:
                     or (self._idle_stopped and self.state in (State.STOPPED, State.STOPPING))):
                 self.start()  # this request waits in the queue until the child is ready
             else:
-                self.stats.refused(message["method"], counters.UNAVAILABLE)
-                sink.deliver(error_response(
-                    message["id"], SERVER_UNAVAILABLE,
-                    f"server '{self.name}' is {self.state}: {self.reason}",
-                    {"server": self.name, "state": str(self.state), "reason": self.reason}))
+                self.stats.refused(message["method"], Outcome.UNAVAILABLE)
+                sink.deliver(errors.unavailable(
+                    message["id"], self.name, f"server '{self.name}' is {self.state}: {self.reason}",
+                    state=str(self.state), reason=self.reason))
                 return
         if len(self.queue) >= self.config.max_queue:
             self._refuse_busy(sink, message, f"'{self.name}' has {self.in_flight} requests in "
                               f"flight and {len(self.queue)} queued")
             return
-        self.queue.append(Queued(sink, message, now + self._timeout_for(message), client_modern, now))
+        self.queue.append(Queued(sink, message, now + timeout_for(self.config, message), client_modern, now))
         if self._sweeper_idle:
             self._wake_sweeper()
 
     def _refuse_busy(self, sink: Sink, message: Message, why: str) -> None:
         self.busy_total += 1
-        self.stats.refused(message["method"], counters.BUSY)
-        retry_ms = self._retry_after_ms()
-        sink.deliver(error_response(
-            message["id"], SERVER_BUSY, f"server busy: {why}; retry after {retry_ms} ms",
-            {"server": self.name, "retry_after_ms": retry_ms}))
+        self.stats.refused(message["method"], Outcome.BUSY)
+        retry_ms = retry_after_ms(self.config.max_in_flight, len(self.ready_instances), len(self.queue),
+                                  self.latencies)
+        sink.deliver(errors.busy(message["id"], self.name, why, retry_ms))
 
     def refuse_rate_limited(self, sink: Sink, message: Message, retry_after: float) -> None:
         self.rate_limited_total += 1
@@ -456,65 +425,36 @@ class Server:
             self._refresh_serving()  # open → half-open: the reason now says a trial is under way
             return True
         retry_ms = breaker.retry_after_ms()
-        sink.deliver(error_response(
-            message["id"], CIRCUIT_OPEN,
+        sink.deliver(errors.circuit_open(
+            message["id"], self.name,
             f"server '{self.name}' is failing fast: its circuit breaker opened after "
             f"{breaker.errors} failures within {breaker.window:g}s (last: {breaker.last_failure}); "
-            f"it lets a trial call through in {retry_ms} ms",
-            {"server": self.name, "retry_after_ms": retry_ms, "breaker": breaker.current()}))
+            f"it lets a trial call through in {retry_ms} ms", retry_ms, breaker.current()))
         return False
-
-    def _least_loaded(self, ready: list[Instance], limit: int) -> Instance | None:
-        best = None
-        best_load = limit
-        for inst in ready:
-            load = len(inst.pending)
-            if load < best_load and not inst.draining and inst.stdin_backlog <= inst.stdin_busy_at:
-                best = inst
-                best_load = load
-        return best
-
-    def _timeout_for(self, message: Message) -> float:
-        overrides = self.config.tool_timeouts
-        if overrides and message.get("method") == "tools/call":
-            params = message.get("params")
-            name = params.get("name") if isinstance(params, dict) else None
-            if isinstance(name, str) and name in overrides:
-                return overrides[name]
-        return self.config.request_timeout
-
-    def _retry_after_ms(self) -> int:
-        capacity = max(1, self.config.max_in_flight * max(1, len(self.ready_instances)))
-        typical = sorted(self.latencies)[len(self.latencies) // 2] if self.latencies else 0.05
-        return max(10, int(1000 * typical * (len(self.queue) / capacity + 1)))
 
     def _dispatch_queue(self) -> None:
         queue = self.queue
         limit = self.config.max_in_flight
         while queue:
-            inst = self._least_loaded(self.ready_instances, limit)
+            inst = least_loaded(self.ready_instances, limit)
             if inst is None:
                 return
             item = queue.popleft()
             inst.forward(item.sink, item.message, item.deadline, item.client_modern)
 
-    def request_done(self, instance: Instance, pending: Pending, ok: bool,
-                     outcome: int = counters.ERROR, fault: str | None = None) -> None:
+    def request_done(self, instance: Instance, pending: Pending, outcome: Outcome = OK) -> None:
         if pending.span is not None and tracing.active is not None:
-            tracing.active.end(pending.span, None, None if ok else counters.OUTCOMES[outcome])
+            tracing.active.end(pending.span, None, None if outcome is OK else outcome.label)
         if not isinstance(pending.sink, Waiter):  # the daemon's own requests are not traffic
-            now = time.monotonic()
+            now = self._monotonic()
             self.calls_total += 1
             self.last_active = now
             elapsed = now - pending.started
             self.latencies.append(elapsed)
-            if ok:
-                self.stats.record(pending.method, counters.OK, elapsed)
-            else:
+            self.stats.record(pending.method, outcome, elapsed)
+            if outcome is not OK:
                 self.errors_total += 1
-                self.stats.record(pending.method, outcome, elapsed)
-            if fault is not None:
-                self._fault(pending, fault)
+                self._settle(pending, outcome)
             elif self.breaker.state is not CLOSED and self.breaker.success():
                 log.info("%s: circuit breaker closed: a trial call succeeded", self.name)
                 self._refresh_serving()
@@ -523,14 +463,27 @@ class Server:
         if self.queue:
             self._dispatch_queue()
 
-    def _fault(self, pending: Pending, fault: str) -> None:
-        if fault is CANCELLED:
+    def slot_freed(self) -> None:
+        """A call in a child stopped holding its slot without ending (parked for its client's
+        input_required retry): a queued request may take it."""
+        if self.queue:
+            self._dispatch_queue()
+
+    def _settle(self, pending: Pending, outcome: Outcome) -> None:
+        """A call that did not end OK, told to the breaker (which opens or, for a trial that got an
+        answer, closes)."""
+        if getattr(pending.sink, "awaiting_client", False):
+            # Parked for an input_required retry that never came (the call timed out, or the
+            # child gave up waiting for the answer): the client left, the child is fine.
             self.breaker.neutral()
             return
-        if fault is TIMEOUT:
+        if outcome is Outcome.TIMEOUT:
             self._probe_soon.set()  # is the child hung? do not wait for the next health round
-        if self.breaker.failure(f"{_shown(pending.method)} {fault}"):
-            log.warning("%s: %s", self.name, self.breaker.describe())
+        if self.breaker.settle(outcome, shown(pending.method)):
+            if self.breaker.state is CLOSED:
+                log.info("%s: circuit breaker closed: a trial call succeeded", self.name)
+            else:
+                log.warning("%s: %s", self.name, self.breaker.describe())
             self._refresh_serving()
 
     def cancel(self, sink: Sink, client_id: Any, reason: str = "cancelled by the client") -> bool:
@@ -538,14 +491,13 @@ class Server:
         if self.clients is not None:
             return self.clients.cancel(sink, client_id, reason)
         left_flight = False
-        if self.cache is not None and self.cache.flights:
-            flight = self.cache.leave(sink, client_id)
-            if flight is not None:
-                if flight.waiters:
+        if self.cache is not None:
+            held, orphan = self.cache.withdraw(sink, client_id)
+            if held:
+                if orphan is None:
                     return True  # others still wait for the same answer: the child keeps working
-                # Nobody waits any more: cancel the shared request itself (if it reached the child;
-                # a flight still waiting for Redis is dropped by the cache worker).
-                sink, client_id, left_flight = flight, flight.routed_id, True
+                # Nobody waits any more: cancel the shared request itself.
+                sink, client_id, left_flight = orphan, orphan.routed_id, True
         for item in self.queue:
             if origin_of(item.sink) is sink and item.message.get("id") == client_id:
                 self.queue.remove(item)
@@ -554,7 +506,7 @@ class Server:
             for cid, pending in list(inst.pending.items()):
                 if origin_of(pending.sink) is sink and pending.client_id == client_id:
                     inst.cancel(cid, reason)
-                    self.request_done(inst, pending, False, counters.CANCELLED, CANCELLED)
+                    self.request_done(inst, pending, Outcome.CANCELLED)
                     return True
         return left_flight
 
@@ -563,7 +515,7 @@ class Server:
         if self.clients is not None:
             return self.clients.drop_sink(sink)
         dropped = 0
-        if self.cache is not None and self.cache.flights:
+        if self.cache is not None:
             for flight in self.cache.leave_all(sink):
                 if self.cancel(flight, flight.routed_id, "the client disconnected"):
                     dropped += 1
@@ -575,13 +527,18 @@ class Server:
             for cid, pending in list(inst.pending.items()):
                 if origin_of(pending.sink) is sink:
                     inst.cancel(cid, "the client disconnected")
-                    self.request_done(inst, pending, False, counters.CANCELLED, CANCELLED)
+                    self.request_done(inst, pending, Outcome.CANCELLED)
                     dropped += 1
         return dropped
 
     @property
     def in_flight(self) -> int:
         return sum(len(inst.pending) for inst in self.instances)
+
+    @property
+    def awaiting_input(self) -> int:
+        """Of `in_flight`, the calls parked for their client's input_required retry."""
+        return sum(inst.parked for inst in self.instances)
 
     # ---- deadlines ------------------------------------------------------------------------------
 
@@ -598,29 +555,28 @@ class Server:
                     await self._work.wait()
                 continue
             await anyio.sleep(SWEEP_INTERVAL)
-            self.expire(time.monotonic())
+            self.expire(self._monotonic())
 
     def expire(self, now: float) -> None:
         for inst in list(self.instances):
             for pending in inst.expire(now):
                 self.timeouts_total += 1
-                self.request_done(inst, pending, False, counters.TIMEOUT, TIMEOUT)
+                self.request_done(inst, pending, Outcome.TIMEOUT)
         if self.queue and any(item.deadline <= now for item in self.queue):
             kept: collections.deque[Queued] = collections.deque()
             for item in self.queue:
                 if item.deadline <= now:
                     self.timeouts_total += 1
                     self.errors_total += 1
-                    self.stats.refused(item.message["method"], counters.TIMEOUT)
+                    self.stats.refused(item.message["method"], Outcome.TIMEOUT)
                     # A server that is up but cannot keep up is failing; one still starting is not.
                     if self.state in SERVING and self.breaker.failure(
-                            f"{_shown(item.message['method'])} timed out in the queue"):
+                            f"{shown(item.message['method'])} timed out in the queue"):
                         self._refresh_serving()
-                    item.sink.deliver(error_response(
-                        item.message["id"], REQUEST_TIMEOUT,
+                    item.sink.deliver(errors.timed_out(
+                        item.message["id"], self.name,
                         f"server '{self.name}' could not take the request within "
-                        f"{now - item.enqueued:.1f}s ({self.state}: {self.reason or 'busy'})",
-                        {"server": self.name}))
+                        f"{now - item.enqueued:.1f}s ({self.state}: {self.reason or 'busy'})"))
                 else:
                     kept.append(item)
             self.queue = kept
@@ -631,9 +587,8 @@ class Server:
             if only_unsafe and item.message.get("method") in protocol.RETRY_SAFE_METHODS:
                 kept.append(item)
                 continue
-            self.stats.refused(item.message["method"], counters.UNAVAILABLE)
-            item.sink.deliver(error_response(item.message["id"], SERVER_UNAVAILABLE, reason,
-                                             {"server": self.name}))
+            self.stats.refused(item.message["method"], Outcome.UNAVAILABLE)
+            item.sink.deliver(errors.unavailable(item.message["id"], self.name, reason))
         self.queue = kept
 
     # ---- notifications and requests from the child ----------------------------------------------
@@ -659,17 +614,6 @@ class Server:
         for session in list(self.sessions):
             session.server_notification(self, message)
 
-    def _log_message(self, params: dict[str, Any]) -> None:
-        """A child's log message into the daemon's log: rate-limited like its stderr, cut short."""
-        log_it, held_back = self._message_budget.admit(time.monotonic())
-        if held_back:
-            log.info("%s: (%d more log messages in the last second not logged)", self.name, held_back)
-        if log_it:
-            text = str(params.get("data"))
-            if len(text) > LOG_MESSAGE_CHARS:
-                text = text[:LOG_MESSAGE_CHARS] + " [cut]"
-            log.info("%s: [%s] %s", self.name, str(params.get("level", "info"))[:20], text)
-
     def child_request(self, instance: Instance, message: Message) -> None:
         """The child asks its client something: the one client whose call can have caused it
         gets it (a call parked for its client's retry waits on that client, so it is not asking)."""
@@ -691,35 +635,6 @@ class Server:
 
     def child_protocol_error(self, instance: Instance) -> None:
         self.protocol_errors_total += 1
-
-    def _record(self, line: str, level: str) -> None:
-        """One line into this server's log: the ring, its arrival time, the log event."""
-        at = time.time()
-        self.stderr.append(line)
-        self.stderr_at.append(at)
-        self.ctx.publish({"type": "log", "server": self.name, "line": line, "level": level, "at": at})
-
-    def child_stderr(self, instance: Instance, line: str) -> None:
-        level = level_of(line)
-        self._record(line, level)
-        # Into the daemon's own log too, but a chatty child must not flood the journal.
-        log_it, held_back = self._stderr_budget.admit(time.monotonic())
-        if held_back:
-            stderr_log.info("%s: (%d more stderr lines in the last second not logged; "
-                            "see mcpctl logs %s)", self.name, held_back, self.name)
-        if log_it:
-            stderr_log.log(logging_level(level), "%s: %s", self.name, line)
-
-    def _note(self, text: str) -> None:
-        """A line of our own in this server's log (ring, file, `mcpctl logs`) and the daemon log."""
-        self._record(REDACT(f"[mcp-supervisor] {text}"), "info")
-        log.info("%s: %s", self.name, text)
-
-    def stderr_times(self, count: int) -> list[float | None]:
-        """Arrival times of the last `count` lines of `stderr`; None for lines older than the
-        times kept (a config change carries the lines of the old server over, not their times)."""
-        times = list(self.stderr_at)[-count:] if count > 0 else []
-        return [*([None] * (count - len(times))), *times]
 
     async def _refresh_tools(self, instance: Instance) -> None:
         try:
@@ -832,7 +747,7 @@ class Server:
     def _count_restart(self, kind: str, reason: str) -> None:
         self.restarts += 1
         self.restart_reasons[kind] += 1
-        at = time.time()
+        at = self.clock.time()
         self.restart_history.append({"at": at, "kind": kind, "detail": REDACT(reason)})
         self.ctx.publish({"type": "restart", "server": self.name, "reason": kind, "detail": reason,
                           "at": at})
@@ -858,118 +773,13 @@ class Server:
             return
         self.state = state
         self.reason = reason
-        self.since = time.time()
+        self.since = self.clock.time()
         self.state_history.append({"at": self.since, "state": str(state), "reason": reason})
         self._state_changed.set()
         self._state_changed = anyio.Event()
         log.info("%s: %s%s", self.name, state, f" ({reason})" if reason else "")
         self.ctx.publish({"type": "state", "server": self.name, "state": str(state),
                           "reason": reason, "at": self.since})
-
-    def check_prerequisites(self) -> str | None:
-        """Why this server cannot start, or None. Never spawns anything."""
-        if self._env_file_error:
-            return self._env_file_error
-        missing = [v for v in self.config.requires_env if not self.environ.get(v)]
-        if missing:
-            return missing_reason(self.name, missing, self._secret_problems)
-        if self.config.cwd and not Path(self._expand(self.config.cwd)).is_dir():
-            return f"working directory {self.config.cwd} does not exist"
-        if self._argv() is None:
-            if self.config.package:
-                from .installer import last_failure
-                failed = last_failure(self.ctx.data_dir, self.config)
-                if failed:
-                    return f"not installed: the last 'mcpctl install {self.name}' failed: {failed}"
-                return f"not installed: run 'mcpctl install {self.name}' ({self.config.package})"
-            return f"command not found: {self.config.command}"
-        return None
-
-    def server_env_file(self) -> Path | None:
-        if not self.config.env_file:
-            return None
-        path = Path(expand(self.config.env_file, self.ctx.environ)).expanduser()
-        if not path.is_absolute() and self.ctx.config_dir is not None:
-            path = self.ctx.config_dir / path
-        return path
-
-    async def load_secrets(self) -> None:
-        """Read the env files and credentials again (a worker thread): a key set since the last
-        spawn is used by this one."""
-        from supervisor.config.envfiles import EnvFileError, load
-        try:
-            server_file = self.server_env_file()
-            loaded = await anyio.to_thread.run_sync(load, self.ctx.environ, self.ctx.env_file, server_file)
-        except (EnvFileError, ValueError) as exc:
-            self._env_file_error = str(exc)
-            self.environ = self.ctx.environ
-            return
-        self._env_file_error = None
-        self._secret_problems = loaded.problems
-        self.ctx.secrets_seen(loaded.values.values())
-        self.environ = {**self.ctx.environ, **loaded.values} if loaded.values else self.ctx.environ
-
-    def _expand(self, value: str) -> str:
-        return expand(value, self.environ)
-
-    def variables(self) -> dict[str, list[str]]:
-        """Names (never values) of the variables this entry uses, split by whether they are set:
-        its `env` keys (set when they expand to something), `requires_env`, and every `${NAME}` in
-        command, args, env and cwd. Lets a user debug "why is it unavailable" without a secret."""
-        from supervisor.config import references
-
-        env = self.ctx.environ
-        state: dict[str, bool] = {}
-        for raw in (self.config.command, *self.config.args, *self.config.env.values(),
-                    *([self.config.cwd] if self.config.cwd else [])):
-            with contextlib.suppress(ValueError):
-                for name, _default in references(raw):
-                    state.setdefault(name, bool(env.get(name)))
-        for name in self.config.requires_env:
-            state[name] = bool(env.get(name))
-        for key, raw in self.config.env.items():
-            with contextlib.suppress(ValueError):
-                state[key] = bool(self._expand(raw))
-        return {"set": sorted(n for n, on in state.items() if on),
-                "unset": sorted(n for n, on in state.items() if not on)}
-
-    def describe_variables(self) -> str:
-        """`variables set: A, B; unset: C` for logs (names only)."""
-        names = self.variables()
-        text = "variables set: " + (", ".join(names["set"]) or "none")
-        return text + (f"; unset: {', '.join(names['unset'])}" if names["unset"] else "")
-
-    def _argv(self) -> list[str] | None:
-        if self.ctx.resolve_command is not None:
-            resolved = self.ctx.resolve_command(self.config, self.ctx.data_dir, self.environ)
-            if resolved is None:
-                return None
-            return [resolved[0], *(self._expand(a) for a in resolved[1:])]
-        command = self._expand(self.config.command)
-        path = command if "/" in command else shutil.which(command, path=self.environ.get("PATH"))
-        if path is None or not os.access(path, os.X_OK):
-            return None
-        return [path, *(self._expand(a) for a in self.config.args)]
-
-    def _default_cwd(self) -> str | None:
-        """Without `cwd`, an isolated child starts in its own HOME: never in the daemon's working
-        directory, which is `/` under systemd and whatever the shell had otherwise."""
-        if not self.config.isolate_home:
-            return None
-        return str(private_dir(self.ctx.state_dir / "home" / self.name))
-
-    def _spawn_env(self) -> dict[str, str]:
-        from .process import child_environment
-        # An entry that expands to "" is left unset: `${AWS_PROFILE:-}` passes the variable
-        # through only when the daemon has it (an empty AWS_PROFILE is not "no profile").
-        extra = {key: value for key, raw in self.config.env.items() if (value := self._expand(raw))}
-        env = child_environment(self.environ, {})
-        if self.config.isolate_home:
-            # 0700: what a child keeps in its HOME (the memory server's graph) is not for other users.
-            env["HOME"] = str(private_dir(self.ctx.state_dir / "home" / self.name))
-            env["TMPDIR"] = str(private_dir(self.ctx.state_dir / "tmp" / self.name))
-        env.update(extra)
-        return env
 
     async def run(self) -> None:
         """The server's whole life: start when wanted, supervise, stop when told."""
@@ -1024,7 +834,7 @@ class Server:
             await self._poke.wait()
         self._poke = anyio.Event()
 
-    async def _run_per_client(self, clients: ClientInstances) -> None:
+    async def _run_per_client(self, clients: ClientSet) -> None:
         """A per-client server: ready at once (its instances start on first use), until stopped."""
         while True:
             if not self._desired:
@@ -1093,12 +903,12 @@ class Server:
                 self._give_up(self.check_prerequisites() or "command not found", State.UNAVAILABLE)
                 return
             cwd = self._expand(self.config.cwd) if self.config.cwd else self._default_cwd()
-            inst = Instance(
+            inst = self.ctx.new_instance(
                 server=self.name, index=index, argv=argv, env=self._spawn_env(), cwd=cwd, owner=self,
                 init_timeout=self.config.init_timeout, stop_timeout=self.config.stop_timeout,
                 max_message=self.ctx.max_message, roots=self.config.roots,
                 era_hint=self.ctx.eras.get(self.config) if self.ctx.eras is not None else None,
-                on_spawn=self._record_spawn, on_reaped=self._record_reaped)
+                on_spawn=self._record_spawn, on_reaped=self._record_reaped, clock=self.clock)
             inst.unhealthy = Consecutive(self.config.unhealthy_after)
             self.instances.append(inst)
             self._set_slot(index, State.STARTING, "waiting for the MCP handshake")
@@ -1127,7 +937,7 @@ class Server:
             if index in self._retiring:
                 log.info("%s: pid %s stopped (autoscaled down)", self.name, inst.pid)
                 return
-            now = time.monotonic()
+            now = self._monotonic()
             if inst.restart_kind is not None:
                 # Replaced on purpose (unresponsive, memory): counted, and at once.
                 kind = Exit(inst.restart_kind)
@@ -1154,7 +964,7 @@ class Server:
                     self._give_up(f"{reason} ({decision.why})")
                     return
             else:
-                uptime = time.time() - (inst.started_at or time.time())
+                uptime = self.clock.time() - (inst.started_at or self.clock.time())
                 reason = f"crashed: {info.describe()}"
                 if info.last_stderr:
                     reason += f": {info.last_stderr[-1].strip()}"
@@ -1184,7 +994,7 @@ class Server:
             self.owner_of._adopt(inst)
         if self.cache is not None:
             self.cache.child_ready(inst)
-        self.last_active = time.monotonic()
+        self.last_active = self._monotonic()
         self._set_slot(inst.index, State.READY, "")
         self._dispatch_queue()
 
@@ -1211,20 +1021,13 @@ class Server:
             self._derive_state()
 
     def _derive_state(self) -> None:
-        """The server's state from its slots' (best first) and its breaker's."""
-        states = list(self._slot_states.values())
-        for wanted in (State.READY, State.STARTING, State.BACKOFF):
-            for slot_state, slot_reason in states:
-                if slot_state == wanted:
-                    if wanted == State.READY:
-                        if self.breaker.state is not CLOSED:
-                            self._set_state(State.DEGRADED, self.breaker.describe())
-                            return
-                        target = self.target_instances
-                        if len(self.ready_instances) < target:
-                            slot_reason = f"{len(self.ready_instances)}/{target} instances ready"
-                    self._set_state(wanted, slot_reason)
-                    return
+        """The server's state from its slots' (best first) and its breaker's (see `derived`)."""
+        breaker = self.breaker
+        derived = derive_state(self._slot_states.values(),
+                               None if breaker.state is CLOSED else breaker.describe(),
+                               len(self.ready_instances), self.target_instances)
+        if derived is not None:
+            self._set_state(*derived)
 
     # ---- health ---------------------------------------------------------------------------------
 
@@ -1241,10 +1044,10 @@ class Server:
                 await self._probe_soon.wait()
             if self._probe_soon.is_set():
                 self._probe_soon = anyio.Event()
-                wait = last + min(PROBE_SPACING, interval) - time.monotonic()
+                wait = last + min(PROBE_SPACING, interval) - self._monotonic()
                 if wait > 0:
                     await anyio.sleep(wait)
-            last = time.monotonic()
+            last = self._monotonic()
             targets = [inst for inst in self.ready_instances if inst.restart_kind is None]
             if len(targets) == 1:
                 await self._probe(targets[0])
@@ -1280,8 +1083,11 @@ class Server:
             log.warning("%s: pid %s did not answer a health probe within %gs (%d/%d)", self.name,
                         inst.pid, timeout, failures, inst.unhealthy.threshold)
 
-    def memory_sample(self, inst: Instance) -> None:
-        """A new memory sample for `inst` (from health.MemoryWatch): enforce `memory_limit`."""
+    def memory_sample(self, inst: Instance, sample: tuple[int, int, bool], cpu_seconds: float | None,
+                      now: float) -> None:
+        """A sample of `inst`'s tree (from health.MemoryWatch: bytes, processes, whether the bytes are
+        PSS; CPU seconds): the instance keeps it, and `memory_limit` is enforced."""
+        inst.took_sample(*sample, cpu_seconds, now)
         limit = self.config.memory_limit
         size = inst.memory_bytes or 0
         if not limit or inst.restart_kind is not None:
@@ -1301,13 +1107,20 @@ class Server:
         check = max(0.05, min(after / 4, IDLE_RECHECK))
         while True:
             await anyio.sleep(check)
-            if self.state in SERVING and idle_due(self.last_active, time.monotonic(), after,
-                                                  self.in_flight + len(self.queue)):
-                log.info("%s: idle for %s; stopping it until the next request", self.name,
-                         format_duration(after))
-                self.stop(f"idle: no requests for {format_duration(after)}; "
-                          "starts again on the next request")
-                self._idle_stopped = True
+            self.idle_check(after)
+
+    def idle_check(self, after: float) -> bool:
+        """One look by the idle watch: stop a serving server with nothing to do for `after`
+        seconds (the next request starts it again). True when it stopped it."""
+        if self.state in SERVING and idle_due(self.last_active, self._monotonic(), after,
+                                              self.in_flight + len(self.queue)):
+            log.info("%s: idle for %s; stopping it until the next request", self.name,
+                     format_duration(after))
+            self.stop(f"idle: no requests for {format_duration(after)}; "
+                      "starts again on the next request")
+            self._idle_stopped = True
+            return True
+        return False
 
     def _record_spawn(self, record: ProcessRecord) -> None:
         self.ctx.direct_children.add(record.pid)
@@ -1327,15 +1140,8 @@ class Server:
         if scaler is None or self._slot_group is None or self._stopping or self.state not in SERVING:
             return
         ready = [inst for inst in self.ready_instances if not inst.draining]
-        shares = [inst.cpu_share for inst in ready if inst.cpu_share is not None]
-        sizes = [inst.memory_bytes for inst in ready if inst.memory_bytes]
-        in_flight = sum(len(inst.pending) for inst in ready)
-        obs = Observation(
-            instances=self.target_instances, ready=len(ready), queue=len(self.queue),
-            in_flight=in_flight, capacity=len(ready) * self.config.max_in_flight,
-            cpu=sum(shares) / len(shares) if shares and len(shares) == len(ready) else None,
-            fleet_memory=fleet_memory, memory_limit=memory_limit,
-            instance_memory=sum(sizes) // len(sizes) if sizes else None)
+        obs = observation(ready, self.target_instances, len(self.queue), self.config.max_in_flight,
+                          fleet_memory, memory_limit)
         verdict = scaler.observe(now, obs)
         if verdict is not None:
             self._apply_scale(verdict, ready)
@@ -1346,11 +1152,9 @@ class Server:
             self._add_slot()
             log.info("%s: scaling up: %s", self.name, verdict.reason)
         elif verdict.direction == DOWN:
-            candidates = [inst for inst in ready if inst.restart_kind is None]
-            if len(candidates) <= 1:
+            victim = scale_down_victim(ready)
+            if victim is None:
                 return
-            # The least busy goes (the newest on a tie), so the drain is short.
-            victim = min(candidates, key=lambda inst: (len(inst.pending), -inst.index))
             self._retire(victim)
             log.info("%s: scaling down: %s; draining pid %s (%d in flight)", self.name,
                      verdict.reason, victim.pid, len(victim.pending))
@@ -1358,7 +1162,7 @@ class Server:
             log.warning("%s: %s", self.name, verdict.reason)
         self.scale_events[verdict.direction] += 1
         self.last_scale = {"direction": verdict.direction, "reason": verdict.reason,
-                           "from": before, "to": self.target_instances, "at": time.time()}
+                           "from": before, "to": self.target_instances, "at": self.clock.time()}
         self.ctx.publish({"type": "scale", "server": self.name, **self.last_scale})
         if self.state in SERVING:
             self._derive_state()
@@ -1405,7 +1209,7 @@ class Server:
             "pids": pids,
             "restarts": self.restarts,
             "restart_reasons": dict(self.restart_reasons),
-            "uptime_s": round(time.time() - started, 3) if started else None,
+            "uptime_s": round(self.clock.time() - started, 3) if started else None,
             "memory_bytes": sum(memory) if memory else None,
             "memory_limit": self.config.memory_limit,
             "in_flight": self.in_flight,
