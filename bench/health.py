@@ -30,7 +30,8 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from supervisor.client.control import ControlError, call  # noqa: E402
+from supervisor.client.control import call  # noqa: E402
+from supervisor.client.errors import RemoteError  # noqa: E402
 from tests.conftest import CHAOS, ECHO, Daemon, alive_pids, daemon_env, server_toml, wait_for  # noqa: E402
 
 
@@ -86,7 +87,7 @@ def bench_crash(trials: int) -> list[float]:
         for name in names:
             pid = daemon.wait_state(name, "ready", timeout=60)["pid"]
             started = time.monotonic()
-            with contextlib.suppress(ControlError):  # -32003: it died under the call, as intended
+            with contextlib.suppress(RemoteError):  # -32003: it died under the call, as intended
                 call(daemon.socket, "supervisor/call", {"server": name, "tool": "echo",
                                                         "arguments": {"text": "x"}}, 10)
             after = _replaced(daemon, name, pid, 30)

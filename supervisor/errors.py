@@ -6,8 +6,9 @@
      ├── SpawnError                     a child could not be started
      ├── UpstreamTimeout                the child did not answer within the deadline
      ├── UpstreamGone                   the child exited while the request was in flight
-     ├── UnknownServer                  no server by that name
-     └── DaemonNotRunning               (client side) nothing listens on the control socket
+     └── UnknownServer                  no server by that name
+
+The client side (`mcpctl` verbs, the dashboard) has its own two, in `supervisor.client.errors`.
 
 Every error a client can see is built here, so codes and the shape of their `data` live in one
 place: an exception becomes an error object with `to_jsonrpc_error`; the refusals a request meets
@@ -90,10 +91,6 @@ class UpstreamGone(SupervisorError):
 
 class UnknownServer(SupervisorError):
     code = UNKNOWN_SERVER
-
-
-class DaemonNotRunning(SupervisorError):
-    """Client side: nothing answers on the control socket."""
 
 
 def to_jsonrpc_error(exc: SupervisorError) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from supervisor.client.control import ControlError, call
+from supervisor.client.control import call
+from supervisor.client.errors import RemoteError
 
 from .conftest import CHAOS, ECHO, Daemon, MakeDaemon, alive_pids, server_toml, wait_for
 
@@ -63,8 +64,8 @@ def tool(daemon: Daemon, server: str, name: str, arguments: dict[str, Any] | Non
 
 
 def tool_error(daemon: Daemon, server: str, name: str, arguments: dict[str, Any] | None = None
-               ) -> ControlError:
-    with pytest.raises(ControlError) as info:
+               ) -> RemoteError:
+    with pytest.raises(RemoteError) as info:
         tool(daemon, server, name, arguments)
     return info.value
 
@@ -171,7 +172,7 @@ def matrix_fleet(policy: dict[str, Any], marker_dir: str) -> str:
 
 def trigger(daemon: Daemon, name: str, pid: int) -> None:
     if name in ("clean", "error"):
-        with contextlib.suppress(ControlError):  # the child dies under the call: -32003
+        with contextlib.suppress(RemoteError):  # the child dies under the call: -32003
             tool(daemon, name, "echo", {"text": "bye"})
     elif name == "signal":
         os.kill(pid, signal.SIGKILL)

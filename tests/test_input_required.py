@@ -34,11 +34,19 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def start(make_daemon: MakeDaemon, **keys: Any) -> tuple[Daemon, str]:
+def start(make_daemon: MakeDaemon, door: str = "/mcp/conf", prefix: str = "on-collision",
+          **keys: Any) -> tuple[Daemon, str]:
+    """A daemon whose one server `conf` is the conformance child; the URL of `door` (the
+    per-server door, or the aggregate `/mcp` with `[aggregate] prefix`)."""
     port = free_port()
-    daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("conf", CHILD, **keys))
+    daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n[aggregate]\nprefix = "{prefix}"\n'
+                         + server_toml("conf", CHILD, **keys))
     daemon.wait_state("conf", "ready")
-    return daemon, f"http://127.0.0.1:{port}/mcp/conf"
+    return daemon, f"http://127.0.0.1:{port}{door}"
+
+
+# The per-server door and the aggregate, whose tools keep their names (one server: no collision).
+DOORS = [pytest.param("/mcp/conf", id="per-server"), pytest.param("/mcp", id="aggregate")]
 
 
 async def elicit(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
@@ -57,38 +65,49 @@ async def roots(context: ClientRequestContext) -> types.ListRootsResult:
     return types.ListRootsResult(roots=[types.Root(uri=FileUrl("file:///work/project"), name="project")])
 
 
-async def test_sdk_client_answers_a_legacy_childs_questions_over_http(make_daemon: MakeDaemon) -> None:
+@pytest.mark.parametrize(("door", "prefix", "named"), [
+    pytest.param("/mcp/conf", "on-collision", "", id="per-server"),
+    pytest.param("/mcp", "on-collision", "", id="aggregate"),
+    pytest.param("/mcp", "always", "conf__", id="aggregate-prefixed"),
+])
+async def test_sdk_client_answers_a_legacy_childs_questions_over_http(
+        make_daemon: MakeDaemon, door: str, prefix: str, named: str) -> None:
     """The SDK's default (2026-07-28) client gets InputRequiredResults for the child's
     elicitation, sampling and roots requests, answers them, and receives the child's final result;
-    three requests at once, and two rounds one after the other, both work."""
-    _, url = start(make_daemon)
+    three requests at once, and two rounds one after the other, both work. Through the aggregate
+    too, with the child's names and with aggregate names (`conf__tool`, rewritten before the child
+    sees the call: the retry carries the public name and still resumes the child's call)."""
+    _, url = start(make_daemon, door, prefix)
     with anyio.fail_after(60):
         async with Client(url, elicitation_callback=elicit, sampling_callback=sample,
                           list_roots_callback=roots) as client:
             assert client.session.discover_result is not None  # the stateless era, not initialize
-            hello = await client.call_tool("test_input_required_result_elicitation", {})
+            hello = await client.call_tool(f"{named}test_input_required_result_elicitation", {})
             assert text_of(hello) == "Hello, answer-to-name!"
-            said = await client.call_tool("test_input_required_result_sampling", {})
+            said = await client.call_tool(f"{named}test_input_required_result_sampling", {})
             assert text_of(said) == "The model said: Paris"
-            listed = await client.call_tool("test_input_required_result_list_roots", {})
+            listed = await client.call_tool(f"{named}test_input_required_result_list_roots", {})
             assert text_of(listed) == "Roots: file:///work/project"
-            every = await client.call_tool("test_input_required_result_multiple_inputs", {})
+            every = await client.call_tool(f"{named}test_input_required_result_multiple_inputs", {})
             text = text_of(every)
             assert "answer-to-name" in text and "Paris" in text and "file:///work/project" in text
-            rounds = await client.call_tool("test_input_required_result_multi_round", {})
+            rounds = await client.call_tool(f"{named}test_input_required_result_multi_round", {})
             assert text_of(rounds) == "answer-to-name's favorite color is answer-to-color"
-            prompt = await client.get_prompt("test_input_required_result_prompt", {})
+            prompt = await client.get_prompt(f"{named}test_input_required_result_prompt", {})
             content = prompt.messages[0].content
             assert isinstance(content, types.TextContent), content
             assert content.text == "Use this context: answer-to-context"
 
 
+@pytest.mark.parametrize("target", [pytest.param(["conf"], id="connect-NAME"),
+                                    pytest.param(["--all"], id="connect-all")])
 async def test_sdk_client_answers_a_legacy_childs_questions_through_the_bridge(
-        make_daemon: MakeDaemon) -> None:
-    """The same rounds through `mcpctl connect` (the SDK's default 2026-07-28 mode over stdio):
-    the daemon answers input_required on the bridge's stream, and the retry resumes the child."""
+        make_daemon: MakeDaemon, target: list[str]) -> None:
+    """The same rounds through `mcpctl connect` (the SDK's default 2026-07-28 mode over stdio),
+    to the server and to the aggregate (`connect --all`): the daemon answers input_required on
+    the bridge's stream, and the retry resumes the child."""
     daemon, _ = start(make_daemon)
-    params = StdioServerParameters(command=MCPCTL, args=["--socket", str(daemon.socket), "connect", "conf"],
+    params = StdioServerParameters(command=MCPCTL, args=["--socket", str(daemon.socket), "connect", *target],
                                    env=daemon.env)
     with anyio.fail_after(60):
         async with Client(params, elicitation_callback=elicit, sampling_callback=sample,
@@ -121,10 +140,12 @@ async def call(http: httpx.AsyncClient, url: str, tool: str, capabilities: dict[
     return response.status_code, response.json()
 
 
-async def test_tampered_and_replayed_request_state_is_refused(make_daemon: MakeDaemon) -> None:
+@pytest.mark.parametrize("door", DOORS)
+async def test_tampered_and_replayed_request_state_is_refused(make_daemon: MakeDaemon, door: str) -> None:
     """A requestState altered by the client is -32602 and ends nothing: the genuine state still
-    completes the call; once used, the same state is refused (its round is over)."""
-    _, url = start(make_daemon)
+    completes the call; once used, the same state is refused (its round is over). The same
+    through the aggregate."""
+    _, url = start(make_daemon, door)
     tool = "test_input_required_result_request_state"
     caps: dict[str, Any] = {"elicitation": {}}
     async with httpx.AsyncClient(timeout=30) as http:
@@ -158,10 +179,11 @@ async def test_undeclared_capability_is_32021_and_frees_the_child(make_daemon: M
     wait_for(lambda: daemon.status("conf")["in_flight"] == 0, 10, what="the child's call to end")
 
 
-async def test_missing_answers_are_asked_again(make_daemon: MakeDaemon) -> None:
+@pytest.mark.parametrize("door", DOORS)
+async def test_missing_answers_are_asked_again(make_daemon: MakeDaemon, door: str) -> None:
     """A retry that answers only some of the open questions gets a new InputRequiredResult with
-    the rest (not an error), and its state carries the call on."""
-    _, url = start(make_daemon)
+    the rest (not an error), and its state carries the call on, through either door."""
+    _, url = start(make_daemon, door)
     tool = "test_input_required_result_multiple_inputs"
     caps: dict[str, Any] = {"elicitation": {}, "sampling": {}, "roots": {}}
     async with httpx.AsyncClient(timeout=30) as http:
@@ -209,11 +231,21 @@ async def test_sdk_client_without_callbacks_gets_an_error_not_a_hang(make_daemon
             assert raised.value.error.code == -32021
 
 
-async def test_retries_reach_the_instance_that_asked_in_a_pool(make_daemon: MakeDaemon) -> None:
-    """Two clients at once on a two-instance pool, each through several rounds: every retry goes
-    to the child process that asked (the parked call holds its instance), never to the other."""
-    daemon, url = start(make_daemon, stateless=True, instances=2)
-    wait_for(lambda: len(daemon.status("conf").get("pids") or []) == 2, 20, what="two instances")
+@pytest.mark.parametrize(("door", "pool"), [
+    pytest.param("/mcp/conf", {"instances": 2, "max_in_flight": 1}, id="per-server-fixed-pool"),
+    pytest.param("/mcp", {"min_instances": 2, "max_instances": 3, "max_in_flight": 1,
+                          "scale_up_queue": 1, "scale_up_window": "100ms"}, id="aggregate-autoscaled"),
+])
+async def test_retries_reach_the_instance_that_asked_in_a_pool(make_daemon: MakeDaemon, door: str,
+                                                               pool: dict[str, Any]) -> None:
+    """Three clients at once on a pool of children, each through several rounds: every retry
+    goes to the child process that asked (the parked call holds its instance), never to another,
+    which would not know the request it answers (the call would hang or fail). Also through the
+    aggregate in front of an autoscaled pool, so calls queue and the pool may grow while rounds
+    are open. One call per child at a time (`max_in_flight = 1`): a legacy child's request does
+    not say which of its calls asked, so with two calls on one child the daemon refuses to guess."""
+    daemon, url = start(make_daemon, door, stateless=True, **pool)
+    wait_for(lambda: len(daemon.status("conf").get("pids") or []) >= 2, 20, what="two instances")
     results: list[str] = []
 
     async def one() -> None:
@@ -224,9 +256,10 @@ async def test_retries_reach_the_instance_that_asked_in_a_pool(make_daemon: Make
 
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(one)
-            tg.start_soon(one)
-    assert results == ["answer-to-name's favorite color is answer-to-color"] * 6
+            for _ in range(3):
+                tg.start_soon(one)
+    assert results == ["answer-to-name's favorite color is answer-to-color"] * 9
+    wait_for(lambda: daemon.status("conf")["in_flight"] == 0, 10, what="every call to end")
 
 
 def test_a_2026_call_on_a_session_can_still_be_cancelled(make_daemon: MakeDaemon) -> None:
@@ -242,3 +275,32 @@ def test_a_2026_call_on_a_session_can_still_be_cancelled(make_daemon: MakeDaemon
         raw.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
                   "params": {"requestId": 41, "reason": "changed my mind"}})
         wait_for(lambda: daemon.status("conf")["in_flight"] == 0, 5, what="the cancel to free the slot")
+
+
+async def test_abandoned_rounds_hold_no_slot_and_do_not_open_the_breaker(make_daemon: MakeDaemon) -> None:
+    """Regression (found running the suite twice against one daemon): calls answered
+    input_required whose client never retries held their slots in the child until
+    request_timeout, so a handful of abandoned rounds made every later call queue; and their
+    expiry counted as child failures, opening the circuit breaker, and a stop waited
+    drain_timeout for them. Now a parked call waits on its client without a slot, its end is
+    neutral for the breaker, and a drain does not wait for it."""
+    daemon, url = start(make_daemon, "/mcp", max_in_flight=2, request_timeout="2s")
+    caps: dict[str, Any] = {"elicitation": {}}
+    async with httpx.AsyncClient(timeout=30) as http:
+        for _ in range(6):  # three times the child's slots, never retried
+            _, first = await call(http, url, "test_input_required_result_elicitation", caps)
+            assert first["result"]["resultType"] == "input_required"
+        assert daemon.status("conf")["in_flight"] == 6
+        # What a drain waits for (and /healthz shows) leaves them out: their clients may never
+        # come back, so a stop does not hold on to them for drain_timeout.
+        health = await http.get(url.rsplit("/mcp", 1)[0] + "/healthz")
+        assert health.json()["in_flight"] == 0
+        with anyio.fail_after(1.5):  # before any parked call expires: not queued behind them
+            _, plain = await call(http, url, "test_simple_text", {})
+        assert plain["result"]["content"][0]["text"]
+        wait_for(lambda: daemon.status("conf")["in_flight"] == 0, 10, what="the parked calls to expire")
+        status = daemon.status("conf")
+        assert status["breaker"]["state"] == "closed" and status["breaker"]["failures"] == 0, status
+        assert status["state"] == "ready"
+        _, again = await call(http, url, "test_simple_text", {})
+        assert "result" in again

@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from supervisor.config import ServerConfig, parse_config
+from supervisor.config.package import PackageSpec
 from supervisor.core.installer import (
     MARKER,
     Installer,
@@ -24,7 +25,6 @@ from supervisor.core.installer import (
     install_steps,
     installer_env,
     is_installed,
-    parse_package,
     resolve_command,
     server_prefix,
 )
@@ -176,23 +176,43 @@ def test_a_package_without_the_configured_command_fails_clearly(tmp_path: Path) 
 
 
 def test_install_steps_are_argv_lists_never_shell(tmp_path: Path) -> None:
-    npm = install_steps(parse_package("npm:@scope/name@1.2.3"), (), tmp_path, npm="/usr/bin/npm")
+    npm = install_steps(PackageSpec.parse("npm:@scope/name@1.2.3"), (), tmp_path, npm="/usr/bin/npm")
     assert npm == [("npm install", ["/usr/bin/npm", "install", "--prefix", str(tmp_path), "--no-audit",
                                     "--no-fund", "--omit=dev", "--no-progress", "--loglevel=warn",
                                     "--", "@scope/name@1.2.3"])]
-    pypi = install_steps(parse_package("pypi:grype-mcp==0.4.0"), ("mcp<2",), tmp_path, python="/py")
+    pypi = install_steps(PackageSpec.parse("pypi:grype-mcp==0.4.0"), ("mcp<2",), tmp_path, python="/py")
     assert pypi[0][1] == ["/py", "-m", "venv", str(tmp_path / "venv")]
     assert pypi[1][1][-3:] == ["--", "grype-mcp==0.4.0", "mcp<2"]
     assert pypi[1][1][0] == str(tmp_path / "venv/bin/python")
 
 
 def test_parse_package() -> None:
-    assert str(parse_package("npm:@a/b@1.0.0")) == "npm:@a/b@1.0.0"
-    assert parse_package("pypi:mcp-server-time==2026.10.19").requirement == "mcp-server-time==2026.10.19"
-    with pytest.raises(ValueError, match="not an exact pin"):
-        parse_package("npm:left-pad@^1.0.0")
-    with pytest.raises(ValueError, match="not an exact pin"):
-        parse_package("pip:thing==1")
+    assert str(PackageSpec.parse("npm:@a/b@1.0.0")) == "npm:@a/b@1.0.0"
+    assert PackageSpec.parse("pypi:mcp-server-time==2026.10.19").requirement == "mcp-server-time==2026.10.19"
+    assert PackageSpec.parse("pypi:mcp[cli] == 1.2").requirement == "mcp[cli]==1.2"
+    with pytest.raises(ValueError, match="must pin an exact version"):
+        PackageSpec.parse("npm:left-pad@^1.0.0")
+    with pytest.raises(ValueError, match="expected"):
+        PackageSpec.parse("pip:thing==1")
+
+
+@pytest.mark.parametrize("text", ["npm:@a/b@1.0.0", "npm:X@2.0.0-rc.1", "pypi:mcp[cli]==1.2", "pypi:a == 1",
+                                  "npm:a@latest", "npm:a", "npm:a@^1", "pypi:a>=1", "pypi:a==", "pip:a==1",
+                                  "npm:@/x@1", ""])
+def test_the_config_accepts_exactly_the_packages_the_installer_parses(text: str) -> None:
+    """Regression: the `package` grammar was written twice (config validation and the installer);
+    now both read PackageSpec, so a value fleet.toml accepts always parses for `mcpctl install`."""
+    from supervisor.config import parse_config
+    from supervisor.errors import ConfigError
+
+    toml = f'[servers.s]\ncommand = "s"\npackage = "{text}"\n'
+    try:
+        PackageSpec.parse(text)
+    except ValueError:
+        with pytest.raises(ConfigError, match="package"):
+            parse_config(toml)
+    else:
+        assert parse_config(toml).servers["s"].package == text
 
 
 def test_installer_env_passes_proxy_and_ca_but_not_credentials() -> None:

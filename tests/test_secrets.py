@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import load_config, parse_config
+from supervisor.config.package import PackageSpec
 from supervisor.config.secrets_mask import Masker, is_secret_name, mask_urls, server_secrets, url_passwords
-from supervisor.core.installer import install_steps, parse_package
+from supervisor.core.installer import install_steps
 from supervisor.errors import ConfigError
 
 from .conftest import CHAOS, ECHO, MCPCTL, PY, MakeDaemon, daemon_env, server_toml, wait_for
@@ -151,7 +152,7 @@ def test_option_smuggled_as_a_requirement_is_refused_with_file_line_key(tmp_path
 
 def test_installer_ends_options_before_the_packages(tmp_path: Path) -> None:
     """The second lock: even a requirement that got past the config cannot be an installer option."""
-    spec = parse_package("npm:@scope/name@1.2.3")
+    spec = PackageSpec.parse("npm:@scope/name@1.2.3")
     [(_, npm)] = install_steps(spec, ("other@2.0.0",), tmp_path, npm="npm")
     assert npm[npm.index("--") + 1:] == ["@scope/name@1.2.3", "other@2.0.0"]
     with pytest.raises(ValueError, match="is an option, not a package"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import FleetConfig, load_config, referenced_vars
-from supervisor.core.installer import parse_package
+from supervisor.config.package import PackageSpec
 
 FLEET = Path(__file__).resolve().parent.parent / "fleet.toml"
 
@@ -32,7 +32,7 @@ def test_exactly_27_servers(fleet: FleetConfig) -> None:
 def test_every_server_is_pinned_to_an_exact_version(fleet: FleetConfig) -> None:
     for server in fleet.servers.values():
         assert server.package, server.name
-        spec = parse_package(server.package)
+        spec = PackageSpec.parse(server.package)
         assert re.fullmatch(r"\d+(\.\d+)+", spec.version), (server.name, spec.version)
         assert "/" not in server.command, f"{server.name}: command must be the package's bin"
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from anyio.abc import SocketStream
 
-from tui.client import DaemonError, DaemonUnavailable, Fleet, SocketDaemonClient
+from tui.client import DaemonUnavailable, Fleet, RemoteError, SocketDaemonClient
 from tui.fake import NAMES, FakeDaemonClient, serve_fake, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -77,7 +77,7 @@ async def test_error_answers_are_daemon_errors(sock: Path) -> None:
     with anyio.fail_after(10):
         async with fake_daemon(sock, FakeDaemonClient()):
             client = SocketDaemonClient(sock)
-            with pytest.raises(DaemonError, match="no server named 'nope'") as caught:
+            with pytest.raises(RemoteError, match="no server named 'nope'") as caught:
                 await client.logs("nope", 5)
             assert caught.value.code == -32005
 

@@ -3,7 +3,7 @@
 The dashboard talks to the daemon only through its control socket:
 
     client.py   DaemonClient (the interface the app reads), SocketDaemonClient (the real one),
-                LogLine, DaemonUnavailable / DaemonError (the only two failures the app handles)
+                LogLine, DaemonUnavailable / RemoteError (the only two failures the app handles)
     model.py    FleetModel: folds `supervisor/status` and `supervisor/event` pushes into state and
                 per-metric history (Series), filter and sort keys; pure and Textual-free
     columns.py  which table columns fit a width (fixed priority), text cut at word boundaries
@@ -16,11 +16,12 @@ The dashboard talks to the daemon only through its control socket:
     app.py      TopApp, the Textual app
     fake.py     FakeDaemonClient: fixed, deterministic data for snapshots, tests and the CPU bench
 
-Nothing here imports supervisor internals except `supervisor.paths` and `supervisor.units`.
+Nothing here imports supervisor internals except `supervisor.paths`, `supervisor.units` and
+`supervisor.client.errors` (the failures it shares with the `mcpctl` verbs).
 """
 
 from __future__ import annotations
 
-from tui.client import DaemonClient, DaemonError, DaemonUnavailable, Fleet, LogLine, SocketDaemonClient
+from tui.client import DaemonClient, DaemonUnavailable, Fleet, LogLine, RemoteError, SocketDaemonClient
 
-__all__ = ["DaemonClient", "DaemonError", "DaemonUnavailable", "Fleet", "LogLine", "SocketDaemonClient"]
+__all__ = ["DaemonClient", "DaemonUnavailable", "Fleet", "LogLine", "RemoteError", "SocketDaemonClient"]

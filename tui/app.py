@@ -43,7 +43,7 @@ from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Label, Sparkline, Static
 
-from tui.client import DaemonClient, DaemonError, DaemonUnavailable, LogLine
+from tui.client import DaemonClient, DaemonUnavailable, LogLine, RemoteError
 from tui.columns import SPARK_WIDTH, Column, choose, fit_words
 from tui.keys import APP_KEYS, MAIN_KEYS
 from tui.logview import LogLines
@@ -464,7 +464,7 @@ class TopApp(App[int]):
                 reason = "the event stream ended"
             except DaemonUnavailable as exc:
                 reason = exc.reason
-            except DaemonError as exc:
+            except RemoteError as exc:
                 reason = f"the daemon refused the subscription: {exc.message}"
             except Exception as exc:  # never a traceback: say it and retry
                 reason = f"unexpected {type(exc).__name__}: {exc}"
@@ -766,7 +766,7 @@ class TopApp(App[int]):
                         write([LogLine.from_event(event)])
         except DaemonUnavailable:
             pass  # the main feed noticed too, and says so
-        except DaemonError as exc:
+        except RemoteError as exc:
             if tail == self._tails[which]:
                 write([LogLine("-", f"(no log: {exc.message})", level="warning")])
         except Exception as exc:
@@ -777,7 +777,7 @@ class TopApp(App[int]):
     async def _fetch_tools(self, name: str) -> None:
         try:
             self.tools[name] = await self.client.tools(name)
-        except DaemonError as exc:
+        except RemoteError as exc:
             self.tools[name] = exc.message
         except DaemonUnavailable as exc:
             self.tools[name] = exc.reason
@@ -793,7 +793,7 @@ class TopApp(App[int]):
             self.details[name] = await self.client.detail(name)
             self.tool_diffs[name] = await self.client.tool_changes(name)
             backfill = await self.client.logs(name, STDERR_KEPT)
-        except (DaemonError, DaemonUnavailable):
+        except (RemoteError, DaemonUnavailable):
             return  # the screen shows what the session saw
         except Exception:
             return
@@ -889,7 +889,7 @@ class TopApp(App[int]):
         async def run() -> None:
             try:
                 result = await call()
-            except DaemonError as exc:
+            except RemoteError as exc:
                 self.notify(f"{label}: {exc.message}", severity="error")
             except DaemonUnavailable as exc:
                 self.notify(f"{label}: {exc.reason}", severity="error")

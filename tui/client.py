@@ -4,7 +4,8 @@ The app depends on `DaemonClient` only, so snapshot tests feed it `tui.fake.Fake
 `mcpctl top` feeds it `SocketDaemonClient`. Every failure to reach the daemon (no socket, refused,
 closed mid-stream, silent for too long) surfaces as one exception, `DaemonUnavailable`, which the
 app turns into its "daemon not running — retrying" state. An error *answer* from a live daemon
-(unknown server, bad params) is a `DaemonError` instead: the daemon is fine, the request was not.
+(unknown server, bad params) is a `RemoteError` instead: the daemon is fine, the request was not.
+Both are `supervisor.client.errors`'s, the same the `mcpctl` verbs raise.
 
 Wire format: newline-delimited JSON-RPC 2.0 over a Unix stream socket. Requests use a fresh
 connection each (they are rare: a key press, a selection change), so replies never interleave with
@@ -25,28 +26,15 @@ import orjson
 from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from supervisor.client.errors import DaemonUnavailable, RemoteError
 from tui.levels import known_level
 
 # A status reply for 27 servers is a few kB; a log line can be long. Anything past this is a bug.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
-class DaemonUnavailable(Exception):
-    """Nothing usable answers on the control socket: not running, refused, gone, or silent."""
-
-    def __init__(self, socket_path: Path | str, reason: str) -> None:
-        super().__init__(f"daemon not running at {socket_path}: {reason}")
-        self.socket_path = Path(socket_path)
-        self.reason = reason
-
-
-class DaemonError(Exception):
-    """The daemon answered with a JSON-RPC error (e.g. no server by that name)."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
+__all__ = ["DaemonClient", "DaemonUnavailable", "Fleet", "LogLine", "RemoteError", "SocketDaemonClient",
+           "Targets", "log_lines", "targets_params"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +68,7 @@ Targets = Sequence[str] | Literal[Fleet.ALL]
 
 class DaemonClient(Protocol):
     """What the dashboard needs from the daemon. Implementations raise `DaemonUnavailable` when
-    the daemon cannot be reached and `DaemonError` when it refuses a request."""
+    the daemon cannot be reached and `RemoteError` when it refuses a request."""
 
     @property
     def socket_path(self) -> Path:
@@ -203,8 +191,7 @@ class SocketDaemonClient:
             if message.get("id") != request_id:
                 continue  # a notification that raced the reply; the caller does not want it
             if "error" in message:
-                error = message["error"] or {}
-                raise DaemonError(str(error.get("message", "unknown error")), error.get("code"))
+                raise RemoteError.from_reply(message["error"])
             return message.get("result")
 
     async def _call(self, method: str, params: dict[str, Any]) -> Any:

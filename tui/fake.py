@@ -25,7 +25,7 @@ from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream
 
-from tui.client import DaemonError, DaemonUnavailable, Fleet, LogLine, Targets, log_lines
+from tui.client import DaemonUnavailable, Fleet, LogLine, RemoteError, Targets, log_lines
 
 NOW = 1_767_225_600.0
 """The fake's clock: 2026-01-01T00:00:00Z. Pass `clock=lambda: NOW` to the app for stable text."""
@@ -356,7 +356,7 @@ class FakeDaemonClient:
         for server in self.servers:
             if server["name"] == name:
                 return server
-        raise DaemonError(f"no server named {name!r}", -32005)
+        raise RemoteError(f"no server named {name!r}", -32005)
 
     async def status(self) -> dict[str, Any]:
         self._check()
@@ -398,7 +398,7 @@ class FakeDaemonClient:
         names = [s["name"] for s in self.servers] if targets is Fleet.ALL else list(targets)
         self.calls.append((verb, "all" if targets is Fleet.ALL else names))
         if self.refuse_actions:
-            raise DaemonError(self.refuse_actions)
+            raise RemoteError(self.refuse_actions)
         for name in names:
             server = self._server(name)
             server.update(state=state, reason=reason, since=self.now)
@@ -433,14 +433,14 @@ class FakeDaemonClient:
         self._check()
         self.calls.append(("reload", None))
         if self.refuse_actions:
-            raise DaemonError(self.refuse_actions)
+            raise RemoteError(self.refuse_actions)
         return {"added": [], "removed": [], "changed": [], "unchanged": [s["name"] for s in self.servers]}
 
     async def clear_cache(self, name: str | None) -> int:
         self._check()
         self.calls.append(("clear_cache", name))
         if self.refuse_actions:
-            raise DaemonError(self.refuse_actions)
+            raise RemoteError(self.refuse_actions)
         if name is not None:
             self._server(name)
         return 12 if name else 412
@@ -456,7 +456,7 @@ class FakeDaemonClient:
         self.calls.append(("tools", name))
         server = self._server(name)
         if server["state"] not in RUNNING:
-            raise DaemonError(f"{name} is {server['state']}")
+            raise RemoteError(f"{name} is {server['state']}")
         index = self.servers.index(server)
         hidden = set(_blocked(name))
         return [t for k, t in enumerate(tool_list(name, _tool_count(name, index))) if k not in hidden]
@@ -518,9 +518,9 @@ async def _serve_connection(stream: SocketStream, fake: FakeDaemonClient) -> Non
                     elif method == "supervisor/tools":
                         result = {"servers": {params["server"]: await fake.tools(params["server"])}}
                     else:
-                        raise DaemonError(f"method not found: {method}", -32601)
+                        raise RemoteError(f"method not found: {method}", -32601)
                     await send({"jsonrpc": "2.0", "id": rid, "result": result})
-                except DaemonError as exc:
+                except RemoteError as exc:
                     await send({"jsonrpc": "2.0", "id": rid, "error": {"code": exc.code or -32603,
                                                                        "message": exc.message}})  # fmt: skip
         except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError, DaemonUnavailable):

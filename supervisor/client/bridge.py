@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from supervisor.errors import DaemonNotRunning
+from supervisor.client.errors import DaemonUnavailable
 
 from .control import connect, read_line
 
@@ -62,7 +62,7 @@ def _passable(fd: int) -> bool:
 def _wait_detached(sock: socket.socket, buffer: bytearray) -> int:
     """The daemon serves our stdin/stdout; wait for it to say the session ended."""
     reason = None
-    with contextlib.suppress(OSError, DaemonNotRunning):
+    with contextlib.suppress(OSError, DaemonUnavailable):
         while True:
             line = read_line(sock, buffer)
             with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
@@ -81,7 +81,7 @@ def bridge(socket_path: Path, server: str | None, client: str | None = None, *,
            all_servers: bool = False) -> int:
     try:
         sock = connect(socket_path)
-    except DaemonNotRunning as exc:
+    except DaemonUnavailable as exc:
         sys.stderr.write(f"mcpctl connect: {exc}\n")
         return 1
     with sock:
@@ -101,7 +101,7 @@ def bridge(socket_path: Path, server: str | None, client: str | None = None, *,
             else:
                 sock.sendall(orjson.dumps(attach) + b"\n")
             reply = orjson.loads(read_line(sock, buffer))
-        except (OSError, DaemonNotRunning, orjson.JSONDecodeError) as exc:
+        except (OSError, DaemonUnavailable, orjson.JSONDecodeError) as exc:
             sys.stderr.write(f"mcpctl connect: the daemon did not accept the session: {exc}\n")
             return 1
         if "error" in reply:

@@ -12,17 +12,8 @@ from typing import Any
 
 import orjson
 
-from supervisor.errors import DaemonNotRunning
-
-
-class ControlError(Exception):
-    """The daemon answered with a JSON-RPC error."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
+from supervisor.client.errors import DaemonUnavailable, RemoteError
+from supervisor.errors import REQUEST_TIMEOUT
 
 
 def connect(path: Path, timeout: float = 5.0) -> socket.socket:
@@ -32,12 +23,14 @@ def connect(path: Path, timeout: float = 5.0) -> socket.socket:
         sock.connect(str(path))
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         sock.close()
-        raise DaemonNotRunning(f"the mcp-supervisor daemon is not running (no socket answers at {path})"
-                               ) from exc
+        reason = "no socket" if isinstance(exc, FileNotFoundError) else "connection refused"
+        raise DaemonUnavailable(path, reason, message="the mcp-supervisor daemon is not running "
+                                f"(no socket answers at {path})") from exc
     except PermissionError as exc:
         sock.close()
-        raise DaemonNotRunning(f"cannot open {path}: permission denied (the socket is owner-only)"
-                               ) from exc
+        raise DaemonUnavailable(path, "permission denied",
+                                message=f"cannot open {path}: permission denied (the socket is owner-only)"
+                                ) from exc
     return sock
 
 
@@ -50,12 +43,15 @@ def read_line(sock: socket.socket, buffer: bytearray) -> bytes:
             return line
         chunk = sock.recv(262144)
         if not chunk:
-            raise DaemonNotRunning("the daemon closed the connection")
+            raise DaemonUnavailable(None, "the daemon closed the connection")
         buffer += chunk
 
 
 def call(path: Path, method: str, params: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
-    """Send one control request and return its result, or raise ControlError / DaemonNotRunning."""
+    """Send one control request and return its result, or raise RemoteError / DaemonUnavailable.
+
+    A reply that does not come within `timeout` is a RemoteError with the MCP timeout code, as a
+    daemon's own deadline would be: the verbs treat both alike."""
     sock = connect(path, timeout)
     try:
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method}
@@ -67,14 +63,12 @@ def call(path: Path, method: str, params: dict[str, Any] | None = None, timeout:
             try:
                 reply = orjson.loads(read_line(sock, buffer))
             except TimeoutError as exc:
-                raise ControlError(-32001, f"the daemon did not answer {method} within {timeout:g}s"
-                                   ) from exc
+                raise RemoteError(f"the daemon did not answer {method} within {timeout:g}s",
+                                  REQUEST_TIMEOUT) from exc
             if reply.get("id") == 1:
                 break
         if "error" in reply:
-            error = reply["error"]
-            raise ControlError(int(error.get("code", -32603)), str(error.get("message")),
-                               error.get("data"))
+            raise RemoteError.from_reply(reply["error"])
         return reply.get("result")
     finally:
         sock.close()

@@ -55,7 +55,7 @@ _EXACT_VERSION = re.compile(r"\d[0-9A-Za-z.+_-]*")
 _SEMVER_EXACT = re.compile(r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?")
 
 
-class ImportError_(Exception):
+class UnreadableClientConfig(Exception):
     """A client config that cannot be read at all (not JSON, wrong shape)."""
 
 
@@ -180,22 +180,22 @@ def strip_jsonc(text: str) -> str:
 
 
 def load_source(path: Path, fmt: str | None = None, *, cwd: Path | None = None) -> Source:
-    """Read one client config. Raises ImportError_ with a message naming the file."""
+    """Read one client config. Raises UnreadableClientConfig with a message naming the file."""
     path = path.absolute()  # ${workspaceFolder} and the output's comments need the real place
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ImportError_(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise UnreadableClientConfig(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         doc = json.loads(strip_jsonc(text))
     except ValueError as exc:
-        raise ImportError_(f"{path}: not valid JSON: {exc}") from None
+        raise UnreadableClientConfig(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise ImportError_(f"{path}: expected a JSON object at the top")
+        raise UnreadableClientConfig(f"{path}: expected a JSON object at the top")
     fmt = fmt or detect_format(path, doc)
     servers = _server_table(doc, fmt, cwd or Path.cwd())
     if servers is None:
-        raise ImportError_(f"{path}: no \"mcpServers\" or \"servers\" object found")
+        raise UnreadableClientConfig(f"{path}: no \"mcpServers\" or \"servers\" object found")
     inputs = {str(i["id"]): i for i in doc.get("inputs", []) if isinstance(i, dict) and "id" in i}
     return Source(path, fmt, servers, inputs)
 

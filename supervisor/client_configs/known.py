@@ -5,7 +5,7 @@
     link(config_file, fleet, make)      text with the fleet's entries replaced by `make(name)`
     unlink(config_file, backup_text)    text with those entries put back as the backup has them
 
-Only the entries' values are replaced, by their exact spans (`jsonc_spans`), so comments, key
+Only the entries' values are replaced, by their exact spans (`jsonc.spans`), so comments, key
 order, indentation and unrelated keys stay byte for byte; the first `link` that changes a file
 keeps a copy of it beside it (`FILE.mcp-supervisor.bak`), and `unlink` restores each entry from
 that copy: link then unlink gives back the original bytes. Linking twice changes nothing.

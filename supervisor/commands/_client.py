@@ -32,15 +32,16 @@ class Failed(Exception):
 def daemon_call(args: argparse.Namespace, method: str, params: dict[str, Any] | None = None,
                 timeout: float = 30.0) -> Any:
     from supervisor import paths
-    from supervisor.client.control import ControlError, call
-    from supervisor.errors import UNKNOWN_SERVER, DaemonNotRunning
+    from supervisor.client.control import call
+    from supervisor.client.errors import DaemonUnavailable, RemoteError
+    from supervisor.errors import UNKNOWN_SERVER
 
     try:
         return call(paths.resolve_socket(args.socket), method, params, timeout)
-    except DaemonNotRunning as exc:
+    except DaemonUnavailable as exc:
         err(f"mcpctl: {exc}")
         raise Failed(1) from None
-    except ControlError as exc:
+    except RemoteError as exc:
         err(f"mcpctl: {exc.message}")
         raise Failed(2 if exc.code == UNKNOWN_SERVER else 1) from None
 

@@ -44,9 +44,9 @@ def format_table(rows: list[Prerequisite]) -> str:
 def from_daemon(args: argparse.Namespace, path: Path) -> list[Prerequisite] | None:
     """The running daemon's own verdict, when it runs this very file; else None."""
     from supervisor import paths
-    from supervisor.client.control import ControlError, call
+    from supervisor.client.control import call
+    from supervisor.client.errors import DaemonUnavailable, RemoteError
     from supervisor.core.prerequisites import Prerequisite
-    from supervisor.errors import DaemonNotRunning
 
     socket = paths.resolve_socket(getattr(args, "socket", None))
     try:
@@ -54,7 +54,7 @@ def from_daemon(args: argparse.Namespace, path: Path) -> list[Prerequisite] | No
         if os.path.realpath(info.get("config", "")) != os.path.realpath(path):
             return None
         result = call(socket, "supervisor/prerequisites", {}, 60)
-    except (DaemonNotRunning, ControlError, OSError, KeyError, TypeError):
+    except (DaemonUnavailable, RemoteError, OSError, KeyError, TypeError):
         return None
     return [Prerequisite(row["name"], tuple((str(c), str(d)) for c, d in row["problems"]), row["command"])
             for row in result["servers"]]

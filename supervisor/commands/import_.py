@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     for path, fmt in found:
         try:
             source = importer.load_source(path, fmt)
-        except importer.ImportError_ as exc:
+        except importer.UnreadableClientConfig as exc:
             _say(f"mcpctl import: {exc}")
             failed = True
             continue

@@ -72,8 +72,8 @@ def tell_daemon(args: argparse.Namespace, names: list[str], *, quiet: bool) -> N
     (without this, status kept saying "not installed" until someone ran `mcpctl start`); one
     whose install failed looks again too, so its reason quotes the failure."""
     from supervisor import paths
-    from supervisor.client.control import ControlError, call
-    from supervisor.errors import DaemonNotRunning
+    from supervisor.client.control import call
+    from supervisor.client.errors import DaemonUnavailable, RemoteError
 
     from ._client import describe, err
 
@@ -86,9 +86,9 @@ def tell_daemon(args: argparse.Namespace, names: list[str], *, quiet: bool) -> N
         if not waiting:
             return
         result = call(socket, "supervisor/start", {"servers": waiting, "wait": 60}, 70)
-    except DaemonNotRunning:
+    except DaemonUnavailable:
         return
-    except (ControlError, OSError) as exc:  # a daemon running another fleet, say
+    except (RemoteError, OSError) as exc:  # a daemon running another fleet, say
         err(f"mcpctl install: could not tell the daemon: {exc}")
         return
     if not quiet:

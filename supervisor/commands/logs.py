@@ -28,11 +28,12 @@ def _follow(args: argparse.Namespace) -> int:
 
     from supervisor import paths
     from supervisor.client.control import connect, read_line
-    from supervisor.errors import UNKNOWN_SERVER, DaemonNotRunning
+    from supervisor.client.errors import DaemonUnavailable
+    from supervisor.errors import UNKNOWN_SERVER
 
     try:
         sock = connect(paths.resolve_socket(args.socket))
-    except DaemonNotRunning as exc:
+    except DaemonUnavailable as exc:
         err(f"mcpctl: {exc}")
         return 1
     with sock:
@@ -43,7 +44,7 @@ def _follow(args: argparse.Namespace) -> int:
         while True:
             try:
                 message = orjson.loads(read_line(sock, buffer))
-            except DaemonNotRunning:
+            except DaemonUnavailable:
                 err("mcpctl logs: the daemon went away")
                 return 1
             if message.get("id") == 1:

@@ -51,12 +51,12 @@ def used_vars(server: ServerConfig) -> list[str]:
 
 def _daemon_info(args: argparse.Namespace) -> dict[str, Any] | None:
     from supervisor import paths
-    from supervisor.client.control import ControlError, call
-    from supervisor.errors import DaemonNotRunning
+    from supervisor.client.control import call
+    from supervisor.client.errors import DaemonUnavailable, RemoteError
 
     try:
         result = call(paths.resolve_socket(args.socket), "supervisor/status", {"servers": []}, 10)
-    except (DaemonNotRunning, ControlError, OSError):
+    except (DaemonUnavailable, RemoteError, OSError):
         return None
     return result if isinstance(result, dict) else None
 

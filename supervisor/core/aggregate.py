@@ -1,6 +1,6 @@
 """The aggregate: every ready server of the fleet behind one MCP endpoint (`/mcp`, `connect --all`).
 
-Naming (see `naming.py`). Tools, prompts, resources and resource templates get their public names
+Naming (`policy.naming`). Tools, prompts, resources and resource templates get their public names
 from `[aggregate] prefix`: `SERVER__NAME` for all ("always", the default), only for names several
 servers share ("on-collision"), or never. `tools/call`, `prompts/get` and prompt completions are
 routed by that name, rewritten to the server's own name before the server sees the request. Each
@@ -56,12 +56,7 @@ _LISTS = {
     "resources/list": ("resources", "resources"),
     "resources/templates/list": ("resourceTemplates", "resources"),
 }
-_INVALIDATES = {
-    "notifications/tools/list_changed": ("tools/list",),
-    "notifications/prompts/list_changed": ("prompts/list",),
-    "notifications/resources/list_changed": ("resources/list", "resources/templates/list"),
-}
-_ALL_CHANGED = tuple(_INVALIDATES)
+_ALL_CHANGED = tuple(protocol.LIST_CHANGED)
 _MAX_PAGES = 1000
 
 
@@ -271,7 +266,7 @@ class Aggregate:
 
     def server_notification(self, server: Server, message: Message) -> None:
         method = message.get("method")
-        for stale in _INVALIDATES.get(method, ()):  # type: ignore[arg-type]
+        for stale in protocol.LIST_CHANGED.get(method, ()):  # type: ignore[arg-type]
             self._cache.pop((server.name, stale), None)
         self._broadcast(server, message)
 

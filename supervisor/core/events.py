@@ -1,7 +1,9 @@
 """The daemon's event stream: state changes, restarts, log lines and per-second stats.
 
-`mcpctl status`, the dashboard and metrics all read the same events, so what one shows the others
-show. Subscribers are plain callbacks that must not block (they push onto an outbox).
+The bus's subscribers are the control connections that asked for `supervisor/events` (the
+dashboard, `mcpctl logs -f`); the daemon feeds the child log files, sd_notify and the aggregate
+from the same events before the bus (`Daemon._publish`), so what one shows the others show.
+Subscribers are plain callbacks that must not block (they push onto an outbox).
 """
 
 from __future__ import annotations

@@ -126,7 +126,15 @@ class Ask:
 
 class Parked:
     """A child's call held open across its client's retries; the sink of the child's pending
-    request while it lives. `asked` holds the questions not answered yet."""
+    request while it lives. `asked` holds the questions not answered yet.
+
+    Between rounds the child waits on the client, who may never come back (a stateless client
+    does not say it gave up): the call then holds no slot of the child's `max_in_flight`
+    (`Instance.parked` counts it), so abandoned rounds cannot starve other clients (except on a
+    child with `max_in_flight = 1`: one call at a time stays one call, parked or not); their number
+    is bounded by `MAX_PARKED` and their life by `request_timeout`. A retry takes the slot back
+    even when others filled the child meanwhile: the child holds the call already, it cannot
+    queue."""
 
     translates_input = True
 
@@ -140,6 +148,21 @@ class Parked:
         self.call: Waiting | None = None  # the client's request waiting on us now
         self.round = 0
         self.final: Message | None = None
+        self.ended = False  # forgotten: the child's call is over
+        self.holding = False  # counted in `instance.parked`
+
+    def sync(self) -> None:
+        """Keep `instance.parked` in step with whether this call now waits on its client."""
+        waiting = self.awaiting_client and not self.ended
+        if waiting is self.holding:
+            return
+        self.holding = waiting
+        instance = self.instance
+        instance.parked += 1 if waiting else -1
+        if waiting:
+            slot_freed = getattr(instance.owner, "slot_freed", None)
+            if slot_freed is not None:
+                slot_freed()
 
     @property
     def awaiting_client(self) -> bool:
@@ -176,6 +199,7 @@ class Parked:
             "resultType": "input_required",
             "inputRequests": {key: request for key, (_, request) in self.asked.items()},
             "requestState": state}}
+        self.sync()
 
 
 class InputRequired:
@@ -187,6 +211,8 @@ class InputRequired:
 
     def forget(self, parked: Parked) -> None:
         self.parked.pop(parked.id, None)
+        parked.ended = True
+        parked.sync()
 
     # ---- the child asks -------------------------------------------------------------------------
 
@@ -199,16 +225,19 @@ class InputRequired:
             instance.send(error_response(child_id, METHOD_NOT_FOUND,
                                          f"mcp-supervisor cannot pass {method} to a 2026-07-28 client"))
             return True
+        # The refusals below are the client's or its protocol's, not the child's trouble: they
+        # are -32601 (the client offers no such method), so the child's call, which may fail on
+        # them, does not count against the child's circuit breaker as an internal error would.
         if ask.method not in ASKING_METHODS:
             instance.send(error_response(
-                child_id, INTERNAL_ERROR, f"{method} during {ask.method}: a 2026-07-28 client can only "
+                child_id, METHOD_NOT_FOUND, f"{method} during {ask.method}: a 2026-07-28 client can only "
                 "be asked for input during tools/call, prompts/get or resources/read"))
             return True
         if capability not in ask.capabilities:
             if capability == "roots":  # nothing to ask: the daemon's answer (no roots) stands
                 instance.send({"jsonrpc": "2.0", "id": child_id, "result": {"roots": []}})
                 return True
-            instance.send(error_response(child_id, INTERNAL_ERROR,
+            instance.send(error_response(child_id, METHOD_NOT_FOUND,
                                          f"the client did not declare the '{capability}' capability"))
             if call is not None and call.response is None:
                 self._refuse_missing(ask, call, instance, capability)
@@ -294,6 +323,7 @@ class InputRequired:
             return True
         parked = problem
         parked.call = call
+        parked.sync()  # the child works for a client again: the call takes a slot back
         ask.parked = parked
         parked.ask.capabilities = ask.capabilities  # this retry's declaration applies from now on
         ask.supplied = parked.ask.supplied
@@ -332,6 +362,7 @@ class InputRequired:
         parked = ask.parked
         if parked is not None and parked.call is call:
             parked.call = None
+            parked.sync()
 
 
 class SessionRequest:

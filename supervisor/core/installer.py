@@ -14,7 +14,8 @@ records what was installed so a second run with the same pin is skipped, and a m
 marker means "start from a clean prefix" (a half-finished install never passes for a finished one).
 
 `resolve_command` is also called by the daemon at spawn time, so this module imports only the
-standard library at top level; anyio is imported inside the install functions.
+standard library and the `package` grammar (`supervisor.config.package`) at top level; anyio is
+imported inside the install functions.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal, Protocol
 
+from supervisor.config.package import Ecosystem, PackageSpec
+
 if TYPE_CHECKING:
     from anyio.abc import Process
 
@@ -40,16 +43,8 @@ MARKER = ".installed.json"
 DEFAULT_JOBS = 4
 DEFAULT_TIMEOUT_S = 900.0
 
-Ecosystem = Literal["npm", "pypi"]
 Outcome = Literal["installed", "skipped", "failed"]
 
-# npm names: optional @scope/, then the name; versions are exact (no ranges), so `mcpctl install` is
-# reproducible and the marker comparison means something.
-# The same grammar `supervisor.config` validates, so anything the config accepts parses here.
-_NPM_SPEC = re.compile(r"npm:(?P<name>(?:@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*)@(?P<version>\d[0-9A-Za-z.+_-]*)",
-                       re.IGNORECASE)
-_PYPI_SPEC = re.compile(r"pypi:(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*(?:\[[A-Za-z0-9._,\s-]+\])?)"
-                        r"\s*==\s*(?P<version>\d[0-9A-Za-z.+_-]*)")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 # What an installer subprocess may see. npm and pip run third-party install scripts, so the
@@ -90,35 +85,6 @@ class Installable(Protocol):
     def extra_requires(self) -> Sequence[str]: ...
 
 
-@dataclass(frozen=True)
-class PackageSpec:
-    """`npm:NAME@VERSION` or `pypi:NAME==VERSION`, parsed."""
-
-    ecosystem: Ecosystem
-    name: str
-    version: str
-
-    @property
-    def requirement(self) -> str:
-        """What the ecosystem's installer takes on its command line."""
-        sep = "@" if self.ecosystem == "npm" else "=="
-        return f"{self.name}{sep}{self.version}"
-
-    def __str__(self) -> str:
-        return f"{self.ecosystem}:{self.requirement}"
-
-
-def parse_package(spec: str) -> PackageSpec:
-    """Parse a `package` value; ValueError says what an exact pin looks like."""
-    for ecosystem, pattern in (("npm", _NPM_SPEC), ("pypi", _PYPI_SPEC)):
-        match = pattern.fullmatch(spec)
-        if match:
-            return PackageSpec(ecosystem, match["name"], match["version"])  # type: ignore[arg-type]
-    raise ValueError(
-        f"package {spec!r} is not an exact pin: use 'npm:NAME@VERSION' or 'pypi:NAME==VERSION'"
-    )
-
-
 def server_prefix(data_dir: Path, name: str) -> Path:
     """The private prefix of server `name`. Names become directory names, so they are checked."""
     if not _SAFE_NAME.fullmatch(name) or name in {".", ".."}:
@@ -154,7 +120,7 @@ def resolve_command(server: Installable, data_dir: Path,
         return [command, *server.args] if os.access(command, os.X_OK) else None
     if server.package:
         try:
-            spec = parse_package(server.package)
+            spec = PackageSpec.parse(server.package)
             candidate = bin_dir(server_prefix(data_dir, server.name), spec.ecosystem) / command
         except ValueError:
             return None
@@ -203,7 +169,7 @@ def is_installed(server: Installable, data_dir: Path) -> bool:
     """True when the prefix holds exactly this entry's pin and its command is there."""
     if not server.package:
         return False
-    spec = parse_package(server.package)
+    spec = PackageSpec.parse(server.package)
     prefix = server_prefix(data_dir, server.name)
     marker = read_marker(prefix)
     if marker is None or {k: marker.get(k) for k in ("package", "extra_requires")} != marker_record(
@@ -317,7 +283,7 @@ class Installer:
             return self._finish(progress, InstallResult(
                 server.name, "skipped", None, detail="no package: runs as written"))
         try:
-            spec = parse_package(server.package)
+            spec = PackageSpec.parse(server.package)
             prefix = server_prefix(self.data_dir, server.name)
         except ValueError as exc:
             return self._finish(progress, InstallResult(server.name, "failed", server.package,

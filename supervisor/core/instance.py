@@ -35,6 +35,7 @@ from supervisor.policy.samples import BAD_SAMPLES, Consecutive, cpu_share
 from supervisor.telemetry import tracing
 from supervisor.telemetry.logs import REDACT, LineRing
 from supervisor.wire import fastio, protocol
+from supervisor.wire.first_answer import FirstAnswer
 from supervisor.wire.jsonrpc import (
     MAX_DEPTH,
     LineSplitter,
@@ -91,19 +92,11 @@ class Pending:
         self.span: Any = None  # the call's trace span, with [tracing] on
 
 
-class Waiter:
-    """A sink for the daemon's own requests (handshake, lists, probes): one answer, awaited."""
+class Waiter(FirstAnswer):
+    """A sink for the daemon's own requests (handshake, lists, probes): one answer, awaited. Its
+    own type, so the server can tell these requests from client traffic."""
 
-    __slots__ = ("event", "message")
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.message: Message | None = None
-
-    def deliver(self, message: Message) -> None:
-        if "id" in message and "method" not in message and self.message is None:
-            self.message = message
-            self.event.set()
+    __slots__ = ()
 
 
 class _Answer(Waiter):
@@ -116,9 +109,9 @@ class _Answer(Waiter):
         self.progress = progress
 
     def deliver(self, message: Message) -> None:
-        if "method" not in message and self.message is None:
-            self.message = message
-            self.event.set()
+        first = self.message is None
+        super().deliver(message)
+        if first and self.message is not None:
             self.progress.set()
 
     def pending(self, instance: Instance) -> bool:
@@ -227,6 +220,9 @@ class Instance:
         self._process: anyio.abc.Process | None = None
         self._stop_requested = False
         self._envelope = protocol.modern_envelope()
+        # Of `pending`, the calls parked for their client's input_required retry: the child waits
+        # on the client there, so they hold no slot (`max_in_flight`); `input_required.py` counts.
+        self.parked = 0
 
     def took_sample(self, memory: int, processes: int, precise: bool, cpu_seconds: float | None,
                     now: float) -> None:

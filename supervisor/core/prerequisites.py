@@ -40,15 +40,16 @@ def server_prerequisites(server: ServerConfig, data_dir: Path,
                          environ: Mapping[str, str]) -> Prerequisite:
     """Everything that would make the daemon report `server` as `unavailable`, in one pass."""
     from supervisor.config import expand, referenced_vars
+    from supervisor.config.package import PackageSpec
 
-    from .installer import is_installed, parse_package, read_marker, resolve_command, server_prefix
+    from .installer import is_installed, read_marker, resolve_command, server_prefix
 
     problems: list[tuple[str, str]] = []
     resolved = resolve_command(server, data_dir, environ)
     if server.package and not is_installed(server, data_dir):
         marker = read_marker(server_prefix(data_dir, server.name))
         have = f" (found {marker.get('package')})" if marker else ""
-        problems.append(("not installed", f"{parse_package(server.package)}{have}: "
+        problems.append(("not installed", f"{PackageSpec.parse(server.package)}{have}: "
                                           f"run 'mcpctl install {server.name}'"))
     elif resolved is None:
         where = "is not an executable file" if "/" in server.command else "not found on PATH"

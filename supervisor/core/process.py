@@ -74,26 +74,6 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-def tree_memory(pid: int) -> tuple[int, int]:
-    """Resident bytes of `pid` and all its descendants, and how many processes that is.
-
-    RSS counts shared pages once per process, so a node tree is over-counted a little; PSS would be
-    fairer but reading smaps costs ~1 ms per process, too much every few seconds for a fleet.
-    """
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0, 0
-    total = 0
-    count = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-            count += 1
-    return total, count
-
-
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 HAS_PROC = os.path.exists("/proc/self/stat")
 
@@ -305,5 +285,4 @@ __all__ = [
     "scan_processes",
     "statm_rss",
     "sweep_tree",
-    "tree_memory",
 ]

@@ -53,9 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mcp_supervisor.session")
 
-LOCAL_NOTIFICATIONS = frozenset({"notifications/initialized", "notifications/roots/list_changed"})
-
-
 class _Timeouts(Protocol):
     @property
     def init_timeout(self) -> float: ...

@@ -194,8 +194,9 @@ class Daemon:
         return all(not s.transitional for s in self.fleet.servers.values() if s.config.start == "eager")
 
     def in_flight(self) -> int:
-        """Calls the fleet is working on or holding in a queue: what a drain waits for."""
-        return sum(s.in_flight + len(s.queue) for s in self.fleet.servers.values())
+        """Calls the fleet is working on or holding in a queue: what a drain waits for. Not the
+        calls parked for a client's input_required retry: that client may never come back."""
+        return sum(s.in_flight - s.awaiting_input + len(s.queue) for s in self.fleet.servers.values())
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """What /healthz answers a load balancer: 200 only while this node should get traffic.

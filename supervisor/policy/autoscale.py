@@ -1,8 +1,8 @@
 """Autoscaling policy for `stateless = true` servers: when to add an instance, when to remove one.
 
 Pure: it is fed explicit times and observations and answers with a verdict, so it is tested as
-tables (tests/test_autoscale_policy.py). The server applies verdicts (server.Server.autoscale),
-and health.MemoryWatch feeds it one observation per sample of the server's trees (memory and CPU
+tables (tests/test_autoscale_policy.py). The server applies verdicts (core.server.Server.autoscale),
+and core.health.MemoryWatch feeds it one observation per sample of the server's trees (memory and CPU
 are read in the watch's worker thread, never on the event loop).
 
 Rules:

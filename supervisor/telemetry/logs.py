@@ -42,16 +42,6 @@ class RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return REDACT(super().format(record))
 
 
-class RedactingFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = REDACT(message)
-        if cleaned != message:
-            record.msg = cleaned
-            record.args = None
-        return True
-
-
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         event = {

@@ -159,20 +159,12 @@ class LineSplitter:
             self._partial_size = len(tail)
         return out
 
-    @property
-    def pending_bytes(self) -> int:
-        return self._partial_size
-
 
 def error_response(msg_id: Any, code: int, message: str, data: Any = None) -> Message:
     error: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
         error["data"] = data
     return {"jsonrpc": "2.0", "id": msg_id, "error": error}
-
-
-def result_response(msg_id: Any, result: Any) -> Message:
-    return {"jsonrpc": "2.0", "id": msg_id, "result": result}
 
 
 def request(msg_id: Any, method: str, params: Any = None) -> Message:

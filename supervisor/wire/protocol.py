@@ -6,6 +6,8 @@ that change with the spec live in one small place.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
 from supervisor import __version__
@@ -42,11 +44,14 @@ LIST_ITEMS: Final = {
     "resources/list": ("resources", "resources"),
     "resources/templates/list": ("resourceTemplates", "resources"),
 }
-LIST_CHANGED: Final = {
-    "notifications/tools/list_changed": "tools/list",
-    "notifications/prompts/list_changed": "prompts/list",
-    "notifications/resources/list_changed": "resources/list",
-}
+# A list_changed notification -> the list methods it makes stale (templates have no notification of
+# their own; they change with the resources). The caches, the aggregate and the HTTP door's "list
+# again" all read this one map.
+LIST_CHANGED: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
+    "notifications/tools/list_changed": ("tools/list",),
+    "notifications/prompts/list_changed": ("prompts/list",),
+    "notifications/resources/list_changed": ("resources/list", "resources/templates/list"),
+})
 
 
 def modern_envelope(capabilities: dict[str, Any] | None = None,

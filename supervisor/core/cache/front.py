@@ -68,13 +68,6 @@ Route = Callable[["Sink", Message, bool], None]
 
 log = logging.getLogger("mcp_supervisor.caching")
 
-# A list_changed notification → the list methods it invalidates (templates have no notification of
-# their own; they change with the resources).
-INVALIDATES: dict[str, tuple[str, ...]] = {
-    "notifications/tools/list_changed": ("tools/list",),
-    "notifications/prompts/list_changed": ("prompts/list",),
-    "notifications/resources/list_changed": ("resources/list", "resources/templates/list"),
-}
 # Lists live until invalidated; in a shared Redis they also expire, so keys of fingerprints that no
 # daemon runs any more do not pile up.
 SHARED_LIST_TTL = 3600.0
@@ -241,7 +234,7 @@ class CacheFront:
             self.hub.local.delete_prefix_now(old)
 
     def notification(self, method: str) -> None:
-        methods = INVALIDATES.get(method)
+        methods = protocol.LIST_CHANGED.get(method)
         if methods is not None:
             self.invalidate(methods)
 

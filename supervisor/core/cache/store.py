@@ -8,7 +8,7 @@ Two backends behind one small surface, and the pieces both need:
     Breaker       after `threshold` consecutive failures, bypass Redis for a cooldown (doubling up
                   to `max_cooldown`), then let one probe through; a success closes it again
 
-Policy (what is cacheable, for how long, single-flight, invalidation) lives in `caching.py`; this
+Policy (what is cacheable, for how long, single-flight, invalidation) lives in `cache.front`; this
 module only stores bytes and dicts under string keys.
 
 Keys look like `mcps:<server>:<fingerprint>:<method>:<era>:<params hash>`, so invalidating a whole

@@ -38,7 +38,10 @@ def least_loaded(ready: Sequence[Instance], limit: int) -> Instance | None:
     best = None
     best_load = limit
     for inst in ready:
-        load = len(inst.pending)
+        # A call parked for its client's input_required retry holds no slot, except where one
+        # call at a time is the promise (max_in_flight = 1): there it keeps the child, which is
+        # also what tells whose call the child's next question belongs to.
+        load = len(inst.pending) - (inst.parked if limit > 1 else 0)
         if load < best_load and not inst.draining and inst.stdin_backlog <= inst.stdin_busy_at:
             best = inst
             best_load = load

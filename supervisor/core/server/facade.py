@@ -357,7 +357,7 @@ class Server(Launch, ChildLog):
         inst = None
         if len(ready) == 1:
             only = ready[0]
-            if len(only.pending) < limit and not only.draining:
+            if len(only.pending) - (only.parked if limit > 1 else 0) < limit and not only.draining:
                 inst = only
         elif ready:
             inst = least_loaded(ready, limit)
@@ -463,9 +463,20 @@ class Server(Launch, ChildLog):
         if self.queue:
             self._dispatch_queue()
 
+    def slot_freed(self) -> None:
+        """A call in a child stopped holding its slot without ending (parked for its client's
+        input_required retry): a queued request may take it."""
+        if self.queue:
+            self._dispatch_queue()
+
     def _settle(self, pending: Pending, outcome: Outcome) -> None:
         """A call that did not end OK, told to the breaker (which opens or, for a trial that got an
         answer, closes)."""
+        if getattr(pending.sink, "awaiting_client", False):
+            # Parked for an input_required retry that never came (the call timed out, or the
+            # child gave up waiting for the answer): the client left, the child is fine.
+            self.breaker.neutral()
+            return
         if outcome is Outcome.TIMEOUT:
             self._probe_soon.set()  # is the child hung? do not wait for the next health round
         if self.breaker.settle(outcome, shown(pending.method)):
@@ -523,6 +534,11 @@ class Server(Launch, ChildLog):
     @property
     def in_flight(self) -> int:
         return sum(len(inst.pending) for inst in self.instances)
+
+    @property
+    def awaiting_input(self) -> int:
+        """Of `in_flight`, the calls parked for their client's input_required retry."""
+        return sum(inst.parked for inst in self.instances)
 
     # ---- deadlines ------------------------------------------------------------------------------
 

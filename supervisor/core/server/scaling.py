@@ -21,7 +21,7 @@ def observation(ready: Sequence[Instance], target: int, queued: int, max_in_flig
     """`ready`: the serving instances that are not draining."""
     shares = [inst.cpu_share for inst in ready if inst.cpu_share is not None]
     sizes = [inst.memory_bytes for inst in ready if inst.memory_bytes]
-    in_flight = sum(len(inst.pending) for inst in ready)
+    in_flight = sum(len(inst.pending) - inst.parked for inst in ready)  # parked: no load
     return Observation(
         instances=target, ready=len(ready), queue=queued,
         in_flight=in_flight, capacity=len(ready) * max_in_flight,

@@ -1,39 +1,23 @@
 """The control socket: JSON-RPC 2.0 lines over a Unix socket, owner-only.
 
-Methods (params → result):
+Each connection reads newline-delimited requests (bounded in size and depth; a malformed one is
+answered -32700 / -32600 / -32602 with its own id where it has one) and answers them in any
+order through its outbox. Methods:
 
-    supervisor/status   {servers?: [..], detail?}     → {daemon, servers: [..], cache}; with detail
-                        each server adds state_history, restart_history (last 50 each, with
-                        times) and config (command, args, limits; secrets masked)
-    supervisor/start    {servers: [..]} | {all: true}  → {servers: [status..]}   (also stop, restart;
-                        optional wait: seconds to wait for each server to settle)
-    supervisor/logs     {server, lines?}              → {lines: [..], levels: [..], times: [..]}: each
-                        line's level (debug|info|warning|error|critical, `stderr_levels.level_of`)
-                        and the unix time it arrived (null when unknown)
-    supervisor/tools    {server?}                     → {servers: {name: [tool..]}}
-    supervisor/tools    {server?, diff: true}         → {servers: {name: [{tool, pinned, current, diff}]}}
-    supervisor/tools/approve {server, tool?}          → {server, approved: [tool..]}
-    supervisor/call     {server, tool, arguments?, timeout?} → the tools/call result
-    supervisor/reload   {}                            → {added, removed, changed, unchanged, ..}
-    supervisor/events   {logs?: [..], tail?: N}       → {subscribed: true, lines: {name: [..]},
-                        levels: {name: [..]}}, then
-                        notifications "supervisor/event" {type: state|restart|log|stats, ..}
-                        (log: {server, line, level, at});
-                        (stats, once a second: {daemon, servers: [status + rates], cache});
-                        `lines` holds the last N stderr lines of each server in `logs`, taken in
-                        the same step as the subscription: no line is missed or shown twice
-    supervisor/metrics  {}                            → {content_type, text}: Prometheus exposition
-    supervisor/prerequisites {}                       → {servers: [{name, problems: [[category,
-                        detail]..], command}]}: what each server still needs, as a spawn now
-                        would judge it (the daemon's environment and secrets files)
-    supervisor/drain    {}                            → {draining, in_flight, grace_s, timeout_s}: leave
-                        gracefully, as on SIGTERM (/healthz 503, no new HTTP sessions, calls in
-                        flight finish up to [supervisor] drain_timeout, then the daemon exits)
-    supervisor/cluster  {}                            → {node, nodes: [{node, at, pid, version, draining,
-                        ready, total, servers: {name: state}, ..}]}: the nodes that beat recently
-    supervisor/attach   {server, client?} | {all: true, client?} → {server, ...}; from then on the
-                        connection carries one MCP session with that server, or with the aggregate
-                        of all ready servers (tools named SERVER__tool; `mcpctl connect [--all]`)
+    supervisor/status  start  stop  restart  logs  tools  tools/approve  call  reload
+    supervisor/cache/clear  events  metrics  prerequisites  drain  cluster  tasks
+
+are one function each in `supervisor.doors.control.methods`, and each function's docstring is that
+method's reference (params → result); `methods.HANDLERS` maps the names. One more method belongs
+to the connection itself, because it changes what the connection is:
+
+    supervisor/attach   {server, client?} | {all: true, client?}, pipes? → {server, state, pipes?};
+                        from then on the connection carries one MCP session with that server, or
+                        with the aggregate of all ready servers (tools named SERVER__tool;
+                        `mcpctl connect [--all]`). With `pipes` and two file descriptors passed
+                        along (SCM_RIGHTS), the session is served on the client's own stdin and
+                        stdout instead, and this connection only says `supervisor/detached` when
+                        it ends (see `ControlConnection._serve_pipes`).
 """
 
 from __future__ import annotations
@@ -47,21 +31,15 @@ import os
 import select
 import socket
 import struct
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from supervisor.core.aggregate import Aggregate
-from supervisor.core.events import EventBus
-from supervisor.core.fleet import Fleet
-from supervisor.core.server import Server
 from supervisor.core.sessions import Session, Target
-from supervisor.core.tasks import TaskBook
 from supervisor.core.views import check_server, view_target
 from supervisor.domains import MessageFailed, domain
 from supervisor.errors import (
@@ -69,11 +47,9 @@ from supervisor.errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    InvalidParams,
     SupervisorError,
     to_jsonrpc_error,
 )
-from supervisor.policy.stderr_levels import level_of
 from supervisor.wire.jsonrpc import (
     DEFAULT_MAX_MESSAGE,
     LineSplitter,
@@ -90,6 +66,7 @@ from supervisor.wire.jsonrpc import (
 )
 from supervisor.wire.outbox import Outbox, OutboxOverflow, batch
 
+from .methods import HANDLERS, DaemonView, _text
 from .socketlock import check_socket_path
 
 log = logging.getLogger("mcp_supervisor.control")
@@ -124,87 +101,6 @@ def _still_reading(target: socket.socket | int | None) -> bool:
     poller.register(target, select.POLLOUT)
     events = poller.poll(0)
     return not any(mask & (select.POLLHUP | select.POLLERR) for _, mask in events)
-
-
-class DaemonView(Protocol):
-    fleet: Fleet
-    bus: EventBus
-    aggregate: Aggregate
-    tasks: TaskBook
-
-    def info(self) -> dict[str, Any]: ...
-    async def cache_status(self) -> dict[str, Any]: ...
-    async def reload(self) -> dict[str, Any]: ...
-    async def clear_cache(self, server: str | None) -> int: ...
-    def metrics_text(self) -> bytes: ...
-    def begin_drain(self, why: str) -> dict[str, Any]: ...
-    async def cluster_status(self) -> dict[str, Any]: ...
-
-
-class CallSink:
-    """Collects the single answer to a control-socket `supervisor/call`."""
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.message: Message | None = None
-
-    def deliver(self, message: Message) -> None:
-        if "method" not in message and self.message is None:
-            self.message = message
-            self.event.set()
-
-
-def _names(params: dict[str, Any]) -> list[str] | None:
-    if params.get("all") is True:
-        return None
-    names = params.get("servers")
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise InvalidParams("params.servers must be a non-empty list of names, or all: true")
-    return names
-
-
-# Typed reads of control params: a wrong type is the caller's mistake (-32602), never a crash.
-
-def _text(params: dict[str, Any], key: str, *, required: bool = False) -> str | None:
-    value = params.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise InvalidParams(f"params.{key} must be a non-empty string")
-    return value
-
-
-def _required(params: dict[str, Any], key: str) -> str:
-    value = _text(params, key, required=True)
-    assert value is not None
-    return value
-
-
-def _number(params: dict[str, Any], key: str, default: float = 0.0) -> float:
-    value = params.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
-        raise InvalidParams(f"params.{key} must be a non-negative number")
-    return float(value)
-
-
-def _count(params: dict[str, Any], key: str, default: int) -> int:
-    value = params.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidParams(f"params.{key} must be an integer")
-    return value
-
-
-def _text_list(params: dict[str, Any], key: str) -> list[str]:
-    value = params.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidParams(f"params.{key} must be a list of names")
-    return value
 
 
 def _socket_sender(stream: anyio.abc.SocketStream) -> Callable[[bytes], int] | None:
@@ -546,6 +442,13 @@ class ControlConnection:
             log.info("connect session dropped: %s", exc)
             inner.cancel_scope.cancel()
 
+    def subscribe(self, forward: Callable[[dict[str, Any]], None]) -> None:
+        """`supervisor/events`: this connection gets the daemon's events through `forward` (a
+        second subscription replaces the first)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self._unsubscribe = self.daemon.bus.subscribe(forward)
+
     def _peer_identity(self) -> str | None:
         """`uid:N` of the process on the other end, the identity of an unnamed local client."""
         try:
@@ -573,176 +476,3 @@ class ControlConnection:
                 self._error(msg, err["code"], err["message"], err.get("data"))
             else:
                 self._reply(msg, result)
-
-    # ---- handlers -------------------------------------------------------------------------------
-
-    async def status(self, params: dict[str, Any]) -> Any:
-        names = _text_list(params, "servers") or None
-        servers = self.daemon.fleet.status(names)
-        if params.get("detail"):  # the dashboard's detail screen
-            for entry in servers:
-                entry.update(self.daemon.fleet.get(entry["name"]).detail())
-        return {"daemon": self.daemon.info(), "servers": servers,
-                "cache": await self.daemon.cache_status(), "aggregate": self.daemon.aggregate.status()}
-
-    async def _lifecycle(self, params: dict[str, Any], action: Callable[[Server], None]) -> Any:
-        servers = self.daemon.fleet.select(_names(params))
-        for server in servers:
-            action(server)
-        wait = _number(params, "wait")
-        if wait > 0:
-            with anyio.move_on_after(wait):
-                for server in servers:
-                    await anyio.lowlevel.checkpoint()
-                    await server.wait_settled(wait)
-        return {"servers": [server.status() for server in servers]}
-
-    async def start(self, params: dict[str, Any]) -> Any:
-        return await self._lifecycle(params, Server.start)
-
-    async def stop(self, params: dict[str, Any]) -> Any:
-        servers = self.daemon.fleet.select(_names(params))
-        wait = _number(params, "wait")
-        if wait:
-            await self.daemon.fleet.stop_servers(servers, wait)
-        else:
-            for server in servers:
-                server.stop()
-        return {"servers": [server.status() for server in servers]}
-
-    async def restart(self, params: dict[str, Any]) -> Any:
-        return await self._lifecycle(params, lambda server: server.restart("manual"))
-
-    async def logs(self, params: dict[str, Any]) -> Any:
-        server = self.daemon.fleet.get(_required(params, "server"))
-        count = _count(params, "lines", 100)
-        lines = server.stderr.tail(count)
-        return {"server": server.name, "lines": lines, "levels": [level_of(line) for line in lines],
-                "times": server.stderr_times(len(lines))}
-
-    async def tools(self, params: dict[str, Any]) -> Any:
-        name = _text(params, "server")
-        servers = [self.daemon.fleet.get(name)] if name else list(self.daemon.fleet.servers.values())
-        if params.get("diff"):
-            return {"servers": {s.name: [
-                {"tool": tool, "since": change["since"], "blocked": tool in s.blocked,
-                 "pinned": change["pinned"], "current": change["current"], "diff": s.pins.diff(tool)}
-                for tool, change in s.pins.changes.items()] for s in servers}}
-        return {"servers": {s.name: s.visible_tools for s in servers},
-                "changed": {s.name: sorted(s.pins.changes) for s in servers if s.pins.changes}}
-
-    async def tools_approve(self, params: dict[str, Any]) -> Any:
-        server = self.daemon.fleet.get(str(params.get("server")))
-        tool = params.get("tool")
-        if tool is not None and not isinstance(tool, str):
-            raise InvalidParams("tool must be a string")
-        if tool is not None and tool not in server.pins.changes:
-            raise InvalidParams(f"tool {tool!r} of server '{server.name}' has no unapproved change "
-                                f"(changed: {', '.join(sorted(server.pins.changes)) or 'none'})")
-        return {"server": server.name, "approved": server.approve_tools(tool)}
-
-    async def call(self, params: dict[str, Any]) -> Any:
-        server = self.daemon.fleet.get(_required(params, "server"))
-        tool = _required(params, "tool")
-        arguments = params.get("arguments") or {}
-        if not isinstance(arguments, dict):
-            raise InvalidParams("params.arguments must be an object")
-        timeout = _number(params, "timeout") or server.config.request_timeout + 5
-        sink = CallSink()
-        server.submit(sink, {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                             "params": {"name": tool, "arguments": arguments}}, False)
-        with anyio.move_on_after(timeout):
-            await sink.event.wait()
-        if sink.message is None:
-            server.cancel(sink, 1, "the control client gave up")
-            raise SupervisorError(f"no answer from '{server.name}' within {timeout:g}s")
-        if "error" in sink.message:
-            error = sink.message["error"]  # checked for shape where the child's answer came in
-            exc = SupervisorError(str(error.get("message")), data=error.get("data"))
-            exc.code = int(error.get("code", INTERNAL_ERROR))
-            raise exc
-        return sink.message.get("result")
-
-    async def reload(self, params: dict[str, Any]) -> Any:
-        return await self.daemon.reload()
-
-    async def cache_clear(self, params: dict[str, Any]) -> Any:
-        name = _text(params, "server")
-        if name:
-            self.daemon.fleet.get(name)
-        return {"cleared": await self.daemon.clear_cache(name)}
-
-    async def events(self, params: dict[str, Any]) -> Any:
-        logs = set(_text_list(params, "logs"))
-        tail = _count(params, "tail", 0)
-        if "tail" in params:  # asking for lines of an unknown server is an error (mcpctl logs -f)
-            servers = [self.daemon.fleet.get(str(name)) for name in logs]
-        else:  # a bare subscription may name servers a reload removed (the dashboard)
-            servers = [s for name in logs if (s := self.daemon.fleet.servers.get(str(name)))]
-        outbox = self.outbox
-
-        def forward(event: dict[str, Any]) -> None:
-            if event.get("type") == "log" and event.get("server") not in logs:
-                return
-            outbox.push(encode({"jsonrpc": "2.0", "method": "supervisor/event", "params": event}))
-
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        self._unsubscribe = self.daemon.bus.subscribe(forward)
-        # No await between subscribing and reading the rings: nothing can slip in between.
-        lines = {s.name: s.stderr.tail(tail) for s in servers}
-        levels = {name: [level_of(line) for line in tail_lines] for name, tail_lines in lines.items()}
-        return {"subscribed": True, "at": time.time(), "lines": lines, "levels": levels}
-
-    async def prerequisites(self, params: dict[str, Any]) -> Any:
-        """What each server still needs, judged with the daemon's environment and secrets."""
-        from supervisor.core.prerequisites import daemon_view
-
-        ctx = self.daemon.fleet.ctx
-        rows = []
-        for server in list(self.daemon.fleet.servers.values()):
-            try:
-                own = server.server_env_file()
-            except ValueError:
-                own = None
-            row = await anyio.to_thread.run_sync(daemon_view, server.config, ctx.data_dir,
-                                                 ctx.environ, ctx.env_file, own)
-            rows.append({"name": row.name, "problems": [list(p) for p in row.problems],
-                         "command": row.argv0})
-        return {"servers": rows}
-
-    async def metrics(self, params: dict[str, Any]) -> Any:
-        from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
-        return {"content_type": CONTENT_TYPE, "text": self.daemon.metrics_text().decode()}
-
-    async def drain(self, params: dict[str, Any]) -> Any:
-        return self.daemon.begin_drain("mcpctl drain")
-
-    async def cluster(self, params: dict[str, Any]) -> Any:
-        return await self.daemon.cluster_status()
-
-    async def tasks(self, params: dict[str, Any]) -> Any:
-        """`mcpctl tasks`: the tasks this daemon holds (never their results: they belong to the
-        clients that hold the task ids)."""
-        book = self.daemon.tasks
-        return {"tasks": book.rows(), "stats": book.status()}
-
-
-HANDLERS: dict[str, Callable[[ControlConnection, dict[str, Any]], Awaitable[Any]]] = {
-    "supervisor/status": ControlConnection.status,
-    "supervisor/start": ControlConnection.start,
-    "supervisor/stop": ControlConnection.stop,
-    "supervisor/restart": ControlConnection.restart,
-    "supervisor/logs": ControlConnection.logs,
-    "supervisor/tools": ControlConnection.tools,
-    "supervisor/tools/approve": ControlConnection.tools_approve,
-    "supervisor/call": ControlConnection.call,
-    "supervisor/reload": ControlConnection.reload,
-    "supervisor/cache/clear": ControlConnection.cache_clear,
-    "supervisor/events": ControlConnection.events,
-    "supervisor/metrics": ControlConnection.metrics,
-    "supervisor/prerequisites": ControlConnection.prerequisites,
-    "supervisor/drain": ControlConnection.drain,
-    "supervisor/cluster": ControlConnection.cluster,
-    "supervisor/tasks": ControlConnection.tasks,
-}

@@ -43,6 +43,18 @@ Containment: every HTTP request is its own failure domain, and no client can hol
   "list again" (`list_changed`) when it opens one, instead of keeping a backlog.
 - A request that fails in the door after it was routed (an exception, a cancelled task) gives its
   slot in the child back at once (`drop_sink`: a cancellation, never a breaker failure).
+
+The door's parts (this module is `HttpDoor` itself: routing, auth, both eras' handlers, and the
+uvicorn connection it runs on):
+
+    calls.py         the sinks: `Call` (one request), `HttpSession` (legacy), `_Stateless` and
+                     `_Listen` (2026-07-28)
+    sse.py           SSE framing and the bounded frame queue of long-lived streams
+    replies.py       the ASGI callable types and JSON / empty replies
+    sse_replay.py    resumable legacy SSE streams (`Last-Event-ID`)
+    session_ids.py   signed legacy session ids (any node of a cluster resumes them)
+    session_table.py the bounded legacy session table
+    policy.py        who may talk to the door (Host, Origin, duplicated headers, tokens)
 """
 
 from __future__ import annotations
@@ -56,8 +68,8 @@ import math
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -70,7 +82,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from supervisor.config import is_loopback_host
 from supervisor.core import tasks
 from supervisor.core.input_required import ASKING_METHODS, Ask, InputRequired, book
-from supervisor.core.sessions import Session, Target
+from supervisor.core.sessions import Target
 from supervisor.core.views import NotInView, check_server, view_target
 from supervisor.domains import domain
 from supervisor.doors.fdlimit import connection_budget
@@ -90,30 +102,28 @@ from supervisor.errors import (
     rate_limited,
 )
 from supervisor.policy.states import SERVING
-from supervisor.telemetry import tracing
 from supervisor.wire import fastio, protocol
-from supervisor.wire.jsonrpc import Message, TooDeep, error_response, is_valid_id, loads, notification
+from supervisor.wire.jsonrpc import Message, TooDeep, error_response, is_valid_id, loads
 from supervisor.wire.outbox import Outbox, batch
 
 from . import policy as http_policy
+from .calls import SESSION_IDLE, SESSION_SWEEP, Call, HttpSession, _Listen, _same_owner, _Stateless
+from .replies import _JSON, Receive, Scope, Send, _closing, _send_empty, _send_error, _send_json
 from .session_ids import SessionIds, owner_of
 from .session_table import SessionTable
-from .sse_replay import ReplayStream, SessionStreams, parse_event_id
+from .sse import _SSE_HEADERS, PING_INTERVAL, _Stream, sse_event
+from .sse_polling import RETRY_FRAME, poll_deadline, session_polls
+from .sse_replay import ReplayStream, parse_event_id
 
 if TYPE_CHECKING:
     from supervisor.config import HttpSettings
     from supervisor.core.aggregate import Aggregate
     from supervisor.core.cluster_limits import ClusterLimiter
     from supervisor.core.fleet import Fleet
-    from supervisor.core.instance import Instance
-    from supervisor.core.server import Server
     from supervisor.policy.ratelimit import ClientLimits
 
 log = logging.getLogger("mcp_supervisor.http")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 # How long a resuming GET waits for the stream it replaces to end before it is refused with 409.
 TAKEOVER_TIMEOUT = 2.0
@@ -123,25 +133,8 @@ SEND_TIMEOUT = 30.0  # one SSE write to a client that stopped reading
 # retried): under load that showed as ReadErrors in the 500-client test. Idle connections are
 # cheap; limit_concurrency still bounds how many there are.
 KEEP_ALIVE = 60
-PING_INTERVAL = 15.0  # SSE comment lines keep proxies from closing quiet streams
-SESSION_IDLE = 3600.0  # a legacy session unused this long is forgotten
-SESSION_SWEEP = 30.0
-# What a long-lived stream may hold for a client that does not read: past either bound the stream
-# is ended (the client reconnects and lists again), never grown.
-STREAM_BACKLOG = 1000
-STREAM_BACKLOG_BYTES = 4 * 1024 * 1024
-# A session without a GET stream does not queue server notifications; when it opens one it is
-# told to list again instead (one notification per kind it missed).
-_LIST_AGAIN = {
-    "notifications/tools/list_changed": "notifications/tools/list_changed",
-    "notifications/prompts/list_changed": "notifications/prompts/list_changed",
-    "notifications/resources/list_changed": "notifications/resources/list_changed",
-    "notifications/resources/updated": "notifications/resources/list_changed",
-}
 
-_JSON = b"application/json"
 _SSE = b"text/event-stream"
-_ROUTING = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
 _NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri",
                  # SEP-2663: Mcp-Name carries the task id, so a balancer can route by it
                  "tasks/get": "taskId", "tasks/update": "taskId", "tasks/cancel": "taskId"}
@@ -149,8 +142,6 @@ _NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": 
 _MODERN_STATUS = {PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
                   UNSUPPORTED_PROTOCOL_VERSION: 400, MISSING_CLIENT_CAPABILITY: 400,
                   METHOD_NOT_FOUND: 404}
-_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-                (b"x-accel-buffering", b"no")]
 
 
 # What `GET /` answers: where the doors are, for a person or a client pointed at the bare address.
@@ -169,10 +160,6 @@ class DoorError(SupervisorError):
     """The HTTP door cannot start (address in use, unsafe settings)."""
 
 
-def sse_event(message: Message) -> bytes:
-    return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
-
-
 def _decode_header_value(raw: str) -> str | None:
     """`Mcp-Name` values that are not plain ASCII travel as `=?base64?...?=`."""
     if raw.startswith("=?base64?") and raw.endswith("?="):
@@ -181,276 +168,6 @@ def _decode_header_value(raw: str) -> str | None:
         except (ValueError, UnicodeDecodeError):
             return None
     return raw
-
-
-class Call:
-    """The sink for one HTTP request: its answer, and what the child streams before it.
-
-    The request's task waits on a bare asyncio future (the door only runs on asyncio, under
-    uvicorn): an `anyio.Event` per call cost a backend lookup, an `asyncio.Event` and its loop
-    check (a getpid syscall on Python 3.11) for every request."""
-
-    __slots__ = ("ask", "book", "client_id", "events", "gone", "owner", "replay", "response", "session",
-                 "span", "wake")
-
-    def __init__(self, client_id: Any, session: HttpSession | None, book: InputRequired | None = None,
-                 ask: Ask | None = None) -> None:
-        self.client_id = client_id
-        self.session = session
-        self.owner: str | None = None  # a stateless call's client identity (per-client instances)
-        self.book = book  # a 2026-07-28 call that may be answered input_required
-        self.ask = ask
-        self.replay: ReplayStream | None = None  # a legacy session's resumable answer stream
-        self.response: Message | None = None
-        self.events: list[Message] = []
-        self.wake: asyncio.Future[None] | None = None
-        self.gone = False  # the client hung up before the answer
-        self.span: Any = None  # the request's trace span, with [tracing] on
-
-    def deliver(self, message: Message) -> None:
-        if "method" in message:
-            self.events.append(message)
-        elif self.response is None:
-            self.response = message
-            if self.span is not None and tracing.active is not None:
-                tracing.active.end(self.span, message)
-                self.span = None
-        else:
-            return
-        self.set()
-
-    def keep_span(self, span: Any) -> None:
-        """Hold the request's trace span until the answer arrives (`deliver` ends it)."""
-        self.span = span
-
-    def hang_up(self) -> None:
-        """The client closed the connection this call waits on (`fastio.watch_hang_up`)."""
-        self.gone = True
-        self.set()
-
-    def set(self) -> None:
-        wake = self.wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
-
-    @property
-    def translates_input(self) -> bool:
-        return self.ask is not None
-
-    def forward_server_request(self, instance: Instance, message: Message) -> bool:
-        """A legacy child asks the client something (sampling, elicitation) during this call: a
-        legacy session gets the request on this call's stream; a 2026-07-28 call is answered
-        input_required (`input_required.py`)."""
-        if self.session is None:
-            if self.book is None or self.ask is None:
-                return False
-            return self.book.child_asks(self.ask, self, instance, message)
-        self.deliver(self.session.server_request_for(instance, message))
-        return True
-
-    async def wait(self) -> None:
-        book, ask = self.book, self.ask
-        if ask is not None and book is not None and await book.gather(self, ask):
-            return
-        if self.response is None and not self.events:
-            wake = self.wake = asyncio.get_running_loop().create_future()
-            try:
-                await wake
-            finally:
-                self.wake = None
-            if ask is not None and book is not None:
-                await book.gather(self, ask)
-
-
-class _Stream:
-    """SSE frames waiting for a long-lived stream (a legacy GET stream, a listen stream)."""
-
-    __slots__ = ("frames", "overflowed", "size", "wake")
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.size = 0
-        self.wake = anyio.Event()
-        self.overflowed = False
-
-    def push(self, frame: bytes) -> None:
-        if len(self.frames) >= STREAM_BACKLOG or self.size + len(frame) > STREAM_BACKLOG_BYTES:
-            self.overflowed = True
-        else:
-            self.frames.append(frame)
-            self.size += len(frame)
-        self.wake.set()
-
-    def take(self) -> list[bytes]:
-        frames, self.frames = self.frames, []
-        self.size = 0
-        self.wake = anyio.Event()
-        return frames
-
-
-class HttpSession(Session):
-    """A legacy (`Mcp-Session-Id`) client. Answers go to each request's `Call`; server
-    notifications go to the session's GET stream while one is open. Without one they are not
-    kept (an idle session must not hold a copy of every notification): the session remembers
-    which lists changed and says so when a stream opens."""
-
-    def __init__(self, sid: str, path: str, target: Target, *, max_message: int,
-                 task_group: anyio.abc.TaskGroup | None) -> None:
-        # The id's tail: random in a local id, the signature in a signed one (whose head is the
-        # same for every session).
-        super().__init__(target, Outbox(), max_message=max_message, task_group=task_group,
-                         client=f"http:{sid[-8:]}")
-        self.sid = sid
-        self.path = path
-        self.last_used = time.monotonic()
-        self.calls: dict[Any, Call] = {}
-        self.stream = _Stream()
-        self.streaming = False  # a GET stream is open
-        # The open GET stream's scope, and an event set when it has ended: a resuming GET takes
-        # the stream over from one whose client has gone but whose end was not noticed yet.
-        self.stream_scope: anyio.CancelScope | None = None
-        self.stream_ended = anyio.Event()
-        self.replay = SessionStreams()  # resumable SSE streams (`sse_replay.py`)
-        self.get_replay, _ = self.replay.open()
-        self.token: bytes | None = None  # the client token that opened it (None: no tokens set)
-        self.missed: set[str] = set()  # list_changed methods to send when a stream opens
-
-    @property
-    def busy(self) -> bool:
-        """In use right now: not to be evicted for a newcomer."""
-        return self.streaming or bool(self.calls)
-
-    TRANSPORT = "tcp"
-
-    def trace_session_id(self) -> str | None:
-        return self.sid
-
-    def deliver(self, message: Message) -> None:
-        self.stream.push(self.get_replay.frame(message))
-
-    def resumable(self, call: Call) -> ReplayStream:
-        """A numbered, replayable stream for `call`'s answer; calls whose streams had to make
-        room are cancelled (their answers could never be collected)."""
-        stream, evicted = self.replay.open(call)
-        for old in evicted:
-            if old.call is not None and old.call.response is None:
-                self.server.cancel(old.call, old.call.client_id, "its SSE stream was dropped and "
-                                   "not resumed")
-                self.calls.pop(old.call.client_id, None)
-        return stream
-
-    def server_notification(self, server: Server, message: Message) -> None:
-        if self.streaming:
-            self.deliver(message)  # numbered in the GET stream's replay buffer
-            return
-        again = _LIST_AGAIN.get(message.get("method"))  # type: ignore[arg-type]
-        if again is not None:
-            self.missed.add(again)
-
-    def list_again(self) -> list[bytes]:
-        """The `list_changed` frames for what changed while no stream was open."""
-        frames = [self.get_replay.frame(notification(method)) for method in sorted(self.missed)]
-        self.missed.clear()
-        return frames
-
-    def cancel_request(self, request_id: Any, reason: str) -> None:
-        call = self.calls.get(request_id)
-        if call is not None:
-            self.server.cancel(call, request_id, reason)
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        super().close()
-        for call in list(self.calls.values()):
-            self.server.drop_sink(call)
-        self.stream.push(b"")  # wake the GET stream so it ends
-
-
-class _Stateless(Session):
-    """Routes 2026-07-28 requests for one target; their answers all go to per-request `Call`s."""
-
-    TRANSPORT = "tcp"
-
-    def deliver(self, message: Message) -> None:
-        pass  # nothing is session-wide on the stateless wire; notifications go to listen streams
-
-    def server_notification(self, server: Server, message: Message) -> None:
-        pass
-
-
-class _Listen:
-    """A 2026-07-28 `subscriptions/listen` stream served by the daemon from a target's notifications
-    (`list_changed` of the kinds the client opted in to), tagged with the listen request's id."""
-
-    __slots__ = ("kinds", "listen_id", "stream")
-
-    KINDS: ClassVar[dict[str, str]] = {
-             "toolsListChanged": "notifications/tools/list_changed",
-             "promptsListChanged": "notifications/prompts/list_changed",
-             "resourcesListChanged": "notifications/resources/list_changed"}
-
-    def __init__(self, listen_id: Any, kinds: set[str]) -> None:
-        self.listen_id = listen_id
-        self.kinds = kinds
-        self.stream = _Stream()
-
-    def server_notification(self, server: Server | None, message: Message) -> None:
-        if message.get("method") in self.kinds:
-            params = dict(message.get("params") or {})
-            params["_meta"] = {**(params.get("_meta") or {}),
-                               protocol.META_SUBSCRIPTION_ID: self.listen_id}
-            self.stream.push(sse_event({"jsonrpc": "2.0", "method": message["method"], "params": params}))
-
-    def forward_server_request(self, instance: Instance, message: Message) -> bool:
-        return False
-
-    def task_notification(self, message: Message) -> None:
-        """`notifications/tasks` of a task this stream follows (`tasks.TaskBook.watch`)."""
-        self.server_notification(None, message)
-
-
-def _same_owner(owner: bytes | None, caller: bytes | None) -> bool:
-    if owner is None or caller is None:
-        return owner is caller
-    return hmac.compare_digest(owner, caller)
-
-
-def _json_headers(body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> list[tuple[bytes, bytes]]:
-    headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
-    if extra:
-        headers.extend(extra)
-    return headers
-
-
-async def _send_json(send: Send, status: int, payload: Any,
-                     extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = orjson.dumps(payload)
-    await send({"type": "http.response.start", "status": status, "headers": _json_headers(body, extra)})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_error(send: Send, status: int, code: int, message: str, msg_id: Any = None,
-                      data: Any = None, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    await _send_json(send, status, error_response(msg_id, code, message, data), extra)
-
-
-async def _send_empty(send: Send, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-length", b"0")]
-    if extra:
-        headers.extend(extra)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
-
-
-def _closing(send: Send) -> Send:
-    """While draining, every answer says `Connection: close`: a balancer then holds no idle
-    keep-alive connection to this node when its listener closes, so none races a reuse."""
-    async def closing_send(message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
-        await send(message)
-    return closing_send
 
 
 class _CoalescingTransport:
@@ -1095,6 +812,8 @@ class HttpDoor:
         opened.owner = (self._token_clients.get(self._credential(headers) or b"")
                         or f"anonymous:http-{sid}")
         opened.token = self._credential(headers)
+        params = msg.get("params")
+        opened.polls = session_polls(params.get("protocolVersion") if params.__class__ is dict else None)
         call = Call(msg["id"], opened)
         try:
             with self._batch():
@@ -1167,6 +886,7 @@ class HttpDoor:
         session.owner = client or f"anonymous:http-{sid}"
         session.client_capabilities = claims["c"]
         session.client_info = claims["i"]
+        session.polls = session_polls(claims.get("v"))
         session.initialized = True
         session.token = self._credential(headers)
         self.sessions.add(session, claims["o"])
@@ -1258,9 +978,16 @@ class HttpDoor:
                        statuses: dict[int, int] | None, receive: Receive, send: Send) -> None:
         # Waiting for the answer costs nothing per call but a future: the connection says when
         # its client hangs up. (Where it cannot, the watcher task of the slow path below does.)
+        # SSE polling: a 2025-11-25 session's call still unanswered at `poll_at` is let go.
+        poll_at = (poll_deadline(self.settings.sse_poll_after, call.session)
+                   if sse_ok and call.session is not None else None)
         if call.response is None and not call.events and fastio.watch_hang_up(receive, call.hang_up):
             try:
-                await call.wait()
+                if poll_at is None:
+                    await call.wait()
+                else:
+                    with anyio.move_on_after(poll_at - time.monotonic()):
+                        await call.wait()
             finally:
                 fastio.unwatch_hang_up(receive)
             if call.gone and call.response is None:
@@ -1280,7 +1007,7 @@ class HttpDoor:
         # Slow, streaming or big: watch for the client leaving while we wait and write.
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_disconnect, receive, call, tg.cancel_scope)
-            await self._respond_slow(call, json_ok, sse_ok, status, statuses, send)
+            await self._respond_slow(call, json_ok, sse_ok, status, statuses, send, poll_at)
             tg.cancel_scope.cancel()
         if call.replay is not None and not call.replay.finished:
             return  # a legacy session's stream: the client may resume it (Last-Event-ID)
@@ -1289,9 +1016,20 @@ class HttpDoor:
             target.cancel(call, call.client_id, "the HTTP client closed the response stream")
 
     async def _respond_slow(self, call: Call, json_ok: bool, sse_ok: bool, status: int,
-                            statuses: dict[int, int] | None, send: Send) -> None:
+                            statuses: dict[int, int] | None, send: Send,
+                            poll_at: float | None = None) -> None:
         while call.response is None and not (call.events and sse_ok):
-            await call.wait()
+            if not sse_ok:
+                # A JSON-only client: what the child streams before the answer cannot reach it
+                # (and a kept event would make `wait` return at once, spinning the loop).
+                call.events.clear()
+            if poll_at is None:
+                await call.wait()
+                continue
+            with anyio.move_on_after(poll_at - time.monotonic()):
+                await call.wait()
+            if time.monotonic() >= poll_at:
+                break  # SSE polling: prime the stream, then let the connection go
         if call.response is not None and (not call.events or not sse_ok) and json_ok:
             response = call.response
             if statuses is not None and "error" in response:
@@ -1304,11 +1042,13 @@ class HttpDoor:
         if call.session is not None:
             call.replay = call.session.resumable(call)
             first.append(call.replay.prime())
-        await self._pump_call(call, send, first)
+        await self._pump_call(call, send, first, poll_at if call.replay is not None else None)
 
-    async def _pump_call(self, call: Call, send: Send, first: list[bytes]) -> None:
+    async def _pump_call(self, call: Call, send: Send, first: list[bytes],
+                         poll_at: float | None = None) -> None:
         """Write a call's events and then its answer to an open SSE response (numbered and kept
-        for a reconnect when the call has a replay stream)."""
+        for a reconnect when the call has a replay stream). At `poll_at`, an unfinished stream
+        is closed with a `retry` hint for the client to resume it (`sse_polling.py`)."""
         replay = call.replay
         render = replay.frame if replay is not None else sse_event
         frames = first
@@ -1329,9 +1069,14 @@ class HttpDoor:
             if final is not None:
                 return
             frames = []
-            with anyio.move_on_after(PING_INTERVAL) as quiet:
+            if poll_at is not None and time.monotonic() >= poll_at:
+                with anyio.move_on_after(SEND_TIMEOUT):
+                    await send({"type": "http.response.body", "body": RETRY_FRAME, "more_body": False})
+                return
+            wait = PING_INTERVAL if poll_at is None else min(PING_INTERVAL, poll_at - time.monotonic())
+            with anyio.move_on_after(wait) as quiet:
                 await call.wait()
-            if quiet.cancelled_caught:
+            if quiet.cancelled_caught and (poll_at is None or time.monotonic() < poll_at):
                 await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
 
     async def _watch_disconnect(self, receive: Receive, call: Call, scope: anyio.CancelScope) -> None:
