@@ -21,7 +21,7 @@ test: install-test test-system-deps node lint pytest
 
 lint: install-test
 	$(BIN)/ruff check supervisor tui tests bench
-	$(BIN)/mypy --strict supervisor tui
+	$(BIN)/mypy --strict supervisor tui tests bench
 	$(BIN)/lint-imports
 
 pytest: install-test test-system-deps node

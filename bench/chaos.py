@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import itertools
 import os
 import random
@@ -36,12 +37,15 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
 
 from .targets import REPO
+
+if TYPE_CHECKING:
+    from tests.fuzzing import FuzzFleet
 
 RESULTS = REPO / "bench" / "results"
 ECHO_CHILDREN = 27
@@ -123,7 +127,7 @@ def _judge(tally: Tally, answer: dict[str, Any], text: str) -> None:
 
 # ---- good clients --------------------------------------------------------------------------------
 
-def socket_client(fleet: Any, stop: threading.Event, tally: Tally, number: int, depth: int = 4) -> None:
+def socket_client(fleet: FuzzFleet, stop: threading.Event, tally: Tally, number: int, depth: int = 4) -> None:
     """An attached control-socket session, `depth` calls in flight, each answer checked."""
     from tests.fuzzing import LineReader
 
@@ -136,7 +140,7 @@ def socket_client(fleet: Any, stop: threading.Event, tally: Tally, number: int, 
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.connect(str(fleet.daemon.socket))
-                reader = LineReader(sock.fileno(), lambda s=sock: s.recv(1 << 20))
+                reader = LineReader(sock.fileno(), functools.partial(sock.recv, 1 << 20))
                 sock.sendall(orjson.dumps({"jsonrpc": "2.0", "id": "attach", "method": "supervisor/attach",
                                            "params": {"server": server, "client": f"good-{number}"}}) + b"\n")
                 if reader.next(time.monotonic() + 10) is None:
@@ -176,7 +180,7 @@ def socket_client(fleet: Any, stop: threading.Event, tally: Tally, number: int, 
             stop.wait(0.5)
 
 
-def bridge_client(fleet: Any, stop: threading.Event, tally: Tally, number: int) -> None:
+def bridge_client(fleet: FuzzFleet, stop: threading.Event, tally: Tally, number: int) -> None:
     """`mcpctl connect` started like a client starts it; one call at a time, each checked."""
     from mcp.client.stdio import get_default_environment
 
@@ -192,7 +196,7 @@ def bridge_client(fleet: Any, stop: threading.Event, tally: Tally, number: int) 
                                 env=get_default_environment())
         assert proc.stdin is not None and proc.stdout is not None
         out = proc.stdout.fileno()
-        reader = LineReader(out, lambda fd=out: os.read(fd, 1 << 20))
+        reader = LineReader(out, functools.partial(os.read, out, 1 << 20))
         try:
             for n in range(rng.randrange(20, 200)):
                 if stop.is_set():
@@ -232,7 +236,7 @@ def bridge_client(fleet: Any, stop: threading.Event, tally: Tally, number: int) 
             proc.stdout.close()
 
 
-def http_client(fleet: Any, stop: threading.Event, tally: Tally, number: int, modern: bool) -> None:
+def http_client(fleet: FuzzFleet, stop: threading.Event, tally: Tally, number: int, modern: bool) -> None:
     from tests.fuzzing import TOKEN
 
     rng = random.Random(2000 + number)
@@ -293,7 +297,7 @@ def http_client(fleet: Any, stop: threading.Event, tally: Tally, number: int, mo
 
 # ---- hostile clients -------------------------------------------------------------------------------
 
-def never_reader(fleet: Any, stop: threading.Event, counts: dict[str, int]) -> None:
+def never_reader(fleet: FuzzFleet, stop: threading.Event, counts: dict[str, int]) -> None:
     """Attach, ask for big answers, never read; give up after a while and start over."""
     while not stop.is_set():
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -313,7 +317,8 @@ def never_reader(fleet: Any, stop: threading.Event, counts: dict[str, int]) -> N
         stop.wait(1)
 
 
-def half_sent_http(fleet: Any, stop: threading.Event, counts: dict[str, int], connections: int = 50) -> None:
+def half_sent_http(fleet: FuzzFleet, stop: threading.Event, counts: dict[str, int],
+                   connections: int = 50) -> None:
     """Connections that send half a request head, hold it, then leave."""
     while not stop.is_set():
         opened = []
@@ -331,7 +336,7 @@ def half_sent_http(fleet: Any, stop: threading.Event, counts: dict[str, int], co
 
 # ---- the fuzzer ------------------------------------------------------------------------------------
 
-def fuzz_round(fleet: Any, door: str, examples: int) -> str | None:
+def fuzz_round(fleet: FuzzFleet, door: str, examples: int) -> str | None:
     """`examples` random examples on one door; the failure's text (with the shrunk example) or None."""
     from hypothesis import given, settings
 

@@ -50,7 +50,7 @@ def _replaced(daemon: Daemon, name: str, old_pid: int, timeout: float) -> dict[s
     def check() -> dict[str, Any] | None:
         s = daemon.status(name)
         return s if s["state"] == "ready" and s["pid"] not in (None, old_pid) else None
-    return wait_for(check, timeout, interval=0.01, what=f"{name} replaced")  # type: ignore[no-any-return]
+    return wait_for(check, timeout, interval=0.01, what=f"{name} replaced")
 
 
 def _summary(label: str, samples: list[float]) -> None:

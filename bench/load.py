@@ -18,7 +18,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -287,7 +287,7 @@ class HttpClient(asyncio.Protocol):
         self.drained = asyncio.Event()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection's is one
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._sent_at is not None:

@@ -74,7 +74,7 @@ async def main() -> None:
         ok_child.inc()
         duration_child.observe(0.003)
 
-    results = {}
+    results: dict[str, float] = {}
     for _ in range(3):  # best of three
         for name, func in (("bare", bare), ("ours", server.request_done), ("prometheus", prometheus)):
             took = _time(func, pendings)

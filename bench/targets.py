@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 
@@ -92,7 +92,11 @@ def end_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
                 stream.close()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
+    """The predicate's first truthy answer, polled until `timeout` runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

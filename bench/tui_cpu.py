@@ -112,11 +112,11 @@ def _print_top(stacks: Path, n: int = 30) -> None:
             inclusive[frame] += samples
     print(f"py-spy: {total} samples")
     print("-- own --")
-    for frame, count in own.most_common(n):
-        print(f"{100 * count / total:5.1f}%  {frame}")
+    for frame, hits in own.most_common(n):
+        print(f"{100 * hits / total:5.1f}%  {frame}")
     print("-- inclusive --")
-    for frame, count in inclusive.most_common(n):
-        print(f"{100 * count / total:5.1f}%  {frame}")
+    for frame, hits in inclusive.most_common(n):
+        print(f"{100 * hits / total:5.1f}%  {frame}")
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ for leftover processes (children and grandchildren).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import psutil
 import pytest
@@ -63,10 +64,14 @@ def server_toml(name: str, script: Path = ECHO, *args: str, **keys: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
-             what: str = "condition") -> Any:
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.05,
+             what: str = "condition") -> T:
+    """The predicate's first truthy answer, polled every `interval` until `timeout` runs out."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: T | None = None
     while time.monotonic() < deadline:
         last = predicate()
         if last:
@@ -76,13 +81,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
 
 
 def alive_pids(pids: set[int]) -> set[int]:
-    found = set()
+    found: set[int] = set()
     for pid in pids:
         with contextlib.suppress(psutil.Error):
             proc = psutil.Process(pid)
             if proc.status() != psutil.STATUS_ZOMBIE:
                 found.add(pid)
     return found
+
+
+def none_alive(pids: set[int]) -> bool:
+    return not alive_pids(pids)
 
 
 class Daemon:
@@ -121,13 +130,17 @@ class Daemon:
             stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
             env=self.env, cwd=self.workdir, preexec_fn=self._limits if self.nofile else None)
         if wait:
-            wait_for(lambda: self.socket.exists() and self._answers(), 20, what="daemon socket")
+            wait_for(self.socket_answers, 20, what="daemon socket")
         return self
 
     def _limits(self) -> None:
         import resource
         assert self.nofile is not None
         resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
+
+    def socket_answers(self) -> bool:
+        """The control socket is there and answers (a daemon that exited instead fails the test)."""
+        return self.socket.exists() and self._answers()
 
     def _answers(self) -> bool:
         try:
@@ -146,13 +159,14 @@ class Daemon:
     def rpc(self, method: str, params: dict[str, Any] | None = None, timeout: float = 30) -> Any:
         return call(self.socket, method, params, timeout)
 
-    def status(self, name: str | None = None) -> Any:
-        result = self.rpc("supervisor/status")
+    def status(self, name: str | None = None) -> dict[str, Any]:
+        """`supervisor/status`, or the entry of server `name` in it (KeyError while it has none)."""
+        result: dict[str, Any] = self.rpc("supervisor/status")
         for server in result["servers"]:
             self.seen_pids.update(server.get("pids") or [])
         if name is None:
             return result
-        found = [s for s in result["servers"] if s["name"] == name]
+        found: list[dict[str, Any]] = [s for s in result["servers"] if s["name"] == name]
         if not found:
             raise KeyError(f"no server {name!r} in status (yet)")
         return found[0]
@@ -165,7 +179,7 @@ class Daemon:
                 return None
             return server if server["state"] in states else None
         try:
-            return wait_for(check, timeout, what=f"{name} in {states}")  # type: ignore[no-any-return]
+            return wait_for(check, timeout, what=f"{name} in {states}")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- daemon log ---\n{self.log_text()[-4000:]}") from None
 
@@ -231,8 +245,17 @@ def daemon_env(workdir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+class MakeDaemon(Protocol):
+    """The `make_daemon` fixture: a `Daemon` on this config, started unless `start=False`."""
+
+    def __call__(self, config_text: str, *, start: bool = True, env: dict[str, str] | None = None,
+                 subdir: str | None = None, watch: bool = False,
+                 serve_args: tuple[str, ...] = (), supervisor_keys: str = "",
+                 nofile: tuple[int, int] | None = None) -> Daemon: ...
+
+
 @pytest.fixture
-def make_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
+def make_daemon(workdir: Path) -> Iterator[MakeDaemon]:
     """Start daemons on demand; at teardown stop them and fail if any process was left behind."""
     started: list[Daemon] = []
 
@@ -252,14 +275,14 @@ def make_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
         return daemon
 
     yield factory
-    problems = []
+    problems: list[str] = []
     for daemon in started:
         with contextlib.suppress(Exception):
             daemon.status()
         daemon.seen_pids |= daemon.descendants()
         daemon.stop()
         try:
-            wait_for(lambda d=daemon: not alive_pids(d.seen_pids), 10, what="children to exit")
+            wait_for(functools.partial(none_alive, daemon.seen_pids), 10, what="children to exit")
         except AssertionError:
             left = daemon.kill_leftovers()
             problems.append(f"processes left behind: {sorted(left)}")

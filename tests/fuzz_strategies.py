@@ -334,7 +334,8 @@ def modern_http_requests(draw: st.DrawFn) -> HttpRequest:
     params = draw(strategy) if strategy is not None else draw(st.one_of(st.just({}), json_values))
     envelope = draw(st.sampled_from(("good",) * 5 + ("missing", "wrong-version", "odd")))
     if isinstance(params, dict) and envelope != "missing":
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        given_meta = params.get("_meta")
+        meta: dict[str, Any] = given_meta if isinstance(given_meta, dict) else {}
         if envelope == "good":
             meta = {**meta, PV: "2026-07-28", CAPS: {}}
         elif envelope == "wrong-version":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import itertools
 import os
 import select
@@ -33,10 +34,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import orjson
@@ -66,7 +67,7 @@ class DaemonDown(AssertionError):
 class LineReader:
     """Newline-delimited JSON from a socket or pipe fd, with deadlines."""
 
-    def __init__(self, fd: int, recv: Any) -> None:
+    def __init__(self, fd: int, recv: Callable[[], bytes]) -> None:
         self.fd = fd
         self.recv = recv
         self.buffer = bytearray()
@@ -325,7 +326,7 @@ class FuzzFleet:
             return False
         return True
 
-    def _check_serving(self, status: Any) -> None:
+    def _check_serving(self, status: dict[str, Any]) -> None:
         assert {s["name"] for s in status["servers"]} >= {"bystander", "target", "hostile"}
         self._check_witness()
         nonce = f"control-{next(self._ids)}"
@@ -378,9 +379,9 @@ class FuzzFleet:
             if line is None:
                 self._close_witness()
                 raise AssertionError(f"the bystander session lost its answer to {message['id']!r}")
-            reply = orjson.loads(line)
+            reply: Message = orjson.loads(line)
             if reply.get("id") == message["id"] and "method" not in reply:
-                return reply  # type: ignore[no-any-return]
+                return reply
             assert "method" in reply, f"the bystander session got someone else's answer: {line[:200]!r}"
 
     def _close_witness(self) -> None:
@@ -479,13 +480,14 @@ class FuzzFleet:
                     self._driver.settimeout(10)
                     self._driver.connect(str(self.inject_path))
                     driver = self._driver
-                    self._driver_reader = LineReader(driver.fileno(), lambda d=driver: d.recv(1 << 16))
+                    self._driver_reader = LineReader(driver.fileno(), functools.partial(driver.recv, 1 << 16))
                 assert self._driver_reader is not None
                 self._driver.sendall(orjson.dumps(command) + b"\n")
                 line = self._driver_reader.next(time.monotonic() + 10)
                 if line is None:
                     raise OSError("the hostile child closed its driver socket")
-                return orjson.loads(line)  # type: ignore[no-any-return]
+                acknowledged: dict[str, Any] = orjson.loads(line)
+                return acknowledged
             except OSError:
                 self._close_driver()
                 if attempt:
@@ -499,7 +501,7 @@ class FuzzFleet:
         self._driver = self._driver_reader = None
 
 
-def _write_all(pipe: Any, data: bytes) -> None:
+def _write_all(pipe: IO[bytes], data: bytes) -> None:
     with contextlib.suppress(OSError, ValueError):
         pipe.write(data)
         pipe.flush()
@@ -669,7 +671,8 @@ def _trigger(fleet: FuzzFleet, action: Any) -> None:
         fleet.control([request], prefix=attach).check()
 
 
-DOORS = {
+# Each door's runner takes the examples of its own strategy (fuzz_strategies.DOOR_EXAMPLES[door]).
+DOORS: dict[str, Callable[[FuzzFleet, Any], None]] = {
     "control socket": run_control,
     "control attach": run_attach,
     "mcpctl connect": run_connect,

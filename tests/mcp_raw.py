@@ -33,7 +33,8 @@ class RawSession:
         self.sock.sendall(data)
 
     def recv(self) -> dict[str, Any]:
-        return orjson.loads(read_line(self.sock, self.buffer))  # type: ignore[no-any-return]
+        message: dict[str, Any] = orjson.loads(read_line(self.sock, self.buffer))
+        return message
 
     def response(self) -> dict[str, Any]:
         """The next response, keeping notifications aside."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .conftest import ECHO, server_toml
+from .conftest import ECHO, MakeDaemon, server_toml
 from .mcp_raw import RawSession
 
 
-def test_server_rate_limit_refuses_at_once_with_retry_after(make_daemon):
+def test_server_rate_limit_refuses_at_once_with_retry_after(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("limited", ECHO, rate_limit="3/min"))
     daemon.wait_state("limited", "ready")
     with RawSession(daemon.socket, "limited") as session:
@@ -20,7 +20,7 @@ def test_server_rate_limit_refuses_at_once_with_retry_after(make_daemon):
     assert daemon.status("limited")["rate_limited_total"] == 1
 
 
-def test_client_rate_limits_are_per_identity(make_daemon):
+def test_client_rate_limits_are_per_identity(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("shared")
                          + '[clients.alice]\nrate_limit = "2/min"\n[clients.bob]\nrate_limit = "5/min"\n')
     daemon.wait_state("shared", "ready")

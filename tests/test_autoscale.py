@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from .conftest import CHAOS, Daemon, alive_pids, server_toml, wait_for
+from .conftest import CHAOS, Daemon, MakeDaemon, alive_pids, server_toml, wait_for
 from .mcp_raw import RawSession
 
 # Windows short enough for a test; max_in_flight = 1 so a handful of calls makes a queue.
@@ -71,7 +71,7 @@ def scale_log(daemon: Daemon) -> list[str]:
     return [line for line in daemon.log_text().splitlines() if "scaling" in line or "scale-up" in line]
 
 
-def test_queue_builds_instances_join_and_share_then_drain_back_to_min(make_daemon):
+def test_queue_builds_instances_join_and_share_then_drain_back_to_min(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("pool", CHAOS, **SCALED)
                          + server_toml("solo", CHAOS, max_in_flight=1, scale_up_queue=2,
                                        scale_up_window="200ms", memory_interval="1s"))
@@ -126,7 +126,7 @@ def test_queue_builds_instances_join_and_share_then_drain_back_to_min(make_daemo
     assert not any("solo" in line for line in lines), lines
 
 
-def test_the_fleet_memory_limit_stops_a_scale_up_and_says_why(make_daemon):
+def test_the_fleet_memory_limit_stops_a_scale_up_and_says_why(make_daemon: MakeDaemon) -> None:
     # Measure one serving child first, then run with a fleet limit that holds one such child but
     # not two (the child's tree is just itself).
     probe = make_daemon(server_toml("pool", CHAOS), subdir="probe")

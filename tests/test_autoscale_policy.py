@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from supervisor.config import ServerConfig
@@ -126,6 +128,6 @@ def test_reasons_say_what_held_and_for_how_long() -> None:
     ({"stateless": True, "min_instances": 2, "max_instances": 10}, (2, 10)),
     ({"stateless": True, "min_instances": 3}, None),  # max defaults to min
 ])
-def test_policy_from_config(keys: dict[str, object], expected: tuple[int, int] | None) -> None:
-    policy = Policy.for_config(ServerConfig(name="s", command="x", **keys))  # type: ignore[arg-type]
+def test_policy_from_config(keys: dict[str, Any], expected: tuple[int, int] | None) -> None:
+    policy = Policy.for_config(ServerConfig(name="s", command="x", **keys))
     assert (None if policy is None else (policy.min_instances, policy.max_instances)) == expected

@@ -7,17 +7,15 @@ not called" is proven by the child itself, not by the daemon's own counters.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
-from .conftest import ECHO, Daemon, server_toml, wait_for
+from .conftest import ECHO, Daemon, MakeDaemon, server_toml, wait_for
 from .mcp_raw import RawSession
 from .redis_server import RedisServer
-
-MakeDaemon = Callable[..., Daemon]
 
 
 def cached_server(name: str, *args: str, tools: tuple[str, ...] = (), ttl: str | None = None,
@@ -99,6 +97,7 @@ def test_a_hit_is_the_stored_answer_under_the_callers_id_for_short_and_long_para
     daemon = make_daemon(cached_server("echo", tools=("echo",)))
     daemon.wait_state("echo", "ready")
     long_text = "L" * 400
+    msg_id: int | str  # integer ids first, then both kinds
     with session(daemon) as raw:
         for msg_id, arg in ((1, "short"), (2, long_text)):
             assert text(raw.call_tool("echo", {"text": arg}, msg_id)) == arg
@@ -314,7 +313,9 @@ def test_redis_killed_mid_run_then_back(make_daemon: MakeDaemon, redis_server: R
         wait_for(recovered, 20, 0.1, what="the daemon to use Redis again")
         wait_for(lambda: cache_status(daemon)["redis"]["breaker"] == "closed", 5, what="breaker closed")
         key = next(iter(client.scan_iter(match="mcps:echo:*")))
-        assert orjson.loads(client.get(key))["content"][0]["text"].startswith("up")
+        stored = client.get(key)
+        assert isinstance(stored, bytes), stored
+        assert orjson.loads(stored)["content"][0]["text"].startswith("up")
 
 
 def test_redis_slower_than_the_timeout(make_daemon: MakeDaemon, redis_server: RedisServer) -> None:

@@ -152,7 +152,8 @@ def test_config_snippet(tmp_path: Path) -> None:
     ({"XDG_RUNTIME_DIR": "/tmp/elsewhere-run"}, "/tmp/elsewhere-run/mcp-supervisor/control.sock"),
     ({"MCP_SUPERVISOR_SOCKET": "/tmp/custom.sock"}, "/tmp/custom.sock"),
 ])
-def test_config_snippet_names_the_socket_a_scrubbed_client_would_miss(tmp_path: Path, env, socket) -> None:
+def test_config_snippet_names_the_socket_a_scrubbed_client_would_miss(tmp_path: Path, env: dict[str, str],
+                                                                      socket: str) -> None:
     """A client starts the bridge without XDG_RUNTIME_DIR or MCP_SUPERVISOR_SOCKET: when the
     daemon's socket comes from either, the snippet passes it as `--socket` (regression: the
     bridge said the daemon was not running while it ran)."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import httpx
 
-from .conftest import server_toml
+from .conftest import MakeDaemon, server_toml
 
 
-def test_commands_on_a_server_that_stays_unavailable_exit_1_with_the_reason(make_daemon):
+def test_commands_on_a_server_that_stays_unavailable_exit_1_with_the_reason(make_daemon: MakeDaemon) -> None:
     """Regression: `start`/`restart` of an unavailable server exited 0, `tools`/`logs` printed
     nothing with exit 0."""
     daemon = make_daemon(server_toml("echo") + server_toml("keyed", requires_env=["R17_MISSING_KEY"]))
@@ -27,7 +28,7 @@ def test_commands_on_a_server_that_stays_unavailable_exit_1_with_the_reason(make
     assert daemon.ctl("tools", "echo").returncode == 0
 
 
-def test_stop_does_not_repeat_the_state_as_its_reason(make_daemon):
+def test_stop_does_not_repeat_the_state_as_its_reason(make_daemon: MakeDaemon) -> None:
     """Regression: `mcpctl stop` printed `echo: stopped (stopped)`."""
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
@@ -42,7 +43,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_get_root_is_a_json_index_of_the_doors(make_daemon):
+def test_get_root_is_a_json_index_of_the_doors(make_daemon: MakeDaemon) -> None:
     port = free_port()
     make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("echo"))
     answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
@@ -53,7 +54,7 @@ def test_get_root_is_a_json_index_of_the_doors(make_daemon):
     assert "echo" not in answer.text  # no server names before authentication
 
 
-def test_a_taken_port_names_the_http_listen_setting(make_daemon):
+def test_a_taken_port_names_the_http_listen_setting(make_daemon: MakeDaemon) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
@@ -65,7 +66,8 @@ def test_a_taken_port_names_the_http_listen_setting(make_daemon):
     assert 'listen = ""' in proc.stderr
 
 
-def test_install_tells_the_running_daemon_which_starts_what_waited(make_daemon, workdir):
+def test_install_tells_the_running_daemon_which_starts_what_waited(make_daemon: MakeDaemon,
+                                                                   workdir: Path) -> None:
     """Regression: after `mcpctl install NAME`, status kept saying "not installed" until
     `mcpctl start`. The install tells the daemon, and the waiting server starts."""
     import os
@@ -100,7 +102,7 @@ os.chmod(target, 0o755)
     assert daemon.status("pkgd")["state"] == "ready"
 
 
-def test_a_failed_install_is_the_unavailable_reason(make_daemon, workdir):
+def test_a_failed_install_is_the_unavailable_reason(make_daemon: MakeDaemon, workdir: Path) -> None:
     """The reason says why the install failed (a missing system package, say), not only
     "not installed"."""
     import os

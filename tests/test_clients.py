@@ -75,10 +75,11 @@ def servers(path: Path, table: tuple[str, ...]) -> dict[str, dict[str, object]]:
     node = json.loads(strip_jsonc(path.read_text()))
     for key in table:
         node = node[key]
-    return node  # type: ignore[no-any-return]
+    found: dict[str, dict[str, object]] = node
+    return found
 
 
-def test_clients_lists_every_config_and_how_each_entry_runs(machine) -> None:
+def test_clients_lists_every_config_and_how_each_entry_runs(machine: dict[str, Path]) -> None:
     proc = run(machine)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
@@ -92,7 +93,7 @@ def test_clients_lists_every_config_and_how_each_entry_runs(machine) -> None:
 
 
 @pytest.mark.parametrize("client", sorted(PLACES))
-def test_link_then_unlink_round_trips_to_the_original_bytes(machine, client) -> None:
+def test_link_then_unlink_round_trips_to_the_original_bytes(machine: dict[str, Path], client: str) -> None:
     """link: the fleet's entries (only those) become `mcpctl connect NAME` with the absolute path
     and --socket, a backup sits beside the file, a dry run writes nothing, a second link changes
     nothing; unlink gives back the original bytes."""
@@ -151,7 +152,7 @@ def test_link_then_unlink_round_trips_to_the_original_bytes(machine, client) -> 
         assert not path.with_name(path.name + ".mcp-supervisor.bak").exists()
 
 
-def test_unknown_client_is_a_usage_error(machine) -> None:
+def test_unknown_client_is_a_usage_error(machine: dict[str, Path]) -> None:
     proc = run(machine, "link", "emacs")
     assert proc.returncode == 2
     assert "claude-desktop" in proc.stderr

@@ -10,6 +10,7 @@ node, as they must be for the nodes to share cached results.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ import httpx
 import pytest
 from mcp import Client
 
-from .conftest import ECHO, PY, REPO, Daemon, alive_pids, daemon_env, wait_for
+from .conftest import ECHO, PY, REPO, Daemon, daemon_env, none_alive, wait_for
 from .redis_server import RedisServer, free_port
+from .sdk import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -149,7 +151,7 @@ def cluster() -> Iterator[Cluster]:
             daemons[name] = Daemon(workdir / name, fleet(name, ports[name], redis.url),
                                    daemon_env(workdir / name)).start(wait=False)
         for daemon in daemons.values():
-            wait_for(lambda d=daemon: d.socket.exists() and d._answers(), 30, what="daemon socket")
+            wait_for(daemon.socket_answers, 30, what="daemon socket")
             daemon.wait_state("echo", "ready", timeout=60)
             daemon.wait_state("limited", "ready", timeout=60)
         lb = Haproxy(ports)
@@ -177,7 +179,7 @@ def stop_all(daemons: list[Daemon]) -> None:
     left: set[int] = set()
     for daemon in daemons:
         try:
-            wait_for(lambda d=daemon: not alive_pids(d.seen_pids), 10, what="children to exit")
+            wait_for(functools.partial(none_alive, daemon.seen_pids), 10, what="children to exit")
         except AssertionError:
             left |= daemon.kill_leftovers()
     assert not left, f"processes left behind: {sorted(left)}"
@@ -210,9 +212,9 @@ async def test_stateless_sdk_calls_spread_over_every_node(cluster: Cluster) -> N
         async with Client(cluster.lb.url) as client:
             for n in range(12):
                 result = await client.call_tool("env", {"name": "HOME"})
-                seen[cluster.node_of(result.content[0].text)] += 1
+                seen[cluster.node_of(text_of(result))] += 1
                 echoed = await client.call_tool("add", {"a": n, "b": 1})
-                assert echoed.content[0].text == str(n + 1)
+                assert text_of(echoed) == str(n + 1)
     assert set(seen) == set(NODES), seen
 
 
@@ -221,9 +223,9 @@ async def test_legacy_sdk_session_sticks_to_the_node_that_opened_it(cluster: Clu
     keeps every request of it there, so a legacy client works behind round robin."""
     with anyio.fail_after(60):
         async with Client(cluster.lb.url, mode="legacy") as client:
-            homes = {(await client.call_tool("env", {"name": "HOME"})).content[0].text for _ in range(6)}
+            homes = {text_of(await client.call_tool("env", {"name": "HOME"})) for _ in range(6)}
             assert len({cluster.node_of(h) for h in homes}) == 1
-            assert (await client.call_tool("echo", {"text": "sticky"})).content[0].text == "sticky"
+            assert text_of(await client.call_tool("echo", {"text": "sticky"})) == "sticky"
 
 
 async def test_a_cached_result_is_served_by_a_node_that_did_not_compute_it(cluster: Cluster) -> None:
@@ -268,6 +270,9 @@ class Load:
         self.misrouted = 0
         self.stop = anyio.Event()
 
+    def answered(self, count: int) -> bool:
+        return self.ok >= count
+
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=30) as http, anyio.create_task_group() as tg:
             for worker in range(self.workers):
@@ -301,7 +306,7 @@ class Load:
         self.failed_started.append(started)
 
 
-async def wait_until(predicate: Any, timeout: float, what: str) -> None:
+async def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
     with anyio.fail_after(timeout):
         while not await anyio.to_thread.run_sync(predicate):
             await anyio.sleep(0.05)
@@ -318,15 +323,15 @@ async def test_rolling_restart_under_load_fails_no_call(cluster: Cluster) -> Non
         for node in NODES:
             daemon = cluster.daemons[node]
             before = load.ok
-            drained = await anyio.to_thread.run_sync(lambda d=daemon: d.ctl("drain", "--json"))
+            drained = await anyio.to_thread.run_sync(functools.partial(daemon.ctl, "drain", "--json"))
             assert drained.returncode == 0, drained.stderr
             assert daemon.proc is not None
-            await anyio.to_thread.run_sync(lambda d=daemon: d.proc.wait(40))  # type: ignore[union-attr]
+            await anyio.to_thread.run_sync(daemon.proc.wait, 40)
             assert daemon.proc.returncode == 0, daemon.log_text()[-2000:]
             daemon.stop()  # closes its log file; the process has exited
             await anyio.to_thread.run_sync(daemon.start)
-            await wait_until(lambda n=node: cluster.healthy(n), 60, f"{node} healthy again")
-            await wait_until(lambda b=before: load.ok >= b + 30, 30, "calls to go on")
+            await wait_until(functools.partial(cluster.healthy, node), 60, f"{node} healthy again")
+            await wait_until(functools.partial(load.answered, before + 30), 30, "calls to go on")
         load.stop.set()
     assert load.failed == [], load.failed[:5]
     assert load.misrouted == 0
@@ -341,7 +346,7 @@ async def test_sigkill_of_a_node_costs_only_its_calls_in_flight(cluster: Cluster
     load = Load(cluster.lb.url, workers=4)
     with anyio.fail_after(120):
         async with Client(cluster.lb.url, mode="legacy") as legacy, anyio.create_task_group() as tg:
-            home = (await legacy.call_tool("env", {"name": "HOME"})).content[0].text
+            home = text_of(await legacy.call_tool("env", {"name": "HOME"}))
             name = cluster.node_of(home)
             victim = cluster.daemons[name]
             tg.start_soon(load.run)
@@ -353,10 +358,10 @@ async def test_sigkill_of_a_node_costs_only_its_calls_in_flight(cluster: Cluster
             dead = time.monotonic()  # every call sent from now on was sent to a cluster without it
             settled = load.ok
             await wait_until(lambda: load.ok >= settled + 100, 60, "calls to go on without it")
-            moved = (await legacy.call_tool("env", {"name": "HOME"})).content[0].text
+            moved = text_of(await legacy.call_tool("env", {"name": "HOME"}))
             assert cluster.node_of(moved) != name
             echoed = await legacy.call_tool("echo", {"text": "same session, another node"})
-            assert echoed.content[0].text == "same session, another node"
+            assert text_of(echoed) == "same session, another node"
             load.stop.set()
     # At most the calls that were on it when it died (one per worker), and none sent after.
     assert len(load.failed) <= load.workers, load.failed

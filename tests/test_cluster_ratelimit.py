@@ -12,7 +12,7 @@ import pytest
 
 from supervisor.client.control import call
 
-from .conftest import ECHO, server_toml, wait_for
+from .conftest import ECHO, Daemon, MakeDaemon, server_toml, wait_for
 from .redis_server import RedisServer
 from .test_http import free_port, http_toml, modern_call, modern_headers
 
@@ -26,7 +26,7 @@ def redis_server() -> Iterator[RedisServer]:
     server.cleanup()
 
 
-def node(make_daemon: Any, name: str, url: str, port: int) -> Any:
+def node(make_daemon: MakeDaemon, name: str, url: str, port: int) -> Daemon:
     # A generous timeout: a loaded box must not make a node fall back to its own bucket here.
     text = (f'[cluster]\nnode = "{name}"\nurl = "{url}"\nrate_limit_timeout = "2s"\n' + http_toml(port)
             + '[clients.ci]\ntoken = "ci-token-0123456789"\nrate_limit = "3/min"\n'
@@ -36,7 +36,7 @@ def node(make_daemon: Any, name: str, url: str, port: int) -> Any:
     return daemon
 
 
-def tool_call(daemon: Any, text: str) -> dict[str, Any]:
+def tool_call(daemon: Daemon, text: str) -> dict[str, Any]:
     """One call through the control socket; the error (if any) as the daemon answered it."""
     try:
         result = call(daemon.socket, "supervisor/call",
@@ -46,7 +46,8 @@ def tool_call(daemon: Any, text: str) -> dict[str, Any]:
     return {"result": result}
 
 
-def test_a_server_limit_holds_for_the_whole_cluster(make_daemon: Any, redis_server: RedisServer) -> None:
+def test_a_server_limit_holds_for_the_whole_cluster(make_daemon: MakeDaemon,
+                                                    redis_server: RedisServer) -> None:
     a = node(make_daemon, "a", redis_server.url, free_port())
     b = node(make_daemon, "b", redis_server.url, free_port())
     answers = [tool_call(a if n % 2 == 0 else b, f"call {n}") for n in range(6)]
@@ -59,7 +60,7 @@ def test_a_server_limit_holds_for_the_whole_cluster(make_daemon: Any, redis_serv
 
 
 def test_a_client_limit_holds_whichever_node_the_client_reaches(
-        make_daemon: Any, redis_server: RedisServer) -> None:
+        make_daemon: MakeDaemon, redis_server: RedisServer) -> None:
     ports = [free_port(), free_port()]
     node(make_daemon, "a", redis_server.url, ports[0])
     node(make_daemon, "b", redis_server.url, ports[1])
@@ -74,7 +75,8 @@ def test_a_client_limit_holds_whichever_node_the_client_reaches(
     assert statuses == [200, 200, 200, 429, 429], statuses
 
 
-def test_redis_down_falls_back_to_each_nodes_own_bucket(make_daemon: Any, redis_server: RedisServer) -> None:
+def test_redis_down_falls_back_to_each_nodes_own_bucket(make_daemon: MakeDaemon,
+                                                        redis_server: RedisServer) -> None:
     a = node(make_daemon, "a", redis_server.url, free_port())
     assert "result" in tool_call(a, "shared bucket")
     redis_server.kill()

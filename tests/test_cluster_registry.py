@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ECHO, server_toml, wait_for
+from .conftest import ECHO, Daemon, MakeDaemon, server_toml, wait_for
 from .redis_server import RedisServer, free_port
 
 
@@ -24,18 +24,21 @@ def cluster_toml(node: str, url: str) -> str:
     return f'[cluster]\nnode = "{node}"\nurl = "{url}"\nheartbeat = "200ms"\n' + server_toml("echo", ECHO)
 
 
-def listed(daemon: Any) -> list[dict[str, Any]]:
+def listed(daemon: Daemon) -> list[dict[str, Any]]:
     return list(daemon.rpc("supervisor/cluster")["nodes"])
 
 
 def test_every_node_is_listed_with_its_servers_and_leaves_when_it_stops(
-        make_daemon: Any, redis_server: RedisServer) -> None:
+        make_daemon: MakeDaemon, redis_server: RedisServer) -> None:
     a = make_daemon(cluster_toml("a", redis_server.url), subdir="a")
     b = make_daemon(cluster_toml("b", redis_server.url), subdir="b")
     a.wait_state("echo", "ready")
     b.wait_state("echo", "ready")
-    nodes = wait_for(lambda: (n := listed(a)) and all(e["ready"] == 1 for e in n) and len(n) == 2 and n,
-                     10, what="both nodes ready in the registry")
+    def both_ready() -> list[dict[str, Any]] | None:
+        found = listed(a)
+        return found if len(found) == 2 and all(e["ready"] == 1 for e in found) else None
+
+    nodes = wait_for(both_ready, 10, what="both nodes ready in the registry")
     assert [n["node"] for n in nodes] == ["a", "b"]
     assert nodes[1]["servers"] == {"echo": "ready"} and nodes[1]["draining"] is False
     text = a.ctl("status", "--cluster").stdout
@@ -45,7 +48,7 @@ def test_every_node_is_listed_with_its_servers_and_leaves_when_it_stops(
     wait_for(lambda: [n["node"] for n in listed(a)] == ["a"], 10, what="b to leave the registry")
 
 
-def test_redis_down_costs_the_listing_not_the_calls(make_daemon: Any) -> None:
+def test_redis_down_costs_the_listing_not_the_calls(make_daemon: MakeDaemon) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     daemon = make_daemon(cluster_toml("a", dead))
     daemon.wait_state("echo", "ready")
@@ -57,7 +60,7 @@ def test_redis_down_costs_the_listing_not_the_calls(make_daemon: Any) -> None:
     assert daemon.log_text().count("cluster registry: heartbeat failed") == 1  # said once, not per beat
 
 
-def test_a_daemon_outside_a_cluster_says_so(make_daemon: Any) -> None:
+def test_a_daemon_outside_a_cluster_says_so(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo", ECHO))
     done = daemon.ctl("status", "--cluster")
     assert done.returncode == 1 and "not part of a cluster" in done.stderr

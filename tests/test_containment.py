@@ -23,7 +23,7 @@ from supervisor.client.errors import DaemonUnavailable
 from supervisor.telemetry.logs import ChildLogFiles, LineRing
 from supervisor.wire.outbox import Outbox, OutboxOverflow
 
-from .conftest import ECHO, SERVERS, Daemon, server_toml, wait_for
+from .conftest import ECHO, SERVERS, Daemon, MakeDaemon, server_toml, wait_for
 from .mcp_raw import RawSession
 
 HOSTILE = SERVERS / "hostile_child.py"
@@ -47,7 +47,8 @@ def _control(path: Path, line: bytes) -> dict[str, Any]:
     sock = connect(path, 10)
     try:
         sock.sendall(line + b"\n")
-        return orjson.loads(read_line(sock, bytearray()))  # type: ignore[no-any-return]
+        reply: dict[str, Any] = orjson.loads(read_line(sock, bytearray()))
+        return reply
     finally:
         sock.close()
 
@@ -59,7 +60,7 @@ def _nested(depth: int) -> str:
 
 # ---- client lines ---------------------------------------------------------------------------------
 
-def test_attach_with_non_object_params_is_invalid_params_not_a_daemon_exit(make_daemon):
+def test_attach_with_non_object_params_is_invalid_params_not_a_daemon_exit(make_daemon: MakeDaemon) -> None:
     """`supervisor/attach` with `"params": [1]` raised in the listener and ended the daemon."""
     daemon = make_daemon(_fleet())
     daemon.wait_state("echo", "ready")
@@ -70,7 +71,7 @@ def test_attach_with_non_object_params_is_invalid_params_not_a_daemon_exit(make_
     _still_serving(daemon)
 
 
-def test_discover_with_non_object_meta_is_invalid_params_not_a_daemon_exit(make_daemon):
+def test_discover_with_non_object_meta_is_invalid_params_not_a_daemon_exit(make_daemon: MakeDaemon) -> None:
     """`server/discover` with `"_meta": [1]` over an attached session ended the daemon."""
     daemon = make_daemon(_fleet())
     daemon.wait_state("echo", "ready")
@@ -84,7 +85,7 @@ def test_discover_with_non_object_meta_is_invalid_params_not_a_daemon_exit(make_
     _still_serving(daemon)
 
 
-def test_params_nested_300_deep_are_refused_at_parse_time(make_daemon):
+def test_params_nested_300_deep_are_refused_at_parse_time(make_daemon: MakeDaemon) -> None:
     """A request nested deeper than the encoder can write back (orjson reads 1024, writes 254)
     raised in the session and ended the daemon; it is now refused when parsed."""
     daemon = make_daemon(_fleet())
@@ -102,7 +103,7 @@ def test_params_nested_300_deep_are_refused_at_parse_time(make_daemon):
     _still_serving(daemon)
 
 
-def test_response_with_an_object_id_during_a_sampling_request_is_dropped(make_daemon):
+def test_response_with_an_object_id_during_a_sampling_request_is_dropped(make_daemon: MakeDaemon) -> None:
     """A client answer whose id is an object (unhashable) while a legacy child's sampling
     request is outstanding raised in the lookup and ended the daemon."""
     daemon = make_daemon(server_toml("echo") + server_toml("hostile", HOSTILE, "--era", "legacy"))
@@ -136,7 +137,7 @@ WRONG_TYPED = [
 ]
 
 
-def test_wrong_typed_control_params_answer_invalid_params(make_daemon):
+def test_wrong_typed_control_params_answer_invalid_params(make_daemon: MakeDaemon) -> None:
     """Wrong-typed control params answered -32603 (an internal error); they are the caller's
     mistake: -32602, and the daemon carries on."""
     daemon = make_daemon(server_toml("echo"))
@@ -148,7 +149,7 @@ def test_wrong_typed_control_params_answer_invalid_params(make_daemon):
     assert daemon.status("echo")["state"] == "ready"
 
 
-def test_invalid_request_ids_are_refused_before_any_lookup(make_daemon):
+def test_invalid_request_ids_are_refused_before_any_lookup(make_daemon: MakeDaemon) -> None:
     """Ids that are not strings or integers are invalid requests, on the control socket and in
     a session: refused with -32600 (id null) before they are used as a key."""
     daemon = make_daemon(server_toml("echo"))
@@ -169,7 +170,8 @@ def test_invalid_request_ids_are_refused_before_any_lookup(make_daemon):
 
 # ---- child output ---------------------------------------------------------------------------------
 
-def test_tools_list_with_a_non_object_item_is_a_protocol_error_not_a_daemon_exit(make_daemon):
+def test_tools_list_with_a_non_object_item_is_a_protocol_error_not_a_daemon_exit(
+        make_daemon: MakeDaemon) -> None:
     """A child whose tools/list holds a non-object item made the daemon die seconds after every
     start; the daemon drops and counts the item from the list it keeps (cache, aggregate, status),
     and a client asking the child gets the child's own answer, as always."""
@@ -207,7 +209,7 @@ CHILD_GARBAGE = [
 ]
 
 
-def test_invalid_child_messages_are_counted_and_dropped_not_a_daemon_exit(make_daemon):
+def test_invalid_child_messages_are_counted_and_dropped_not_a_daemon_exit(make_daemon: MakeDaemon) -> None:
     """Each of these lines from a child ended the daemon; each is now a counted, logged protocol
     error, dropped, and the child keeps serving."""
     daemon = make_daemon(_fleet())
@@ -235,7 +237,8 @@ MALFORMED_ANSWERS = [
 ]
 
 
-def test_a_malformed_answer_to_a_pending_call_answers_its_caller_with_an_error(make_daemon):
+def test_a_malformed_answer_to_a_pending_call_answers_its_caller_with_an_error(
+        make_daemon: MakeDaemon) -> None:
     """A child's answer with a bad shape to a call in flight: the caller hears an error at once
     (it neither hangs until request_timeout nor takes the daemon down)."""
     daemon = make_daemon(_fleet())
@@ -252,7 +255,8 @@ def test_a_malformed_answer_to_a_pending_call_answers_its_caller_with_an_error(m
 
 # ---- buffers --------------------------------------------------------------------------------------
 
-def test_a_child_that_stops_reading_makes_admission_say_busy_before_its_stdin_bound(make_daemon):
+def test_a_child_that_stops_reading_makes_admission_say_busy_before_its_stdin_bound(
+        make_daemon: MakeDaemon) -> None:
     """Eight 15 MB calls under the default limits to a child that is not reading raised an
     uncaught overflow at 64 MiB and ended the daemon. The bytes waiting for a child's stdin are
     bounded: admission refuses with -32000 busy and data.retry_after_ms before the bound."""
@@ -267,7 +271,7 @@ def test_a_child_that_stops_reading_makes_admission_say_busy_before_its_stdin_bo
         for index in range(8):
             session.send({"jsonrpc": "2.0", "id": index, "method": "tools/call",
                           "params": {"name": "echo", "arguments": {"text": text}}})
-        busy = []
+        busy: list[dict[str, Any]] = []
         while len(busy) < 1:
             reply = session.response()
             if reply.get("error", {}).get("code") == -32000:
@@ -278,7 +282,7 @@ def test_a_child_that_stops_reading_makes_admission_say_busy_before_its_stdin_bo
     assert daemon.status("hostile")["state"] == "ready"
 
 
-def test_an_answer_over_the_size_limit_answers_its_caller_at_once(make_daemon):
+def test_an_answer_over_the_size_limit_answers_its_caller_at_once(make_daemon: MakeDaemon) -> None:
     """An answer over the 16 MiB line limit was dropped and its caller waited the whole
     request_timeout; the id is read from the line's head and the caller hears -32006 at once."""
     daemon = make_daemon(server_toml("echo") + server_toml("hostile", HOSTILE, request_timeout=120))
@@ -292,7 +296,7 @@ def test_an_answer_over_the_size_limit_answers_its_caller_at_once(make_daemon):
     _still_serving(daemon)
 
 
-def test_a_client_that_never_reads_is_closed_at_its_buffer_bound(make_daemon):
+def test_a_client_that_never_reads_is_closed_at_its_buffer_bound(make_daemon: MakeDaemon) -> None:
     """A control client that never read grew the daemon without bound (37 MB to 1 GB): the pump
     that checked the bound was itself stuck writing to it. Checked on push now: over the bound,
     that connection is closed, and the daemon and everyone else carry on."""
@@ -322,7 +326,8 @@ def test_a_client_that_never_reads_is_closed_at_its_buffer_bound(make_daemon):
 
 # ---- URIs -----------------------------------------------------------------------------------------
 
-def test_a_long_uri_against_a_many_variable_template_does_not_freeze_the_loop(make_daemon):
+def test_a_long_uri_against_a_many_variable_template_does_not_freeze_the_loop(
+        make_daemon: MakeDaemon) -> None:
     """Aggregate `resources/read` matched URI templates with a backtracking regex: a 3 kB URI
     froze the event loop (24 s; the systemd watchdog kills at 30). Matching is linear now, so the
     answer ("matches no server's resources") comes at once and a template URI still routes."""
@@ -359,7 +364,7 @@ def test_a_long_uri_against_a_many_variable_template_does_not_freeze_the_loop(ma
 
 # ---- logs -----------------------------------------------------------------------------------------
 
-def test_child_stderr_is_bounded_in_bytes_not_only_lines(make_daemon):
+def test_child_stderr_is_bounded_in_bytes_not_only_lines(make_daemon: MakeDaemon) -> None:
     """The stderr ring held 2000 lines of up to 64 kB each (128 MB per server); it is bounded in
     bytes too, and keeps the newest lines."""
     daemon = make_daemon(server_toml("echo") + server_toml("hostile", HOSTILE))
@@ -377,7 +382,7 @@ def test_child_stderr_is_bounded_in_bytes_not_only_lines(make_daemon):
     _still_serving(daemon)
 
 
-def test_child_log_messages_are_rate_limited_in_the_daemon_log(make_daemon):
+def test_child_log_messages_are_rate_limited_in_the_daemon_log(make_daemon: MakeDaemon) -> None:
     """Every notifications/message from a child went into the daemon's log: a flood filled the
     journal. They are rate-limited like stderr, and the log says how many were held back."""
     daemon = make_daemon(server_toml("echo") + server_toml("hostile", HOSTILE))
@@ -398,7 +403,7 @@ def test_child_log_messages_are_rate_limited_in_the_daemon_log(make_daemon):
                  interval=0.3, what="the held-back count")
 
 
-def test_log_rotation_never_overshoots_its_size(tmp_path):
+def test_log_rotation_never_overshoots_its_size(tmp_path: Path) -> None:
     """A batch bigger than the file's size limit was written whole after rotating (a 10 MiB log
     could become any size); the file keeps the newest lines within the limit and counts the rest."""
     files = ChildLogFiles(tmp_path, max_bytes=1000, backups=2)
@@ -410,7 +415,7 @@ def test_log_rotation_never_overshoots_its_size(tmp_path):
     assert files.dropped["s"] > 0
 
 
-def test_line_ring_is_bounded_in_lines_and_bytes():
+def test_line_ring_is_bounded_in_lines_and_bytes() -> None:
     ring = LineRing(max_lines=10, max_bytes=1000, max_line=300)
     for index in range(50):
         ring.append(f"{index}:" + "z" * 500)
@@ -431,7 +436,7 @@ class _NeverReads(anyio.abc.ByteSendStream):
         pass
 
 
-def test_outbox_overflow_is_seen_on_push_even_while_the_pump_is_stuck_writing():
+def test_outbox_overflow_is_seen_on_push_even_while_the_pump_is_stuck_writing() -> None:
     """The bound was checked only by the pump, between writes; a pump stuck writing to a peer that
     never reads never checked it, and the backlog grew without limit. A push past the bound drops
     the backlog and ends the stuck write: the pump raises OutboxOverflow, its owner closes."""
@@ -452,7 +457,7 @@ def test_outbox_overflow_is_seen_on_push_even_while_the_pump_is_stuck_writing():
     anyio.run(main)
 
 
-def test_an_http_body_nested_300_deep_is_an_invalid_request(make_daemon):
+def test_an_http_body_nested_300_deep_is_an_invalid_request(make_daemon: MakeDaemon) -> None:
     """The HTTP door parsed bodies with plain orjson: a 300-deep request reached the session and
     failed when re-encoded. It is refused when parsed, with its id, like on the other doors."""
     import httpx
@@ -473,7 +478,7 @@ def test_an_http_body_nested_300_deep_is_an_invalid_request(make_daemon):
     _still_serving(daemon)
 
 
-def test_a_non_string_method_is_answered_with_its_id(make_daemon):
+def test_a_non_string_method_is_answered_with_its_id(make_daemon: MakeDaemon) -> None:
     """Regression (found by `python -m bench chaos`): `{"id": 0, "method": 0}` on the control socket
     was answered -32600 with a null id, so a client could not tell which request it was."""
     import socket as _socket

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,11 +15,11 @@ import psutil
 
 from supervisor.client.control import connect, read_line
 
-from .conftest import CHAOS, ECHO, MCPCTL, Daemon, alive_pids, server_toml, wait_for
+from .conftest import CHAOS, ECHO, MCPCTL, Daemon, MakeDaemon, alive_pids, server_toml, wait_for
 from .mcp_raw import RawSession
 
 
-def test_status_and_call_through_the_cli(make_daemon):
+def test_status_and_call_through_the_cli(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo") + server_toml("legacy", ECHO, "--era", "legacy"))
     daemon.wait_state("echo", "ready")
     daemon.wait_state("legacy", "ready")
@@ -65,7 +66,7 @@ def test_status_and_call_through_the_cli(make_daemon):
     assert tools.returncode == 0 and "echo" in tools.stdout
 
 
-def test_memory_is_the_whole_process_tree(make_daemon):
+def test_memory_is_the_whole_process_tree(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("tree", CHAOS, "--grandchild-leak-mb", "40"))
     daemon.wait_state("tree", "ready")
     entry = wait_for(lambda: (s := daemon.status("tree"))["memory_bytes"]
@@ -74,7 +75,7 @@ def test_memory_is_the_whole_process_tree(make_daemon):
     assert entry["memory_bytes"] > child_rss + 30 * 2**20
 
 
-def test_two_hundred_concurrent_calls_get_their_own_answers(make_daemon):
+def test_two_hundred_concurrent_calls_get_their_own_answers(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo", ECHO, max_in_flight=16))
     daemon.wait_state("echo", "ready")
     with RawSession(daemon.socket, "echo") as session:
@@ -93,7 +94,7 @@ def test_two_hundred_concurrent_calls_get_their_own_answers(make_daemon):
         assert answers[json.dumps(msg_id)] == f"answer {i}"
 
 
-def test_many_clients_share_one_child(make_daemon):
+def test_many_clients_share_one_child(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     pid = daemon.wait_state("echo", "ready")["pid"]
     errors: list[str] = []
@@ -120,7 +121,7 @@ def test_many_clients_share_one_child(make_daemon):
     assert not errors
 
 
-def test_out_of_order_answers_reach_the_right_callers(make_daemon):
+def test_out_of_order_answers_reach_the_right_callers(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("ooo", CHAOS, "--out-of-order"))
     daemon.wait_state("ooo", "ready")
     with RawSession(daemon.socket, "ooo") as session:
@@ -136,7 +137,7 @@ def test_out_of_order_answers_reach_the_right_callers(make_daemon):
     assert got == {i: str(i) for i in range(50)}
 
 
-def test_crash_restarts_with_backoff_and_in_flight_callers_hear_at_once(make_daemon):
+def test_crash_restarts_with_backoff_and_in_flight_callers_hear_at_once(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("crashy", CHAOS, "--crash-after", "3", backoff_initial="100ms"))
     first = daemon.wait_state("crashy", "ready")
     with RawSession(daemon.socket, "crashy") as session:
@@ -155,7 +156,7 @@ def test_crash_restarts_with_backoff_and_in_flight_callers_hear_at_once(make_dae
     assert called.returncode == 0, called.stderr
 
 
-def test_restart_stop_start_through_the_cli(make_daemon):
+def test_restart_stop_start_through_the_cli(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("a") + server_toml("b"))
     a = daemon.wait_state("a", "ready")
     b = daemon.wait_state("b", "ready")
@@ -186,7 +187,7 @@ def test_restart_stop_start_through_the_cli(make_daemon):
     assert daemon.ctl("stop", "nope").returncode == 2
 
 
-def test_unavailable_prerequisites_never_spawn(make_daemon, workdir):
+def test_unavailable_prerequisites_never_spawn(make_daemon: MakeDaemon, workdir: Path) -> None:
     config = (
         '[servers.missing]\ncommand = "definitely-not-installed-mcp"\n'
         + server_toml("needs_key", ECHO, requires_env=["MCPS_TEST_UNSET_KEY"])
@@ -202,7 +203,7 @@ def test_unavailable_prerequisites_never_spawn(make_daemon, workdir):
         assert entry["pid"] is None and entry["restarts"] == 0
 
 
-def test_exit_before_handshake_gives_up_with_the_childs_words(make_daemon):
+def test_exit_before_handshake_gives_up_with_the_childs_words(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("nokey", CHAOS, "--exit-before-handshake",
                                      "Error: BRAVE_API_KEY environment variable is required",
                                      max_start_failures=2, backoff_initial="50ms"))
@@ -214,7 +215,7 @@ def test_exit_before_handshake_gives_up_with_the_childs_words(make_daemon):
     wait_for(lambda: daemon.status("nokey")["state"] in ("starting", "backoff", "failed"), 10)
 
 
-def test_junk_on_stdout_slow_start_and_notify_before_reply_are_survived(make_daemon):
+def test_junk_on_stdout_slow_start_and_notify_before_reply_are_survived(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(
         server_toml("junk", CHAOS, "--junk")
         + server_toml("slow", CHAOS, "--slow-start", "1.5")
@@ -227,7 +228,7 @@ def test_junk_on_stdout_slow_start_and_notify_before_reply_are_survived(make_dae
     assert "non-JSON line on stdout" in daemon.log_text()
 
 
-def test_busy_answers_at_once_with_retry_after(make_daemon):
+def test_busy_answers_at_once_with_retry_after(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("tiny", ECHO, max_in_flight=1, max_queue=1))
     daemon.wait_state("tiny", "ready")
     with RawSession(daemon.socket, "tiny") as session:
@@ -244,7 +245,7 @@ def test_busy_answers_at_once_with_retry_after(make_daemon):
         assert rest == {0, 1}
 
 
-def test_timeout_cancels_in_the_child(make_daemon):
+def test_timeout_cancels_in_the_child(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("slowpoke", ECHO, request_timeout="300ms"))
     daemon.wait_state("slowpoke", "ready")
     with RawSession(daemon.socket, "slowpoke") as session:
@@ -258,7 +259,7 @@ def test_timeout_cancels_in_the_child(make_daemon):
     assert len(ids) == 1  # the child saw notifications/cancelled for the request it was running
 
 
-def test_client_disconnect_mid_call_cancels_in_the_child(make_daemon):
+def test_client_disconnect_mid_call_cancels_in_the_child(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
     session = RawSession(daemon.socket, "echo")
@@ -284,7 +285,8 @@ def _connect(daemon: Daemon, stdin: Any = subprocess.PIPE) -> subprocess.Popen[b
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env)
 
 
-def test_connect_hands_its_pipes_to_the_daemon_and_its_death_ends_the_session(make_daemon):
+def test_connect_hands_its_pipes_to_the_daemon_and_its_death_ends_the_session(
+        make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
     bridge = _connect(daemon)
@@ -304,10 +306,11 @@ def test_connect_hands_its_pipes_to_the_daemon_and_its_death_ends_the_session(ma
     wait_for(lambda: daemon.status("echo")["in_flight"] == 0, 10, what="slot freed")
     assert bridge.stdout.read() == b""  # the daemon let go of the client's stdout as well
     for stream in (bridge.stdin, bridge.stdout, bridge.stderr):
-        stream.close()  # type: ignore[union-attr]
+        assert stream is not None
+        stream.close()
 
 
-def test_connect_exits_0_when_the_client_closes_stdin(make_daemon):
+def test_connect_exits_0_when_the_client_closes_stdin(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
     bridge = _connect(daemon)
@@ -316,7 +319,7 @@ def test_connect_exits_0_when_the_client_closes_stdin(make_daemon):
     assert orjson.loads(out.splitlines()[0])["id"] == "i"
 
 
-def test_connect_on_a_file_pumps_bytes_itself(make_daemon, workdir):
+def test_connect_on_a_file_pumps_bytes_itself(make_daemon: MakeDaemon, workdir: Path) -> None:
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
     requests = workdir / "requests.jsonl"
@@ -330,7 +333,7 @@ def test_connect_on_a_file_pumps_bytes_itself(make_daemon, workdir):
     assert answers[1]["result"]["content"][0]["text"] == "from a file"
 
 
-def test_child_death_fails_only_its_own_callers(make_daemon):
+def test_child_death_fails_only_its_own_callers(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("doomed", CHAOS, "--crash-after", "2") + server_toml("steady"))
     daemon.wait_state("doomed", "ready")
     daemon.wait_state("steady", "ready")
@@ -348,7 +351,7 @@ def test_child_death_fails_only_its_own_callers(make_daemon):
         assert steady.call_tool("echo", {"text": "still"}, 2)["result"]["content"][0]["text"] == "still"
 
 
-def test_bad_input_gets_precise_errors_and_loses_nothing(make_daemon):
+def test_bad_input_gets_precise_errors_and_loses_nothing(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
     with RawSession(daemon.socket, "echo") as session:
@@ -372,7 +375,7 @@ def test_bad_input_gets_precise_errors_and_loses_nothing(make_daemon):
         assert ok["result"]["content"][0]["text"] == "after"
 
 
-def test_legacy_initialize_is_answered_from_the_childs_handshake(make_daemon):
+def test_legacy_initialize_is_answered_from_the_childs_handshake(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo", ECHO, "--name", "echo-under-test"))
     daemon.wait_state("echo", "ready")
     with RawSession(daemon.socket, "echo") as session:
@@ -393,7 +396,7 @@ def test_legacy_initialize_is_answered_from_the_childs_handshake(make_daemon):
         assert "2026-07-28" in unsupported["error"]["data"]["supported"]
 
 
-def test_progress_tokens_are_remapped_per_client(make_daemon):
+def test_progress_tokens_are_remapped_per_client(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
     with RawSession(daemon.socket, "echo") as one, RawSession(daemon.socket, "echo") as two:
@@ -410,7 +413,7 @@ def test_progress_tokens_are_remapped_per_client(make_daemon):
             assert len([n for n in session.notifications if n["method"] == "notifications/progress"]) == 3
 
 
-def test_list_changed_is_fanned_out_to_every_attached_client(make_daemon):
+def test_list_changed_is_fanned_out_to_every_attached_client(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
     with RawSession(daemon.socket, "echo") as one, RawSession(daemon.socket, "echo") as two:
@@ -421,7 +424,7 @@ def test_list_changed_is_fanned_out_to_every_attached_client(make_daemon):
         assert seen["method"] == "notifications/tools/list_changed"
 
 
-def test_roots_list_is_answered_from_config(make_daemon, workdir):
+def test_roots_list_is_answered_from_config(make_daemon: MakeDaemon, workdir: Path) -> None:
     # Server-to-client requests exist only in the legacy era (2026-07-28 uses input_required).
     daemon = make_daemon(server_toml("rooted", ECHO, "--era", "legacy", roots=[str(workdir)]))
     daemon.wait_state("rooted", "ready")
@@ -431,7 +434,7 @@ def test_roots_list_is_answered_from_config(make_daemon, workdir):
     assert f"file://{workdir}" in text
 
 
-def test_invalid_config_is_refused_with_the_key_path(make_daemon):
+def test_invalid_config_is_refused_with_the_key_path(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo", ECHO, max_inflight=4), start=False)
     result = daemon.ctl("serve")
     assert result.returncode == 2
@@ -439,7 +442,7 @@ def test_invalid_config_is_refused_with_the_key_path(make_daemon):
     assert "did you mean 'max_in_flight'" in result.stderr
 
 
-def test_client_commands_say_when_the_daemon_is_not_running(make_daemon):
+def test_client_commands_say_when_the_daemon_is_not_running(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"), start=False)
     for args in (["status"], ["call", "echo", "echo"], ["tools"], ["restart", "echo"], ["logs", "echo"],
                  ["connect", "echo"]):
@@ -449,7 +452,7 @@ def test_client_commands_say_when_the_daemon_is_not_running(make_daemon):
         assert len(lines) == 1 and "not running" in lines[0], (args, result.stderr)
 
 
-def test_sigterm_leaves_no_process_behind(make_daemon):
+def test_sigterm_leaves_no_process_behind(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("family", CHAOS, "--grandchild")
                          + server_toml("escapee", CHAOS, "--grandchild-setsid")
                          + server_toml("stubborn", CHAOS, "--ignore-eof", "--ignore-sigterm",
@@ -467,7 +470,7 @@ def test_sigterm_leaves_no_process_behind(make_daemon):
     assert not daemon.socket.exists()
 
 
-def test_sigkilled_daemon_leftovers_are_ended_by_the_next_daemon(make_daemon):
+def test_sigkilled_daemon_leftovers_are_ended_by_the_next_daemon(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("orphan", CHAOS, "--grandchild", "--ignore-eof"))
     entry = daemon.wait_state("orphan", "ready")
     grandchild = int(json.loads(daemon.ctl("call", "orphan", "grandchild", "{}").stdout)
@@ -487,7 +490,7 @@ def test_sigkilled_daemon_leftovers_are_ended_by_the_next_daemon(make_daemon):
         wait_for(lambda: not alive_pids(successor.seen_pids), 10)
 
 
-def test_second_daemon_on_the_same_socket_is_refused(make_daemon):
+def test_second_daemon_on_the_same_socket_is_refused(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
     second = daemon.ctl("serve")
@@ -495,21 +498,24 @@ def test_second_daemon_on_the_same_socket_is_refused(make_daemon):
     assert "already running" in second.stderr
 
 
-def test_logs_shows_child_stderr(make_daemon):
+def test_logs_shows_child_stderr(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
     daemon.ctl("call", "echo", "stderr", '{"text": "hello from stderr", "lines": 2}')
-    logs = wait_for(lambda: (r := daemon.ctl("logs", "echo", "-n", "50")).stdout.count("hello from stderr")
-                    >= 2 and r, 10, what="stderr lines")
+    def both_lines() -> subprocess.CompletedProcess[str] | None:
+        shown = daemon.ctl("logs", "echo", "-n", "50")
+        return shown if shown.stdout.count("hello from stderr") >= 2 else None
+
+    logs = wait_for(both_lines, 10, what="stderr lines")
     assert logs.returncode == 0
 
 
-def test_control_socket_is_owner_only(make_daemon):
+def test_control_socket_is_owner_only(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     assert (os.stat(daemon.socket).st_mode & 0o777) == 0o600
 
 
-def test_control_socket_rejects_bad_requests(make_daemon):
+def test_control_socket_rejects_bad_requests(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     sock = connect(daemon.socket)
     buffer = bytearray()
@@ -523,7 +529,7 @@ def test_control_socket_rejects_bad_requests(make_daemon):
         assert orjson.loads(read_line(sock, buffer))["error"]["code"] == -32005
 
 
-def test_instances_share_load_least_loaded_first(make_daemon):
+def test_instances_share_load_least_loaded_first(make_daemon: MakeDaemon) -> None:
     """With one slot per instance, a call that finds the first instance busy must go to the
     other; on an idle pool the first instance takes it. (An earlier version of this test let
     timing decide which instance freed up first, and flaked.)"""
@@ -545,7 +551,7 @@ def test_instances_share_load_least_loaded_first(make_daemon):
     assert pids == set(entry["pids"])
 
 
-def test_undeclared_capabilities_are_answered_by_the_daemon(make_daemon):
+def test_undeclared_capabilities_are_answered_by_the_daemon(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("toolsonly", ECHO, "--capabilities", "tools"))
     daemon.wait_state("toolsonly", "ready")
     with RawSession(daemon.socket, "toolsonly") as session:
@@ -563,7 +569,7 @@ def test_undeclared_capabilities_are_answered_by_the_daemon(make_daemon):
     assert int(after) == int(before) + 1
 
 
-def test_slow_modern_child_is_not_mistaken_for_legacy(make_daemon):
+def test_slow_modern_child_is_not_mistaken_for_legacy(make_daemon: MakeDaemon) -> None:
     """Regression: a child that answered server/discover after the 3 s probe timeout was sent
     initialize, rejected it with -32022 (it had locked modern) and was torn down as broken."""
     daemon = make_daemon(server_toml("sluggish", CHAOS, "--slow-start", "4")
@@ -577,7 +583,7 @@ def test_slow_modern_child_is_not_mistaken_for_legacy(make_daemon):
         assert called.returncode == 0, called.stderr
 
 
-def test_env_entries_that_expand_to_nothing_are_unset(make_daemon):
+def test_env_entries_that_expand_to_nothing_are_unset(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("envy", ECHO)
                          + 'env = { UNSET_HERE = "${MCPS_NOT_SET_ANYWHERE:-}", SET_HERE = "yes" }\n')
     daemon.wait_state("envy", "ready")
@@ -591,7 +597,7 @@ def test_env_entries_that_expand_to_nothing_are_unset(make_daemon):
     assert leaked["structuredContent"] == {"set": False}  # the daemon's own environment is scrubbed
 
 
-def test_a_client_that_only_closes_its_input_still_gets_its_answers(make_daemon):
+def test_a_client_that_only_closes_its_input_still_gets_its_answers(make_daemon: MakeDaemon) -> None:
     """Half-close: `shutdown(SHUT_WR)` means "no more requests", not "gone"; a full close (the
     test above) cancels instead."""
     import socket as socket_module

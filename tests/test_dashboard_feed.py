@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import CHAOS, ECHO, daemon_env, server_toml, wait_for
+from tests.conftest import CHAOS, ECHO, MakeDaemon, daemon_env, server_toml, wait_for
 
 
 @contextlib.contextmanager
@@ -38,7 +38,7 @@ def subscription(path: Path, logs: list[str], timeout: float = 10.0) -> Iterator
         sock.close()
 
 
-def test_cpu_percent_is_sampled_for_every_server_not_only_autoscaled_ones(make_daemon):
+def test_cpu_percent_is_sampled_for_every_server_not_only_autoscaled_ones(make_daemon: MakeDaemon) -> None:
     """The dashboard's CPU column: before, only autoscaled servers had their CPU sampled, so a
     plain server's `cpu_percent` stayed None forever. A child that keeps allocating (and touching)
     memory uses CPU, and its whole tree's share of a core shows up in `status`."""
@@ -49,7 +49,7 @@ def test_cpu_percent_is_sampled_for_every_server_not_only_autoscaled_ones(make_d
     assert isinstance(entry["cpu_percent"], float) and 0 < entry["cpu_percent"] < 400
 
 
-def test_log_lines_carry_the_time_they_arrived(make_daemon):
+def test_log_lines_carry_the_time_they_arrived(make_daemon: MakeDaemon) -> None:
     """The dashboard's log view shows when each stderr line came: `supervisor/logs` gives a time
     per line and every pushed `log` event its `at`."""
     daemon = make_daemon(server_toml("echo"))
@@ -67,7 +67,8 @@ def test_log_lines_carry_the_time_they_arrived(make_daemon):
     assert at == pushed["at"]
 
 
-def test_status_detail_has_state_and_restart_history_and_a_masked_config(make_daemon, workdir):
+def test_status_detail_has_state_and_restart_history_and_a_masked_config(make_daemon: MakeDaemon,
+                                                                         workdir: Path) -> None:
     """`supervisor/status {detail: true}`, for the dashboard's detail screen: the state changes
     and restarts with their times and reasons, and the config with every credential masked (a
     literal token is `***`, a `${VAR}` reference is shown as the reference)."""

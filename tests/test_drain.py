@@ -10,7 +10,7 @@ import anyio
 import httpx
 import pytest
 
-from .conftest import CHAOS, ECHO, server_toml, wait_for
+from .conftest import CHAOS, ECHO, MakeDaemon, server_toml, wait_for
 from .test_http import ACCEPT, free_port, http_toml, legacy_session, modern_call, modern_headers
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +26,7 @@ def healthz(port: int) -> tuple[int, dict[str, Any]]:
     return reply.status_code, reply.json()
 
 
-def test_healthz_is_503_until_the_eager_servers_settle(make_daemon: Any) -> None:
+def test_healthz_is_503_until_the_eager_servers_settle(make_daemon: MakeDaemon) -> None:
     port = free_port()
     daemon = make_daemon(http_toml(port) + server_toml("slow", CHAOS, "--slow-start", "2"))
     status, body = healthz(port)
@@ -35,7 +35,7 @@ def test_healthz_is_503_until_the_eager_servers_settle(make_daemon: Any) -> None
     assert healthz(port)[0] == 200
 
 
-def test_healthz_is_503_when_no_server_is_ready(make_daemon: Any) -> None:
+def test_healthz_is_503_when_no_server_is_ready(make_daemon: MakeDaemon) -> None:
     port = free_port()
     daemon = make_daemon(http_toml(port) + server_toml("echo", ECHO))
     daemon.wait_state("echo", "ready")
@@ -46,7 +46,8 @@ def test_healthz_is_503_when_no_server_is_ready(make_daemon: Any) -> None:
     assert (status, body["status"], body["ready"], body["total"]) == (503, "unready", 0, 1)
 
 
-async def test_drain_finishes_calls_in_flight_refuses_new_sessions_then_exits(make_daemon: Any) -> None:
+async def test_drain_finishes_calls_in_flight_refuses_new_sessions_then_exits(
+        make_daemon: MakeDaemon) -> None:
     """`mcpctl drain` with a call in flight: /healthz turns 503 at once, a new legacy session is
     refused with 503 (a balancer retries it elsewhere), an open session and stateless calls are
     still served during the grace, the call in flight gets its real answer, the daemon exits 0."""
@@ -88,11 +89,12 @@ async def test_drain_finishes_calls_in_flight_refuses_new_sessions_then_exits(ma
         assert answers[0].status_code == 200
         assert answers[0].json()["result"]["content"][0]["text"] == "slept"
     assert daemon.proc is not None
-    assert await anyio.to_thread.run_sync(lambda: daemon.proc.wait(30)) == 0  # type: ignore[union-attr]
+    assert daemon.proc is not None
+    assert await anyio.to_thread.run_sync(daemon.proc.wait, 30) == 0
     assert "drain: no call in flight" in daemon.log_text()
 
 
-async def test_a_second_sigint_cuts_the_drain_short(make_daemon: Any) -> None:
+async def test_a_second_sigint_cuts_the_drain_short(make_daemon: MakeDaemon) -> None:
     """SIGTERM drains and a second SIGTERM changes nothing (systemd and Kubernetes may send more
     than one); SIGINT while draining (Ctrl-C twice) stops at once: the call in flight is answered
     with an error instead of being waited for."""
@@ -121,6 +123,7 @@ async def test_a_second_sigint_cuts_the_drain_short(make_daemon: Any) -> None:
         assert daemon.proc.poll() is None
         daemon.proc.send_signal(signal.SIGINT)
         with anyio.fail_after(20):
-            assert await anyio.to_thread.run_sync(lambda: daemon.proc.wait(20)) == 0  # type: ignore[union-attr]
+            assert daemon.proc is not None
+            assert await anyio.to_thread.run_sync(daemon.proc.wait, 20) == 0
     assert "SIGINT while draining: stopping now" in daemon.log_text()
     assert answers and "result" not in (answers[0].json() if answers[0].content else {})

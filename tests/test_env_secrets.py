@@ -10,7 +10,7 @@ import pytest
 
 from supervisor.config.envfiles import EnvFileError, parse, quote, read_env_file, write_assignment
 
-from .conftest import daemon_env, server_toml, wait_for
+from .conftest import Daemon, MakeDaemon, daemon_env, server_toml, wait_for
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -60,13 +60,14 @@ def test_a_file_other_users_can_read_is_refused(tmp_path: Path) -> None:
 KEYED = server_toml("keyed", requires_env=["R17_API_KEY"]) + 'env = { R17_API_KEY = "${R17_API_KEY}" }\n'
 
 
-def env_of(daemon, server: str, var: str) -> str:
+def env_of(daemon: Daemon, server: str, var: str) -> str:
     called = daemon.ctl("call", server, "env", json.dumps({"name": var}))
     assert called.returncode == 0, called.stderr
     return str(json.loads(called.stdout)["content"][0]["text"])
 
 
-def test_secret_set_starts_the_waiting_server_and_restart_picks_up_a_new_value(make_daemon, workdir):
+def test_secret_set_starts_the_waiting_server_and_restart_picks_up_a_new_value(make_daemon: MakeDaemon,
+                                                                               workdir: Path) -> None:
     """Regression: a key exported after the daemon started never reached it. `secret set` writes
     the daemon's env_file, the waiting server starts with it, and a changed value is used after
     `mcpctl restart`, without restarting the daemon. Values are never printed."""
@@ -101,7 +102,8 @@ def test_secret_set_starts_the_waiting_server_and_restart_picks_up_a_new_value(m
     daemon.wait_state("keyed", "unavailable")
 
 
-def test_a_server_env_file_is_read_at_spawn_and_refused_when_others_can_read_it(make_daemon, workdir):
+def test_a_server_env_file_is_read_at_spawn_and_refused_when_others_can_read_it(make_daemon: MakeDaemon,
+                                                                                workdir: Path) -> None:
     own = workdir / "keyed.env"
     own.write_text("R17_API_KEY=from-own-file\n")
     own.chmod(0o640)
@@ -117,7 +119,7 @@ def test_a_server_env_file_is_read_at_spawn_and_refused_when_others_can_read_it(
     assert own.read_text() == "R17_API_KEY=via-secret-set\n"
 
 
-def test_systemd_credentials_are_read(make_daemon, workdir):
+def test_systemd_credentials_are_read(make_daemon: MakeDaemon, workdir: Path) -> None:
     """`LoadCredential=R17_API_KEY:...` puts a file in $CREDENTIALS_DIRECTORY; it counts as set."""
     creds = workdir / "creds"
     creds.mkdir()
@@ -127,7 +129,7 @@ def test_systemd_credentials_are_read(make_daemon, workdir):
     assert env_of(daemon, "keyed", "R17_API_KEY") == "from-credential"
 
 
-def test_check_prerequisites_asks_the_running_daemon(make_daemon, workdir):
+def test_check_prerequisites_asks_the_running_daemon(make_daemon: MakeDaemon, workdir: Path) -> None:
     """Regression: `check --prerequisites` judged by the CLI's own environment. With a daemon
     running it reports what the daemon sees (its env files included)."""
     daemon = make_daemon(KEYED)

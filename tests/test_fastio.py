@@ -128,7 +128,12 @@ def test_a_waiting_request_hears_its_client_hang_up(name: str) -> None:
             return
         await receive()  # the body
         gone = asyncio.Event()
-        watched.append(fastio.watch_hang_up(receive, lambda: (heard.append("gone"), gone.set())))
+
+        def hung_up() -> None:
+            heard.append("gone")
+            gone.set()
+
+        watched.append(fastio.watch_hang_up(receive, hung_up))
         await asyncio.wait_for(gone.wait(), 20)
         fastio.unwatch_hang_up(receive)
 
@@ -137,7 +142,7 @@ def test_a_waiting_request_hears_its_client_hang_up(name: str) -> None:
         config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None,
                                 access_log=False, http=Protocol, ws="none")
         server = uvicorn.Server(config)
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # no signal handlers off the main thread
         task = asyncio.ensure_future(server.serve())
         try:
             await anyio.to_thread.run_sync(lambda: wait_for(lambda: server.started, 20))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
-from .conftest import ECHO, server_toml, wait_for
+from .conftest import ECHO, Daemon, MakeDaemon, server_toml, wait_for
 
 
-def test_child_stderr_levels_reach_logs_events_and_the_daemon_log(make_daemon):
+def test_child_stderr_levels_reach_logs_events_and_the_daemon_log(make_daemon: MakeDaemon) -> None:
     """An `[error]` line from a child is logged at ERROR (not INFO) and carries `level` wherever
     the daemon hands log lines out: `supervisor/logs` and the events' tail."""
     daemon = make_daemon(server_toml("echo"))
@@ -22,13 +23,17 @@ def test_child_stderr_levels_reach_logs_events_and_the_daemon_log(make_daemon):
     assert levels["[error] the disk is on fire"] == "error"
     assert levels["WARNING:app:low on tea"] == "warning"
     assert levels["plain chatter"] == "info"
-    log = wait_for(lambda: "plain chatter" in (t := daemon.log_text()) and t, 10, what="daemon log")
+    def log_with_chatter() -> str | None:
+        text = daemon.log_text()
+        return text if "plain chatter" in text else None
+
+    log = wait_for(log_with_chatter, 10, what="daemon log")
     assert re.search(r" ERROR mcp_supervisor\.child: echo: \[error\] the disk is on fire", log)
     assert re.search(r" WARNING mcp_supervisor\.child: echo: WARNING:app:low on tea", log)
     assert re.search(r" INFO mcp_supervisor\.child: echo: plain chatter", log)
 
 
-def test_log_events_carry_the_level(make_daemon):
+def test_log_events_carry_the_level(make_daemon: MakeDaemon) -> None:
     """The dashboard colours lines by level: the events tail has `levels` and each live `log`
     event a `level`."""
     import orjson
@@ -55,18 +60,18 @@ def test_log_events_carry_the_level(make_daemon):
                 break
 
 
-def era_file(daemon) -> dict[str, str]:
+def era_file(daemon: Daemon) -> dict[str, str]:
     path = daemon.workdir / "state" / "eras.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def requests_seen(daemon, name: str) -> list[str]:
+def requests_seen(daemon: Daemon, name: str) -> list[str]:
     return [line.split("request ", 1)[1].split(" id=")[0]
             for line in daemon.rpc("supervisor/logs", {"server": name, "lines": 500})["lines"]
             if "] request " in line]
 
 
-def test_a_legacy_server_is_probed_once_then_spoken_to_in_its_era(make_daemon):
+def test_a_legacy_server_is_probed_once_then_spoken_to_in_its_era(make_daemon: MakeDaemon) -> None:
     """Regression: every start probed `server/discover`, and old servers answered it with pages
     of validation errors. The era is remembered in the state dir; the next start (even by a new
     daemon) sends `initialize` alone."""
@@ -82,7 +87,7 @@ def test_a_legacy_server_is_probed_once_then_spoken_to_in_its_era(make_daemon):
     assert seen[0] == "initialize" and "server/discover" not in seen
 
 
-def test_a_remembered_era_that_fails_is_probed_again(make_daemon, workdir):
+def test_a_remembered_era_that_fails_is_probed_again(make_daemon: MakeDaemon, workdir: Path) -> None:
     """The child changed era (a modern-only build): its refused `initialize` leads to the probe,
     it starts, and the new era replaces the old one in the file."""
     from supervisor.config import parse_config
@@ -99,7 +104,7 @@ def test_a_remembered_era_that_fails_is_probed_again(make_daemon, workdir):
     wait_for(lambda: era_file(daemon) == {key: "modern"}, 10, what="eras.json updated")
 
 
-def test_one_info_line_when_the_cold_start_settles(make_daemon):
+def test_one_info_line_when_the_cold_start_settles(make_daemon: MakeDaemon) -> None:
     """Regression: nothing said the fleet had settled. One INFO line gives counts per state, the
     time it took and the missing variables by name."""
     toml = (server_toml("echo") + server_toml("other")

@@ -113,7 +113,7 @@ class _Session:
             if message.get("id") in self.outstanding:
                 self.outstanding.remove(message["id"])
             if until is not None and message.get("id") == until:
-                return message  # type: ignore[no-any-return]
+                return message
 
     def request(self, message: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
         self.send(message)

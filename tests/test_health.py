@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from supervisor.client.control import call
 from supervisor.client.errors import RemoteError
 
-from .conftest import CHAOS, ECHO, Daemon, alive_pids, server_toml, wait_for
+from .conftest import CHAOS, ECHO, Daemon, MakeDaemon, alive_pids, server_toml, wait_for
 
 FAST = {"health_interval": "200ms", "ping_timeout": "200ms", "unhealthy_after": 2,
         "backoff_initial": "50ms", "stop_timeout": "2s"}
@@ -74,12 +75,12 @@ def replaced(daemon: Daemon, name: str, old_pid: int, timeout: float = 20) -> di
     def check() -> dict[str, Any] | None:
         s = daemon.status(name)
         return s if s["state"] == "ready" and s["pid"] not in (None, old_pid) else None
-    return wait_for(check, timeout, what=f"{name} replaced")  # type: ignore[no-any-return]
+    return wait_for(check, timeout, what=f"{name} replaced")
 
 
 # ---- hang detection ---------------------------------------------------------------------------------
 
-def test_hung_child_is_replaced_as_unresponsive(make_daemon):
+def test_hung_child_is_replaced_as_unresponsive(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("hangs", CHAOS, "--hang-after", "1", **FAST)
                          + server_toml("steady"))
     first = daemon.wait_state("hangs", "ready")
@@ -94,7 +95,8 @@ def test_hung_child_is_replaced_as_unresponsive(make_daemon):
     assert tool(daemon, "hangs", "echo", {"text": "new child"})["content"][0]["text"] == "new child"
 
 
-def test_a_timed_out_request_probes_at_once_instead_of_waiting_for_the_interval(make_daemon):
+def test_a_timed_out_request_probes_at_once_instead_of_waiting_for_the_interval(
+        make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("hangs", CHAOS, "--hang-after", "1", health_interval="1h",
                                      ping_timeout="200ms", request_timeout="300ms"))
     first = daemon.wait_state("hangs", "ready")
@@ -106,7 +108,8 @@ def test_a_timed_out_request_probes_at_once_instead_of_waiting_for_the_interval(
     assert after["restart_reasons"] == {"unresponsive": 1}
 
 
-def test_answers_probes_but_times_out_calls_is_degraded_and_the_breaker_fails_fast(make_daemon):
+def test_answers_probes_but_times_out_calls_is_degraded_and_the_breaker_fails_fast(
+        make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(
         server_toml("sulky", CHAOS, "--hang-tools", request_timeout="200ms", breaker_errors=2,
                     breaker_window="30s", breaker_cooldown="1s", **FAST)
@@ -134,7 +137,7 @@ def test_answers_probes_but_times_out_calls_is_degraded_and_the_breaker_fails_fa
     assert entry["restarts"] == 0 and entry["state"] == "degraded"
 
 
-def test_internal_errors_open_the_breaker_and_a_good_trial_closes_it(make_daemon):
+def test_internal_errors_open_the_breaker_and_a_good_trial_closes_it(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("flaky", CHAOS, breaker_errors=3, breaker_cooldown="300ms"))
     daemon.wait_state("flaky", "ready")
     # Errors that are the caller's business never count.
@@ -185,7 +188,8 @@ LAST_EXIT = {"clean": "crashed: exited with code 0", "error": "crashed: exited w
              "memory": "memory: "}
 
 
-def test_restart_matrix_lenient_policy_restarts_each_reason_once(make_daemon, workdir):
+def test_restart_matrix_lenient_policy_restarts_each_reason_once(make_daemon: MakeDaemon,
+                                                                 workdir: Path) -> None:
     daemon = make_daemon(matrix_fleet({"max_restarts": 10, "restart_window": "60s",
                                        "max_start_failures": 2}, str(workdir)))
     pids = {name: daemon.wait_state(name, "ready")["pid"] for name in (*KINDS, "steady")}
@@ -206,7 +210,8 @@ def test_restart_matrix_lenient_policy_restarts_each_reason_once(make_daemon, wo
     assert daemon.status("memory")["memory_limit"] == 80 * 2**20
 
 
-def test_restart_matrix_strict_policy_gives_up_at_the_first_exit(make_daemon, workdir):
+def test_restart_matrix_strict_policy_gives_up_at_the_first_exit(make_daemon: MakeDaemon,
+                                                                 workdir: Path) -> None:
     daemon = make_daemon(matrix_fleet({"max_restarts": 0, "max_start_failures": 1}, str(workdir)))
     pids = {name: daemon.wait_state(name, "ready")["pid"] for name in (*KINDS, "steady")}
     with neighbour_keeps_answering(daemon):
@@ -230,7 +235,7 @@ def test_restart_matrix_strict_policy_gives_up_at_the_first_exit(make_daemon, wo
 
 # ---- memory --------------------------------------------------------------------------------------
 
-def test_memory_restart_is_graceful_and_counts_the_whole_tree(make_daemon):
+def test_memory_restart_is_graceful_and_counts_the_whole_tree(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(
         server_toml("leaky", CHAOS, "--leak-mb-per-s", "40", memory_limit="90MiB",
                     memory_interval="200ms", drain_timeout="10s", **FAST)
@@ -253,7 +258,7 @@ def test_memory_restart_is_graceful_and_counts_the_whole_tree(make_daemon):
     assert tree["restart_reasons"] == {"memory": 2}
 
 
-def test_fleet_memory_limit_restarts_the_largest_first(make_daemon):
+def test_fleet_memory_limit_restarts_the_largest_first(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(
         server_toml("big", CHAOS, "--grandchild-leak-mb", "120", memory_interval="200ms", **FAST)
         + server_toml("small", ECHO, memory_interval="200ms", **FAST)
@@ -275,7 +280,7 @@ def test_fleet_memory_limit_restarts_the_largest_first(make_daemon):
 
 # ---- lazy start, idle stop -----------------------------------------------------------------------
 
-def test_lazy_server_starts_on_first_request_and_stops_when_idle(make_daemon):
+def test_lazy_server_starts_on_first_request_and_stops_when_idle(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("lazy", ECHO, start="lazy", idle_stop_after="600ms")
                          + server_toml("eager"))
     daemon.wait_state("eager", "ready")

@@ -7,6 +7,7 @@ and `@modelcontextprotocol/server-everything` from npm). Both SDK connect modes:
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 from pathlib import Path
@@ -17,7 +18,8 @@ import httpx
 import pytest
 from mcp import Client, MCPError
 
-from .conftest import ECHO, NODE_BIN, server_toml
+from .conftest import ECHO, NODE_BIN, Daemon, MakeDaemon, server_toml
+from .sdk import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -46,7 +48,7 @@ def http_toml(port: int, **keys: str) -> str:
 
 
 class Door:
-    def __init__(self, daemon: Any, port: int) -> None:
+    def __init__(self, daemon: Daemon, port: int) -> None:
         self.daemon = daemon
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
@@ -55,12 +57,12 @@ class Door:
         return f"{self.base}/mcp/{name}" if name else f"{self.base}/mcp"
 
 
-async def start_door(make_daemon: Any, servers: str, wait: tuple[str, ...] = ("echo",),
+async def start_door(make_daemon: MakeDaemon, servers: str, wait: tuple[str, ...] = ("echo",),
                      **http_keys: str) -> Door:
     port = free_port()
     daemon = make_daemon(http_toml(port, **http_keys) + servers)
     for name in wait:
-        await anyio.to_thread.run_sync(lambda n=name: daemon.wait_state(n, "ready", timeout=60))
+        await anyio.to_thread.run_sync(functools.partial(daemon.wait_state, name, "ready", timeout=60))
     return Door(daemon, port)
 
 
@@ -96,25 +98,25 @@ async def legacy_session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_sdk_per_server_and_aggregate(make_daemon, mode):
+async def test_sdk_per_server_and_aggregate(make_daemon: MakeDaemon, mode: str) -> None:
     servers = server_toml("echo", ECHO) + server_toml("other", ECHO, "--era", "legacy")
     door = await start_door(make_daemon, servers, wait=("echo", "other"))
-    progress: list[float] = []
+    reported: list[float] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append(progress)
 
     with anyio.fail_after(60):
         async with Client(door.url("echo"), mode=mode) as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
             assert {"echo", "add", "sleep", "cancelled"} <= names
             result = await client.call_tool("echo", {"text": f"over http, {mode}"})
-            assert result.content[0].text == f"over http, {mode}"
-            assert (await client.call_tool("add", {"a": 2, "b": 40})).content[0].text == "42"
+            assert text_of(result) == f"over http, {mode}"
+            assert text_of(await client.call_tool("add", {"a": 2, "b": 40})) == "42"
             assert (await client.call_tool("fail", {})).is_error
             slept = await client.call_tool("sleep", {"seconds": 0.3}, progress_callback=on_progress)
-            assert slept.content[0].text == "slept"
-            assert progress == [1, 2, 3]
+            assert text_of(slept) == "slept"
+            assert reported == [1, 2, 3]
             resources = (await client.list_resources()).resources
             assert {str(r.uri) for r in resources} == {"test://hello", "test://info"}
             read = await client.read_resource("test://hello")
@@ -124,18 +126,18 @@ async def test_sdk_per_server_and_aggregate(make_daemon, mode):
             got = await client.get_prompt("greet", {"name": "Ada"})
             assert "Ada" in json.dumps(got.model_dump())
 
-        progress.clear()
+        reported.clear()
         async with Client(door.url(), mode=mode) as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
             assert {"echo__echo", "other__echo", "echo__sleep", "other__add"} <= names
-            assert (await client.call_tool("other__add", {"a": 1, "b": 2})).content[0].text == "3"
-            assert (await client.call_tool("echo__echo", {"text": "agg"})).content[0].text == "agg"
+            assert text_of(await client.call_tool("other__add", {"a": 1, "b": 2})) == "3"
+            assert text_of(await client.call_tool("echo__echo", {"text": "agg"})) == "agg"
             slept = await client.call_tool("other__sleep", {"seconds": 0.3}, progress_callback=on_progress)
-            assert slept.content[0].text == "slept" and progress == [1, 2, 3]
+            assert text_of(slept) == "slept" and reported == [1, 2, 3]
             with pytest.raises(MCPError, match="Unknown tool 'nosuch__echo'"):
                 await client.call_tool("nosuch__echo", {"text": "x"})
-            prompts = {p.name for p in (await client.list_prompts()).prompts}
-            assert {"echo__greet", "other__plain"} <= prompts
+            prompt_names = {p.name for p in (await client.list_prompts()).prompts}
+            assert {"echo__greet", "other__plain"} <= prompt_names
             got = await client.get_prompt("other__greet", {"name": "Grace"})
             assert "Grace" in json.dumps(got.model_dump())
             resources = (await client.list_resources()).resources
@@ -147,7 +149,7 @@ async def test_sdk_per_server_and_aggregate(make_daemon, mode):
             assert {t.name for t in templates} == {"echo__echo", "other__echo"}
 
 
-async def test_sdk_cancellation_reaches_the_child(make_daemon):
+async def test_sdk_cancellation_reaches_the_child(make_daemon: MakeDaemon) -> None:
     """Cancelling a call in the SDK (legacy: notifications/cancelled; modern: closing the
     stream) must reach the child as notifications/cancelled, and the door keeps serving."""
     door = await start_door(make_daemon, server_toml("echo", ECHO))
@@ -157,16 +159,17 @@ async def test_sdk_cancellation_reaches_the_child(make_daemon):
                 await client.call_tool("sleep", {"seconds": 30})
 
             async def cancelled_ids() -> list[Any]:
-                text = (await client.call_tool("cancelled", {})).content[0].text
-                return json.loads(text)
+                text = text_of(await client.call_tool("cancelled", {}))
+                ids: list[Any] = json.loads(text)
+                return ids
 
             with anyio.fail_after(10):
                 while not await cancelled_ids():
                     await anyio.sleep(0.05)
-            assert (await client.call_tool("echo", {"text": "still here"})).content[0].text == "still here"
+            assert text_of(await client.call_tool("echo", {"text": "still here"})) == "still here"
         # one per mode; the child's list accumulates
     async with Client(door.url("echo"), mode="legacy") as client:
-        assert len(json.loads((await client.call_tool("cancelled", {})).content[0].text)) == 2
+        assert len(json.loads(text_of(await client.call_tool("cancelled", {})))) == 2
 
 
 def everything_bin() -> Path:
@@ -176,26 +179,26 @@ def everything_bin() -> Path:
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_server_everything_over_http(make_daemon, mode):
+async def test_server_everything_over_http(make_daemon: MakeDaemon, mode: str) -> None:
     servers = f'[servers.everything]\ncommand = "{everything_bin()}"\nargs = ["stdio"]\n'
     door = await start_door(make_daemon, servers, wait=("everything",))
-    progress: list[float] = []
+    reported: list[float] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append(progress)
 
     with anyio.fail_after(90):
         async with Client(door.url("everything"), mode=mode) as client:
             tools = {tool.name for tool in (await client.list_tools()).tools}
             assert {"echo", "get-sum"} <= tools
             result = await client.call_tool("echo", {"message": "hello everything"})
-            assert "hello everything" in result.content[0].text
+            assert "hello everything" in text_of(result)
             summed = await client.call_tool("get-sum", {"a": 2, "b": 3})
-            assert "5" in summed.content[0].text
+            assert "5" in text_of(summed)
             long_op = next(t for t in tools if "long" in t)
             done = await client.call_tool(long_op, {"duration": 1, "steps": 3}, progress_callback=on_progress)
             assert not done.is_error
-            assert progress, "the long-running operation reported no progress"
+            assert reported, "the long-running operation reported no progress"
             prompts = (await client.list_prompts()).prompts
             assert prompts
             resources = (await client.list_resources()).resources
@@ -206,7 +209,7 @@ async def test_server_everything_over_http(make_daemon, mode):
             tools = {tool.name for tool in (await client.list_tools()).tools}
             assert "everything__echo" in tools
             result = await client.call_tool("everything__echo", {"message": "via aggregate"})
-            assert "via aggregate" in result.content[0].text
+            assert "via aggregate" in text_of(result)
             resources = (await client.list_resources()).resources
             read = await client.read_resource(resources[0].uri)  # routed by the URI it listed
             assert read.contents
@@ -215,7 +218,7 @@ async def test_server_everything_over_http(make_daemon, mode):
 # ---- raw HTTP: the protocol edges ------------------------------------------------------------------
 
 
-async def test_bad_input(make_daemon):
+async def test_bad_input(make_daemon: MakeDaemon) -> None:
     door = await start_door(make_daemon, server_toml("echo", ECHO), max_body="64KiB")
     url = door.url("echo")
     async with httpx.AsyncClient(timeout=30) as http:
@@ -282,7 +285,7 @@ async def test_bad_input(make_daemon):
         assert health.json() == {"status": "ok", "ready": 1, "total": 1, "in_flight": 0}
 
 
-async def test_bearer_token(make_daemon):
+async def test_bearer_token(make_daemon: MakeDaemon) -> None:
     door = await start_door(make_daemon, server_toml("echo", ECHO), token="s3cret-token")
     url = door.url("echo")
     body = modern_call(1, "echo", {"text": "x"})
@@ -298,7 +301,7 @@ async def test_bearer_token(make_daemon):
     assert "s3cret-token" not in door.daemon.log_text()
 
 
-async def test_client_disconnect_mid_call_cancels_in_the_child(make_daemon):
+async def test_client_disconnect_mid_call_cancels_in_the_child(make_daemon: MakeDaemon) -> None:
     door = await start_door(make_daemon, server_toml("echo", ECHO))
     url = door.url("echo")
     async with httpx.AsyncClient(timeout=30) as http:
@@ -316,7 +319,8 @@ async def test_client_disconnect_mid_call_cancels_in_the_child(make_daemon):
         async def cancelled() -> list[Any]:
             reply = await http.post(url, headers=modern_headers("tools/call", "cancelled"),
                                     json=modern_call(1, "cancelled", {}))
-            return json.loads(reply.json()["result"]["content"][0]["text"])
+            ids: list[Any] = json.loads(reply.json()["result"]["content"][0]["text"])
+            return ids
 
         with anyio.fail_after(10):
             while len(await cancelled()) < 2:
@@ -328,7 +332,7 @@ async def test_client_disconnect_mid_call_cancels_in_the_child(make_daemon):
     assert status["state"] == "ready" and status["in_flight"] == 0
 
 
-async def test_list_changed_reaches_get_stream_and_listen(make_daemon):
+async def test_list_changed_reaches_get_stream_and_listen(make_daemon: MakeDaemon) -> None:
     door = await start_door(make_daemon, server_toml("echo", ECHO))
     url = door.url("echo")
     async with httpx.AsyncClient(timeout=30) as http:
@@ -369,7 +373,7 @@ async def test_list_changed_reaches_get_stream_and_listen(make_daemon):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-async def test_load_500_clients(make_daemon):
+async def test_load_500_clients(make_daemon: MakeDaemon) -> None:
     """500 concurrent HTTP clients x 20 calls on two instances: every call answered with its own
     text, and the only errors allowed are explicit 'server busy' ones. Each client has its own
     connection (httpx's shared pool costs more CPU than the door does at this width)."""
@@ -409,7 +413,7 @@ async def test_load_500_clients(make_daemon):
     assert status["in_flight"] == 0 and status["queued"] == 0
 
 
-async def test_metrics_endpoint_behind_the_token(make_daemon):
+async def test_metrics_endpoint_behind_the_token(make_daemon: MakeDaemon) -> None:
     door = await start_door(make_daemon, server_toml("echo"), token="s3cret-metrics-token")
     auth = {"Authorization": "Bearer s3cret-metrics-token"}
     async with httpx.AsyncClient(timeout=30) as http:
@@ -430,7 +434,7 @@ async def test_metrics_endpoint_behind_the_token(make_daemon):
     assert sum(s.value for s in calls) >= 3
 
 
-async def test_http_client_rate_limit_is_per_token(make_daemon):
+async def test_http_client_rate_limit_is_per_token(make_daemon: MakeDaemon) -> None:
     clients = ('[clients.ci]\ntoken = "ci-token-123456"\nrate_limit = "2/min"\n'
                '[clients.dev]\ntoken = "dev-token-123456"\n')
     door = await start_door(make_daemon, clients + server_toml("echo"))

@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from .conftest import ECHO, server_toml, wait_for
+from .conftest import ECHO, MakeDaemon, server_toml, wait_for
 from .test_http import ENVELOPE, Door, free_port, legacy_session, modern_call, modern_headers
 
 pytestmark = pytest.mark.anyio
@@ -27,7 +27,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def door_with(make_daemon: Any, http_keys: str, servers: str | None = None,
+async def door_with(make_daemon: MakeDaemon, http_keys: str, servers: str | None = None,
                     nofile: tuple[int, int] | None = None, wait: bool = True) -> Door:
     port = free_port()
     text = f'[http]\nlisten = "127.0.0.1:{port}"\n{http_keys}\n' + (servers or server_toml("echo", ECHO))
@@ -55,7 +55,7 @@ async def echo_ok(http: httpx.AsyncClient, door: Door, text: str, **headers: str
     return reply.status_code == 200 and reply.json()["result"]["content"][0]["text"] == text
 
 
-async def test_request_head_not_finished_in_time_gets_408_and_is_closed(make_daemon):
+async def test_request_head_not_finished_in_time_gets_408_and_is_closed(make_daemon: MakeDaemon) -> None:
     """Regression: a client that sends half a request head held its connection forever."""
     door = await door_with(make_daemon, 'header_timeout = "500ms"')
     async with await anyio.connect_tcp("127.0.0.1", door.port) as stream:
@@ -66,7 +66,7 @@ async def test_request_head_not_finished_in_time_gets_408_and_is_closed(make_dae
         assert await echo_ok(http, door, "still serving")
 
 
-async def test_request_head_over_the_cap_is_431(make_daemon):
+async def test_request_head_over_the_cap_is_431(make_daemon: MakeDaemon) -> None:
     """Regression: request heads had no size cap (uvicorn buffers any number of headers)."""
     door = await door_with(make_daemon, 'max_header_bytes = "4KiB"')
     async with await anyio.connect_tcp("127.0.0.1", door.port) as stream:
@@ -79,7 +79,7 @@ async def test_request_head_over_the_cap_is_431(make_daemon):
         assert await echo_ok(http, door, "small head", **{"x-pad": "z" * 1000})
 
 
-async def test_body_must_start_within_the_body_deadline(make_daemon):
+async def test_body_must_start_within_the_body_deadline(make_daemon: MakeDaemon) -> None:
     """Regression: the body deadline only ran from the first body byte, so headers announcing a
     body that never comes held the request (and its connection) forever."""
     door = await door_with(make_daemon, 'body_timeout = "500ms"')
@@ -92,7 +92,8 @@ async def test_body_must_start_within_the_body_deadline(make_daemon):
     assert b"request body not received within 0.5s" in answer
 
 
-async def test_connections_beyond_the_cap_are_refused_and_open_ones_keep_working(make_daemon):
+async def test_connections_beyond_the_cap_are_refused_and_open_ones_keep_working(
+        make_daemon: MakeDaemon) -> None:
     """Regression: half-sent connections piled up without bound until everyone got 503."""
     door = await door_with(make_daemon, "max_connections = 4")
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
@@ -118,19 +119,21 @@ async def test_connections_beyond_the_cap_are_refused_and_open_ones_keep_working
                 await anyio.sleep(0.05)
 
 
-async def test_daemon_raises_its_soft_open_file_limit_to_the_hard_one(make_daemon):
+async def test_daemon_raises_its_soft_open_file_limit_to_the_hard_one(make_daemon: MakeDaemon) -> None:
     """Regression: the daemon ran with a shell's `ulimit -n 1024` although the hard limit allowed more."""
     door = await door_with(make_daemon, "", nofile=(256, 2048))
+    assert door.daemon.proc is not None
     pid = door.daemon.proc.pid
     assert psutil.Process(pid).rlimit(psutil.RLIMIT_NOFILE) == (2048, 2048)
 
 
-async def test_running_out_of_file_descriptors_never_ends_the_daemon(make_daemon):
+async def test_running_out_of_file_descriptors_never_ends_the_daemon(make_daemon: MakeDaemon) -> None:
     """Regression: with `ulimit -n 1024`, 1,100 half-sent HTTP connections made the next control
     connection's accept() fail with EMFILE, and that ended the daemon. Here: a 200-fd daemon, more
     HTTP and control connections than it has descriptors for; it refuses some and lives on."""
     door = await door_with(make_daemon, 'header_timeout = "60s"', nofile=(200, 200))
     daemon = door.daemon
+    assert daemon.proc is not None
     held: list[socket.socket] = []
     try:
         for _ in range(150):
@@ -155,7 +158,7 @@ async def test_running_out_of_file_descriptors_never_ends_the_daemon(make_daemon
         assert await echo_ok(http, door, "after the storm")
 
 
-async def test_unknown_server_without_a_token_is_401_and_names_nothing(make_daemon):
+async def test_unknown_server_without_a_token_is_401_and_names_nothing(make_daemon: MakeDaemon) -> None:
     """Regression: routing came before authentication, so a client without the token got a 404
     that listed every server of the fleet."""
     servers = server_toml("echo", ECHO) + server_toml("secret-crm", ECHO)
@@ -171,7 +174,7 @@ async def test_unknown_server_without_a_token_is_401_and_names_nothing(make_daem
         assert authed.status_code == 404
 
 
-async def test_one_token_cannot_fill_the_session_table(make_daemon):
+async def test_one_token_cannot_fill_the_session_table(make_daemon: MakeDaemon) -> None:
     """Regression: one token could open sessions until the 10,000-session table was full and every
     other legacy client was refused for an hour. Now each token's sessions are capped and the
     least recently used idle one makes room; a session in use (GET stream open) is never taken."""
@@ -200,7 +203,7 @@ async def test_one_token_cannot_fill_the_session_table(make_daemon):
             assert [await tools_list(theirs, h) for h in others] == [200, 200, 200]
 
 
-async def test_a_session_whose_calls_were_answered_is_idle_and_can_make_room(make_daemon):
+async def test_a_session_whose_calls_were_answered_is_idle_and_can_make_room(make_daemon: MakeDaemon) -> None:
     """Regression: routing rewrites a request's id in place to the child's id, and the door then
     looked its call up under the rewritten id to forget it: every answered tools/call stayed in
     its session forever (a leak per call), and every session that had made one looked busy, so
@@ -227,7 +230,7 @@ async def test_a_session_whose_calls_were_answered_is_idle_and_can_make_room(mak
         assert await echo(http, first, 2) == 404
 
 
-async def test_notifications_go_only_to_sessions_with_an_open_stream(make_daemon):
+async def test_notifications_go_only_to_sessions_with_an_open_stream(make_daemon: MakeDaemon) -> None:
     """Regression: every child notification was copied into every idle session's backlog (five
     10 KB notifications: 71 -> 557 MB). A session without a GET stream now keeps nothing and is
     told to list again when it opens one."""
@@ -286,7 +289,8 @@ def nested(depth: int) -> Any:
     return value
 
 
-async def test_requests_that_cannot_reach_the_child_give_their_slot_back_at_once(make_daemon):
+async def test_requests_that_cannot_reach_the_child_give_their_slot_back_at_once(
+        make_daemon: MakeDaemon) -> None:
     """Regression: a request that failed on its way to the child (here: params nested deeper than
     the child's encoder writes) kept its in-flight slot until the request timeout, and its timeout
     counted as a breaker failure: 8 of them filled every slot and opened the breaker. Now it is
@@ -314,7 +318,7 @@ async def test_requests_that_cannot_reach_the_child_give_their_slot_back_at_once
             assert await echo_ok(http, door, "answered at once")
 
 
-async def test_metric_labels_are_capped_in_length_and_count(make_daemon):
+async def test_metric_labels_are_capped_in_length_and_count(make_daemon: MakeDaemon) -> None:
     """Regression: every method name a client sent became a metric label, with no length cap
     (/metrics grew to 200 MB). Long names and names past the count cap are counted as "other"."""
     door = await door_with(make_daemon, "")
@@ -336,7 +340,8 @@ async def test_metric_labels_are_capped_in_length_and_count(make_daemon):
     assert max(len(m) for m in methods) <= 64
 
 
-async def test_a_request_id_that_is_no_json_rpc_id_is_400_not_a_crash_of_the_request(make_daemon):
+async def test_a_request_id_that_is_no_json_rpc_id_is_400_not_a_crash_of_the_request(
+        make_daemon: MakeDaemon) -> None:
     """Regression: a legacy request whose id was an object was used as a dict key before any
     check: the request died with a TypeError (500 and a traceback). Ids are now checked at the
     door, and whatever still fails inside a request ends that request alone (-32603)."""

@@ -14,7 +14,7 @@ import anyio
 import httpx
 import pytest
 
-from .conftest import server_toml
+from .conftest import MakeDaemon, server_toml
 
 pytestmark = pytest.mark.anyio
 
@@ -35,7 +35,7 @@ def _port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def test_http_door_refuses_list_object_and_deep_ids_with_400(make_daemon):
+async def test_http_door_refuses_list_object_and_deep_ids_with_400(make_daemon: MakeDaemon) -> None:
     """Legacy session requests and 2026-07-28 requests whose id is a list, an object, a float or a
     300-deep array get 400 / -32600 (id null), not a 500; a good call still answers after them."""
     port = _port()

@@ -3,8 +3,6 @@ rebinding), duplicated security headers, the bearer scheme's case, sessions boun
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 import httpx
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from supervisor.config import HttpSettings
 from supervisor.doors.http.policy import allowed_hosts, bearer_token, host_name, wildcard_warning
 
-from .conftest import server_toml
+from .conftest import MakeDaemon, server_toml
 from .test_http import ACCEPT, Door, anyio_backend, free_port, modern_call, modern_headers
 
 __all__ = ["anyio_backend"]  # the fixture, re-exported for this module's tests
@@ -25,7 +23,7 @@ ALICE = {"authorization": "Bearer alice-token-0123456789"}
 BOB = {"authorization": "Bearer bob-token-0123456789"}
 
 
-async def _door(make_daemon: Any, extra_http: str = "", servers: str = "") -> Door:
+async def _door(make_daemon: MakeDaemon, extra_http: str = "", servers: str = "") -> Door:
     """A door whose `[http]` table gets `extra_http` lines (start_door only takes strings)."""
     port = free_port()
     daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n{extra_http}' + servers
@@ -50,7 +48,8 @@ def test_host_names_parse_and_the_allowed_set_holds_listen_loopback_and_config()
     assert bearer_token(b"Basic abc") is None and bearer_token(b"Bearer") is None
 
 
-async def test_foreign_host_is_refused_on_every_path_healthz_and_metrics_included(make_daemon):
+async def test_foreign_host_is_refused_on_every_path_healthz_and_metrics_included(
+        make_daemon: MakeDaemon) -> None:
     """DNS rebinding: /metrics and /healthz skipped the Origin check and the Host was never read,
     so a page on a re-pointed name could read them. A foreign Host is 403 everywhere."""
     door = await _door(make_daemon, 'allowed_hosts = ["mcp.example.lan"]\n')
@@ -67,7 +66,8 @@ async def test_foreign_host_is_refused_on_every_path_healthz_and_metrics_include
         assert call.status_code == 200, call.text
 
 
-async def test_duplicate_authorization_or_origin_headers_are_400_never_last_wins(make_daemon):
+async def test_duplicate_authorization_or_origin_headers_are_400_never_last_wins(
+        make_daemon: MakeDaemon) -> None:
     """Two Authorization (or Origin) headers used to be read last-wins; a proxy may read the first."""
     door = await _door(make_daemon, servers=CLIENTS)
     body = modern_call(1, "echo", {"text": "x"})
@@ -83,7 +83,7 @@ async def test_duplicate_authorization_or_origin_headers_are_400_never_last_wins
         assert ok.status_code == 200, ok.text
 
 
-async def test_lowercase_bearer_scheme_is_accepted(make_daemon):
+async def test_lowercase_bearer_scheme_is_accepted(make_daemon: MakeDaemon) -> None:
     """Auth schemes are case-insensitive (RFC 9110 §11.1); `bearer` used to be refused."""
     door = await _door(make_daemon, servers=CLIENTS)
     body = modern_call(1, "echo", {"text": "x"})
@@ -97,7 +97,7 @@ async def test_lowercase_bearer_scheme_is_accepted(make_daemon):
         assert wrong.status_code == 401
 
 
-async def test_a_session_answers_only_to_the_token_that_opened_it(make_daemon):
+async def test_a_session_answers_only_to_the_token_that_opened_it(make_daemon: MakeDaemon) -> None:
     """A legacy session opened with one client token could be used and DELETEd with another; the
     spec says sessions SHOULD be bound to their user. To another token it is unknown: 404."""
     door = await _door(make_daemon, servers=CLIENTS)

@@ -218,7 +218,8 @@ def test_options_smuggled_as_requirements_are_refused_on_import(tmp_path: Path) 
     }})
     proc = mcpctl(str(source), "--offline", cwd=tmp_path, home=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert ("skipped fetch (" in proc.stderr and "'--index-url=https://evil.example/simple' is an option "
+    assert "skipped fetch (" in proc.stderr
+    assert ("'--index-url=https://evil.example/simple' is an option "
             "to npm/pip, not a package: refused") in proc.stderr
     assert "skipped mem (" in proc.stderr and "'--ignore-scripts=false' is an option" in proc.stderr
     assert not parsed(proc.stdout).servers

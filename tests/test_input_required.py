@@ -17,8 +17,11 @@ import httpx
 import mcp_types as types
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.client import ClientRequestContext
+from pydantic import FileUrl
 
-from .conftest import MCPCTL, SERVERS, server_toml, wait_for
+from .conftest import MCPCTL, SERVERS, Daemon, MakeDaemon, server_toml, wait_for
+from .sdk import text_of
 from .test_http import ACCEPT, MODERN, free_port
 
 pytestmark = pytest.mark.anyio
@@ -31,8 +34,8 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def start(make_daemon: Any, door: str = "/mcp/conf", prefix: str = "on-collision",
-          **keys: Any) -> tuple[Any, str]:
+def start(make_daemon: MakeDaemon, door: str = "/mcp/conf", prefix: str = "on-collision",
+          **keys: Any) -> tuple[Daemon, str]:
     """A daemon whose one server `conf` is the conformance child; the URL of `door` (the
     per-server door, or the aggregate `/mcp` with `[aggregate] prefix`)."""
     port = free_port()
@@ -46,19 +49,20 @@ def start(make_daemon: Any, door: str = "/mcp/conf", prefix: str = "on-collision
 DOORS = [pytest.param("/mcp/conf", id="per-server"), pytest.param("/mcp", id="aggregate")]
 
 
-async def elicit(ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-    schema = params.requested_schema or {}
+async def elicit(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+    schema = (params.requested_schema if isinstance(params, types.ElicitRequestFormParams) else None) or {}
     field = next(iter(schema.get("properties") or {"name": None}))
     return types.ElicitResult(action="accept", content={field: f"answer-to-{field}"})
 
 
-async def sample(ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+async def sample(context: ClientRequestContext,
+                 params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
     return types.CreateMessageResult(role="assistant", model="test-model",
                                      content=types.TextContent(type="text", text="Paris"))
 
 
-async def roots(ctx: Any) -> types.ListRootsResult:
-    return types.ListRootsResult(roots=[types.Root(uri="file:///work/project", name="project")])
+async def roots(context: ClientRequestContext) -> types.ListRootsResult:
+    return types.ListRootsResult(roots=[types.Root(uri=FileUrl("file:///work/project"), name="project")])
 
 
 @pytest.mark.parametrize(("door", "prefix", "named"), [
@@ -67,7 +71,7 @@ async def roots(ctx: Any) -> types.ListRootsResult:
     pytest.param("/mcp", "always", "conf__", id="aggregate-prefixed"),
 ])
 async def test_sdk_client_answers_a_legacy_childs_questions_over_http(
-        make_daemon: Any, door: str, prefix: str, named: str) -> None:
+        make_daemon: MakeDaemon, door: str, prefix: str, named: str) -> None:
     """The SDK's default (2026-07-28) client gets InputRequiredResults for the child's
     elicitation, sampling and roots requests, answers them, and receives the child's final result;
     three requests at once, and two rounds one after the other, both work. Through the aggregate
@@ -79,24 +83,26 @@ async def test_sdk_client_answers_a_legacy_childs_questions_over_http(
                           list_roots_callback=roots) as client:
             assert client.session.discover_result is not None  # the stateless era, not initialize
             hello = await client.call_tool(f"{named}test_input_required_result_elicitation", {})
-            assert hello.content[0].text == "Hello, answer-to-name!"
+            assert text_of(hello) == "Hello, answer-to-name!"
             said = await client.call_tool(f"{named}test_input_required_result_sampling", {})
-            assert said.content[0].text == "The model said: Paris"
+            assert text_of(said) == "The model said: Paris"
             listed = await client.call_tool(f"{named}test_input_required_result_list_roots", {})
-            assert listed.content[0].text == "Roots: file:///work/project"
+            assert text_of(listed) == "Roots: file:///work/project"
             every = await client.call_tool(f"{named}test_input_required_result_multiple_inputs", {})
-            text = every.content[0].text
+            text = text_of(every)
             assert "answer-to-name" in text and "Paris" in text and "file:///work/project" in text
             rounds = await client.call_tool(f"{named}test_input_required_result_multi_round", {})
-            assert rounds.content[0].text == "answer-to-name's favorite color is answer-to-color"
+            assert text_of(rounds) == "answer-to-name's favorite color is answer-to-color"
             prompt = await client.get_prompt(f"{named}test_input_required_result_prompt", {})
-            assert prompt.messages[0].content.text == "Use this context: answer-to-context"
+            content = prompt.messages[0].content
+            assert isinstance(content, types.TextContent), content
+            assert content.text == "Use this context: answer-to-context"
 
 
 @pytest.mark.parametrize("target", [pytest.param(["conf"], id="connect-NAME"),
                                     pytest.param(["--all"], id="connect-all")])
 async def test_sdk_client_answers_a_legacy_childs_questions_through_the_bridge(
-        make_daemon: Any, target: list[str]) -> None:
+        make_daemon: MakeDaemon, target: list[str]) -> None:
     """The same rounds through `mcpctl connect` (the SDK's default 2026-07-28 mode over stdio),
     to the server and to the aggregate (`connect --all`): the daemon answers input_required on
     the bridge's stream, and the retry resumes the child."""
@@ -108,10 +114,10 @@ async def test_sdk_client_answers_a_legacy_childs_questions_through_the_bridge(
                           list_roots_callback=roots) as client:
             assert client.session.discover_result is not None
             every = await client.call_tool("test_input_required_result_multiple_inputs", {})
-            text = every.content[0].text
+            text = text_of(every)
             assert "answer-to-name" in text and "Paris" in text and "file:///work/project" in text
             rounds = await client.call_tool("test_input_required_result_multi_round", {})
-            assert rounds.content[0].text == "answer-to-name's favorite color is answer-to-color"
+            assert text_of(rounds) == "answer-to-name's favorite color is answer-to-color"
         async with Client(params) as bare:  # declares neither elicitation nor sampling
             with pytest.raises(MCPError) as raised:
                 await bare.call_tool("test_input_required_result_elicitation", {})
@@ -135,13 +141,13 @@ async def call(http: httpx.AsyncClient, url: str, tool: str, capabilities: dict[
 
 
 @pytest.mark.parametrize("door", DOORS)
-async def test_tampered_and_replayed_request_state_is_refused(make_daemon: Any, door: str) -> None:
+async def test_tampered_and_replayed_request_state_is_refused(make_daemon: MakeDaemon, door: str) -> None:
     """A requestState altered by the client is -32602 and ends nothing: the genuine state still
     completes the call; once used, the same state is refused (its round is over). The same
     through the aggregate."""
     _, url = start(make_daemon, door)
     tool = "test_input_required_result_request_state"
-    caps = {"elicitation": {}}
+    caps: dict[str, Any] = {"elicitation": {}}
     async with httpx.AsyncClient(timeout=30) as http:
         status, first = await call(http, url, tool, caps)
         assert status == 200
@@ -161,7 +167,7 @@ async def test_tampered_and_replayed_request_state_is_refused(make_daemon: Any, 
         assert replay["error"]["code"] == -32602
 
 
-async def test_undeclared_capability_is_32021_and_frees_the_child(make_daemon: Any) -> None:
+async def test_undeclared_capability_is_32021_and_frees_the_child(make_daemon: MakeDaemon) -> None:
     """A child that needs sampling from a client that did not declare it: the call is answered
     -32021 (HTTP 400) naming the capability, and the child's call is cancelled (no slot held)."""
     daemon, url = start(make_daemon)
@@ -174,12 +180,12 @@ async def test_undeclared_capability_is_32021_and_frees_the_child(make_daemon: A
 
 
 @pytest.mark.parametrize("door", DOORS)
-async def test_missing_answers_are_asked_again(make_daemon: Any, door: str) -> None:
+async def test_missing_answers_are_asked_again(make_daemon: MakeDaemon, door: str) -> None:
     """A retry that answers only some of the open questions gets a new InputRequiredResult with
     the rest (not an error), and its state carries the call on, through either door."""
     _, url = start(make_daemon, door)
     tool = "test_input_required_result_multiple_inputs"
-    caps = {"elicitation": {}, "sampling": {}, "roots": {}}
+    caps: dict[str, Any] = {"elicitation": {}, "sampling": {}, "roots": {}}
     async with httpx.AsyncClient(timeout=30) as http:
         _, first = await call(http, url, tool, caps)
         asked = first["result"]["inputRequests"]
@@ -198,7 +204,7 @@ async def test_missing_answers_are_asked_again(make_daemon: Any, door: str) -> N
         assert "Ann" in done["result"]["content"][0]["text"]
 
 
-async def test_a_retry_that_never_comes_frees_the_child_at_request_timeout(make_daemon: Any) -> None:
+async def test_a_retry_that_never_comes_frees_the_child_at_request_timeout(make_daemon: MakeDaemon) -> None:
     """The parked call keeps the child's slot only until request_timeout; then the state is
     refused and the slot is free."""
     daemon, url = start(make_daemon, request_timeout="1s")
@@ -213,7 +219,7 @@ async def test_a_retry_that_never_comes_frees_the_child_at_request_timeout(make_
         assert late["error"]["code"] == -32602
 
 
-async def test_sdk_client_without_callbacks_gets_an_error_not_a_hang(make_daemon: Any,
+async def test_sdk_client_without_callbacks_gets_an_error_not_a_hang(make_daemon: MakeDaemon,
                                                                       workdir: Path) -> None:
     """A 2026-07-28 client that declares no elicitation capability asks a tool that elicits: a
     -32021 error reaches it promptly."""
@@ -230,7 +236,7 @@ async def test_sdk_client_without_callbacks_gets_an_error_not_a_hang(make_daemon
     pytest.param("/mcp", {"min_instances": 2, "max_instances": 3, "max_in_flight": 1,
                           "scale_up_queue": 1, "scale_up_window": "100ms"}, id="aggregate-autoscaled"),
 ])
-async def test_retries_reach_the_instance_that_asked_in_a_pool(make_daemon: Any, door: str,
+async def test_retries_reach_the_instance_that_asked_in_a_pool(make_daemon: MakeDaemon, door: str,
                                                                pool: dict[str, Any]) -> None:
     """Three clients at once on a pool of children, each through several rounds: every retry
     goes to the child process that asked (the parked call holds its instance), never to another,
@@ -246,7 +252,7 @@ async def test_retries_reach_the_instance_that_asked_in_a_pool(make_daemon: Any,
         async with Client(url, elicitation_callback=elicit) as client:
             for _ in range(3):
                 done = await client.call_tool("test_input_required_result_multi_round", {})
-                results.append(done.content[0].text)
+                results.append(text_of(done))
 
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
@@ -256,7 +262,7 @@ async def test_retries_reach_the_instance_that_asked_in_a_pool(make_daemon: Any,
     wait_for(lambda: daemon.status("conf")["in_flight"] == 0, 10, what="every call to end")
 
 
-def test_a_2026_call_on_a_session_can_still_be_cancelled(make_daemon: Any) -> None:
+def test_a_2026_call_on_a_session_can_still_be_cancelled(make_daemon: MakeDaemon) -> None:
     """Regression: 2026-07-28 calls on a byte-stream session get their own sink (for the
     translation); notifications/cancelled must still find them and free the child's slot."""
     from .mcp_raw import RawSession
@@ -271,7 +277,7 @@ def test_a_2026_call_on_a_session_can_still_be_cancelled(make_daemon: Any) -> No
         wait_for(lambda: daemon.status("conf")["in_flight"] == 0, 5, what="the cancel to free the slot")
 
 
-async def test_abandoned_rounds_hold_no_slot_and_do_not_open_the_breaker(make_daemon: Any) -> None:
+async def test_abandoned_rounds_hold_no_slot_and_do_not_open_the_breaker(make_daemon: MakeDaemon) -> None:
     """Regression (found running the suite twice against one daemon): calls answered
     input_required whose client never retries held their slots in the child until
     request_timeout, so a handful of abandoned rounds made every later call queue; and their
@@ -279,7 +285,7 @@ async def test_abandoned_rounds_hold_no_slot_and_do_not_open_the_breaker(make_da
     drain_timeout for them. Now a parked call waits on its client without a slot, its end is
     neutral for the breaker, and a drain does not wait for it."""
     daemon, url = start(make_daemon, "/mcp", max_in_flight=2, request_timeout="2s")
-    caps = {"elicitation": {}}
+    caps: dict[str, Any] = {"elicitation": {}}
     async with httpx.AsyncClient(timeout=30) as http:
         for _ in range(6):  # three times the child's slots, never retried
             _, first = await call(http, url, "test_input_required_result_elicitation", caps)

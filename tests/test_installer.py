@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -242,8 +243,8 @@ def test_error_line_names_the_cause() -> None:
     assert _error_line(["something odd", "the end"]) == "the end"
 
 
-def server(**fields: object) -> ServerConfig:
-    return ServerConfig(**{"name": "s", "command": "x", **fields})  # type: ignore[arg-type]
+def server(**fields: Any) -> ServerConfig:
+    return ServerConfig(**{"name": "s", "command": "x", **fields})
 
 
 def test_resolve_command(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ def make(bin_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
                           timeout=60, check=False)
 
 
-def test_without_consent_nothing_is_installed_and_the_reason_is_said(fakes) -> None:
+def test_without_consent_nothing_is_installed_and_the_reason_is_said(fakes: tuple[Path, Path]) -> None:
     """Regression: `make serve` ran `apt-get install libsecret-1-dev` without a word."""
     bin_dir, calls = fakes
     proc = make(bin_dir)
@@ -43,7 +43,7 @@ def test_without_consent_nothing_is_installed_and_the_reason_is_said(fakes) -> N
     assert "apt-get" not in (calls.read_text() if calls.exists() else "")
 
 
-def test_allow_system_packages_installs_them(fakes) -> None:
+def test_allow_system_packages_installs_them(fakes: tuple[Path, Path]) -> None:
     bin_dir, calls = fakes
     proc = make(bin_dir, ALLOW_SYSTEM_PACKAGES="1")
     assert proc.returncode == 0, proc.stderr

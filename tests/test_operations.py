@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -29,9 +28,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from supervisor.ops import sdnotify
 from supervisor.ops.service_units import render
 from supervisor.policy.counters import RequestStats
+from supervisor.policy.outcome import Outcome
 from supervisor.telemetry.logs import REDACT, ChildLogFiles, JournalFormatter, stderr_is_journal
 
-from .conftest import CHAOS, ECHO, MCPCTL, REPO, daemon_env, server_toml, wait_for
+from .conftest import CHAOS, ECHO, MCPCTL, REPO, Daemon, MakeDaemon, daemon_env, server_toml, wait_for
 
 
 class NotifyListener:
@@ -63,7 +63,7 @@ class NotifyListener:
     def wait(self, line: str, after: float = 0.0, timeout: float = 20.0) -> tuple[float, str]:
         found = wait_for(lambda: [(t, m) for t, m in self.with_line(line) if t >= after], timeout,
                          what=f"{line!r} on NOTIFY_SOCKET (got {[m for _, m in self.messages][-5:]})")
-        return found[0]  # type: ignore[no-any-return]
+        return found[0]
 
     def close(self) -> None:
         self._closed = True
@@ -71,24 +71,35 @@ class NotifyListener:
         self.sock.close()
 
 
-def scrape(daemon: Any) -> dict[str, Any]:
+Samples = dict[str, dict[frozenset[tuple[str, str]], float]]
+
+
+def scrape(daemon: Daemon) -> Samples:
     """{sample name: {frozenset(labels.items()): value}} from a real scrape."""
     text = daemon.rpc("supervisor/metrics")["text"]
-    samples: dict[str, Any] = {}
+    samples: Samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples.setdefault(sample.name, {})[frozenset(sample.labels.items())] = sample.value
     return samples
 
 
-def value(samples: dict[str, Any], name: str, **labels: str) -> float | None:
-    return samples.get(name, {}).get(frozenset(labels.items()))  # type: ignore[no-any-return]
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get(name, {}).get(frozenset(labels.items()))
+
+
+def measured(samples: Samples, name: str, **labels: str) -> float:
+    """The sample's value, which must be there."""
+    found = value(samples, name, **labels)
+    assert found is not None, f"no sample {name} {labels}"
+    return found
 
 
 # ---- sd_notify -----------------------------------------------------------------------------------
 
 
-def test_sd_notify_ready_after_servers_settle_watchdog_reload_and_stopping(make_daemon, workdir):
+def test_sd_notify_ready_after_servers_settle_watchdog_reload_and_stopping(make_daemon: MakeDaemon,
+                                                                           workdir: Path) -> None:
     listener = NotifyListener(workdir / "notify.sock")
     try:
         env = daemon_env(workdir, NOTIFY_SOCKET=str(listener.path), WATCHDOG_USEC="300000")
@@ -113,7 +124,9 @@ def test_sd_notify_ready_after_servers_settle_watchdog_reload_and_stopping(make_
         reloaded = daemon.ctl("reload")
         assert reloaded.returncode == 0, reloaded.stderr
         t_reloading, reloading = listener.wait("RELOADING=1", after=before)
-        usec = int(re.search(r"MONOTONIC_USEC=(\d+)", reloading).group(1))  # type: ignore[union-attr]
+        stamp = re.search(r"MONOTONIC_USEC=(\d+)", reloading)
+        assert stamp is not None, reloading
+        usec = int(stamp.group(1))
         assert abs(usec / 1e6 - time.clock_gettime(time.CLOCK_MONOTONIC)) < 30
         listener.wait("READY=1", after=t_reloading)
 
@@ -125,7 +138,7 @@ def test_sd_notify_ready_after_servers_settle_watchdog_reload_and_stopping(make_
         listener.close()
 
 
-def test_notifier_speaks_abstract_sockets_and_is_silent_without_notify_socket():
+def test_notifier_speaks_abstract_sockets_and_is_silent_without_notify_socket() -> None:
     name = f"mcps-test-{uuid.uuid4().hex}"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind("\0" + name)
@@ -154,14 +167,14 @@ def test_notifier_speaks_abstract_sockets_and_is_silent_without_notify_socket():
     ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1234"}, 15.0),
     ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "999"}, None),  # for another process
 ])
-def test_watchdog_interval_is_half_of_watchdog_usec(environ, expected):
+def test_watchdog_interval_is_half_of_watchdog_usec(environ: dict[str, str], expected: float | None) -> None:
     assert sdnotify.watchdog_interval(environ, pid=1234) == expected
 
 
 # ---- metrics -------------------------------------------------------------------------------------
 
 
-def test_metrics_after_calls_errors_a_crash_and_a_restart(make_daemon):
+def test_metrics_after_calls_errors_a_crash_and_a_restart(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo", ECHO, memory_limit="512MiB")
                          + server_toml("crashy", CHAOS, "--crash-after", "2", backoff_initial="100ms"))
     daemon.wait_state("echo", "ready")
@@ -192,7 +205,7 @@ def test_metrics_after_calls_errors_a_crash_and_a_restart(make_daemon):
                       if dict(k)["server"] == "echo" and dict(k)["method"] == "tools/call"))
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
     assert buckets[-1] == (float("inf"), 4)
-    assert 0 < value(samples, "mcp_supervisor_request_duration_seconds_sum", **calls) < 10
+    assert 0 < measured(samples, "mcp_supervisor_request_duration_seconds_sum", **calls) < 10
 
     assert value(samples, "mcp_supervisor_restarts_total", server="crashy", reason="crash") == 1
     assert value(samples, "mcp_supervisor_restarts_total", server="echo", reason="manual") == 1
@@ -200,7 +213,7 @@ def test_metrics_after_calls_errors_a_crash_and_a_restart(make_daemon):
     assert value(samples, "mcp_supervisor_server_state", server="echo", state="starting") == 0
     assert value(samples, "mcp_supervisor_in_flight", server="echo") == 0
     assert value(samples, "mcp_supervisor_queue_depth", server="echo") == 0
-    assert value(samples, "mcp_supervisor_memory_bytes", server="echo") > 1_000_000
+    assert measured(samples, "mcp_supervisor_memory_bytes", server="echo") > 1_000_000
     assert value(samples, "mcp_supervisor_memory_limit_bytes", server="echo") == 512 * 2**20
     assert value(samples, "mcp_supervisor_memory_limit_bytes", server="crashy") is None
     assert value(samples, "mcp_supervisor_cache_requests_total", backend="memory", result="hit") is not None
@@ -213,7 +226,7 @@ def test_metrics_after_calls_errors_a_crash_and_a_restart(make_daemon):
     assert used and used <= exported, used - exported
 
 
-def test_contrib_files_parse():
+def test_contrib_files_parse() -> None:
     dashboard = json.loads((REPO / "contrib" / "grafana-dashboard.json").read_text())
     assert dashboard["panels"] and all(p["targets"] for p in dashboard["panels"])
     rules = yaml.safe_load((REPO / "contrib" / "prometheus-alerts.yml").read_text())["groups"][0]["rules"]
@@ -222,17 +235,18 @@ def test_contrib_files_parse():
     assert all(rule["expr"] and rule["annotations"]["summary"] for rule in rules)
 
 
-def test_request_stats_bound_the_methods_a_client_can_invent():
+def test_request_stats_bound_the_methods_a_client_can_invent() -> None:
     stats = RequestStats()
     for i in range(500):
-        stats.record(f"made/up/{i}", 0, 0.001)
+        stats.record(f"made/up/{i}", Outcome.OK, 0.001)
     assert len(stats.methods) <= 41 and stats.methods["other"].outcomes[0] == 500 - 40
 
 
 # ---- logs ----------------------------------------------------------------------------------------
 
 
-def test_logs_follow_prints_lines_written_after_it_started_and_files_keep_them(make_daemon):
+def test_logs_follow_prints_lines_written_after_it_started_and_files_keep_them(
+        make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     daemon.wait_state("echo", "ready")
     daemon.ctl("call", "echo", "stderr", '{"text": "before following"}')
@@ -241,7 +255,9 @@ def test_logs_follow_prints_lines_written_after_it_started_and_files_keep_them(m
     follow = subprocess.Popen([MCPCTL, "--socket", str(daemon.socket), "logs", "echo", "-n", "5", "-f"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=daemon.env)
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(follow.stdout.readline, "")), daemon=True)
+    out = follow.stdout
+    assert out is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(out.readline, "")), daemon=True)
     reader.start()
     try:
         # The recent lines arrive in the same reply as the subscription: after this, it follows.
@@ -253,8 +269,9 @@ def test_logs_follow_prints_lines_written_after_it_started_and_files_keep_them(m
     finally:
         follow.terminate()
         follow.wait(5)
-        follow.stdout.close()  # type: ignore[union-attr]
-        follow.stderr.close()  # type: ignore[union-attr]
+        out.close()
+        assert follow.stderr is not None
+        follow.stderr.close()
 
     unknown = daemon.ctl("logs", "nope", "-f")
     assert unknown.returncode == 2 and "no server named 'nope'" in unknown.stderr
@@ -267,7 +284,7 @@ def test_logs_follow_prints_lines_written_after_it_started_and_files_keep_them(m
     assert (os.stat(log_file).st_mode & 0o777) == 0o600
 
 
-def test_secrets_never_reach_logs_status_or_the_daemon_log(make_daemon, workdir):
+def test_secrets_never_reach_logs_status_or_the_daemon_log(make_daemon: MakeDaemon, workdir: Path) -> None:
     in_env = "envsecret-" + uuid.uuid4().hex
     required = "required-" + uuid.uuid4().hex
     token = "httptoken-" + uuid.uuid4().hex
@@ -298,7 +315,11 @@ def test_secrets_never_reach_logs_status_or_the_daemon_log(make_daemon, workdir)
     got = daemon.ctl("call", "leaky", "env", '{"name": "GITHUB_TOKEN"}')
     assert json.loads(got.stdout)["content"][0]["text"] == in_env
 
-    logs = wait_for(lambda: (r := daemon.ctl("logs", "leaky")).stdout.count("***") >= 3 and r.stdout, 10)
+    def redacted_logs() -> str | None:
+        shown = daemon.ctl("logs", "leaky").stdout
+        return shown if shown.count("***") >= 3 else None
+
+    logs = wait_for(redacted_logs, 10)
     assert "stderr says ***" in logs and "not-a-secret-value" not in logs
     events.settimeout(5)
     stream = b""
@@ -321,7 +342,7 @@ def test_secrets_never_reach_logs_status_or_the_daemon_log(make_daemon, workdir)
         assert set(record) >= {"time", "level", "logger", "message"}
 
 
-def test_child_log_files_rotate_by_size(tmp_path):
+def test_child_log_files_rotate_by_size(tmp_path: Path) -> None:
     files = ChildLogFiles(tmp_path, max_bytes=1000, backups=2)
     for batch in range(5):
         files.write({"srv": [f"batch {batch} line {i} {'x' * 40}\n" for i in range(8)]})
@@ -332,7 +353,7 @@ def test_child_log_files_rotate_by_size(tmp_path):
     assert "batch 3" in (tmp_path / "srv.log.1").read_text()
 
 
-def test_child_log_files_drop_and_count_past_their_bound(tmp_path):
+def test_child_log_files_drop_and_count_past_their_bound(tmp_path: Path) -> None:
     files = ChildLogFiles(tmp_path, max_pending=3)
     for i in range(10):
         files.add("srv", f"line {i}")
@@ -343,7 +364,7 @@ def test_child_log_files_drop_and_count_past_their_bound(tmp_path):
     assert "line 2" in text and "line 3" not in text and "[mcp-supervisor: 7 lines dropped" in text
 
 
-def test_journald_gets_priorities_and_redacted_lines(tmp_path):
+def test_journald_gets_priorities_and_redacted_lines(tmp_path: Path) -> None:
     import logging
 
     with open(tmp_path / "stream", "w") as handle:
@@ -364,7 +385,7 @@ def test_journald_gets_priorities_and_redacted_lines(tmp_path):
 # ---- systemd units -------------------------------------------------------------------------------
 
 
-def test_shipped_units_are_the_rendered_template():
+def test_shipped_units_are_the_rendered_template() -> None:
     assert (REPO / "systemd" / "mcp-supervisor.service").read_text() == render(user=False)
     assert (REPO / "systemd" / "user" / "mcp-supervisor.service").read_text() == render(user=True)
     system = render(user=False)
@@ -377,7 +398,7 @@ def test_shipped_units_are_the_rendered_template():
     assert "MemoryDenyWriteExecute" not in system.replace("#   MemoryDenyWriteExecute", "")  # node's JIT
 
 
-def test_service_install_writes_units_that_systemd_accepts(tmp_path):
+def test_service_install_writes_units_that_systemd_accepts(tmp_path: Path) -> None:
     for flag in ((), ("--user",)):
         unit_dir = tmp_path / ("user" if flag else "system")
         result = subprocess.run([MCPCTL, "service", "install", *flag, "--unit-dir", str(unit_dir)],

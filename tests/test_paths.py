@@ -20,7 +20,7 @@ TMP = Path(f"/tmp/mcp-supervisor-{UID}/control.sock")
     ({RUNTIME.parent.parent}, RUNTIME),                      # nothing yet: the runtime dir
     (set(), TMP),                                            # no /run/user/$UID at all
 ])
-def test_without_xdg_runtime_dir_the_user_runtime_dir_is_tried(existing, expected) -> None:
+def test_without_xdg_runtime_dir_the_user_runtime_dir_is_tried(existing: set[Path], expected: Path) -> None:
     """Regression: a scrubbed client environment (no XDG_RUNTIME_DIR) looked only under /tmp."""
     env = {"HOME": "/home/x", "PATH": "/usr/bin"}
     assert paths.resolve_socket(None, env, exists=lambda p: p in existing, uid=UID) == expected

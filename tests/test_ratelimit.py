@@ -8,7 +8,7 @@ from supervisor.config import RateLimit
 from supervisor.policy.ratelimit import ClientLimits, TokenBucket
 
 
-def test_burst_then_refill_exactly():
+def test_burst_then_refill_exactly() -> None:
     bucket = TokenBucket.for_limit(RateLimit.parse("60/min", burst=3), now=0.0)
     assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
     assert bucket.retry_after(0.0) == pytest.approx(1.0)
@@ -21,13 +21,13 @@ def test_burst_then_refill_exactly():
 
 @pytest.mark.parametrize(("text", "per_second"), [("100/min", 100 / 60), ("10/s", 10.0),
                                                    ("3600/hour", 1.0)])
-def test_rates(text, per_second):
+def test_rates(text: str, per_second: float) -> None:
     bucket = TokenBucket.for_limit(RateLimit.parse(text, burst=1), now=0.0)
     assert bucket.take(0.0)
     assert bucket.retry_after(0.0) == pytest.approx(1 / per_second)
 
 
-def test_clients_are_isolated():
+def test_clients_are_isolated() -> None:
     limits = ClientLimits({"alice": RateLimit.parse("2/min"), "bob": RateLimit.parse("1/min")})
     assert limits.check("alice", 0.0) == 0.0
     assert limits.check("alice", 0.0) == 0.0

@@ -23,7 +23,8 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from .conftest import ECHO, REPO, server_toml
+from .conftest import ECHO, REPO, Daemon, MakeDaemon, server_toml
+from .sdk import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -52,7 +53,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def fleet(make_daemon):
+def fleet(make_daemon: MakeDaemon) -> Daemon:
     port = free_port()
     daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("echo")
                          + server_toml("other", ECHO, "--era", "legacy"))
@@ -61,15 +62,17 @@ def fleet(make_daemon):
     return daemon
 
 
-def snippet(daemon, *args: str) -> dict[str, Any]:
+def snippet(daemon: Daemon, *args: str) -> dict[str, Any]:
     """The entry `mcpctl config-snippet` prints, run as the user would (their own shell)."""
     proc = daemon.ctl("config-snippet", *args)
     assert proc.returncode == 0, proc.stderr
+    entry: dict[str, Any]
     [entry] = json.loads(proc.stdout)["mcpServers"].values()
-    return entry  # type: ignore[no-any-return]
+    return entry
 
 
-TARGETS = [  # (config-snippet args, tool, arguments, expected text)
+TARGETS: list[tuple[tuple[str, ...], str, dict[str, Any], str]] = [
+    # (config-snippet args, tool, arguments, expected text)
     (("echo",), "echo", {"text": "hi from a client"}, "hi from a client"),
     (("--all",), "other__add", {"a": 2, "b": 40}, "42"),
     (("echo", "--http"), "echo", {"text": "over http"}, "over http"),
@@ -77,7 +80,8 @@ TARGETS = [  # (config-snippet args, tool, arguments, expected text)
 ]
 
 
-async def test_python_sdk_with_its_default_environment(fleet, monkeypatch):
+async def test_python_sdk_with_its_default_environment(fleet: Daemon,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """One daemon, every door (bridge, --all, both HTTP URLs): a daemon per door would make this
     the slowest file of the suite for no extra coverage."""
     entries = [(snippet(fleet, *args), tool, arguments, expected)
@@ -105,7 +109,7 @@ async def test_python_sdk_with_its_default_environment(fleet, monkeypatch):
                     result = await session.call_tool(tool, arguments)
         assert tool in names, entry
         assert not result.is_error, entry
-        assert result.content[0].text == expected, entry
+        assert text_of(result) == expected, entry
 
 
 def node() -> str:
@@ -116,7 +120,7 @@ def node() -> str:
     return found
 
 
-def test_typescript_sdk_with_its_default_environment(fleet):
+def test_typescript_sdk_with_its_default_environment(fleet: Daemon) -> None:
     env = {"HOME": fleet.env.get("HOME", "/root"), "PATH": f"{os.path.dirname(node())}:{clean_path()}",
            "USER": os.environ.get("USER", "root"), "LOGNAME": os.environ.get("LOGNAME", "root"),
            "SHELL": "/bin/sh", "TERM": "dumb"}

@@ -5,24 +5,24 @@ from __future__ import annotations
 import json
 import signal
 
-from .conftest import ECHO, alive_pids, server_toml, wait_for
+from .conftest import ECHO, Daemon, MakeDaemon, alive_pids, server_toml, wait_for
 
 BASE = server_toml("keep") + server_toml("change") + server_toml("drop")
 NEXT = (server_toml("keep") + server_toml("change", ECHO, "--name", "changed")
         + server_toml("added"))
 
 
-def pids(daemon) -> dict[str, int]:
+def pids(daemon: Daemon) -> dict[str, int]:
     return {s["name"]: s["pid"] for s in daemon.status()["servers"]}
 
 
-def wait_all_ready(daemon, names) -> dict[str, int]:
+def wait_all_ready(daemon: Daemon, names: list[str]) -> dict[str, int]:
     for name in names:
         daemon.wait_state(name, "ready")
     return pids(daemon)
 
 
-def test_reload_applies_a_diff(make_daemon):
+def test_reload_applies_a_diff(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(BASE)
     before = wait_all_ready(daemon, ["keep", "change", "drop"])
     daemon.write_config(NEXT)
@@ -44,7 +44,7 @@ def test_reload_applies_a_diff(make_daemon):
     assert text.returncode == 0
 
 
-def test_invalid_file_is_rejected_and_nothing_changes(make_daemon):
+def test_invalid_file_is_rejected_and_nothing_changes(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(BASE)
     before = wait_all_ready(daemon, ["keep", "change", "drop"])
     daemon.write_config(BASE + "[servers.broken]\ncommand = 42\n")
@@ -55,7 +55,7 @@ def test_invalid_file_is_rejected_and_nothing_changes(make_daemon):
     assert "reload rejected" in daemon.log_text()
 
 
-def test_sighup_reloads(make_daemon):
+def test_sighup_reloads(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(BASE)
     wait_all_ready(daemon, ["keep", "change", "drop"])
     daemon.write_config(BASE + server_toml("hup"))
@@ -64,7 +64,7 @@ def test_sighup_reloads(make_daemon):
     daemon.wait_state("hup", "ready")
 
 
-def test_file_edits_apply_once_per_burst_and_never_half_written(make_daemon):
+def test_file_edits_apply_once_per_burst_and_never_half_written(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(BASE, watch=True)
     before = wait_all_ready(daemon, ["keep", "change", "drop"])
     # A half-written file (the editor is mid-save) is rejected; nothing changes...

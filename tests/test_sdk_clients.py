@@ -13,7 +13,8 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from .conftest import ECHO, MCPCTL, NODE_BIN, server_toml
+from .conftest import ECHO, MCPCTL, NODE_BIN, Daemon, MakeDaemon, server_toml
+from .sdk import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -23,14 +24,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def bridge(daemon, name: str) -> StdioServerParameters:
+def bridge(daemon: Daemon, name: str) -> StdioServerParameters:
     return StdioServerParameters(command=MCPCTL, args=["--socket", str(daemon.socket), "connect", name],
                                  env=daemon.env)
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 @pytest.mark.parametrize("child_era", ["both", "legacy"])
-async def test_sdk_client_through_connect(make_daemon, mode, child_era):
+async def test_sdk_client_through_connect(make_daemon: MakeDaemon, mode: str, child_era: str) -> None:
     daemon = make_daemon(server_toml("echo", ECHO, "--era", child_era))
     await anyio.to_thread.run_sync(lambda: daemon.wait_state("echo", "ready"))
     with anyio.fail_after(60):
@@ -39,10 +40,10 @@ async def test_sdk_client_through_connect(make_daemon, mode, child_era):
             names = {tool.name for tool in tools.tools}
             assert {"echo", "add", "sleep"} <= names
             result = await client.call_tool("echo", {"text": f"via {mode}"})
-            assert result.content[0].text == f"via {mode}"
+            assert text_of(result) == f"via {mode}"
             assert not result.is_error
             added = await client.call_tool("add", {"a": 2, "b": 40})
-            assert added.content[0].text == "42"
+            assert text_of(added) == "42"
             failing = await client.call_tool("fail", {})
             assert failing.is_error
             prompts = await client.list_prompts()
@@ -51,7 +52,7 @@ async def test_sdk_client_through_connect(make_daemon, mode, child_era):
             assert resources.resources
 
 
-async def test_sdk_clients_share_one_child_concurrently(make_daemon):
+async def test_sdk_clients_share_one_child_concurrently(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(server_toml("echo"))
     entry = await anyio.to_thread.run_sync(lambda: daemon.wait_state("echo", "ready"))
     pids: list[str] = []
@@ -60,8 +61,8 @@ async def test_sdk_clients_share_one_child_concurrently(make_daemon):
         async with Client(bridge(daemon, "echo"), mode="auto" if n % 2 else "legacy") as client:
             for i in range(5):
                 result = await client.call_tool("echo", {"text": f"{n}:{i}"})
-                assert result.content[0].text == f"{n}:{i}"
-            pids.append((await client.call_tool("pid", {})).content[0].text)
+                assert text_of(result) == f"{n}:{i}"
+            pids.append(text_of(await client.call_tool("pid", {})))
 
     with anyio.fail_after(90):
         async with anyio.create_task_group() as tg:
@@ -77,7 +78,7 @@ def everything_bin() -> Path:
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_real_third_party_server_everything(make_daemon, mode):
+async def test_real_third_party_server_everything(make_daemon: MakeDaemon, mode: str) -> None:
     daemon = make_daemon(f'[servers.everything]\ncommand = "{everything_bin()}"\nargs = ["stdio"]\n')
     entry = await anyio.to_thread.run_sync(lambda: daemon.wait_state("everything", "ready", timeout=60))
     assert entry["tools"] >= 5
@@ -86,7 +87,7 @@ async def test_real_third_party_server_everything(make_daemon, mode):
             tools = {tool.name for tool in (await client.list_tools()).tools}
             assert "echo" in tools
             result = await client.call_tool("echo", {"message": "hello everything"})
-            assert "hello everything" in result.content[0].text
+            assert "hello everything" in text_of(result)
             prompts = await client.list_prompts()
             assert prompts.prompts
             resources = await client.list_resources()
@@ -101,16 +102,16 @@ async def test_real_third_party_server_everything(make_daemon, mode):
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_connect_all_is_the_aggregate(make_daemon, mode):
+async def test_connect_all_is_the_aggregate(make_daemon: MakeDaemon, mode: str) -> None:
     daemon = make_daemon(server_toml("echo", ECHO) + server_toml("other", ECHO, "--era", "legacy"))
     for name in ("echo", "other"):
-        await anyio.to_thread.run_sync(lambda n=name: daemon.wait_state(n, "ready"))
+        await anyio.to_thread.run_sync(daemon.wait_state, name, "ready")
     params = StdioServerParameters(command=MCPCTL, args=["--socket", str(daemon.socket), "connect", "--all"],
                                    env=daemon.env)
     with anyio.fail_after(60):
         async with Client(params, mode=mode) as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
             assert {"echo__echo", "other__add"} <= names
-            assert (await client.call_tool("other__add", {"a": 1, "b": 41})).content[0].text == "42"
+            assert text_of(await client.call_tool("other__add", {"a": 1, "b": 41})) == "42"
             prompts = {p.name for p in (await client.list_prompts()).prompts}
             assert "echo__greet" in prompts

@@ -19,7 +19,7 @@ from supervisor.config.secrets_mask import Masker, is_secret_name, mask_urls, se
 from supervisor.core.installer import install_steps
 from supervisor.errors import ConfigError
 
-from .conftest import CHAOS, ECHO, MCPCTL, PY, daemon_env, server_toml, wait_for
+from .conftest import CHAOS, ECHO, MCPCTL, PY, MakeDaemon, daemon_env, server_toml, wait_for
 
 
 @pytest.mark.parametrize(("name", "secret"), [
@@ -60,7 +60,8 @@ def _walk_text(root: Path) -> dict[Path, str]:
     return {p: p.read_text(errors="replace") for p in root.rglob("*") if p.is_file()}
 
 
-def test_secret_values_appear_in_no_output_and_no_file_after_a_failing_start(make_daemon, workdir):
+def test_secret_values_appear_in_no_output_and_no_file_after_a_failing_start(make_daemon: MakeDaemon,
+                                                                             workdir: Path) -> None:
     """A credential-named variable with a default in args and passwords inside URLs (as the shipped
     fleet passes them) used to be printed by status, status --json, logs, the log files and the
     daemon log. After a failing start, none of the values is anywhere."""
@@ -159,7 +160,7 @@ def test_installer_ends_options_before_the_packages(tmp_path: Path) -> None:
 
 
 def test_relative_command_resolves_against_the_config_directory_in_check_and_at_spawn(
-        make_daemon, workdir: Path) -> None:
+        make_daemon: MakeDaemon, workdir: Path) -> None:
     """A relative `command` used to pass `check` (resolved against the shell's cwd) but fail to spawn
     (resolved against the child's cwd, its own HOME). Both now use the config file's directory."""
     bin_dir = workdir / "bin"
@@ -185,7 +186,8 @@ def _mode(path: Path) -> int:
     return path.stat().st_mode & 0o777
 
 
-def test_daemon_directories_are_0700_and_files_0600_whatever_the_umask(make_daemon, workdir: Path) -> None:
+def test_daemon_directories_are_0700_and_files_0600_whatever_the_umask(make_daemon: MakeDaemon,
+                                                                       workdir: Path) -> None:
     """Outside systemd the state dir and children's HOME/TMPDIR were 0755 and the pid registry 0644,
     so other local users could read what children wrote. Started under umask 000, every directory
     the daemon makes is 0700 and every file 0600, a file a child writes into its HOME included."""
@@ -211,7 +213,7 @@ def test_daemon_directories_are_0700_and_files_0600_whatever_the_umask(make_daem
 
 
 @pytest.mark.parametrize("problem", ["mode", "owner"])
-def test_an_existing_socket_directory_others_can_reach_is_refused(make_daemon, workdir: Path,
+def test_an_existing_socket_directory_others_can_reach_is_refused(make_daemon: MakeDaemon, workdir: Path,
                                                                   problem: str) -> None:
     """Whoever can write to the socket's directory can put their own socket where mcpctl and the
     bridges connect: an existing directory with a wider mode or another owner is refused."""

@@ -7,16 +7,24 @@ decided at an instant the test sets (see tests/server_fakes.py). The subprocess 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
 
+from supervisor.core.server import Server
 from supervisor.core.server.admission import retry_after_ms
 from supervisor.core.server.derived import derive_state
 from supervisor.errors import CIRCUIT_OPEN, REQUEST_TIMEOUT, SERVER_BUSY, SERVER_UNAVAILABLE, UPSTREAM_GONE
 from supervisor.policy.states import State
 
 from .server_fakes import Children, FakeClock, Sink, call, make_server, ready, running, until
+
+
+def made_and_ready(server: Server, children: Children, count: int) -> bool:
+    """`count` children were made and the server is ready on the last one."""
+    return len(children.made) == count and ready(server)()
+
 
 pytestmark = pytest.mark.anyio
 
@@ -180,7 +188,7 @@ async def test_crashes_spread_wider_than_the_window_never_give_up(
                          restart_window=60.0)
     async with running(server):
         for round_ in range(3):
-            await until(lambda n=round_ + 1: len(children.made) == n and ready(server)(), "a child")
+            await until(functools.partial(made_and_ready, server, children, round_ + 1), "a child")
             clock.advance(61.0)
             children.made[round_].crash()
         await until(lambda: len(children.made) == 4 and ready(server)(), "the fourth child")
@@ -224,7 +232,8 @@ async def test_an_open_breaker_makes_the_server_degraded_and_fails_fast(
         child = children.made[0]
         await until(lambda: len(child.requests()) == 3, "the trial call")
         child.answer(2)
-        assert server.state == State.READY and server.breaker.state == "closed"
+        now: State = server.state  # read again: the trial call's answer changed it
+        assert now == State.READY and server.breaker.state == "closed"
 
 
 # ---- probes -----------------------------------------------------------------------------------

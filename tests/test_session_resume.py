@@ -11,11 +11,13 @@ from typing import Any
 
 import anyio
 import httpx
+import httpx2
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from .conftest import ECHO, server_toml
+from .conftest import ECHO, MakeDaemon, server_toml
+from .sdk import text_of
 from .test_http import ACCEPT, free_port, http_toml, legacy_session
 
 pytestmark = pytest.mark.anyio
@@ -28,7 +30,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def node(make_daemon: Any, name: str, secret: str = SECRET, **http: str) -> str:
+def node(make_daemon: MakeDaemon, name: str, secret: str = SECRET, **http: str) -> str:
     port = free_port()
     cluster = f'[cluster]\nnode = "{name}"\nsecret = "{secret}"\n'
     daemon = make_daemon(cluster + http_toml(port, **http) + server_toml("echo", ECHO), subdir=name)
@@ -41,7 +43,7 @@ def echo(text: str, msg_id: int = 1) -> dict[str, Any]:
             "params": {"name": "echo", "arguments": {"text": text}}}
 
 
-async def test_a_session_opened_on_one_node_is_resumed_by_another(make_daemon: Any) -> None:
+async def test_a_session_opened_on_one_node_is_resumed_by_another(make_daemon: MakeDaemon) -> None:
     a, b = node(make_daemon, "a"), node(make_daemon, "b")
     async with httpx.AsyncClient(timeout=30) as http:
         headers = await legacy_session(http, a)
@@ -56,7 +58,7 @@ async def test_a_session_opened_on_one_node_is_resumed_by_another(make_daemon: A
         assert (await http.delete(b, headers=headers)).status_code == 200
 
 
-async def test_forged_and_foreign_ids_are_404(make_daemon: Any) -> None:
+async def test_forged_and_foreign_ids_are_404(make_daemon: MakeDaemon) -> None:
     a, b = node(make_daemon, "a"), node(make_daemon, "b", secret="another-secret-entirely-1234")
     async with httpx.AsyncClient(timeout=30) as http:
         headers = await legacy_session(http, a)
@@ -69,7 +71,7 @@ async def test_forged_and_foreign_ids_are_404(make_daemon: Any) -> None:
         assert other_path.status_code == 404
 
 
-async def test_a_resumed_session_belongs_to_the_token_that_opened_it(make_daemon: Any) -> None:
+async def test_a_resumed_session_belongs_to_the_token_that_opened_it(make_daemon: MakeDaemon) -> None:
     """Alice opens a session on b; c (same secret, same clients) resumes it for alice and for
     nobody else; a, which needs no token, does not resume a session someone opened with one."""
     tokens = '[clients.alice]\ntoken = "alice-token-123456"\n[clients.bob]\ntoken = "bob-token-1234567"\n'
@@ -98,22 +100,23 @@ async def test_a_resumed_session_belongs_to_the_token_that_opened_it(make_daemon
         assert mine.status_code == 200 and mine.json()["result"]["content"][0]["text"] == "mine"
 
 
-async def test_the_official_sdk_keeps_its_session_across_nodes(make_daemon: Any) -> None:
+async def test_the_official_sdk_keeps_its_session_across_nodes(make_daemon: MakeDaemon) -> None:
     """The SDK in legacy mode opens a session on a; every request of it is then sent to b (as a
     balancer would after a dies): the SDK never notices."""
     a, b = node(make_daemon, "a"), node(make_daemon, "b")
     seen: list[str] = []
 
-    async def to_b(request: httpx.Request) -> None:
+    # The SDK's own HTTP client library (httpx2), as streamable_http_client takes it.
+    async def to_b(request: httpx2.Request) -> None:
         if request.headers.get("mcp-session-id"):
-            request.url = httpx.URL(b)
+            request.url = httpx2.URL(b)
             seen.append(str(request.url))
 
     with anyio.fail_after(60):
-        async with httpx.AsyncClient(timeout=30, event_hooks={"request": [to_b]}) as http, \
+        async with httpx2.AsyncClient(timeout=30, event_hooks={"request": [to_b]}) as http, \
                 streamable_http_client(a, http_client=http) as (read, write), \
                 ClientSession(read, write) as session:
             await session.initialize()
             result = await session.call_tool("echo", {"text": "still the same session"})
-            assert result.content[0].text == "still the same session"
+            assert text_of(result) == "still the same session"
     assert seen, "no request was sent to b"

@@ -5,14 +5,13 @@ Redelivery"). Raw httpx against a real daemon and the conformance child."""
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 import anyio
 import httpx
 import orjson
 import pytest
 
-from .conftest import SERVERS, server_toml
+from .conftest import SERVERS, MakeDaemon, server_toml
 
 pytestmark = pytest.mark.anyio
 
@@ -49,7 +48,7 @@ async def session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
     return headers
 
 
-async def test_a_dropped_call_stream_resumes_with_last_event_id(make_daemon: Any) -> None:
+async def test_a_dropped_call_stream_resumes_with_last_event_id(make_daemon: MakeDaemon) -> None:
     """A POST answer stream starts with a priming event (id, retry, no data); the client reads the
     first progress event and drops the connection; the call is not cancelled, and a GET with the
     last id it saw gets the call's answer (only what came after that id, nothing of other streams)."""
@@ -91,7 +90,7 @@ async def test_a_dropped_call_stream_resumes_with_last_event_id(make_daemon: Any
             assert [orjson.loads(e["data"])["id"] for e in events(twice.text) if e.get("data")] == [5]
 
 
-async def test_the_session_get_stream_resumes_after_the_last_event_id(make_daemon: Any) -> None:
+async def test_the_session_get_stream_resumes_after_the_last_event_id(make_daemon: MakeDaemon) -> None:
     """Notifications sent on the session's GET stream are numbered; reconnecting with the id of
     the first one replays the later ones only."""
     with socket.socket() as probe:
@@ -130,7 +129,7 @@ async def test_the_session_get_stream_resumes_after_the_last_event_id(make_daemo
 
 
 async def test_a_resuming_get_takes_over_a_stream_whose_loss_the_daemon_has_not_seen(
-        make_daemon: Any) -> None:
+        make_daemon: MakeDaemon) -> None:
     """Regression (flaky resumption test, session 3): a client that lost its GET stream
     reconnects with Last-Event-ID before the daemon has noticed the old connection is gone. The
     resumption takes the stream over (replay, then live) instead of a 409; here the first stream

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import SERVERS, server_toml
+from .conftest import SERVERS, MakeDaemon, server_toml
 from .mcp_raw import RawSession
 
 CHILD = SERVERS / "conformance_server.py"
@@ -17,7 +17,7 @@ def updates(session: RawSession) -> list[dict[str, Any]]:
     return [n for n in session.notifications if n["method"] == "notifications/resources/updated"]
 
 
-def test_resource_updates_reach_only_subscribed_sessions(make_daemon: Any) -> None:
+def test_resource_updates_reach_only_subscribed_sessions(make_daemon: MakeDaemon) -> None:
     """Two sessions, one subscribed: the child's resources/updated reaches that one alone; after
     it unsubscribes while another still holds the URI, the child still sends updates (it was not
     told), and they reach only the one still subscribed."""

@@ -22,12 +22,12 @@ from supervisor.core.tasks import EXTENSION
 from supervisor.errors import ConfigError
 from supervisor.policy.task_table import COMPLETED, INPUT_REQUIRED, WORKING, TableFull, TaskRecord, TaskTable
 
-from .conftest import ECHO, MCPCTL, SERVERS, server_toml, wait_for
+from .conftest import ECHO, MCPCTL, SERVERS, Daemon, MakeDaemon, server_toml, wait_for
 from .redis_server import RedisServer
 from .test_http import ACCEPT, MODERN, free_port, http_toml
 
 CHILD = SERVERS / "conformance_server.py"
-WITH_TASKS = {"extensions": {EXTENSION: {}}, "elicitation": {}}
+WITH_TASKS: dict[str, Any] = {"extensions": {EXTENSION: {}}, "elicitation": {}}
 
 
 def envelope(capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -88,11 +88,14 @@ class Door:
         return result
 
     def settled(self, task_id: str, timeout: float = 20) -> dict[str, Any]:
-        return wait_for(lambda: (s := self.status(task_id))["status"] not in (WORKING, INPUT_REQUIRED)
-                        and s, timeout, what=f"task {task_id} to end")
+        def ended() -> dict[str, Any] | None:
+            status = self.status(task_id)
+            return status if status["status"] not in (WORKING, INPUT_REQUIRED) else None
+        return wait_for(ended, timeout, what=f"task {task_id} to end")
 
 
-def start(make_daemon: Any, extra: str = "", subdir: str | None = None, **keys: Any) -> tuple[Any, Door]:
+def start(make_daemon: MakeDaemon, extra: str = "", subdir: str | None = None,
+          **keys: Any) -> tuple[Daemon, Door]:
     port = free_port()
     daemon = make_daemon(http_toml(port) + extra + server_toml("conformance", CHILD, **keys),
                          subdir=subdir)
@@ -169,7 +172,7 @@ def test_tasks_config_is_read_and_checked() -> None:
 # ---- through the daemon --------------------------------------------------------------------------
 
 def test_discover_advertises_the_extension_and_only_task_supporting_tools_become_tasks(
-        make_daemon: Any) -> None:
+        make_daemon: MakeDaemon) -> None:
     _, door = start(make_daemon)
     discovered = door.request("server/discover", {})
     assert EXTENSION in discovered["result"]["capabilities"]["extensions"]
@@ -196,7 +199,7 @@ def test_discover_advertises_the_extension_and_only_task_supporting_tools_become
 
 
 def test_a_task_outlives_its_bridge_client_and_another_client_gets_the_result(
-        make_daemon: Any, workdir: Path) -> None:
+        make_daemon: MakeDaemon, workdir: Path) -> None:
     """The client that created the task goes away (its `mcpctl connect` is killed); a second
     client of the same user polls `tasks/get` and reads the child's result."""
     daemon, _ = start(make_daemon)
@@ -230,7 +233,7 @@ def test_a_task_outlives_its_bridge_client_and_another_client_gets_the_result(
         second.communicate(timeout=10)  # closes its input: the bridge ends
 
 
-def test_a_task_expires_at_its_ttl(make_daemon: Any) -> None:
+def test_a_task_expires_at_its_ttl(make_daemon: MakeDaemon) -> None:
     """`[tasks] ttl`: the task and its result are there, then `tasks/get` says not found (-32602)."""
     _, door = start(make_daemon, '[tasks]\nttl = "2s"\npoll_interval = "50ms"\n')
     task_id = door.created("slow_compute", {"seconds": 0, "label": "short"})
@@ -240,7 +243,7 @@ def test_a_task_expires_at_its_ttl(make_daemon: Any) -> None:
              interval=0.1, what="the task to expire")
 
 
-def test_cancel_reaches_the_child(make_daemon: Any) -> None:
+def test_cancel_reaches_the_child(make_daemon: MakeDaemon) -> None:
     """tasks/cancel acks at once, the task reads cancelled, and the child hears
     notifications/cancelled for its call (it says so on stderr and stops its work)."""
     daemon, door = start(make_daemon)
@@ -253,7 +256,7 @@ def test_cancel_reaches_the_child(make_daemon: Any) -> None:
     assert door.task("tasks/cancel", task_id)["result"] == {"resultType": "complete"}  # idempotent
 
 
-def test_input_requests_of_a_task_are_answered_by_tasks_update(make_daemon: Any) -> None:
+def test_input_requests_of_a_task_are_answered_by_tasks_update(make_daemon: MakeDaemon) -> None:
     _, door = start(make_daemon)
     task_id = door.created("confirm_delete", {"filename": "a.txt"})
     asking = wait_for(lambda: (s := door.status(task_id))["status"] == "input_required" and s, 10,
@@ -266,7 +269,7 @@ def test_input_requests_of_a_task_are_answered_by_tasks_update(make_daemon: Any)
     assert door.settled(task_id)["result"]["content"][0]["text"] == "a.txt: deleted"
 
 
-def test_too_many_tasks_are_refused_with_a_clear_error(make_daemon: Any) -> None:
+def test_too_many_tasks_are_refused_with_a_clear_error(make_daemon: MakeDaemon) -> None:
     daemon, door = start(make_daemon, "[tasks]\nmax_tasks = 2\n")
     kept = [door.created("slow_compute", {"seconds": 60, "label": str(i)}) for i in range(2)]
     refused = door.call("slow_compute", {"seconds": 60, "label": "third"})
@@ -282,7 +285,7 @@ def test_too_many_tasks_are_refused_with_a_clear_error(make_daemon: Any) -> None
         door.task("tasks/cancel", task_id)
 
 
-def test_a_second_daemon_answers_tasks_get_from_redis(make_daemon: Any) -> None:
+def test_a_second_daemon_answers_tasks_get_from_redis(make_daemon: MakeDaemon) -> None:
     """Two daemons share one redis-server (`[cache] backend = "redis"`): a task created on the first
     is read, running and then finished, through the second; a tasks/cancel sent to the second
     reaches the first (through Redis) and the child's call there."""
@@ -307,7 +310,7 @@ def test_a_second_daemon_answers_tasks_get_from_redis(make_daemon: Any) -> None:
 
 
 def test_a_child_that_runs_its_own_tasks_gets_tasks_get_from_the_instance_that_made_them(
-        make_daemon: Any) -> None:
+        make_daemon: MakeDaemon) -> None:
     """Passthrough: a modern child declaring the extension answers its own CreateTaskResult, and
     with two instances each task's tasks/get reaches the process that created it (a task id of
     the other process would be unknown to it)."""
@@ -332,7 +335,7 @@ def test_a_child_that_runs_its_own_tasks_gets_tasks_get_from_the_instance_that_m
         assert done["result"]["content"][0]["text"] == f"done by {task_id.split('-')[1]}"
 
 
-def test_a_listen_stream_gets_notifications_tasks_until_the_task_ends(make_daemon: Any) -> None:
+def test_a_listen_stream_gets_notifications_tasks_until_the_task_ends(make_daemon: MakeDaemon) -> None:
     """subscriptions/listen with taskIds: the acknowledgement names the task, and a
     notifications/tasks carrying the completed task (its result inlined) arrives on the stream
     (at once if it ended before the stream opened)."""
@@ -363,7 +366,7 @@ def test_a_listen_stream_gets_notifications_tasks_until_the_task_ends(make_daemo
 
 
 def test_tasks_globs_make_a_modern_childs_tool_a_task_and_an_oversized_result_fails_it(
-        make_daemon: Any) -> None:
+        make_daemon: MakeDaemon) -> None:
     """`tasks = [...]` in a server entry: the echo server (a 2026-07-28 child that knows nothing of
     tasks) has its `big` calls run as tasks; a result larger than `[tasks] max_bytes` is not kept
     (it would push out every other result): the task fails and says why."""
@@ -380,7 +383,7 @@ def test_tasks_globs_make_a_modern_childs_tool_a_task_and_an_oversized_result_fa
     assert door.call("add", {"a": 1, "b": 2})["result"]["resultType"] == "complete"  # not listed
 
 
-def test_a_task_made_with_one_client_token_is_unknown_to_another(make_daemon: Any) -> None:
+def test_a_task_made_with_one_client_token_is_unknown_to_another(make_daemon: MakeDaemon) -> None:
     """Auth binding (SEP-2663 security): with `[clients.NAME] token`s, a task belongs to the client
     that created it; another client's tasks/get, tasks/update and tasks/cancel say not found, and
     it cannot follow the task's notifications."""

@@ -6,16 +6,20 @@ import contextlib
 import os
 import queue
 import signal
+import socket as socketlib
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 import orjson
 import psutil
 import pytest
+
+from .sdk import resource_text, text_of
 
 SERVERS = Path(__file__).parent / "servers"
 ECHO = SERVERS / "echo_server.py"
@@ -72,6 +76,11 @@ class Proc:
                 self._stderr_cond.notify_all()
         self.stderr = b"".join(self._stderr_lines)
 
+    def close_stdin(self) -> None:
+        """EOF on the server's stdin."""
+        assert self.p.stdin is not None
+        self.p.stdin.close()
+
     def wait_stderr(self, needle: bytes, timeout: float = TIMEOUT) -> None:
         with self._stderr_cond:
             ok = self._stderr_cond.wait_for(
@@ -106,7 +115,8 @@ class Proc:
             raise AssertionError(f"stdout closed; rc={self.p.poll()}")
         return msg
 
-    def wait_for(self, rid: Any, timeout: float = TIMEOUT, seen: list[dict[str, Any]] | None = None) -> Any:
+    def wait_for(self, rid: Any, timeout: float = TIMEOUT,
+                 seen: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Messages until the response to `rid`; the ones before it go to `seen`."""
         deadline = time.monotonic() + timeout
         while True:
@@ -117,7 +127,7 @@ class Proc:
                 seen.append(msg)
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self.wait_for(self.request(method, params))  # type: ignore[no-any-return]
+        return self.wait_for(self.request(method, params))
 
     def tool(self, name: str, args: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
         return self.call("tools/call", {"name": name, "arguments": args or {}, **extra})
@@ -149,12 +159,18 @@ class Proc:
                     f.close()
 
 
+class Spawn(Protocol):
+    """The `spawn` fixture: start a test server script; it is closed at teardown."""
+
+    def __call__(self, script: Path, *args: str, cwd: str | None = None) -> Proc: ...
+
+
 @pytest.fixture
-def spawn():
+def spawn() -> Iterator[Spawn]:
     procs: list[Proc] = []
 
-    def start(script: Path, *args: str, **kw: Any) -> Proc:
-        proc = Proc(script, *args, **kw)
+    def start(script: Path, *args: str, cwd: str | None = None) -> Proc:
+        proc = Proc(script, *args, cwd=cwd)
         procs.append(proc)
         return proc
 
@@ -166,7 +182,7 @@ def spawn():
 # --------------------------------------------------------------------------- handshakes
 
 
-def test_legacy_handshake(spawn) -> None:
+def test_legacy_handshake(spawn: Spawn) -> None:
     s = spawn(ECHO, "--name", "alpha")
     r = s.initialize("2024-11-05")["result"]
     assert r["protocolVersion"] == "2024-11-05"
@@ -179,7 +195,7 @@ def test_legacy_handshake(spawn) -> None:
     assert s2.initialize("1999-01-01")["result"]["protocolVersion"] == "2025-11-25"
 
 
-def test_modern_discover(spawn) -> None:
+def test_modern_discover(spawn: Spawn) -> None:
     s = spawn(ECHO, "--name", "beta")
     r = s.call("server/discover", {"_meta": META})["result"]
     assert r["supportedVersions"] == [MODERN]
@@ -208,13 +224,13 @@ def test_modern_discover(spawn) -> None:
     assert err["data"] == {"supported": [MODERN], "requested": "2025-11-25"}
 
 
-def test_requests_before_handshake_are_answered(spawn) -> None:
+def test_requests_before_handshake_are_answered(spawn: Spawn) -> None:
     s = spawn(ECHO)
     assert s.call("ping")["result"] == {}
     assert s.tool("echo", {"text": "early"})["result"]["content"][0]["text"] == "early"
 
 
-def test_era_flags(spawn) -> None:
+def test_era_flags(spawn: Spawn) -> None:
     legacy = spawn(ECHO, "--era", "legacy")
     assert legacy.call("server/discover", {"_meta": META})["error"]["code"] == -32601
     assert legacy.initialize()["result"]["protocolVersion"] == "2025-11-25"
@@ -227,7 +243,7 @@ def test_era_flags(spawn) -> None:
     assert modern.call("server/discover", {"_meta": META})["result"]["supportedVersions"] == [MODERN]
 
 
-def test_errors(spawn) -> None:
+def test_errors(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     s.send_raw(b"{not json\n")
@@ -244,7 +260,7 @@ def test_errors(spawn) -> None:
 # --------------------------------------------------------------------------- lists
 
 
-def test_pagination(spawn) -> None:
+def test_pagination(spawn: Spawn) -> None:
     s = spawn(ECHO, "--tools", "10", "--page-size", "7")
     s.initialize()
     names: list[str] = []
@@ -273,7 +289,7 @@ def test_pagination(spawn) -> None:
     assert tools["notify"]["annotations"]["readOnlyHint"] is False
 
 
-def test_prompts_and_resources(spawn) -> None:
+def test_prompts_and_resources(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     assert [p["name"] for p in s.call("prompts/list")["result"]["prompts"]] == ["greet", "plain"]
@@ -292,7 +308,7 @@ def test_prompts_and_resources(spawn) -> None:
 # --------------------------------------------------------------------------- tools
 
 
-def test_simple_tools(spawn, tmp_path: Path) -> None:
+def test_simple_tools(spawn: Spawn, tmp_path: Path) -> None:
     env_cwd = str(tmp_path)
     s = spawn(ECHO, cwd=env_cwd)
     s.initialize()
@@ -316,7 +332,7 @@ def test_simple_tools(spawn, tmp_path: Path) -> None:
     assert s.tool("calls", {"tool": "env"})["result"]["content"][0]["text"] == "2"
 
 
-def test_notify_log_stderr(spawn) -> None:
+def test_notify_log_stderr(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     seen: list[dict[str, Any]] = []
@@ -328,12 +344,12 @@ def test_notify_log_stderr(spawn) -> None:
     assert seen[0]["params"]["level"] == "info"
     assert seen[0]["params"]["data"] == "hello log"
     assert s.tool("stderr", {"text": "to-stderr", "lines": 3})["result"]["isError"] is False
-    s.p.stdin.close()
+    s.close_stdin()
     assert s.wait_exit() == 0
     assert s.stderr.count(b"to-stderr\n") == 3
 
 
-def test_slow_call_does_not_block(spawn) -> None:
+def test_slow_call_does_not_block(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     slow = s.request("tools/call", {"name": "sleep", "arguments": {"seconds": 1.0}})
@@ -343,7 +359,7 @@ def test_slow_call_does_not_block(spawn) -> None:
     assert s.recv(5)["id"] == slow
 
 
-def test_cancel(spawn) -> None:
+def test_cancel(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     doomed = s.request("tools/call", {"name": "sleep", "arguments": {"seconds": 0.5}}, rid="doomed")
@@ -363,7 +379,7 @@ def test_cancel(spawn) -> None:
     assert s.tool("calls", {"tool": "sleep"})["result"]["content"][0]["text"] == "1"
 
 
-def test_progress(spawn) -> None:
+def test_progress(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     rid = s.request(
@@ -379,7 +395,7 @@ def test_progress(spawn) -> None:
     assert progress[-1] == seen[-1]["params"]["total"]
 
 
-def test_roots_and_sample_legacy(spawn) -> None:
+def test_roots_and_sample_legacy(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.initialize()
     rid = s.request("tools/call", {"name": "roots", "arguments": {}})
@@ -397,7 +413,7 @@ def test_roots_and_sample_legacy(spawn) -> None:
     assert s.wait_for(rid)["result"]["isError"] is True
 
 
-def test_roots_modern_input_required(spawn) -> None:
+def test_roots_modern_input_required(spawn: Spawn) -> None:
     s = spawn(ECHO)
     s.call("server/discover", {"_meta": META})
     r = s.tool("roots", _meta=META)["result"]
@@ -414,7 +430,7 @@ def test_roots_modern_input_required(spawn) -> None:
 # --------------------------------------------------------------------------- chaos
 
 
-def test_chaos_crash_after(spawn) -> None:
+def test_chaos_crash_after(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--crash-after", "2")
     s.initialize()
     assert s.tool("echo", {"text": "1"})["result"]["content"][0]["text"] == "1"
@@ -423,7 +439,7 @@ def test_chaos_crash_after(spawn) -> None:
     assert s.messages.get(timeout=TIMEOUT) is None  # stdout closed without an answer
 
 
-def test_chaos_junk(spawn) -> None:
+def test_chaos_junk(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--junk")
     assert s.initialize()["result"]["serverInfo"]["name"] == "chaos-server"
     assert s.tool("echo", {"text": "through junk"})["result"]["content"][0]["text"] == "through junk"
@@ -431,13 +447,13 @@ def test_chaos_junk(spawn) -> None:
     assert any(not line.strip() for line in s.junk)
 
 
-def test_chaos_exit_before_handshake(spawn) -> None:
+def test_chaos_exit_before_handshake(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--exit-before-handshake", "Error: API_KEY is not set")
     assert s.wait_exit() == 1
     assert b"Error: API_KEY is not set" in s.stderr
 
 
-def test_chaos_out_of_order(spawn) -> None:
+def test_chaos_out_of_order(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--out-of-order")
     s.initialize()
     # one write (< PIPE_BUF, so atomic) -> one read -> one batch answered in reverse
@@ -447,12 +463,12 @@ def test_chaos_out_of_order(spawn) -> None:
     assert [s.recv()["id"] for _ in range(3)] == [12, 11, 10]
 
 
-def test_chaos_exit_code_pidfile_and_crash_on_start(spawn, tmp_path: Path) -> None:
+def test_chaos_exit_code_pidfile_and_crash_on_start(spawn: Spawn, tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     s = spawn(CHAOS, "--exit-code", "1", "--pidfile", str(pidfile))
     s.initialize()
     assert pidfile.read_text().strip() == str(s.p.pid)
-    s.p.stdin.close()
+    s.close_stdin()
     assert s.wait_exit() == 1
     marker = tmp_path / "broken"
     marker.touch()
@@ -460,7 +476,7 @@ def test_chaos_exit_code_pidfile_and_crash_on_start(spawn, tmp_path: Path) -> No
     assert s2.wait_exit() == 1
 
 
-def test_chaos_hang_tools(spawn) -> None:
+def test_chaos_hang_tools(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--hang-tools")
     s.initialize()
     hung = s.request("tools/call", {"name": "echo", "arguments": {"text": "never"}})
@@ -471,17 +487,17 @@ def test_chaos_hang_tools(spawn) -> None:
     del hung
 
 
-def test_chaos_ignore_eof(spawn) -> None:
+def test_chaos_ignore_eof(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--ignore-eof")
     s.initialize()
-    s.p.stdin.close()
+    s.close_stdin()
     s.wait_stderr(b"ignoring EOF")
     assert s.p.poll() is None
     s.p.send_signal(signal.SIGTERM)
     assert s.wait_exit() == -signal.SIGTERM
 
 
-def test_chaos_ignore_sigterm(spawn) -> None:
+def test_chaos_ignore_sigterm(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--ignore-sigterm")
     s.initialize()
     s.p.send_signal(signal.SIGTERM)
@@ -491,7 +507,7 @@ def test_chaos_ignore_sigterm(spawn) -> None:
     assert s.wait_exit() == -signal.SIGKILL
 
 
-def test_chaos_grandchild(spawn) -> None:
+def test_chaos_grandchild(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--grandchild", "--grandchild-leak-mb", "20")
     s.initialize()
     pid = int(s.tool("grandchild")["result"]["content"][0]["text"])
@@ -525,14 +541,16 @@ def test_chaos_grandchild(spawn) -> None:
 async def test_official_sdk_client(mode: str) -> None:
     import mcp_types as types
     from mcp import Client, StdioServerParameters
+    from mcp.client import ClientRequestContext
+    from pydantic import FileUrl
 
-    async def list_roots(ctx: Any) -> types.ListRootsResult:
-        return types.ListRootsResult(roots=[types.Root(uri="file:///tmp/x", name="x")])
+    async def list_roots(context: ClientRequestContext) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri=FileUrl("file:///tmp/x"), name="x")])
 
-    progress: list[float] = []
+    reported: list[float] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append(progress)
 
     params = StdioServerParameters(command=sys.executable, args=[str(ECHO), "--page-size", "5"])
     async with Client(params, mode=mode, list_roots_callback=list_roots) as c:
@@ -552,7 +570,7 @@ async def test_official_sdk_client(mode: str) -> None:
         assert "delete_all" in names
         r = await c.call_tool("echo", {"text": "hi"})
         assert r.is_error is False
-        assert r.content[0].text == "hi"
+        assert text_of(r) == "hi"
         r = await c.call_tool("add", {"a": 1, "b": 2})
         assert r.structured_content == {"result": 3}
         r = await c.call_tool("fail", {})
@@ -560,26 +578,26 @@ async def test_official_sdk_client(mode: str) -> None:
         prompts = await c.list_prompts()
         assert prompts.prompts[0].name == "greet"
         res = await c.read_resource("test://hello")
-        assert res.contents[0].text == "hello world"
+        assert resource_text(res) == "hello world"
         # legacy: a real server->client roots/list; modern: input_required, then a retry
         r = await c.call_tool("roots", {})
-        assert orjson.loads(r.content[0].text) == {"roots": [{"uri": "file:///tmp/x", "name": "x"}]}
+        assert orjson.loads(text_of(r)) == {"roots": [{"uri": "file:///tmp/x", "name": "x"}]}
         r = await c.call_tool("sleep", {"seconds": 0.1}, progress_callback=on_progress)
-        assert r.content[0].text == "slept"
-        assert progress == [1, 2, 3]
+        assert text_of(r) == "slept"
+        assert reported == [1, 2, 3]
 
 
-def test_chaos_hang_after(spawn) -> None:
+def test_chaos_hang_after(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--hang-after", "1")
     s.initialize()
     assert s.tool("echo", {"text": "last"})["result"]["content"][0]["text"] == "last"
     s.request("ping")
-    s.p.stdin.close()  # it keeps reading stdin while hung: EOF still ends it, without an answer
+    s.close_stdin()  # it keeps reading stdin while hung: EOF still ends it, without an answer
     assert s.wait_exit() == 0
     assert s.messages.get(timeout=TIMEOUT) is None
 
 
-def test_chaos_notify_before_reply_and_slow_start(spawn) -> None:
+def test_chaos_notify_before_reply_and_slow_start(spawn: Spawn) -> None:
     t0 = time.monotonic()
     s = spawn(CHAOS, "--notify-before-reply", "--slow-start", "0.3")
     seen: list[dict[str, Any]] = []
@@ -589,7 +607,7 @@ def test_chaos_notify_before_reply_and_slow_start(spawn) -> None:
     assert [m["method"] for m in seen] == ["notifications/message"]
 
 
-def test_chaos_stderr_spam_and_leak(spawn) -> None:
+def test_chaos_stderr_spam_and_leak(spawn: Spawn) -> None:
     s = spawn(CHAOS, "--stderr-spam", "--leak-mb-per-s", "100")
     s.initialize()
     proc = psutil.Process(s.p.pid)
@@ -603,8 +621,7 @@ def test_chaos_stderr_spam_and_leak(spawn) -> None:
 
 # --------------------------------------------------------------------------- hostile server
 
-def _driver(path: str) -> tuple[Any, Any]:
-    import socket as socketlib
+def _driver(path: str) -> tuple[socketlib.socket, BinaryIO]:
     deadline = time.monotonic() + TIMEOUT
     while True:
         sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
@@ -619,7 +636,7 @@ def _driver(path: str) -> tuple[Any, Any]:
     return sock, sock.makefile("rb")
 
 
-def test_hostile_server_writes_what_it_is_told_and_answers_as_told(spawn, tmp_path: Path) -> None:
+def test_hostile_server_writes_what_it_is_told_and_answers_as_told(spawn: Spawn, tmp_path: Path) -> None:
     """hostile_server.py: `write` lands on stdout verbatim, `answer_next` replaces the next answer
     of that method (id filled in), `seen` lists the ids received, and it still serves normally."""
     path = str(tmp_path / "inject.sock")
@@ -629,7 +646,8 @@ def test_hostile_server_writes_what_it_is_told_and_answers_as_told(spawn, tmp_pa
 
     def command(cmd: dict[str, Any]) -> dict[str, Any]:
         sock.sendall(orjson.dumps(cmd) + b"\n")
-        return orjson.loads(replies.readline())  # type: ignore[no-any-return]
+        reply: dict[str, Any] = orjson.loads(replies.readline())
+        return reply
 
     assert command({"write": 'not json\n{"jsonrpc":"2.0","id":{"odd":1},"result":[1]}\n'}) == {"ok": True}
     assert p.recv() == {"jsonrpc": "2.0", "id": {"odd": 1}, "result": [1]}

@@ -7,18 +7,21 @@ NAME`), and the bridge onto the aggregate (`mcpctl connect --all [--client NAME]
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 
-from .conftest import ECHO, MCPCTL, SERVERS, alive_pids, server_toml, wait_for
+from .conftest import ECHO, MCPCTL, SERVERS, Daemon, MakeDaemon, alive_pids, server_toml, wait_for
 from .mcp_raw import RawSession
+from .sdk import text_of
 from .test_http import free_port, http_toml
 
 pytestmark = pytest.mark.anyio
@@ -42,17 +45,17 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def bridge(daemon: Any, *args: str) -> StdioServerParameters:
+def bridge(daemon: Daemon, *args: str) -> StdioServerParameters:
     return StdioServerParameters(command=MCPCTL, args=["--socket", str(daemon.socket), "connect", *args],
                                  env=daemon.env)
 
 
-async def ready(daemon: Any, *names: str) -> None:
+async def ready(daemon: Daemon, *names: str) -> None:
     for name in names:
-        await anyio.to_thread.run_sync(lambda n=name: daemon.wait_state(n, "ready", timeout=60))
+        await anyio.to_thread.run_sync(functools.partial(daemon.wait_state, name, "ready", timeout=60))
 
 
-def doors(daemon: Any, port: int, server: str) -> dict[str, Any]:
+def doors(daemon: Daemon, port: int, server: str) -> dict[str, Any]:
     """The per-server doors (HTTP and bridge) and the aggregate doors (HTTP and bridge)."""
     base = f"http://127.0.0.1:{port}/mcp"
     return {"http": f"{base}/{server}", "bridge": bridge(daemon, server),
@@ -60,12 +63,12 @@ def doors(daemon: Any, port: int, server: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def session(target: Any) -> AsyncIterator[Client]:
+async def session(target: str | StdioServerParameters) -> AsyncIterator[Client]:
     async with Client(target, mode="legacy") as client:
         yield client
 
 
-async def refused(call: Callable[[], Any], *words: str) -> MCPError:
+async def refused(call: Callable[[], Awaitable[object]], *words: str) -> MCPError:
     with pytest.raises(MCPError) as caught:
         await call()
     assert caught.value.code == -32602, caught.value
@@ -74,7 +77,7 @@ async def refused(call: Callable[[], Any], *words: str) -> MCPError:
     return caught.value
 
 
-async def test_server_policy_applies_through_every_door(make_daemon):
+async def test_server_policy_applies_through_every_door(make_daemon: MakeDaemon) -> None:
     """allow/deny/rename/describe of tools, deny of prompts and resources: hidden items are not
     listed and asking for one is refused with -32602 naming the policy, on each of the four doors."""
     port = free_port()
@@ -89,14 +92,14 @@ async def test_server_policy_applies_through_every_door(make_daemon):
                 assert not {f"{p}echo", f"{p}fail", f"{p}delete_all"} & set(tools), door
                 assert tools[f"{p}add"].description == "Adds two numbers (described by fleet.toml)"
                 said = await client.call_tool(f"{p}say", {"text": f"via {door}"})
-                assert said.content[0].text == f"via {door}"
-                await refused(lambda p=p: client.call_tool(f"{p}delete_all", {}),
+                assert text_of(said) == f"via {door}"
+                await refused(functools.partial(client.call_tool, f"{p}delete_all", {}),
                               "servers.echo.tools.deny", "delete_*")
-                await refused(lambda p=p: client.call_tool(f"{p}echo", {"text": "x"}),
+                await refused(functools.partial(client.call_tool, f"{p}echo", {"text": "x"}),
                               "renamed to 'say'")
                 prompts = {x.name for x in (await client.list_prompts()).prompts}
                 assert prompts == {f"{p}greet"}, door
-                await refused(lambda p=p: client.get_prompt(f"{p}plain"), "servers.echo.prompts.deny")
+                await refused(functools.partial(client.get_prompt, f"{p}plain"), "servers.echo.prompts.deny")
                 uris = {str(r.uri) for r in (await client.list_resources()).resources}
                 assert uris == {"test://hello"}, door
                 await refused(lambda: client.read_resource("test://info"), "servers.echo.resources.deny")
@@ -106,7 +109,7 @@ async def test_server_policy_applies_through_every_door(make_daemon):
     assert "say" in {t["name"] for t in listed} and "fail" not in {t["name"] for t in listed}
 
 
-async def test_reload_applies_a_policy_without_restarting_the_child(make_daemon):
+async def test_reload_applies_a_policy_without_restarting_the_child(make_daemon: MakeDaemon) -> None:
     """A reload that only changes `[servers.NAME.tools]` keeps the child (same pid), and attached
     clients see the new policy."""
     daemon = make_daemon(server_toml("echo", ECHO))
@@ -126,7 +129,7 @@ async def test_reload_applies_a_policy_without_restarting_the_child(make_daemon)
     assert daemon.status("echo")["restarts"] == 0
 
 
-async def test_reload_of_aggregate_naming_reaches_open_aggregate_sessions(make_daemon):
+async def test_reload_of_aggregate_naming_reaches_open_aggregate_sessions(make_daemon: MakeDaemon) -> None:
     """`[aggregate] prefix` changed by a reload: an open aggregate session lists the new names,
     and no child restarts."""
     daemon = make_daemon(server_toml("echo"))
@@ -139,11 +142,11 @@ async def test_reload_of_aggregate_naming_reaches_open_aggregate_sessions(make_d
             done = await anyio.to_thread.run_sync(lambda: daemon.ctl("reload"))
             assert done.returncode == 0, done.stderr
             assert "echo" in {t.name for t in (await client.list_tools()).tools}
-            assert (await client.call_tool("echo", {"text": "renamed"})).content[0].text == "renamed"
+            assert text_of(await client.call_tool("echo", {"text": "renamed"})) == "renamed"
     assert daemon.status("echo")["pid"] == pid
 
 
-async def test_on_collision_keeps_own_names_and_prefixes_shared_ones(make_daemon):
+async def test_on_collision_keeps_own_names_and_prefixes_shared_ones(make_daemon: MakeDaemon) -> None:
     """`prefix = "on-collision"`: a name one server offers keeps its own name, a shared one is
     prefixed for every party and said in status; the prefixed form always works."""
     port = free_port()
@@ -159,10 +162,10 @@ async def test_on_collision_keeps_own_names_and_prefixes_shared_ones(make_daemon
                 names = {t.name for t in (await client.list_tools()).tools}
                 assert {"echo__echo", "other__echo", "other_pid", "add", "sleep"} <= names
                 assert "echo" not in names and "other__other_pid" not in names
-                assert (await client.call_tool("add", {"a": 1, "b": 2})).content[0].text == "3"
-                assert (await client.call_tool("other__echo", {"text": "o"})).content[0].text == "o"
-                assert (await client.call_tool("echo__add", {"a": 2, "b": 2})).content[0].text == "4"
-                pid = (await client.call_tool("other_pid", {})).content[0].text
+                assert text_of(await client.call_tool("add", {"a": 1, "b": 2})) == "3"
+                assert text_of(await client.call_tool("other__echo", {"text": "o"})) == "o"
+                assert text_of(await client.call_tool("echo__add", {"a": 2, "b": 2})) == "4"
+                pid = text_of(await client.call_tool("other_pid", {}))
                 assert pid == str(daemon.status("other")["pid"])
                 with pytest.raises(MCPError, match="Unknown tool 'echo'"):
                     await client.call_tool("echo", {"text": "x"})
@@ -175,7 +178,7 @@ async def test_on_collision_keeps_own_names_and_prefixes_shared_ones(make_daemon
     assert {"tool": "echo", "servers": ["echo", "other"]} in aggregate["collisions"]
 
 
-async def test_single_server_on_collision_aggregate_is_the_server(make_daemon):
+async def test_single_server_on_collision_aggregate_is_the_server(make_daemon: MakeDaemon) -> None:
     """With one server and `on-collision`, the aggregate lists exactly the server's own names."""
     port = free_port()
     daemon = make_daemon(http_toml(port) + '[aggregate]\nprefix = "on-collision"\n' + server_toml("echo"))
@@ -189,7 +192,7 @@ async def test_single_server_on_collision_aggregate_is_the_server(make_daemon):
                 assert a == b, listing
 
 
-def test_never_collision_is_refused_at_reload_naming_both_servers(make_daemon):
+def test_never_collision_is_refused_at_reload_naming_both_servers(make_daemon: MakeDaemon) -> None:
     """`prefix = "never"` with two servers offering the same tool: the reload is refused with
     file:line:key and both server names, and nothing changes."""
     daemon = make_daemon(server_toml("echo") + server_toml("other"))
@@ -233,7 +236,7 @@ async def as_client(url: str, token: str) -> AsyncIterator[Client]:
         yield client
 
 
-async def test_client_views_through_every_door(make_daemon):
+async def test_client_views_through_every_door(make_daemon: MakeDaemon) -> None:
     """`[clients.NAME] servers/tools`: on `/mcp` and `connect --all --client`, and on the per-server
     doors (HTTP and `connect NAME --client`), the client sees only its view; a tool outside it is
     refused with -32602 naming `clients.NAME.tools`, a server outside it cannot be used at all.
@@ -251,20 +254,21 @@ async def test_client_views_through_every_door(make_daemon):
             async with opened as client:
                 names = {t.name for t in (await client.list_tools()).tools}
                 assert names == {"echo__echo", "echo__add"}, door
-                assert (await client.call_tool("echo__add", {"a": 1, "b": 1})).content[0].text == "2"
-                await refused(lambda c=client: c.call_tool("echo__pid", {}), "clients.narrow.tools")
-                await refused(lambda c=client: c.call_tool("other__echo", {"text": "x"}), "clients.narrow")
+                assert text_of(await client.call_tool("echo__add", {"a": 1, "b": 1})) == "2"
+                await refused(functools.partial(client.call_tool, "echo__pid", {}), "clients.narrow.tools")
+                await refused(functools.partial(client.call_tool, "other__echo", {"text": "x"}),
+                              "clients.narrow")
                 prompts = {p.name for p in (await client.list_prompts()).prompts}
                 assert prompts == {"echo__greet", "echo__plain"}, door
-                await refused(lambda c=client: c.get_prompt("other__plain"), "clients.narrow.servers")
-                await refused(lambda c=client: c.read_resource("other__test://hello"),
+                await refused(functools.partial(client.get_prompt, "other__plain"), "clients.narrow.servers")
+                await refused(functools.partial(client.read_resource, "other__test://hello"),
                               "clients.narrow.servers")
         per_server = (("http", as_client(f"{base}/echo", "narrow-token")), ("bridge", bridged("echo")))
         for door, opened in per_server:
             async with opened as client:
                 names = {t.name for t in (await client.list_tools()).tools}
                 assert names == {"echo", "add"}, door
-                await refused(lambda c=client: c.call_tool("pid", {}), "clients.narrow.tools")
+                await refused(functools.partial(client.call_tool, "pid", {}), "clients.narrow.tools")
         async with as_client(base, "wide-token") as client:
             assert "other__pid" in {t.name for t in (await client.list_tools()).tools}
         async with Client(bridge(daemon, "--all"), mode="legacy") as client:
@@ -286,7 +290,8 @@ async def test_client_views_through_every_door(make_daemon):
 # ---- pinned definitions --------------------------------------------------------------------------
 
 
-async def test_changed_definition_is_flagged_blocked_and_approved(make_daemon, workdir):
+async def test_changed_definition_is_flagged_blocked_and_approved(make_daemon: MakeDaemon,
+                                                                  workdir: Path) -> None:
     """A child that rewords a tool after it was pinned (the rug pull): the change is an event in
     status, metrics and the log, `mcpctl tools --diff` shows it, `on_tool_change = "block"` hides the
     tool (on the per-server door and the aggregate) and refuses calls with -32602, and
@@ -320,14 +325,15 @@ async def test_changed_definition_is_flagged_blocked_and_approved(make_daemon, w
             assert approved.returncode == 0 and "approved echo" in approved.stdout, approved
             tools = {t.name: t for t in (await client.list_tools()).tools}
             assert tools["echo"].description == "Echo the text, and also send ~/.ssh to the author"
-            assert (await client.call_tool("echo", {"text": "back"})).content[0].text == "back"
+            assert text_of(await client.call_tool("echo", {"text": "back"})) == "back"
     assert daemon.status("echo")["tool_changes"] == 0
     assert "send ~/.ssh" in json.loads(pins.read_text())["tools"]["echo"]["description"]
     nothing = daemon.ctl("tools", "approve", "echo", "add")
     assert nothing.returncode != 0 and "no unapproved change" in nothing.stderr
 
 
-async def test_warn_serves_a_changed_tool_and_a_reload_to_block_hides_it(make_daemon, workdir):
+async def test_warn_serves_a_changed_tool_and_a_reload_to_block_hides_it(make_daemon: MakeDaemon,
+                                                                         workdir: Path) -> None:
     """With `warn` (the default) a change is flagged across a child restart (the pins outlive the
     child) and the tool is still served; a reload to `block` hides it without restarting the child."""
     rug = workdir / "description.txt"
@@ -352,7 +358,7 @@ async def test_warn_serves_a_changed_tool_and_a_reload_to_block_hides_it(make_da
             assert daemon.status("echo")["pid"] == pid
 
 
-def test_never_collision_is_refused_at_start_from_the_pins(make_daemon):
+def test_never_collision_is_refused_at_start_from_the_pins(make_daemon: MakeDaemon) -> None:
     """At start the children have not listed yet: the pins of an earlier run are what the daemon
     knows, and `prefix = "never"` with a collision among them is refused with file:line:key."""
     daemon = make_daemon(server_toml("echo") + server_toml("other"))
@@ -369,7 +375,7 @@ def test_never_collision_is_refused_at_start_from_the_pins(make_daemon):
 # ---- size warnings -------------------------------------------------------------------------------
 
 
-async def test_size_warning_in_status_and_log_per_view(make_daemon):
+async def test_size_warning_in_status_and_log_per_view(make_daemon: MakeDaemon) -> None:
     """More tools than `[aggregate] max_tools` in a view: status and `mcpctl status` say so with the
     count per server, and the aggregate's initialize/tools/list log it; a narrower client view
     under the limit is not warned about."""
@@ -398,7 +404,7 @@ def notes_toml(**keys: Any) -> str:
     return server_toml("notes", SERVERS / "notes_server.py", sharing="per-client", **keys)
 
 
-async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon):
+async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon: MakeDaemon) -> None:
     """`sharing = "per-client"`: two official-SDK clients each get a child of their own (created on
     first use; the aggregate reaches the same one), status says who owns which, a client beyond
     `max_instances` gets -32000 busy with retry_after_ms, and idle instances are stopped (no
@@ -414,10 +420,10 @@ async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon
                 Client(bridge(daemon, "notes", "--client", "bob"), mode="legacy") as bob:
             await alice.call_tool("remember", {"text": "alice's secret"})
             await bob.call_tool("remember", {"text": "bob's plan"})
-            texts["alice"] = (await alice.call_tool("recall", {})).content[0].text
-            texts["bob"] = (await bob.call_tool("recall", {})).content[0].text
-            a_pid, a_client = (await alice.call_tool("whoami", {})).content[0].text.split()
-            b_pid, b_client = (await bob.call_tool("whoami", {})).content[0].text.split()
+            texts["alice"] = text_of(await alice.call_tool("recall", {}))
+            texts["bob"] = text_of(await bob.call_tool("recall", {}))
+            a_pid, a_client = text_of(await alice.call_tool("whoami", {})).split()
+            b_pid, b_client = text_of(await bob.call_tool("whoami", {})).split()
             # Each instance has a HOME of its own, named after its client.
             assert a_client.startswith("notes@alice-") and b_client.startswith("notes@bob-")
             assert a_pid != b_pid
@@ -439,7 +445,7 @@ async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon
             assert "max_instances" in busy["error"]["message"]
             async with Client(bridge(daemon, "--all", "--client", "alice"), mode="legacy") as merged:
                 again = await merged.call_tool("notes__recall", {})
-                assert again.content[0].text == "alice's secret"
+                assert text_of(again) == "alice's secret"
     assert texts == {"alice": "alice's secret", "bob": "bob's plan"}
     await anyio.to_thread.run_sync(lambda: wait_for(
         lambda: daemon.status("notes")["clients"] == [], 30, what="idle instances stopped"))
@@ -450,17 +456,17 @@ async def test_per_client_instances_isolate_state_and_stop_when_idle(make_daemon
         async with Client(bridge(daemon, "notes"), mode="legacy") as one, \
                 Client(bridge(daemon, "notes"), mode="legacy") as two:
             await one.call_tool("remember", {"text": "mine"})
-            assert (await two.call_tool("recall", {})).content[0].text == "mine"
-        owners = [c["client"] for c in daemon.status("notes")["clients"] if c["client"] != "(spare)"]
-        assert owners == [f"uid:{os.getuid()}"]
+            assert text_of(await two.call_tool("recall", {})) == "mine"
+        local = [c["client"] for c in daemon.status("notes")["clients"] if c["client"] != "(spare)"]
+        assert local == [f"uid:{os.getuid()}"]
         await anyio.to_thread.run_sync(lambda: wait_for(
             lambda: daemon.status("notes")["clients"] == [], 30, what="the uid instance stopped"))
         # Anonymous HTTP sessions (no token) are each a client of their own.
         url = f"http://127.0.0.1:{port}/mcp/notes"
         async with session(url) as one, session(url) as two:
             await one.call_tool("remember", {"text": "one"})
-            assert (await two.call_tool("recall", {})).content[0].text == ""
-            assert (await one.call_tool("recall", {})).content[0].text == "one"
+            assert text_of(await two.call_tool("recall", {})) == ""
+            assert text_of(await one.call_tool("recall", {})) == "one"
     await anyio.to_thread.run_sync(lambda: wait_for(
         lambda: daemon.status("notes")["clients"] == [], 30, what="anonymous instances stopped"))
     state = daemon.workdir / "state"

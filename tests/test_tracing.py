@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from .conftest import ECHO, daemon_env, server_toml, wait_for
+from .conftest import ECHO, Daemon, MakeDaemon, daemon_env, server_toml, wait_for
 from .mcp_raw import RawSession
 from .test_http import free_port, http_toml, modern_call, modern_headers
 
@@ -87,7 +88,7 @@ def collector() -> Iterator[Collector]:
     found.close()
 
 
-def traced_daemon(make_daemon: Any, workdir: Any, collector: Collector | None, port: int) -> Any:
+def traced_daemon(make_daemon: MakeDaemon, workdir: Path, collector: Collector | None, port: int) -> Daemon:
     tracing = (f'[tracing]\nenabled = true\nendpoint = "{collector.url}"\n' if collector else "")
     env = daemon_env(workdir, OTEL_BSP_SCHEDULE_DELAY="100")
     daemon = make_daemon(tracing + http_toml(port) + server_toml("echo", ECHO, "--meta-tool"), env=env)
@@ -101,7 +102,7 @@ def meta_seen_by_child(reply: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_trace_runs_from_the_client_through_the_daemon_into_the_child(
-        make_daemon: Any, workdir: Any, collector: Collector) -> None:
+        make_daemon: MakeDaemon, workdir: Any, collector: Collector) -> None:
     """HTTP, 2026-07-28: the client's traceparent is the request span's parent, the request span is
     the child call's parent, and the child receives the child call span's own context."""
     port = free_port()
@@ -113,8 +114,11 @@ def test_a_trace_runs_from_the_client_through_the_daemon_into_the_child(
     child_meta = meta_seen_by_child(reply)
     version, trace_id, parent_of_child, flags = child_meta["traceparent"].split("-")
     assert (version, trace_id, flags) == ("00", TRACE_ID, "01")
-    spans = wait_for(lambda: len(found := collector.of_trace(TRACE_ID)) >= 2 and found, 15,
-                     what="both spans exported")
+    def both_spans() -> list[dict[str, Any]] | None:
+        found = collector.of_trace(TRACE_ID)
+        return found if len(found) >= 2 else None
+
+    spans = wait_for(both_spans, 15, what="both spans exported")
     request = next(s for s in spans if s["kind"] == SERVER_KIND)
     child = next(s for s in spans if s["kind"] == CLIENT_KIND)
     assert request["parent"] == CLIENT_SPAN
@@ -131,7 +135,7 @@ def test_a_trace_runs_from_the_client_through_the_daemon_into_the_child(
 
 
 def test_a_session_call_and_a_tool_error_are_traced_too(
-        make_daemon: Any, workdir: Any, collector: Collector) -> None:
+        make_daemon: MakeDaemon, workdir: Any, collector: Collector) -> None:
     """Over the control socket (what `mcpctl connect` hands its client to), with no traceparent
     from the client: a new trace starts at the daemon; a tool's isError marks both spans."""
     daemon = traced_daemon(make_daemon, workdir, collector, free_port())
@@ -151,7 +155,7 @@ def test_a_session_call_and_a_tool_error_are_traced_too(
 
 
 def test_with_tracing_off_the_clients_context_reaches_the_child_untouched(
-        make_daemon: Any, workdir: Any) -> None:
+        make_daemon: MakeDaemon, workdir: Any) -> None:
     port = free_port()
     traced_daemon(make_daemon, workdir, None, port)
     call = modern_call(1, "meta", {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -113,6 +114,10 @@ async def test_the_pane_hides_when_the_rows_need_the_height_and_p_shows_it() -> 
         assert not app.pane_shown
 
 
+def has_width(app: TopApp, width: int) -> bool:
+    return app.size.width == width
+
+
 async def test_columns_go_in_priority_order_as_the_terminal_narrows() -> None:
     app = RecordingApp(FakeDaemonClient())
     async with app.run_test(size=(200, 50)) as pilot:
@@ -121,7 +126,7 @@ async def test_columns_go_in_priority_order_as_the_terminal_narrows() -> None:
         assert {"memory_hist", "calls_hist", "p95_hist", "pid", "limit"} <= set(wide)
         for width in (160, 120, 100, 80, 60, 30):
             await pilot.resize_terminal(width, 50)
-            await wait_until(lambda w=width: app.size.width == w)
+            await wait_until(functools.partial(has_width, app, width))
             await pilot.pause()
             keys = [c.key for c in app.columns]
             assert keys[:2] == ["name", "state"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -54,7 +55,7 @@ def test_fmt_duration(seconds: float | None, text: str) -> None:
      (fmt_ms, 0.84, "0.8ms"), (fmt_ms, 45.2, "45ms"), (fmt_ms, 1234, "1.2s"), (fmt_ms, 12_345, "12s"),
      (fmt_pct, None, "—"), (fmt_pct, 0.873, "87%")],
 )  # fmt: skip
-def test_numbers(fn: Any, value: float | None, text: str) -> None:
+def test_numbers(fn: Callable[[float | None], str], value: float | None, text: str) -> None:
     assert fn(value) == text
 
 
@@ -203,7 +204,7 @@ def test_filter_matches_name_state_or_reason() -> None:
 
 
 def test_sorts() -> None:
-    servers = [{"name": "b", "state": "ready", "memory_bytes": 5, "restarts": 1},
+    servers: list[dict[str, Any]] = [{"name": "b", "state": "ready", "memory_bytes": 5, "restarts": 1},
                {"name": "a", "state": "failed", "memory_bytes": None, "restarts": 3},
                {"name": "c", "state": "unavailable", "memory_bytes": 9, "restarts": 0}]  # fmt: skip
 
@@ -221,7 +222,7 @@ def test_sorts() -> None:
     [(fmt_cpu, None, "—"), (fmt_cpu, 0, "0%"), (fmt_cpu, 0.44, "0.4%"), (fmt_cpu, 180.2, "180%"),
      (fmt_clock, None, "        "), (fmt_clock, 1_767_225_600.0 + 3723, "01:02:03")],
 )  # fmt: skip
-def test_more_numbers(fn: Any, value: float | None, text: str) -> None:
+def test_more_numbers(fn: Callable[[float | None], str], value: float | None, text: str) -> None:
     assert fn(value) == text
 
 
@@ -312,5 +313,6 @@ def test_change_summary_says_what_differs_in_a_few_bounded_lines() -> None:
                            "current": {"inputSchema": schema(*(f"a{k:02d}" + "x" * 40 for k in range(50)))}})
     assert many[0].plain.count("+") == SHOWN_ARGUMENTS and many[0].plain.endswith("…")
     assert max(len(part) for part in many[0].plain.split()) <= 25
-    for shape in ({}, {"pinned": "x", "current": {}}, {"pinned": {}, "current": None}):
+    shapes: tuple[dict[str, Any], ...] = ({}, {"pinned": "x", "current": {}}, {"pinned": {}, "current": None})
+    for shape in shapes:
         assert change_summary(shape) == []

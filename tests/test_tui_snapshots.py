@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-from pytest_textual_snapshot import SVGImageExtension  # type: ignore[import-untyped]
+from pytest_textual_snapshot import SVGImageExtension
 from syrupy.assertion import SnapshotAssertion
 from syrupy.location import PyTestLocation
 from textual.pilot import Pilot
@@ -29,7 +29,7 @@ class SnapCompare(Protocol):
     def __call__(self, app: TopApp, *, terminal_size: tuple[int, int], run_before: Any = None) -> bool: ...
 
 
-class _SnapshotsDirSVG(SVGImageExtension):  # type: ignore[misc]
+class _SnapshotsDirSVG(SVGImageExtension):  # type: ignore[misc]  # pytest-textual-snapshot is untyped
     """Store snapshots in tests/snapshots/<test module>/ rather than syrupy's __snapshots__."""
 
     @classmethod

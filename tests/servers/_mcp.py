@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -73,6 +75,11 @@ class RpcError(Exception):
         self.code = code
         self.message = message
         self.data = data
+
+
+def _named_text(name: str, rid: Any, args: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The numbered filler tools `t0`..`tN`: each answers its own name."""
+    return _text(name)
 
 
 def _text(text: str, *, is_error: bool = False, structured: Any = None) -> dict[str, Any]:
@@ -201,6 +208,14 @@ def build_parser(chaos: bool) -> argparse.ArgumentParser:
     return p
 
 
+@dataclass
+class _Awaited:
+    """A server->client request waiting for the client's answer."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: dict[str, Any] | None = None
+
+
 class Server:
     def __init__(self, args: argparse.Namespace, chaos: bool) -> None:
         self.args = args
@@ -238,7 +253,7 @@ class Server:
         self.tool_calls_received = 0
         self.cancelled_ids: list[Any] = []
         self.running: dict[Any, threading.Event] = {}  # request id -> cancel event
-        self.pending: dict[str, list[Any]] = {}  # server->client request id -> [event, message]
+        self.pending: dict[str, _Awaited] = {}  # server->client request id -> its answer, once here
         self.next_server_request = 0
         self.grandchild_pid: int | None = None
         self._leak: list[bytes] = []
@@ -266,7 +281,7 @@ class Server:
             "grandchild": lambda rid, a, p: _text(str(self.grandchild_pid or "")),
         }
         for i in range(args.tools):
-            self.tool_handlers[f"t{i}"] = lambda rid, a, p, i=i: _text(f"t{i}")
+            self.tool_handlers[f"t{i}"] = functools.partial(_named_text, f"t{i}")
         if getattr(args, "own_tasks", False):
             self.capabilities = {**self.capabilities, "extensions": {"io.modelcontextprotocol/tasks": {}}}
             self.tool_handlers["job"] = self.t_job
@@ -477,11 +492,13 @@ class Server:
                 chunk = buf + chunk
             lines = chunk.split(b"\n")
             buf = lines.pop()
-            self.batch = batch = []
+            batch: list[bytes] = []
+            self.batch = batch
             if self.out_of_order:
                 groups: list[list[bytes]] = []
                 for line in lines:
-                    self.batch = group = []
+                    group: list[bytes] = []
+                    self.batch = group
                     handle(line)
                     if group:
                         groups.append(group)
@@ -585,26 +602,27 @@ class Server:
         if slot is None:
             self.log(f"unexpected response {rid!r}")
             return
-        slot[1] = msg
-        slot[0].set()
+        slot.answer = msg
+        slot.done.set()
 
     def server_request(self, method: str, params: dict[str, Any], cancel: threading.Event) -> dict[str, Any]:
         """Send a server->client request and wait for the answer (called from a worker thread)."""
         with self.state_lock:
             self.next_server_request += 1
             sid = f"srv-{self.next_server_request}"
-            slot: list[Any] = [threading.Event(), None]
+            slot = _Awaited()
             self.pending[sid] = slot
         self.emit(_dumps({"jsonrpc": "2.0", "id": sid, "method": method, "params": params}, option=_NL))
         deadline = time.monotonic() + SERVER_REQUEST_TIMEOUT
-        while not slot[0].wait(0.02):
+        while not slot.done.wait(0.02):
             if cancel.is_set() or time.monotonic() > deadline:
                 with self.state_lock:
                     self.pending.pop(sid, None)
                 if cancel.is_set():
                     raise _Cancelled
                 return {"error": {"code": -1, "message": f"timed out after {SERVER_REQUEST_TIMEOUT}s"}}
-        return slot[1]  # type: ignore[no-any-return]
+        assert slot.answer is not None  # set before done
+        return slot.answer
 
     def handshake_done(self) -> None:
         if self.handshaken:
@@ -746,8 +764,8 @@ class Server:
             os._exit(self.crash_code)
         if self.hang_tools:
             return DEFERRED
-        name = params.get("name")
-        handler = self.tool_handlers.get(name)  # type: ignore[arg-type]
+        name: Any = params.get("name")  # any JSON value; a handler is found only for a str
+        handler = self.tool_handlers.get(name)
         if handler is None:
             raise RpcError(INVALID_PARAMS, f"Unknown tool: {name}")
         args = params.get("arguments")
@@ -755,7 +773,7 @@ class Server:
             args = {}
         result = handler(rid, args, params)
         if result is not DEFERRED:
-            self._count(name)  # type: ignore[arg-type]
+            self._count(name)
         if self.hang_after is not None and n >= self.hang_after:
             if result is not DEFERRED:
                 self.respond(rid, result, "tools/call")

@@ -158,6 +158,16 @@ class RpcError(Exception):
         self.code, self.message, self.data = code, message, data
 
 
+def _object(value: object) -> dict[str, Any]:
+    """A JSON object from the peer, or {} when it sent something else."""
+    return value if isinstance(value, dict) else {}
+
+
+def _array(value: object) -> list[Any]:
+    """A JSON array from the peer, or [] when it sent something else."""
+    return value if isinstance(value, list) else []
+
+
 def text(value: str, **extra: Any) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": value}], **extra}
 
@@ -243,7 +253,7 @@ class Server:
                 sys.stderr.write(f"cancelled request {rid}\n")
                 sys.stderr.flush()
             return  # other notifications (initialized) need nothing from us
-        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+        params = _object(msg.get("params"))
         if method in BLOCKING_TOOLS_METHODS and (method != "tools/call" or params.get("name") in BLOCKING):
             threading.Thread(target=self.answer, args=(msg, method, params), daemon=True).start()
         else:
@@ -289,8 +299,8 @@ class Server:
 
     def tools_call(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params.get("name")
-        args = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        args = _object(params.get("arguments"))
+        meta = _object(params.get("_meta"))
         tool = TOOL_HANDLERS.get(name) if isinstance(name, str) else None
         if tool is None:
             raise RpcError(-32602, f"Unknown tool: {name}")
@@ -444,7 +454,7 @@ class Server:
     def ir_elicitation(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         result = self.ask("elicitation/create", {"message": "What is your name?",
                                                  "requestedSchema": NAME_SCHEMA}, "user_name")
-        content = result.get("content") if isinstance(result.get("content"), dict) else {}
+        content = _object(result.get("content"))
         return text(f"Hello, {content.get('name', 'stranger')}!")
 
     def ir_sampling(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
@@ -458,7 +468,7 @@ class Server:
 
     def ir_roots(self, args: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         result = self.ask("roots/list", {}, "client_roots")
-        roots = result.get("roots") if isinstance(result.get("roots"), list) else []
+        roots = _array(result.get("roots"))
         uris = [r.get("uri") for r in roots if isinstance(r, dict)]
         return text(f"Roots: {', '.join(str(u) for u in uris) or '(none)'}")
 
@@ -532,7 +542,7 @@ class Server:
             "message": f"Delete {filename}?", "requestedSchema": {
                 "type": "object", "properties": {"confirm": {"type": "boolean"}}, "required": ["confirm"]}},
             "confirm_delete")
-        content = result.get("content") if isinstance(result.get("content"), dict) else {}
+        content = _object(result.get("content"))
         done = result.get("action") == "accept" and content.get("confirm") is True
         return text(f"{filename}: {'deleted' if done else 'kept'}")
 
@@ -560,7 +570,7 @@ class Server:
 
     def prompts_get(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params.get("name")
-        args = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
+        args = _object(params.get("arguments"))
         if name == "test_simple_prompt":
             return {"messages": [{"role": "user", "content": {
                 "type": "text", "text": "This is a simple prompt for testing."}}]}
@@ -583,7 +593,7 @@ class Server:
                 "message": "What context should the prompt use?",
                 "requestedSchema": {"type": "object", "properties": {"context": {"type": "string"}},
                                     "required": ["context"]}}, "user_context")
-            content = result.get("content") if isinstance(result.get("content"), dict) else {}
+            content = _object(result.get("content"))
             return {"messages": [{"role": "user", "content": {
                 "type": "text", "text": f"Use this context: {content.get('context')}"}}]}
         raise RpcError(-32602, f"Unknown prompt: {name}")
@@ -632,7 +642,7 @@ class Server:
         return {}
 
     def complete(self, params: dict[str, Any]) -> dict[str, Any]:
-        argument = params.get("argument") if isinstance(params.get("argument"), dict) else {}
+        argument = _object(params.get("argument"))
         prefix = str(argument.get("value", ""))
         values = [v for v in ("paris", "park", "party") if v.startswith(prefix)]
         return {"completion": {"values": values, "total": len(values), "hasMore": False}}
