@@ -479,11 +479,12 @@ class TopApp(App[int]):
         self.gone_reason = gone_reason
         try:
             main = self.query_one("#main")
+            fleet = self.query_one("#fleet")
+            gone = self.query_one("#gone", Static)
         except NoMatches:  # the app is shutting down and its screen is gone: nothing to show
             return
         main.display = self.connected
-        self.query_one("#fleet").display = self.connected
-        gone = self.query_one("#gone", Static)
+        fleet.display = self.connected
         gone.display = not self.connected
         if not self.connected:
             self._logs_for = None
@@ -703,8 +704,8 @@ class TopApp(App[int]):
         if name is not None and self.connected and (force or self._logs_for != name):
             self._logs_for = name
             self._tails["pane"] += 1
-            log = self.query_one("#log", LogLines)
-            log.clear()
+            with suppress(NoMatches):  # the app is closing: its widgets are gone one by one
+                self.query_one("#log", LogLines).clear()
             self._pane_pending = []
             self.stderr[name] = []
             self._follow_logs([name], "pane", self._tails["pane"], self._pane_lines)
@@ -720,7 +721,11 @@ class TopApp(App[int]):
             kept.append(entry)
             del kept[:-STDERR_KEPT]
         self._pane_pending += entries
-        if len(entries) > 1 or not self.query_one("#log", LogLines).entries:
+        try:
+            empty = not self.query_one("#log", LogLines).entries
+        except NoMatches:  # the app is closing
+            return
+        if len(entries) > 1 or empty:
             self._flush_pane()
         elif self._pane_timer is None:
             self._pane_timer = self.set_timer(PANE_LOG_EVERY, self._flush_pane)
