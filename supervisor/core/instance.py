@@ -899,7 +899,13 @@ async def _read_pipe_with_callback(stdout: anyio.abc.ByteReceiveStream, splitter
         transport.max_size = 65536
     transport.set_protocol(proto)
     try:
-        if not transport.is_reading():  # the StreamReader paused it while its buffer was full
+        try:
+            paused = not transport.is_reading()  # the StreamReader paused it while its buffer was full
+        except NotImplementedError:
+            # Pipe transports gained is_reading in a 3.11 point release (Debian's 3.11.2 lacks it);
+            # resume_reading is a no-op on a transport that is reading, so ask it anyway.
+            paused = True
+        if paused:
             transport.resume_reading()
         await proto.done.wait()
     finally:
