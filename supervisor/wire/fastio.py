@@ -135,7 +135,7 @@ def unwatch_hang_up(receive: Callable[[], Awaitable[Any]]) -> None:
 def hung_up(cycle: Any) -> None:
     """For the door's protocol, in `connection_lost`: the connection of `cycle` (its last request
     cycle, or None) is gone; tell whoever watches that request."""
-    if cycle is not None:
+    if cycle is not None and hasattr(cycle, "__dict__"):
         callback = vars(cycle).pop(_HANG_UP, None)
         if callback is not None:
             callback()

@@ -103,11 +103,13 @@ from supervisor.errors import (
 )
 from supervisor.policy.states import SERVING
 from supervisor.wire import fastio, protocol
+from supervisor.wire.fast_requests import FastHttpProtocol
 from supervisor.wire.jsonrpc import Message, TooDeep, error_response, is_valid_id, loads
 from supervisor.wire.outbox import Outbox, batch
 
 from . import policy as http_policy
 from .calls import SESSION_IDLE, SESSION_SWEEP, Call, HttpSession, _Listen, _same_owner, _Stateless
+from .fast import FastPath
 from .replies import _JSON, Receive, Scope, Send, _closing, _send_empty, _send_error, _send_json
 from .session_ids import SessionIds, owner_of
 from .session_table import SessionTable
@@ -262,7 +264,7 @@ def _http_protocol(door: HttpDoor) -> type[HttpToolsProtocol]:
     body_late = _raw_error(b"408 Request Timeout", INVALID_REQUEST,
                            f"request body not received within {body_timeout:g}s")
 
-    class Protocol(HttpToolsProtocol):
+    class Protocol(FastHttpProtocol):
         _refused = True
         _head = 0
         _deadline = 0.0
@@ -277,6 +279,8 @@ def _http_protocol(door: HttpDoor) -> type[HttpToolsProtocol]:
             self._refused = False
             self._deadline = loop_time() + header_timeout
             _small_reads(transport)
+            self.raw_transport = transport
+            self.fast_app = door.fast
             super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
             door.connection_opened()
 
@@ -381,6 +385,7 @@ class HttpDoor:
         self._opened = anyio.Event()
         self._stateless: dict[int, _Stateless] = {}
         self.input_required: InputRequired = book()
+        self.fast = FastPath(self, _NAME_BEARING, _MODERN_STATUS)  # the common POST, served by its connection
         self._tg: anyio.abc.TaskGroup | None = None
         self._server: _Server | None = None
         self._flushing: contextlib.AbstractContextManager[None] | None = None
