@@ -37,6 +37,8 @@ class App:
         body = bytes(request.body)
         if not body.startswith(b"fast"):
             return False
+        if body == b"fast boom":
+            raise RuntimeError("a bug in the app")
         if body == b"fast now":
             request.respond(200, JSON, b'{"fast":true}')
             return True
@@ -208,5 +210,23 @@ def test_an_escalated_request_streams_through_a_real_cycle_and_hears_the_hang_up
         writer.close()
         message = await asyncio.wait_for(receive(), 20)
         assert message["type"] == "http.disconnect"
+
+    run(name, test)
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_an_app_that_raises_on_a_request_costs_that_request_alone(name: str) -> None:
+    """The connection's last guard: a 500 that closes the connection; other connections go on."""
+    async def test(app: App, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(post(b"fast boom"))
+        head, _ = await read_response(reader)
+        assert head.startswith(b"HTTP/1.1 500 ") and b"connection: close" in head
+        assert await asyncio.wait_for(reader.read(), 20) == b""  # closed
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(post(b"fast now"))
+        assert (await read_response(reader))[1] == b'{"fast":true}'
+        writer.close()
 
     run(name, test)

@@ -118,8 +118,8 @@ class FastPath:
         origin = headers.get(b"origin")
         if origin is not None and not door._origin_ok(origin):
             return False
-        client = (door._token_clients.get(door._credential(headers) or b"")
-                  if door._token_clients else None)
+        credential = door._credential(headers) if door._tokens else None
+        client = door._token_clients.get(credential or b"") if door._token_clients else None
         if client is not None:
             if door._limits is not None and door._limits.active:
                 return False  # its bucket is taken (and shared in a cluster) on the ASGI path
@@ -143,13 +143,13 @@ class FastPath:
         version = headers.get(b"mcp-protocol-version")
         text = version.decode("latin-1") if version is not None else None
         if text is not None and text in protocol.MODERN_VERSIONS:
-            return self._modern(request, target, headers, text, msg, json_ok, sse_ok)
+            return self._modern(request, target, headers, credential, text, msg, json_ok, sse_ok)
         if text is not None and text not in protocol.LEGACY_VERSIONS:
             return False
-        return self._legacy(request, path, target, headers, msg, json_ok, sse_ok)
+        return self._legacy(request, path, target, headers, credential, msg, json_ok, sse_ok)
 
     def _legacy(self, request: FastRequest, path: str, target: Target, headers: dict[bytes, bytes],
-                msg: Message, json_ok: bool, sse_ok: bool) -> bool:
+                credential: bytes | None, msg: Message, json_ok: bool, sse_ok: bool) -> bool:
         door = self.door
         method = msg.get("method")
         if method == "initialize":
@@ -159,7 +159,7 @@ class FastPath:
             return False
         session = door.sessions.get(raw.decode("latin-1"))  # not here: maybe resumable (ASGI)
         if (session is None or session.path.rstrip("/") != path.rstrip("/")
-                or not _same_owner(session.token, door._credential(headers))):
+                or not _same_owner(session.token, credential)):
             return False
         if sse_ok and poll_deadline(door.settings.sse_poll_after, session) is not None:
             return False  # its POST stream may be let go at a deadline: a timer (ASGI)
@@ -178,8 +178,8 @@ class FastPath:
         self._route(call, session, msg)
         return True
 
-    def _modern(self, request: FastRequest, target: Target, headers: dict[bytes, bytes], version: str,
-                msg: Message, json_ok: bool, sse_ok: bool) -> bool:
+    def _modern(self, request: FastRequest, target: Target, headers: dict[bytes, bytes],
+                credential: bytes | None, version: str, msg: Message, json_ok: bool, sse_ok: bool) -> bool:
         door = self.door
         method = msg.get("method")
         if "id" not in msg or method is None:
@@ -208,7 +208,7 @@ class FastPath:
         ask = Ask(method, params, meta.get(protocol.META_CLIENT_CAPABILITIES)) if asking else None
         call = FastCall(self, request, target, msg["id"], None, json_ok, sse_ok, self._statuses,
                         book, ask)
-        call.owner = door._token_clients.get(door._credential(headers) or b"") or "anonymous:http"
+        call.owner = door._token_clients.get(credential or b"") or "anonymous:http"
         self._route(call, door._stateless_for(target), msg)
         return True
 
