@@ -80,7 +80,7 @@ class FastRequest:
         self.url = url
         self.headers = headers
         self.keep_alive = keep_alive
-        self.body = bytearray()
+        self.body = b""  # most bodies come in one piece: kept as it is, not copied
         self.more_body = True
         self.disconnected = False
         self.response_started = False
@@ -183,10 +183,10 @@ class FastHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         parser = self.parser
         cycle = self.cycle
-        if (self.fast_app is not None and self.fast is None and not self.expect_100_continue
-                and (cycle is None or cycle.response_complete) and not self.flow.write_paused
-                and parser.get_method() == b"POST" and parser.get_http_version() == "1.1"
-                and not parser.should_upgrade() and self.url.startswith(b"/mcp")):
+        if (self.url.startswith(b"/mcp") and self.fast is None and self.fast_app is not None
+                and (cycle is None or cycle.response_complete) and not self.expect_100_continue
+                and not self.flow.write_paused and parser.get_method() == b"POST"
+                and parser.get_http_version() == "1.1" and not parser.should_upgrade()):
             self.fast = FastRequest(self, self.url, self.headers, parser.should_keep_alive(), cycle)
             # It stands where uvicorn keeps its cycle (typed as uvicorn's own class).
             self.cycle = self.fast  # type: ignore[assignment]
@@ -215,7 +215,7 @@ class FastHttpProtocol(HttpToolsProtocol):
         if fast is None or fast is not self.cycle:  # type: ignore[comparison-overlap]  # see __init__
             super().on_body(body)
             return
-        fast.body += body
+        fast.body = fast.body + body if fast.body else body
         if len(fast.body) > MAX_FAST_BODY:
             self._to_asgi(fast)
 

@@ -135,7 +135,7 @@ class FastPath:
         if not json_ok or len(body) > door.max_body:
             return False
         try:
-            msg = loads(bytes(body))
+            msg = loads(body)  # orjson reads a bytearray as it is
         except (TooDeep, orjson.JSONDecodeError):
             return False
         if msg.__class__ is not dict or ("id" in msg and not is_valid_id(msg["id"])):
