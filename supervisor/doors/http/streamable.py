@@ -30,7 +30,7 @@ session answers only to the token that opened it (404 to any other); a bearer to
 non-loopback `listen` without one; bodies over `max_body` are 413; slow clients meet timeouts
 (body upload, each SSE write, keep-alive) so none can hold the door.
 Containment: every HTTP request is its own failure domain, and no client can hold the door.
-- Deadlines, enforced by the connection itself (`_http_protocol`) and one sweeper task: the head
+- Deadlines, enforced by the connection itself and one sweeper task (`connection.py`): the head
   (request line and headers) must arrive within `header_timeout` of its first byte (of the
   connection's opening, for the first request), the whole body, first byte included, within
   `body_timeout` after it; else 408 and the connection closes. Heads over `max_header_bytes` are
@@ -44,9 +44,10 @@ Containment: every HTTP request is its own failure domain, and no client can hol
 - A request that fails in the door after it was routed (an exception, a cancelled task) gives its
   slot in the child back at once (`drop_sink`: a cancellation, never a breaker failure).
 
-The door's parts (this module is `HttpDoor` itself: routing, auth, both eras' handlers, and the
-uvicorn connection it runs on):
+The door's parts (this module is `HttpDoor` itself: routing, auth, both eras' handlers):
 
+    connection.py    the connections: the cap, head/body deadlines and their sweeper (over
+                     `wire/fastio/http_connection.py`, which holds what leans on uvicorn's internals)
     calls.py         the sinks: `Call` (one request), `HttpSession` (legacy), `_Stateless` and
                      `_Listen` (2026-07-28)
     sse.py           SSE framing and the bounded frame queue of long-lived streams
@@ -59,7 +60,6 @@ uvicorn connection it runs on):
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hmac
@@ -77,7 +77,6 @@ import anyio.abc
 import orjson
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from supervisor.config import is_loopback_host
 from supervisor.core import tasks
@@ -103,11 +102,12 @@ from supervisor.errors import (
 )
 from supervisor.policy.states import SERVING
 from supervisor.wire import fastio, protocol
-from supervisor.wire.jsonrpc import Message, TooDeep, error_response, is_valid_id, loads
+from supervisor.wire.jsonrpc import Message, TooDeep, is_valid_id, loads
 from supervisor.wire.outbox import Outbox, batch
 
 from . import policy as http_policy
 from .calls import SESSION_IDLE, SESSION_SWEEP, Call, HttpSession, _Listen, _same_owner, _Stateless
+from .connection import Connections
 from .replies import _JSON, Receive, Scope, Send, _closing, _send_empty, _send_error, _send_json
 from .session_ids import SessionIds, owner_of
 from .session_table import SessionTable
@@ -170,165 +170,6 @@ def _decode_header_value(raw: str) -> str | None:
     return raw
 
 
-class _CoalescingTransport:
-    """uvicorn's connection transport with a response head held back until the body follows.
-
-    uvicorn writes the status line and headers, then the body, as two `transport.write` calls:
-    two `sendto` syscalls, two TCP segments, and often two wake-ups of the client, per request.
-    Our JSON answers send both in the same task step, so holding the head until the next write
-    makes them one. A head with nothing after it in this loop pass (an SSE stream's start, a 100
-    Continue) is written at the end of the pass; order is always kept."""
-
-    __slots__ = ("_call_soon", "_held", "_transport")
-
-    def __init__(self, transport: Any) -> None:  # asyncio's, or uvloop's (not a subclass)
-        self._transport = transport
-        self._held: bytes | None = None
-        self._call_soon = asyncio.get_running_loop().call_soon
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            self._transport.write(held + bytes(data))
-        elif data[:9] == b"HTTP/1.1 ":
-            self._held = bytes(data)
-            self._call_soon(self._flush)
-        else:
-            self._transport.write(data)
-
-    def writelines(self, lines: Any) -> None:
-        self.write(b"".join(lines))
-
-    def _flush(self) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            if not self._transport.is_closing():
-                self._transport.write(held)
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-READ_SIZE = 65536
-
-
-def _small_reads(transport: asyncio.BaseTransport) -> None:
-    """Read at most 64 KiB at a time from this transport.
-
-    asyncio's transports `recv(256 KiB)`: a buffer that size is above glibc's mmap threshold, so
-    every read was an mmap, an mremap (shrinking it to what came) and an munmap: three syscalls
-    per request measured with strace. 64 KiB buffers come from the heap. (uvloop has its own
-    buffers and no such attribute.)"""
-    with contextlib.suppress(AttributeError):
-        transport.max_size = READ_SIZE  # type: ignore[attr-defined]
-
-
-def _raw_response(status: bytes, body: bytes = b"", extra: bytes = b"") -> bytes:
-    """A whole response written by the connection itself (no ASGI cycle): it always closes."""
-    head = b"HTTP/1.1 " + status + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n"
-    if body:
-        head += b"content-type: application/json\r\n"
-    return head + extra + b"connection: close\r\n\r\n" + body
-
-
-def _raw_error(status: bytes, code: int, text: str) -> bytes:
-    return _raw_response(status, orjson.dumps(error_response(None, code, text)))
-
-
-def _http_protocol(door: HttpDoor) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol with the door's limits, writing through `_CoalescingTransport`.
-
-    Per connection: refused at once beyond the cap; `_head` counts the bytes of the request head
-    being read (-1 while a body is read, 0 between requests); `_deadline` is the loop time by which
-    the head (or the body) must be complete, 0.0 when nothing is awaited from the client. The
-    door's sweeper (`HttpDoor._deadlines`) closes connections past their deadline. Per request
-    that is a few attribute loads and stores in `data_received`: no timer handle, no task, and no
-    clock read when the request arrives whole."""
-    loop_time = asyncio.get_running_loop().time
-    header_timeout = door.settings.header_timeout
-    body_timeout = door.settings.body_timeout
-    max_head = door.settings.max_header_bytes
-    full = _raw_response(b"503 Service Unavailable", extra=b"retry-after: 1\r\n")
-    too_big = _raw_error(b"431 Request Header Fields Too Large", INVALID_REQUEST,
-                         f"request head exceeds the {max_head}-byte limit (http.max_header_bytes)")
-    head_late = _raw_error(b"408 Request Timeout", INVALID_REQUEST,
-                           f"request headers not received within {header_timeout:g}s")
-    body_late = _raw_error(b"408 Request Timeout", INVALID_REQUEST,
-                           f"request body not received within {body_timeout:g}s")
-
-    class Protocol(HttpToolsProtocol):
-        _refused = True
-        _head = 0
-        _deadline = 0.0
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            if len(self.connections) >= door.max_connections:
-                # Cheap: no parser work, no ASGI cycle; the fd is given back at once.
-                door.refused_connections += 1
-                transport.write(full)  # type: ignore[attr-defined]
-                transport.close()
-                return
-            self._refused = False
-            self._deadline = loop_time() + header_timeout
-            _small_reads(transport)
-            super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
-            door.connection_opened()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if not self._refused:
-                super().connection_lost(exc)
-                fastio.hung_up(self.cycle)
-
-        def data_received(self, data: bytes) -> None:
-            # The parser's own callbacks are left alone (each override costs a Python frame per
-            # request): where the request stands is read off uvicorn's cycle after each chunk.
-            before = self.cycle
-            head = self._head
-            super().data_received(data)
-            cycle = self.cycle
-            if cycle is not before:  # a head was completed in this chunk: a new request
-                if cycle.more_body:
-                    self._head = -1
-                    self._deadline = loop_time() + body_timeout
-                else:  # all of it is here (the common case): nothing awaited, no clock read
-                    self._head = 0
-                    self._deadline = 0.0
-            elif head < 0:
-                if not cycle.more_body:  # the body is complete
-                    self._head = 0
-                    self._deadline = 0.0
-            else:  # inside a head (or between requests, if this chunk began one)
-                head += len(data)
-                self._head = head
-                if head > max_head:
-                    self._close_with(too_big)
-                elif not self._deadline:
-                    self._deadline = loop_time() + header_timeout
-
-        def deadline_passed(self) -> None:
-            cycle = self.cycle
-            if self._head >= 0:
-                self._close_with(head_late)
-            else:
-                self._close_with(body_late if cycle is None or not cycle.response_started else b"")
-
-        def _close_with(self, response: bytes) -> None:
-            self._deadline = 0.0
-            self._head = 0
-            if not self.transport.is_closing():
-                if response:
-                    self.transport.write(response)
-                self.transport.close()
-
-    return Protocol
-
-
 class _Server(uvicorn.Server):
     """uvicorn without its signal handlers: the daemon owns signals."""
 
@@ -374,11 +215,7 @@ class HttpDoor:
         self.max_message = max_message
         self.sessions: SessionTable[HttpSession] = SessionTable(settings.max_sessions,
                                                                 settings.max_sessions_per_token)
-        self.max_connections = settings.max_connections  # lowered to the fd budget in `serve`
-        self.refused_connections = 0
-        self._connections: set[Any] = set()  # uvicorn's set of open connections, once serving
-        self._sweeper_idle = False
-        self._opened = anyio.Event()
+        self.connections = Connections(settings)
         self._stateless: dict[int, _Stateless] = {}
         self.input_required: InputRequired = book()
         self._tg: anyio.abc.TaskGroup | None = None
@@ -414,27 +251,28 @@ class HttpDoor:
         sock = self.sock or self.bind()
         _route_uvicorn_logs()
         budget = connection_budget()
-        if budget < self.max_connections:
+        connections = self.connections
+        if budget < connections.max_connections:
             log.warning("http: at most %d connections (http.max_connections = %d, but the open-file "
-                        "limit leaves room for %d)", budget, self.max_connections, budget)
-            self.max_connections = budget
+                        "limit leaves room for %d)", budget, connections.max_connections, budget)
+            connections.max_connections = budget
         config = uvicorn.Config(
             self, lifespan="off", log_config=None, access_log=False, ws="none",
-            http=_http_protocol(self),
+            http=connections.protocol(),
             proxy_headers=False,  # X-Forwarded-* are not ours to trust, and the middleware costs
             timeout_keep_alive=KEEP_ALIVE,
             # Connections are capped by our protocol (refused before any parsing); this bounds
             # request tasks that outlive their connection.
-            limit_concurrency=2 * self.max_connections,
+            limit_concurrency=2 * connections.max_connections,
             # Requests in progress when the listener closes finish within the daemon's drain.
             timeout_graceful_shutdown=max(1, math.ceil(self.drain_timeout)),
             server_header=False, date_header=False)
         self._server = _Server(config)
-        self._connections = self._server.server_state.connections
+        connections.serve(self._server)
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._sweep_sessions)
-            tg.start_soon(self._deadlines)
+            tg.start_soon(connections.sweep)
             log.info("Streamable HTTP on http://%s/mcp (aggregate) and /mcp/NAME", self.settings.listen)
             task_status.started()
             try:
@@ -444,29 +282,6 @@ class HttpDoor:
                     self.sessions.pop(session.sid)
                     session.close()
                 tg.cancel_scope.cancel()
-
-    def connection_opened(self) -> None:
-        """A connection was accepted: the deadline sweeper wakes if it slept for want of any."""
-        if self._sweeper_idle:
-            self._sweeper_idle = False
-            self._opened.set()
-
-    async def _deadlines(self) -> None:
-        """Close connections whose request head or body is late (see `_http_protocol`).
-
-        One pass over the open connections every `interval`: a deadline is kept to within that,
-        at no cost per request. Sleeps while there is no connection at all."""
-        interval = min(1.0, self.settings.header_timeout / 4, self.settings.body_timeout / 4)
-        loop_time = asyncio.get_running_loop().time
-        while True:
-            if not self._connections:
-                self._sweeper_idle = True
-                self._opened = anyio.Event()
-                await self._opened.wait()
-            await anyio.sleep(interval)
-            now = loop_time()
-            for conn in [c for c in self._connections if 0.0 < c._deadline <= now]:
-                conn.deadline_passed()
 
     def _batch(self) -> contextlib.AbstractContextManager[None]:
         """Routing a request is an outbox batch: with nothing else queued in this loop pass, the
