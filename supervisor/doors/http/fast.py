@@ -35,12 +35,14 @@ from supervisor.core.input_required import ASKING_METHODS, Ask
 from supervisor.domains import domain
 from supervisor.errors import INTERNAL_ERROR
 from supervisor.wire import protocol
-from supervisor.wire.fast_requests import FastRequest, Receive, Send
+from supervisor.wire.fastio.fast_requests import FastRequest, Receive, Send
 from supervisor.wire.jsonrpc import Message, TooDeep, error_response, is_valid_id, loads
 
 from . import policy as http_policy
 from .calls import Call, HttpSession, _same_owner
+from .modern import _MODERN_STATUS, _NAME_BEARING
 from .replies import _JSON
+from .respond import give_back, respond
 from .sse_polling import poll_deadline
 
 if TYPE_CHECKING:
@@ -86,12 +88,8 @@ class FastCall(Call):
 class FastPath:
     """What the door's connections offer each whole POST to (`FastApp`)."""
 
-    def __init__(self, door: HttpDoor, name_bearing: dict[str, str], statuses: dict[int, int]) -> None:
-        """`name_bearing` (method → the param `Mcp-Name` carries) and `statuses` (JSON-RPC code →
-        HTTP status of a 2026-07-28 answer) are the ASGI path's own tables."""
+    def __init__(self, door: HttpDoor) -> None:
         self.door = door
-        self._name_bearing = name_bearing
-        self._statuses = statuses
 
     # ---- the request -----------------------------------------------------------------------
 
@@ -118,12 +116,12 @@ class FastPath:
         origin = headers.get(b"origin")
         if origin is not None and not door._origin_ok(origin):
             return False
-        credential = door._credential(headers) if door._tokens else None
-        client = door._token_clients.get(credential or b"") if door._token_clients else None
+        credential = door.credential(headers) if door._tokens else None
+        client = door.token_clients.get(credential or b"") if door.token_clients else None
         if client is not None:
             if door._limits is not None and door._limits.active:
                 return False  # its bucket is taken (and shared in a cluster) on the ASGI path
-            target = door._view_for(client, target)
+            target = door.view_for(client, target)
             if target is None:
                 return False
         if not headers.get(b"content-type", b"").startswith(_JSON):
@@ -157,16 +155,16 @@ class FastPath:
         raw = headers.get(b"mcp-session-id")
         if raw is None:
             return False
-        session = door.sessions.get(raw.decode("latin-1"))  # not here: maybe resumable (ASGI)
+        session = door.legacy.sessions.get(raw.decode("latin-1"))  # not here: maybe resumable (ASGI)
         if (session is None or session.path.rstrip("/") != path.rstrip("/")
                 or not _same_owner(session.token, credential)):
             return False
         if sse_ok and poll_deadline(door.settings.sse_poll_after, session) is not None:
             return False  # its POST stream may be let go at a deadline: a timer (ASGI)
-        door.sessions.touch(session, time.monotonic())
+        door.legacy.sessions.touch(session, time.monotonic())
         if "id" not in msg or method is None:
             try:
-                with door._batch():
+                with door.batch():
                     session.on_message(msg)  # a notification, or the client's answer to a server request
                 request.respond(202, b"", b"")
             except Exception as exc:
@@ -195,7 +193,7 @@ class FastPath:
                 or headers.get(b"mcp-method", b"").decode("latin-1").strip(" \t") != method
                 or method in protocol.REMOVED_IN_MODERN or method == "subscriptions/listen"):
             return False
-        key = self._name_bearing.get(method)
+        key = _NAME_BEARING.get(method)
         if key is not None and params.get(key) is not None:
             raw = headers.get(b"mcp-name")
             # Only the plain header form: an encoded or mismatching name is the ASGI path's.
@@ -206,16 +204,16 @@ class FastPath:
             return False  # a retry of an input-required round (`book.retry`)
         book = door.input_required if asking else None
         ask = Ask(method, params, meta.get(protocol.META_CLIENT_CAPABILITIES)) if asking else None
-        call = FastCall(self, request, target, msg["id"], None, json_ok, sse_ok, self._statuses,
+        call = FastCall(self, request, target, msg["id"], None, json_ok, sse_ok, _MODERN_STATUS,
                         book, ask)
-        call.owner = door._token_clients.get(credential or b"") or "anonymous:http"
-        self._route(call, door._stateless_for(target), msg)
+        call.owner = door.token_clients.get(credential or b"") or "anonymous:http"
+        self._route(call, door.modern.stateless_for(target), msg)
         return True
 
     def _route(self, call: FastCall, session: Any, msg: Message) -> None:
         call.request.on_hang_up = call.hang_up
         try:
-            with self.door._batch():
+            with self.door.batch():
                 session.on_message(msg, call)
         except Exception as exc:
             self._failed(call.request, call, exc)
@@ -243,7 +241,7 @@ class FastPath:
             # It streams, is big, or waits for input: on as ASGI, in a task of the door's.
             call.streaming = True
             receive, send = call.request.escalate()
-            tg = self.door._tg
+            tg = self.door.task_group
             assert tg is not None
             tg.start_soon(self._carry_on, call, receive, send)
         except Exception as exc:
@@ -253,10 +251,10 @@ class FastPath:
         door = self.door
         try:
             try:
-                await door._respond(call, call.target, call.json_ok, call.sse_ok, 200, call.statuses,
-                                    receive, send)
+                await respond(call, call.target, call.json_ok, call.sse_ok, 200, call.statuses, receive,
+                              send, door.settings.sse_poll_after)
             except BaseException:
-                _give_back(call)
+                give_back(call.target, call)
                 raise
             finally:
                 # A dropped, unfinished resumable stream keeps its call for the reconnect.
@@ -286,16 +284,8 @@ class FastPath:
             raise exc
         if call is not None:
             with contextlib.suppress(Exception):
-                _give_back(call)
+                give_back(call.target, call)
                 self._done(call)
         if not request.response_started:
             request.keep_alive = False
             request.respond(500, _JSON_HEAD, _FAILED)
-
-
-def _give_back(call: FastCall) -> None:
-    if call.response is None:
-        call.gone = True
-        call.target.drop_sink(call)
-
-

@@ -3,7 +3,7 @@
 uvicorn gives every request a `RequestResponseCycle`, an `asyncio.Event`, a scope dict, a task,
 and two ASGI messages whose headers it checks with regular expressions: at 100 connections that
 was most of the daemon's CPU per call, for a request that is one POST with its whole body, routed
-to a child without awaiting and answered with one JSON body. `FastHttpProtocol` lets the app see
+to a child without awaiting and answered with one JSON body. `FastHttpConnection` lets the app see
 such a request whole, in the parser's last callback (`FastApp.fast_request`); the app either
 declines (then the request goes to the ASGI app exactly as uvicorn would have sent it, body
 included) or takes it, and later answers with `FastRequest.respond` (one write of head and body)
@@ -15,11 +15,12 @@ with the attributes uvicorn's own code reads there (`response_complete`, `keep_a
 `shutdown` lets it finish and then closes, and `connection_lost` marks it disconnected, as for a
 cycle of uvicorn's.
 
-What this leans on in uvicorn's `HttpToolsProtocol` (pinned below 0.55; tests/test_fastio.py
-fails when one of these changes): the parser callbacks' names and `self.url` / `self.headers` /
-`self.cycle` / `self.pipeline` / `self.flow`, that `on_message_begin` builds `self.scope` and
-`on_headers_complete` makes the cycle and starts (or queues) its task, the `RequestResponseCycle`
-constructor, and `on_response_complete` as what starts the next pipelined request.
+What this leans on in uvicorn's `HttpToolsProtocol` (pinned below 0.55; the fast_requests tests
+in tests/test_fastio.py fail when one of these changes): the parser callbacks' names and
+`self.url` / `self.headers` / `self.cycle` / `self.pipeline` / `self.flow`, that
+`on_message_begin` builds `self.scope` and `on_headers_complete` makes the cycle and starts (or
+queues) its task, the `RequestResponseCycle` constructor, and `on_response_complete` as what
+starts the next pipelined request.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from typing import Any, Protocol
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
-from supervisor.wire import fastio
+from . import hung_up
+from .http_connection import HttpConnection
 
-__all__ = ["MAX_FAST_BODY", "FastApp", "FastHttpProtocol", "FastRequest"]
+__all__ = ["MAX_FAST_BODY", "FastApp", "FastHttpConnection", "FastRequest"]
 
 log = logging.getLogger("mcp_supervisor.http")
 
@@ -73,7 +75,7 @@ class FastRequest:
 
     message_event = _NO_EVENT
 
-    def __init__(self, protocol: FastHttpProtocol, url: bytes, headers: list[tuple[bytes, bytes]],
+    def __init__(self, protocol: FastHttpConnection, url: bytes, headers: list[tuple[bytes, bytes]],
                  keep_alive: bool, previous: Any) -> None:
         self._protocol = protocol
         self._previous = previous  # the cycle before this one (None, or a finished one)
@@ -156,22 +158,24 @@ class FastRequest:
             if not cycle.response_complete:
                 cycle.disconnected = True
             cycle.message_event.set()
-            fastio.hung_up(cycle)
+            hung_up(cycle)
             return
         callback, self.on_hang_up = self.on_hang_up, None
         if callback is not None and not self.response_complete:
             callback()
 
 
-class FastHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol that offers each whole POST to `fast_app` first.
-
-    Subclasses set `fast_app` and `raw_transport` (the loop's transport, for the one write of a
-    fast answer) in `connection_made`."""
+class FastHttpConnection(HttpConnection):
+    """The door's uvicorn connection (`HttpConnection`) offering each whole POST to `fast_app`
+    first (a subclass sets it; None: every request goes the ASGI way)."""
 
     fast_app: FastApp | None = None
-    raw_transport: Any = None
+    raw_transport: Any = None  # the loop's own transport, for the one write of a fast answer
     fast: FastRequest | None = None  # the fast request in progress on this connection
+
+    def accept(self, transport: asyncio.BaseTransport) -> None:
+        self.raw_transport = transport
+        super().accept(transport)
 
     # uvicorn builds the scope in `on_message_begin`; here it is built only for a request that
     # goes the ASGI way (`_to_asgi`).
