@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -46,11 +46,45 @@ from .respond import give_back, respond
 from .sse_polling import poll_deadline
 
 if TYPE_CHECKING:
+    import anyio.abc
+
+    from supervisor.config import HttpSettings
+    from supervisor.core.aggregate import Aggregate
+    from supervisor.core.fleet import Fleet
+    from supervisor.core.input_required import InputRequired
     from supervisor.core.sessions import Target
+    from supervisor.policy.ratelimit import ClientLimits
 
-    from .streamable import HttpDoor
+    from .legacy import Legacy
+    from .modern import Modern
+    from .replies import Scope
 
-__all__ = ["FastCall", "FastPath"]
+
+class Door(Protocol):
+    """What the fast path needs of the door (`streamable.HttpDoor`): its state and its checks."""
+
+    settings: HttpSettings
+    draining: bool
+    aggregate: Aggregate
+    fleet: Fleet
+    legacy: Legacy
+    modern: Modern
+    max_body: int
+    input_required: InputRequired
+    task_group: anyio.abc.TaskGroup | None
+    token_clients: dict[bytes, str | None]
+    _tokens: list[bytes]
+    _hosts: frozenset[str]
+    _limits: ClientLimits | None
+
+    def credential(self, headers: dict[bytes, bytes]) -> bytes | None: ...
+    def view_for(self, client: str, target: Target) -> Target | None: ...
+    def batch(self) -> contextlib.AbstractContextManager[None]: ...
+    def _authorized(self, given: bytes | None) -> bool: ...
+    def _origin_ok(self, origin: bytes) -> bool: ...
+    async def _request_failed(self, scope: Scope, send: Send, exc: Exception) -> None: ...
+
+__all__ = ["Door", "FastCall", "FastPath"]
 
 _JSON_HEAD = b"content-type: application/json\r\n"
 # The largest JSON answer written from the delivering callback; a bigger one is sent by a task
@@ -88,7 +122,7 @@ class FastCall(Call):
 class FastPath:
     """What the door's connections offer each whole POST to (`FastApp`)."""
 
-    def __init__(self, door: HttpDoor) -> None:
+    def __init__(self, door: Door) -> None:
         self.door = door
 
     # ---- the request -----------------------------------------------------------------------
@@ -96,7 +130,7 @@ class FastPath:
     def fast_request(self, request: FastRequest) -> bool:
         door = self.door
         url = request.url
-        if door.draining or b"?" in url or b"%" in url or b"#" in url:
+        if door.draining or not url.isascii() or b"?" in url or b"%" in url or b"#" in url:
             return False
         headers, refused = http_policy.screen(request.headers, door._hosts)
         if refused is not None:
@@ -133,7 +167,7 @@ class FastPath:
         if not json_ok or len(body) > door.max_body:
             return False
         try:
-            msg = loads(body)  # orjson reads a bytearray as it is
+            msg = loads(body)
         except (TooDeep, orjson.JSONDecodeError):
             return False
         if msg.__class__ is not dict or ("id" in msg and not is_valid_id(msg["id"])):
