@@ -160,3 +160,195 @@ def test_a_waiting_request_hears_its_client_hang_up(name: str) -> None:
         assert heard == ["gone"]
 
     fastio.run(main, {fastio.LOOP_ENV: name})
+
+
+# ---- a child's stdout fed from the pipe transport's read callback ---------------------------------
+
+_WRITER = ("import sys, time\n"
+           "sys.stdout.buffer.write(b'early\\n'); sys.stdout.flush()\n"
+           "sys.stdin.readline()\n"
+           "for i in range({count}): sys.stdout.buffer.write(b'line %d\\n' % i)\n"
+           "sys.stdout.flush()\n")
+
+
+async def _fed_until_eof(count: int, before: Callable[[anyio.abc.Process], Any] | None = None,
+                         ) -> tuple[bytes, list[object]]:
+    """Start a child that says `early`, waits for a line on stdin, then writes `count` lines; read
+    its stdout with `read_pipe_with_callback` once `early` (and whatever `before` waits for) is in
+    the StreamReader. What was fed, and the stdout transport's protocol before and after."""
+    proc = await anyio.open_process([sys.executable, "-c", _WRITER.format(count=count)])
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        reader = proc.stdout._stream  # type: ignore[attr-defined]  # the contract under test: a StreamReader
+        with anyio.fail_after(20):
+            while b"early" not in reader._buffer:
+                await anyio.sleep(0.01)
+        await proc.stdin.send(b"go\n")
+        if before is not None:
+            await before(proc)
+        transport = reader._transport
+        protocols: list[object] = [transport.get_protocol()]
+        fed = bytearray()
+        with anyio.fail_after(20):
+            assert await fastio.read_pipe_with_callback(proc.stdout, fed.extend)
+        protocols.append(transport.get_protocol())
+        return bytes(fed), protocols
+    finally:
+        await _ended(proc)
+
+
+async def _ended(proc: anyio.abc.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):  # uvloop raises it for a child already reaped
+        proc.kill()
+    await proc.aclose()
+
+
+def _lines(count: int) -> bytes:
+    return b"early\n" + b"".join(b"line %d\n" % i for i in range(count))
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_a_child_stdout_is_fed_from_the_read_callback_in_order_and_the_protocol_is_restored(
+        name: str) -> None:
+    """anyio's process stdout is a StreamReader over a pipe transport on both loops: what the
+    reader buffered before the swap comes first, then every chunk in order, and the end of stream
+    reaches the transport's own protocol (the subprocess transport reaps the child only once each
+    of its pipes said so), which the closed transport no longer holds."""
+    async def main() -> None:
+        fed, (before, after) = await _fed_until_eof(2000)
+        assert fed == _lines(2000)
+        assert getattr(before, "disconnected", None) is True
+        assert after in (before, None)
+
+    fastio.run(main, {fastio.LOOP_ENV: name})
+
+
+async def _until_paused(proc: anyio.abc.Process) -> None:
+    """Wait until the StreamReader paused the transport: its buffer passed twice its limit."""
+    reader = proc.stdout._stream  # type: ignore[union-attr]  # the contract under test: a StreamReader
+    with anyio.fail_after(20):
+        while not reader._paused:
+            await anyio.sleep(0.01)
+
+
+PAUSING = 40_000  # lines of about 10 bytes: past twice the StreamReader's 64 KiB limit
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_a_pipe_transport_the_stream_reader_paused_is_resumed(name: str) -> None:
+    """A child that wrote more than the StreamReader holds before the swap left its transport
+    paused: the read resumes it and nothing is lost."""
+    async def main() -> None:
+        fed, _ = await _fed_until_eof(PAUSING, _until_paused)
+        assert fed == _lines(PAUSING)
+
+    fastio.run(main, {fastio.LOOP_ENV: name})
+
+
+def _as_in_python_3_11_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make asyncio's read pipe transport the one of Debian's Python 3.11.2: no `is_reading` of its
+    own (it inherits `ReadTransport.is_reading`, which raises NotImplementedError), so none of its
+    own methods asks it either (later point releases added `_add_reader`, which does)."""
+    from asyncio import unix_events
+
+    def add_reader(self: Any, fd: int, callback: Callable[[], None]) -> None:
+        self._loop._add_reader(fd, callback)
+
+    def pause_reading(self: Any) -> None:
+        if self._closing or self._paused:
+            return
+        self._paused = True
+        self._loop._remove_reader(self._fileno)
+
+    def resume_reading(self: Any) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._loop._add_reader(self._fileno, self._read_ready)
+
+    transport = unix_events._UnixReadPipeTransport  # type: ignore[attr-defined]  # private, untyped: the class under test
+    monkeypatch.setattr(transport, "is_reading", asyncio.ReadTransport.is_reading)
+    monkeypatch.setattr(transport, "pause_reading", pause_reading)
+    monkeypatch.setattr(transport, "resume_reading", resume_reading)
+    if hasattr(transport, "_add_reader"):
+        monkeypatch.setattr(transport, "_add_reader", add_reader)
+
+
+def test_a_pipe_transport_without_is_reading_is_resumed_not_an_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression test (897c0ae): on Debian's Python 3.11.2 a pipe transport's `is_reading`
+    raises NotImplementedError; reading a child's stdout called it, and every instance ended at
+    once when the daemon ran on /usr/bin/python3. Here the transport is 3.11.2's and the
+    StreamReader has paused it: the read must resume it and deliver every byte."""
+    _as_in_python_3_11_2(monkeypatch)
+
+    async def main() -> None:
+        fed, _ = await _fed_until_eof(PAUSING, _until_paused)
+        assert fed == _lines(PAUSING)
+
+    fastio.run(main, {fastio.LOOP_ENV: "asyncio"})
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_an_error_in_the_feed_ends_the_read_raises_it_and_restores_the_protocol(name: str) -> None:
+    class Stop(Exception):
+        pass
+
+    async def main() -> None:
+        proc = await anyio.open_process([sys.executable, "-c", _WRITER.format(count=10)])
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            transport = proc.stdout._stream._transport  # type: ignore[attr-defined]  # under test
+            original = transport.get_protocol()
+            await proc.stdin.send(b"go\n")
+
+            def feed(data: bytes) -> None:
+                raise Stop
+
+            with anyio.fail_after(20), pytest.raises(Stop):
+                await fastio.read_pipe_with_callback(proc.stdout, feed)
+            assert transport.get_protocol() is original
+        finally:
+            await _ended(proc)
+
+    fastio.run(main, {fastio.LOOP_ENV: name})
+
+
+def test_read_pipe_with_callback_declines_what_is_not_a_process_pipe() -> None:
+    async def main() -> None:
+        send, receive = anyio.create_memory_object_stream[bytes](1)
+        with send, receive:
+            assert await fastio.read_pipe_with_callback(receive, lambda data: None) is False
+
+    anyio.run(main)
+
+
+# ---- the loop pass in progress ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_queued_callbacks_counts_what_waits_to_run_on_asyncio_and_is_0_elsewhere(name: str) -> None:
+    """asyncio's ready queue holds what `call_soon` queued (the outbox defers a batch's write
+    while it is not empty); a loop that exposes no queue is 0, so batches write at once."""
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        queued = fastio.queued_callbacks(loop)
+        seen: list[int] = []
+        done = asyncio.Event()
+
+        def last() -> None:
+            seen.append(queued())
+            done.set()
+
+        def first() -> None:
+            seen.append(queued())  # the no-op queued after this one still waits
+            loop.call_soon(last)
+
+        loop.call_soon(first)
+        loop.call_soon(lambda: None)
+        await asyncio.wait_for(done.wait(), 20)
+        return seen[0], len(seen)
+
+    first_count, calls = fastio.run(main, {fastio.LOOP_ENV: name})
+    assert calls == 2
+    assert (first_count >= 1) if name == "asyncio" else (first_count == 0)

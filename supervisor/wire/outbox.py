@@ -28,6 +28,8 @@ from collections.abc import Callable
 import anyio
 from anyio.abc import ByteSendStream
 
+from . import fastio
+
 DirectSend = Callable[[bytes], int]
 
 
@@ -38,13 +40,13 @@ class OutboxOverflow(Exception):
 class _Flusher:
     """Per event loop: the outboxes with data waiting for their direct write."""
 
-    __slots__ = ("_depth", "_dirty", "_loop", "_ready", "_scheduled")
+    __slots__ = ("_depth", "_dirty", "_loop", "_queued", "_scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)  # the registry is keyed weakly by the loop: no cycle
-        # asyncio's run queue: non-empty at the end of a batch means other callbacks of this pass
-        # (or the next) are waiting, and they may push to the same outboxes. uvloop has none.
-        self._ready: object = getattr(loop, "_ready", ())
+        # Not 0 at the end of a batch when other callbacks of this pass (or the next) are waiting:
+        # they may push to the same outboxes.
+        self._queued = fastio.queued_callbacks(loop)
         self._dirty: list[Outbox] = []
         self._depth = 0
         self._scheduled = False
@@ -77,7 +79,7 @@ class _Flusher:
     def __exit__(self, *exc_info: object) -> None:
         self._depth -= 1
         if not self._depth and self._dirty:
-            if self._ready:
+            if self._queued():
                 if not self._scheduled:
                     self._schedule()
             else:
