@@ -18,8 +18,9 @@ the daemon's workload, lives here behind a small interface, with contract tests
   timer per request.
 - `read_pipe_with_callback(stream, feed)`: a child's stdout fed from the pipe transport's own read
   callback (its protocol swapped for the read's lifetime) instead of through anyio's `receive`.
-- `queued_callbacks(loop)`: how many other callbacks the loop pass in progress has waiting
-  (asyncio's ready queue); when some are, `Outbox` defers a batch's write to join theirs.
+- `write_can_wait(loop)`: whether a batch's write may wait for the end of the loop pass, to join
+  what other callbacks push, at no extra wait for I/O (asyncio: its ready queue is not empty;
+  uvloop: always, its queued callbacks run before the next poll).
 """
 
 from __future__ import annotations
@@ -207,7 +208,8 @@ async def read_pipe_with_callback(stream: Any, feed: Callable[[bytes], None]) ->
     transport already read the data in a callback, then hands it to a StreamReader the task
     awaits). Swapping the transport's protocol for this call's lifetime feeds each chunk where it
     is read; the swap is undone when the call ends, however it ends. What the StreamReader took in
-    before the swap goes first, in the same step, so no byte is lost or reordered. An exception
+    before the swap goes first, in the same step, then what was still on its way to it, so no byte
+    is lost or reordered. An exception
     from `feed` ends the read and is raised here. Measured in BENCHMARKS.md."""
     reader = getattr(stream, "_stream", None)
     transport = getattr(reader, "_transport", None)
@@ -227,10 +229,15 @@ async def read_pipe_with_callback(stream: Any, feed: Callable[[bytes], None]) ->
     with contextlib.suppress(AttributeError):  # asyncio's pipe transports read max_size at a time
         transport.max_size = PIPE_READ_SIZE
     transport.set_protocol(proto)
+    # A chunk the transport read just before the swap may still be on its way to the StreamReader
+    # (both loops' subprocess transports hand pipe data over with call_soon): it comes to `feed`
+    # too, and before anything read after the swap, which can only arrive in a later pass.
+    setattr(reader, "feed_data", proto.data_received)  # noqa: B010  # shadows the method on this one
     try:
         _resume(transport)
         await proto.done.wait()
     finally:
+        vars(reader).pop("feed_data", None)
         if transport.get_protocol() is proto:
             transport.set_protocol(original)
     if proto.failure is not None:
@@ -238,23 +245,30 @@ async def read_pipe_with_callback(stream: Any, feed: Callable[[bytes], None]) ->
     return True
 
 
-# ---- the loop pass in progress: are other callbacks waiting? ---------------------------------------
+# ---- the loop pass in progress: may a batch's write wait for the rest of it? ----------------------
 
 
-def queued_callbacks(loop: asyncio.AbstractEventLoop) -> Callable[[], int]:
-    """A count, cheap enough for every message, of the callbacks queued to run in this loop pass
-    or the next (they may push to the same outboxes, so a batch's write waits for them when it is
-    not 0). asyncio: the length of its ready queue. Other loops (uvloop) expose none: always 0."""
+def write_can_wait(loop: asyncio.AbstractEventLoop) -> Callable[[], int]:
+    """A check, cheap enough for every message, of whether a write deferred now (`call_soon`)
+    joins what the rest of this loop pass pushes at no extra wait for I/O: not 0 when it may wait.
+
+    asyncio runs a callback queued now in its next pass, after a `select`; that select costs
+    nothing extra only when other callbacks are queued already (then it does not block, and they
+    may push to the same outboxes): the length of its ready queue. uvloop runs a callback queued
+    from an I/O callback in its idle phase, after every other I/O callback of the same poll and
+    before the next poll, so waiting is free there; queued from a task it costs one poll that does
+    not block, which a lone request can spare and a busy door gains from: always 1, as for any
+    loop that shows no ready queue."""
     ready = getattr(loop, "_ready", None)
     length = getattr(ready, "__len__", None)
-    if not callable(length):
-        return _none
-    count: Callable[[], int] = length
-    return count
+    if callable(length):
+        count: Callable[[], int] = length
+        return count
+    return _always
 
 
-def _none() -> int:
-    return 0
+def _always() -> int:
+    return 1
 
 
 __all__ = [
@@ -266,7 +280,6 @@ __all__ = [
     "loop_name",
     "pipe_sender",
     "pipe_transport",
-    "queued_callbacks",
     "read_pipe_with_callback",
     "run",
     "tune_gc",
