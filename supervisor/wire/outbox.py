@@ -15,7 +15,9 @@ Read batches. A reader callback that routes a chunk of lines wraps the work in `
 that got data inside it are written when it ends, in the same loop pass, instead of one pass later:
 at low concurrency that is one `epoll_wait` and one loop iteration fewer per message and hop. Only
 when other callbacks are already queued in this pass (they may push to the same outboxes) is the
-write left to the end-of-pass callback, so batching across connections is kept under load.
+write left to the end-of-pass callback, so batching across connections is kept under load. Which
+is which depends on the event loop (`fastio.write_can_wait`): on uvloop waiting is always cheap,
+so its batches always wait.
 """
 
 from __future__ import annotations
@@ -40,13 +42,13 @@ class OutboxOverflow(Exception):
 class _Flusher:
     """Per event loop: the outboxes with data waiting for their direct write."""
 
-    __slots__ = ("_depth", "_dirty", "_loop", "_queued", "_scheduled")
+    __slots__ = ("_can_wait", "_depth", "_dirty", "_loop", "_scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)  # the registry is keyed weakly by the loop: no cycle
-        # Not 0 at the end of a batch when other callbacks of this pass (or the next) are waiting:
-        # they may push to the same outboxes.
-        self._queued = fastio.queued_callbacks(loop)
+        # Not 0 at the end of a batch when its write may wait for the rest of the loop pass (other
+        # callbacks may push to the same outboxes) without an extra wait for I/O.
+        self._can_wait = fastio.write_can_wait(loop)
         self._dirty: list[Outbox] = []
         self._depth = 0
         self._scheduled = False
@@ -79,7 +81,7 @@ class _Flusher:
     def __exit__(self, *exc_info: object) -> None:
         self._depth -= 1
         if not self._depth and self._dirty:
-            if self._queued():
+            if self._can_wait():
                 if not self._scheduled:
                     self._schedule()
             else:
