@@ -1,4 +1,4 @@
-"""Profile the daemon's hot path under load: `python -m bench.profile [--path socket|bridge|http|cache] [-c N]`.
+"""Profile the daemon's hot path under load: `python -m bench.profile [--path PATH] [-c N]`.
 
 Starts a daemon with the echo server, drives the chosen path at concurrency N, and samples the
 daemon with py-spy (`pip install '.[bench]'`) for the duration. Prints the top functions by own

@@ -20,7 +20,7 @@ the daemon's workload, lives here behind a small interface, with contract tests
   callback (its protocol swapped for the read's lifetime) instead of through anyio's `receive`.
 - `write_can_wait(loop)`: whether a batch's write may wait for the end of the loop pass, to join
   what other callbacks push, at no extra wait for I/O (asyncio: its ready queue is not empty;
-  uvloop: always, its queued callbacks run before the next poll).
+  uvloop shows no queue: None).
 """
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ def uvloop_installed() -> bool:
 
 
 def loop_name(environ: Mapping[str, str] | None = None) -> str:
-    """The event loop `run` uses: "uvloop" when `MCP_SUPERVISOR_LOOP=uvloop` and it is installed,
-    else "asyncio"."""
+    """The event loop `run` uses: "uvloop" when it is installed, unless `MCP_SUPERVISOR_LOOP=asyncio`
+    asks for asyncio's own; "asyncio" when it is not installed."""
     env = os.environ if environ is None else environ
-    if env.get(LOOP_ENV, "").strip().lower() == "uvloop" and uvloop_installed():
+    if env.get(LOOP_ENV, "").strip().lower() != "asyncio" and uvloop_installed():
         return "uvloop"
     return "asyncio"
 
@@ -248,27 +248,22 @@ async def read_pipe_with_callback(stream: Any, feed: Callable[[bytes], None]) ->
 # ---- the loop pass in progress: may a batch's write wait for the rest of it? ----------------------
 
 
-def write_can_wait(loop: asyncio.AbstractEventLoop) -> Callable[[], int]:
+def write_can_wait(loop: asyncio.AbstractEventLoop) -> Callable[[], int] | None:
     """A check, cheap enough for every message, of whether a write deferred now (`call_soon`)
     joins what the rest of this loop pass pushes at no extra wait for I/O: not 0 when it may wait.
 
     asyncio runs a callback queued now in its next pass, after a `select`; that select costs
     nothing extra only when other callbacks are queued already (then it does not block, and they
-    may push to the same outboxes): the length of its ready queue. uvloop runs a callback queued
-    from an I/O callback in its idle phase, after every other I/O callback of the same poll and
-    before the next poll, so waiting is free there; queued from a task it costs one poll that does
-    not block, which a lone request can spare and a busy door gains from: always 1, as for any
-    loop that shows no ready queue."""
+    may push to the same outboxes): the length of its ready queue. None for a loop that shows no
+    ready queue (uvloop): the caller must judge otherwise. (uvloop runs what an I/O callback
+    queues after every other I/O callback of the same poll and before the next poll; what a task
+    queues, after one poll that does not block.)"""
     ready = getattr(loop, "_ready", None)
     length = getattr(ready, "__len__", None)
     if callable(length):
         count: Callable[[], int] = length
         return count
-    return _always
-
-
-def _always() -> int:
-    return 1
+    return None
 
 
 __all__ = [
