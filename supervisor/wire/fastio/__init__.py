@@ -4,10 +4,8 @@ Every trick that leans on asyncio's, uvloop's or uvicorn's internals, or tunes t
 the daemon's workload, lives here behind a small interface, with contract tests
 (tests/test_fastio.py) that fail when an upgrade changes what a trick relies on:
 
-- `run(main)`: the daemon's event loop: asyncio's own; uvloop (anyio's `use_uvloop`) with
-  `MCP_SUPERVISOR_LOOP=uvloop` when it is installed. Not the default: the outbox batches the writes
-  of many HTTP requests into one only by looking at asyncio's ready queue, which uvloop does not
-  expose, and at 100 and 500 connections that cost more than uvloop saved (BENCHMARKS.md).
+- `run(main)`: the daemon's event loop: uvloop (anyio's `use_uvloop`) when it is installed, unless
+  `MCP_SUPERVISOR_LOOP=asyncio` asks for asyncio's own; asyncio's when it is not (BENCHMARKS.md).
 - `tune_gc()`: fewer, cheaper garbage collections for a process whose allocations are almost all
   short-lived per-message dicts, and the start-up heap frozen out of every later collection.
 - `pipe_transport(stream)` / `pipe_sender(transport, high_water)`: the loop transport under
@@ -16,17 +14,19 @@ the daemon's workload, lives here behind a small interface, with contract tests
 - `watch_hang_up(receive, callback)` / `hung_up(cycle)`: an HTTP request waiting for its answer
   learns that its client closed the connection from the connection itself, with no task and no
   timer per request.
-- `read_pipe_with_callback(stream, feed)`: a child's stdout fed from the pipe transport's own read
-  callback (its protocol swapped for the read's lifetime) instead of through anyio's `receive`.
-- `write_can_wait(loop)`: whether a batch's write may wait for the end of the loop pass, to join
-  what other callbacks push, at no extra wait for I/O (asyncio: its ready queue is not empty;
-  uvloop shows no queue: None).
+- `read_pipe_with_callback(stream, feed)` (`child_stdout`): a child's stdout fed from the pipe
+  transport's own read callback (its protocol swapped for the read's lifetime) instead of through
+  anyio's `receive`.
+- `write_can_wait(loop)` (`loop_pass`): whether a batch's write may wait for the end of the loop
+  pass, to join what other callbacks push, at no extra wait for I/O (asyncio: its ready queue is
+  not empty; uvloop shows no queue: None).
+- `http_connection`: the HTTP door's uvicorn connection (coalesced head and body writes, 64 KiB
+  reads, head/body deadlines read off uvicorn's request cycle); a module of its own so that only
+  a daemon with the HTTP door imports uvicorn.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import importlib.util
 import os
@@ -148,123 +148,8 @@ def hung_up(cycle: Any) -> None:
             callback()
 
 
-# ---- a child's stdout: routed from the pipe transport's read callback -----------------------------
-
-PIPE_READ_SIZE = 65536  # under glibc's mmap threshold: a bigger read buffer costs mmap+munmap per read
-
-
-class _FeedProtocol(asyncio.Protocol):
-    """Stands in for the pipe transport's own protocol while `read_pipe_with_callback` runs.
-
-    Each chunk the transport reads goes to `feed` right there; end of stream and errors are passed
-    on to the protocol it replaced, which keeps the subprocess transport's bookkeeping (it reaps
-    the child only once every pipe reported closed)."""
-
-    def __init__(self, original: asyncio.BaseProtocol, feed: Callable[[bytes], None]) -> None:
-        self.original = original
-        self.feed = feed
-        self.done = anyio.Event()
-        self.failure: BaseException | None = None
-
-    def data_received(self, data: bytes) -> None:
-        if self.failure is not None:
-            return
-        try:
-            self.feed(data)
-        except BaseException as exc:  # surface it in the reading task, not the loop's handler
-            self.failure = exc
-            self.done.set()
-
-    def eof_received(self) -> bool | None:
-        eof_received = getattr(self.original, "eof_received", None)
-        return eof_received() if eof_received is not None else None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        try:
-            self.original.connection_lost(exc)
-        finally:
-            self.done.set()
-
-
-def _resume(transport: Any) -> None:
-    """Make sure the transport reads: the StreamReader pauses it while its buffer is full."""
-    try:
-        paused = not transport.is_reading()
-    except NotImplementedError:
-        # Pipe transports gained is_reading in a 3.11 point release (Debian's 3.11.2 lacks it and
-        # inherits ReadTransport's, which raises); resume_reading is a no-op on a transport that
-        # is reading, so ask it anyway.
-        paused = True
-    if paused:
-        transport.resume_reading()
-
-
-async def read_pipe_with_callback(stream: Any, feed: Callable[[bytes], None]) -> bool:
-    """Feed what arrives on anyio's receive stream of a process pipe (asyncio backend) to `feed`
-    from the pipe transport's read callback, until end of stream; False (nothing read) when
-    `stream` is not that, and the caller reads with `receive`.
-
-    anyio's `receive` costs a future, a task wake-up and an extra loop pass per chunk (the
-    transport already read the data in a callback, then hands it to a StreamReader the task
-    awaits). Swapping the transport's protocol for this call's lifetime feeds each chunk where it
-    is read; the swap is undone when the call ends, however it ends. What the StreamReader took in
-    before the swap goes first, in the same step, then what was still on its way to it, so no byte
-    is lost or reordered. An exception
-    from `feed` ends the read and is raised here. Measured in BENCHMARKS.md."""
-    reader = getattr(stream, "_stream", None)
-    transport = getattr(reader, "_transport", None)
-    buffer = getattr(reader, "_buffer", None)
-    if (not isinstance(reader, asyncio.StreamReader) or not isinstance(buffer, bytearray)
-            or not hasattr(transport, "set_protocol") or not hasattr(transport, "get_protocol")):
-        return False
-    assert transport is not None
-    original = transport.get_protocol()
-    proto = _FeedProtocol(original, feed)
-    if buffer:
-        data = bytes(buffer)
-        buffer.clear()
-        feed(data)
-    if reader.at_eof():
-        return True
-    with contextlib.suppress(AttributeError):  # asyncio's pipe transports read max_size at a time
-        transport.max_size = PIPE_READ_SIZE
-    transport.set_protocol(proto)
-    # A chunk the transport read just before the swap may still be on its way to the StreamReader
-    # (both loops' subprocess transports hand pipe data over with call_soon): it comes to `feed`
-    # too, and before anything read after the swap, which can only arrive in a later pass.
-    setattr(reader, "feed_data", proto.data_received)  # noqa: B010  # shadows the method on this one
-    try:
-        _resume(transport)
-        await proto.done.wait()
-    finally:
-        vars(reader).pop("feed_data", None)
-        if transport.get_protocol() is proto:
-            transport.set_protocol(original)
-    if proto.failure is not None:
-        raise proto.failure
-    return True
-
-
-# ---- the loop pass in progress: may a batch's write wait for the rest of it? ----------------------
-
-
-def write_can_wait(loop: asyncio.AbstractEventLoop) -> Callable[[], int] | None:
-    """A check, cheap enough for every message, of whether a write deferred now (`call_soon`)
-    joins what the rest of this loop pass pushes at no extra wait for I/O: not 0 when it may wait.
-
-    asyncio runs a callback queued now in its next pass, after a `select`; that select costs
-    nothing extra only when other callbacks are queued already (then it does not block, and they
-    may push to the same outboxes): the length of its ready queue. None for a loop that shows no
-    ready queue (uvloop): the caller must judge otherwise. (uvloop runs what an I/O callback
-    queues after every other I/O callback of the same poll and before the next poll; what a task
-    queues, after one poll that does not block.)"""
-    ready = getattr(loop, "_ready", None)
-    length = getattr(ready, "__len__", None)
-    if callable(length):
-        count: Callable[[], int] = length
-        return count
-    return None
-
+from .child_stdout import PIPE_READ_SIZE, read_pipe_with_callback  # noqa: E402  # after the core
+from .loop_pass import write_can_wait  # noqa: E402
 
 __all__ = [
     "GEN0_THRESHOLD",
@@ -281,4 +166,5 @@ __all__ = [
     "unwatch_hang_up",
     "uvloop_installed",
     "watch_hang_up",
+    "write_can_wait",
 ]
