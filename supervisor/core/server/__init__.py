@@ -20,7 +20,8 @@ children from its instance factory, so tests/test_server_unit.py runs it in-proc
 
 from .admission import Queued
 from .context import FleetContext, InstanceFactory
-from .facade import Attached, ClientSet, Server
+from .facade import Attached, ClientInstance, ClientSet, Server
 from .launch import missing_reason
 
-__all__ = ["Attached", "ClientSet", "FleetContext", "InstanceFactory", "Queued", "Server", "missing_reason"]
+__all__ = ["Attached", "ClientInstance", "ClientSet", "FleetContext", "InstanceFactory", "Queued", "Server",
+           "missing_reason"]

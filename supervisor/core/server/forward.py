@@ -1,0 +1,28 @@
+"""`Forward`: a read-only attribute of the `Server` facade that reads one of its parts.
+
+The fleet, the doors and the metrics read a server's figures (`queue`, `calls_total`, ...) where
+they always did; the figures live in the part that keeps them. One line per figure says where:
+
+    calls_total = Forward[int](lambda server: server.admission.calls_total)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, overload
+
+T = TypeVar("T")
+
+
+class Forward(Generic[T]):
+    __slots__ = ("_read",)
+
+    def __init__(self, read: Callable[[Any], T]) -> None:
+        self._read = read
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Forward[T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> T: ...
+    def __get__(self, obj: object, owner: type) -> T | Forward[T]:
+        return self if obj is None else self._read(obj)
