@@ -1,7 +1,8 @@
 """`Forward`: a read-only attribute of the `Server` facade that reads one of its parts.
 
 The fleet, the doors and the metrics read a server's figures (`queue`, `calls_total`, ...) where
-they always did; the figures live in the part that keeps them. One line per figure says where:
+they always did; the figures live in the part that keeps them, which alone writes them. One line
+per figure says where:
 
     calls_total = Forward[int](lambda server: server.admission.calls_total)
 """
@@ -9,7 +10,7 @@ they always did; the figures live in the part that keeps them. One line per figu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Never, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -26,3 +27,8 @@ class Forward(Generic[T]):
     def __get__(self, obj: object, owner: type) -> T: ...
     def __get__(self, obj: object, owner: type) -> T | Forward[T]:
         return self if obj is None else self._read(obj)
+
+    def __set__(self, obj: object, value: Never) -> None:
+        """Read-only, so that `server.calls_total += 1` fails loudly (mypy: nothing can be
+        assigned; at run time: AttributeError) instead of hiding the part's figure."""
+        raise AttributeError("a figure the facade forwards is written by its part, not here")
