@@ -1,9 +1,10 @@
 """The parts of `Server` (supervisor/core/server/), each on its own or through the facade in-process.
 
 Restart decisions and the answer to an undeclared capability are pure and tested as tables; the
-tool policy runs on real pins in a temporary directory; the lifecycle, admission's cancel/drop,
-graceful replacement, retirement, per-client instances and the status row run a real `Server`
-on a fake clock with fake children (tests/server_fakes.py). No subprocess, no sleeping for time.
+tool policy runs on real pins in a temporary directory; the sweeper runs against a fake target; the
+lifecycle, admission's cancel/drop, graceful replacement, retirement, per-client instances, a
+child's requests and the status row run a real `Server` on a fake clock with fake children
+(tests/server_fakes.py). No subprocess, no sleeping for time.
 """
 
 from __future__ import annotations
@@ -342,3 +343,72 @@ async def test_the_status_row_shows_what_each_part_keeps(tmp_path: Path, clock: 
     assert row["breaker"]["state"] == "closed" and row["era"] == "legacy"
     assert row["uptime_s"] == 0.0  # on the fake clock: the new child started just now
     assert server.detail()["config"]["command"] == "/bin/true"
+
+
+# ---- deadlines: the sweeper -------------------------------------------------------------------
+
+class _Expiring:
+    def __init__(self) -> None:
+        self.busy = True
+        self.expired: list[float] = []
+
+    def expire(self, now: float) -> None:
+        self.expired.append(now)
+        self.busy = len(self.expired) < 2  # two sweeps, then nothing left to watch
+
+
+async def test_the_sweeper_expires_while_busy_then_sleeps_until_woken(clock: FakeClock) -> None:
+    import anyio
+
+    from supervisor.core.server.deadlines import Sweeper
+
+    target = _Expiring()
+    sweeper = Sweeper(target, clock.monotonic)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sweeper.run)
+        sweeper.wake()
+        await until(lambda: sweeper.idle, "idle once nothing is left")
+        assert target.expired == [clock.now, clock.now]  # on the injected clock
+        target.busy = True
+        clock.advance(5.0)
+        sweeper.wake()
+        await until(lambda: len(target.expired) == 3, "swept again once woken")
+        assert target.expired[-1] == clock.now
+        tg.cancel_scope.cancel()
+
+
+# ---- a child's requests to its client ---------------------------------------------------------
+
+class _Asking(Sink):
+    """A client session that takes the child's requests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[dict[str, Any]] = []
+
+    def forward_server_request(self, instance: object, message: dict[str, Any]) -> bool:
+        self.asked.append(message)
+        return True
+
+
+async def test_a_child_request_goes_to_the_one_client_that_can_have_caused_it(
+        tmp_path: Path, clock: FakeClock, children: Children) -> None:
+    server = make_server(tmp_path, clock, children)
+    async with running(server):
+        await until(ready(server), "ready")
+        child = children.made[0]
+        ask = {"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage", "params": {}}
+        server.child_request(child, ask)  # nobody has a call in flight: the child is told
+        roots = {"jsonrpc": "2.0", "id": "s2", "method": "roots/list"}
+        server.child_request(child, roots)  # a legacy caller is never asked: the entry's roots
+        def answers() -> dict[str, dict[str, Any]]:
+            return {m["id"]: m for m in child.received if m.get("id") in ("s1", "s2")}
+
+        await until(lambda: len(answers()) == 2, "both answered")
+        answered = answers()
+        assert answered["s1"]["error"]["code"] == -32603
+        assert answered["s2"]["result"] == {"roots": []}
+        client = _Asking()
+        call(server, client, 1)
+        server.child_request(child, {**ask, "id": "s3"})
+        assert client.asked == [{**ask, "id": "s3"}]
