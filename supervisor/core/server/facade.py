@@ -83,6 +83,13 @@ class Server(Launch, ChildLog):
     """One configured server (see the package docstring for its parts)."""
 
     request_done: RequestDone  # how an instance says a call ended: straight to admission
+    # The parts (declared here, made in __init__) that the forwarded figures below read.
+    admission: Admission
+    book: RestartBook
+    tool_policy: ToolPolicy
+    capacity: Capacity
+    slots: Slots
+    life: Lifecycle
 
     def __init__(self, config: ServerConfig, ctx: FleetContext,
                  per_client: Callable[[Server], ClientSet] | None = None, *,
@@ -172,26 +179,26 @@ class Server(Launch, ChildLog):
 
     # ---- what the parts keep, read by the fleet, the doors and the metrics ----------------------
 
-    queue = Forward[collections.deque[Queued]](lambda s: s.admission.queue)
-    in_flight = Forward[int](lambda s: s.admission.in_flight)
-    calls_total = Forward[int](lambda s: s.admission.calls_total)
-    errors_total = Forward[int](lambda s: s.admission.errors_total)
-    timeouts_total = Forward[int](lambda s: s.admission.timeouts_total)
-    busy_total = Forward[int](lambda s: s.admission.busy_total)
-    latencies = Forward[collections.deque[float]](lambda s: s.admission.latencies)
-    last_active = Forward[float](lambda s: s.admission.last_active)
-    stats = Forward[RequestStats](lambda s: s.admission.stats)
-    restarts = Forward[int](lambda s: s.book.restarts)
-    restart_reasons = Forward[collections.Counter[str]](lambda s: s.book.reasons)
-    pins = Forward[ToolPins](lambda s: s.tool_policy.pins)
-    blocked = Forward[set[str]](lambda s: s.tool_policy.blocked)
-    policy_epoch = Forward[int](lambda s: s.tool_policy.epoch)
-    tool_changes_total = Forward[int](lambda s: s.tool_policy.changes_total)
-    autoscaler = Forward[Autoscaler | None](lambda s: s.capacity.autoscaler)
-    scale_events = Forward[collections.Counter[str]](lambda s: s.capacity.scale_events)
-    last_scale = Forward[dict[str, Any] | None](lambda s: s.capacity.last_scale)
-    floor = Forward[int](lambda s: s.slots.floor)
-    target_instances = Forward[int](lambda s: s.slots.target)
+    queue = Forward["Server", collections.deque[Queued]](lambda s: s.admission.queue)
+    in_flight = Forward["Server", int](lambda s: s.admission.in_flight)
+    calls_total = Forward["Server", int](lambda s: s.admission.calls_total)
+    errors_total = Forward["Server", int](lambda s: s.admission.errors_total)
+    timeouts_total = Forward["Server", int](lambda s: s.admission.timeouts_total)
+    busy_total = Forward["Server", int](lambda s: s.admission.busy_total)
+    latencies = Forward["Server", collections.deque[float]](lambda s: s.admission.latencies)
+    last_active = Forward["Server", float](lambda s: s.admission.last_active)
+    stats = Forward["Server", RequestStats](lambda s: s.admission.stats)
+    restarts = Forward["Server", int](lambda s: s.book.restarts)
+    restart_reasons = Forward["Server", collections.Counter[str]](lambda s: s.book.reasons)
+    pins = Forward["Server", ToolPins](lambda s: s.tool_policy.pins)
+    blocked = Forward["Server", set[str]](lambda s: s.tool_policy.blocked)
+    policy_epoch = Forward["Server", int](lambda s: s.tool_policy.epoch)
+    tool_changes_total = Forward["Server", int](lambda s: s.tool_policy.changes_total)
+    autoscaler = Forward["Server", Autoscaler | None](lambda s: s.capacity.autoscaler)
+    scale_events = Forward["Server", collections.Counter[str]](lambda s: s.capacity.scale_events)
+    last_scale = Forward["Server", dict[str, Any] | None](lambda s: s.capacity.last_scale)
+    floor = Forward["Server", int](lambda s: s.slots.floor)
+    target_instances = Forward["Server", int](lambda s: s.slots.target)
 
     @property
     def awaiting_input(self) -> int:
@@ -378,8 +385,8 @@ class Server(Launch, ChildLog):
     def since(self) -> float:
         return self.life.since
 
-    transitional = Forward[bool](lambda s: s.life.transitional)
-    stopping = Forward[bool](lambda s: s.life.stopping)
+    transitional = Forward["Server", bool](lambda s: s.life.transitional)
+    stopping = Forward["Server", bool](lambda s: s.life.stopping)
 
     def start(self) -> None:
         self.life.start()
