@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="measured seconds per point")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per point")
     parser.add_argument("--levels", help="concurrency levels, e.g. 1,10,100")
+    parser.add_argument("--http-levels", help="concurrency levels (connections) of the HTTP paths, "
+                        "default 1,10,100,500; e.g. 100,500,1000")
     parser.add_argument("--fleet-data", type=Path, default=os.environ.get("MCP_SUPERVISOR_BENCH_FLEET_DATA"),
                         help="MCP_SUPERVISOR_DATA where `mcpctl install` put the shipped fleet")
     parser.add_argument("--install-peers", action="store_true",
@@ -181,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(quick=args.quick, warmup=warmup, duration=duration, fleet_data=args.fleet_data)
     if args.levels:
         settings.levels = tuple(int(x) for x in args.levels.split(","))
+    if args.http_levels:
+        settings.http_levels = tuple(int(x) for x in args.http_levels.split(","))
     if args.install_peers:
         print(install_peers(), file=sys.stderr)
     _raise_fd_limit()

@@ -63,11 +63,16 @@ async def _clients(daemon: Daemon, path: str, level: int) -> tuple[list[Any], li
         client, proc = await open_pipes([MCPCTL, "--socket", str(daemon.socket), "connect", "echo"], 0)
         return [client], [proc], level
     assert daemon.http_port is not None
-    return [await open_http("127.0.0.1", daemon.http_port, "/mcp/echo", i) for i in range(level)], [], 1
+    url = "/mcp" if path == "http-aggregate" else "/mcp/echo"
+    return [await open_http("127.0.0.1", daemon.http_port, url, i) for i in range(level)], [], 1
 
 
 async def _measure(daemon: Daemon, path: str, level: int, warmup: float, duration: float,
                    strace: bool) -> dict[str, Any]:
+    from . import load
+    saved = load.ECHO_CALL
+    if path == "http-aggregate":  # the aggregate names tools <server>__<tool>
+        load.ECHO_CALL = saved.replace(b'"name":"echo"', b'"name":"echo__echo"')
     clients, procs, depth = await _clients(daemon, path, level)
     try:
         await asyncio.gather(*(c.initialize() for c in clients))
@@ -95,6 +100,7 @@ async def _measure(daemon: Daemon, path: str, level: int, warmup: float, duratio
         await asyncio.to_thread(out.unlink, True)
         return summary
     finally:
+        load.ECHO_CALL = saved
         for c in clients:
             c.close()
         for p in procs:
@@ -179,7 +185,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, required=True, help="a tree holding the 'before' supervisor/")
-    parser.add_argument("--path", choices=("socket", "bridge", "http"), default="socket")
+    parser.add_argument("--path", choices=("socket", "bridge", "http", "http-aggregate"), default="socket",
+                        help="http: /mcp/echo; http-aggregate: /mcp (tools named echo__…)")
     parser.add_argument("--levels", default="1,10,100")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=0.5)

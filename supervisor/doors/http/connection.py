@@ -22,7 +22,8 @@ import anyio
 import orjson
 
 from supervisor.errors import INVALID_REQUEST
-from supervisor.wire.fastio.http_connection import HttpConnection, connections_of
+from supervisor.wire.fastio.fast_requests import FastApp, FastHttpConnection
+from supervisor.wire.fastio.http_connection import connections_of
 from supervisor.wire.jsonrpc import error_response
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class Connections:
         self.settings = settings
         self.max_connections = settings.max_connections  # lowered to the fd budget by the door
         self.refused = 0
+        # What each whole POST is offered to first (the door's `FastPath`); None: all go ASGI.
+        self.fast_app: FastApp | None = None
         self._open: set[Connection] = set()  # uvicorn's set of open connections, once serving
         self._sweeper_idle = False
         self._opened = anyio.Event()
@@ -87,7 +90,7 @@ class Connections:
         return _protocol(self)
 
 
-class Connection(HttpConnection):
+class Connection(FastHttpConnection):
     """One connection of the door (the class `Connections.protocol` builds sets the limits)."""
 
     connections_: Connections
@@ -123,6 +126,7 @@ def _protocol(connections: Connections) -> type[Connection]:
 
     class Bound(Connection):
         connections_ = connections
+        fast_app = connections.fast_app
         loop_time = staticmethod(asyncio.get_running_loop().time)
         header_timeout = settings.header_timeout
         body_timeout = settings.body_timeout

@@ -142,7 +142,7 @@ class Modern:
                        and book.retry(msg, params, ask, call))
             if not retried:
                 with door.batch():
-                    self._stateless_for(target).on_message(msg, call)
+                    self.stateless_for(target).on_message(msg, call)
             await respond.respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send,
                                   door.settings.sse_poll_after)
         except BaseException:
@@ -152,7 +152,7 @@ class Modern:
             if book is not None and ask is not None:
                 book.detach(call, ask)
 
-    def _stateless_for(self, target: Target) -> _Stateless:
+    def stateless_for(self, target: Target) -> _Stateless:
         session = self._stateless.get(id(target))
         if session is None or session.closed or session.server is not target:
             session = _Stateless(target, Outbox(), max_message=self.door.max_message,

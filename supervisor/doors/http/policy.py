@@ -20,6 +20,7 @@ everyone.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -92,13 +93,19 @@ def screen(raw: list[tuple[bytes, bytes]],
                 return headers, Refusal(400, f"Bad Request: more than one {shown} header")
             seen.add(name)
     host = headers.get(b"host")
-    if host is not None and ANY_HOST not in hosts:
-        hostname = host_name(host)
-        if hostname is None or hostname not in hosts:
-            shown = host.decode("latin-1", "replace")[:100]
-            return headers, Refusal(403, f"Forbidden: Host {shown!r} is not this server's name "
-                                         "(DNS rebinding?); add it to http.allowed_hosts if it is")
+    if host is not None and ANY_HOST not in hosts and not _host_allowed(host, hosts):
+        shown = host.decode("latin-1", "replace")[:100]
+        return headers, Refusal(403, f"Forbidden: Host {shown!r} is not this server's name "
+                                     "(DNS rebinding?); add it to http.allowed_hosts if it is")
     return headers, None
+
+
+@functools.lru_cache(maxsize=256)
+def _host_allowed(host: bytes, hosts: frozenset[str]) -> bool:
+    """Whether a `Host` value names this server: remembered for the few values clients send (a
+    parse and a set lookup per request before; bounded, whatever a client sends)."""
+    hostname = host_name(host)
+    return hostname is not None and hostname in hosts
 
 
 def bearer_token(value: bytes | None) -> bytes | None:

@@ -19,11 +19,14 @@ A response is JSON unless the call streams (progress, or a server-to-client requ
 session) or the client accepts only SSE; then it becomes an SSE stream ending with the answer
 (`respond.py`).
 
-Hot path: one POST is one ASGI call on uvicorn's own task: read the body, hand the message to the
-session (which routes it to a child without awaiting), wait on one event, write one JSON body. No
-extra task and no timer per request: the connection itself tells a waiting call that its client
-went away (`fastio.watch_hang_up`), which cancels the call in the child with
-`notifications/cancelled`. Only a call that streams (SSE) gets a second task watching for that.
+Hot path (`fast.py`): the common POST (a legacy session's request or notification, or a
+2026-07-28 request, whole, that every check lets through) is served by its connection with no
+ASGI cycle and no task: routed to the session from the parser's callback, answered with one write
+from the callback that delivers the answer, cancelled in the child when the client hangs up.
+Everything else is declined before anything changed and comes here as ASGI, on uvicorn's task:
+read the body, route, wait on one future (the connection says when its client went away,
+`fastio.watch_hang_up`), write the answer. A call that streams (SSE) gets a second task watching
+for the hang-up; a fast call that starts streaming carries on as ASGI (`FastRequest.escalate`).
 
 Security: a foreign `Host` or `Origin` is 403 (DNS rebinding) and a duplicated `Authorization`,
 `Origin`, `Host` or `Mcp-Session-Id` is 400, on every path (`supervisor.doors.http.policy`); a legacy
@@ -45,6 +48,7 @@ Containment: every HTTP request is its own failure domain, and no client can hol
 The door's parts (this module is `HttpDoor` itself: construction, serving and stopping, the ASGI
 routing and the who-is-asking checks: Host, Origin, token, rate limit, the client's view):
 
+    fast.py          the common POST served by its connection (`wire/fastio/fast_requests.py`)
     connection.py    the connections: the cap, head/body deadlines and their sweeper (over
                      `wire/fastio/http_connection.py`, which holds what leans on uvicorn's internals)
     body.py          one POST's body: size limit, JSON, one object with a usable id
@@ -102,6 +106,7 @@ from . import meta
 from . import policy as http_policy
 from .body import read_message
 from .connection import Connections
+from .fast import FastPath
 from .legacy import Legacy
 from .modern import Modern
 from .replies import _JSON, Receive, Scope, Send, _closing, _send_empty, _send_error
@@ -180,6 +185,7 @@ class HttpDoor:
         self.connections = Connections(settings)
         self.legacy = Legacy(self)
         self.modern = Modern(self)
+        self.connections.fast_app = FastPath(self)  # the common POST, served by its connection
 
     # ---- running ----------------------------------------------------------------------------
 

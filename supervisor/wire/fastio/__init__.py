@@ -23,6 +23,9 @@ the daemon's workload, lives here behind a small interface, with contract tests
 - `http_connection`: the HTTP door's uvicorn connection (coalesced head and body writes, 64 KiB
   reads, head/body deadlines read off uvicorn's request cycle); a module of its own so that only
   a daemon with the HTTP door imports uvicorn.
+- `fast_requests`: that connection serving a whole POST itself, with no ASGI cycle and no task
+  (`FastHttpConnection`, `FastRequest`): the app takes the request in the parser's last callback
+  and answers it with one write, or carries on as ASGI through a real uvicorn cycle.
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ def unwatch_hang_up(receive: Callable[[], Awaitable[Any]]) -> None:
 def hung_up(cycle: Any) -> None:
     """For the door's protocol, in `connection_lost`: the connection of `cycle` (its last request
     cycle, or None) is gone; tell whoever watches that request."""
-    if cycle is not None:
+    if cycle is not None and hasattr(cycle, "__dict__"):  # (a FastRequest has slots and no watcher)
         callback = vars(cycle).pop(_HANG_UP, None)
         if callback is not None:
             callback()
