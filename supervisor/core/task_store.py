@@ -152,7 +152,7 @@ class RedisTaskStore:
                             handler(payload)
                 finally:
                     with anyio.move_on_after(1, shield=True):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]  # (redis-py)
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves PubSub.aclose unannotated
             except Exception as exc:  # Redis went away: say so, and listen again shortly
                 self.errors += 1
                 log.warning("tasks: control channel of node %s: %s: %s", node, type(exc).__name__, exc)
