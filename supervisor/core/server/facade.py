@@ -163,7 +163,7 @@ class Server(Launch, ChildLog):
         self._stderr_budget = LogBudget(STDERR_LOG_PER_SECOND)
         self._message_budget = LogBudget(STDERR_LOG_PER_SECOND)
         self.cache = ctx.cache.front(config, self.route) if ctx.cache is not None else None
-        self.pins = ToolPins(ctx.state_dir / "tool-pins" / f"{self.name}.json")
+        self.pins = ToolPins(ctx.state_dir / "tool-pins" / f"{self.name}.json", ctx.clock)
         self.tool_changes_total = 0  # definition changes seen (approved or not)
         self.blocked: set[str] = set()  # tools held back by on_tool_change = "block"
         self.gate: ServerGate | None = None
