@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from supervisor.wire import fastio
 
-from .conftest import wait_for
+from .conftest import free_port, wait_for
 
 LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
     not fastio.uvloop_installed(), reason="uvloop is not installed"))]
@@ -104,12 +103,6 @@ def test_watch_hang_up_refuses_what_is_not_a_uvicorn_cycle() -> None:
     fastio.hung_up(None)  # a connection lost before any request: nothing to tell
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.parametrize("name", LOOPS)
 def test_a_waiting_request_hears_its_client_hang_up(name: str) -> None:
     """uvicorn's httptools `receive` is a bound method of the request's cycle, the protocol's
@@ -138,7 +131,7 @@ def test_a_waiting_request_hears_its_client_hang_up(name: str) -> None:
         fastio.unwatch_hang_up(receive)
 
     async def main() -> None:
-        port = _free_port()
+        port = free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None,
                                 access_log=False, http=Protocol, ws="none")
         server = uvicorn.Server(config)

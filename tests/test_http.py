@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import httpx
 import pytest
 from mcp import Client, MCPError
 
-from .conftest import ECHO, NODE_BIN, Daemon, MakeDaemon, server_toml
+from .conftest import ECHO, NODE_BIN, Daemon, MakeDaemon, free_port, server_toml
 from .sdk import text_of
 
 pytestmark = pytest.mark.anyio
@@ -33,12 +32,6 @@ ACCEPT = "application/json, text/event-stream"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def http_toml(port: int, **keys: str) -> str:

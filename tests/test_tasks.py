@@ -22,9 +22,9 @@ from supervisor.core.tasks import EXTENSION
 from supervisor.errors import ConfigError
 from supervisor.policy.task_table import COMPLETED, INPUT_REQUIRED, WORKING, TableFull, TaskRecord, TaskTable
 
-from .conftest import ECHO, MCPCTL, SERVERS, Daemon, MakeDaemon, server_toml, wait_for
+from .conftest import ECHO, MCPCTL, SERVERS, Daemon, MakeDaemon, free_port, server_toml, wait_for
 from .redis_server import RedisServer
-from .test_http import ACCEPT, MODERN, free_port, http_toml
+from .test_http import ACCEPT, MODERN, http_toml
 
 CHILD = SERVERS / "conformance_server.py"
 WITH_TASKS: dict[str, Any] = {"extensions": {EXTENSION: {}}, "elicitation": {}}

@@ -19,9 +19,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from .conftest import ECHO, Daemon, MakeDaemon, daemon_env, server_toml, wait_for
+from .conftest import ECHO, Daemon, MakeDaemon, daemon_env, free_port, server_toml, wait_for
 from .mcp_raw import RawSession
-from .test_http import free_port, http_toml, modern_call, modern_headers
+from .test_http import http_toml, modern_call, modern_headers
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
