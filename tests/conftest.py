@@ -239,6 +239,12 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def sock(workdir: Path) -> Path:
+    """A control socket path for a client test's own peer (tests/raw_socket.py, tui.fake)."""
+    return workdir / "control.sock"
+
+
 def daemon_env(workdir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_SUPERVISOR", "XDG_"))}
     env.update({
