@@ -27,6 +27,8 @@ from hypothesis import HealthCheck, Phase, settings
 
 from supervisor.client.control import call
 
+from .server_fakes import Children, FakeClock
+
 # Hypothesis profiles (tests/test_fuzz.py): "ci", the default, is derandomized (the same examples
 # on every run, so a red CI is reproducible) with each test's own small max_examples, and reports
 # the first failing example as generated: a failure usually kills the daemon, and shrinking it
@@ -237,6 +239,18 @@ def workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="mcps-", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The clock of an in-process test (tests/server_fakes.py): it moves only when told."""
+    return FakeClock()
+
+
+@pytest.fixture
+def children() -> Children:
+    """The fake children an in-process `Server` makes (tests/server_fakes.py)."""
+    return Children()
 
 
 @pytest.fixture

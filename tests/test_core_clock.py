@@ -46,16 +46,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def children() -> Children:
-    return Children()
-
-
 def tools_call(request_id: int, **params: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
             "params": {"name": "echo", "arguments": {}, **params}}

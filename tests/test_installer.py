@@ -181,12 +181,11 @@ def test_a_package_without_the_configured_command_fails_clearly(tmp_path: Path) 
     assert not (tmp_path / "data/servers/x" / MARKER).exists()
 
 
-def test_install_times_are_read_from_the_injected_clock(tmp_path: Path) -> None:
+def test_install_times_are_read_from_the_injected_clock(tmp_path: Path, clock: FakeClock) -> None:
     """An install's seconds, the live display's elapsed column and the marker's `installed_at`
     come from the installer's clock: seven fake seconds during `npm install` read as 7.0 s."""
     fake = tmp_path / "fakebin"
     write_fake_npm(fake)
-    clock = FakeClock()
     out = io.StringIO()
     display = ProgressDisplay(["a"], out, live=True, clock=clock)
 
