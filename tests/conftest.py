@@ -67,6 +67,13 @@ def server_toml(name: str, script: Path = ECHO, *args: str, **keys: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def everything_bin() -> Path:
+    """The reference `mcp-server-everything` (Node), a real third-party child."""
+    path = NODE_BIN / "mcp-server-everything"
+    assert path.exists(), f"{path} is missing: `make test` installs tests/node (npm ci)"
+    return path
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's pick)."""
     with socket.socket() as probe:
