@@ -276,6 +276,9 @@ def test_too_many_tasks_are_refused_with_a_clear_error(make_daemon: MakeDaemon) 
     assert refused["error"]["code"] == -32000, refused
     assert "too many tasks" in refused["error"]["message"]
     assert refused["error"]["data"]["max_tasks"] == 2
+    # The same busy refusal as every other (errors.busy): the server, and when to retry.
+    assert refused["error"]["data"]["server"] == "conformance"
+    assert refused["error"]["data"]["retry_after_ms"] >= 10
     listed = json.loads(daemon.ctl("tasks", "--json").stdout)
     assert {row["task_id"] for row in listed["tasks"]} == set(kept)
     assert listed["stats"]["refused"] == 1

@@ -31,7 +31,7 @@ from supervisor.errors import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
     MISSING_CLIENT_CAPABILITY,
-    SERVER_BUSY,
+    busy,
 )
 from supervisor.policy.task_table import (
     CANCELLED,
@@ -340,10 +340,10 @@ class TaskBook:
         try:
             self.table.add(record, now)
         except TableFull as exc:
-            sink.deliver(error_response(
-                msg["id"], SERVER_BUSY, f"server busy: too many tasks: {exc}; retry later",
-                {"retry_after_ms": max(10, int(settings.poll_interval * 1000)),
-                 "max_tasks": settings.max_tasks}))
+            refusal = busy(msg["id"], server.name, f"too many tasks: {exc}",
+                           max(10, int(settings.poll_interval * 1000)))
+            refusal["error"]["data"]["max_tasks"] = settings.max_tasks
+            sink.deliver(refusal)
             return
         self.created_total += 1
         capabilities = meta.get(protocol.META_CLIENT_CAPABILITIES)
