@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,6 +21,13 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from supervisor.wire import fastio
+from supervisor.wire.fastio.http_connection import (
+    READ_SIZE,
+    CoalescingTransport,
+    HttpConnection,
+    connections_of,
+    small_reads,
+)
 
 from .conftest import free_port, wait_for
 
@@ -104,7 +112,8 @@ def test_watch_hang_up_refuses_what_is_not_a_uvicorn_cycle() -> None:
 
 
 @pytest.mark.parametrize("name", LOOPS)
-def test_a_waiting_request_hears_its_client_hang_up(name: str) -> None:
+@pytest.mark.parametrize("base", ["subclass", "HttpConnection"])
+def test_a_waiting_request_hears_its_client_hang_up(name: str, base: str) -> None:
     """uvicorn's httptools `receive` is a bound method of the request's cycle, the protocol's
     `cycle` is that same request while it waits, and `connection_lost` runs when the client goes:
     a protocol that calls `fastio.hung_up` there reaches the callback of the waiting request."""
@@ -115,6 +124,9 @@ def test_a_waiting_request_hears_its_client_hang_up(name: str) -> None:
         def connection_lost(self, exc: Exception | None) -> None:
             super().connection_lost(exc)
             fastio.hung_up(self.cycle)
+
+    # `HttpConnection` (the door's base) does the same in its own `connection_lost`.
+    chosen = Protocol if base == "subclass" else HttpConnection
 
     async def app(scope: Any, receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
         if scope["type"] != "http":
@@ -133,7 +145,7 @@ def test_a_waiting_request_hears_its_client_hang_up(name: str) -> None:
     async def main() -> None:
         port = free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None,
-                                access_log=False, http=Protocol, ws="none")
+                                access_log=False, http=chosen, ws="none")
         server = uvicorn.Server(config)
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # no signal handlers off the main thread
         task = asyncio.ensure_future(server.serve())
@@ -151,5 +163,191 @@ def test_a_waiting_request_hears_its_client_hang_up(name: str) -> None:
             await asyncio.wait_for(task, 20)
         assert watched == [True]
         assert heard == ["gone"]
+
+    fastio.run(main, {fastio.LOOP_ENV: name})
+
+
+# ---- the HTTP door's connection (fastio.http_connection) ------------------------------------------
+
+
+class _Recorder:
+    """A transport that records what is written through it (and forwards everything)."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self.transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+def _serve(app: Any, protocol: type[HttpConnection], main: Callable[[uvicorn.Server, int], Any],
+           name: str) -> None:
+    """Run a real uvicorn server on `protocol` on the loop `name`, and `main(server, port)`."""
+    async def run() -> None:
+        port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None,
+                                access_log=False, http=protocol, ws="none")
+        server = uvicorn.Server(config)
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # no signal handlers off the main thread
+        task = asyncio.ensure_future(server.serve())
+        try:
+            with anyio.fail_after(20):
+                while not server.started:
+                    await anyio.sleep(0.01)
+            await main(server, port)
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(task, 20)
+
+    fastio.run(run, {fastio.LOOP_ENV: name})
+
+
+async def _until(predicate: Callable[[], bool], what: str) -> None:
+    """Poll `predicate` on the loop (every 10 ms, for up to 20 s) until it holds."""
+    with anyio.move_on_after(20):
+        while not predicate():
+            await anyio.sleep(0.01)
+    assert predicate(), f"timed out waiting for {what}"
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_a_connection_knows_what_it_awaits_from_its_client(name: str) -> None:
+    """uvicorn's `cycle` is replaced when a head completes, its `more_body` is False once the body
+    is all in and `response_started` True once the answer began, and the server's
+    `server_state.connections` is the set the protocol adds itself to: from these alone
+    `HttpConnection` keeps a deadline for the head (from its first byte) and the body (from the
+    head), none while nothing is awaited, and refuses a head over `max_head`."""
+    answering: list[bool] = []
+    too_big: list[int] = []
+
+    class Connection(HttpConnection):
+        header_timeout = 100.0
+        body_timeout = 1000.0
+        max_head = 1024
+
+        def head_too_big(self) -> None:
+            too_big.append(self._head)
+            super().head_too_big()
+
+    async def app(scope: Any, receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        (conn,) = [c for c in connections_of(server_of[0]) if c.cycle is not None]
+        answering.append(conn.answering())
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
+        answering.append(conn.answering())
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server_of: list[uvicorn.Server] = []
+
+    async def main(server: uvicorn.Server, port: int) -> None:
+        server_of.append(server)
+        Connection.loop_time = staticmethod(asyncio.get_running_loop().time)
+        now = asyncio.get_running_loop().time
+        async with await anyio.connect_tcp("127.0.0.1", port) as client:
+            await _until(lambda: len(connections_of(server)) == 1, "the connection")
+            (conn,) = connections_of(server)
+            assert conn.connections is connections_of(server)
+            assert conn.reading_head() and 90 < conn.deadline - now() <= 100  # the first head
+            await client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await client.receive()).endswith(b"ok")
+            assert conn.deadline == 0.0 and conn.reading_head()  # between requests: nothing awaited
+            await client.send(b"POST / HTTP/1.1\r\nHost: x\r\n")
+            await _until(lambda: conn.deadline > 0.0, "a head's deadline")
+            assert conn.reading_head() and conn.deadline - now() <= 100
+            await client.send(b"Content-Length: 5\r\n\r\nab")
+            await _until(lambda: not conn.reading_head(), "the body being read")
+            assert 900 < conn.deadline - now() <= 1000
+            await client.send(b"cde")
+            assert (await client.receive()).endswith(b"ok")
+            assert conn.deadline == 0.0 and conn.reading_head()
+            assert answering == [False, True, False, True]
+        async with await anyio.connect_tcp("127.0.0.1", port) as client:
+            await client.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2000)
+            with anyio.fail_after(20):
+                with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                    while await client.receive():
+                        pass
+        assert too_big and too_big[0] > 1024
+
+    _serve(app, Connection, main, name)
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_a_json_answer_is_one_write_and_a_stream_head_goes_out_alone(name: str) -> None:
+    """uvicorn writes a response head (starting `HTTP/1.1 `) and its body as separate writes;
+    `CoalescingTransport` makes them one when they come in the same step, and writes a head with
+    nothing after it (an SSE stream's start) at the end of the loop pass."""
+    recorded: list[_Recorder] = []
+
+    class Connection(HttpConnection):
+        def accept(self, transport: asyncio.BaseTransport) -> None:
+            recorder = _Recorder(transport)
+            recorded.append(recorder)
+            super().accept(recorder)  # type: ignore[arg-type]  # a duck-typed transport
+
+    async def app(scope: Any, receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        if scope["path"] == "/stream":
+            await anyio.sleep(0.05)
+        await send({"type": "http.response.body", "body": b"data: x\n\n"})
+
+    async def main(server: uvicorn.Server, port: int) -> None:
+        async with await anyio.connect_tcp("127.0.0.1", port) as client:
+            await client.send(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
+            with anyio.fail_after(20):
+                got = b""
+                while b"data: x" not in got:
+                    got += await client.receive()
+            (recorder,) = recorded
+            assert isinstance(connections_of(server).copy().pop().transport, CoalescingTransport)
+            assert len(recorder.writes) == 1, recorder.writes
+            assert recorder.writes[0].startswith(b"HTTP/1.1 200") and b"data: x" in recorder.writes[0]
+            await client.send(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            with anyio.fail_after(20):
+                got = b""
+                while b"data: x" not in got:
+                    got += await client.receive()
+            head, *rest = recorder.writes[1:]
+            assert head.startswith(b"HTTP/1.1 200") and b"data: x" not in head
+            assert rest and b"data: x" in b"".join(rest)  # chunked, since no content-length
+
+    _serve(app, Connection, main, name)
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_small_reads_sets_the_read_size_of_asyncios_socket_transport(name: str) -> None:
+    """asyncio's socket transport reads `max_size` bytes per `recv` (256 KiB unless told): the
+    attribute `small_reads` lowers. uvloop's has no such attribute, and `small_reads` leaves it."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        try:
+            transport, _ = await loop.create_connection(asyncio.Protocol, *listener.getsockname()[:2])
+            try:
+                small_reads(transport)
+                if name == "asyncio":
+                    selector_transport = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]  # private, and not in typeshed
+                    assert selector_transport.max_size == 256 * 1024  # what it would read
+                    assert transport.max_size == READ_SIZE  # type: ignore[attr-defined]  # asyncio's private read size
+                else:
+                    assert not hasattr(transport, "max_size")
+            finally:
+                transport.close()
+        finally:
+            listener.close()
 
     fastio.run(main, {fastio.LOOP_ENV: name})

@@ -16,6 +16,9 @@ the daemon's workload, lives here behind a small interface, with contract tests
 - `watch_hang_up(receive, callback)` / `hung_up(cycle)`: an HTTP request waiting for its answer
   learns that its client closed the connection from the connection itself, with no task and no
   timer per request.
+- `http_connection`: the HTTP door's uvicorn connection (coalesced head and body writes, 64 KiB
+  reads, head/body deadlines read off uvicorn's request cycle); a module of its own so that only
+  a daemon with the HTTP door imports uvicorn.
 """
 
 from __future__ import annotations
