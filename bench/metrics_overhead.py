@@ -55,13 +55,13 @@ async def main() -> None:
     pendings = [Pending(NullSink(), i, "tools/call", now + 60, None, "echo", now, False) for i in range(N)]
 
     def bare(instance: object, pending: Pending, outcome: Outcome) -> None:
-        server.calls_total += 1
+        server.admission.calls_total += 1
         elapsed = time.monotonic() - pending.started
         server.latencies.append(elapsed)
         if outcome is not Outcome.OK:
-            server.errors_total += 1
+            server.admission.errors_total += 1
         if server.queue:
-            server._dispatch_queue()
+            server.admission.dispatch_queue()
 
     registry = CollectorRegistry()
     counter = Counter("r", "r", ["server", "method", "outcome"], registry=registry)

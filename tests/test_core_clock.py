@@ -148,15 +148,12 @@ async def test_a_request_state_expires_with_the_childs_call_on_the_injected_cloc
 async def test_a_changed_tool_is_stamped_with_the_servers_clock(tmp_path: Path, clock: FakeClock,
                                                                 children: Children) -> None:
     """A server's pins take its `FleetContext` clock: a tool seen changed carries that clock's
-    wall time as `since`, the same instant as the published tool_change event."""
-    events: list[dict[str, Any]] = []
+    wall time as `since`."""
     server = make_server(tmp_path, clock, children)
-    server.ctx.publish = events.append
-    server._tools_seen(list(TOOLS))  # first sight: pinned
+    server.tool_policy.seen(list(TOOLS))  # first sight: pinned
     clock.advance(42)
-    server._tools_seen([{**TOOLS[0], "description": "now it deletes files"}])
+    server.tool_policy.seen([{**TOOLS[0], "description": "now it deletes files"}])
     assert server.pins.changes["echo"]["since"] == clock.time() == 1_700_001_042.0
-    assert [e["at"] for e in events if e["type"] == "tool_change"] == [clock.time()]
 
 
 def test_pins_stamp_each_new_change_and_keep_a_known_ones_time(tmp_path: Path, clock: FakeClock) -> None:

@@ -237,11 +237,11 @@ async def test_a_child_that_misses_unhealthy_after_probes_is_replaced(
         await until(ready(server), "ready")
         hung = children.made[0]
         children.hung = False
-        await server._probe(hung)  # two probes in a row, each given ping_timeout
+        await server.probes.probe(hung)  # two probes in a row, each given ping_timeout
         assert hung.restart_kind == "unresponsive"
         await until(lambda: len(children.made) == 2 and ready(server)(), "its replacement")
         assert server.restart_reasons["unresponsive"] == 1
-        await server._probe(children.made[1])  # it answers: nothing happens
+        await server.probes.probe(children.made[1])  # it answers: nothing happens
         assert children.made[1].restart_kind is None and children.made[1].unhealthy.count == 0
 
 
@@ -357,7 +357,7 @@ async def test_a_quiet_server_scales_down_to_its_floor_draining_the_least_busy(
                          instances=1, scale_down_window=10.0)
     async with running(server):
         await until(ready(server), "ready")
-        server._add_slot()  # as a scale-up would
+        server.slots.add()  # as a scale-up would
         await until(ready(server, 2), "two ready")
         for child in children.made:
             server.memory_sample(child, (1000, 1, False), 0.0, clock.monotonic())

@@ -12,7 +12,7 @@ it over-states a tree; PSS is fairer but reading `smaps_rollup` costs several ti
 only be smaller than RSS, so a tree under its limit by RSS is under it by PSS too: we read PSS only
 for trees whose RSS is over a limit, and judge them by that.
 
-(Liveness probes live with each server, in `Server._health`: they are per-child requests on the
+(Liveness probes live with each server, in `core/server/probes.py`: they are per-child requests on the
 event loop, not blocking /proc reads.)
 """
 

@@ -98,6 +98,7 @@ class ClientInstances:
         self.created_total = 0
         self.busy_total = 0
         self._stop = anyio.Event()
+        self._leaving: set[Server] = set()  # instances being stopped: they take nothing new
 
     @property
     def cap(self) -> int:
@@ -115,7 +116,7 @@ class ClientInstances:
     # ---- instances ------------------------------------------------------------------------------
 
     def _create(self, owner: str) -> Server | None:
-        from .server import Server
+        from .server import ClientInstance, Server
 
         if self._tg is None or (owner != SPARE and self.taken >= self.cap):
             return None
@@ -128,18 +129,12 @@ class ClientInstances:
                    "MCP_SUPERVISOR_CLIENT_DIR": str(directory)}
         ctx = dataclasses.replace(parent.ctx, environ=environ, cache=None,
                                   publish=lambda event: self._publish(event))
-        server = Server(config, ctx)
-        server.name = f"{parent.name}@{slug(owner)}"  # its HOME/TMPDIR and log lines
-        server.pins = parent.pins  # one set of pinned definitions per configured server
-        server.owner_of = parent
-        server.owner = owner
-        server._rebuild_gate()
-        # Starting from now: a request that comes before its task runs waits in its queue.
-        server._set_state(State.STARTING, f"starting for client {owner!r}")
+        client_dir = directory if owner.startswith(ANONYMOUS) else None  # removed with it
+        server = Server(config, ctx, client=ClientInstance(parent, owner, f"{parent.name}@{slug(owner)}",
+                                                           client_dir))
         self.owners[owner] = server
         self.created_total += 1
         self._tg.start_soon(self._run, server)
-        server.client_dir = directory if owner.startswith(ANONYMOUS) else None
         log.info("%s: started an instance for client %r (%d/%d)", parent.name, owner,
                  self.taken, self.cap)
         self.parent.per_client_changed()
@@ -149,17 +144,17 @@ class ClientInstances:
         """The owner's instance, created on first use; None at the cap (or while it stops)."""
         server = self.owners.get(owner)
         if server is not None:
-            return None if server.retired else server
+            return None if server in self._leaving else server
         return self._create(owner)
 
     def any_instance(self) -> Server | None:
         """For lists and handshakes, which carry no client's state: the spare (started when
         missing), else any ready instance."""
         spare = self.owners.get(SPARE)
-        if spare is not None and not spare.retired:
+        if spare is not None and spare not in self._leaving:
             return spare
         for server in self.owners.values():
-            if server.state in SERVING and not server.retired:
+            if server.state in SERVING and server not in self._leaving:
                 return server
         return self._create(SPARE)
 
@@ -178,7 +173,7 @@ class ClientInstances:
 
     async def _retire(self, owner: str, server: Server, why: str) -> None:
         """Stop one instance and forget it (its state goes with its process)."""
-        server.retired = True
+        self._leaving.add(server)
         log.info("%s: stopping the instance of client %r: %s", self.parent.name, owner, why)
         server.stop(why)
         with anyio.move_on_after(server.config.stop_timeout + 5):
@@ -191,6 +186,7 @@ class ClientInstances:
             scope.cancel()
         if self.owners.get(owner) is server:
             del self.owners[owner]
+        self._leaving.discard(server)
         if server.client_dir is not None:  # an anonymous client's files end with its instance
             state = self.parent.ctx.state_dir
             doomed = [server.client_dir, state / "home" / server.name, state / "tmp" / server.name]
@@ -252,7 +248,7 @@ class ClientInstances:
                 for owner, server in list(self.owners.items()):
                     if self._stop.is_set():
                         tg.start_soon(self._retire, owner, server, self._stop_reason)
-                    elif (not server.retired and not server.in_flight and not server.queue
+                    elif (server not in self._leaving and not server.in_flight and not server.queue
                             and now - server.last_active >= idle):
                         tg.start_soon(self._retire, owner, server, f"idle for {idle:g}s (idle_timeout)")
             self._tg = None  # no new instances; the task group waits for the retirements

@@ -1,4 +1,5 @@
-"""Admission's rules: which instance takes a request, its deadline, when to retry a refusal.
+"""Admission's rules: which instance takes a request, its deadline, when to retry a refusal, and
+the answer to a call the child cannot serve.
 
 Pure functions of what the server knows at that instant; `Server` applies them on the hot path
 (`submit` → `route` → `_admit`), and `Queued` is one request waiting for a free slot.
@@ -7,9 +8,12 @@ Pure functions of what the server knows at that instant; `Server` applies them o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from supervisor.errors import METHOD_NOT_FOUND
 from supervisor.policy import counters
+from supervisor.wire import protocol
+from supervisor.wire.jsonrpc import error_response
 
 if TYPE_CHECKING:
     from supervisor.config import ServerConfig
@@ -73,3 +77,17 @@ def shown(method: str) -> str:
     return method if len(method) <= limit else method[:limit] + "…"
 
 
+def undeclared_answer(server: str, message: Message, capability: str, client_modern: bool) -> Message:
+    """Capability-aware routing: the answer to a call the child said it cannot serve (it never
+    sees it). An empty list is the right answer to a list method; anything else is unknown."""
+    method = message["method"]
+    list_key = protocol.LIST_ITEMS.get(method)
+    if list_key is not None:
+        result: dict[str, Any] = {list_key[0]: []}
+        if client_modern:
+            protocol.modernize_result({"result": result}, method)
+        return {"jsonrpc": "2.0", "id": message["id"], "result": result}
+    return error_response(
+        message["id"], METHOD_NOT_FOUND,
+        f"Method not found: server '{server}' does not declare the "
+        f"'{capability}' capability, so it does not serve {method}")

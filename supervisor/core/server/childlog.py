@@ -70,7 +70,7 @@ class ChildLog:
         if log_it:
             stderr_log.log(logging_level(level), "%s: %s", self.name, line)
 
-    def _note(self, text: str) -> None:
+    def note(self, text: str) -> None:
         """A line of our own in this server's log (ring, file, `mcpctl logs`) and the daemon log."""
         self._record(REDACT(f"[mcp-supervisor] {text}"), "info")
         log.info("%s: %s", self.name, text)

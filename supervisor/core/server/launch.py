@@ -2,8 +2,8 @@
 
 A mixin of `Server` (this part reads only the attributes it declares): `check_prerequisites` says
 why a server cannot start without spawning anything; `load_secrets` reads the env files again
-before each spawn; `_argv`, `_default_cwd` and `_spawn_env` are what the slot hands the instance
-factory; `variables` names (never values) what the entry uses.
+before each spawn; `spawn_child` hands the instance factory its `_argv`, `_default_cwd` and
+`_spawn_env`, and records the pids; `variables` names (never values) what the entry uses.
 """
 
 from __future__ import annotations
@@ -13,13 +13,20 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
 from supervisor.config import ServerConfig, expand
 from supervisor.paths import private_dir
+from supervisor.policy.samples import Consecutive
 
+from ..clock import Clock
+from ..instance import Instance, InstanceOwner
 from .context import FleetContext
+
+if TYPE_CHECKING:
+    from ..process import ProcessRecord
 
 
 def missing_reason(server: str, missing: list[str], problems: tuple[str, ...] = ()) -> str:
@@ -39,6 +46,7 @@ class Launch:
     name: str
     config: ServerConfig
     ctx: FleetContext
+    clock: Clock
     environ: Mapping[str, str]  # the daemon's environment plus this server's secrets, as last read
     _secret_problems: tuple[str, ...]
     _env_file_error: str | None
@@ -147,3 +155,30 @@ class Launch:
             env["TMPDIR"] = str(private_dir(self.ctx.state_dir / "tmp" / self.name))
         env.update(extra)
         return env
+
+    def spawn_child(self, index: int, owner: InstanceOwner) -> Instance | None:
+        """The child for slot `index` (made by the context's instance factory, not started yet),
+        or None when its command cannot be found."""
+        argv = self._argv()
+        if argv is None:
+            return None
+        config = self.config
+        cwd = self._expand(config.cwd) if config.cwd else self._default_cwd()
+        inst = self.ctx.new_instance(
+            server=self.name, index=index, argv=argv, env=self._spawn_env(), cwd=cwd, owner=owner,
+            init_timeout=config.init_timeout, stop_timeout=config.stop_timeout,
+            max_message=self.ctx.max_message, roots=config.roots,
+            era_hint=self.ctx.eras.get(config) if self.ctx.eras is not None else None,
+            on_spawn=self._record_spawn, on_reaped=self._record_reaped, clock=self.clock)
+        inst.unhealthy = Consecutive(config.unhealthy_after)
+        return inst
+
+    def _record_spawn(self, record: ProcessRecord) -> None:
+        self.ctx.direct_children.add(record.pid)
+        if self.ctx.pids is not None:
+            self.ctx.pids.add(record)
+
+    def _record_reaped(self, pid: int) -> None:
+        self.ctx.direct_children.discard(pid)
+        if self.ctx.pids is not None:
+            self.ctx.pids.remove(pid)
