@@ -48,6 +48,13 @@ def _cpu(pid: int) -> tuple[float, float]:
     return t.user, t.system
 
 
+def _switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of the daemon's main thread so far: a voluntary
+    one is the loop going to sleep in epoll_wait, so their count per call is its wake-ups."""
+    c = psutil.Process(pid).num_ctx_switches()
+    return c.voluntary, c.involuntary
+
+
 async def _clients(daemon: Daemon, path: str, level: int) -> tuple[list[Any], list[Any], int]:
     """(clients, processes, depth per client) for one level on one path."""
     if path == "socket":
@@ -70,9 +77,17 @@ async def _measure(daemon: Daemon, path: str, level: int, warmup: float, duratio
             tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(out), "-p", str(daemon.pid)],
                                       stderr=subprocess.DEVNULL)
             await asyncio.sleep(0.3)
-        result = await drive(clients, depth, warmup, duration,
-                             lambda: dict(zip(("user", "sys"), _cpu(daemon.pid), strict=True)))
+        switches: list[tuple[int, int]] = []
+
+        def probe() -> dict[str, float]:
+            switches.append(_switches(daemon.pid))
+            return dict(zip(("user", "sys"), _cpu(daemon.pid), strict=True))
+
+        result = await drive(clients, depth, warmup, duration, probe)
         summary = result.summary()
+        calls = max(1, summary["calls"])
+        summary["wakeups_per_call"] = round((switches[1][0] - switches[0][0]) / calls, 2)
+        summary["preempted_per_call"] = round((switches[1][1] - switches[0][1]) / calls, 2)
         if tracer is not None:
             tracer.send_signal(2)
             tracer.wait(10)
@@ -135,15 +150,17 @@ async def main_async(args: argparse.Namespace) -> int:
                     print(f"round {rnd} {name:<4} c={level:<4} {s['ops_per_s']:>9,.0f}/s "
                           f"p50 {s['p50_ms']} ms "
                           f"p99 {s['p99_ms']} ms  daemon user {cpu.get('user', 0):.1f} + sys "
-                          f"{cpu.get('sys', 0):.1f} µs/call  errors {sum(s['errors'].values())}"
+                          f"{cpu.get('sys', 0):.1f} µs/call  wake-ups/call {s['wakeups_per_call']} "
+                          f"(+{s['preempted_per_call']} preempted)  errors {sum(s['errors'].values())}"
                           + (f"  syscalls/call {s['syscalls']}" if "syscalls" in s else ""),
                           file=sys.stderr, flush=True)
             finally:
                 await asyncio.to_thread(daemon.stop)
                 shutil.rmtree(daemon.workdir, ignore_errors=True)
     print(f"\n{args.path}: median of {args.rounds} interleaved rounds (load avg {os.getloadavg()[0]:.1f})")
-    print("| tree | conc. | calls/s | p50 ms | p99 ms | daemon user µs/call | sys µs/call | total µs/call |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| tree | conc. | calls/s | p50 ms | p99 ms | daemon user µs/call | sys µs/call | total µs/call "
+          "| wake-ups/call |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for level in levels:
         for name in trees:
             samples = rows[(name, level)]
@@ -153,7 +170,8 @@ async def main_async(args: argparse.Namespace) -> int:
             total = med(sum(s["cpu_us_per_call"].values()) for s in samples)
             print(f"| {name} | {level} | {med(s['ops_per_s'] for s in samples):,.0f} | "
                   f"{med(s['p50_ms'] for s in samples):.3f} | {med(s['p99_ms'] for s in samples):.3f} | "
-                  f"{user:.1f} | {sys_:.1f} | {total:.1f} |")
+                  f"{user:.1f} | {sys_:.1f} | {total:.1f} | "
+                  f"{med(s['wakeups_per_call'] for s in samples):.2f} |")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Profile the daemon's hot path under load: `python -m bench.profile [--path socket|bridge|http] [-c N]`.
+"""Profile the daemon's hot path under load: `python -m bench.profile [--path PATH] [-c N]`.
 
 Starts a daemon with the echo server, drives the chosen path at concurrency N, and samples the
 daemon with py-spy (`pip install '.[bench]'`) for the duration. Prints the top functions by own
@@ -36,6 +36,7 @@ from .targets import (
 )
 
 RESULTS = REPO / "bench" / "results"
+CACHE_KEYS = 64  # distinct arguments of `--path cache`: each stored during the warm-up, then hits
 
 
 def top(stacks: Path, n: int = 25) -> str:
@@ -71,7 +72,10 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     raw = RESULTS / f"profile-{path}-c{concurrency}-{stamp}.txt"
     port = free_port() if path == "http" else None
-    with running_daemon(server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), wait_ready=["echo"],
+    entry = server_entry("echo", ECHO_ARGV, **BENCH_LIMITS)
+    if path == "cache":  # memory cache hits: a socket session cycling through 64 stored arguments
+        entry = entry.replace("[servers.echo]", "[servers.cached]") + 'cache.tools = ["echo"]\n'
+    with running_daemon(entry, wait_ready=["cached" if path == "cache" else "echo"],
                         http_port=port) as daemon:
         procs = []
         clients: list[Any]
@@ -85,6 +89,8 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
             await asyncio.to_thread(wait_port, port, 30)
             clients = [await open_http("127.0.0.1", port, "/mcp/echo", n) for n in range(concurrency)]
             depth = 1  # HTTP/1.1: one connection per request in flight
+        elif path == "cache":
+            clients = [await open_socket_session(daemon.socket, "cached", 0, keys=CACHE_KEYS)]
         else:
             clients = [await open_socket_session(daemon.socket, "echo", 0)]
         await asyncio.gather(*(c.initialize() for c in clients))
@@ -114,7 +120,8 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--path", choices=("socket", "bridge", "http"), default="socket")
+    parser.add_argument("--path", choices=("socket", "bridge", "http", "cache"),
+                        default="socket", help="cache: memory cache hits over a socket session")
     parser.add_argument("-c", "--concurrency", type=int, default=100)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")

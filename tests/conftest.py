@@ -267,7 +267,10 @@ def sock(workdir: Path) -> Path:
 
 
 def daemon_env(workdir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_SUPERVISOR", "XDG_"))}
+    # The caller's MCP_SUPERVISOR_* settings would leak into every test daemon; the event loop is
+    # the one kept, so `MCP_SUPERVISOR_LOOP=asyncio pytest` runs the suite on asyncio's own loop.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MCP_SUPERVISOR", "XDG_")) or k == "MCP_SUPERVISOR_LOOP"}
     env.update({
         "XDG_STATE_HOME": str(workdir / "xdg-state"),
         "XDG_DATA_HOME": str(workdir / "xdg-data"),

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
+import select
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,11 +38,12 @@ LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
     not fastio.uvloop_installed(), reason="uvloop is not installed"))]
 
 
-def test_the_daemon_loop_is_asyncio_unless_uvloop_is_asked_for() -> None:
-    assert fastio.loop_name({}) == "asyncio"
-    assert fastio.loop_name({fastio.LOOP_ENV: "asyncio"}) == "asyncio"
+def test_the_daemon_loop_is_uvloop_when_installed_unless_asyncio_is_asked_for() -> None:
     expected = "uvloop" if fastio.uvloop_installed() else "asyncio"
+    assert fastio.loop_name({}) == expected
     assert fastio.loop_name({fastio.LOOP_ENV: "uvloop"}) == expected
+    assert fastio.loop_name({fastio.LOOP_ENV: "asyncio"}) == "asyncio"
+    assert fastio.loop_name({fastio.LOOP_ENV: " AsyncIO "}) == "asyncio"
 
 
 @pytest.mark.parametrize("name", LOOPS)
@@ -165,6 +169,285 @@ def test_a_waiting_request_hears_its_client_hang_up(name: str, base: str) -> Non
         assert heard == ["gone"]
 
     fastio.run(main, {fastio.LOOP_ENV: name})
+
+
+# ---- a child's stdout fed from the pipe transport's read callback ---------------------------------
+
+_WRITER = ("import os, sys\n"
+           "sys.stdout.buffer.write(b'early\\n'); sys.stdout.flush()\n"
+           "sys.stdin.readline()\n"
+           "for i in range({count}):\n"
+           "    sys.stdout.buffer.write(b'line %d\\n' % i)\n"
+           "    if i == 9:  # a first chunk is on its way: say so\n"
+           "        sys.stdout.flush(); os.write(os.open({written!r}, os.O_WRONLY), b'x')\n"
+           "sys.stdout.flush()\n")
+
+Before = Callable[[anyio.abc.Process, int], Any]
+
+
+async def _fed_until_eof(count: int, before: Before | None = None) -> tuple[bytes, list[object]]:
+    """Start a child that says `early`, waits for a line on stdin, then writes `count` lines (and
+    says on a FIFO of its own when the first ten are on their way); read its stdout with
+    `read_pipe_with_callback` once `early` is in the StreamReader and `before(proc, the FIFO's
+    read end)` returned. What was fed, and the stdout transport's protocol before and after."""
+    with tempfile.TemporaryDirectory() as fifos:
+        fifo = os.path.join(fifos, "written")
+        os.mkfifo(fifo)
+        written = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the child says when it wrote all
+        try:
+            return await _fed(count, before, fifo, written)
+        finally:
+            os.close(written)
+
+
+async def _fed(count: int, before: Before | None, fifo: str, written: int) -> tuple[bytes, list[object]]:
+    script = _WRITER.format(count=count, written=fifo)
+    proc = await anyio.open_process([sys.executable, "-c", script])
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        reader = proc.stdout._stream  # type: ignore[attr-defined]  # the contract under test: a StreamReader
+        with anyio.fail_after(20):
+            while b"early" not in reader._buffer:
+                await anyio.sleep(0.01)
+        await proc.stdin.send(b"go\n")
+        if before is not None:
+            await before(proc, written)
+        transport = reader._transport
+        protocols: list[object] = [transport.get_protocol()]
+        fed = bytearray()
+        with anyio.fail_after(20):
+            assert await fastio.read_pipe_with_callback(proc.stdout, fed.extend)
+        protocols.append(transport.get_protocol())
+        return bytes(fed), protocols
+    finally:
+        await _ended(proc)
+
+
+async def _ended(proc: anyio.abc.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):  # uvloop raises it for a child already reaped
+        proc.kill()
+    await proc.aclose()
+
+
+def _lines(count: int) -> bytes:
+    return b"early\n" + b"".join(b"line %d\n" % i for i in range(count))
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_a_child_stdout_is_fed_from_the_read_callback_in_order_and_the_protocol_is_restored(
+        name: str) -> None:
+    """anyio's process stdout is a StreamReader over a pipe transport on both loops: what the
+    reader buffered before the swap comes first, then every chunk in order, and the end of stream
+    reaches the transport's own protocol (the subprocess transport reaps the child only once each
+    of its pipes said so), which the closed transport no longer holds."""
+    async def main() -> None:
+        fed, (before, after) = await _fed_until_eof(2000)
+        assert fed == _lines(2000)
+        assert getattr(before, "disconnected", None) is True
+        assert after in (before, None)
+
+    fastio.run(main, {fastio.LOOP_ENV: name})
+
+
+async def _read_just_before_the_swap(proc: anyio.abc.Process, written: int) -> None:
+    """Have the transport read a chunk in the loop pass just before the swap: block until the child
+    wrote its first lines (the loop cannot read them meanwhile), then yield twice, so the
+    transport's read (and the call_soon that hands the chunk to the StreamReader) is queued ahead
+    of our next step."""
+    readable, _, _ = select.select([written], [], [], 20)
+    assert readable
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_a_chunk_read_just_before_the_swap_is_fed_not_lost(name: str) -> None:
+    """Regression test: both loops' subprocess transports hand what they read to the StreamReader
+    with call_soon, so a chunk read in the pass before the swap reached the StreamReader after its
+    buffer was taken, and was lost (1 run in 8 on uvloop). It must be fed, in order."""
+    async def main() -> None:
+        fed, _ = await _fed_until_eof(2000, _read_just_before_the_swap)
+        assert fed == _lines(2000)
+
+    fastio.run(main, {fastio.LOOP_ENV: name})
+
+
+async def _until_paused(proc: anyio.abc.Process, written: int) -> None:
+    """Wait until the StreamReader paused the transport: its buffer passed twice its limit."""
+    reader = proc.stdout._stream  # type: ignore[union-attr]  # the contract under test: a StreamReader
+    with anyio.fail_after(20):
+        while not reader._paused:
+            await anyio.sleep(0.01)
+
+
+PAUSING = 40_000  # lines of about 10 bytes: past twice the StreamReader's 64 KiB limit
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_a_pipe_transport_the_stream_reader_paused_is_resumed(name: str) -> None:
+    """A child that wrote more than the StreamReader holds before the swap left its transport
+    paused: the read resumes it and nothing is lost."""
+    async def main() -> None:
+        fed, _ = await _fed_until_eof(PAUSING, _until_paused)
+        assert fed == _lines(PAUSING)
+
+    fastio.run(main, {fastio.LOOP_ENV: name})
+
+
+def _as_in_python_3_11_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make asyncio's read pipe transport the one of Debian's Python 3.11.2: no `is_reading` of its
+    own (it inherits `ReadTransport.is_reading`, which raises NotImplementedError), so none of its
+    own methods asks it either (later point releases added `_add_reader`, which does)."""
+    from asyncio import unix_events
+
+    def add_reader(self: Any, fd: int, callback: Callable[[], None]) -> None:
+        self._loop._add_reader(fd, callback)
+
+    def pause_reading(self: Any) -> None:
+        if self._closing or self._paused:
+            return
+        self._paused = True
+        self._loop._remove_reader(self._fileno)
+
+    def resume_reading(self: Any) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._loop._add_reader(self._fileno, self._read_ready)
+
+    transport = unix_events._UnixReadPipeTransport  # type: ignore[attr-defined]  # private, untyped: the class under test
+    monkeypatch.setattr(transport, "is_reading", asyncio.ReadTransport.is_reading)
+    monkeypatch.setattr(transport, "pause_reading", pause_reading)
+    monkeypatch.setattr(transport, "resume_reading", resume_reading)
+    if hasattr(transport, "_add_reader"):
+        monkeypatch.setattr(transport, "_add_reader", add_reader)
+
+
+def test_a_pipe_transport_without_is_reading_is_resumed_not_an_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression test (897c0ae): on Debian's Python 3.11.2 a pipe transport's `is_reading`
+    raises NotImplementedError; reading a child's stdout called it, and every instance ended at
+    once when the daemon ran on /usr/bin/python3. Here the transport is 3.11.2's and the
+    StreamReader has paused it: the read must resume it and deliver every byte."""
+    _as_in_python_3_11_2(monkeypatch)
+
+    async def main() -> None:
+        fed, _ = await _fed_until_eof(PAUSING, _until_paused)
+        assert fed == _lines(PAUSING)
+
+    fastio.run(main, {fastio.LOOP_ENV: "asyncio"})
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_an_error_in_the_feed_ends_the_read_raises_it_and_restores_the_protocol(name: str) -> None:
+    class Stop(Exception):
+        pass
+
+    async def main() -> None:
+        script = _WRITER.format(count=10, written="/dev/null")
+        proc = await anyio.open_process([sys.executable, "-c", script])
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            transport = proc.stdout._stream._transport  # type: ignore[attr-defined]  # under test
+            original = transport.get_protocol()
+            await proc.stdin.send(b"go\n")
+
+            def feed(data: bytes) -> None:
+                raise Stop
+
+            with anyio.fail_after(20), pytest.raises(Stop):
+                await fastio.read_pipe_with_callback(proc.stdout, feed)
+            assert transport.get_protocol() is original
+        finally:
+            await _ended(proc)
+
+    fastio.run(main, {fastio.LOOP_ENV: name})
+
+
+def test_read_pipe_with_callback_declines_what_is_not_a_process_pipe() -> None:
+    async def main() -> None:
+        send, receive = anyio.create_memory_object_stream[bytes](1)
+        with send, receive:
+            assert await fastio.read_pipe_with_callback(receive, lambda data: None) is False
+
+    anyio.run(main)
+
+
+# ---- the loop pass in progress ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_a_write_deferred_from_an_io_callback_runs_after_every_io_callback_of_the_pass(name: str) -> None:
+    """What `Outbox` batching relies on: with two sockets readable in the same pass, a callback
+    queued by the first reader runs after the second reader, on both loops, so a write deferred
+    there joins the second one's. asyncio says it may wait (the second reader is in its ready
+    queue); uvloop shows no queue (None: the outbox judges by itself)."""
+    async def main() -> tuple[list[str], int | None]:
+        loop = asyncio.get_running_loop()
+        can_wait = fastio.write_can_wait(loop)
+        order: list[str] = []
+        said: list[int | None] = []
+        done = asyncio.Event()
+        pairs = [socket.socketpair() for _ in range(2)]
+        try:
+            def deferred() -> None:
+                order.append("deferred")
+                done.set()
+
+            def first() -> None:
+                loop.remove_reader(pairs[0][0])
+                order.append("first")
+                said.append(can_wait() if can_wait is not None else None)
+                loop.call_soon(deferred)
+
+            def second() -> None:
+                loop.remove_reader(pairs[1][0])
+                order.append("second")
+
+            for (_, writer) in pairs:
+                writer.send(b"x")  # both readable before the loop next polls
+            loop.add_reader(pairs[0][0], first)
+            loop.add_reader(pairs[1][0], second)
+            await asyncio.wait_for(done.wait(), 20)
+        finally:
+            for a, b in pairs:
+                a.close()
+                b.close()
+        return order, said[0]
+
+    order, said = fastio.run(main, {fastio.LOOP_ENV: name})
+    assert order == ["first", "second", "deferred"]
+    if name == "asyncio":
+        assert said
+    else:
+        assert said is None
+
+
+def test_on_asyncio_a_write_waits_only_when_other_callbacks_are_queued() -> None:
+    """Alone in its pass, a batch is written at once: waiting would cost asyncio one more select."""
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        can_wait = fastio.write_can_wait(loop)
+        assert can_wait is not None
+        said: list[int] = []
+        done = asyncio.Event()
+
+        def followed() -> None:
+            said.append(can_wait())  # the no-op queued after it still waits to run
+
+        def alone() -> None:
+            said.append(can_wait())  # the task waits on `done`: nothing else is queued
+            done.set()
+
+        loop.call_soon(followed)
+        loop.call_soon(lambda: None)
+        loop.call_later(0.01, alone)
+        await asyncio.wait_for(done.wait(), 20)
+        return said
+
+    followed, alone = fastio.run(main, {fastio.LOOP_ENV: "asyncio"})
+    assert followed
+    assert not alone
 
 
 # ---- the HTTP door's connection (fastio.http_connection) ------------------------------------------

@@ -8,7 +8,6 @@ task or future per request: routing is a dict lookup and a push.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -750,7 +749,7 @@ class Instance:
         splitter = LineSplitter(self.max_message)
         on_line = self._on_line
         try:
-            if not await _read_pipe_with_callback(stdout, splitter, on_line):
+            if not await fastio.read_pipe_with_callback(stdout, _line_feed(splitter, on_line)):
                 while True:
                     chunk = await stdout.receive(262144)
                     for line in splitter.feed(chunk):
@@ -826,91 +825,14 @@ def _short(value: Any) -> str:
 PIPE_HIGH_WATER = 64 * 1024
 
 
-class _LineProtocol(asyncio.Protocol):
-    """Stands in for the pipe transport's own protocol while `_read_pipe_with_callback` runs.
+def _line_feed(splitter: LineSplitter,
+               on_line: Callable[[bytes | Oversized], None]) -> Callable[[bytes], None]:
+    """Split a chunk of the child's stdout and route each line, inside one outbox batch (so the
+    answers it produces are written before the read callback returns)."""
+    flushing = batch()
 
-    Each chunk the transport reads is split and routed right there, inside one outbox batch (so the
-    answers it produces are written before the callback returns); end of stream and errors are
-    passed on to the protocol it replaced, which keeps the subprocess transport's bookkeeping (it
-    reaps the child only once every pipe reported closed)."""
-
-    def __init__(self, original: asyncio.BaseProtocol, splitter: LineSplitter,
-                 on_line: Callable[[bytes | Oversized], None]) -> None:
-        self.original = original
-        self.splitter = splitter
-        self.on_line = on_line
-        self.flushing = batch()
-        self.done = anyio.Event()
-        self.failure: BaseException | None = None
-
-    def feed(self, data: bytes) -> None:
-        on_line = self.on_line
-        with self.flushing:
-            for line in self.splitter.feed(data):
+    def feed(data: bytes) -> None:
+        with flushing:
+            for line in splitter.feed(data):
                 on_line(line)
-
-    def data_received(self, data: bytes) -> None:
-        if self.failure is not None:
-            return
-        try:
-            self.feed(data)
-        except BaseException as exc:  # surface it in the reader task, not the loop's handler
-            self.failure = exc
-            self.done.set()
-
-    def eof_received(self) -> bool | None:
-        eof_received = getattr(self.original, "eof_received", None)
-        return eof_received() if eof_received is not None else None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        try:
-            self.original.connection_lost(exc)
-        finally:
-            self.done.set()
-
-
-async def _read_pipe_with_callback(stdout: anyio.abc.ByteReceiveStream, splitter: LineSplitter,
-                                   on_line: Callable[[bytes | Oversized], None]) -> bool:
-    """Route a child's stdout from the pipe transport's own read callback; False if not possible.
-
-    anyio's `receive` costs a future, a task wake-up and an extra loop pass per chunk (the
-    transport already read the data in a callback, then hands it to a StreamReader the task
-    awaits). Swapping the transport's protocol for the task's lifetime routes each chunk where it
-    is read. The swap is undone when the task ends, however it ends. Measured in BENCHMARKS.md.
-    """
-    reader = getattr(stdout, "_stream", None)
-    transport = getattr(reader, "_transport", None)
-    buffer = getattr(reader, "_buffer", None)
-    if (not isinstance(reader, asyncio.StreamReader) or not isinstance(buffer, bytearray)
-            or not hasattr(transport, "set_protocol") or not hasattr(transport, "get_protocol")):
-        return False
-    assert transport is not None
-    original = transport.get_protocol()
-    proto = _LineProtocol(original, splitter, on_line)
-    # Whatever the StreamReader took in before the swap (start-up chatter) goes first, and the
-    # swap happens in the same step, so no byte is lost or reordered.
-    if buffer:
-        data = bytes(buffer)
-        buffer.clear()
-        proto.feed(data)
-    if reader.at_eof():
-        return True
-    with contextlib.suppress(AttributeError):  # see http._small_reads: no mmap per read
-        transport.max_size = 65536
-    transport.set_protocol(proto)
-    try:
-        try:
-            paused = not transport.is_reading()  # the StreamReader paused it while its buffer was full
-        except NotImplementedError:
-            # Pipe transports gained is_reading in a 3.11 point release (Debian's 3.11.2 lacks it);
-            # resume_reading is a no-op on a transport that is reading, so ask it anyway.
-            paused = True
-        if paused:
-            transport.resume_reading()
-        await proto.done.wait()
-    finally:
-        if transport.get_protocol() is proto:
-            transport.set_protocol(original)
-    if proto.failure is not None:
-        raise proto.failure
-    return True
+    return feed

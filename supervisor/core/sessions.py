@@ -53,6 +53,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mcp_supervisor.session")
 
+# The frame of a result whose JSON is at hand (`deliver_result_json`): joined, not %-formatted.
+_RESULT_HEAD = b'{"jsonrpc":"2.0","id":'
+_RESULT_MID = b',"result":'
+
+
 class _Timeouts(Protocol):
     @property
     def init_timeout(self) -> float: ...
@@ -136,7 +141,7 @@ class Session:
             self._open.discard(msg_id)
             if not self._open and self._idle is not None:
                 self._idle.set()
-        self.outbox.push(b'{"jsonrpc":"2.0","id":%b,"result":%b}\n' % (orjson.dumps(msg_id), result_json))
+        self.outbox.push(b"".join((_RESULT_HEAD, orjson.dumps(msg_id), _RESULT_MID, result_json, b"}\n")))
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most `timeout`) until every request routed for this session is answered: a

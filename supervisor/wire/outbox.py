@@ -15,7 +15,11 @@ Read batches. A reader callback that routes a chunk of lines wraps the work in `
 that got data inside it are written when it ends, in the same loop pass, instead of one pass later:
 at low concurrency that is one `epoll_wait` and one loop iteration fewer per message and hop. Only
 when other callbacks are already queued in this pass (they may push to the same outboxes) is the
-write left to the end-of-pass callback, so batching across connections is kept under load.
+write left to the end-of-pass callback, so batching across connections is kept under load. Which
+is which the event loop says (`fastio.write_can_wait`: asyncio's ready queue). uvloop does not say,
+so the flusher judges by the last write that waited: when it joined other batches, batches wait
+(load); when it joined none, they are written at once, and one in PROBE_EVERY waits to find out
+whether load came back.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from collections.abc import Callable
 import anyio
 from anyio.abc import ByteSendStream
 
+from . import fastio
+
 DirectSend = Callable[[bytes], int]
 
 
@@ -35,19 +41,27 @@ class OutboxOverflow(Exception):
     """The reader on the other side stopped reading and too much piled up."""
 
 
+PROBE_EVERY = 16  # without a ready queue to look at: one batch in this many waits, to see if others join
+
+
 class _Flusher:
     """Per event loop: the outboxes with data waiting for their direct write."""
 
-    __slots__ = ("_depth", "_dirty", "_loop", "_ready", "_scheduled")
+    __slots__ = ("_busy", "_can_wait", "_depth", "_dirty", "_joined", "_loop", "_scheduled",
+                 "_until_probe")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)  # the registry is keyed weakly by the loop: no cycle
-        # asyncio's run queue: non-empty at the end of a batch means other callbacks of this pass
-        # (or the next) are waiting, and they may push to the same outboxes. uvloop has none.
-        self._ready: object = getattr(loop, "_ready", ())
+        # Not 0 at the end of a batch when its write may wait for the rest of the loop pass (other
+        # callbacks may push to the same outboxes) without an extra wait for I/O; None when the
+        # loop does not say (uvloop), and the flusher judges by what the last waiting write joined.
+        self._can_wait = fastio.write_can_wait(loop)
         self._dirty: list[Outbox] = []
         self._depth = 0
         self._scheduled = False
+        self._joined = 0  # batches that ended while a write was waiting for the end of the pass
+        self._busy = False  # the last waiting write joined more than one batch
+        self._until_probe = PROBE_EVERY
 
     def add(self, outbox: Outbox) -> None:
         self._dirty.append(outbox)
@@ -62,6 +76,8 @@ class _Flusher:
 
     def _run(self) -> None:
         self._scheduled = False
+        self._busy = self._joined > 1
+        self._joined = 0
         self.flush()
 
     def flush(self) -> None:
@@ -76,12 +92,26 @@ class _Flusher:
 
     def __exit__(self, *exc_info: object) -> None:
         self._depth -= 1
-        if not self._depth and self._dirty:
-            if self._ready:
-                if not self._scheduled:
-                    self._schedule()
-            else:
-                self.flush()
+        if self._depth or not self._dirty:
+            return
+        if self._scheduled:  # a write is waiting for the end of this pass already: join it
+            self._joined += 1
+            return
+        can_wait = self._can_wait
+        if can_wait is not None:
+            wait = bool(can_wait())
+        elif self._busy:
+            wait = True
+        else:  # a lone batch is written now; now and then one waits, to see whether others join
+            self._until_probe -= 1
+            wait = self._until_probe <= 0
+            if wait:
+                self._until_probe = PROBE_EVERY
+        if wait:
+            self._joined = 1
+            self._schedule()
+        else:
+            self.flush()
 
 
 _flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = weakref.WeakKeyDictionary()

@@ -131,6 +131,12 @@ class Answer:
         self.encoded = encoded
 
 
+def _key_heads(prefix: str, methods: frozenset[str]) -> dict[str, tuple[str, str]]:
+    """Per method, the start of its keys for (legacy, modern) clients: built once per
+    configuration, so a lookup joins one string to the canonical params."""
+    return {method: (f"{prefix}{method}:l:", f"{prefix}{method}:m:") for method in methods}
+
+
 class Flight:
     """One cacheable request on its way to the child, and everyone waiting for its answer.
 
@@ -182,6 +188,7 @@ class CacheFront:
         self.route = route
         self.name = config.name
         self.methods: frozenset[str] = frozenset()
+        self._heads: dict[str, tuple[str, str]] = {}
         self.flights: dict[str, Flight] = {}
         self.epoch = 0
         self.prefix = f"{KEY_ROOT}{self.name}:-:"
@@ -214,6 +221,7 @@ class CacheFront:
         if self.modern:
             methods.add("resources/read")
         self.methods = frozenset(methods)
+        self._heads = _key_heads(self.prefix, self.methods)
 
     def child_ready(self, instance: Instance) -> None:
         """A child finished its handshake: new fingerprint; after a restart, lists are stale."""
@@ -256,6 +264,9 @@ class CacheFront:
     def intercept(self, sink: Sink, message: Message, client_modern: bool) -> Sink | None:
         """None when answered or joined here; else the sink to route the request with."""
         method = message["method"]
+        heads = self._heads.get(method)
+        if heads is None:
+            return sink
         params = message.get("params")
         if params is None:
             if method == "tools/call":
@@ -271,14 +282,15 @@ class CacheFront:
             if "inputResponses" in params or "requestState" in params:
                 return sink
             if "_meta" in params:  # progress tokens and the 2026 envelope: not part of the question
-                params = {k: v for k, v in params.items() if k != "_meta"}
+                params = dict(params)
+                del params["_meta"]
             try:
                 canonical = orjson.dumps(params, option=_SORT)
             except orjson.JSONEncodeError:
                 return sink
         digest = (canonical.decode() if len(canonical) <= RAW_KEY_BYTES
                   else hashlib.blake2b(canonical, digest_size=16).hexdigest())
-        key = f"{self.prefix}{method}:{'m' if client_modern else 'l'}:{digest}"
+        key = heads[client_modern] + digest
         flight = self.flights.get(key)
         if flight is not None:
             flight.waiters.append((sink, message["id"]))

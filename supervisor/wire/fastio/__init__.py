@@ -4,10 +4,8 @@ Every trick that leans on asyncio's, uvloop's or uvicorn's internals, or tunes t
 the daemon's workload, lives here behind a small interface, with contract tests
 (tests/test_fastio.py) that fail when an upgrade changes what a trick relies on:
 
-- `run(main)`: the daemon's event loop: asyncio's own; uvloop (anyio's `use_uvloop`) with
-  `MCP_SUPERVISOR_LOOP=uvloop` when it is installed. Not the default: the outbox batches the writes
-  of many HTTP requests into one only by looking at asyncio's ready queue, which uvloop does not
-  expose, and at 100 and 500 connections that cost more than uvloop saved (BENCHMARKS.md).
+- `run(main)`: the daemon's event loop: uvloop (anyio's `use_uvloop`) when it is installed, unless
+  `MCP_SUPERVISOR_LOOP=asyncio` asks for asyncio's own; asyncio's when it is not (BENCHMARKS.md).
 - `tune_gc()`: fewer, cheaper garbage collections for a process whose allocations are almost all
   short-lived per-message dicts, and the start-up heap frozen out of every later collection.
 - `pipe_transport(stream)` / `pipe_sender(transport, high_water)`: the loop transport under
@@ -16,6 +14,12 @@ the daemon's workload, lives here behind a small interface, with contract tests
 - `watch_hang_up(receive, callback)` / `hung_up(cycle)`: an HTTP request waiting for its answer
   learns that its client closed the connection from the connection itself, with no task and no
   timer per request.
+- `read_pipe_with_callback(stream, feed)` (`child_stdout`): a child's stdout fed from the pipe
+  transport's own read callback (its protocol swapped for the read's lifetime) instead of through
+  anyio's `receive`.
+- `write_can_wait(loop)` (`loop_pass`): whether a batch's write may wait for the end of the loop
+  pass, to join what other callbacks push, at no extra wait for I/O (asyncio: its ready queue is
+  not empty; uvloop shows no queue: None).
 - `http_connection`: the HTTP door's uvicorn connection (coalesced head and body writes, 64 KiB
   reads, head/body deadlines read off uvicorn's request cycle); a module of its own so that only
   a daemon with the HTTP door imports uvicorn.
@@ -51,10 +55,10 @@ def uvloop_installed() -> bool:
 
 
 def loop_name(environ: Mapping[str, str] | None = None) -> str:
-    """The event loop `run` uses: "uvloop" when `MCP_SUPERVISOR_LOOP=uvloop` and it is installed,
-    else "asyncio"."""
+    """The event loop `run` uses: "uvloop" when it is installed, unless `MCP_SUPERVISOR_LOOP=asyncio`
+    asks for asyncio's own; "asyncio" when it is not installed."""
     env = os.environ if environ is None else environ
-    if env.get(LOOP_ENV, "").strip().lower() == "uvloop" and uvloop_installed():
+    if env.get(LOOP_ENV, "").strip().lower() != "asyncio" and uvloop_installed():
         return "uvloop"
     return "asyncio"
 
@@ -144,5 +148,23 @@ def hung_up(cycle: Any) -> None:
             callback()
 
 
-__all__ = ["GEN0_THRESHOLD", "LOOP_ENV", "WriteBuffered", "hung_up", "loop_name", "pipe_sender",
-           "pipe_transport", "run", "tune_gc", "unwatch_hang_up", "uvloop_installed", "watch_hang_up"]
+from .child_stdout import PIPE_READ_SIZE, read_pipe_with_callback  # noqa: E402  # after the core
+from .loop_pass import write_can_wait  # noqa: E402
+
+__all__ = [
+    "GEN0_THRESHOLD",
+    "LOOP_ENV",
+    "PIPE_READ_SIZE",
+    "WriteBuffered",
+    "hung_up",
+    "loop_name",
+    "pipe_sender",
+    "pipe_transport",
+    "read_pipe_with_callback",
+    "run",
+    "tune_gc",
+    "unwatch_hang_up",
+    "uvloop_installed",
+    "watch_hang_up",
+    "write_can_wait",
+]
