@@ -12,6 +12,7 @@ import functools
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from supervisor.client.control import call
+
+from .server_fakes import Children, FakeClock
 
 # Hypothesis profiles (tests/test_fuzz.py): "ci", the default, is derandomized (the same examples
 # on every run, so a red CI is reproducible) with each test's own small max_examples, and reports
@@ -62,6 +65,20 @@ def server_toml(name: str, script: Path = ECHO, *args: str, **keys: Any) -> str:
         else:
             lines.append(f'{key} = "{value}"')
     return "\n".join(lines) + "\n"
+
+
+def everything_bin() -> Path:
+    """The reference `mcp-server-everything` (Node), a real third-party child."""
+    path = NODE_BIN / "mcp-server-everything"
+    assert path.exists(), f"{path} is missing: `make test` installs tests/node (npm ci)"
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's pick)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 T = TypeVar("T")
@@ -229,6 +246,24 @@ def workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="mcps-", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The clock of an in-process test (tests/server_fakes.py): it moves only when told."""
+    return FakeClock()
+
+
+@pytest.fixture
+def children() -> Children:
+    """The fake children an in-process `Server` makes (tests/server_fakes.py)."""
+    return Children()
+
+
+@pytest.fixture
+def sock(workdir: Path) -> Path:
+    """A control socket path for a client test's own peer (tests/raw_socket.py, tui.fake)."""
+    return workdir / "control.sock"
 
 
 def daemon_env(workdir: Path, **extra: str) -> dict[str, str]:

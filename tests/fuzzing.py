@@ -43,7 +43,18 @@ import httpx
 import orjson
 import psutil
 
-from .conftest import ECHO, MCPCTL, PY, SERVERS, Daemon, alive_pids, daemon_env, server_toml, wait_for
+from .conftest import (
+    ECHO,
+    MCPCTL,
+    PY,
+    SERVERS,
+    Daemon,
+    alive_pids,
+    daemon_env,
+    free_port,
+    server_toml,
+    wait_for,
+)
 from .fuzz_strategies import Line
 
 HOSTILE = SERVERS / "hostile_server.py"
@@ -52,12 +63,6 @@ RSS_HEADROOM = 256 << 20
 ANSWER_TIMEOUT = 15.0
 STANDARD_CODES = {-32700, -32600, -32601, -32602, -32603}
 Message = dict[str, Any]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class DaemonDown(AssertionError):

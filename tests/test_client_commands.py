@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import MakeDaemon, server_toml
+from .conftest import MakeDaemon, free_port, server_toml
 
 
 def test_commands_on_a_server_that_stays_unavailable_exit_1_with_the_reason(make_daemon: MakeDaemon) -> None:
@@ -35,12 +35,6 @@ def test_stop_does_not_repeat_the_state_as_its_reason(make_daemon: MakeDaemon) -
     proc = daemon.ctl("stop", "echo")
     assert proc.returncode == 0
     assert proc.stdout.strip() == "echo: stopped"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_get_root_is_a_json_index_of_the_doors(make_daemon: MakeDaemon) -> None:

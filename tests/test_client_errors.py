@@ -3,9 +3,7 @@ failures with the same two exceptions, over a real Unix socket."""
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -19,29 +17,18 @@ from supervisor.client.errors import DaemonUnavailable, RemoteError
 from supervisor.errors import INTERNAL_ERROR, UNKNOWN_SERVER
 from tui.client import SocketDaemonClient
 
+from .raw_socket import raw_server
+
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def sock() -> Iterator[Path]:
-    # Not tmp_path: a Unix socket path must fit in 108 bytes.
-    with tempfile.TemporaryDirectory(prefix="cerr-") as d:
-        yield Path(d) / "control.sock"
-
-
-@asynccontextmanager
-async def answering(sock: Path, error: Any) -> AsyncIterator[None]:
+def answering(sock: Path, error: Any) -> AbstractAsyncContextManager[None]:
     """A control socket that answers every request with `error` as its JSON-RPC error member."""
     async def handle(stream: SocketStream) -> None:
-        async with stream:
-            request = orjson.loads(await stream.receive())
-            await stream.send(orjson.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error}) + b"\n")
+        request = orjson.loads(await stream.receive())
+        await stream.send(orjson.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error}) + b"\n")
 
-    listener = await anyio.create_unix_listener(sock)
-    async with anyio.create_task_group() as tg, listener:
-        tg.start_soon(listener.serve, handle)
-        yield
-        tg.cancel_scope.cancel()
+    return raw_server(sock, handle)
 
 
 async def both(sock: Path) -> list[BaseException]:

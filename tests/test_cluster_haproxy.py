@@ -28,8 +28,8 @@ import httpx
 import pytest
 from mcp import Client
 
-from .conftest import ECHO, PY, REPO, Daemon, daemon_env, none_alive, wait_for
-from .redis_server import RedisServer, free_port
+from .conftest import ECHO, PY, REPO, Daemon, daemon_env, free_port, none_alive, wait_for
+from .redis_server import RedisServer
 from .sdk import text_of
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,9 @@ import pytest
 
 from supervisor.client.control import call
 
-from .conftest import ECHO, Daemon, MakeDaemon, server_toml, wait_for
+from .conftest import ECHO, Daemon, MakeDaemon, free_port, server_toml, wait_for
 from .redis_server import RedisServer
-from .test_http import free_port, http_toml, modern_call, modern_headers
+from .test_http import http_toml, modern_call, modern_headers
 
 RATE_LIMITED = -32007
 

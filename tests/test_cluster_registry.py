@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import ECHO, Daemon, MakeDaemon, server_toml, wait_for
-from .redis_server import RedisServer, free_port
+from .conftest import ECHO, Daemon, MakeDaemon, free_port, server_toml, wait_for
+from .redis_server import RedisServer
 
 
 @pytest.fixture

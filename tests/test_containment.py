@@ -462,7 +462,8 @@ def test_an_http_body_nested_300_deep_is_an_invalid_request(make_daemon: MakeDae
     failed when re-encoded. It is refused when parsed, with its id, like on the other doors."""
     import httpx
 
-    from .test_http import ACCEPT, ENVELOPE, free_port, http_toml, modern_headers
+    from .conftest import free_port
+    from .test_http import ACCEPT, ENVELOPE, http_toml, modern_headers
 
     port = free_port()
     daemon = make_daemon(http_toml(port) + server_toml("echo"))

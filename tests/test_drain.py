@@ -10,8 +10,8 @@ import anyio
 import httpx
 import pytest
 
-from .conftest import CHAOS, ECHO, MakeDaemon, server_toml, wait_for
-from .test_http import ACCEPT, free_port, http_toml, legacy_session, modern_call, modern_headers
+from .conftest import CHAOS, ECHO, MakeDaemon, free_port, server_toml, wait_for
+from .test_http import ACCEPT, http_toml, legacy_session, modern_call, modern_headers
 
 pytestmark = pytest.mark.anyio
 

@@ -33,7 +33,7 @@ from supervisor.wire.fastio.http_connection import (
     small_reads,
 )
 
-from .conftest import wait_for
+from .conftest import free_port, wait_for
 
 LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
     not fastio.uvloop_installed(), reason="uvloop is not installed"))]
@@ -116,12 +116,6 @@ def test_watch_hang_up_refuses_what_is_not_a_uvicorn_cycle() -> None:
     fastio.hung_up(None)  # a connection lost before any request: nothing to tell
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.parametrize("name", LOOPS)
 @pytest.mark.parametrize("base", ["subclass", "HttpConnection"])
 def test_a_waiting_request_hears_its_client_hang_up(name: str, base: str) -> None:
@@ -154,7 +148,7 @@ def test_a_waiting_request_hears_its_client_hang_up(name: str, base: str) -> Non
         fastio.unwatch_hang_up(receive)
 
     async def main() -> None:
-        port = _free_port()
+        port = free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None,
                                 access_log=False, http=chosen, ws="none")
         server = uvicorn.Server(config)
@@ -479,7 +473,7 @@ def _serve(app: Any, protocol: type[HttpConnection], main: Callable[[uvicorn.Ser
            name: str) -> None:
     """Run a real uvicorn server on `protocol` on the loop `name`, and `main(server, port)`."""
     async def run() -> None:
-        port = _free_port()
+        port = free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None,
                                 access_log=False, http=protocol, ws="none")
         server = uvicorn.Server(config)

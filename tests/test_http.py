@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import socket
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,7 +16,7 @@ import httpx
 import pytest
 from mcp import Client, MCPError
 
-from .conftest import ECHO, NODE_BIN, Daemon, MakeDaemon, server_toml
+from .conftest import ECHO, Daemon, MakeDaemon, everything_bin, free_port, server_toml
 from .sdk import text_of
 
 pytestmark = pytest.mark.anyio
@@ -33,12 +31,6 @@ ACCEPT = "application/json, text/event-stream"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def http_toml(port: int, **keys: str) -> str:
@@ -170,12 +162,6 @@ async def test_sdk_cancellation_reaches_the_child(make_daemon: MakeDaemon) -> No
         # one per mode; the child's list accumulates
     async with Client(door.url("echo"), mode="legacy") as client:
         assert len(json.loads(text_of(await client.call_tool("cancelled", {})))) == 2
-
-
-def everything_bin() -> Path:
-    path = NODE_BIN / "mcp-server-everything"
-    assert path.exists(), f"{path} is missing: `make test` installs tests/node (npm ci)"
-    return path
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

@@ -16,8 +16,8 @@ import httpx
 import psutil
 import pytest
 
-from .conftest import ECHO, MakeDaemon, server_toml, wait_for
-from .test_http import ENVELOPE, Door, free_port, legacy_session, modern_call, modern_headers
+from .conftest import ECHO, MakeDaemon, free_port, server_toml, wait_for
+from .test_http import ENVELOPE, Door, legacy_session, modern_call, modern_headers
 
 pytestmark = pytest.mark.anyio
 

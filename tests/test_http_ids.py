@@ -8,13 +8,12 @@ and the door goes on serving.
 from __future__ import annotations
 
 import json
-import socket
 
 import anyio
 import httpx
 import pytest
 
-from .conftest import MakeDaemon, server_toml
+from .conftest import MakeDaemon, free_port, server_toml
 
 pytestmark = pytest.mark.anyio
 
@@ -29,16 +28,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_http_door_refuses_list_object_and_deep_ids_with_400(make_daemon: MakeDaemon) -> None:
     """Legacy session requests and 2026-07-28 requests whose id is a list, an object, a float or a
     300-deep array get 400 / -32600 (id null), not a 500; a good call still answers after them."""
-    port = _port()
+    port = free_port()
     daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("echo"))
     await anyio.to_thread.run_sync(lambda: daemon.wait_state("echo", "ready"))
     url = f"http://127.0.0.1:{port}/mcp/echo"

@@ -10,8 +10,8 @@ import pytest
 from supervisor.config import HttpSettings
 from supervisor.doors.http.policy import allowed_hosts, bearer_token, host_name, wildcard_warning
 
-from .conftest import MakeDaemon, server_toml
-from .test_http import ACCEPT, Door, anyio_backend, free_port, modern_call, modern_headers
+from .conftest import MakeDaemon, free_port, server_toml
+from .test_http import ACCEPT, Door, anyio_backend, modern_call, modern_headers
 
 __all__ = ["anyio_backend"]  # the fixture, re-exported for this module's tests
 

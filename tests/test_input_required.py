@@ -20,9 +20,9 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp.client import ClientRequestContext
 from pydantic import FileUrl
 
-from .conftest import MCPCTL, SERVERS, Daemon, MakeDaemon, server_toml, wait_for
+from .conftest import MCPCTL, SERVERS, Daemon, MakeDaemon, free_port, server_toml, wait_for
 from .sdk import text_of
-from .test_http import ACCEPT, MODERN, free_port
+from .test_http import ACCEPT, MODERN
 
 pytestmark = pytest.mark.anyio
 

@@ -3,11 +3,13 @@ plus fast tests of the pieces with a fake `npm` on PATH."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from supervisor.config.package import PackageSpec
 from supervisor.core.installer import (
     MARKER,
     Installer,
+    Progress,
+    ProgressDisplay,
     _error_line,
     format_summary,
     install_steps,
@@ -28,6 +32,8 @@ from supervisor.core.installer import (
     resolve_command,
     server_prefix,
 )
+
+from .server_fakes import FakeClock
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -173,6 +179,29 @@ def test_a_package_without_the_configured_command_fails_clearly(tmp_path: Path) 
     assert result.outcome == "failed"
     assert result.detail == "installed, but the package has no command 'wrong-bin' (it provides: pkg-x)"
     assert not (tmp_path / "data/servers/x" / MARKER).exists()
+
+
+def test_install_times_are_read_from_the_injected_clock(tmp_path: Path, clock: FakeClock) -> None:
+    """An install's seconds, the live display's elapsed column and the marker's `installed_at`
+    come from the installer's clock: seven fake seconds during `npm install` read as 7.0 s."""
+    fake = tmp_path / "fakebin"
+    write_fake_npm(fake)
+    out = io.StringIO()
+    display = ProgressDisplay(["a"], out, live=True, clock=clock)
+
+    def on_change(progress: Progress) -> None:
+        display.update(progress)
+        if progress.state == "npm install" and not display.drawn:  # the step starts (once)
+            clock.advance(7)
+            display.redraw()
+
+    installer = Installer(tmp_path / "data", environ={"PATH": f"{fake}:{os.environ['PATH']}"},
+                          on_change=on_change, clock=clock)
+    [result] = anyio.run(installer.install_all, [Entry("a", "pkg-a", "npm:pkg-a@1.0.0")])
+    assert (result.outcome, result.seconds) == ("installed", 7.0)
+    assert "npm install   7.0s" in out.getvalue()
+    marker = json.loads((tmp_path / "data/servers/a" / MARKER).read_text())
+    assert marker["installed_at"] == time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(clock.time()))
 
 
 def test_install_steps_are_argv_lists_never_shell(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from .conftest import ECHO, REPO, Daemon, MakeDaemon, server_toml
+from .conftest import ECHO, REPO, Daemon, MakeDaemon, free_port, server_toml
 from .sdk import text_of
 
 pytestmark = pytest.mark.anyio
@@ -44,12 +43,6 @@ def clean_path() -> str:
     path = ":".join(dict.fromkeys([*keep, "/usr/local/bin", "/usr/bin", "/bin"]))
     assert shutil.which("mcpctl", path=path) is None, "this test needs a PATH without mcpctl"
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -7,13 +7,12 @@ Both of its connect modes: `legacy` (initialize handshake) and the default `auto
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from .conftest import ECHO, MCPCTL, NODE_BIN, Daemon, MakeDaemon, server_toml
+from .conftest import ECHO, MCPCTL, Daemon, MakeDaemon, everything_bin, server_toml
 from .sdk import text_of
 
 pytestmark = pytest.mark.anyio
@@ -69,12 +68,6 @@ async def test_sdk_clients_share_one_child_concurrently(make_daemon: MakeDaemon)
             for n in range(4):
                 tg.start_soon(one, n)
     assert pids == [str(entry["pid"])] * 4
-
-
-def everything_bin() -> Path:
-    path = NODE_BIN / "mcp-server-everything"
-    assert path.exists(), f"{path} is missing: `make test` installs tests/node (npm ci)"
-    return path
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

@@ -36,16 +36,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def children() -> Children:
-    return Children()
-
-
 # ---- restart decisions, as tables -------------------------------------------------------------
 
 def _exit(code: int | None, before_ready: bool, stderr: list[str]) -> ExitInfo:

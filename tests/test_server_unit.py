@@ -34,16 +34,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def children() -> Children:
-    return Children()
-
-
 # ---- admission --------------------------------------------------------------------------------
 
 async def test_admission_forwards_then_queues_then_refuses_busy(tmp_path: Path, clock: FakeClock,

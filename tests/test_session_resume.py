@@ -16,9 +16,9 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from .conftest import ECHO, MakeDaemon, server_toml
+from .conftest import ECHO, MakeDaemon, free_port, server_toml
 from .sdk import text_of
-from .test_http import ACCEPT, free_port, http_toml, legacy_session
+from .test_http import ACCEPT, http_toml, legacy_session
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from .conftest import SERVERS, server_toml
-from .test_http import free_port
+from .conftest import SERVERS, free_port, server_toml
 from .test_sse_resumption import events, session
 
 pytestmark = pytest.mark.anyio

@@ -4,14 +4,14 @@ Redelivery"). Raw httpx against a real daemon and the conformance child."""
 
 from __future__ import annotations
 
-import socket
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import httpx
 import orjson
 import pytest
 
-from .conftest import SERVERS, MakeDaemon, server_toml
+from .conftest import SERVERS, MakeDaemon, free_port, server_toml
 
 pytestmark = pytest.mark.anyio
 
@@ -37,6 +37,48 @@ def events(text: str) -> list[dict[str, str]]:
     return parsed
 
 
+def data_events(parsed: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [e for e in parsed if e.get("data")]
+
+
+async def read_events(chunks: AsyncIterator[str], enough: Callable[[list[dict[str, str]]], bool]
+                      ) -> list[dict[str, str]]:
+    """The events of a stream read until `enough` holds for them; the stream stays open (a
+    caller may read on from `chunks`)."""
+    buffer = ""
+    async for chunk in chunks:
+        buffer += chunk
+        parsed = events(buffer)
+        if enough(parsed):
+            return parsed
+    return events(buffer)
+
+
+async def data_until(chunks: AsyncIterator[str], count: int) -> list[dict[str, str]]:
+    """The events with data (notifications, answers) of a stream, once it has carried `count`."""
+    return data_events(await read_events(chunks, lambda got: len(data_events(got)) >= count))
+
+
+@pytest.fixture
+def url(make_daemon: MakeDaemon) -> str:
+    """`/mcp/conf` of a daemon serving the conformance child over HTTP, once the child is ready."""
+    port = free_port()
+    daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("conf", CHILD))
+    daemon.wait_state("conf", "ready")
+    return f"http://127.0.0.1:{port}/mcp/conf"
+
+
+async def list_changes(http: httpx.AsyncClient, url: str, headers: dict[str, str],
+                       chunks: AsyncIterator[str]) -> list[dict[str, str]]:
+    """Two list_changed notifications caused while the session's GET stream (read as `chunks`)
+    is open, as that stream carries them (numbered events)."""
+    for n in range(2):
+        await http.post(url, headers=headers, json={
+            "jsonrpc": "2.0", "id": 10 + n, "method": "tools/call",
+            "params": {"name": "test_trigger_tool_change", "arguments": {}}})
+    return await data_until(chunks, 2)
+
+
 async def session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
     reply = await http.post(url, headers={"Accept": "application/json, text/event-stream"}, json={
         "jsonrpc": "2.0", "id": 0, "method": "initialize",
@@ -48,31 +90,21 @@ async def session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
     return headers
 
 
-async def test_a_dropped_call_stream_resumes_with_last_event_id(make_daemon: MakeDaemon) -> None:
+async def test_a_dropped_call_stream_resumes_with_last_event_id(url: str) -> None:
     """A POST answer stream starts with a priming event (id, retry, no data); the client reads the
     first progress event and drops the connection; the call is not cancelled, and a GET with the
     last id it saw gets the call's answer (only what came after that id, nothing of other streams)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("conf", CHILD))
-    daemon.wait_state("conf", "ready")
-    url = f"http://127.0.0.1:{port}/mcp/conf"
     with anyio.fail_after(30):
         async with httpx.AsyncClient(timeout=20) as http:
             headers = await session(http, url)
-            seen: list[dict[str, str]] = []
             call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
                     "params": {"name": "test_reconnection", "arguments": {"seconds": 0.6},
                                "_meta": {"progressToken": "p1"}}}
             async with http.stream("POST", url, headers=headers, json=call) as stream:
                 assert stream.headers["content-type"].startswith("text/event-stream")
-                buffer = ""
-                async for chunk in stream.aiter_text():
-                    buffer += chunk
-                    seen = events(buffer)
-                    if any("progress" in e.get("data", "") for e in seen):
-                        break  # drop the connection mid-call
+                # Read to the first progress event, then drop the connection mid-call.
+                seen = await read_events(stream.aiter_text(),
+                                         lambda got: any("progress" in e.get("data", "") for e in got))
             assert seen[0]["data"] == "" and seen[0]["retry"] and seen[0]["id"]
             last = seen[-1]["id"]
             assert last != seen[0]["id"]
@@ -90,83 +122,40 @@ async def test_a_dropped_call_stream_resumes_with_last_event_id(make_daemon: Mak
             assert [orjson.loads(e["data"])["id"] for e in events(twice.text) if e.get("data")] == [5]
 
 
-async def test_the_session_get_stream_resumes_after_the_last_event_id(make_daemon: MakeDaemon) -> None:
+async def test_the_session_get_stream_resumes_after_the_last_event_id(url: str) -> None:
     """Notifications sent on the session's GET stream are numbered; reconnecting with the id of
     the first one replays the later ones only."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("conf", CHILD))
-    daemon.wait_state("conf", "ready")
-    url = f"http://127.0.0.1:{port}/mcp/conf"
     with anyio.fail_after(30):
         async with httpx.AsyncClient(timeout=20) as http:
             headers = await session(http, url)
             get_headers = {**headers, "Accept": "text/event-stream"}
-            seen: list[dict[str, str]] = []
             async with http.stream("GET", url, headers=get_headers) as stream:
-                for n in range(2):  # two list_changed notifications while the stream is open
-                    await http.post(url, headers=headers, json={
-                        "jsonrpc": "2.0", "id": 10 + n, "method": "tools/call",
-                        "params": {"name": "test_trigger_tool_change", "arguments": {}}})
-                buffer = ""
-                async for chunk in stream.aiter_text():
-                    buffer += chunk
-                    seen = [e for e in events(buffer) if e.get("data")]
-                    if len(seen) >= 2:
-                        break
+                seen = await list_changes(http, url, headers, stream.aiter_text())
             assert [orjson.loads(e["data"])["method"] for e in seen[:2]] == [
                 "notifications/tools/list_changed"] * 2
             async with http.stream("GET", url, headers={**get_headers, "Last-Event-ID": seen[0]["id"]}
                                    ) as again:
-                buffer = ""
-                async for chunk in again.aiter_text():
-                    buffer += chunk
-                    replayed = [e for e in events(buffer) if e.get("data")]
-                    if replayed:
-                        break
+                replayed = await data_until(again.aiter_text(), 1)
             assert [e["id"] for e in replayed] == [seen[1]["id"]]
 
 
-async def test_a_resuming_get_takes_over_a_stream_whose_loss_the_daemon_has_not_seen(
-        make_daemon: MakeDaemon) -> None:
+async def test_a_resuming_get_takes_over_a_stream_whose_loss_the_daemon_has_not_seen(url: str) -> None:
     """Regression (flaky resumption test, session 3): a client that lost its GET stream
     reconnects with Last-Event-ID before the daemon has noticed the old connection is gone. The
     resumption takes the stream over (replay, then live) instead of a 409; here the first stream
     is still open on the client side, so the takeover is what must end it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    daemon = make_daemon(f'[http]\nlisten = "127.0.0.1:{port}"\n' + server_toml("conf", CHILD))
-    daemon.wait_state("conf", "ready")
-    url = f"http://127.0.0.1:{port}/mcp/conf"
     with anyio.fail_after(30):
         async with httpx.AsyncClient(timeout=20) as http, httpx.AsyncClient(timeout=20) as other:
             headers = await session(http, url)
             get_headers = {**headers, "Accept": "text/event-stream"}
             async with http.stream("GET", url, headers=get_headers) as first:
-                for n in range(2):
-                    await http.post(url, headers=headers, json={
-                        "jsonrpc": "2.0", "id": 10 + n, "method": "tools/call",
-                        "params": {"name": "test_trigger_tool_change", "arguments": {}}})
-                buffer, seen = "", []
                 chunks = first.aiter_text()
-                async for chunk in chunks:
-                    buffer += chunk
-                    seen = [e for e in events(buffer) if e.get("data")]
-                    if len(seen) >= 2:
-                        break
+                seen = await list_changes(http, url, headers, chunks)
                 # The first stream stays open here while a second connection resumes it.
                 async with other.stream("GET", url, headers={**get_headers, "Last-Event-ID": seen[0]["id"]}
                                         ) as again:
                     assert again.status_code == 200
-                    buffer = ""
-                    replayed: list[dict[str, str]] = []
-                    async for chunk in again.aiter_text():
-                        buffer += chunk
-                        replayed = [e for e in events(buffer) if e.get("data")]
-                        if replayed:
-                            break
+                    replayed = await data_until(again.aiter_text(), 1)
                     assert [e["id"] for e in replayed] == [seen[1]["id"]]
                 rest = "".join([chunk async for chunk in chunks])  # the old stream was ended
-                assert not [e for e in events(rest) if e.get("data")]
+                assert not data_events(events(rest))

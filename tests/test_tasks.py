@@ -22,9 +22,9 @@ from supervisor.core.tasks import EXTENSION
 from supervisor.errors import ConfigError
 from supervisor.policy.task_table import COMPLETED, INPUT_REQUIRED, WORKING, TableFull, TaskRecord, TaskTable
 
-from .conftest import ECHO, MCPCTL, SERVERS, Daemon, MakeDaemon, server_toml, wait_for
+from .conftest import ECHO, MCPCTL, SERVERS, Daemon, MakeDaemon, free_port, server_toml, wait_for
 from .redis_server import RedisServer
-from .test_http import ACCEPT, MODERN, free_port, http_toml
+from .test_http import ACCEPT, MODERN, http_toml
 
 CHILD = SERVERS / "conformance_server.py"
 WITH_TASKS: dict[str, Any] = {"extensions": {EXTENSION: {}}, "elicitation": {}}
@@ -276,6 +276,9 @@ def test_too_many_tasks_are_refused_with_a_clear_error(make_daemon: MakeDaemon) 
     assert refused["error"]["code"] == -32000, refused
     assert "too many tasks" in refused["error"]["message"]
     assert refused["error"]["data"]["max_tasks"] == 2
+    # The same busy refusal as every other (errors.busy): the server, and when to retry.
+    assert refused["error"]["data"]["server"] == "conformance"
+    assert refused["error"]["data"]["retry_after_ms"] >= 10
     listed = json.loads(daemon.ctl("tasks", "--json").stdout)
     assert {row["task_id"] for row in listed["tasks"]} == set(kept)
     assert listed["stats"]["refused"] == 1

@@ -19,10 +19,10 @@ import anyio
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 
-from .conftest import ECHO, MCPCTL, SERVERS, Daemon, MakeDaemon, alive_pids, server_toml, wait_for
+from .conftest import ECHO, MCPCTL, SERVERS, Daemon, MakeDaemon, alive_pids, free_port, server_toml, wait_for
 from .mcp_raw import RawSession
 from .sdk import text_of
-from .test_http import free_port, http_toml
+from .test_http import http_toml
 
 pytestmark = pytest.mark.anyio
 

@@ -19,9 +19,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from .conftest import ECHO, Daemon, MakeDaemon, daemon_env, server_toml, wait_for
+from .conftest import ECHO, Daemon, MakeDaemon, daemon_env, free_port, server_toml, wait_for
 from .mcp_raw import RawSession
-from .test_http import free_port, http_toml, modern_call, modern_headers
+from .test_http import http_toml, modern_call, modern_headers
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
@@ -96,6 +96,17 @@ def traced_daemon(make_daemon: MakeDaemon, workdir: Path, collector: Collector |
     return daemon
 
 
+def call_with_traceparent(port: int) -> dict[str, Any]:
+    """The answer to a 2026-07-28 call of the echo child's `meta` tool whose `_meta` carries the
+    client's TRACEPARENT."""
+    call = modern_call(1, "meta", {})
+    call["params"]["_meta"]["traceparent"] = TRACEPARENT
+    reply = httpx.post(f"http://127.0.0.1:{port}/mcp/echo", headers=modern_headers("tools/call", "meta"),
+                       json=call, timeout=30).json()
+    assert isinstance(reply, dict), reply
+    return reply
+
+
 def meta_seen_by_child(reply: dict[str, Any]) -> dict[str, Any]:
     assert "result" in reply, reply
     return dict(json.loads(reply["result"]["content"][0]["text"]))
@@ -107,10 +118,7 @@ def test_a_trace_runs_from_the_client_through_the_daemon_into_the_child(
     the child call's parent, and the child receives the child call span's own context."""
     port = free_port()
     traced_daemon(make_daemon, workdir, collector, port)
-    call = modern_call(1, "meta", {})
-    call["params"]["_meta"]["traceparent"] = TRACEPARENT
-    reply = httpx.post(f"http://127.0.0.1:{port}/mcp/echo", headers=modern_headers("tools/call", "meta"),
-                       json=call, timeout=30).json()
+    reply = call_with_traceparent(port)
     child_meta = meta_seen_by_child(reply)
     version, trace_id, parent_of_child, flags = child_meta["traceparent"].split("-")
     assert (version, trace_id, flags) == ("00", TRACE_ID, "01")
@@ -158,8 +166,5 @@ def test_with_tracing_off_the_clients_context_reaches_the_child_untouched(
         make_daemon: MakeDaemon, workdir: Any) -> None:
     port = free_port()
     traced_daemon(make_daemon, workdir, None, port)
-    call = modern_call(1, "meta", {})
-    call["params"]["_meta"]["traceparent"] = TRACEPARENT
-    reply = httpx.post(f"http://127.0.0.1:{port}/mcp/echo", headers=modern_headers("tools/call", "meta"),
-                       json=call, timeout=30).json()
+    reply = call_with_traceparent(port)
     assert meta_seen_by_child(reply)["traceparent"] == TRACEPARENT

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from rich.segment import Segment
+from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from tui.app import TopApp
@@ -61,11 +64,20 @@ async def loaded(app: RecordingApp, count: int = 27) -> None:
     await wait_until(lambda: app.connected and len(rows(app)) == count and app.fake.subscribers == 2)
 
 
+@asynccontextmanager
+async def dashboard(fake: FakeDaemonClient | None = None, *, size: tuple[int, int] = SIZE, count: int = 27,
+                    **kwargs: Any) -> AsyncIterator[tuple[RecordingApp, Pilot[int]]]:
+    """A `RecordingApp` on `fake` (a fresh fake fleet by default), running at `size`, once it
+    shows the fleet's `count` servers and follows both streams."""
+    app = RecordingApp(fake if fake is not None else FakeDaemonClient(), **kwargs)
+    async with app.run_test(size=size) as pilot:
+        await loaded(app, count)
+        yield app, pilot
+
+
 async def test_table_lists_every_server_in_fleet_order_with_a_distinct_mark_per_state() -> None:
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE):
-        await loaded(app)
+    async with dashboard(fake) as (app, _):
         assert rows(app) == [s["name"] for s in fake.servers]
         assert cell(app, "google-drive", "state") == "✗ failed"
         assert cell(app, "sentry", "state") == "◇ unavailable"  # waiting for a key: not a failure
@@ -91,9 +103,8 @@ async def test_state_styles_tell_unavailable_from_failed() -> None:
 
 
 async def test_every_server_of_a_twelve_server_fleet_fits_80x24_with_the_pane() -> None:
-    app = RecordingApp(FakeDaemonClient(names=EVERY_STATE, history=5))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await loaded(app, 12)
+    fleet = FakeDaemonClient(names=EVERY_STATE, history=5)
+    async with dashboard(fleet, size=(80, 24), count=12) as (app, pilot):
         await pilot.pause()
         table = grid(app)
         assert table.scrollable_content_region.height >= 13  # heading + 12 rows, no scrolling
@@ -119,9 +130,7 @@ def has_width(app: TopApp, width: int) -> bool:
 
 
 async def test_columns_go_in_priority_order_as_the_terminal_narrows() -> None:
-    app = RecordingApp(FakeDaemonClient())
-    async with app.run_test(size=(200, 50)) as pilot:
-        await loaded(app)
+    async with dashboard(size=(200, 50)) as (app, pilot):
         wide = [c.key for c in app.columns]
         assert {"memory_hist", "calls_hist", "p95_hist", "pid", "limit"} <= set(wide)
         for width in (160, 120, 100, 80, 60, 30):
@@ -137,9 +146,7 @@ async def test_columns_go_in_priority_order_as_the_terminal_narrows() -> None:
 
 
 async def test_slash_filters_by_name_state_or_reason_and_escape_restores() -> None:
-    app = RecordingApp(FakeDaemonClient())
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard() as (app, pilot):
         await pilot.press("slash", "g", "o", "o")
         assert rows(app) == ["google-drive", "google-maps"]
         assert app.selected == "google-drive"
@@ -159,9 +166,7 @@ async def test_slash_filters_by_name_state_or_reason_and_escape_restores() -> No
 
 
 async def test_filter_typing_q_does_not_quit() -> None:
-    app = RecordingApp(FakeDaemonClient())
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard() as (app, pilot):
         await pilot.press("slash", "s", "q")
         assert rows(app) == ["sqlite"]
         assert app.is_running
@@ -169,9 +174,7 @@ async def test_filter_typing_q_does_not_quit() -> None:
 
 async def test_s_cycles_the_sort() -> None:
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         fake.push_stats()
         await wait_until(lambda: app.model.stats_seen == 1)
         await pilot.press("s")
@@ -194,9 +197,7 @@ async def test_s_cycles_the_sort() -> None:
 
 async def test_selection_follows_arrows_and_j_k_and_moves_the_log_tail() -> None:
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         assert app.selected == "filesystem"
         await pilot.press("j", "j")
         assert app.selected == "github"
@@ -219,9 +220,7 @@ async def test_selection_follows_arrows_and_j_k_and_moves_the_log_tail() -> None
 
 async def test_enter_opens_the_detail_screen_with_history_config_and_tools() -> None:
     fake = FakeDaemonClient(history=30)
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         await pilot.press("j", "j", "enter")
         assert isinstance(app.screen, DetailScreen) and app.screen.server == "github"
         await wait_until(lambda: "github" in app.details and isinstance(app.tools.get("github"), list))
@@ -237,9 +236,7 @@ async def test_enter_opens_the_detail_screen_with_history_config_and_tools() -> 
 
 async def test_log_view_searches_forward_and_back_and_follows() -> None:
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         await pilot.press("l")
         assert isinstance(app.screen, LogScreen)
         view = app.screen.query_one(LogLines)
@@ -267,9 +264,7 @@ async def test_log_view_searches_forward_and_back_and_follows() -> None:
 
 async def test_log_view_shows_every_server_interleaved_by_time() -> None:
     fake = FakeDaemonClient(names=["git", "time", "fetch"])
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app, 3)
+    async with dashboard(fake, count=3) as (app, pilot):
         await pilot.press("l", "a")
         assert isinstance(app.screen, LogScreen) and app.screen.server is None
         view = app.screen.query_one(LogLines)
@@ -285,9 +280,7 @@ async def test_log_view_shows_every_server_interleaved_by_time() -> None:
 async def test_help_lists_every_key_and_closes() -> None:
     from tui.keys import APP_KEYS, MAIN_KEYS
 
-    app = RecordingApp(FakeDaemonClient())
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard() as (app, pilot):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = str(app.screen.query_one(Static).render())
@@ -304,9 +297,7 @@ async def test_help_lists_every_key_and_closes() -> None:
 
 
 async def test_command_palette_lists_the_dashboard_actions() -> None:
-    app = RecordingApp(FakeDaemonClient())
-    async with app.run_test(size=SIZE):
-        await loaded(app)
+    async with dashboard() as (app, _):
         titles = [command.title for command in app.get_system_commands(app.screen)]
         for wanted in ("Restart the selected server (asks first)", "Reload fleet.toml (asks first)",
                        "Cycle the sort: name, state, memory, CPU, latency, restarts"):
@@ -318,9 +309,7 @@ async def test_an_action_chosen_in_the_command_palette_runs_and_still_asks_first
     from textual.command import CommandList, CommandPalette
 
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         await pilot.press("j", "ctrl+p")
         await wait_until(lambda: isinstance(app.screen, CommandPalette))
         await pilot.press(*"restart the selected")
@@ -335,9 +324,7 @@ async def test_an_action_chosen_in_the_command_palette_runs_and_still_asks_first
 
 async def test_r_restarts_only_after_yes() -> None:
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         await pilot.press("j", "r")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
@@ -351,9 +338,7 @@ async def test_r_restarts_only_after_yes() -> None:
 
 async def test_x_stops_after_yes_and_g_starts_without_asking() -> None:
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         await pilot.press("x")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
@@ -368,9 +353,7 @@ async def test_x_stops_after_yes_and_g_starts_without_asking() -> None:
 
 async def test_shift_r_reloads_the_fleet_after_yes() -> None:
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         await pilot.press("R")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("escape")
@@ -382,9 +365,7 @@ async def test_shift_r_reloads_the_fleet_after_yes() -> None:
 
 async def test_c_clears_the_cache_of_the_server_or_the_fleet() -> None:
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         await pilot.press("j", "c")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
@@ -397,9 +378,7 @@ async def test_c_clears_the_cache_of_the_server_or_the_fleet() -> None:
 async def test_a_refused_action_is_reported_not_raised() -> None:
     fake = FakeDaemonClient()
     fake.refuse_actions = "circuit open for git; retry in 30 s"
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         await pilot.press("j", "r", "y")
         await wait_until(lambda: app.notices)
         assert app.notices == [("error", "restart git: circuit open for git; retry in 30 s")]
@@ -409,9 +388,7 @@ async def test_a_refused_action_is_reported_not_raised() -> None:
 async def test_stats_update_cells_in_place_without_rebuilding_the_table() -> None:
     """With 27 servers a once-a-second full rebuild is what made dashboards flicker and burn CPU."""
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE):
-        await loaded(app)
+    async with dashboard(fake) as (app, _):
         rebuilds = app.rebuilds
         for _ in range(5):
             fake.push_stats()
@@ -426,9 +403,7 @@ async def test_cell_updates_redraw_exactly_what_a_full_redraw_would() -> None:
     """FleetGrid keeps each row's rendering until the row changes (tui/table.py); what it draws
     after stats pushes, a state change and a cursor move must be what a grid drawn from scratch shows."""
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         table = grid(app)
 
         def drawn() -> list[list[Segment]]:
@@ -449,9 +424,7 @@ async def test_cell_updates_redraw_exactly_what_a_full_redraw_would() -> None:
 async def test_new_log_lines_keep_the_tail_scrolled_to_the_end() -> None:
     """LogLines skips the screen layout a growing widget asks for per line; its scrollbar follows."""
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         log = app.query_one("#log", LogLines)
         await wait_until(lambda: len(log.entries) == 40)
         for k in range(30):
@@ -485,9 +458,7 @@ async def test_daemon_not_running_at_start_says_so_and_connects_when_it_comes() 
 
 async def test_daemon_gone_and_back_reconnects_and_resubscribes() -> None:
     fake = FakeDaemonClient()
-    app = RecordingApp(fake, retry_base=0.01, retry_cap=0.05)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake, retry_base=0.01, retry_cap=0.05) as (app, pilot):
         await pilot.press("j", "j")
         fake.go_away()
         await wait_until(lambda: "daemon not running at" in gone_text(app))
@@ -514,9 +485,7 @@ async def test_an_unexpected_client_error_is_a_message_not_a_traceback() -> None
 async def test_changed_tools_are_marked_in_the_tools_column_the_header_and_the_pane() -> None:
     """github serves a tool that changed since it was pinned (warn), fetch holds two back (block):
     each row says so in its tools cell, the header counts them, the pane names them."""
-    app = RecordingApp(FakeDaemonClient())
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard() as (app, pilot):
         assert cell(app, "github", "tools") == "8 Δ1"
         assert cell(app, "fetch", "tools") == "4 ⊘2"  # the count is what clients see
         assert cell(app, "git", "tools") == "14"
@@ -529,9 +498,7 @@ async def test_changed_tools_are_marked_in_the_tools_column_the_header_and_the_p
 
 async def test_a_tool_change_event_marks_the_row_at_once_and_approval_clears_it() -> None:
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE):
-        await loaded(app)
+    async with dashboard(fake) as (app, _):
         fake.push({"type": "tool_change", "server": "git", "tool": "get_git_0", "action": "warned"})
         await wait_until(lambda: cell(app, "git", "tools") == "14 Δ1")
         assert "Δ2 ⊘2 tools" in header(app)
@@ -542,9 +509,7 @@ async def test_a_tool_change_event_marks_the_row_at_once_and_approval_clears_it(
 
 async def test_detail_screen_says_which_tools_changed_what_differs_and_how_to_approve() -> None:
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         await pilot.press(*["j"] * 8, "enter")
         assert isinstance(app.screen, DetailScreen) and app.screen.server == "fetch"
         await wait_until(lambda: "fetch" in app.tool_diffs and isinstance(app.tools.get("fetch"), list))
@@ -576,9 +541,7 @@ async def test_a_full_screen_over_the_fleet_stops_table_work_until_it_closes() -
     from tui.app import cell as cell_of
 
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake) as (app, pilot):
         fake.push_stats()
         await wait_until(lambda: app.model.stats_seen == 1)
         shown = dict(grid(app).cells)
@@ -602,9 +565,7 @@ async def test_the_pane_draws_new_tail_lines_with_the_next_stats_push() -> None:
     from tui.app import PANE_LOG_EVERY
 
     fake = FakeDaemonClient()
-    app = RecordingApp(fake)
-    async with app.run_test(size=SIZE):
-        await loaded(app)
+    async with dashboard(fake) as (app, _):
         await wait_until(lambda: len(log_lines(app)) == 40)
         fake.push({"type": "log", "server": "filesystem", "line": "waits for the stats", "at": NOW})
         await wait_until(lambda: app.stderr["filesystem"][-1].line == "waits for the stats")
@@ -623,9 +584,7 @@ async def test_the_startup_heap_is_frozen_once_when_asked(monkeypatch: pytest.Mo
     calls: list[None] = []
     monkeypatch.setattr(tui.app, "freeze_startup_heap", lambda: calls.append(None))
     fake = FakeDaemonClient()
-    app = RecordingApp(fake, retry_base=0.01, retry_cap=0.05, freeze_heap=True)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(app)
+    async with dashboard(fake, retry_base=0.01, retry_cap=0.05, freeze_heap=True) as (app, pilot):
         await wait_until(lambda: len(calls) == 1)
         fake.go_away()
         await wait_until(lambda: not app.connected)

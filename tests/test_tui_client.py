@@ -3,8 +3,7 @@ plus one hand-written misbehaving server per failure mode."""
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 
@@ -16,14 +15,9 @@ from anyio.abc import SocketStream
 from tui.client import DaemonUnavailable, Fleet, RemoteError, SocketDaemonClient
 from tui.fake import NAMES, FakeDaemonClient, serve_fake, wait_until
 
+from .raw_socket import raw_server
+
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def sock() -> Iterator[Path]:
-    # Not tmp_path: a Unix socket path must fit in 108 bytes.
-    with tempfile.TemporaryDirectory(prefix="tui-") as d:
-        yield Path(d) / "control.sock"
 
 
 @asynccontextmanager
@@ -35,19 +29,6 @@ async def fake_daemon(sock: Path, fake: FakeDaemonClient) -> AsyncIterator[FakeD
         # read on an asyncio UNIX stream in the loop iteration the peer's EOF arrives makes anyio's
         # reader callback set a result on the cancelled future (InvalidStateError in a callback).
         await wait_until(lambda: fake.connections == 0)
-        tg.cancel_scope.cancel()
-
-
-@asynccontextmanager
-async def raw_server(sock: Path, handle: Callable[[SocketStream], Awaitable[None]]) -> AsyncIterator[None]:
-    async def owned(stream: SocketStream) -> None:
-        async with stream:  # closed even when the handler is cancelled
-            await handle(stream)
-
-    listener = await anyio.create_unix_listener(sock)
-    async with anyio.create_task_group() as tg, listener:
-        tg.start_soon(listener.serve, owned)
-        yield
         tg.cancel_scope.cancel()
 
 

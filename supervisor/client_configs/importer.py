@@ -327,7 +327,10 @@ def convert(source: Source) -> tuple[list[Imported], list[Skipped]]:
     skipped: list[Skipped] = []
     for raw_name, entry in source.servers.items():
         result = convert_entry(str(raw_name), entry, source)
-        (skipped if isinstance(result, Skipped) else imported).append(result)  # type: ignore[arg-type]
+        if isinstance(result, Skipped):
+            skipped.append(result)
+        else:
+            imported.append(result)
     return imported, skipped
 
 

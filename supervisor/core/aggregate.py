@@ -265,13 +265,14 @@ class Aggregate:
             self._broadcast(None, {"jsonrpc": "2.0", "method": method})
 
     def server_notification(self, server: Server, message: Message) -> None:
-        method = message.get("method")
-        for stale in protocol.LIST_CHANGED.get(method, ()):  # type: ignore[arg-type]
+        for stale in protocol.LIST_CHANGED.get(message.get("method", ""), ()):
             self._cache.pop((server.name, stale), None)
         self._broadcast(server, message)
 
     def _broadcast(self, server: Server | None, message: Message) -> None:
         for session in list(self.sessions):
+            # `Attached` is declared for one server's clients; the aggregate's own list_changed
+            # (server None) reaches only aggregate clients, whose server_notification ignores it.
             session.server_notification(server, message)  # type: ignore[arg-type]
 
     # ---- naming -------------------------------------------------------------------------------

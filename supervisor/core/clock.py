@@ -1,11 +1,14 @@
-"""The time a server and its children read: injected, so tests move it by hand.
+"""The time core reads: injected, so tests move it by hand.
 
-`Server`, its `Instance`s and the per-client instances never call `time.monotonic()` or
-`time.time()` themselves; they read the `Clock` in their `FleetContext`. The daemon uses the
-system's; an in-process test passes a clock it advances (trio's `MockClock` is the model), so
-deadlines, backoff, breaker cooldowns, rate limits and idle stop are decided at the instant the
-test says, without sleeping. Waiting (`anyio.sleep`, `move_on_after`) stays on the event loop's
-own clock: the parts a test drives are the synchronous decisions those loops call.
+Nothing in `supervisor.core` calls `time.monotonic()` or `time.time()` itself. `Server`, its
+`Instance`s, the per-client instances, tool pins, the fleet and the memory watch read the `Clock`
+in their `FleetContext`; the parts that live beside a fleet (sessions, the input-required and task
+tables, the installer, leftover-process cleanup) take one as an argument, the system's by default.
+The daemon uses the system's; an in-process test passes a clock it advances (trio's `MockClock` is
+the model), so deadlines, backoff, breaker cooldowns, rate limits, state expiry and idle stop are
+decided at the instant the test says, without sleeping. (The cache and the cluster limiter take a
+plain `clock` function the same way.) Waiting (`anyio.sleep`, `move_on_after`) stays on the event
+loop's own clock: the parts a test drives are the synchronous decisions those loops call.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +70,7 @@ class Fleet:
         self.config = config
         self.ctx = ctx
         self.servers: dict[str, Server] = {name: new_server(sc, ctx) for name, sc in config.servers.items()}
-        self.started = time.time()
+        self.started = ctx.clock.time()
         self._tg: anyio.abc.TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -35,6 +33,7 @@ from . import process
 
 if TYPE_CHECKING:
     from .fleet import Fleet
+    from .server import Server
 
 log = logging.getLogger("mcp_supervisor.health")
 
@@ -149,9 +148,9 @@ class MemoryWatch:
     """Samples every server at its own `memory_interval` (an autoscaled server more often, see
     `Server.sample_interval`), enforces per-server and fleet limits, and feeds the autoscalers."""
 
-    def __init__(self, fleet: Fleet, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
-        self.clock = clock
+        self.clock = fleet.ctx.clock.monotonic  # the servers' own clock: their samples' instants
         self.next_due: dict[str, float] = {}
         self.fleet_over = Consecutive(BAD_SAMPLES)
 
@@ -159,14 +158,19 @@ class MemoryWatch:
         intervals = [s.sample_interval for s in self.fleet.supervised()]
         return max(MIN_TICK, min([MAX_TICK, *intervals]))
 
-    async def round(self) -> None:
+    def due(self, supervised: list[Server]) -> list[Server]:
+        """The servers whose sample is due now (each is then due again one interval later)."""
         now = self.clock()
         due = []
-        supervised = self.fleet.supervised()
         for server in supervised:
             if self.next_due.get(server.name, 0.0) <= now:
                 self.next_due[server.name] = now + server.sample_interval
                 due.append(server)
+        return due
+
+    async def round(self) -> None:
+        supervised = self.fleet.supervised()
+        due = self.due(supervised)
         limits: dict[int, int | None] = {}
         cpu_roots: set[int] = set()
         for server in due:

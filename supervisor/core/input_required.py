@@ -32,7 +32,6 @@ import binascii
 import hashlib
 import hmac
 import secrets
-import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -42,6 +41,8 @@ import orjson
 from supervisor.errors import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY
 from supervisor.wire import protocol
 from supervisor.wire.jsonrpc import Message, error_response
+
+from .clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
     from .instance import Instance
@@ -205,8 +206,9 @@ class Parked:
 class InputRequired:
     """The daemon's table of parked calls and the rules of the translation."""
 
-    def __init__(self, signer: StateSigner | None = None) -> None:
+    def __init__(self, signer: StateSigner | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.signer = signer or StateSigner()
+        self.clock = clock  # wall time: when a state expires
         self.parked: dict[str, Parked] = {}
 
     def forget(self, parked: Parked) -> None:
@@ -253,7 +255,9 @@ class InputRequired:
             found = next((p for p in instance.pending.values() if p.sink is call), None)
             if found is None:
                 return False
-            parked = Parked(self, instance, ask, time.time() + max(0.0, found.deadline - time.monotonic()))
+            # The state lives as long as the child's call: its deadline, on the instance's clock.
+            left = max(0.0, found.deadline - instance.clock.monotonic())
+            parked = Parked(self, instance, ask, self.clock.time() + left)
             found.sink = parked
             ask.parked = parked
             parked.call = call
@@ -346,7 +350,7 @@ class InputRequired:
         if payload is None:
             return ("requestState failed its integrity check (it was not issued by this server, "
                     "or was altered)")
-        if not isinstance(payload.get("x"), int | float) or payload["x"] < time.time():
+        if not isinstance(payload.get("x"), int | float) or payload["x"] < self.clock.time():
             return "requestState has expired; send the request again without it"
         if payload.get("m") != ask.method or payload.get("n") != ask.name:
             return "requestState belongs to a different request"

@@ -14,8 +14,8 @@ records what was installed so a second run with the same pin is skipped, and a m
 marker means "start from a clean prefix" (a half-finished install never passes for a finished one).
 
 `resolve_command` is also called by the daemon at spawn time, so this module imports only the
-standard library and the `package` grammar (`supervisor.config.package`) at top level; anyio is
-imported inside the install functions.
+standard library, the `package` grammar (`supervisor.config.package`) and the `Clock` seam at top
+level; anyio is imported inside the install functions.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from supervisor.config.package import Ecosystem, PackageSpec
+
+from .clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
     from anyio.abc import Process
@@ -260,6 +262,7 @@ class Installer:
     timeout_s: float = DEFAULT_TIMEOUT_S
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     on_change: Callable[[Progress], None] = lambda _p: None
+    clock: Clock = SYSTEM_CLOCK  # what an install's seconds are measured on
 
     async def install_all(self, servers: Sequence[Installable]) -> list[InstallResult]:
         import anyio
@@ -291,25 +294,25 @@ class Installer:
         if not self.force and is_installed(server, self.data_dir):
             return self._finish(progress, InstallResult(server.name, "skipped", str(spec),
                                                         detail="already installed"))
-        progress.started = time.monotonic()
+        progress.started = self.clock.monotonic()
         try:
             await self._install(spec, server, prefix, progress)
         except InstallFailed as exc:
             result = InstallResult(server.name, "failed", str(spec),
-                                   time.monotonic() - progress.started, str(exc))
+                                   self.clock.monotonic() - progress.started, str(exc))
             _record_failure(prefix, server.package, result.detail)
         except OSError as exc:
             result = InstallResult(server.name, "failed", str(spec),
-                                   time.monotonic() - progress.started, f"{type(exc).__name__}: {exc}")
+                                   self.clock.monotonic() - progress.started, f"{type(exc).__name__}: {exc}")
             _record_failure(prefix, server.package, result.detail)
         else:
             result = InstallResult(server.name, "installed", str(spec),
-                                   time.monotonic() - progress.started)
+                                   self.clock.monotonic() - progress.started)
         return self._finish(progress, result)
 
     def _finish(self, progress: Progress, result: InstallResult) -> InstallResult:
         progress.state = result.outcome
-        progress.finished = time.monotonic()
+        progress.finished = self.clock.monotonic()
         if result.detail:
             progress.last_line = result.detail
         self.on_change(progress)
@@ -340,7 +343,7 @@ class Installer:
             raise InstallFailed(f"installed, but the package has no command {server.command!r} "
                                 f"(it provides: {', '.join(available) or 'none'})")
         record = marker_record(spec, server.extra_requires)
-        record["installed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        record["installed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.clock.time()))
         tmp = prefix / (MARKER + ".tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n")
         tmp.replace(prefix / MARKER)
@@ -438,9 +441,11 @@ def _error_line(tail: Sequence[str]) -> str:
 class ProgressDisplay:
     """Live lines on a TTY (redrawn in place), plain event lines otherwise."""
 
-    def __init__(self, names: Sequence[str], out: IO[str], *, live: bool) -> None:
+    def __init__(self, names: Sequence[str], out: IO[str], *, live: bool,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.out = out
         self.live = live
+        self.clock = clock  # the elapsed seconds shown
         self.rows: dict[str, Progress] = {}
         self.order = list(names)
         self.width = max((len(n) for n in names), default=4)
@@ -458,7 +463,7 @@ class ProgressDisplay:
         if progress.state == "failed":
             line += f": {progress.last_line}"
         elif progress.state == "installed":
-            line += f" in {progress.elapsed(time.monotonic()):.1f}s"
+            line += f" in {progress.elapsed(self.clock.monotonic()):.1f}s"
         elif progress.state in {"npm install", "pip install"}:
             line = f"{progress.name}: {progress.state} {progress.spec}"
         self.out.write(line + "\n")
@@ -468,7 +473,7 @@ class ProgressDisplay:
         if not self.live:
             return
         columns, rows = shutil.get_terminal_size((100, 24))
-        now = time.monotonic()
+        now = self.clock.monotonic()
         shown = self._visible(rows - 2)
         lines = []
         for name in shown:

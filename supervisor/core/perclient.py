@@ -33,7 +33,7 @@ import math
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -70,8 +70,8 @@ def owner_of(sink: Any) -> str | None:
 def attached_of(sink: Any) -> Attached | None:
     """The session to tell about the instance's notifications, if the sink belongs to one."""
     origin = origin_of(sink)
-    if hasattr(origin, "server_notification"):
-        return origin  # type: ignore[no-any-return]
+    if hasattr(origin, "server_notification"):  # duck-typed: any door's session that takes notifications
+        return cast("Attached", origin)
     session = getattr(origin, "session", None)
     return session if hasattr(session, "server_notification") else None
 

@@ -18,12 +18,13 @@ import difflib
 import hashlib
 import logging
 import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from .clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("mcp_supervisor.pins")
 
@@ -47,8 +48,9 @@ def _pretty(defn: dict[str, Any]) -> list[str]:
 class ToolPins:
     """The pins of one server, and the tools whose current definition differs from its pin."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = path
+        self.clock = clock  # a change's "since" is wall time
         self.pinned: dict[str, dict[str, Any]] = {}
         self._prints: dict[str, str] = {}
         self.changes: dict[str, dict[str, Any]] = {}  # tool -> {pinned, current, since}
@@ -107,7 +109,7 @@ class ToolPins:
                 known = self.changes.get(name)
                 if known is None or known["current"] != defn:
                     self.changes[name] = {"pinned": self.pinned[name], "current": defn,
-                                          "since": time.time()}
+                                          "since": self.clock.time()}
                     newly.append(name)
             else:
                 self.changes.pop(name, None)  # changed back

@@ -15,12 +15,14 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import psutil
+
+from .clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("mcp_supervisor.process")
 
@@ -247,8 +249,11 @@ class PidRegistry:
         return records
 
 
-def end_leftovers(records: list[ProcessRecord], grace: float = 2.0) -> list[ProcessRecord]:
-    """End the trees of a previous daemon's children that are still running. Blocking."""
+def end_leftovers(records: list[ProcessRecord], grace: float = 2.0, *, clock: Clock = SYSTEM_CLOCK,
+                  sleep: Callable[[float], None] = time.sleep) -> list[ProcessRecord]:
+    """End the trees of a previous daemon's children that are still running. Blocking: each tree
+    gets `grace` seconds on `clock` after SIGTERM, then SIGKILL (a test passes a clock that
+    `sleep` advances)."""
     ended = []
     for record in records:
         proc = same_process(record)
@@ -261,9 +266,9 @@ def end_leftovers(records: list[ProcessRecord], grace: float = 2.0) -> list[Proc
             continue
         members = group_members(pgid) if pgid == record.pid else []
         kill_group(pgid, signal.SIGTERM) if pgid == record.pid else kill_processes(tree, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and alive(tree):
-            time.sleep(0.05)
+        deadline = clock.monotonic() + grace
+        while clock.monotonic() < deadline and alive(tree):
+            sleep(0.05)
         kill_processes(alive([*tree, *members]))
         ended.append(record)
     return ended

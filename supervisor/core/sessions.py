@@ -8,7 +8,6 @@ own version, and then shares the child. Everything else is routed by `Server.sub
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -41,6 +40,7 @@ from supervisor.wire.jsonrpc import (
 from supervisor.wire.outbox import Outbox
 
 from . import tasks
+from .clock import SYSTEM_CLOCK, Clock
 from .input_required import ASKING_METHODS, session_request
 
 if TYPE_CHECKING:
@@ -95,9 +95,10 @@ class Session:
 
     def __init__(self, server: Target, outbox: Outbox, *, max_message: int,
                  task_group: anyio.abc.TaskGroup | None = None, client: str | None = None,
-                 limits: ClientLimits | None = None) -> None:
+                 limits: ClientLimits | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.server = server
         self.limits = limits  # per-client rate limits, keyed by `client`
+        self._monotonic = clock.monotonic  # what the rate limits are checked at (bound once)
         self.outbox = outbox
         self.client = client
         self.owner = client  # whose instance of a `sharing = "per-client"` server it uses
@@ -233,7 +234,7 @@ class Session:
             return
         limits = self.limits
         if limits is not None and limits.active and self.client is not None:
-            wait = limits.check(self.client, time.monotonic())
+            wait = limits.check(self.client, self._monotonic())
             if wait:
                 out.deliver(rate_limited(mid, f"client '{self.client}' is over its rate limit", wait))
                 return

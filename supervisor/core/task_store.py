@@ -13,7 +13,6 @@ timeout and never raises: a failed write is counted and logged, a failed read is
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -21,6 +20,8 @@ import anyio
 import orjson
 
 from supervisor.policy.task_table import TaskRecord
+
+from .clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("mcp_supervisor.tasks")
 
@@ -72,7 +73,7 @@ class MemoryTaskStore:
 class RedisTaskStore:
     shared = True
 
-    def __init__(self, url: str, timeout: float, clock: Any = time.time) -> None:
+    def __init__(self, url: str, timeout: float, clock: Clock = SYSTEM_CLOCK) -> None:
         from redis.asyncio import Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -152,7 +153,7 @@ class RedisTaskStore:
                             handler(payload)
                 finally:
                     with anyio.move_on_after(1, shield=True):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]  # (redis-py)
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves PubSub.aclose unannotated
             except Exception as exc:  # Redis went away: say so, and listen again shortly
                 self.errors += 1
                 log.warning("tasks: control channel of node %s: %s: %s", node, type(exc).__name__, exc)
@@ -174,7 +175,7 @@ class RedisTaskStore:
                 await self._redis.aclose()
 
     async def _write(self, records: list[TaskRecord]) -> None:
-        now = self.clock()
+        now = self.clock.time()
         try:
             with anyio.fail_after(WRITE_TIMEOUT):
                 async with self._redis.pipeline(transaction=False) as pipe:

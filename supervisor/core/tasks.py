@@ -20,7 +20,6 @@ the instance that created them (`Passthrough`).
 from __future__ import annotations
 
 import logging
-import time
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,7 +31,7 @@ from supervisor.errors import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
     MISSING_CLIENT_CAPABILITY,
-    SERVER_BUSY,
+    busy,
 )
 from supervisor.policy.task_table import (
     CANCELLED,
@@ -49,6 +48,7 @@ from supervisor.policy.tool_policy import origin_of
 from supervisor.wire import protocol
 from supervisor.wire.jsonrpc import Message, error_response
 
+from .clock import SYSTEM_CLOCK, Clock
 from .input_required import INPUT_METHODS, input_key
 from .perclient import owner_of
 
@@ -273,12 +273,12 @@ class TaskBook:
     """The daemon's tasks: one table, shared by every door."""
 
     def __init__(self, settings: TaskSettings, store: TaskStore | None = None, node: str = "",
-                 clock: Any = time.time) -> None:
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
         self.table = TaskTable(settings.max_tasks, settings.max_bytes)
         self.store = store
         self.node = node
-        self.clock = clock
+        self.clock = clock  # tasks expire and are stamped by wall time (createdAt + ttl)
         self.runs: dict[str, TaskRun] = {}
         self.child_tasks: dict[str, tuple[Server, Instance]] = {}
         self.watchers: dict[Watcher, set[str]] = {}
@@ -331,7 +331,7 @@ class TaskBook:
 
     def _create(self, target: Any, server: Server, msg: Message, params: dict[str, Any],
                 meta: dict[str, Any], sink: Sink, owner: str | None) -> None:
-        now = self.clock()
+        now = self.clock.time()
         settings = self.settings
         record = TaskRecord(task_id=new_task_id(), server=server.name, tool=str(params.get("name")),
                             owner=owner, created_at=now,
@@ -340,10 +340,10 @@ class TaskBook:
         try:
             self.table.add(record, now)
         except TableFull as exc:
-            sink.deliver(error_response(
-                msg["id"], SERVER_BUSY, f"server busy: too many tasks: {exc}; retry later",
-                {"retry_after_ms": max(10, int(settings.poll_interval * 1000)),
-                 "max_tasks": settings.max_tasks}))
+            refusal = busy(msg["id"], server.name, f"too many tasks: {exc}",
+                           max(10, int(settings.poll_interval * 1000)))
+            refusal["error"]["data"]["max_tasks"] = settings.max_tasks
+            sink.deliver(refusal)
             return
         self.created_total += 1
         capabilities = meta.get(protocol.META_CLIENT_CAPABILITIES)
@@ -385,7 +385,7 @@ class TaskBook:
         if routed is not None:
             server, instance = routed
             if instance in server.ready_instances:
-                instance.forward(sink, msg, time.monotonic() + server.config.request_timeout, True)
+                instance.forward(sink, msg, instance.clock.monotonic() + server.config.request_timeout, True)
                 return
             del self.child_tasks[task_id]  # the instance that ran it is gone, and its tasks with it
         if method == "tasks/update":
@@ -394,7 +394,7 @@ class TaskBook:
                 sink.deliver(error_response(mid, INVALID_PARAMS, "Invalid params: inputResponses must "
                                             "map input request keys to their results"))
                 return
-        record = self.table.get(task_id, self.clock())
+        record = self.table.get(task_id, self.clock.time())
         if record is not None and record.owner is not None and record.owner != owner:
             record = None  # another caller's task: not found, as the spec's auth binding has it
         if record is None and task_id not in self.runs and _is_server(target) \
@@ -431,7 +431,7 @@ class TaskBook:
         assert self.store is not None
         record = await self.store.load(task_id)
         mid = msg["id"]
-        if record is None or record.expires_at <= self.clock() \
+        if record is None or record.expires_at <= self.clock.time() \
                 or (record.owner is not None and record.owner != owner):
             sink.deliver(_not_found(mid, task_id))
             return
@@ -473,7 +473,7 @@ class TaskBook:
             return
         record.status = status
         record.status_message = message
-        record.updated_at = self.clock()
+        record.updated_at = self.clock.time()
         self._changed(record)
 
     def finish(self, run: TaskRun, status: str, *, result: dict[str, Any] | None = None,
@@ -495,7 +495,7 @@ class TaskBook:
             record.error = {"code": INTERNAL_ERROR, "message": f"the result ({record.size} bytes) is "
                             f"larger than the daemon keeps for a task ([tasks] max_bytes)"}
             record.status_message = record.error["message"]
-        record.updated_at = self.clock()
+        record.updated_at = self.clock.time()
         self.runs.pop(record.task_id, None)
         self._keys.pop(record.task_id, None)
         self._changed(record)
@@ -530,7 +530,7 @@ class TaskBook:
         """A listen stream asks for `notifications/tasks` of these tasks: the ids it will get."""
         if len(self.watchers) >= MAX_WATCHERS:
             return []
-        now = self.clock()
+        now = self.clock.time()
         known = []
         for task_id in task_ids[:MAX_WATCHED]:
             if not isinstance(task_id, str):
@@ -575,20 +575,20 @@ class TaskBook:
                     self._wake = anyio.Event()
                     self.expire()
                     due = self.table.next_expiry()
-                    wait = 3600.0 if due is None else max(0.01, due - self.clock())
+                    wait = 3600.0 if due is None else max(0.01, due - self.clock.time())
                     with anyio.move_on_after(min(wait, 3600.0)):
                         await self._wake.wait()
             finally:
                 self._tg = None
 
     def expire(self) -> int:
-        gone = self.table.expire(self.clock())
+        gone = self.table.expire(self.clock.time())
         for record in gone:
             self._forget(record)
         return len(gone)
 
     def rows(self) -> list[dict[str, Any]]:
-        now = self.clock()
+        now = self.clock.time()
         return [record.row(now) for record in self.table.tasks.values() if record.expires_at > now]
 
     def status(self) -> dict[str, Any]:

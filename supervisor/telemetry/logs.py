@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import orjson
@@ -35,7 +35,7 @@ from supervisor.paths import private_dir
 REDACT = MASK
 
 
-class RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class RedactingHandler(logging.StreamHandler[TextIO]):
     """Masks secrets in the whole formatted line: message, arguments and traceback alike."""
 
     def format(self, record: logging.LogRecord) -> str:

@@ -147,7 +147,7 @@ class Server(Launch, ChildLog):
         self.refuse_rate_limited = self.admission.refuse_rate_limited
         self.cache = ctx.cache.front(config, self.route) if ctx.cache is not None else None
         pins = client.parent.pins if client is not None else ToolPins(
-            ctx.state_dir / "tool-pins" / f"{self.name}.json")  # a client's instance shares them
+            ctx.state_dir / "tool-pins" / f"{self.name}.json", ctx.clock)  # a client's instance shares them
         self.tool_policy = ToolPolicy(self.name, config, pins, ctx.publish, self.clock.time)
         # sharing = "per-client": this server runs no child itself, one per client instead.
         self.clients = per_client(self) if per_client is not None else None

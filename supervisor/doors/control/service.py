@@ -389,7 +389,8 @@ class ControlConnection:
         self._fds = []
         outbox = Outbox(connection_buffer(self.max_message)) if pipes is not None else self.outbox
         self.session = Session(server, outbox, max_message=self.max_message, task_group=tg,
-                               client=identity, limits=self.daemon.fleet.ctx.client_limits)
+                               client=identity, limits=self.daemon.fleet.ctx.client_limits,
+                               clock=self.daemon.fleet.ctx.clock)
         # Whose per-client instance it uses: its identity (a local client is its user, uid:N, the
         # same identity rate limits use); only a peer without credentials is just a connection.
         self.session.owner = identity or f"anonymous:connection-{os.getpid()}-{next(_CONNECTIONS)}"

@@ -174,7 +174,7 @@ class HttpSession(Session):
         if self.streaming:
             self.deliver(message)  # numbered in the GET stream's replay buffer
             return
-        again = _LIST_AGAIN.get(message.get("method"))  # type: ignore[arg-type]
+        again = _LIST_AGAIN.get(message.get("method", ""))
         if again is not None:
             self.missed.add(again)
 
