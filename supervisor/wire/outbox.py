@@ -168,6 +168,8 @@ class Outbox:
             if self._direct is not None and not self._sending:
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
+                    # `_flusher` is set together with `_direct` (`go_direct`), so it is not None
+                    # here; an assert would cost a check per message on the hot path.
                     self._flusher.add(self)  # type: ignore[union-attr]
             else:
                 self._wakeup.set()

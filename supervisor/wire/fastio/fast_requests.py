@@ -216,7 +216,7 @@ class FastHttpConnection(HttpConnection):
 
     def on_body(self, body: bytes) -> None:
         fast = self.fast
-        if fast is None or fast is not self.cycle:  # type: ignore[comparison-overlap]  # see __init__
+        if fast is None or fast is not self.cycle:  # type: ignore[comparison-overlap]  # cycle is typed as uvicorn's own class, but a FastRequest stands there (on_headers_complete)
             super().on_body(body)
             return
         fast.body = fast.body + body if fast.body else body
@@ -225,7 +225,7 @@ class FastHttpConnection(HttpConnection):
 
     def on_message_complete(self) -> None:
         fast = self.fast
-        if fast is None or fast is not self.cycle or not fast.more_body:  # type: ignore[comparison-overlap]
+        if fast is None or fast is not self.cycle or not fast.more_body:  # type: ignore[comparison-overlap]  # cycle is typed as uvicorn's own class, but a FastRequest stands there (on_headers_complete)
             super().on_message_complete()
             return
         fast.more_body = False
