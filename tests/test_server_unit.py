@@ -231,7 +231,7 @@ async def test_an_open_breaker_makes_the_server_degraded_and_fails_fast(
 async def test_a_child_that_misses_unhealthy_after_probes_is_replaced(
         tmp_path: Path, clock: FakeClock, children: Children) -> None:
     children.hung = True
-    server = make_server(tmp_path, clock, children, unhealthy_after=2, ping_timeout=0.05,
+    server = make_server(tmp_path, clock, children, unhealthy_after=2, ping_timeout=0.25,
                          health_interval=3600.0, backoff_initial=0.0, backoff_max=0.01)
     async with running(server):
         await until(ready(server), "ready")
