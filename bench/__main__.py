@@ -2,8 +2,9 @@
 
 Scenarios: loadgen, core (direct stdio / mcpctl connect / control socket session), http, cache,
 everything, fleet, peers; --full adds load (the report's load protocol), stress (0→1000 ramp over
-the control socket) and stress-http (the same ramp as HTTP sessions, every answer checked; goal:
-p95 < 50 ms at every step, nothing lost or misrouted).
+the control socket) and stress-http (the same ramp as HTTP sessions, every answer checked, beside the
+same ramp against the bare ASGI app of the same run; goal: nothing lost or misrouted, p95 ≤ 2× the
+bare app's at every step).
 Results go to bench/results/<timestamp>.{json,md,png} (gitignored); --publish also copies the plot to
 bench/latest.png and the table to bench/latest.md for BENCHMARKS.md. `autoscale` (20 ms calls, one
 instance vs autoscaled to four) runs only when named.
