@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import orjson
 
+from . import loop_probe
 from .load import HttpClient, LineClient, RunResult, Tally, Window, drive
 from .targets import (
     BENCH_LIMITS,
@@ -40,6 +41,7 @@ from .targets import (
     open_http,
     open_pipes,
     open_socket_session,
+    probe_dir,
     rss_bytes,
     running_daemon,
     server_entry,
@@ -91,7 +93,10 @@ async def measure(path: str, opener: Opener, levels: Sequence[int], settings: Se
             depth = level if pipelined else 1
             result = await drive(clients, depth, settings.warmup, settings.duration, cpu)
             rss = {label: rss_bytes(pid) for label, pid in watch.items()}
-            points.append(_point(path, result, {"rss_bytes": rss}))
+            extra: dict[str, Any] = {"rss_bytes": rss}
+            if "daemon" in watch and probe_dir() is not None:
+                extra["daemon_probe"] = await _probed(watch["daemon"], *result.wall)
+            points.append(_point(path, result, extra))
         finally:
             for client in clients:
                 client.close()
@@ -99,6 +104,21 @@ async def measure(path: str, opener: Opener, levels: Sequence[int], settings: Se
             for proc in procs:
                 await asyncio.to_thread(end_process, proc)
     return points
+
+
+async def _probed(pid: int, start: float, end: float) -> dict[str, Any] | None:
+    """What the daemon's loop probe saw in a window (after its next flush), printed when notable."""
+    where = probe_dir()
+    if where is None:
+        return None
+    await asyncio.sleep(loop_probe.FLUSH_S + 0.1)
+    seen = loop_probe.read(where, pid, start, end)
+    if seen is not None:
+        gc_ms = sum(g["ms"] for g in seen["gc"].values())
+        print(f"    probe: gc {gc_ms:.0f} ms in {sum(g['count'] for g in seen['gc'].values())} collections "
+              f"(longest {seen['gc_longest_ms']} ms), loop lag max {seen['loop_max_lag_ms']} ms, "
+              f"{len(seen['stalls'])} stalls", file=sys.stderr, flush=True)
+    return seen
 
 
 def _pipe_opener(argv: list[str], arg_name: str = "text") -> Opener:
@@ -555,9 +575,9 @@ async def _ramp_step(side: _RampSide, users: int, step_s: float) -> None:
         side.total.merge(client.tally)
         client.tally = Tally()
     cpu0, gen0 = cpu_seconds(side.pid), time.process_time()
-    t0 = time.perf_counter()
+    t0, wall0 = time.perf_counter(), time.time()
     await asyncio.sleep(step_s)
-    elapsed = time.perf_counter() - t0
+    elapsed, wall1 = time.perf_counter() - t0, time.time()
     used, generator = cpu_seconds(side.pid) - cpu0, time.process_time() - gen0
     tally = Tally()
     for client in side.clients:
@@ -569,6 +589,8 @@ async def _ramp_step(side: _RampSide, users: int, step_s: float) -> None:
     point = RunResult(users, users, elapsed, tally, {side.probe: used, "load generator": generator}).summary()
     point["path"] = side.path
     point["rss_bytes"] = {side.probe: rss_bytes(side.pid)}
+    if side.probe == "daemon" and probe_dir() is not None:
+        point["daemon_probe"] = await _probed(side.pid, wall0, wall1)
     side.points.append(point)
     print(f"  {side.path} {users:>5} sessions {point['ops_per_s']:>9,.0f}/s p95 {point['p95_ms']} ms "
           f"errors {sum(point['errors'].values())}", file=sys.stderr, flush=True)
