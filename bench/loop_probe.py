@@ -6,15 +6,17 @@ records, for this process only (the variable is removed, so children do not inhe
 
 - every collection, from `gc.callbacks`: per wall-clock second, count, wall and CPU milliseconds
   per generation, plus each pause of 1 ms or more (its generation, length and what it freed);
-- the loop's lag: a timer on the loop re-arms itself every 5 ms and a watchdog thread looks every
-  5 ms how long ago it last ran. Per second, the longest lag; and each stall over `STALL_MS`
-  (default 50, `MCP_SUPERVISOR_BENCH_PROBE_MS`) with how much CPU the loop's thread used during
-  it, how long it sat runnable waiting for a CPU (Linux schedstat; near the stall's length: the
-  machine was busy elsewhere; CPU near it: the daemon was computing), and the loop thread's
-  stack sampled every 5 ms (the frames seen most).
+- the loop's lag: a timer on the loop re-arms itself every 10 ms and notes how late it ran. Per
+  second, the latest it ran; and each stall over 50 ms (`MCP_SUPERVISOR_BENCH_PROBE_MS`)
+  with what the loop's thread did meanwhile: CPU used, time runnable but waiting for a CPU
+  (Linux schedstat: the machine was busy elsewhere), time in collections; what is left it slept
+  (in the poll, or waiting for the GIL). All of it runs on the loop's own thread: a watchdog
+  thread would take the GIL every few ms, and on a loaded box the loop then waits for that
+  thread to be scheduled (which is what it first measured). Stacks are py-spy's job
+  (`python -m bench.profile`).
 
-It writes DIR/<pid>.json every 250 ms and at exit; `read` gives the records inside a wall-clock
-window. Bounded: per-second buckets for one hour, the last 500 pauses and 200 stalls.
+It writes DIR/<pid>.json every 250 ms (from the timer) and at exit; `read` gives the records
+inside a wall-clock window. Bounded: per-second buckets for one hour, the last 500 pauses and 200 stalls.
 """
 
 from __future__ import annotations
@@ -26,17 +28,14 @@ import contextlib
 import gc
 import json
 import os
-import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 ENV = "MCP_SUPERVISOR_BENCH_PROBE"
 ENV_MS = "MCP_SUPERVISOR_BENCH_PROBE_MS"
-TICK_S = 0.005
-WATCH_S = 0.005
+TICK_S = 0.01
 FLUSH_S = 0.25
 PAUSE_MS = 1.0
 MAX_SECONDS = 3600
@@ -55,9 +54,11 @@ class _Probe:
         self.stalls: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_STALLS)
         self.gc_started = 0.0
         self.gc_cpu_started = 0.0
-        self.last_tick = 0.0  # perf_counter of the loop timer's last run; 0 before the loop runs
+        self.gc_ms = 0.0  # wall milliseconds in collections so far
+        # the timer's last run: perf_counter, the loop thread's CPU and run-queue wait, gc_ms
+        self.last = (0.0, 0.0, 0.0, 0.0)
+        self.flushed = 0.0
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.loop_thread = 0
         self.loop_tid = 0  # the kernel's id of the loop's thread, for its schedstat
         self.dirty = True
 
@@ -81,6 +82,7 @@ class _Probe:
         wall = time.time()
         gen = str(info.get("generation"))
         with self.lock:
+            self.gc_ms += ms
             count_ms = self._second(wall)["gc"].setdefault(gen, [0, 0.0, 0.0])
             count_ms[0] += 1
             count_ms[1] += ms
@@ -98,55 +100,36 @@ class _Probe:
         """Called from the loop's thread when a loop starts running in it (the first one only)."""
         if self.loop is not None:
             return
-        self.loop, self.loop_thread, self.loop_tid = loop, threading.get_ident(), threading.get_native_id()
-        self.last_tick = time.perf_counter()
-        loop.call_soon(self._tick)
-        threading.Thread(target=self._watch, name="bench-loop-probe", daemon=True).start()
+        self.loop, self.loop_tid = loop, threading.get_native_id()
+        self.last = (time.perf_counter(), time.thread_time(), self._run_delay(), self.gc_ms)
+        self.flushed = self.last[0]
+        loop.call_later(TICK_S, self._tick)
 
     def _tick(self) -> None:
-        self.last_tick = time.perf_counter()
+        """The timer: how late it ran, and what the loop's thread did meanwhile."""
+        now, cpu, wait, gc_ms = time.perf_counter(), time.thread_time(), self._run_delay(), self.gc_ms
+        then, cpu0, wait0, gc0 = self.last
+        self.last = (now, cpu, wait, gc_ms)
+        late = now - then - TICK_S
+        if late > 0:
+            wall = time.time()
+            with self.lock:
+                bucket = self._second(wall)
+                if late * 1000 > bucket["max_lag_ms"]:
+                    bucket["max_lag_ms"] = round(late * 1000, 2)
+                    self.dirty = True
+                if late > self.stall_s:
+                    self.stalls.append({
+                        "at": round(wall - late, 3), "ms": round(late * 1000, 1),
+                        "loop_thread_cpu_ms": round((cpu - cpu0) * 1000, 1),
+                        "loop_thread_runnable_waiting_ms": round((wait - wait0) * 1000, 1),
+                        "gc_ms": round(gc_ms - gc0, 1)})
+        if now - self.flushed >= FLUSH_S:
+            self.flushed = now
+            self.flush()
         loop = self.loop
         if loop is not None and not loop.is_closed():
             loop.call_later(TICK_S, self._tick)
-
-    def _watch(self) -> None:
-        clock = time.pthread_getcpuclockid(self.loop_thread)
-        stall: dict[str, Any] | None = None
-        frames: collections.Counter[str] = collections.Counter()
-        flushed = time.perf_counter()
-        while True:
-            time.sleep(WATCH_S)
-            now = time.perf_counter()
-            lag = now - self.last_tick - TICK_S
-            if lag > 0:
-                with self.lock:
-                    bucket = self._second(time.time())
-                    bucket["max_lag_ms"] = max(bucket["max_lag_ms"], round(lag * 1000, 2))
-            if lag > self.stall_s:
-                if stall is None:
-                    stall = {"at": round(time.time() - lag, 3), "cpu0": time.clock_gettime(clock),
-                             "wait0": self._run_delay(), "t0": now - lag, "samples": 0}
-                    frames = collections.Counter()
-                frame = sys._current_frames().get(self.loop_thread)
-                if frame is not None:
-                    stack = traceback.extract_stack(frame)[-6:]
-                    frames[" < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
-                                      for f in reversed(stack))] += 1
-                    stall["samples"] += 1
-            elif stall is not None:
-                ms = (self.last_tick - stall.pop("t0")) * 1000
-                cpu_ms = (time.clock_gettime(clock) - stall.pop("cpu0")) * 1000
-                wait_ms = (self._run_delay() - stall.pop("wait0")) * 1000
-                stall.update(ms=round(ms, 1), loop_thread_cpu_ms=round(cpu_ms, 1),
-                             loop_thread_runnable_waiting_ms=round(wait_ms, 1),
-                             top_stacks=frames.most_common(5))
-                with self.lock:
-                    self.stalls.append(stall)
-                    self.dirty = True
-                stall = None
-            if now - flushed >= FLUSH_S:
-                flushed = now
-                self.flush()
 
     def _run_delay(self) -> float:
         """Seconds the loop's thread has spent runnable but waiting for a CPU (Linux schedstat)."""
