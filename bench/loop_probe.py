@@ -48,7 +48,7 @@ class _Probe:
         self.out = out
         self.stall_s = stall_ms / 1000
         self.lock = threading.Lock()
-        # second -> {"gc": {gen: [count, ms]}, "max_lag_ms": float}
+        # second -> {"gc": {gen: [count, wall ms, CPU ms]}, "max_lag_ms": float}
         self.seconds: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
         self.pauses: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_PAUSES)
         self.stalls: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_STALLS)
@@ -177,7 +177,9 @@ def install() -> None:
 
 
 def read(directory: Path, pid: int, start: float, end: float) -> dict[str, Any] | None:
-    """What the probe of process `pid` recorded between wall-clock `start` and `end`."""
+    """What the probe of process `pid` recorded between wall-clock `start` and `end`: pauses and
+    stalls that began inside it; collection counts and the longest lag of every whole second that
+    overlaps it (so a neighbouring window's second may be counted in both)."""
     try:
         data = json.loads((directory / f"{pid}.json").read_text())
     except (OSError, ValueError):

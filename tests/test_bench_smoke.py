@@ -86,3 +86,23 @@ def test_the_http_stress_ramp_runs_the_door_and_the_bare_app_in_turn_and_checks_
     for step in result["steps"]:
         assert step["p95_ratio"] is not None and step["door_floor_ms"] and step["bare_floor_ms"], step
         assert step["door_cpu_us_per_call"] is not None and step["bare_cpu_us_per_call"] is not None
+
+
+def test_the_loop_probe_reports_on_the_daemon_alone(tmp_path: Path) -> None:
+    """`bench --probe` gives each HTTP point the daemon's collector and loop record, and only the
+    daemon is probed (its echo child inherits no probe): one record file, the daemon's."""
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--probe", "http", "--http-levels", "2", "--duration", "0.5",
+         "--warmup", "0.1", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [result] = out.glob("*.json")
+    points = json.loads(result.read_text())["scenarios"]["http"]["points"]
+    assert len(points) == 2
+    for point in points:
+        probe = point["daemon_probe"]
+        assert {"gc", "gc_longest_ms", "gc_pauses_over_10ms", "loop_max_lag_ms", "stalls"} <= probe.keys()
+    [records] = (out / "probes").iterdir()
+    [record] = records.glob("*.json")
+    assert json.loads(record.read_text())["pid"] == int(record.stem)
