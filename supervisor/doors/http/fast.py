@@ -120,10 +120,20 @@ class FastCall(Call):
 
 
 class FastPath:
-    """What the door's connections offer each whole POST to (`FastApp`)."""
+    """What the door's connections offer each whole POST to (`FastApp`).
+
+    `legacy_taken` and `modern_taken` count the requests it took, by era (one int increment
+    each; /metrics reads them at scrape time): a request counted here was routed with no ASGI
+    cycle, though it may have carried on as ASGI later (a stream, a big answer)."""
 
     def __init__(self, door: Door) -> None:
         self.door = door
+        self.legacy_taken = 0
+        self.modern_taken = 0
+
+    def taken(self) -> dict[str, int]:
+        """The requests taken so far, by era."""
+        return {"legacy": self.legacy_taken, "modern": self.modern_taken}
 
     # ---- the request -----------------------------------------------------------------------
 
@@ -175,10 +185,16 @@ class FastPath:
         version = headers.get(b"mcp-protocol-version")
         text = version.decode("latin-1") if version is not None else None
         if text is not None and text in protocol.MODERN_VERSIONS:
-            return self._modern(request, target, headers, credential, text, msg, json_ok, sse_ok)
+            if self._modern(request, target, headers, credential, text, msg, json_ok, sse_ok):
+                self.modern_taken += 1
+                return True
+            return False
         if text is not None and text not in protocol.LEGACY_VERSIONS:
             return False
-        return self._legacy(request, path, target, headers, credential, msg, json_ok, sse_ok)
+        if self._legacy(request, path, target, headers, credential, msg, json_ok, sse_ok):
+            self.legacy_taken += 1
+            return True
+        return False
 
     def _legacy(self, request: FastRequest, path: str, target: Target, headers: dict[bytes, bytes],
                 credential: bytes | None, msg: Message, json_ok: bool, sse_ok: bool) -> bool:
