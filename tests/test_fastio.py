@@ -743,6 +743,39 @@ def _fast_run(name: str, test: Callable[[_FastApp, int], Any]) -> None:
 
 
 @pytest.mark.parametrize("name", LOOPS)
+def test_a_connection_given_its_loop_never_asks_asyncio_for_it(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: on Python 3.11 each `asyncio.get_running_loop()` or `get_event_loop()` checks
+    the process id with a getpid syscall, and uvicorn asked once per connection (its protocol's
+    `__init__`), our coalescing transport once more. Given `event_loop`, neither a connection nor
+    its requests (taken, or served the ASGI way) ask."""
+    asked: list[str] = []
+
+    def counting(real: Callable[[], asyncio.AbstractEventLoop], what: str) -> Callable[[], Any]:
+        def ask() -> asyncio.AbstractEventLoop:
+            caller = sys._getframe(1).f_code
+            asked.append(f"{what} from {caller.co_filename}:{caller.co_name}")
+            return real()
+        return ask
+
+    for what in ("get_running_loop", "get_event_loop"):
+        monkeypatch.setattr(asyncio, what, counting(getattr(asyncio, what), what))
+
+    async def test(app: _FastApp, port: int) -> None:
+        monkeypatch.setattr(FastHttpConnection, "event_loop", asyncio.get_running_loop())
+        asked.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for body in (b"fast now", b"asgi", b"fast now"):
+            writer.write(_post(body))
+            await _read_response(reader)
+        writer.close()
+        ours = [a for a in asked if "uvicorn" in a or "supervisor" in a]
+        assert ours == [], ours
+
+    _fast_run(name, test)
+
+
+@pytest.mark.parametrize("name", LOOPS)
 def test_a_taken_request_is_answered_in_one_write_and_the_connection_is_kept(name: str) -> None:
     async def test(app: _FastApp, port: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -133,7 +133,8 @@ def _protocol(connections: Connections) -> type[Connection]:
     class Bound(Connection):
         connections_ = connections
         fast_app = connections.fast_app
-        loop_time = staticmethod(asyncio.get_running_loop().time)
+        event_loop = asyncio.get_running_loop()
+        loop_time = staticmethod(event_loop.time)
         header_timeout = settings.header_timeout
         body_timeout = settings.body_timeout
         keep_alive = settings.keep_alive

@@ -29,6 +29,7 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 from . import hung_up
 
@@ -47,10 +48,10 @@ class CoalescingTransport:
 
     __slots__ = ("_call_soon", "_held", "_transport")
 
-    def __init__(self, transport: Any) -> None:  # asyncio's, or uvloop's (not a subclass)
-        self._transport = transport
+    def __init__(self, transport: Any, call_soon: Callable[..., Any]) -> None:
+        self._transport = transport  # asyncio's, or uvloop's (not a subclass)
         self._held: bytes | None = None
-        self._call_soon = asyncio.get_running_loop().call_soon
+        self._call_soon = call_soon  # the serving loop's (asking asyncio for it is a getpid on 3.11)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         held = self._held
@@ -95,10 +96,10 @@ def small_reads(transport: asyncio.BaseTransport) -> None:
 class HttpConnection(HttpToolsProtocol):
     """uvicorn's httptools protocol, tracking what it awaits from its client and by when.
 
-    A subclass sets the limits (`header_timeout`, `body_timeout`, `keep_alive`, `max_head`, and
-    `loop_time`, the running loop's clock), decides in `connection_made` whether to `accept` the
-    connection, and says in `head_too_big` what to do with a head over `max_head` bytes. Per
-    connection:
+    A subclass sets the limits (`header_timeout`, `body_timeout`, `keep_alive`, `max_head`), the
+    loop that serves it (`event_loop`) and `loop_time`, that loop's clock; decides in
+    `connection_made` whether to `accept` the connection; and says in `head_too_big` what to do
+    with a head over `max_head` bytes. Per connection:
 
     - `deadline`: the loop time by which the request head (its rest, once its first byte came; the
       first head, from the connection's opening) or the body must be complete, or by which an idle
@@ -119,12 +120,19 @@ class HttpConnection(HttpToolsProtocol):
     keep_alive = 5.0
     max_head = 65536
     loop_time: Callable[[], float] = staticmethod(lambda: 0.0)
+    # Handed to uvicorn, which otherwise asks `asyncio.get_event_loop()` for each connection: on
+    # Python 3.11 every such ask checks the process id with a getpid syscall. None: it asks.
+    event_loop: asyncio.AbstractEventLoop | None = None
 
     _accepted = False
     # Bytes of the request head being read; -1 while a body is read, 0 between requests.
     _head = 0
     _idle = False
     deadline = 0.0
+
+    def __init__(self, config: uvicorn.Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop or self.event_loop)
 
     def open_connections(self) -> int:
         """How many connections the server holds open (before this one is accepted)."""
@@ -136,7 +144,7 @@ class HttpConnection(HttpToolsProtocol):
         self._accepted = True
         self.deadline = self.loop_time() + self.header_timeout
         small_reads(transport)
-        super().connection_made(CoalescingTransport(transport))  # type: ignore[arg-type]  # duck-typed: uvicorn only calls write/close/is_closing/get_extra_info on it
+        super().connection_made(CoalescingTransport(transport, self.loop.call_soon))  # type: ignore[arg-type]  # duck-typed: uvicorn only calls write/close/is_closing/get_extra_info on it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.accept(transport)
