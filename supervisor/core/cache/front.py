@@ -55,7 +55,7 @@ import orjson
 
 from supervisor.config import CacheSettings, ServerConfig
 from supervisor.wire import protocol
-from supervisor.wire.jsonrpc import Message
+from supervisor.wire.jsonrpc import Message, trimmed
 
 from .store import KEY_ROOT, Clock, MemoryCache, RedisCache
 
@@ -328,7 +328,8 @@ class CacheFront:
             return
         encoded = orjson.dumps(result)
         if self.hub.redis is None or result.get("cacheScope") == "private" or not self._worker_running:
-            self.hub.local.put(flight.key, Answer(result, encoded), len(encoded), ttl)
+            # Kept until evicted, so in an allocation of its own size (orjson's is 4 KiB or more).
+            self.hub.local.put(flight.key, Answer(result, trimmed(encoded)), len(encoded), ttl)
             return
         self._stores.append((flight.key, encoded, ttl if ttl is not None else SHARED_LIST_TTL))
         self._wake.set()
