@@ -204,7 +204,8 @@ class Session:
             self._notification(method, msg)
             return
         mid = msg["id"]
-        if not is_valid_id(mid):
+        kind = mid.__class__  # an int or a str as parsed: no call for the common ids
+        if kind is not int and kind is not str and not is_valid_id(mid):
             out.deliver(error_response(None, INVALID_REQUEST,
                                         "Invalid Request: id must be a string or an integer"))
             return
