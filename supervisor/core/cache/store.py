@@ -76,6 +76,7 @@ class MemoryCache:
         self.bytes = 0
         self.evictions = 0
         self._clock = clock
+        # Never replaced (`aclose` clears it): `find` and `touch` are bound to it.
         self._data: collections.OrderedDict[bytes, Entry] = collections.OrderedDict()
         self.find = self._data.get
         self.touch = self._data.move_to_end
