@@ -8,8 +8,9 @@ editable install; the other is this checkout), alternating which goes first, and
 level on the chosen path (`--path cache`: memory cache hits over a socket session, arguments
 cycling through keys the warm-up stored). Reported per tree: median calls/s and p50 over the
 rounds, and the daemon's CPU per call split into user and system time (psutil cpu_times of the
-daemon process), which is what the shared 2-core box cannot blur. `--strace` adds one strace -c -f window per tree
-and level and prints syscalls per call (strace slows the daemon, so its rates are not used).
+daemon process), which is what the shared 2-core box cannot blur. `--strace` adds one strace -c -f
+window per tree and level and prints syscalls per call (strace slows the daemon, so its rates are
+not used).
 """
 
 from __future__ import annotations

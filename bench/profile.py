@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import load
 from .load import drive
 from .targets import (
     BENCH_LIMITS,
@@ -71,7 +72,7 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     raw = RESULTS / f"profile-{path}-c{concurrency}-{stamp}.txt"
-    port = free_port() if path == "http" else None
+    port = free_port() if path.startswith("http") else None
     entry = server_entry("echo", ECHO_ARGV, **BENCH_LIMITS)
     if path == "cache":  # memory cache hits: a socket session cycling through 64 stored arguments
         entry = entry.replace("[servers.echo]", "[servers.cached]") + 'cache.tools = ["echo"]\n'
@@ -84,10 +85,11 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
             client, proc = await open_pipes([MCPCTL, "--socket", str(daemon.socket), "connect", "echo"], 0)
             procs.append(proc)
             clients = [client]
-        elif path == "http":
+        elif path.startswith("http"):
             assert port is not None
             await asyncio.to_thread(wait_port, port, 30)
-            clients = [await open_http("127.0.0.1", port, "/mcp/echo", n) for n in range(concurrency)]
+            url = "/mcp" if path == "http-aggregate" else "/mcp/echo"
+            clients = [await open_http("127.0.0.1", port, url, n) for n in range(concurrency)]
             depth = 1  # HTTP/1.1: one connection per request in flight
         elif path == "cache":
             clients = [await open_socket_session(daemon.socket, "cached", 0, keys=CACHE_KEYS)]
@@ -101,7 +103,13 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
         before = cpu_seconds(daemon.pid)
         sampler = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.DEVNULL,
                                                        stderr=subprocess.PIPE)
-        result = await drive(clients, depth, 0.5, seconds, None)
+        saved = load.ECHO_CALL
+        if path == "http-aggregate":  # the aggregate names the tool `<server>__<tool>`
+            load.ECHO_CALL = saved.replace(b'"name":"echo"', b'"name":"echo__echo"')
+        try:
+            result = await drive(clients, depth, 0.5, seconds, None)
+        finally:
+            load.ECHO_CALL = saved
         used = cpu_seconds(daemon.pid) - before
         _, complaint = await sampler.communicate()
         for client in clients:
@@ -123,8 +131,9 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--path", choices=("socket", "bridge", "http", "cache"),
-                        default="socket", help="cache: memory cache hits over a socket session")
+    parser.add_argument("--path", choices=("socket", "bridge", "http", "http-aggregate", "cache"),
+                        default="socket",
+                        help="cache: memory cache hits over a socket session; http-aggregate: /mcp")
     parser.add_argument("-c", "--concurrency", type=int, default=100)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")

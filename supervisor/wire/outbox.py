@@ -132,6 +132,7 @@ def batch() -> contextlib.AbstractContextManager[None]:
 
 
 DEFAULT_LIMIT = 64 * 1024 * 1024
+JOIN_EVERY = 32  # waiting lines joined into one chunk (see Outbox.push)
 
 
 class Outbox:
@@ -140,12 +141,13 @@ class Outbox:
     (or restarts that child). Checked on push, not only in the pump: a pump blocked on a peer that
     never reads would otherwise never get to look."""
 
-    __slots__ = ("_chunks", "_closed", "_direct", "_flush_scheduled", "_flusher", "_limit", "_overflow",
-                 "_send_scope", "_sending", "_size", "_wakeup")
+    __slots__ = ("_chunks", "_closed", "_direct", "_flush_scheduled", "_flusher", "_limit", "_loose",
+                 "_overflow", "_send_scope", "_sending", "_size", "_wakeup")
 
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
         self._chunks: list[bytes] = []
         self._size = 0
+        self._loose = 0  # chunks at the end of `_chunks` not yet joined into one (see `push`)
         self._limit = limit
         self._wakeup = anyio.Event()
         self._closed = False
@@ -159,12 +161,24 @@ class Outbox:
     def push(self, data: bytes) -> None:
         if self._closed:
             return
-        self._chunks.append(data)
+        chunks = self._chunks
+        chunks.append(data)
         self._size += len(data)
         if self._size > self._limit:
             self._overflowed()
             return
-        if len(self._chunks) == 1:
+        # A backlog is counted in len() bytes, but each encoded line may sit in a buffer of 4 KiB
+        # or more (orjson's, see wire.jsonrpc.trimmed): a peer that stops reading could hold 40x
+        # the limit in memory. Joining every JOIN_EVERY waiting lines into one exact-size chunk
+        # keeps what a backlog holds within a few buffers of what it counts; each line is copied
+        # once, and a peer that keeps up never gets here (its batch is written within the pass).
+        self._loose += 1
+        if self._loose >= JOIN_EVERY:
+            self._loose = 0
+            tail = chunks[-JOIN_EVERY:]
+            del chunks[-JOIN_EVERY:]
+            chunks.append(b"".join(tail))
+        if len(chunks) == 1:
             if self._direct is not None and not self._sending:
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
@@ -185,6 +199,7 @@ class Outbox:
             sent = direct(data)
         except OSError:  # BlockingIOError included: the pump waits, and reports real errors
             sent = 0
+        self._loose = 0
         if sent >= len(data):
             self._chunks = []
             self._size = 0
@@ -197,6 +212,7 @@ class Outbox:
         self._overflow = f"{self._size} bytes waiting for a peer that does not read (limit {self._limit})"
         self._chunks = []
         self._size = 0
+        self._loose = 0
         self._closed = True
         self._wakeup.set()
         if self._send_scope is not None:  # the pump is stuck writing to a peer that does not read
@@ -245,6 +261,7 @@ class Outbox:
                     chunks = self._chunks
                     self._chunks = []
                     self._size = 0
+                    self._loose = 0
                     self._sending = True
                     try:
                         with anyio.CancelScope() as self._send_scope:

@@ -135,6 +135,7 @@ class Answer:
 
     def __init__(self, result: dict[str, Any], encoded: bytes) -> None:
         self.result = result
+        # A join allocates exactly its length: `encoded` (orjson's buffer) is not kept.
         self.line_tail = b"".join((_LINE_RESULT, encoded, _LINE_END))
 
 
@@ -353,6 +354,8 @@ class CacheFront:
             return
         encoded = orjson.dumps(result)
         if self.hub.redis is None or result.get("cacheScope") == "private" or not self._worker_running:
+            # The Answer keeps its line tail, a join: an allocation of its own size, not orjson's
+            # buffer of 4 KiB or more (wire.jsonrpc.trimmed; tests/test_wire_memory.py).
             self.hub.local.put(flight.key, Answer(result, encoded), len(encoded), ttl)
             return
         self._stores.append((flight.key, encoded, ttl if ttl is not None else SHARED_LIST_TTL))
