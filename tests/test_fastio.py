@@ -503,15 +503,18 @@ async def _until(predicate: Callable[[], bool], what: str) -> None:
 def test_a_connection_knows_what_it_awaits_from_its_client(name: str) -> None:
     """uvicorn's `cycle` is replaced when a head completes, its `more_body` is False once the body
     is all in and `response_started` True once the answer began, and the server's
-    `server_state.connections` is the set the protocol adds itself to: from these alone
-    `HttpConnection` keeps a deadline for the head (from its first byte) and the body (from the
-    head), none while nothing is awaited, and refuses a head over `max_head`."""
+    `server_state.connections` is the set the protocol adds itself to, and the cycle's
+    `on_response` is the protocol's `on_response_complete`: from these alone `HttpConnection`
+    keeps a deadline for the head (from its first byte), the body (from the head) and the
+    keep-alive wait (from the answer; uvicorn arms no timer of its own), and refuses a head over
+    `max_head`."""
     answering: list[bool] = []
     too_big: list[int] = []
 
     class Connection(HttpConnection):
         header_timeout = 100.0
         body_timeout = 1000.0
+        keep_alive = 10000.0
         max_head = 1024
 
         def head_too_big(self) -> None:
@@ -543,16 +546,19 @@ def test_a_connection_knows_what_it_awaits_from_its_client(name: str) -> None:
             assert conn.reading_head() and 90 < conn.deadline - now() <= 100  # the first head
             await client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert (await client.receive()).endswith(b"ok")
-            assert conn.deadline == 0.0 and conn.reading_head()  # between requests: nothing awaited
+            # Between requests: the keep-alive wait, as a deadline and not as uvicorn's timer.
+            assert conn.idle() and conn.reading_head() and 9000 < conn.deadline - now() <= 10000
+            assert conn.timeout_keep_alive_task is None
             await client.send(b"POST / HTTP/1.1\r\nHost: x\r\n")
-            await _until(lambda: conn.deadline > 0.0, "a head's deadline")
-            assert conn.reading_head() and conn.deadline - now() <= 100
+            await _until(lambda: not conn.idle(), "the next head begun")
+            assert conn.reading_head() and 0 < conn.deadline - now() <= 100
             await client.send(b"Content-Length: 5\r\n\r\nab")
             await _until(lambda: not conn.reading_head(), "the body being read")
             assert 900 < conn.deadline - now() <= 1000
             await client.send(b"cde")
             assert (await client.receive()).endswith(b"ok")
-            assert conn.deadline == 0.0 and conn.reading_head()
+            assert conn.idle() and conn.reading_head() and 9000 < conn.deadline - now() <= 10000
+            assert conn.timeout_keep_alive_task is None
             assert answering == [False, True, False, True]
         async with await anyio.connect_tcp("127.0.0.1", port) as client:
             await client.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2000)
@@ -734,6 +740,39 @@ def _fast_run(name: str, test: Callable[[_FastApp, int], Any]) -> None:
             await test(app, port)
 
     fastio.run(main, {fastio.LOOP_ENV: name})
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_a_connection_given_its_loop_never_asks_asyncio_for_it(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: on Python 3.11 each `asyncio.get_running_loop()` or `get_event_loop()` checks
+    the process id with a getpid syscall, and uvicorn asked once per connection (its protocol's
+    `__init__`), our coalescing transport once more. Given `event_loop`, neither a connection nor
+    its requests (taken, or served the ASGI way) ask."""
+    asked: list[str] = []
+
+    def counting(real: Callable[[], asyncio.AbstractEventLoop], what: str) -> Callable[[], Any]:
+        def ask() -> asyncio.AbstractEventLoop:
+            caller = sys._getframe(1).f_code
+            asked.append(f"{what} from {caller.co_filename}:{caller.co_name}")
+            return real()
+        return ask
+
+    for what in ("get_running_loop", "get_event_loop"):
+        monkeypatch.setattr(asyncio, what, counting(getattr(asyncio, what), what))
+
+    async def test(app: _FastApp, port: int) -> None:
+        monkeypatch.setattr(FastHttpConnection, "event_loop", asyncio.get_running_loop())
+        asked.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for body in (b"fast now", b"asgi", b"fast now"):
+            writer.write(_post(body))
+            await _read_response(reader)
+        writer.close()
+        ours = [a for a in asked if "uvicorn" in a or "supervisor" in a]
+        assert ours == [], ours
+
+    _fast_run(name, test)
 
 
 @pytest.mark.parametrize("name", LOOPS)

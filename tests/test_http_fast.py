@@ -133,3 +133,104 @@ async def test_progress_before_the_answer_turns_the_call_into_an_sse_stream(make
         assert after.json()["result"]["content"][0]["text"] == "next"
     status = await anyio.to_thread.run_sync(lambda: door.daemon.status("echo"))
     assert status["in_flight"] == 0
+
+
+# ---- what shows the fast path, and the keep-alive wait it no longer arms a timer for ---------------
+
+
+async def _fast_taken(http: httpx.AsyncClient, door: Any) -> dict[str, float]:
+    """`mcp_supervisor_http_fast_requests_total` by era, from the door's /metrics."""
+    text = (await http.get(f"{door.base}/metrics")).text
+    taken: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("mcp_supervisor_http_fast_requests_total{"):
+            era = line.split('era="')[1].split('"')[0]
+            taken[era] = float(line.rsplit(" ", 1)[1])
+    assert set(taken) == {"legacy", "modern"}, text
+    return taken
+
+
+async def test_the_fast_path_counter_counts_fast_posts_and_nothing_that_went_the_asgi_way(
+        make_daemon: MakeDaemon) -> None:
+    """/metrics counts by era each POST the connection routed itself: a 2026-07-28 call and a
+    session's notification and call move it; initialize, a POST that only takes SSE, one with a
+    query string, a GET stream and the scrapes themselves (all served by the ASGI app) do not."""
+    door = await start_door(make_daemon, server_toml("echo", ECHO))
+    url = door.url("echo")
+    async with httpx.AsyncClient(timeout=30) as http:
+        assert await _fast_taken(http, door) == {"legacy": 0, "modern": 0}
+        reply = await http.post(url, headers=modern_headers("tools/call", "echo"),
+                                json=modern_call(1, "echo", {"text": "fast"}))
+        assert reply.json()["result"]["content"][0]["text"] == "fast"
+        assert await _fast_taken(http, door) == {"legacy": 0, "modern": 1}
+
+        sse_only = await http.post(url, headers={**modern_headers("tools/call", "echo"),
+                                                 "accept": "text/event-stream"},
+                                   json=modern_call(2, "echo", {"text": "sse"}))
+        assert sse_only.headers["content-type"].startswith("text/event-stream")
+        query = await http.post(url + "?x=1", headers=modern_headers("tools/call", "echo"),
+                                json=modern_call(3, "echo", {"text": "query"}))
+        assert query.json()["result"]["content"][0]["text"] == "query"
+        assert await _fast_taken(http, door) == {"legacy": 0, "modern": 1}
+
+        headers = await legacy_session(http, url)  # initialize (ASGI), then initialized (fast)
+        assert await _fast_taken(http, door) == {"legacy": 1, "modern": 1}
+        async with http.stream("GET", url, headers={**headers, "accept": "text/event-stream"}) as stream:
+            assert stream.status_code == 200
+        call = await http.post(url, headers=headers, json={
+            "jsonrpc": "2.0", "id": 4, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "session"}}})
+        assert call.json()["result"]["content"][0]["text"] == "session"
+        assert await _fast_taken(http, door) == {"legacy": 2, "modern": 1}
+
+
+def _request(port: int, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}"
+            f"content-length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _answer_then_idle_until_closed(port: int, request: bytes) -> float:
+    """Send `request` on a new keep-alive connection, read its whole answer, and return how long
+    the daemon then kept the idle connection open (fails if it is still open after 30 s)."""
+    import time
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            chunk = sock.recv(65536)
+            assert chunk, "closed before the answer"
+            buffer += chunk
+        head, _, body = buffer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"connection: close" not in head.lower(), head
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            assert chunk, "closed inside the answer"
+            body += chunk
+        answered = time.monotonic()
+        assert sock.recv(65536) == b"", "the idle connection got bytes instead of being closed"
+        return time.monotonic() - answered
+
+
+@pytest.mark.parametrize("way", ["fast", "asgi"])
+async def test_an_idle_keep_alive_connection_is_closed_after_keep_alive_on_either_path(
+        make_daemon: MakeDaemon, way: str) -> None:
+    """Regression for the keep-alive wait moving from uvicorn's per-request timer to the
+    connection sweeper: a connection that only ever took the fast path, and one that only took
+    the ASGI path, are each kept open while idle and closed once `keep_alive` has passed."""
+    door = await start_door(make_daemon, server_toml("echo", ECHO), keep_alive="1s")
+    if way == "fast":
+        body = json.dumps(modern_call(1, "echo", {"text": "idle"})).encode()
+        request = _request(door.port, "POST", "/mcp/echo", modern_headers("tools/call", "echo"), body)
+    else:
+        request = _request(door.port, "GET", "/healthz", {})
+    async with httpx.AsyncClient(timeout=30) as http:
+        before = await _fast_taken(http, door)
+        idle = await anyio.to_thread.run_sync(_answer_then_idle_until_closed, door.port, request)
+        after = await _fast_taken(http, door)
+    assert after["modern"] - before["modern"] == (1 if way == "fast" else 0)
+    # Kept while idle (the answer's own trip back can take a little of the second on a busy box),
+    # then closed: the sweeper's wait ends the connection, the client sees EOF.
+    assert idle >= 0.5, idle

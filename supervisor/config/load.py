@@ -104,6 +104,7 @@ class _Loader:
             "max_body": _size,
             "header_timeout": _duration(),
             "body_timeout": _duration(),
+            "keep_alive": _duration(),
             "max_header_bytes": _size,
             "max_connections": _integer(1),
             "max_sessions": _integer(1),

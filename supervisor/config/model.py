@@ -309,6 +309,11 @@ class HttpSettings:
     """Seconds from a request's first byte (or the connection's opening) to its last header byte."""
     body_timeout: float = 30.0
     """Seconds from the end of the headers to the last body byte (the first one included)."""
+    keep_alive: float = 60.0
+    """Seconds an idle keep-alive connection (its last answer sent, no new request begun) stays
+    open. uvicorn's 5 s default raced clients that reuse a connection a little later (the close
+    and their next POST cross, and a POST is not retried): under load that showed as ReadErrors in
+    the 500-client test. Idle connections are cheap, and `max_connections` bounds them."""
     max_header_bytes: int = 32 * 1024
     """Largest request head (request line and headers) in bytes; a bigger one gets 431."""
     max_connections: int = 4096

@@ -98,7 +98,8 @@ class Daemon:
         self.http: Any = None  # the HttpDoor, when [http] listen is set
         self.log_files = ChildLogFiles(self.state_dir / "logs")
         self.metrics = Metrics(lambda: self.fleet.servers.values(), self.cache.counters,
-                               lambda: self.log_files.dropped)
+                               lambda: self.log_files.dropped,
+                               lambda: self.http.fast.taken() if self.http is not None else None)
         self.notifier = Notifier(environ)
         self._base_secrets: list[str] = []
         self._file_secrets: set[str] = set()  # every value read from an env file or credential

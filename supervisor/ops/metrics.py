@@ -14,6 +14,8 @@ Names (prefix `mcp_supervisor_`, DESIGN.md section 9):
     scale_events_total{server,direction}        counter    autoscaling: up | down | refused
     cache_requests_total{backend,result}        counter    hit | miss | error
     log_lines_dropped_total{server}             counter    stderr lines the log files could not keep
+    http_fast_requests_total{era}               counter    POSTs the HTTP door answered with no
+                                                           ASGI cycle (legacy | modern)
     tool_changes{server}                        gauge      tools whose definition differs from its pin
     tool_changes_detected_total{server}         counter    definition changes seen (approved or not)
 
@@ -54,10 +56,12 @@ class FleetCollector(Collector):
 
     def __init__(self, servers: Callable[[], Iterable[Server]],
                  cache_status: Callable[[], Mapping[str, Any]],
-                 log_drops: Callable[[], Mapping[str, int]] | None = None) -> None:
+                 log_drops: Callable[[], Mapping[str, int]] | None = None,
+                 http_fast: Callable[[], Mapping[str, int] | None] | None = None) -> None:
         self._servers = servers
         self._cache_status = cache_status
         self._log_drops = log_drops
+        self._http_fast = http_fast
 
     def collect(self) -> Iterator[Metric]:
         servers = list(self._servers())
@@ -145,15 +149,25 @@ class FleetCollector(Collector):
                 dropped.add_metric([name], count)
             yield dropped
 
+        fast = self._http_fast() if self._http_fast is not None else None
+        if fast is not None:  # None: no HTTP door
+            taken = CounterMetricFamily(PREFIX + "http_fast_requests", "POSTs the HTTP door "
+                                        "routed from the connection, with no ASGI cycle (the fast "
+                                        "path), by era (legacy, modern).", labels=["era"])
+            for era, count in fast.items():
+                taken.add_metric([era], count)
+            yield taken
+
 
 class Metrics:
     """The daemon's private registry (never the global one: tests and embedders stay isolated)."""
 
     def __init__(self, servers: Callable[[], Iterable[Server]],
                  cache_status: Callable[[], Mapping[str, Any]],
-                 log_drops: Callable[[], Mapping[str, int]] | None = None) -> None:
+                 log_drops: Callable[[], Mapping[str, int]] | None = None,
+                 http_fast: Callable[[], Mapping[str, int] | None] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(FleetCollector(servers, cache_status, log_drops))
+        self.registry.register(FleetCollector(servers, cache_status, log_drops, http_fast))
         # The daemon's own CPU, RSS and open files, as process_* (the usual names).
         ProcessCollector(registry=self.registry)
 

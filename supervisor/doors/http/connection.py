@@ -7,10 +7,13 @@
   the connection's opening, for the first request), the whole body, first byte included, within
   `body_timeout` after it; else 408 and the connection closes. Heads over `max_header_bytes` are
   431.
+- A connection idle for `keep_alive` after its last answer (no new request begun) is closed, as
+  uvicorn's keep-alive timeout would, but with no timer handle made per request.
 
 Each connection keeps its own deadline as it reads (`fastio.http_connection.HttpConnection`: no
 timer handle, no task, and no clock read when a request arrives whole); one sweeper task
-(`Connections.sweep`) closes the ones past it.
+(`Connections.sweep`) closes the ones past it, to within its interval (a quarter of the shortest
+of the three, at most a second).
 """
 
 from __future__ import annotations
@@ -69,11 +72,12 @@ class Connections:
             self._opened.set()
 
     async def sweep(self) -> None:
-        """Close connections whose request head or body is late.
+        """Close connections whose request head or body is late, or that idled past `keep_alive`.
 
         One pass over the open connections every `interval`: a deadline is kept to within that,
         at no cost per request. Sleeps while there is no connection at all."""
-        interval = min(1.0, self.settings.header_timeout / 4, self.settings.body_timeout / 4)
+        settings = self.settings
+        interval = min(1.0, settings.header_timeout / 4, settings.body_timeout / 4, settings.keep_alive / 4)
         loop_time = asyncio.get_running_loop().time
         while True:
             if not self._open:
@@ -114,7 +118,9 @@ class Connection(FastHttpConnection):
         self.close_with(self.too_big)
 
     def deadline_passed(self) -> None:
-        if self.reading_head():
+        if self.idle():  # the keep-alive wait is over: closed without a word, as uvicorn does
+            self.close_with(b"")
+        elif self.reading_head():
             self.close_with(self.head_late)
         else:
             self.close_with(b"" if self.answering() else self.body_late)
@@ -127,9 +133,11 @@ def _protocol(connections: Connections) -> type[Connection]:
     class Bound(Connection):
         connections_ = connections
         fast_app = connections.fast_app
-        loop_time = staticmethod(asyncio.get_running_loop().time)
+        event_loop = asyncio.get_running_loop()
+        loop_time = staticmethod(event_loop.time)
         header_timeout = settings.header_timeout
         body_timeout = settings.body_timeout
+        keep_alive = settings.keep_alive
         max_head = head_limit
         full = raw_response(b"503 Service Unavailable", extra=b"retry-after: 1\r\n")
         too_big = raw_error(b"431 Request Header Fields Too Large", INVALID_REQUEST,

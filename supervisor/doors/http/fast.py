@@ -20,7 +20,7 @@ and counted (`domains.domain`), answered 500 with -32603 and `connection: close`
 slot in the child is given back. The client hanging up cancels the call in the child. A call
 that streams (progress, a child's request to its client), whose answer is 64 KiB or more, or
 that needs the input-required wait carries on as ASGI (`FastRequest.escalate`) in a task of the
-door's, through the same `_respond` as every other call.
+door's, through the same `respond.answer` as every other call.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from . import policy as http_policy
 from .calls import Call, HttpSession, _same_owner
 from .modern import _MODERN_STATUS, _NAME_BEARING
 from .replies import _JSON
-from .respond import give_back, respond
+from .respond import answer, give_back
 from .sse_polling import poll_deadline
 
 if TYPE_CHECKING:
@@ -120,10 +120,20 @@ class FastCall(Call):
 
 
 class FastPath:
-    """What the door's connections offer each whole POST to (`FastApp`)."""
+    """What the door's connections offer each whole POST to (`FastApp`).
+
+    `legacy_taken` and `modern_taken` count the requests it took, by era (one int increment
+    each; /metrics reads them at scrape time): a request counted here was routed with no ASGI
+    cycle, though it may have carried on as ASGI later (a stream, a big answer)."""
 
     def __init__(self, door: Door) -> None:
         self.door = door
+        self.legacy_taken = 0
+        self.modern_taken = 0
+
+    def taken(self) -> dict[str, int]:
+        """The requests taken so far, by era."""
+        return {"legacy": self.legacy_taken, "modern": self.modern_taken}
 
     # ---- the request -----------------------------------------------------------------------
 
@@ -175,10 +185,16 @@ class FastPath:
         version = headers.get(b"mcp-protocol-version")
         text = version.decode("latin-1") if version is not None else None
         if text is not None and text in protocol.MODERN_VERSIONS:
-            return self._modern(request, target, headers, credential, text, msg, json_ok, sse_ok)
+            if self._modern(request, target, headers, credential, text, msg, json_ok, sse_ok):
+                self.modern_taken += 1
+                return True
+            return False
         if text is not None and text not in protocol.LEGACY_VERSIONS:
             return False
-        return self._legacy(request, path, target, headers, credential, msg, json_ok, sse_ok)
+        if self._legacy(request, path, target, headers, credential, msg, json_ok, sse_ok):
+            self.legacy_taken += 1
+            return True
+        return False
 
     def _legacy(self, request: FastRequest, path: str, target: Target, headers: dict[bytes, bytes],
                 credential: bytes | None, msg: Message, json_ok: bool, sse_ok: bool) -> bool:
@@ -284,21 +300,18 @@ class FastPath:
     async def _carry_on(self, call: FastCall, receive: Receive, send: Send) -> None:
         door = self.door
         try:
-            try:
-                await respond(call, call.target, call.json_ok, call.sse_ok, 200, call.statuses, receive,
-                              send, door.settings.sse_poll_after)
-            except BaseException:
-                give_back(call.target, call)
-                raise
-            finally:
-                # A dropped, unfinished resumable stream keeps its call for the reconnect.
-                if call.replay is None or call.replay.finished:
-                    self._done(call)
+            await answer(call, call.target, None, call.json_ok, call.sse_ok, call.statuses, receive,
+                         send, door.settings.sse_poll_after, lambda: self._settle(call))
         except Exception as exc:
             await door._request_failed({"method": "POST", "path": call.request.url.decode("latin-1")},
                                        send, exc)
         finally:
             call.request.ended()
+
+    def _settle(self, call: FastCall) -> None:
+        # A dropped, unfinished resumable stream keeps its call for the reconnect.
+        if call.replay is None or call.replay.finished:
+            self._done(call)
 
     def _done(self, call: FastCall) -> None:
         session = call.session

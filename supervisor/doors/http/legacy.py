@@ -116,18 +116,18 @@ class Legacy:
         client_id = msg["id"]
         call = Call(client_id, session)
         session.calls[client_id] = call
-        try:
+
+        def route() -> None:
             with door.batch():
                 session.on_message(msg, call)
-            await respond.respond(call, target, json_ok, sse_ok, 200, None, receive, send,
-                                  door.settings.sse_poll_after)
-        except BaseException:
-            respond.give_back(target, call)
-            raise
-        finally:
+
+        def settle() -> None:
             # A dropped, unfinished resumable stream keeps its call for the reconnect.
             if session.calls.get(client_id) is call and (call.replay is None or call.replay.finished):
                 del session.calls[client_id]
+
+        await respond.answer(call, target, route, json_ok, sse_ok, None, receive, send,
+                             door.settings.sse_poll_after, settle)
 
     async def _open_session(self, path: str, target: Target, headers: dict[bytes, bytes],
                             msg: Message, send: Send) -> None:

@@ -136,21 +136,21 @@ class Modern:
         ask = Ask(method, params, meta.get(protocol.META_CLIENT_CAPABILITIES)) if asking else None
         call = Call(mid, None, book, ask)
         call.owner = door.token_clients.get(door.credential(headers) or b"") or "anonymous:http"
-        try:
+
+        def route() -> None:
             retried = (book is not None and ask is not None
                        and ("inputResponses" in params or "requestState" in params)
                        and book.retry(msg, params, ask, call))
             if not retried:
                 with door.batch():
                     self.stateless_for(target).on_message(msg, call)
-            await respond.respond(call, target, json_ok, sse_ok, 200, _MODERN_STATUS, receive, send,
-                                  door.settings.sse_poll_after)
-        except BaseException:
-            respond.give_back(target, call)
-            raise
-        finally:
+
+        def settle() -> None:
             if book is not None and ask is not None:
                 book.detach(call, ask)
+
+        await respond.answer(call, target, route, json_ok, sse_ok, _MODERN_STATUS, receive, send,
+                             door.settings.sse_poll_after, settle)
 
     def stateless_for(self, target: Target) -> _Stateless:
         session = self._stateless.get(id(target))

@@ -14,6 +14,7 @@ a second task watching for that (`respond_slow`). Each SSE write has `SEND_TIMEO
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -31,6 +32,24 @@ if TYPE_CHECKING:
     from .calls import Call, HttpSession
 
 SEND_TIMEOUT = 30.0  # one SSE write to a client that stopped reading
+
+
+async def answer(call: Call, target: Target, route: Callable[[], None] | None, json_ok: bool,
+                 sse_ok: bool, statuses: dict[int, int] | None, receive: Receive, send: Send,
+                 poll_after: float, settle: Callable[[], None]) -> None:
+    """One call's frame, the same on each way in (a legacy session, a 2026-07-28 request, a fast
+    call carried on as ASGI): route it (`route`; None when it is routed already), answer it
+    (`respond`), give its slot back if anything ends that early (`give_back`), and run `settle`,
+    the caller's own cleanup, however it ends."""
+    try:
+        if route is not None:
+            route()
+        await respond(call, target, json_ok, sse_ok, 200, statuses, receive, send, poll_after)
+    except BaseException:
+        give_back(target, call)
+        raise
+    finally:
+        settle()
 
 
 async def respond(call: Call, target: Target, json_ok: bool, sse_ok: bool, status: int,

@@ -37,8 +37,8 @@ non-loopback `listen` without one; bodies over `max_body` are 413; slow clients 
 Containment: every HTTP request is its own failure domain, and no client can hold the door.
 - Deadlines, enforced by the connection itself and one sweeper task (`connection.py`): the head
   must arrive within `header_timeout`, the body within `body_timeout`, else 408; heads over
-  `max_header_bytes` are 431. Each SSE write has `SEND_TIMEOUT`; idle keep-alive connections close
-  after `KEEP_ALIVE`.
+  `max_header_bytes` are 431; idle keep-alive connections close after `keep_alive` (the same
+  sweeper: no timer per request). Each SSE write has `SEND_TIMEOUT`.
 - Connections are capped (`max_connections`, and below the open-file limit): beyond the cap a new
   connection gets a 503 and is closed at once, without being parsed.
 - Legacy sessions are capped overall and per token and evicted idle-first (`SessionTable`).
@@ -121,12 +121,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mcp_supervisor.http")
 
-# An idle keep-alive connection is closed after this long. uvicorn's 5 s default races clients
-# that reuse a connection a little later (the close and their next POST cross, and a POST is not
-# retried): under load that showed as ReadErrors in the 500-client test. Idle connections are
-# cheap; limit_concurrency still bounds how many there are.
-KEEP_ALIVE = 60
-
 _SSE = b"text/event-stream"
 
 
@@ -185,7 +179,8 @@ class HttpDoor:
         self.connections = Connections(settings)
         self.legacy = Legacy(self)
         self.modern = Modern(self)
-        self.connections.fast_app = FastPath(self)  # the common POST, served by its connection
+        self.fast = FastPath(self)
+        self.connections.fast_app = self.fast  # the common POST, served by its connection
 
     # ---- running ----------------------------------------------------------------------------
 
@@ -223,7 +218,9 @@ class HttpDoor:
             self, lifespan="off", log_config=None, access_log=False, ws="none",
             http=connections.protocol(),
             proxy_headers=False,  # X-Forwarded-* are not ours to trust, and the middleware costs
-            timeout_keep_alive=KEEP_ALIVE,
+            # Our connections keep the keep-alive deadline themselves (`Connections.sweep`); this is
+            # for anything of uvicorn's that still reads its own setting.
+            timeout_keep_alive=max(1, math.ceil(self.settings.keep_alive)),
             # Connections are capped by our protocol (refused before any parsing); this bounds
             # request tasks that outlive their connection.
             limit_concurrency=2 * connections.max_connections,
