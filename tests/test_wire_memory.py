@@ -68,7 +68,7 @@ def test_a_cached_answer_holds_about_its_size_not_orjsons_buffer(traced: Callabl
     baseline = traced()
     entries = 2000
     for n in range(entries):
-        key = f"{front.prefix}tools/call:l:{n}"
+        key = f"{front.prefix}tools/call:l:{n}".encode()
         flight = Flight(front, key, "tools/call", None, n)  # type: ignore[arg-type]  # store() never uses the sink
         front.store(flight, orjson.loads(orjson.dumps(_answer(n)["result"])))
     assert len(hub.local) == entries
