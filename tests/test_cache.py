@@ -218,7 +218,8 @@ def test_lists_false_disables_list_caching(make_daemon: MakeDaemon) -> None:
     with session(daemon) as raw:
         raw.request("tools/list", {}, 1)
         raw.request("tools/list", {}, 2)
-    assert cache_status(daemon)["server"] == {"hits": 0, "misses": 0, "coalesced": 0}
+    assert cache_status(daemon)["server"] == {"hits": 0, "misses": 0, "coalesced": 0,
+                                                 "stores_dropped": 0}
 
 
 def test_modern_ttl_ms_makes_resources_cacheable(make_daemon: MakeDaemon) -> None:

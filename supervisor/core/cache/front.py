@@ -55,7 +55,7 @@ import orjson
 
 from supervisor.config import CacheSettings, ServerConfig
 from supervisor.wire import protocol
-from supervisor.wire.jsonrpc import Message
+from supervisor.wire.jsonrpc import Message, trimmed
 
 from .store import KEY_ROOT, Clock, Entry, MemoryCache, RedisCache
 
@@ -72,6 +72,7 @@ log = logging.getLogger("mcp_supervisor.caching")
 # daemon runs any more do not pile up.
 SHARED_LIST_TTL = 3600.0
 BATCH = 256
+STORE_BACKLOG_BYTES = 8 * 1024 * 1024  # answers waiting to be written to Redis, per server
 _SORT = orjson.OPT_SORT_KEYS
 _dumps = orjson.dumps
 # Canonical params up to this many bytes are the key themselves: hashing them cost more than the
@@ -193,9 +194,10 @@ class CacheFront:
     """One server's view of the cache: its key prefix, its tool policy, its flights and worker."""
 
     # Slots: a hit reads and bumps attributes of the front; a slot is cheaper than a dict entry.
-    __slots__ = ("_clock", "_deletes", "_find", "_heads", "_lookups", "_ready_seen", "_stores",
-                 "_touch", "_wake", "_worker_running", "coalesced", "config", "epoch", "flights", "hits",
-                 "hub", "methods", "misses", "modern", "name", "prefix", "route", "tool_ttl", "tools")
+    __slots__ = ("_clock", "_deletes", "_find", "_heads", "_lookups", "_ready_seen", "_store_bytes",
+                 "_stores", "_touch", "_wake", "_worker_running", "coalesced", "config", "epoch", "flights",
+                 "hits", "hub", "methods", "misses", "modern", "name", "prefix", "route", "stores_dropped",
+                 "tool_ttl", "tools")
 
     def __init__(self, hub: CacheHub, config: ServerConfig, route: Route) -> None:
         self.hub = hub
@@ -218,6 +220,8 @@ class CacheFront:
         self._ready_seen = False
         self._lookups: collections.deque[tuple[Flight, Message, bool]] = collections.deque()
         self._stores: collections.deque[tuple[bytes, bytes, float]] = collections.deque()
+        self._store_bytes = 0  # of the answers in `_stores`
+        self.stores_dropped = 0
         self._deletes: collections.deque[str] = collections.deque()
         self._wake = anyio.Event()
         self._worker_running = False
@@ -274,7 +278,11 @@ class CacheFront:
                 if self._stores:
                     stale = prefix.encode()
                     self._stores = collections.deque(s for s in self._stores if not s[0].startswith(stale))
-                self._deletes.append(prefix)
+                    self._store_bytes = sum(len(s[1]) for s in self._stores)
+                # An outage must not pile up the same invalidation: one may be under way (the head
+                # of the queue, mid-SCAN) and one more after it covers all that came since.
+                if self._deletes.count(prefix) < 2:
+                    self._deletes.append(prefix)
                 self._wake.set()
 
     # ---- the hot path -------------------------------------------------------------------------
@@ -358,7 +366,16 @@ class CacheFront:
             # buffer of 4 KiB or more (wire.jsonrpc.trimmed; tests/test_wire_memory.py).
             self.hub.local.put(flight.key, Answer(result, encoded), len(encoded), ttl)
             return
-        self._stores.append((flight.key, encoded, ttl if ttl is not None else SHARED_LIST_TTL))
+        # Stores wait for a worker that may be slowed by Redis: bounded in bytes (and each kept in
+        # an allocation of its own size, so the bound is the memory); the oldest give way, since
+        # a store is only a saving, never something a client waits for.
+        encoded = trimmed(encoded)
+        stores = self._stores
+        stores.append((flight.key, encoded, ttl if ttl is not None else SHARED_LIST_TTL))
+        self._store_bytes += len(encoded)
+        while self._store_bytes > STORE_BACKLOG_BYTES and len(stores) > 1:
+            self._store_bytes -= len(stores.popleft()[1])
+            self.stores_dropped += 1
         self._wake.set()
 
     # ---- leaving --------------------------------------------------------------------------------
@@ -418,6 +435,7 @@ class CacheFront:
                         self._deletes.popleft()
                 elif self._stores:
                     stores = [self._stores.popleft() for _ in range(min(BATCH, len(self._stores)))]
+                    self._store_bytes -= sum(len(item[1]) for item in stores)
                     await redis.put_many(stores)
                 elif self._lookups:
                     await self._lookup([self._lookups.popleft()
@@ -452,7 +470,8 @@ class CacheFront:
                 self.route(flight, message, client_modern)
 
     def status(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "coalesced": self.coalesced}
+        return {"hits": self.hits, "misses": self.misses, "coalesced": self.coalesced,
+                "stores_dropped": self.stores_dropped}
 
 
 class CacheHub:
@@ -510,6 +529,7 @@ class CacheHub:
             **self.counters(),
             "entries": entries,
             "coalesced": self._retired["coalesced"] + sum(f.coalesced for f in fronts),
+            "stores_dropped": self._retired["stores_dropped"] + sum(f.stores_dropped for f in fronts),
             "memory": self.local.stats(),
             "servers": {f.name: f.status() for f in fronts},
         }
