@@ -5,10 +5,12 @@
 
 Each round starts one daemon per tree (the base tree through PYTHONPATH, which wins over the
 editable install; the other is this checkout), alternating which goes first, and measures every
-level on the chosen path. Reported per tree: median calls/s and p50 over the rounds, and the
-daemon's CPU per call split into user and system time (psutil cpu_times of the daemon process),
-which is what the shared 2-core box cannot blur. `--strace` adds one strace -c -f window per tree
-and level and prints syscalls per call (strace slows the daemon, so its rates are not used).
+level on the chosen path (`--path cache`: memory cache hits over a socket session, arguments
+cycling through keys the warm-up stored). Reported per tree: median calls/s and p50 over the
+rounds, and the daemon's CPU per call split into user and system time (psutil cpu_times of the
+daemon process), which is what the shared 2-core box cannot blur. `--strace` adds one strace -c -f
+window per tree and level and prints syscalls per call (strace slows the daemon, so its rates are
+not used).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import psutil
 
 from .load import drive
+from .profile import CACHE_KEYS
 from .targets import (
     BENCH_LIMITS,
     ECHO_ARGV,
@@ -59,6 +62,8 @@ async def _clients(daemon: Daemon, path: str, level: int) -> tuple[list[Any], li
     """(clients, processes, depth per client) for one level on one path."""
     if path == "socket":
         return [await open_socket_session(daemon.socket, "echo", 0)], [], level
+    if path == "cache":  # memory cache hits: arguments cycle through keys stored in the warm-up
+        return [await open_socket_session(daemon.socket, "cached", 0, keys=CACHE_KEYS)], [], level
     if path == "bridge":
         client, proc = await open_pipes([MCPCTL, "--socket", str(daemon.socket), "connect", "echo"], 0)
         return [client], [proc], level
@@ -124,9 +129,13 @@ def _start(tree: Path | None, path: str, extra_env: dict[str, str], extra_toml: 
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
     port = free_port() if path.startswith("http") else None
-    daemon = Daemon(extra_toml + "\n" + server_entry("echo", ECHO_ARGV, **BENCH_LIMITS), http_port=port,
-                    env=env)
-    daemon.start(wait_ready=["echo"])
+    entry = server_entry("echo", ECHO_ARGV, **BENCH_LIMITS)
+    name = "echo"
+    if path == "cache":
+        name = "cached"
+        entry = entry.replace("[servers.echo]", "[servers.cached]") + 'cache.tools = ["echo"]\n'
+    daemon = Daemon(extra_toml + "\n" + entry, http_port=port, env=env)
+    daemon.start(wait_ready=[name])
     if port:
         wait_port(port, 30)
     return daemon
@@ -185,8 +194,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, required=True, help="a tree holding the 'before' supervisor/")
-    parser.add_argument("--path", choices=("socket", "bridge", "http", "http-aggregate"), default="socket",
-                        help="http: /mcp/echo; http-aggregate: /mcp (tools named echo__…)")
+    parser.add_argument("--path", choices=("socket", "bridge", "http", "http-aggregate", "cache"),
+                        default="socket", help="http: /mcp/echo; http-aggregate: /mcp (tools named "
+                        "echo__…); cache: memory cache hits over a socket session")
     parser.add_argument("--levels", default="1,10,100")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=0.5)

@@ -97,12 +97,12 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
             clients = [await open_socket_session(daemon.socket, "echo", 0)]
         await asyncio.gather(*(c.initialize() for c in clients))
         cmd = [spy, "record", "--pid", str(daemon.pid), "--duration", str(int(seconds)), "--rate", str(rate),
-               "--format", "raw", "--output", str(raw), "--nonblocking"]
-        if native:
-            cmd.append("--native")
+               "--format", "raw", "--output", str(raw)]
+        # py-spy reads C frames only from a paused process: --native cannot be --nonblocking.
+        cmd.append("--native" if native else "--nonblocking")
         before = cpu_seconds(daemon.pid)
         sampler = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.DEVNULL,
-                                                       stderr=subprocess.DEVNULL)
+                                                       stderr=subprocess.PIPE)
         saved = load.ECHO_CALL
         if path == "http-aggregate":  # the aggregate names the tool `<server>__<tool>`
             load.ECHO_CALL = saved.replace(b'"name":"echo"', b'"name":"echo__echo"')
@@ -111,7 +111,7 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
         finally:
             load.ECHO_CALL = saved
         used = cpu_seconds(daemon.pid) - before
-        await sampler.wait()
+        _, complaint = await sampler.communicate()
         for client in clients:
             client.close()
         for proc in procs:
@@ -120,6 +120,9 @@ async def profile(path: str, concurrency: int, seconds: float, rate: int, native
     per_call = used / max(1, result.tally.answered) * 1e6
     print(f"{path} c={concurrency}: {summary['ops_per_s']:,.0f} calls/s, p50 {summary['p50_ms']} ms; "
           f"daemon {per_call:.1f} µs CPU/call (py-spy attached, sampling adds some)")
+    if not raw.exists():
+        print(f"py-spy recorded nothing: {complaint.decode(errors='replace').strip()}", file=sys.stderr)
+        return 1
     print(top(raw))
     print(f"\nraw stacks: {raw}")
     return 0

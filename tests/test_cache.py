@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
+from supervisor.client.control import read_line
+
 from .conftest import ECHO, Daemon, MakeDaemon, server_toml, wait_for
 from .mcp_raw import RawSession
 from .redis_server import RedisServer
@@ -111,6 +113,28 @@ def test_a_hit_is_the_stored_answer_under_the_callers_id_for_short_and_long_para
         assert calls(raw, "echo") == 2, "every repeat was a hit"
 
 
+def test_a_hit_line_carries_any_valid_id_exactly(make_daemon: MakeDaemon) -> None:
+    """A hit's line is the stored result's bytes with the caller's id spliced in: over the socket,
+    each line is one line of JSON that parses to exactly the first answer under the asking id,
+    whatever characters the id holds (quotes, backslashes, newlines, U+2028, non-ASCII, NUL) and
+    whether it is an integer or a string of digits."""
+    daemon = make_daemon(cached_server("echo", tools=("echo",)))
+    daemon.wait_state("echo", "ready")
+    ids: list[int | str] = [0, -1, 2**53 + 1, "1", "", 'q"uote', "back\\slash", "new\nline",
+                            "\u2028", "é😀", "\x00"]
+    with session(daemon) as raw:
+        first = raw.call_tool("echo", {"text": "ids"}, "first")
+        assert calls(raw, "echo") == 1
+        for msg_id in ids:
+            raw.send({"jsonrpc": "2.0", "id": msg_id, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"text": "ids"}}})
+            line = read_line(raw.sock, raw.buffer)
+            answer = orjson.loads(line)
+            assert answer == {"jsonrpc": "2.0", "id": msg_id, "result": first["result"]}, line
+            assert type(answer["id"]) is type(msg_id)
+        assert calls(raw, "echo") == 1, "every repeat was a hit"
+
+
 def test_not_opted_in_error_destructive_and_input_required_never_cached(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(cached_server("echo", tools=("echo", "fail", "del*", "sample")))
     daemon.wait_state("echo", "ready")
@@ -194,7 +218,8 @@ def test_lists_false_disables_list_caching(make_daemon: MakeDaemon) -> None:
     with session(daemon) as raw:
         raw.request("tools/list", {}, 1)
         raw.request("tools/list", {}, 2)
-    assert cache_status(daemon)["server"] == {"hits": 0, "misses": 0, "coalesced": 0}
+    assert cache_status(daemon)["server"] == {"hits": 0, "misses": 0, "coalesced": 0,
+                                                 "stores_dropped": 0}
 
 
 def test_modern_ttl_ms_makes_resources_cacheable(make_daemon: MakeDaemon) -> None:
@@ -274,8 +299,11 @@ def test_two_daemons_share_one_redis(make_daemon: MakeDaemon, redis_server: Redi
     with session(first) as raw:
         assert text(raw.call_tool("echo", {"text": "shared"}, 1)) == "shared"
         assert calls(raw, "echo") == 1
-        wait_for(lambda: list(client.scan_iter(match="mcps:echo:*:tools/call:*")), 5,
-                 what="the result to reach Redis")
+        keys = wait_for(lambda: list(client.scan_iter(match="mcps:echo:*:tools/call:*")), 5,
+                        what="the result to reach Redis")
+        # The key's text is the params' canonical JSON, as daemons of other versions sharing this
+        # Redis build it: `mcps:<server>:<fingerprint>:tools/call:<era>:<params>`.
+        assert keys[0].endswith(b':tools/call:l:{"arguments":{"text":"shared"},"name":"echo"}'), keys
     with session(second) as raw:
         assert text(raw.call_tool("echo", {"text": "shared"}, 1)) == "shared"
         assert calls(raw, "echo") == 0, "the second daemon's child must not be called"

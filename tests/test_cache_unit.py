@@ -25,46 +25,46 @@ class Clock:
 
 def test_memory_lru_evicts_least_recently_used() -> None:
     cache = MemoryCache(max_entries=3, max_bytes=1 << 20, clock=Clock())
-    for key in "abc":
+    for key in (b"a", b"b", b"c"):
         cache.put(key, {"v": key}, 10, None)
-    assert cache.get("a") == {"v": "a"}  # a is now the most recent
-    cache.put("d", {"v": "d"}, 10, None)
-    assert cache.get("b") is None
-    assert [cache.get(k) is not None for k in "acd"] == [True, True, True]
+    assert cache.get(b"a") == {"v": b"a"}  # a is now the most recent
+    cache.put(b"d", {"v": b"d"}, 10, None)
+    assert cache.get(b"b") is None
+    assert [cache.get(k) is not None for k in (b"a", b"c", b"d")] == [True, True, True]
     assert len(cache) == 3 and cache.evictions == 1
 
 
 def test_memory_ttl_expires_with_the_clock() -> None:
     clock = Clock()
     cache = MemoryCache(10, 1 << 20, clock)
-    cache.put("k", {"v": 1}, 5, 0.3)
-    cache.put("forever", {"v": 2}, 5, None)
+    cache.put(b"k", {"v": 1}, 5, 0.3)
+    cache.put(b"forever", {"v": 2}, 5, None)
     clock.now += 0.299
-    assert cache.get("k") == {"v": 1}
+    assert cache.get(b"k") == {"v": 1}
     clock.now += 0.002
-    assert cache.get("k") is None
+    assert cache.get(b"k") is None
     assert cache.bytes == 5 and len(cache) == 1
     clock.now += 1e9
-    assert cache.get("forever") == {"v": 2}
+    assert cache.get(b"forever") == {"v": 2}
 
 
 def test_memory_max_bytes_evicts_and_rejects_oversized() -> None:
     cache = MemoryCache(100, 100, Clock())
-    cache.put("a", 1, 40, None)
-    cache.put("b", 2, 40, None)
-    cache.put("c", 3, 40, None)  # 120 > 100: a goes
-    assert cache.get("a") is None and cache.bytes == 80
-    assert cache.put("huge", 4, 101, None) is False
-    assert cache.get("b") == 2
-    cache.put("b", 5, 10, None)  # replacing updates the byte count
+    cache.put(b"a", 1, 40, None)
+    cache.put(b"b", 2, 40, None)
+    cache.put(b"c", 3, 40, None)  # 120 > 100: a goes
+    assert cache.get(b"a") is None and cache.bytes == 80
+    assert cache.put(b"huge", 4, 101, None) is False
+    assert cache.get(b"b") == 2
+    cache.put(b"b", 5, 10, None)  # replacing updates the byte count
     assert cache.bytes == 50
-    assert cache.put("zero-ttl", 6, 1, 0) is False
+    assert cache.put(b"zero-ttl", 6, 1, 0) is False
 
 
 def test_memory_delete_prefix() -> None:
     cache = MemoryCache(100, 1000, Clock())
-    for key in ("mcps:a:f:tools/list:l:1", "mcps:a:f:tools/list:m:2", "mcps:a:f:tools/call:l:3",
-                "mcps:ab:f:tools/list:l:4"):
+    for key in (b"mcps:a:f:tools/list:l:1", b"mcps:a:f:tools/list:m:2", b"mcps:a:f:tools/call:l:3",
+                b"mcps:ab:f:tools/list:l:4"):
         cache.put(key, 1, 1, None)
     assert cache.delete_prefix_now("mcps:a:f:tools/list:") == 2
     assert cache.delete_prefix_now("mcps:a:") == 1
@@ -161,19 +161,19 @@ def test_redis_round_trip_garbage_and_outage(redis_server: RedisServer) -> None:
         # failed for the wrong reason. The outage phase below is refused at once, so it needs none.
         cache = RedisCache(redis_server.url, timeout=5.0)
         try:
-            await cache.put_many([("mcps:s:f:a", b'{"x":1}', 60.0)])
+            await cache.put_many([(b"mcps:s:f:a", b'{"x":1}', 60.0)])
             assert cache.errors == 0, cache.last_error
-            assert await cache.get_many(["mcps:s:f:a", "mcps:s:f:none"]) == [{"x": 1}, None]
+            assert await cache.get_many([b"mcps:s:f:a", b"mcps:s:f:none"]) == [{"x": 1}, None]
             redis_server.client().set("mcps:s:f:junk", b"\xff not json")
             redis_server.client().set("mcps:s:f:list", b"[1,2]")
-            assert await cache.get_many(["mcps:s:f:junk", "mcps:s:f:list"]) == [None, None]
+            assert await cache.get_many([b"mcps:s:f:junk", b"mcps:s:f:list"]) == [None, None]
             assert cache.garbage == 2 and cache.errors == 2
             assert await cache.count("mcps:s:") == 3
             assert await cache.delete_prefix("mcps:s:f:") == 3
             redis_server.kill()
             with anyio.fail_after(2):
                 for _ in range(5):
-                    assert await cache.get_many(["mcps:s:f:a"]) == [None]
+                    assert await cache.get_many([b"mcps:s:f:a"]) == [None]
             assert cache.breaker.state in ("open", "half-open") and cache.errors >= 5
         finally:
             await cache.aclose()

@@ -362,8 +362,9 @@ def test_bad_input_gets_precise_errors_and_loses_nothing(make_daemon: MakeDaemon
         assert session.response()["error"]["code"] == -32600
         session.send({"jsonrpc": "2.0", "id": 7})
         assert session.response()["error"]["code"] == -32600
-        session.send({"jsonrpc": "2.0", "id": 1.5, "method": "tools/list"})
-        assert session.response()["error"]["code"] == -32600
+        for bad_id in (1.5, True, None, [1]):  # a bool is an int to Python, never an id to JSON-RPC
+            session.send({"jsonrpc": "2.0", "id": bad_id, "method": "tools/list"})
+            assert session.response()["error"]["code"] == -32600, bad_id
         reply = session.request("no/such/method", {}, 8)
         assert reply["id"] == 8 and reply["error"]["code"] == -32601
         session.send_raw(b'{"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "echo", '

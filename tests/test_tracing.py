@@ -168,3 +168,30 @@ def test_with_tracing_off_the_clients_context_reaches_the_child_untouched(
     traced_daemon(make_daemon, workdir, None, port)
     reply = call_with_traceparent(port)
     assert meta_seen_by_child(reply)["traceparent"] == TRACEPARENT
+
+
+def test_a_traced_memory_cache_hit_ends_its_span_with_the_stored_answer(
+        make_daemon: MakeDaemon, workdir: Any, collector: Collector) -> None:
+    """A session call answered from the memory cache is traced like any other: its request span
+    ends with the answer (the hit hands a traced session the result as a value, not only its
+    line), the answer is the first one under the new id, and only the miss reached the child."""
+    env = daemon_env(workdir, OTEL_BSP_SCHEDULE_DELAY="100")
+    daemon = make_daemon(f'[tracing]\nenabled = true\nendpoint = "{collector.url}"\n'
+                         + server_toml("echo", ECHO) + '[servers.echo.cache]\ntools = ["echo"]\n', env=env)
+    daemon.wait_state("echo", "ready")
+    with RawSession(daemon.socket, "echo") as raw:
+        raw.initialize()
+        first = raw.call_tool("echo", {"text": "traced"}, msg_id=1)
+        again = raw.call_tool("echo", {"text": "traced"}, msg_id="two")
+    assert "result" in first, first
+    assert again == {"jsonrpc": "2.0", "id": "two", "result": first["result"]}
+
+    def echo_spans() -> list[dict[str, Any]] | None:
+        found = [s for s in collector.spans if s["name"] == "tools/call echo"]
+        return found if len([s for s in found if s["kind"] == SERVER_KIND]) >= 2 else None
+
+    spans = wait_for(echo_spans, 15, what="both request spans exported")
+    requests = [s for s in spans if s["kind"] == SERVER_KIND]
+    assert sorted(s["attributes"]["jsonrpc.request.id"] for s in requests) == ["1", "two"]
+    assert not any(s["error"] for s in requests)
+    assert len([s for s in spans if s["kind"] == CLIENT_KIND]) == 1, "the hit must not call the child"

@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from supervisor.config import CacheSettings, ServerCache, ServerConfig
-from supervisor.core.cache.front import CacheHub, Flight
+from supervisor.core.cache.front import STORE_BACKLOG_BYTES, CacheHub, Flight
 from supervisor.wire.jsonrpc import encode, trimmed
 from supervisor.wire.outbox import Outbox
 
@@ -68,9 +68,34 @@ def test_a_cached_answer_holds_about_its_size_not_orjsons_buffer(traced: Callabl
     baseline = traced()
     entries = 2000
     for n in range(entries):
-        key = f"{front.prefix}tools/call:l:{n}"
+        key = f"{front.prefix}tools/call:l:{n}".encode()
         flight = Flight(front, key, "tools/call", None, n)  # type: ignore[arg-type]  # store() never uses the sink
         front.store(flight, orjson.loads(orjson.dumps(_answer(n)["result"])))
     assert len(hub.local) == entries
     per_entry = (traced() - baseline) / entries
     assert per_entry < 1500, f"{per_entry:.0f} bytes per cached answer"
+
+
+def test_answers_waiting_for_a_slow_redis_are_bounded_in_bytes(traced: Callable[[], int]) -> None:
+    """Stores queue for the Redis worker; a Redis that is slow but not failing (the breaker stays
+    closed) used to let them pile up without bound. The oldest now give way past
+    STORE_BACKLOG_BYTES, counted in status, and the queue holds about what it counts."""
+    hub = CacheHub(CacheSettings(backend="redis", url="redis://127.0.0.1:9/0"))  # never connected
+    config = ServerConfig(name="s", command="x", cache=ServerCache(tools=("echo",)))
+    front = hub.front(config, lambda sink, message, modern: None)
+    front.configure([{"name": "echo", "inputSchema": {"type": "object"}}])
+    front._worker_running = True  # as if its worker were busy with a slow Redis
+    text = "x" * 3000
+    for n in range(4000):  # ~12 MB of answers
+        key = f"{front.prefix}tools/call:l:{n}".encode()
+        flight = Flight(front, key, "tools/call", None, n)  # type: ignore[arg-type]  # never used by store()
+        front.store(flight, {"content": [{"type": "text", "text": f"{text}{n}"}]})
+    assert len(hub.local) == 0  # all went to the Redis queue
+    assert front.stores_dropped > 0 and front.status()["stores_dropped"] == front.stores_dropped
+    held = sum(len(item[1]) for item in front._stores)
+    assert held <= STORE_BACKLOG_BYTES and front._store_bytes == held
+    assert traced() < 2 * STORE_BACKLOG_BYTES, traced()
+    front.invalidate(("tools/list",))
+    front.invalidate(("tools/list",))
+    front.invalidate(("tools/list",))
+    assert list(front._deletes).count(f"{front.prefix}tools/list:") == 2

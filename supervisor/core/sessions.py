@@ -11,7 +11,6 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
-import orjson
 
 from supervisor.domains import MessageFailed
 from supervisor.errors import (
@@ -52,10 +51,6 @@ if TYPE_CHECKING:
     from .server import Attached, Server
 
 log = logging.getLogger("mcp_supervisor.session")
-
-# The frame of a result whose JSON is at hand (`deliver_result_json`): joined, not %-formatted.
-_RESULT_HEAD = b'{"jsonrpc":"2.0","id":'
-_RESULT_MID = b',"result":'
 
 
 class _Timeouts(Protocol):
@@ -131,17 +126,18 @@ class Session:
                 self._idle.set()
         self.outbox.push(encode(message))
 
-    def deliver_result_json(self, msg_id: Any, result_json: bytes) -> None:
-        """A successful answer whose result is JSON text already (a memory cache hit): framed
-        around it, not decoded and encoded again."""
+    def deliver_answer_line(self, msg_id: Any, line: bytes, result: dict[str, Any]) -> None:
+        """A successful answer to `msg_id` as its line, ready to write (a memory cache hit: the
+        stored result's bytes with the id spliced in, nothing encoded again); `result` is the same
+        answer as a value."""
         if self._spans and msg_id in self._spans:  # a traced request ends its span with the answer
-            self.deliver({"jsonrpc": "2.0", "id": msg_id, "result": orjson.loads(result_json)})
+            self.deliver({"jsonrpc": "2.0", "id": msg_id, "result": result})
             return
         if self._open:
             self._open.discard(msg_id)
             if not self._open and self._idle is not None:
                 self._idle.set()
-        self.outbox.push(b"".join((_RESULT_HEAD, orjson.dumps(msg_id), _RESULT_MID, result_json, b"}\n")))
+        self.outbox.push(line)
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most `timeout`) until every request routed for this session is answered: a
@@ -208,7 +204,8 @@ class Session:
             self._notification(method, msg)
             return
         mid = msg["id"]
-        if not is_valid_id(mid):
+        kind = mid.__class__  # an int or a str as parsed: no call for the common ids
+        if kind is not int and kind is not str and not is_valid_id(mid):
             out.deliver(error_response(None, INVALID_REQUEST,
                                         "Invalid Request: id must be a string or an integer"))
             return

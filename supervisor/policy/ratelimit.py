@@ -50,13 +50,13 @@ class ClientLimits:
     def __init__(self, limits: dict[str, RateLimit]) -> None:
         self._limits = limits
         self._buckets: dict[str, TokenBucket] = {}
-
-    @property
-    def active(self) -> bool:
-        return bool(self._limits)
+        # Whether any client has a limit. Every request of every door reads it: an attribute, kept
+        # with `_limits`, rather than a property (a Python call per request).
+        self.active = bool(limits)
 
     def update(self, limits: dict[str, RateLimit]) -> None:
         self._limits = limits
+        self.active = bool(limits)
         self._buckets = {k: v for k, v in self._buckets.items() if k in limits}
 
     def bucket(self, client: str, now: float) -> tuple[RateLimit, TokenBucket] | None:

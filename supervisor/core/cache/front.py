@@ -57,7 +57,7 @@ from supervisor.config import CacheSettings, ServerConfig
 from supervisor.wire import protocol
 from supervisor.wire.jsonrpc import Message, trimmed
 
-from .store import KEY_ROOT, Clock, MemoryCache, RedisCache
+from .store import KEY_ROOT, Clock, Entry, MemoryCache, RedisCache
 
 if TYPE_CHECKING:
     from supervisor.core.instance import Instance
@@ -72,11 +72,17 @@ log = logging.getLogger("mcp_supervisor.caching")
 # daemon runs any more do not pile up.
 SHARED_LIST_TTL = 3600.0
 BATCH = 256
+STORE_BACKLOG_BYTES = 8 * 1024 * 1024  # answers waiting to be written to Redis, per server
 _SORT = orjson.OPT_SORT_KEYS
+_dumps = orjson.dumps
 # Canonical params up to this many bytes are the key themselves: hashing them cost more than the
 # rest of a memory hit (blake2b and its hex digest, ~2 µs). Longer ones are hashed to bound the key.
 # A raw key starts with "{", a hashed one is 32 hex digits: the two can never collide.
 RAW_KEY_BYTES = 128
+# An answer line of a hit is LINE_HEAD, the caller's id as JSON, then the stored `Answer.line_tail`.
+LINE_HEAD = b'{"jsonrpc":"2.0","id":'
+_LINE_RESULT = b',"result":'
+_LINE_END = b"}\n"
 
 
 def fingerprint(config: ServerConfig, tools: list[dict[str, Any]]) -> str:
@@ -121,20 +127,25 @@ def result_ttl(method: str, result: dict[str, Any], tool_ttl: float) -> tuple[bo
 
 
 class Answer:
-    """A result in the memory tier, with its JSON text (encoded once, when stored): a hit is framed
-    around the text for a sink that writes bytes (`deliver_result_json`), not encoded again."""
+    """A result in the memory tier. `line_tail` is the end of its answer line, everything after
+    the id (the result's JSON is encoded once, when stored): a hit for a sink that writes lines
+    (`deliver_answer_line`) is LINE_HEAD, the caller's id and this, joined; nothing is decoded
+    or encoded again but the id. `result` is for every other sink."""
 
-    __slots__ = ("encoded", "result")
+    __slots__ = ("line_tail", "result")
 
     def __init__(self, result: dict[str, Any], encoded: bytes) -> None:
         self.result = result
-        self.encoded = encoded
+        # A join allocates exactly its length: `encoded` (orjson's buffer) is not kept.
+        self.line_tail = b"".join((_LINE_RESULT, encoded, _LINE_END))
 
 
-def _key_heads(prefix: str, methods: frozenset[str]) -> dict[str, tuple[str, str]]:
+def _key_heads(prefix: str, methods: frozenset[str]) -> dict[str, tuple[bytes, bytes]]:
     """Per method, the start of its keys for (legacy, modern) clients: built once per
-    configuration, so a lookup joins one string to the canonical params."""
-    return {method: (f"{prefix}{method}:l:", f"{prefix}{method}:m:") for method in methods}
+    configuration, so a lookup joins these bytes to the canonical params' bytes (a key is bytes:
+    it is never decoded)."""
+    return {method: (f"{prefix}{method}:l:".encode(), f"{prefix}{method}:m:".encode())
+            for method in methods}
 
 
 class Flight:
@@ -146,7 +157,7 @@ class Flight:
 
     __slots__ = ("epoch", "front", "key", "leader", "method", "routed_id", "waiters")
 
-    def __init__(self, front: CacheFront, key: str, method: str, sink: Sink, client_id: Any) -> None:
+    def __init__(self, front: CacheFront, key: bytes, method: str, sink: Sink, client_id: Any) -> None:
         self.front = front
         self.key = key
         self.method = method
@@ -182,14 +193,22 @@ class Flight:
 class CacheFront:
     """One server's view of the cache: its key prefix, its tool policy, its flights and worker."""
 
+    # Slots: a hit reads and bumps attributes of the front; a slot is cheaper than a dict entry.
+    __slots__ = ("_clock", "_deletes", "_find", "_heads", "_lookups", "_ready_seen", "_store_bytes",
+                 "_stores", "_touch", "_wake", "_worker_running", "coalesced", "config", "epoch", "flights",
+                 "hits", "hub", "methods", "misses", "modern", "name", "prefix", "route", "stores_dropped",
+                 "tool_ttl", "tools")
+
     def __init__(self, hub: CacheHub, config: ServerConfig, route: Route) -> None:
         self.hub = hub
         self.config = config  # what it caches never changes without a new server (and front)
         self.route = route
         self.name = config.name
+        # The memory tier's read of a hit, without a Python call (`MemoryCache` says how).
+        self._find, self._touch, self._clock = hub.local.find, hub.local.touch, hub.local.clock
         self.methods: frozenset[str] = frozenset()
-        self._heads: dict[str, tuple[str, str]] = {}
-        self.flights: dict[str, Flight] = {}
+        self._heads: dict[str, tuple[bytes, bytes]] = {}
+        self.flights: dict[bytes, Flight] = {}
         self.epoch = 0
         self.prefix = f"{KEY_ROOT}{self.name}:-:"
         self.tools: frozenset[str] = frozenset()
@@ -200,7 +219,9 @@ class CacheFront:
         self.modern = False
         self._ready_seen = False
         self._lookups: collections.deque[tuple[Flight, Message, bool]] = collections.deque()
-        self._stores: collections.deque[tuple[str, bytes, float]] = collections.deque()
+        self._stores: collections.deque[tuple[bytes, bytes, float]] = collections.deque()
+        self._store_bytes = 0  # of the answers in `_stores`
+        self.stores_dropped = 0
         self._deletes: collections.deque[str] = collections.deque()
         self._wake = anyio.Event()
         self._worker_running = False
@@ -255,8 +276,13 @@ class CacheFront:
             self.hub.local.delete_prefix_now(prefix)
             if self.hub.redis is not None and self._worker_running:
                 if self._stores:
-                    self._stores = collections.deque(s for s in self._stores if not s[0].startswith(prefix))
-                self._deletes.append(prefix)
+                    stale = prefix.encode()
+                    self._stores = collections.deque(s for s in self._stores if not s[0].startswith(stale))
+                    self._store_bytes = sum(len(s[1]) for s in self._stores)
+                # An outage must not pile up the same invalidation: one may be under way (the head
+                # of the queue, mid-SCAN) and one more after it covers all that came since.
+                if self._deletes.count(prefix) < 2:
+                    self._deletes.append(prefix)
                 self._wake.set()
 
     # ---- the hot path -------------------------------------------------------------------------
@@ -285,25 +311,33 @@ class CacheFront:
                 params = dict(params)
                 del params["_meta"]
             try:
-                canonical = orjson.dumps(params, option=_SORT)
+                canonical = _dumps(params, option=_SORT)
             except orjson.JSONEncodeError:
                 return sink
-        digest = (canonical.decode() if len(canonical) <= RAW_KEY_BYTES
-                  else hashlib.blake2b(canonical, digest_size=16).hexdigest())
-        key = heads[client_modern] + digest
+        key = heads[client_modern] + (
+            canonical if len(canonical) <= RAW_KEY_BYTES
+            else hashlib.blake2b(canonical, digest_size=16).hexdigest().encode())
+        # The memory tier first: a key is never both stored and in flight (a flight's answer is
+        # stored only after the flight left `flights`), so a hit need not look at the flights.
+        entry: Entry | None = self._find(key)
+        if entry is not None:
+            expires = entry.expires
+            if expires is None or self._clock() < expires:
+                self._touch(key)
+                self.hits += 1
+                answer: Answer = entry.value
+                msg_id = message["id"]
+                lines = getattr(sink, "deliver_answer_line", None)
+                if lines is not None:
+                    lines(msg_id, b"".join((LINE_HEAD, _dumps(msg_id), answer.line_tail)), answer.result)
+                else:
+                    sink.deliver({"jsonrpc": "2.0", "id": msg_id, "result": answer.result})
+                return None
+            self.hub.local.drop(key)  # stale: a miss
         flight = self.flights.get(key)
         if flight is not None:
             flight.waiters.append((sink, message["id"]))
             self.coalesced += 1
-            return None
-        answer: Answer | None = self.hub.local.get(key)
-        if answer is not None:
-            self.hits += 1
-            framed = getattr(sink, "deliver_result_json", None)
-            if framed is not None:
-                framed(message["id"], answer.encoded)
-            else:
-                sink.deliver({"jsonrpc": "2.0", "id": message["id"], "result": answer.result})
             return None
         flight = Flight(self, key, method, sink, message["id"])
         self.flights[key] = flight
@@ -328,10 +362,20 @@ class CacheFront:
             return
         encoded = orjson.dumps(result)
         if self.hub.redis is None or result.get("cacheScope") == "private" or not self._worker_running:
-            # Kept until evicted, so in an allocation of its own size (orjson's is 4 KiB or more).
-            self.hub.local.put(flight.key, Answer(result, trimmed(encoded)), len(encoded), ttl)
+            # The Answer keeps its line tail, a join: an allocation of its own size, not orjson's
+            # buffer of 4 KiB or more (wire.jsonrpc.trimmed; tests/test_wire_memory.py).
+            self.hub.local.put(flight.key, Answer(result, encoded), len(encoded), ttl)
             return
-        self._stores.append((flight.key, encoded, ttl if ttl is not None else SHARED_LIST_TTL))
+        # Stores wait for a worker that may be slowed by Redis: bounded in bytes (and each kept in
+        # an allocation of its own size, so the bound is the memory); the oldest give way, since
+        # a store is only a saving, never something a client waits for.
+        encoded = trimmed(encoded)
+        stores = self._stores
+        stores.append((flight.key, encoded, ttl if ttl is not None else SHARED_LIST_TTL))
+        self._store_bytes += len(encoded)
+        while self._store_bytes > STORE_BACKLOG_BYTES and len(stores) > 1:
+            self._store_bytes -= len(stores.popleft()[1])
+            self.stores_dropped += 1
         self._wake.set()
 
     # ---- leaving --------------------------------------------------------------------------------
@@ -391,6 +435,7 @@ class CacheFront:
                         self._deletes.popleft()
                 elif self._stores:
                     stores = [self._stores.popleft() for _ in range(min(BATCH, len(self._stores)))]
+                    self._store_bytes -= sum(len(item[1]) for item in stores)
                     await redis.put_many(stores)
                 elif self._lookups:
                     await self._lookup([self._lookups.popleft()
@@ -408,7 +453,8 @@ class CacheFront:
                     self.route(flight, message, client_modern)
 
     async def _lookup(self, batch: list[tuple[Flight, Message, bool]], redis: RedisCache) -> None:
-        stale = tuple(self._deletes)  # invalidated but not yet deleted in Redis: never read those
+        # Invalidated but not yet deleted in Redis: never read those.
+        stale = tuple(prefix.encode() for prefix in self._deletes)
         keys = [flight.key for flight, _, _ in batch]
         asked = [key for key in keys if not (stale and key.startswith(stale))]
         found = dict(zip(asked, await redis.get_many(asked), strict=True)) if asked else {}
@@ -424,7 +470,8 @@ class CacheFront:
                 self.route(flight, message, client_modern)
 
     def status(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "coalesced": self.coalesced}
+        return {"hits": self.hits, "misses": self.misses, "coalesced": self.coalesced,
+                "stores_dropped": self.stores_dropped}
 
 
 class CacheHub:
@@ -482,6 +529,7 @@ class CacheHub:
             **self.counters(),
             "entries": entries,
             "coalesced": self._retired["coalesced"] + sum(f.coalesced for f in fronts),
+            "stores_dropped": self._retired["stores_dropped"] + sum(f.stores_dropped for f in fronts),
             "memory": self.local.stats(),
             "servers": {f.name: f.status() for f in fronts},
         }

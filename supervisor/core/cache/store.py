@@ -9,10 +9,12 @@ Two backends behind one small surface, and the pieces both need:
                   to `max_cooldown`), then let one probe through; a success closes it again
 
 Policy (what is cacheable, for how long, single-flight, invalidation) lives in `cache.front`; this
-module only stores bytes and dicts under string keys.
+module only stores bytes and dicts under keys.
 
-Keys look like `mcps:<server>:<fingerprint>:<method>:<era>:<params hash>`, so invalidating a whole
-server, or one list method of it, is a prefix delete in either backend.
+Keys look like `mcps:<server>:<fingerprint>:<method>:<era>:<params>` (the params' canonical JSON,
+or its hash when long), so invalidating a whole server, or one list method of it, is a prefix
+delete in either backend. Keys are bytes, built from the params' encoded bytes and never decoded
+(Redis takes them as they are); prefixes are given as text.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ class Cache(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _Entry:
+class Entry:
+    """One stored value: fresh while `expires` is None or later than the cache's clock."""
+
     __slots__ = ("expires", "size", "value")
 
     def __init__(self, value: Any, size: int, expires: float | None) -> None:
@@ -56,6 +60,12 @@ class MemoryCache:
 
     Values are stored as the decoded result dicts and handed out as they are: a hit costs one dict
     lookup and no decoding. Callers treat cached values as immutable.
+
+    `get` is the reader. A caller that cannot afford a Python call per hit (`CacheFront`) reads
+    through `find`, `touch` and `clock` instead, which are the C functions `get` calls: `find(key)`
+    is the `Entry` or None; a found entry is fresh while its `expires` is None or later than
+    `clock()`; a fresh entry that is used is `touch`ed (it becomes the most recently used); a
+    stale one is `drop`ped.
     """
 
     shared = False
@@ -66,12 +76,16 @@ class MemoryCache:
         self.bytes = 0
         self.evictions = 0
         self._clock = clock
-        self._data: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
+        # Never replaced (`aclose` clears it): `find` and `touch` are bound to it.
+        self._data: collections.OrderedDict[bytes, Entry] = collections.OrderedDict()
+        self.find = self._data.get
+        self.touch = self._data.move_to_end
+        self.clock = clock
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def get(self, key: str) -> Any | None:
+    def get(self, key: bytes) -> Any | None:
         entry = self._data.get(key)
         if entry is None:
             return None
@@ -81,14 +95,14 @@ class MemoryCache:
         self._data.move_to_end(key)
         return entry.value
 
-    def put(self, key: str, value: Any, size: int, ttl: float | None) -> bool:
+    def put(self, key: bytes, value: Any, size: int, ttl: float | None) -> bool:
         """Store `value` (whose encoded size is `size`) for `ttl` seconds (None: until evicted)."""
         if size > self.max_bytes or (ttl is not None and ttl <= 0):
             return False
         if key in self._data:
             self._remove(key)
         expires = None if ttl is None else self._clock() + ttl
-        self._data[key] = _Entry(value, size, expires)
+        self._data[key] = Entry(value, size, expires)
         self.bytes += size
         data = self._data
         while len(data) > self.max_entries or self.bytes > self.max_bytes:
@@ -97,12 +111,18 @@ class MemoryCache:
             self.evictions += 1
         return True
 
-    def _remove(self, key: str) -> None:
+    def _remove(self, key: bytes) -> None:
         entry = self._data.pop(key)
         self.bytes -= entry.size
 
+    def drop(self, key: bytes) -> None:
+        """Forget `key` (a stale entry a caller found), if it is still there."""
+        if key in self._data:
+            self._remove(key)
+
     def delete_prefix_now(self, prefix: str) -> int:
-        doomed = [key for key in self._data if key.startswith(prefix)]
+        start = prefix.encode()
+        doomed = [key for key in self._data if key.startswith(start)]
         for key in doomed:
             self._remove(key)
         return len(doomed)
@@ -208,7 +228,7 @@ class RedisCache:
         self.last_error = text
         self.breaker.failure()
 
-    async def get_many(self, keys: list[str]) -> list[Any | None]:
+    async def get_many(self, keys: list[bytes]) -> list[Any | None]:
         """Decoded values (dicts) or None per key; all None if Redis is bypassed or fails."""
         misses: list[Any | None] = [None] * len(keys)
         if not keys or not self.breaker.allow():
@@ -236,7 +256,7 @@ class RedisCache:
             values.append(value)
         return values
 
-    async def put_many(self, items: list[tuple[str, bytes, float]]) -> None:
+    async def put_many(self, items: list[tuple[bytes, bytes, float]]) -> None:
         """SET key value PX ttl for each item, pipelined in one round trip."""
         if not items or not self.breaker.allow():
             return
