@@ -2,8 +2,9 @@
 
 Scenarios: loadgen, core (direct stdio / mcpctl connect / control socket session), http, cache,
 everything, fleet, peers; --full adds load (the report's load protocol), stress (0→1000 ramp over
-the control socket) and stress-http (the same ramp as HTTP sessions, every answer checked; goal:
-p95 < 50 ms at every step, nothing lost or misrouted).
+the control socket) and stress-http (the same ramp as HTTP sessions, every answer checked, beside the
+same ramp against the bare ASGI app of the same run; goal: nothing lost or misrouted, p95 ≤ 2× the
+bare app's at every step).
 Results go to bench/results/<timestamp>.{json,md,png} (gitignored); --publish also copies the plot to
 bench/latest.png and the table to bench/latest.md for BENCHMARKS.md. `autoscale` (20 ms calls, one
 instance vs autoscaled to four) runs only when named.
@@ -37,7 +38,7 @@ from typing import Any
 import orjson
 import psutil
 
-from . import gate, report
+from . import gate, loop_probe, report
 from .gate import GATE_SCENARIOS
 from .scenarios import DEFAULT, FULL_ONLY, QUICK, SCENARIOS, Settings, install_peers
 from .targets import REPO
@@ -148,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="install mcp-proxy and supergateway into bench/.peers first")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop",
                         help="the generator's event loop (uvloop when installed)")
+    parser.add_argument("--probe", action="store_true",
+                        help="probe each daemon's event loop and collector (bench/loop_probe.py): gc pauses, "
+                        "loop lag, stalls over MCP_SUPERVISOR_BENCH_PROBE_MS (50) with the loop's stack; "
+                        "in each point's `daemon_probe`")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--publish", action="store_true", help="also write bench/latest.{md,png}")
     parser.add_argument("--gate", type=Path, metavar="BASELINE",
@@ -188,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.install_peers:
         print(install_peers(), file=sys.stderr)
     _raise_fd_limit()
+    if args.probe:
+        probes = args.out / "probes" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        probes.mkdir(parents=True, exist_ok=True)
+        os.environ[loop_probe.ENV] = str(probes)  # read by targets.Daemon for each daemon it starts
 
     loop_name = "asyncio"
     runner: Any = asyncio.run

@@ -196,6 +196,7 @@ class RunResult:
     duration_s: float
     tally: Tally
     cpu: dict[str, float] = field(default_factory=dict)  # process label -> CPU seconds in window
+    wall: tuple[float, float] = (0.0, 0.0)  # the window in wall-clock time (to match a daemon's probe)
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.tally.latencies)
@@ -239,8 +240,10 @@ async def drive(clients: Sequence[LineClient | HttpClient], depth: int, warmup: 
     await asyncio.sleep(warmup)
     before = cpu() if cpu else {}
     window.start = _now()
+    wall_start = time.time()
     await asyncio.sleep(duration)
     window.end = _now()
+    wall_end = time.time()
     after = cpu() if cpu else {}
     window.stopping = True
     with contextlib.suppress(TimeoutError):
@@ -253,7 +256,8 @@ async def drive(clients: Sequence[LineClient | HttpClient], depth: int, warmup: 
         client.give_up()
         total.merge(client.tally)
     used = {k: after[k] - before[k] for k in after if k in before}
-    return RunResult(depth * len(clients), len(clients), window.end - window.start, total, used)
+    return RunResult(depth * len(clients), len(clients), window.end - window.start, total, used,
+                     (wall_start, wall_end))
 
 
 # ---- HTTP/1.1 ------------------------------------------------------------------------------------

@@ -45,6 +45,26 @@ def points_table(points: list[dict[str, Any]], baseline: str | None) -> list[str
     return rows
 
 
+RAMP_COLUMNS = (  # (title, key of a step, digits)
+    ("sessions", "sessions", 0),
+    ("door calls/s", "door_calls_per_s", 0), ("bare calls/s", "bare_calls_per_s", 0),
+    ("door p50 ms", "door_p50_ms", 1), ("door p95 ms", "door_p95_ms", 1), ("door max ms", "door_max_ms", 1),
+    ("bare p95 ms", "bare_p95_ms", 1), ("p95 × bare", "p95_ratio", 2), ("door floor ms", "door_floor_ms", 1),
+    ("bare floor ms", "bare_floor_ms", 1), ("door µs/call", "door_cpu_us_per_call", 0),
+    ("bare µs/call", "bare_cpu_us_per_call", 0), ("errors", "door_errors", 0),
+)
+
+
+def ramp_table(steps: list[dict[str, Any]]) -> list[str]:
+    """The HTTP stress ramp step by step, the door beside the bare app of the same run; the floor
+    is Little's law (sessions ÷ calls/s), the mean latency of any closed loop that fast."""
+    rows = ["| " + " | ".join(title for title, _, _ in RAMP_COLUMNS) + " |",
+            "|" + "---:|" * len(RAMP_COLUMNS)]
+    rows += ["| " + " | ".join(_fmt(step.get(key), digits) for _, key, digits in RAMP_COLUMNS) + " |"
+             for step in steps]
+    return rows
+
+
 def goals(run: dict[str, Any]) -> list[str]:
     core = run["scenarios"].get("core") or {}
     index = _index(core.get("points") or [])
@@ -147,7 +167,10 @@ def markdown(run: dict[str, Any]) -> str:
         if result.get("points"):
             out += points_table(result["points"], BASELINES.get(name))
             out.append("")
-        extra = {k: v for k, v in result.items() if k not in ("points", "ready_times_s")}
+        if result.get("steps"):
+            out += ramp_table(result["steps"])
+            out.append("")
+        extra = {k: v for k, v in result.items() if k not in ("points", "ready_times_s", "steps")}
         for key, value in extra.items():
             if key.endswith("_bytes") and isinstance(value, int):
                 value = f"{value / 2**20:.1f} MiB"

@@ -23,6 +23,7 @@ import psutil
 
 from supervisor.client.control import call as control_call
 
+from . import loop_probe
 from .load import HttpClient, LineClient, Window
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +36,13 @@ PEERS = REPO / "bench" / ".peers"
 
 ECHO_ARGV = [PY, str(ECHO)]
 EVERYTHING_ARGV = [str(EVERYTHING), "stdio"]
+PROBE_SITE = REPO / "bench" / "probe_site"
+
+
+def probe_dir() -> Path | None:
+    """Where daemons' loop probes write (`python -m bench --probe`, bench/loop_probe.py), if on."""
+    where = os.environ.get(loop_probe.ENV)
+    return Path(where) if where else None
 
 
 def free_port() -> int:
@@ -143,6 +151,13 @@ class Daemon:
             "XDG_RUNTIME_DIR": str(self.workdir / "run"),
             "MCP_SUPERVISOR_DATA": str(self.workdir / "data"),
         })
+        probes = probe_dir()
+        if probes is not None:  # the bench's loop probe, in this daemon only (see bench/loop_probe.py)
+            base[loop_probe.ENV] = str(probes)
+            base["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(PROBE_SITE), str(REPO), base.get("PYTHONPATH")) if p)
+            if os.environ.get(loop_probe.ENV_MS):
+                base[loop_probe.ENV_MS] = os.environ[loop_probe.ENV_MS]
         base.update(env or {})
         self.env = base
         self.proc: subprocess.Popen[bytes] | None = None

@@ -63,3 +63,46 @@ def test_a_client_with_repeating_keys_checks_each_answer_against_its_key() -> No
     assert answered > 0 and errors == {}
     answered, errors = asyncio.run(run(Shifted))
     assert answered == 0 and errors.get("misrouted", 0) > 0
+
+
+def test_the_http_stress_ramp_runs_the_door_and_the_bare_app_in_turn_and_checks_every_answer() -> None:
+    """`stress-http` drives the daemon's door and the bare ASGI app with the same ramp, each step
+    on each side in turn (the other side's sessions idle, then resumed): every session keeps
+    calling after its pause, every call is answered, and each step carries both sides' figures."""
+    import asyncio
+
+    from bench.scenarios import Settings, stress_http
+
+    result = asyncio.run(stress_http(Settings(quick=True, warmup=0.0, duration=0.3, ramp=(2, 4))))
+    assert "error" not in result and "skipped" not in result, result
+    paths = [(p["path"], p["concurrency"]) for p in result["points"]]
+    door, bare = "stress ramp (HTTP /mcp/echo sessions)", "stress ramp (bare ASGI on uvicorn)"
+    assert paths == [(door, 2), (door, 4), (bare, 2), (bare, 4)]
+    for point in result["points"]:
+        assert point["calls"] > 0 and point["errors"] == {}, point
+    for side in (result, result["bare"]):
+        assert side["sent"] == side["answered"] > 0 and side["lost"] == 0 and side["misrouted"] == 0, side
+    assert [s["sessions"] for s in result["steps"]] == [2, 4]
+    for step in result["steps"]:
+        assert step["p95_ratio"] is not None and step["door_floor_ms"] and step["bare_floor_ms"], step
+        assert step["door_cpu_us_per_call"] is not None and step["bare_cpu_us_per_call"] is not None
+
+
+def test_the_loop_probe_reports_on_the_daemon_alone(tmp_path: Path) -> None:
+    """`bench --probe` gives each HTTP point the daemon's collector and loop record, and only the
+    daemon is probed (its echo child inherits no probe): one record file, the daemon's."""
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--probe", "http", "--http-levels", "2", "--duration", "0.5",
+         "--warmup", "0.1", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [result] = out.glob("*.json")
+    points = json.loads(result.read_text())["scenarios"]["http"]["points"]
+    assert len(points) == 2
+    for point in points:
+        probe = point["daemon_probe"]
+        assert {"gc", "gc_longest_ms", "gc_pauses_over_10ms", "loop_max_lag_ms", "stalls"} <= probe.keys()
+    [records] = (out / "probes").iterdir()
+    [record] = records.glob("*.json")
+    assert json.loads(record.read_text())["pid"] == int(record.stem)

@@ -887,3 +887,28 @@ def test_an_app_that_raises_on_a_request_costs_that_request_alone(name: str) -> 
         writer.close()
 
     _fast_run(name, test)
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_a_keep_alive_connection_holds_no_request_it_has_answered(name: str) -> None:
+    """Regression (issue 22, the aggregate's rare ~1 s stall): each fast request kept a link to
+    the one before it on its connection, so a keep-alive connection held every request it had
+    served (and its headers) until it closed, when all of them became cyclic garbage that only
+    a generation-2 collection frees: 1.0-1.4 s of CPU at 500 connections. Now 20 answered
+    requests leave at most the last one on the connection (where uvicorn's slot keeps it)."""
+    def live() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is FastRequest)
+
+    async def test(app: _FastApp, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        gc.collect()
+        before = live()
+        for _ in range(20):
+            writer.write(_post(b"fast now"))
+            assert (await _read_response(reader))[1] == b'{"fast":true}'
+        assert live() - before <= 1
+        writer.write(_post(b"slow after fast"))  # a declined request still goes the ASGI way
+        assert (await _read_response(reader))[1] == b"asgi:15"
+        writer.close()
+
+    _fast_run(name, test)

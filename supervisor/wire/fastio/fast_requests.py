@@ -70,15 +70,17 @@ _NO_EVENT = _NoEvent()
 class FastRequest:
     """One POST the connection serves itself (see the module docstring)."""
 
-    __slots__ = ("_previous", "_protocol", "body", "disconnected", "escalated", "headers", "keep_alive",
+    __slots__ = ("_protocol", "body", "disconnected", "escalated", "headers", "keep_alive",
                  "more_body", "on_hang_up", "response_complete", "response_started", "url")
 
     message_event = _NO_EVENT
 
+    # No link to the request before it on the connection: with one, a keep-alive connection held
+    # every request it ever served until it closed, and then all of them at once became cyclic
+    # garbage for a generation-2 collection (1.0-1.4 s at 500 connections, BENCHMARKS.md).
     def __init__(self, protocol: FastHttpConnection, url: bytes, headers: list[tuple[bytes, bytes]],
-                 keep_alive: bool, previous: Any) -> None:
+                 keep_alive: bool) -> None:
         self._protocol = protocol
-        self._previous = previous  # the cycle before this one (None, or a finished one)
         self.url = url
         self.headers = headers
         self.keep_alive = keep_alive
@@ -191,7 +193,7 @@ class FastHttpConnection(HttpConnection):
                 and (cycle is None or cycle.response_complete) and not self.expect_100_continue
                 and not self.flow.write_paused and parser.get_method() == b"POST"
                 and parser.get_http_version() == "1.1" and not parser.should_upgrade()):
-            self.fast = FastRequest(self, self.url, self.headers, parser.should_keep_alive(), cycle)
+            self.fast = FastRequest(self, self.url, self.headers, parser.should_keep_alive())
             # It stands where uvicorn keeps its cycle (typed as uvicorn's own class).
             self.cycle = self.fast  # type: ignore[assignment]
             return
@@ -202,7 +204,9 @@ class FastHttpConnection(HttpConnection):
         body so far)."""
         url, headers, expect = self.url, self.headers, self.expect_100_continue
         if fast is not None:
-            self.cycle = fast._previous
+            # The fast request stood where uvicorn found no cycle or a finished one, which it
+            # treats alike (`cycle is None or cycle.response_complete`): give it back none.
+            self.cycle = None  # type: ignore[assignment]  # uvicorn types the slot as its cycle but starts it at None
             self.fast = None
             url, headers = fast.url, fast.headers
         HttpToolsProtocol.on_message_begin(self)  # the scope; it also starts url and headers anew
