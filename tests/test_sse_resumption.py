@@ -4,14 +4,22 @@ Redelivery"). Raw httpx against a real daemon and the conformance child."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import httpx
 import orjson
 import pytest
 
+from supervisor.doors.http.legacy import resume_call
+from supervisor.doors.http.sse_replay import ReplayStream
+
 from .conftest import SERVERS, MakeDaemon, free_port, server_toml
+
+if TYPE_CHECKING:
+    from supervisor.doors.http.calls import HttpSession
 
 pytestmark = pytest.mark.anyio
 
@@ -119,6 +127,7 @@ async def test_a_dropped_call_stream_resumes_with_last_event_id(url: str) -> Non
             # Once collected, the same id replays the answer again (the stream is kept, bounded).
             twice = await http.get(url, headers={**headers, "Last-Event-ID": last,
                                                  "Accept": "text/event-stream"})
+            assert twice.status_code == 200, twice.text
             assert [orjson.loads(e["data"])["id"] for e in events(twice.text) if e.get("data")] == [5]
 
 
@@ -159,3 +168,60 @@ async def test_a_resuming_get_takes_over_a_stream_whose_loss_the_daemon_has_not_
                     assert [e["id"] for e in replayed] == [seen[1]["id"]]
                 rest = "".join([chunk async for chunk in chunks])  # the old stream was ended
                 assert not data_events(events(rest))
+
+
+class _Sent:
+    """The ASGI messages a handler sent, in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[MutableMapping[str, Any]] = []
+
+    async def __call__(self, message: MutableMapping[str, Any]) -> None:
+        self.messages.append(message)
+
+    @property
+    def status(self) -> int:
+        return int(self.messages[0]["status"])
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages[1:])
+
+
+async def _never_disconnects() -> MutableMapping[str, Any]:
+    await anyio.sleep_forever()
+    raise AssertionError("unreachable")
+
+
+def _answered_stream() -> tuple[ReplayStream, Any]:
+    call = SimpleNamespace(client_id=5)
+    stream = ReplayStream(call)
+    stream.prime()
+    stream.frame({"jsonrpc": "2.0", "id": 5, "result": {}})
+    stream.finished = True
+    return stream, SimpleNamespace(calls={5: call})
+
+
+async def test_a_finished_stream_replays_while_the_reader_that_collected_it_is_still_unwinding() -> None:
+    """Regression (CI, 2026-12-02): the client has the whole answer and asks for the same id
+    again on its keep-alive connection before the first reader's handler has let go of the
+    stream; that second GET got 409 and an empty body. A finished stream is a fixed replay."""
+    stream, session = _answered_stream()
+    stream.taken = True  # the first reader has not yet unwound
+    sent = _Sent()
+    with anyio.fail_after(5):
+        await resume_call(cast("HttpSession", session), stream, 1, _never_disconnects, sent)
+    assert sent.status == 200
+    assert [orjson.loads(e["data"])["id"] for e in events(sent.body.decode()) if e.get("data")] == [5]
+    assert session.calls == {}, "a collected call leaves the session's table"
+
+
+async def test_a_running_call_stream_has_one_reader_at_a_time() -> None:
+    stream, session = _answered_stream()
+    stream.finished = False
+    stream.taken = True
+    sent = _Sent()
+    with anyio.fail_after(5):
+        await resume_call(cast("HttpSession", session), stream, 1, _never_disconnects, sent)
+    assert sent.status == 409
+    assert 5 in session.calls

@@ -253,7 +253,7 @@ class Legacy:
         resume = parse_event_id(headers.get(b"last-event-id"))
         stream = session.replay.get(resume[0]) if resume is not None else None
         if stream is not None and resume is not None and stream.call is not None:
-            await self._resume_call(session, stream, resume[1], receive, send)
+            await resume_call(session, stream, resume[1], receive, send)
             return
         if session.streaming and stream is not None and session.stream_scope is not None:
             # Last-Event-ID of this session's GET stream: the client lost that stream, even if
@@ -282,31 +282,6 @@ class Legacy:
             if self.sessions.get(session.sid) is session:
                 self.sessions.touch(session, time.monotonic())
 
-    async def _resume_call(self, session: HttpSession, stream: ReplayStream, seq: int,
-                           receive: Receive, send: Send) -> None:
-        """GET + Last-Event-ID of a POST stream: what it sent after `seq`, then the rest of the
-        call, then the end of the stream."""
-        call: Call = stream.call
-        if stream.taken:
-            await _send_error(send, 409, INVALID_REQUEST, "Conflict: that stream is being read already")
-            return
-        frames = stream.after(seq) or []
-        stream.taken = True
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-            if stream.finished:
-                with anyio.move_on_after(respond.SEND_TIMEOUT):
-                    await send({"type": "http.response.body", "body": b"".join(frames)})
-            else:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(respond.watch_disconnect, receive, tg.cancel_scope)
-                    await respond.pump_call(call, send, frames)
-                    tg.cancel_scope.cancel()
-        finally:
-            stream.taken = False
-            if stream.finished and session.calls.get(call.client_id) is call:
-                del session.calls[call.client_id]
-
     # ---- DELETE ---------------------------------------------------------------------------------
 
     async def delete(self, path: str, headers: dict[bytes, bytes], send: Send) -> None:
@@ -316,3 +291,41 @@ class Legacy:
         self.sessions.pop(session.sid)
         session.close()
         await _send_empty(send, 200)
+
+
+async def resume_call(session: HttpSession, stream: ReplayStream, seq: int,
+                      receive: Receive, send: Send) -> None:
+    """GET + Last-Event-ID of a POST stream: what it sent after `seq`, then the rest of the
+    call, then the end of the stream.
+
+    Only a call still running has one reader at a time (two would split its events). A finished
+    stream is a fixed replay that any number may read: the reader that collected the answer can
+    still be unwinding its response when its client, which already has the whole body, asks for
+    the same id again on the same keep-alive connection."""
+    call: Call = stream.call
+    frames = stream.after(seq) or []
+    if stream.finished:
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        with anyio.move_on_after(respond.SEND_TIMEOUT):
+            await send({"type": "http.response.body", "body": b"".join(frames)})
+        _forget_collected(session, stream, call)
+        return
+    if stream.taken:
+        await _send_error(send, 409, INVALID_REQUEST, "Conflict: that stream is being read already")
+        return
+    stream.taken = True
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(respond.watch_disconnect, receive, tg.cancel_scope)
+            await respond.pump_call(call, send, frames)
+            tg.cancel_scope.cancel()
+    finally:
+        stream.taken = False
+        _forget_collected(session, stream, call)
+
+
+def _forget_collected(session: HttpSession, stream: ReplayStream, call: Call) -> None:
+    """A finished call leaves the session's table of calls (its stream stays for a replay)."""
+    if stream.finished and session.calls.get(call.client_id) is call:
+        del session.calls[call.client_id]
