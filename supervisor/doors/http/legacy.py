@@ -305,10 +305,12 @@ async def resume_call(session: HttpSession, stream: ReplayStream, seq: int,
     call: Call = stream.call
     frames = stream.after(seq) or []
     if stream.finished:
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-        with anyio.move_on_after(respond.SEND_TIMEOUT):
-            await send({"type": "http.response.body", "body": b"".join(frames)})
-        _forget_collected(session, stream, call)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            with anyio.move_on_after(respond.SEND_TIMEOUT):
+                await send({"type": "http.response.body", "body": b"".join(frames)})
+        finally:  # a client gone mid-replay still leaves the call collected, as before
+            _forget_collected(session, stream, call)
         return
     if stream.taken:
         await _send_error(send, 409, INVALID_REQUEST, "Conflict: that stream is being read already")
